@@ -1,0 +1,220 @@
+"""`ImageSet`: the one type every reader returns.
+
+Images are uint8, N x H x W x C with C = 1 or 3, either in memory (a numpy
+array) or in a lazily read store (see :class:`LazyImages`) for datasets that do
+not fit in memory, such as PCam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError
+
+
+class LazyImages:
+    """An N x H x W x C uint8 store read on demand.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(sorted_indices) -> ndarray (len(indices), H, W, C) uint8``; it is
+        always called with increasing, unique integer indices into the base store.
+    length : int
+        Number of images in the base store.
+    image_shape : tuple
+        (H, W, C) of one image as ``read`` returns it.
+    index : ndarray, optional
+        A view of the base store: position i of this store is ``index[i]`` there.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(
+        self,
+        read: Callable[[np.ndarray], np.ndarray],
+        length: int,
+        image_shape: tuple[int, int, int],
+        index: np.ndarray | None = None,
+    ):
+        self._read = read
+        self._length = int(length)
+        self._image_shape = tuple(int(s) for s in image_shape)
+        self._index = None if index is None else np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self._length if self._index is None else len(self._index)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self), *self._image_shape)
+
+    def take(self, indices: np.ndarray) -> LazyImages:
+        """A lazy view holding only ``indices`` (no pixels are read)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        base = indices if self._index is None else self._index[indices]
+        return LazyImages(self._read, self._length, self._image_shape, base)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        if isinstance(key, slice):
+            key = np.arange(len(self))[key]
+        positions = np.asarray(key, dtype=np.int64)
+        base = positions if self._index is None else self._index[positions]
+        # Stores such as HDF5 want increasing unique indices; read those, then
+        # put the images back in the order asked for.
+        unique, inverse = np.unique(base, return_inverse=True)
+        return self._read(unique)[inverse]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype)
+
+    def iter_chunks(self, chunk: int = 4096):
+        """Yield (start, images) pairs covering the store in order."""
+        for start in range(0, len(self), chunk):
+            yield start, self[np.arange(start, min(start + chunk, len(self)))]
+
+
+ImageStore = np.ndarray | LazyImages
+
+
+@dataclass
+class ImageSet:
+    """A dataset of images with optional labels.
+
+    Attributes
+    ----------
+    images : ndarray or LazyImages
+        uint8, shape (N, H, W, C), C in {1, 3}.
+    labels : ndarray or None
+        int64, shape (N,), index into ``class_names``; ``None`` when unlabeled.
+    class_names : list of str or None
+        One name per class index.
+    ids : ndarray of str
+        A stable id per image: a file path relative to the dataset, or an index.
+    source : str
+        Where the data came from (a path or a short description).
+    notes : list of str
+        Things a reader noticed and handled (skipped files, dropped alpha...).
+    """
+
+    images: ImageStore
+    labels: np.ndarray | None = None
+    class_names: list[str] | None = None
+    ids: np.ndarray | None = None
+    source: str = "<array>"
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        shape = tuple(self.images.shape)
+        if len(shape) != 4 or shape[3] not in (1, 3):
+            raise MedcneError(
+                f"{self.source}: images must be N x H x W x C with C = 1 or 3; got shape {shape}"
+            )
+        if self.images.dtype != np.uint8:
+            raise MedcneError(f"{self.source}: images must be uint8; got {self.images.dtype}")
+        n = shape[0]
+        if n == 0:
+            raise EmptyDatasetError(f"{self.source}: the dataset has no images")
+        if self.labels is not None:
+            labels = np.asarray(self.labels)
+            if labels.ndim != 1 or len(labels) != n:
+                raise LabelMismatchError(
+                    f"{self.source}: {len(labels.reshape(-1))} labels for {n} images; "
+                    "give exactly one label per image"
+                )
+            if labels.dtype.kind not in "iu":
+                raise MedcneError(f"{self.source}: labels must be integers; got {labels.dtype}")
+            self.labels = labels.astype(np.int64)
+            if self.class_names is None:
+                self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
+            if self.labels.min() < 0 or self.labels.max() >= len(self.class_names):
+                raise LabelMismatchError(
+                    f"{self.source}: labels must lie in 0..{len(self.class_names) - 1} "
+                    f"(one per class name); found {self.labels.min()}..{self.labels.max()}"
+                )
+        if self.class_names is not None:
+            self.class_names = [str(c) for c in self.class_names]
+        if self.ids is None:
+            self.ids = np.array([str(i) for i in range(n)])
+        self.ids = np.asarray(self.ids).astype(str)
+        if len(self.ids) != n:
+            raise MedcneError(f"{self.source}: {len(self.ids)} ids for {n} images")
+
+    # -- shape -------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of every image."""
+        return tuple(int(s) for s in self.images.shape[1:])
+
+    @property
+    def is_lazy(self) -> bool:
+        return isinstance(self.images, LazyImages)
+
+    def to_numpy(self) -> np.ndarray:
+        """All images as one in-memory uint8 array (reads a lazy store whole)."""
+        return np.asarray(self.images)
+
+    # -- selection ---------------------------------------------------------
+    def take(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
+        """A new ImageSet with the images at ``indices``, in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        images = self.images.take(indices) if self.is_lazy else self.images[indices]
+        return ImageSet(
+            images=images,
+            labels=None if self.labels is None else self.labels[indices],
+            class_names=self.class_names,
+            ids=self.ids[indices],
+            source=self.source,
+            notes=list(self.notes),
+        )
+
+    def subset(self, n: int, seed: int = 0) -> ImageSet:
+        """A random subset of ``n`` images, stratified by class when labeled."""
+        return self.take(stratified_indices(self.labels, len(self), n, seed))
+
+    # -- summaries ---------------------------------------------------------
+    def class_counts(self) -> dict[str, int]:
+        """Images per class name (empty when unlabeled)."""
+        if self.labels is None:
+            return {}
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(c) for name, c in zip(self.class_names, counts, strict=True)}
+
+
+def stratified_indices(labels: np.ndarray | None, n_total: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random subset, with class proportions kept.
+
+    Each class gets ``n * share`` images, rounded by largest remainder so that the
+    counts add up to ``n`` exactly.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise MedcneError(f"subset must be a positive integer; got {n!r}")
+    if n > n_total:
+        raise MedcneError(
+            f"subset={n} is larger than the dataset ({n_total} images); "
+            f"choose at most {n_total} or leave subset unset"
+        )
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(n_total, size=n, replace=False))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / n_total
+    take = np.floor(exact).astype(int)
+    remainder = n - take.sum()
+    order = np.argsort(-(exact - take), kind="stable")
+    take[order[:remainder]] += 1
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
+        for c, k in zip(classes, take, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))

@@ -1,0 +1,91 @@
+"""`load_dataset`: one entry point that picks the reader for a path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DataNotFoundError, UnknownFormatError
+from .arrays import read_npz, read_pcam
+from .convert import check_channels, parse_size
+from .files import is_image_file, read_csv, read_folder
+from .imageset import ImageSet
+
+FORMATS = ("auto", "npz", "folder", "csv", "pcam")
+
+
+def detect_format(path: Path) -> str:
+    """Guess the reader from the path: extension, or folder contents."""
+    if path.is_dir():
+        xs = sorted(path.glob("*_x.h5"))
+        return "pcam" if xs and not any(is_image_file(p) for p in path.rglob("*")) else "folder"
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return "npz"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".h5", ".hdf5"):
+        return "pcam"
+    raise UnknownFormatError(
+        f"{path}: unknown dataset format {suffix or '(no extension)'!r}; give a .npz file, a folder "
+        "with one sub-folder per class, a .csv of image paths, or a PCam *_x.h5 file"
+    )
+
+
+def load_dataset(
+    path,
+    *,
+    format: str = "auto",
+    split: str | None = None,
+    size=None,
+    channels: str = "keep",
+    subset: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+    path_column: str = "path",
+    label_column: str | None = None,
+) -> ImageSet:
+    """Read a dataset from disk into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npz`` (MedMNIST layout or ``images``/``labels``), a folder with one
+        sub-folder per class, a ``.csv`` of image paths, or a PCam ``*_x.h5``.
+    split : {'train', 'val', 'test'}, optional
+        One split only; by default all splits are joined, as the paper does.
+    size : int or (H, W), optional
+        Resize every image on load (antialiased bilinear).
+    channels : {'keep', 'rgb', 'gray'}
+        See :mod:`medcne.datasets.convert`.
+    subset : int, optional
+        A seeded random subset of this many images, stratified by class.
+    skip_bad : bool
+        Leave out unreadable image files instead of failing (folders, CSV).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"{path}: no such file or folder; check the path")
+    if format not in FORMATS:
+        raise UnknownFormatError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    check_channels(channels)
+    size = parse_size(size)
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt == "npz":
+        data = read_npz(path, split=split, size=size, channels=channels)
+    elif fmt == "folder":
+        data = read_folder(path, size=size, channels=channels, skip_bad=skip_bad)
+    elif fmt == "csv":
+        data = read_csv(
+            path, path_column=path_column, label_column=label_column,
+            size=size, channels=channels, skip_bad=skip_bad,
+        )
+    else:
+        if path.is_dir():
+            xs = sorted(path.glob("*_x.h5"))
+            path = next((p for p in xs if "train" in p.name), xs[0])
+        data = read_pcam(path, size=size, channels=channels)
+    if subset is not None and subset < len(data):
+        data = data.subset(subset, seed=seed)
+    elif subset is not None:
+        data.subset(subset, seed=seed)  # validates (e.g. subset > N raises)
+    return data

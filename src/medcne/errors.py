@@ -1,0 +1,72 @@
+"""Exceptions for bad user input.
+
+Every error a user can cause derives from :class:`MedcneError` (a ``ValueError``),
+so the CLI can print its one-line message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+
+class MedcneError(ValueError):
+    """Bad input or parameters; the message names the file/parameter and the fix."""
+
+
+class DataError(MedcneError):
+    """A dataset could not be read as given."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """The path given as a dataset does not exist."""
+
+
+class UnknownFormatError(DataError):
+    """The path exists but no reader recognises it."""
+
+
+class BadImageError(DataError):
+    """One or more image files could not be decoded."""
+
+    def __init__(self, message: str, bad_files: list[str]):
+        super().__init__(message)
+        self.bad_files = bad_files
+
+
+class MixedSizeError(DataError):
+    """Images of different sizes without a resize option."""
+
+
+class LabelMismatchError(DataError):
+    """Labels and images disagree in number."""
+
+
+class EmptyDatasetError(DataError):
+    """The dataset has no images."""
+
+
+class PixelRangeError(DataError):
+    """Float pixels outside [0, 1] or not finite."""
+
+
+class MissingColumnError(DataError):
+    """A CSV lacks a column that was named."""
+
+
+class FetchError(MedcneError):
+    """A download failed or gave a file with the wrong checksum."""
+
+
+class MissingExtraError(MedcneError, ImportError):
+    """An optional dependency is not installed."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or fail naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"this feature needs the package '{module}'; install it with "
+            f"`pip install 'medcne[{extra}]'`"
+        ) from exc
