@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import BadImageError, DataError, MissingColumnError, MixedSizeError
+from ..errors import BadImageError, DataError, EmptyDatasetError, MissingColumnError, MixedSizeError
 from .convert import check_channels, parse_size, pil_to_array, resize_one
 from .imageset import ImageSet
 
@@ -37,7 +37,7 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
         files = sorted(p for p in root.iterdir() if is_image_file(p))
         class_names = []
     if not files:
-        raise DataError(
+        raise EmptyDatasetError(
             f"{root}: no images found; expected one sub-folder per class holding "
             f"{', '.join(IMAGE_SUFFIXES)} files"
         )
@@ -78,7 +78,7 @@ def read_csv(
     if label_column is None and "label" in columns:
         label_column = "label"
     if not rows:
-        raise DataError(f"{path}: the CSV has no rows")
+        raise EmptyDatasetError(f"{path}: the CSV has no rows; add one row per image")
     files = [(path.parent / r[path_column]).resolve() for r in rows]
     ids = [r[path_column] for r in rows]
     labels = class_names = None

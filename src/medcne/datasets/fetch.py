@@ -1,0 +1,156 @@
+"""Download the official MedMNIST 2D files into a local cache, checked by MD5.
+
+The file lands in the cache only after its MD5 matches the published one: it is
+streamed to a temporary file in the same folder and renamed, so an interrupted
+or corrupted download never looks like a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import FetchError, MedcneError
+from ..runfolder import atomic_write
+from . import medmnist_info
+
+CACHE_ENV = "MEDCNE_CACHE"
+MIRROR_ENV = "MEDCNE_MEDMNIST_URL"
+_CHUNK = 1 << 20
+# Below this a progress bar is only noise (the tests' files, the small 28-pixel sets).
+_BAR_MIN_BYTES = 8 << 20
+
+
+def default_cache() -> Path:
+    """The cache folder: ``$MEDCNE_CACHE`` if set, else ``~/.cache/medcne``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "medcne"
+
+
+def md5_of(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file, read in chunks so multi-GB files need no memory."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected_md5(name: str, size: int) -> str:
+    table = medmnist_info.MD5
+    if name not in table:
+        raise MedcneError(
+            f"name must be one of {', '.join(sorted(table))}; got {name!r}"
+        )
+    sizes = table[name]
+    if size not in sizes:
+        raise MedcneError(
+            f"size must be one of {', '.join(str(s) for s in sorted(sizes))} for {name}; got {size!r}"
+        )
+    return sizes[size]
+
+
+def fetch_medmnist(
+    name: str,
+    size: int = 28,
+    root: str | os.PathLike | None = None,
+    *,
+    url: str | None = None,
+    timeout: float = 60,
+) -> Path:
+    """Download an official MedMNIST v3 2D ``.npz`` (or reuse a cached copy).
+
+    Parameters
+    ----------
+    name : str
+        A 2D MedMNIST dataset, e.g. ``'bloodmnist'`` (case-insensitive).
+    size : {28, 64, 128, 224}
+        Image side in pixels; 28 is ``bloodmnist.npz``, 64 is ``bloodmnist_64.npz``.
+    root : str or Path, optional
+        Cache folder; default ``$MEDCNE_CACHE`` or ``~/.cache/medcne``.
+    url : str, optional
+        Base URL to download from instead of Zenodo (a mirror); default
+        ``$MEDCNE_MEDMNIST_URL`` if set. The file name is appended to it.
+    timeout : float
+        Seconds to wait for the server before giving up.
+
+    Returns
+    -------
+    Path
+        The verified file in the cache, readable with
+        :func:`medcne.datasets.load_dataset`.
+
+    Raises
+    ------
+    MedcneError
+        Unknown ``name`` or ``size``.
+    FetchError
+        No network, the server failed, or the MD5 of the download is wrong.
+    """
+    name = str(name).lower()
+    expected = _expected_md5(name, size)
+    folder = Path(root).expanduser() if root is not None else default_cache()
+    target = folder / medmnist_info.file_name(name, size)
+    # A matching file is reused; a mismatching one (truncated by some other tool,
+    # an older release) is replaced below, atomically.
+    if target.is_file() and md5_of(target) == expected:
+        return target
+
+    base = url or os.environ.get(MIRROR_ENV) or medmnist_info.ZENODO_BASE
+    source = medmnist_info.official_url(name, size, base)
+
+    def download(tmp: Path) -> None:
+        found = _stream(source, tmp, timeout, target.name)
+        if found != expected:
+            raise FetchError(
+                f"{source}: downloaded file has MD5 {found}, expected {expected}; "
+                "the download is corrupt or the server sent another file, so nothing was kept; try again"
+            )
+
+    try:
+        return atomic_write(target, download)
+    except FetchError:
+        raise
+    except OSError as exc:
+        # Network errors were turned into FetchError in _stream; what is left is the disk.
+        raise FetchError(
+            f"cannot write {target}: {exc.strerror or exc}; pass another folder with "
+            f"root= (--root DIR) or set {CACHE_ENV}"
+        ) from exc
+
+
+def _stream(source: str, dest: Path, timeout: float, label: str) -> str:
+    """Write the body at ``source`` to ``dest``; returns its MD5."""
+    digest = hashlib.md5()
+    try:
+        request = urllib.request.Request(source, headers={"User-Agent": "medcne"})
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as fh:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            quiet = total is not None and total < _BAR_MIN_BYTES
+            with tqdm(
+                total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                # None lets tqdm go quiet when stderr is not a terminal (logs, CI).
+                disable=True if quiet else None, file=sys.stderr, leave=False,
+            ) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        else:
+            reason = getattr(exc, "reason", None) or exc
+        raise FetchError(
+            f"could not download {source} ({reason}); download that file yourself and pass it "
+            f"to medcne instead, e.g. `medcne info /path/to/{label}`"
+        ) from exc
+    return digest.hexdigest()

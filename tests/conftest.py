@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny datasets written to a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BLOODMNIST = SHARED_DATA / "bloodmnist28.npz"
+
+
+def random_images(n: int, size: int = 8, channels: int = 3, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shape = (n, size, size) if channels == 1 else (n, size, size, channels)
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+@pytest.fixture
+def class_folder(tmp_path: Path) -> Path:
+    """Two classes of PNG/JPEG/TIFF/BMP files, 3 + 2 images of 8x8 RGB."""
+    root = tmp_path / "cells"
+    images = random_images(5)
+    files = {"blast/a.png": 0, "blast/b.jpg": 1, "blast/sub/c.tif": 2, "mono/d.bmp": 3, "mono/e.PNG": 4}
+    for rel, i in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).save(path)
+    return root
+
+
+@pytest.fixture
+def bloodmnist_path() -> Path:
+    if not BLOODMNIST.exists():
+        pytest.skip(f"{BLOODMNIST} not present (CI has it beside the clone)")
+    return BLOODMNIST
