@@ -120,4 +120,4 @@ def official_url(name: str, size: int = 28, base: str = ZENODO_BASE) -> str:
     """Where a MedMNIST file is downloaded from (Zenodo unless ``base`` names a mirror)."""
     url = base.rstrip("/") + "/" + file_name(name, size)
     # Zenodo serves the page, not the file, without this query; mirrors ignore it.
-    return url + "?download=1" if base == ZENODO_BASE else url
+    return url + "?download=1" if base.rstrip("/") == ZENODO_BASE.rstrip("/") else url

@@ -1,0 +1,25 @@
+"""`medcne fetch NAME`: download an official MedMNIST file and print its path."""
+
+from __future__ import annotations
+
+from ..datasets import fetch_medmnist
+from ..datasets.medmnist_info import MD5, SIZES
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "fetch", help="download an official MedMNIST 2D .npz (MD5-checked) and print its path",
+    )
+    # No argparse `choices`: fetch_medmnist's own error is one line listing them,
+    # where argparse would print the whole usage.
+    p.add_argument("name", help=f"dataset, one of: {', '.join(MD5)}")
+    p.add_argument("--size", type=int, default=28,
+                   help=f"image size in pixels, one of {', '.join(map(str, SIZES))} (default: 28)")
+    p.add_argument("--root", help="cache folder (default: $MEDCNE_CACHE or ~/.cache/medcne)")
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for the server (default: 60)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    print(fetch_medmnist(args.name, size=args.size, root=args.root, timeout=args.timeout))
+    return 0

@@ -1,0 +1,205 @@
+"""fetch_medmnist and `medcne fetch` against a local HTTP server; nothing reaches the internet."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medcne.cli import main
+from medcne.datasets import fetch as fetch_module
+from medcne.datasets import fetch_medmnist, load_dataset
+from medcne.datasets.medmnist_info import MD5
+from medcne.errors import FetchError, MedcneError
+
+
+def small_medmnist_npz() -> bytes:
+    """A tiny file in the official MedMNIST layout: 3 splits, labels as N x 1."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 8).reshape(n, 1).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+class Server:
+    """Serves ``files`` (URL path -> bytes) on 127.0.0.1 and records the paths asked for."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests.append(self.path)
+                body = owner.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_internet(tmp_path, monkeypatch):
+    """Point the default mirror at a closed local port and the cache into tmp_path,
+    so a test that forgets ``url=`` fails instead of downloading."""
+    monkeypatch.setenv(fetch_module.MIRROR_ENV, f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.setenv(fetch_module.CACHE_ENV, str(tmp_path / "default-cache"))
+
+
+@pytest.fixture
+def payload() -> bytes:
+    return small_medmnist_npz()
+
+
+@pytest.fixture
+def server(payload, monkeypatch):
+    md5 = hashlib.md5(payload).hexdigest()
+    monkeypatch.setitem(MD5, "bloodmnist", {28: md5, 64: md5, 128: md5, 224: md5})
+    srv = Server({"/bloodmnist.npz": payload, "/bloodmnist_64.npz": payload})
+    yield srv
+    srv.close()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nothing listening (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_downloads_verifies_and_loads(server, payload, tmp_path):
+    cache = tmp_path / "cache"
+    path = fetch_medmnist("bloodmnist", root=cache, url=server.url)
+    assert path == cache / "bloodmnist.npz"
+    assert path.read_bytes() == payload
+    assert server.requests == ["/bloodmnist.npz"]
+    assert [p.name for p in cache.iterdir()] == ["bloodmnist.npz"]  # no temp file left
+    data = load_dataset(path)
+    assert len(data) == 11
+    assert data.images.shape[1:] == (28, 28, 3)
+    assert data.class_names[0] == "basophil"
+
+
+def test_env_mirror_default_cache_and_size_suffix(server, payload, tmp_path, monkeypatch):
+    monkeypatch.setenv(fetch_module.MIRROR_ENV, server.url)
+    path = fetch_medmnist("BloodMNIST", size=64)
+    assert path == tmp_path / "default-cache" / "bloodmnist_64.npz"
+    assert server.requests == ["/bloodmnist_64.npz"]
+    assert path.read_bytes() == payload
+
+
+def test_reuses_cached_file_and_replaces_a_corrupt_one(server, payload, tmp_path):
+    cache = tmp_path / "cache"
+    first = fetch_medmnist("bloodmnist", root=cache, url=server.url)
+    second = fetch_medmnist("bloodmnist", root=cache, url=server.url)
+    assert first == second
+    assert len(server.requests) == 1
+    first.write_bytes(payload[:100])  # e.g. truncated by a crashed copy
+    fetch_medmnist("bloodmnist", root=cache, url=server.url)
+    assert len(server.requests) == 2
+    assert first.read_bytes() == payload
+
+
+def test_wrong_md5_keeps_nothing(server, payload, tmp_path, monkeypatch):
+    monkeypatch.setitem(MD5, "bloodmnist", {28: "0" * 32})
+    cache = tmp_path / "cache"
+    with pytest.raises(FetchError) as info:
+        fetch_medmnist("bloodmnist", root=cache, url=server.url)
+    message = str(info.value)
+    assert "0" * 32 in message
+    assert hashlib.md5(payload).hexdigest() in message
+    assert list(cache.iterdir()) == []
+
+
+def test_offline_names_the_file_to_download(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/"
+    cache = tmp_path / "cache"
+    with pytest.raises(FetchError) as info:
+        fetch_medmnist("bloodmnist", root=cache, url=url, timeout=5)
+    message = str(info.value)
+    assert f"{url}bloodmnist.npz" in message
+    assert "medcne info /path/to/bloodmnist.npz" in message
+    assert "\n" not in message
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_server_that_never_answers_times_out(tmp_path):
+    # A listening socket that never accepts: the connection opens, no reply comes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        with pytest.raises(FetchError, match="could not download"):
+            fetch_medmnist("bloodmnist", root=tmp_path / "cache", url=url, timeout=0.3)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_http_error_is_a_fetch_error(server, tmp_path):
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch_medmnist("bloodmnist", size=128, root=tmp_path / "cache", url=server.url)
+    assert server.requests == ["/bloodmnist_128.npz"]
+
+
+def test_unwritable_cache_is_a_fetch_error(server, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(FetchError, match="--root"):
+        fetch_medmnist("bloodmnist", root=not_a_folder, url=server.url)
+
+
+def test_unknown_name_or_size_lists_choices(server, tmp_path):
+    with pytest.raises(MedcneError, match="bloodmnist") as info:
+        fetch_medmnist("bloodmnis", root=tmp_path, url=server.url)
+    assert not isinstance(info.value, FetchError)
+    with pytest.raises(MedcneError, match="28, 64, 128, 224"):
+        fetch_medmnist("bloodmnist", size=32, root=tmp_path, url=server.url)
+    assert server.requests == []
+
+
+def test_cli_prints_the_path(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(fetch_module.MIRROR_ENV, server.url)
+    assert main(["fetch", "bloodmnist", "--size", "64", "--root", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert Path(out) == tmp_path / "c" / "bloodmnist_64.npz"
+    assert Path(out).is_file()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["fetch", "nosuchmnist"], "name must be one of"),
+    (["fetch", "bloodmnist", "--size", "30"], "size must be one of"),
+    (["fetch", "bloodmnist"], "/bloodmnist.npz"),  # offline: the closed port of no_internet
+])
+def test_cli_errors_are_one_line_exit_2(argv, expected, tmp_path, capsys):
+    assert main([*argv, "--root", str(tmp_path / "c"), "--timeout", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("medcne fetch: error:")
+    assert expected in lines[0]
