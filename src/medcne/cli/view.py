@@ -1,0 +1,29 @@
+"""`medcne view RUN`: build the interactive map page of a run folder."""
+
+from __future__ import annotations
+
+import webbrowser
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "view", help="build an offline web page to explore and annotate a run's map",
+        description="Build index.html (WebGL map, hover images, box/lasso selection, "
+                    "annotation, CSV export) that opens from the file system, no server needed.",
+    )
+    p.add_argument("run", help="a run folder (from `medcne fit` or `medcne baseline`)")
+    p.add_argument("--out", help="output folder (default: RUN/viewer); replaced if it exists")
+    p.add_argument("--data", help="the run's dataset, if it moved since the run was made")
+    p.add_argument("--thumb", type=int, help="thumbnail side in pixels (default: image side, at most 64)")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..viewer import build_viewer
+
+    index = build_viewer(args.run, args.out, data_path=args.data, thumb=args.thumb)
+    print(index)
+    if args.open:
+        webbrowser.open(index.resolve().as_uri())
+    return 0

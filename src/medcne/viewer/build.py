@@ -1,0 +1,196 @@
+"""Build the offline viewer page of a run folder.
+
+The output folder holds ``index.html``, ``medcne-viewer.js`` (the bundled
+JavaScript: regl-scatterplot and the page's own code), ``data.js`` (points,
+labels, ids, numeric columns and the sprite layout as ``window.MEDCNE_DATA``)
+and ``sprites/sheet-NNN.png``. Data travels in a ``<script>`` file because a
+page opened from ``file://`` may not ``fetch()`` local files in Chromium.
+
+The folder is built next to its destination and renamed into place, so a
+reader never sees a half-written page, and a failed build leaves the old one.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import string
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MedcneError
+from ..runfolder import Run, read_run
+from .sprites import thumbnail_size, write_sprites
+
+HERE = Path(__file__).parent
+BUNDLE = HERE / "static" / "medcne-viewer.js"
+TEMPLATE = HERE / "templates" / "index.html"
+BUNDLE_NAME = "medcne-viewer.js"
+
+# Arrays of embedding.npz that are not per-point colour columns.
+_RESERVED = {"embedding", "ids", "labels", "class_names"}
+
+
+def check_bundle(bundle: Path = BUNDLE) -> Path:
+    """The bundled JavaScript, or one clear line saying how to build it."""
+    if not bundle.is_file():
+        raise MedcneError(
+            f"{bundle}: the viewer's JavaScript bundle is missing; build it with "
+            "`make viewer-assets` (npm ci and esbuild in src/medcne/viewer/js)"
+        )
+    return bundle
+
+
+def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | None = None,
+                 max_sheet: int = 4096, columns: dict | None = None,
+                 bundle: Path = BUNDLE) -> Path:
+    """Write the viewer of ``run`` into ``out`` and return the path of its ``index.html``.
+
+    Parameters
+    ----------
+    run : str, Path or Run
+        A run folder (see :mod:`medcne.runfolder`) with a 2-D embedding.
+    out : str or Path, optional
+        Output folder; default ``RUN/viewer``. Replaced whole if it exists.
+    data_path : str or Path, optional
+        Where the run's images are, when they moved since the run was made.
+    images : array, optional
+        uint8 N x H x W x C images in embedding order, instead of re-reading them.
+    thumb : int, optional
+        Thumbnail side in pixels (default: image side, at most 64).
+    max_sheet : int
+        Largest side of a sprite sheet in pixels (browser texture limit).
+    columns : dict of str to array, optional
+        Extra numeric columns (length N) to colour by.
+    """
+    bundle = check_bundle(Path(bundle))
+    if not isinstance(run, Run):
+        run = read_run(run)
+    if run.embedding.ndim != 2 or run.embedding.shape[1] != 2:
+        raise MedcneError(
+            f"{run.path}: the viewer needs a 2-D embedding; embedding.npz holds shape "
+            f"{tuple(run.embedding.shape)}"
+        )
+    n = len(run.ids)
+    if images is None:
+        images = run.load_images(data_path).images
+    if len(images) != n:
+        raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
+    out = Path(out) if out is not None else run.path / "viewer"
+    cols = {**_npz_columns(run), **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
+    for name, values in cols.items():
+        if values.shape != (n,):
+            raise MedcneError(f"column {name!r} has shape {values.shape}; give one number per point ({n})")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tile = thumbnail_size(tuple(images.shape[1:]), thumb)
+        layout, sheets = write_sprites(images, tmp / "sprites", tile, max_sheet)
+        cols = {"brightness": _brightness(images), **cols}
+        sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
+                       "sheets": sheets}
+        (tmp / "data.js").write_text(_data_js(run, cols, sprite_info), encoding="utf-8")
+        shutil.copyfile(bundle, tmp / BUNDLE_NAME)
+        title = f"medcne: {run.name} ({run.method}, {n:,} images)"
+        page = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+            title=html.escape(title), bundle=BUNDLE_NAME)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "index.html"
+
+
+def _replace_folder(new: Path, dest: Path) -> None:
+    """Swap ``new`` into ``dest`` with renames (each atomic); only the old copy is deleted."""
+    os.chmod(new, 0o755)  # mkdtemp makes 0700 folders; a page folder should be readable
+    if dest.exists():
+        if not (dest / "index.html").exists() and any(dest.iterdir()):
+            raise MedcneError(f"{dest}: exists and is not a viewer folder; choose another --out")
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+        os.replace(new, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, dest)
+
+
+def _npz_columns(run: Run) -> dict[str, np.ndarray]:
+    """Per-point numeric arrays that a run stored in embedding.npz beside the standard ones."""
+    found = {}
+    with np.load(run.path / "embedding.npz", allow_pickle=False) as z:
+        for name in z.files:
+            a = z[name]
+            if name not in _RESERVED and a.ndim == 1 and len(a) == len(run.ids) and a.dtype.kind in "iuf":
+                found[name] = a.astype(float)
+    return found
+
+
+def _brightness(images) -> np.ndarray:
+    """Mean pixel value per image in [0, 1]: dark, blank or overexposed images stand out."""
+    out = np.empty(len(images))
+    for start in range(0, len(images), 8192):
+        batch = np.asarray(images[start:start + 8192])
+        out[start:start + len(batch)] = batch.reshape(len(batch), -1).mean(axis=1) / 255.0
+    return out
+
+
+def _numbers(values) -> str:
+    """A JSON array of 6 significant digits (as embedding.csv), ``null`` for NaN/inf."""
+    a = np.asarray(values, dtype=float)
+    text = [f"{v:.6g}" for v in a.tolist()]
+    bad = ~np.isfinite(a)
+    for i in np.flatnonzero(bad):
+        text[i] = "null"
+    return "[" + ",".join(text) + "]"
+
+
+def _palette(k: int) -> list[str]:
+    """Distinct class colours: matplotlib's tab10 / tab20, then evenly spaced hues."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if k <= 10:
+        return [to_hex(c) for c in colormaps["tab10"].colors[:k]]
+    if k <= 20:
+        return [to_hex(c) for c in colormaps["tab20"].colors[:k]]
+    return [to_hex(colormaps["hsv"](i / k)) for i in range(k)]
+
+
+def _ramp(name: str = "viridis", k: int = 256) -> list[str]:
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps[name]
+    return [to_hex(cmap(i / (k - 1))) for i in range(k)]
+
+
+def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict) -> str:
+    n = len(run.ids)
+    if run.labels is None:
+        labels, names = np.zeros(n, dtype=np.int64), ["(no label)"]
+    else:
+        labels, names = run.labels, list(run.class_names)
+    meta = {
+        "title": run.name, "method": run.method, "n": n, "classNames": names,
+        "palette": _palette(len(names)), "ramp": _ramp(),
+        # Colours for labels added in the page, away from the class colours.
+        "spare": [c for c in _palette(24) if c not in _palette(len(names))][::-1], "sprites": sprites,
+        "labeled": run.labels is not None,
+    }
+    parts = [
+        "window.MEDCNE_DATA = " + json.dumps(meta)[:-1],
+        ', "x": ' + _numbers(run.embedding[:, 0]),
+        ', "y": ' + _numbers(run.embedding[:, 1]),
+        ', "labels": [' + ",".join(map(str, np.asarray(labels).tolist())) + "]",
+        ', "ids": ' + json.dumps([str(i) for i in run.ids]),
+        ', "columns": {' + ",".join(f"{json.dumps(k)}: {_numbers(v)}" for k, v in cols.items()) + "}",
+        "};\n",
+    ]
+    return "".join(parts)

@@ -1,0 +1,141 @@
+"""Thumbnail sprite sheets: many small images packed into a few PNG files.
+
+A page that shows 300,000 thumbnails cannot load 300,000 files; it loads a few
+sheets and shows one tile of a sheet with a CSS background offset. Every sheet
+stays within ``max_side`` pixels on each side (4096 by default), which browsers
+decode and hold without trouble.
+
+Tile ``i`` (in embedding order) lies on sheet ``i // per_sheet``, at column
+``j % cols`` and row ``j // cols`` where ``j = i % per_sheet``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import MedcneError
+
+MAX_SIDE = 4096
+THUMB_MAX = 64
+
+
+@dataclass(frozen=True)
+class SpriteLayout:
+    """Where each tile lies: ``n`` tiles of ``tile`` x ``tile`` pixels, ``cols`` per row."""
+
+    n: int
+    tile: int
+    cols: int
+    rows_per_sheet: int
+
+    @property
+    def per_sheet(self) -> int:
+        return self.cols * self.rows_per_sheet
+
+    @property
+    def n_sheets(self) -> int:
+        return math.ceil(self.n / self.per_sheet)
+
+    def sheet_range(self, sheet: int) -> tuple[int, int]:
+        """First and one-past-last tile index on ``sheet``."""
+        start = sheet * self.per_sheet
+        return start, min(start + self.per_sheet, self.n)
+
+    def sheet_shape(self, sheet: int) -> tuple[int, int]:
+        """(width, height) in pixels of ``sheet``; the last sheet only has the rows it needs."""
+        start, stop = self.sheet_range(sheet)
+        rows = math.ceil((stop - start) / self.cols)
+        return self.cols * self.tile, rows * self.tile
+
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """(sheet, column, row) of tile ``index``."""
+        sheet, j = divmod(int(index), self.per_sheet)
+        row, col = divmod(j, self.cols)
+        return sheet, col, row
+
+
+def plan_layout(n: int, tile: int, max_side: int = MAX_SIDE) -> SpriteLayout:
+    """Square-ish sheets: one sheet for small sets, full ``max_side`` sheets for large ones."""
+    if tile < 1 or tile > max_side:
+        raise MedcneError(f"thumbnail size must lie in 1..{max_side} pixels; got {tile}")
+    fit = max_side // tile
+    cols = min(fit, math.ceil(math.sqrt(n)))
+    rows = min(fit, math.ceil(n / cols))
+    return SpriteLayout(n=n, tile=tile, cols=cols, rows_per_sheet=rows)
+
+
+def thumbnail_size(image_shape: tuple[int, int, int], requested: int | None = None) -> int:
+    """Side of the square tiles: the image side, capped at 64 px unless asked otherwise."""
+    side = max(image_shape[0], image_shape[1])
+    return int(requested) if requested else min(side, THUMB_MAX)
+
+
+def make_tiles(images: np.ndarray, tile: int) -> np.ndarray:
+    """Square ``tile`` x ``tile`` uint8 thumbnails of an N x H x W x C batch (letterboxed).
+
+    Images already of that size pass through untouched, so tiles of small
+    datasets (MedMNIST 28x28) are the pixels themselves.
+    """
+    n, h, w, c = images.shape
+    if h == w == tile:
+        return np.ascontiguousarray(images)
+    out = np.zeros((n, tile, tile, c), dtype=np.uint8)
+    scale = tile / max(h, w)
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    top, left = (tile - th) // 2, (tile - tw) // 2
+    for i in range(n):
+        img = Image.fromarray(images[i, :, :, 0] if c == 1 else images[i])
+        small = np.asarray(img.resize((tw, th), Image.BILINEAR, reducing_gap=2.0))
+        out[i, top : top + th, left : left + tw] = small.reshape(th, tw, c)
+    return out
+
+
+def pack_sheet(tiles: np.ndarray, cols: int) -> np.ndarray:
+    """Arrange K x t x t x C tiles row by row into one (rows*t) x (cols*t) x C image."""
+    k, t, _, c = tiles.shape
+    rows = math.ceil(k / cols)
+    padded = np.zeros((rows * cols, t, t, c), dtype=np.uint8)
+    padded[:k] = tiles
+    grid = padded.reshape(rows, cols, t, t, c).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(rows * t, cols * t, c)
+
+
+def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
+                  compress_level: int = 6) -> tuple[SpriteLayout, list[dict]]:
+    """Write ``sheet-000.png``... into ``folder``; return the layout and one entry per sheet.
+
+    Parameters
+    ----------
+    images : ndarray or LazyImages
+        uint8, N x H x W x C (C = 1 or 3), in embedding order. Read one sheet
+        at a time, so lazy stores (PCam) never load whole.
+    folder : Path
+        Where the sheets go (created).
+    tile : int
+        Side of a thumbnail in pixels.
+
+    Returns
+    -------
+    layout, sheets
+        ``sheets`` holds ``{"file", "width", "height"}`` per sheet, ``file``
+        relative to the parent of ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layout = plan_layout(len(images), tile, max_side)
+    sheets = []
+    for s in range(layout.n_sheets):
+        start, stop = layout.sheet_range(s)
+        batch = np.asarray(images[start:stop])
+        sheet = pack_sheet(make_tiles(batch, tile), layout.cols)
+        name = f"sheet-{s:03d}.png"
+        mode_image = Image.fromarray(sheet[:, :, 0] if sheet.shape[2] == 1 else sheet)
+        mode_image.save(folder / name, compress_level=compress_level)
+        height, width = sheet.shape[:2]
+        sheets.append({"file": f"{folder.name}/{name}", "width": width, "height": height})
+    return layout, sheets
