@@ -1,0 +1,145 @@
+"""kNN accuracy of a map and neighbourhood preservation between two spaces."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MedcneError
+from ._validate import as_labels, as_points
+
+
+def _split(codes: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices of a seeded stratified split.
+
+    Uses scikit-learn's ``train_test_split(stratify=...)`` as the reference code
+    of the paper does. Classes with a single point cannot be split; they go to
+    the training side, and when the test side would be smaller than the number
+    of classes (tiny data) the split falls back to an unstratified one.
+    """
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(codes))
+    counts = np.bincount(codes)
+    single = counts[codes] < 2
+    rest = idx[~single]
+    try:
+        train, test = train_test_split(rest, test_size=test_size, random_state=seed, stratify=codes[rest])
+    except ValueError:
+        train, test = train_test_split(idx, test_size=test_size, random_state=seed)
+        return np.sort(train), np.sort(test)
+    return np.sort(np.concatenate([train, idx[single]])), np.sort(test)
+
+
+def knn_accuracy(Z, labels, k: int = 15, test_size: float = 0.1, seed: int = 0) -> float:
+    """Accuracy (%) of a k-nearest-neighbour classifier on the map.
+
+    Parameters
+    ----------
+    Z : array, shape (N, d)
+        The embedding (any d; the paper's maps have d = 2).
+    labels : array, shape (N,)
+        Class of each point (any values: ints or strings).
+    k : int
+        Neighbours voting (uniform weights, Euclidean distance); paper: 15.
+    test_size : float
+        Fraction of points held out, stratified by class; paper: 0.1.
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    float
+        Percentage of held-out points whose class is the majority of their k
+        nearest training points.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    Z = as_points(Z)
+    codes, _ = as_labels(labels, len(Z))
+    if not 0 < test_size < 1:
+        raise MedcneError(f"test_size must lie strictly between 0 and 1; got {test_size!r}")
+    train, test = _split(codes, test_size, seed)
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise MedcneError(f"k must be a positive integer; got {k!r}")
+    if len(test) == 0 or len(train) < k:
+        raise MedcneError(
+            f"k={k} needs at least {k} training points and one test point; got {len(train)} and "
+            f"{len(test)} from {len(Z)} points: use a smaller k or more points"
+        )
+    clf = KNeighborsClassifier(n_neighbors=int(k)).fit(Z[train], codes[train])
+    return float(100.0 * np.mean(clf.predict(Z[test]) == codes[test]))
+
+
+def knn_accuracy_splits(
+    Z, labels, k: int = 15, test_size: float = 0.1, n_splits: int = 5, seed: int = 0
+) -> np.ndarray:
+    """kNN accuracy (%) over ``n_splits`` stratified splits (seeds ``seed``, ``seed+1``...).
+
+    Returns
+    -------
+    ndarray, shape (n_splits,)
+        One accuracy per split; report ``.mean()`` and ``.std()``.
+    """
+    if not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
+        raise MedcneError(f"n_splits must be a positive integer; got {n_splits!r}")
+    return np.array([knn_accuracy(Z, labels, k, test_size, seed + i) for i in range(n_splits)])
+
+
+def _neighbours(X: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices (len(queries), k) of the k nearest points of each query, itself excluded.
+
+    Exact (brute force for high dimensions, a tree for low ones). scikit-learn
+    computes brute-force distances in chunks (its ``working_memory``), so memory
+    stays bounded for large N.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    algorithm = "brute" if X.shape[1] > 15 else "auto"
+    nn = NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(X)
+    idx = nn.kneighbors(X[queries], return_distance=False)
+    # The query itself is usually first, but exact duplicates may come first
+    # instead; drop the query where it appears, else the farthest neighbour.
+    is_self = idx == queries[:, None]
+    has_self = is_self.any(axis=1)
+    is_self[~has_self, -1] = True
+    return idx[~is_self].reshape(len(queries), k)
+
+
+def neighbour_preservation(X_high, Z, k: int = 15, n_queries: int | None = None, seed: int = 0) -> float:
+    """Fraction of each point's k nearest neighbours in ``X_high`` that stay among its k nearest in ``Z``.
+
+    Parameters
+    ----------
+    X_high : array, shape (N, D)
+        The high-dimensional data (pixels flattened, or backbone features).
+    Z : array, shape (N, d)
+        The map.
+    k : int
+        Neighbourhood size.
+    n_queries : int, optional
+        Score only a seeded random subset of this many points (their neighbours
+        are still searched among all N, so each score is exact); for large N,
+        where all N queries in D dimensions would take long.
+    seed : int
+        Seed of the query subset.
+
+    Returns
+    -------
+    float
+        Mean over the scored points of |kNN_high ∩ kNN_map| / k, in [0, 1].
+    """
+    X_high = as_points(np.asarray(X_high).reshape(len(X_high), -1), "X_high")
+    Z = as_points(Z)
+    if len(X_high) != len(Z):
+        raise MedcneError(f"X_high has {len(X_high)} points but Z has {len(Z)}; give the same points")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
+        raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
+    if n_queries is None or n_queries >= len(Z):
+        queries = np.arange(len(Z))
+    else:
+        queries = np.sort(np.random.default_rng(seed).choice(len(Z), size=int(n_queries), replace=False))
+    high = _neighbours(X_high.astype(np.float32, copy=False), queries, int(k))
+    low = _neighbours(Z, queries, int(k))
+    # Members of each row of `high` also in the same row of `low` (k x k compares per point).
+    shared = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
+    return float(np.mean(shared) / k)

@@ -1,0 +1,192 @@
+"""The map: one dot per image, coloured by class or by a per-image value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MedcneError
+from ..runfolder import atomic_write
+
+FORMATS = (".png", ".pdf", ".svg")
+# Single colour of unlabeled maps.
+PLAIN = "#3b6ea5"
+
+
+def class_colors(n_classes: int) -> np.ndarray:
+    """One RGBA colour per class index, shape (n_classes, 4); the same for every panel.
+
+    tab10 up to 10 classes, tab20 up to 20, then evenly spaced hues.
+    """
+    from matplotlib import colormaps
+
+    if n_classes <= 10:
+        return colormaps["tab10"](np.arange(n_classes))
+    if n_classes <= 20:
+        return colormaps["tab20"](np.arange(n_classes))
+    return colormaps["hsv"](np.linspace(0, 1, n_classes, endpoint=False))
+
+
+def point_style(n: int) -> tuple[float, float]:
+    """Marker size (points^2) and alpha readable for ``n`` points.
+
+    Few points get large opaque dots; hundreds of thousands get small faint
+    ones, so dense regions show density instead of one solid blob. Both follow
+    1/n between clipping limits: size 20 and alpha 0.9 at 1,000 points, size
+    0.3 and alpha ~0.3 at 300,000.
+    """
+    size = float(np.clip(2e4 / max(n, 1), 0.3, 30.0))
+    alpha = float(np.clip(np.sqrt(9e3 / max(n, 1)), 0.25, 0.9))
+    return size, alpha
+
+
+def _as_map(Z) -> np.ndarray:
+    Z = np.asarray(Z, dtype=float)
+    if Z.ndim != 2 or Z.shape[1] != 2 or len(Z) == 0:
+        raise MedcneError(f"a map must be an N x 2 array; got shape {Z.shape}")
+    return Z
+
+
+def _categories(values) -> tuple[np.ndarray, list[str]] | None:
+    """Codes and names when ``values`` are categorical (not numbers), else None."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return None
+    names, codes = np.unique(values.astype(str), return_inverse=True)
+    return codes.reshape(-1), [str(n) for n in names]
+
+
+def plot_map(
+    Z,
+    labels=None,
+    class_names=None,
+    ax=None,
+    title: str | None = None,
+    values=None,
+    cmap: str = "viridis",
+    legend: bool = True,
+    seed: int = 0,
+):
+    """Draw a map as one scatter (a single PathCollection of N points).
+
+    Parameters
+    ----------
+    Z : array, shape (N, 2)
+        The map coordinates.
+    labels : array of int, shape (N,), optional
+        Class index of each point (into ``class_names``); colours by class with
+        a legend of class names.
+    class_names : list of str, optional
+        Name per class index; default: the indices.
+    ax : matplotlib Axes, optional
+        Where to draw; default: a new figure.
+    title : str, optional
+    values : array, shape (N,), optional
+        Colour by this per-image value instead of the class: numbers get a
+        colour map and a colour bar, strings are categories with a legend.
+    cmap : str
+        Colour map for numeric ``values``.
+    legend : bool
+        Draw the legend of classes.
+    seed : int
+        Seed of the drawing order (shuffled so that no class hides another).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from matplotlib.lines import Line2D
+
+    Z = _as_map(Z)
+    n = len(Z)
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 7))
+    numeric = None
+    if values is not None:
+        values = np.asarray(values)
+        if values.shape != (n,):
+            raise MedcneError(f"values must be one per point ({n}); got shape {values.shape}")
+        cats = _categories(values)
+        if cats is None:
+            numeric = values.astype(float)
+        else:
+            labels, class_names = cats
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise MedcneError(f"labels must be {n} integer class indices; got {labels.dtype} {labels.shape}")
+        n_classes = int(labels.max()) + 1 if class_names is None else len(class_names)
+        if labels.min() < 0 or labels.max() >= n_classes:
+            raise MedcneError(f"labels must lie in 0..{n_classes - 1} (one per class name)")
+        class_names = [str(c) for c in (class_names if class_names is not None else range(n_classes))]
+    size, alpha = point_style(n)
+    order = np.random.default_rng(seed).permutation(n)
+    kw = dict(s=size, alpha=alpha, linewidths=0, rasterized=n > 5000)
+    if numeric is not None:
+        sc = ax.scatter(Z[order, 0], Z[order, 1], c=numeric[order], cmap=cmap, **kw)
+        ax.figure.colorbar(sc, ax=ax, shrink=0.7)
+    elif labels is not None:
+        colors = class_colors(len(class_names))
+        ax.scatter(Z[order, 0], Z[order, 1], c=colors[labels[order]], **kw)
+        if legend:
+            present = np.unique(labels)
+            handles = [
+                Line2D([], [], ls="", marker="o", color=colors[c], label=class_names[c]) for c in present
+            ]
+            ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                      fontsize="small", markerscale=1.2)
+    else:
+        ax.scatter(Z[order, 0], Z[order, 1], c=PLAIN, **kw)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def save_figure(fig, path) -> Path:
+    """Write a matplotlib figure atomically as PNG, PDF or SVG (by extension)."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise MedcneError(f"{path}: figures must end in .png, .pdf or .svg")
+    fmt = path.suffix.lower().lstrip(".")
+    return atomic_write(path, lambda p: fig.savefig(p, format=fmt, dpi=150, bbox_inches="tight"))
+
+
+def new_figure(width: float, height: float):
+    """A figure outside pyplot (Agg canvas): no GUI, nothing to close, freed with its last reference."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_map(path, Z, labels=None, class_names=None, title: str | None = None, values=None) -> Path:
+    """Draw :func:`plot_map` into a new figure and write it atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ending in ``.png``, ``.pdf`` or ``.svg``.
+    Z, labels, class_names, title, values
+        As for :func:`plot_map`.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    fig = new_figure(7, 7) if labels is None else new_figure(9, 7)
+    plot_map(Z, labels, class_names, ax=fig.add_subplot(), title=title, values=values)
+    try:
+        return save_figure(fig, path)
+    finally:
+        fig.clear()
