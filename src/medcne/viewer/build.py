@@ -35,8 +35,9 @@ BUNDLE_NAME = "medcne-viewer.js"
 _RESERVED = {"embedding", "ids", "labels", "class_names"}
 
 
-def check_bundle(bundle: Path = BUNDLE) -> Path:
+def check_bundle(bundle: Path | None = None) -> Path:
     """The bundled JavaScript, or one clear line saying how to build it."""
+    bundle = BUNDLE if bundle is None else Path(bundle)
     if not bundle.is_file():
         raise MedcneError(
             f"{bundle}: the viewer's JavaScript bundle is missing; build it with "
@@ -47,7 +48,7 @@ def check_bundle(bundle: Path = BUNDLE) -> Path:
 
 def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | None = None,
                  max_sheet: int = 4096, columns: dict | None = None,
-                 bundle: Path = BUNDLE) -> Path:
+                 bundle: Path | None = None) -> Path:
     """Write the viewer of ``run`` into ``out`` and return the path of its ``index.html``.
 
     Parameters
@@ -66,8 +67,10 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         Largest side of a sprite sheet in pixels (browser texture limit).
     columns : dict of str to array, optional
         Extra numeric columns (length N) to colour by.
+    bundle : Path, optional
+        The bundled JavaScript (default: the one ``make viewer-assets`` builds).
     """
-    bundle = check_bundle(Path(bundle))
+    bundle = check_bundle(bundle)
     if not isinstance(run, Run):
         run = read_run(run)
     if run.embedding.ndim != 2 or run.embedding.shape[1] != 2:
@@ -81,6 +84,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     if len(images) != n:
         raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
     out = Path(out) if out is not None else run.path / "viewer"
+    if out.exists() and not (out / "index.html").exists() and any(out.iterdir()):
+        raise MedcneError(f"{out}: exists and is not a viewer folder; choose another --out")
     cols = {**_npz_columns(run), **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
     for name, values in cols.items():
         if values.shape != (n,):
@@ -111,8 +116,6 @@ def _replace_folder(new: Path, dest: Path) -> None:
     """Swap ``new`` into ``dest`` with renames (each atomic); only the old copy is deleted."""
     os.chmod(new, 0o755)  # mkdtemp makes 0700 folders; a page folder should be readable
     if dest.exists():
-        if not (dest / "index.html").exists() and any(dest.iterdir()):
-            raise MedcneError(f"{dest}: exists and is not a viewer folder; choose another --out")
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.replace(dest, old)
         os.replace(new, dest)

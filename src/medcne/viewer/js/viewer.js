@@ -227,11 +227,8 @@ function find() {
     state.hidden.delete(state.cur[i]); // a found point must be visible to be selected
     renderLegend();
   }
-  state.selection = [i];
-  redraw().then(() => {
-    scatterplot.select([i]);
-    scatterplot.zoomToPoints([i], { padding: 40, transition: true });
-  });
+  onSelect([i]); // draw() selects without an event, so update the panel here
+  redraw().then(() => scatterplot.zoomToPoints([i], { padding: 40, transition: true }));
   showPoint(i);
 }
 
