@@ -1,0 +1,18 @@
+"""Batched, on-device augmentation: the paper's presets as a few tensor operations.
+
+>>> from medcne.augment import Augmenter, border_colour, PRESETS
+>>> aug = Augmenter("rotate", fill=border_colour(images))   # images: N x H x W x C uint8
+>>> view1, view2 = aug(batch, generator), aug(batch, generator)
+
+``batch`` is B x C x H x W (uint8 or float in [0, 1]) on any device and
+``generator`` a ``torch.Generator`` on the same device; each call returns one
+float32 view per image. :func:`render` makes views with every random choice
+given explicitly (:class:`ViewParams`), for tests and previews.
+"""
+
+from .augmenter import Augmenter, render
+from .border import border_colour
+from .presets import PRESETS, AugmentConfig
+from .sampling import ViewParams
+
+__all__ = ["PRESETS", "AugmentConfig", "Augmenter", "ViewParams", "border_colour", "render"]

@@ -1,0 +1,160 @@
+"""`Augmenter`: one random view per image of a batch, on the batch's device."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import MedcneError
+from .colour import apply_colour
+from .geometry import apply_geometry
+from .presets import AugmentConfig, resolve
+from .sampling import ViewParams, sample_params
+
+
+class Augmenter:
+    """Random views of image batches for contrastive learning, in a few batched ops.
+
+    Parameters
+    ----------
+    preset : {"simclr", "rot90", "rotate"}
+        ``simclr``: random resized crop (scale (0.2, 1), ratio (3/4, 4/3)),
+        horizontal flip p = 0.5, colour jitter (0.4, 0.4, 0.4, 0.1) with p = 0.8,
+        grayscale p = 0.2. ``rot90`` adds vertical flip p = 0.5 and a rotation by
+        k * 90 degrees (exact: pixels move, nothing is interpolated); ``rotate``
+        adds vertical flip and a rotation by an angle uniform in [0, 360).
+    crop, jitter, grayscale : bool
+        Turn off one part of the recipe (the ablations of the paper's Table S1).
+    fill : tuple of C floats in [0, 1], optional
+        Colour of the corners a rotation uncovers (see :func:`border_colour`);
+        black when None.
+    **overrides
+        Any of ``scale``, ``ratio``, ``brightness``, ``contrast``, ``saturation``,
+        ``hue``, ``jitter_p``, ``grayscale_p``, ``hflip_p``, ``vflip_p``.
+
+    Notes
+    -----
+    Per view, in order: rotation about the image centre, crop resized to the
+    input size, flips (all one bilinear resampling), then brightness, contrast,
+    saturation and hue in a random order per image, then grayscale.
+    One-channel images skip saturation, hue and grayscale. Randomness comes only
+    from the generator given to each call. Float inputs must already lie in [0, 1].
+
+    Examples
+    --------
+    >>> aug = Augmenter("rotate", fill=(0.8, 0.7, 0.9))
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randint(0, 256, (4, 3, 28, 28), dtype=torch.uint8)
+    >>> view1, view2 = aug(x, g), aug(x, g)
+    >>> view1.shape, view1.dtype
+    (torch.Size([4, 3, 28, 28]), torch.float32)
+    """
+
+    def __init__(
+        self, preset: str = "simclr", *, crop: bool = True, jitter: bool = True,
+        grayscale: bool = True, fill: tuple[float, ...] | None = None, **overrides,
+    ):
+        self.config: AugmentConfig = resolve(preset, crop, jitter, grayscale, fill, overrides)
+
+    def __repr__(self) -> str:
+        return f"Augmenter({self.config.as_dict()})"
+
+    @property
+    def preset(self) -> str:
+        return self.config.preset
+
+    def settings(self) -> dict:
+        """Every resolved parameter as plain JSON values."""
+        return self.config.as_dict()
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One random view of each image.
+
+        Parameters
+        ----------
+        batch : Tensor (B, C, H, W), uint8 or float in [0, 1]
+            C = 1 or 3, on any device.
+        generator : torch.Generator
+            On the same device as ``batch``; the only source of randomness.
+
+        Returns
+        -------
+        FloatTensor (B, C, H, W)
+            float32 in [0, 1], on the device of ``batch``.
+        """
+        x = check_batch(batch, self.config.fill)
+        _check_generator(generator, x.device)
+        b, _, h, w = x.shape
+        params = sample_params(self.config, b, h, w, generator, x.device)
+        return render(x, params, self.config.fill)
+
+    def sample(self, batch: torch.Tensor, generator: torch.Generator) -> ViewParams:
+        """The random parameters one call would use for ``batch`` (for inspection and tests)."""
+        x = check_batch(batch, self.config.fill)
+        _check_generator(generator, x.device)
+        b, _, h, w = x.shape
+        return sample_params(self.config, b, h, w, generator, x.device)
+
+
+def render(x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None) -> torch.Tensor:
+    """The views of a batch with every random choice given explicitly.
+
+    Parameters
+    ----------
+    x : Tensor (B, C, H, W)
+        uint8, or float in [0, 1].
+    params : ViewParams
+        Crop boxes, flips, rotation, jitter and grayscale per image.
+    fill : tuple of floats, optional
+        Colour of uncovered corners (black when None).
+
+    Returns
+    -------
+    FloatTensor (B, C, H, W), float32 in [0, 1]
+    """
+    x = _to_float(x)
+    return apply_colour(apply_geometry(x, params, fill), params)
+
+
+def _to_float(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).div_(255.0)
+    return x.to(torch.float32)
+
+
+def check_batch(batch, fill) -> torch.Tensor:
+    """Validate a batch and return it as given (no copy)."""
+    if not isinstance(batch, torch.Tensor):
+        raise MedcneError(
+            f"`batch` must be a torch tensor B x C x H x W; got {type(batch).__name__} "
+            "(convert with torch.from_numpy(images).permute(0, 3, 1, 2))"
+        )
+    if batch.ndim != 4 or batch.shape[1] not in (1, 3):
+        raise MedcneError(
+            f"`batch` must be B x C x H x W with C = 1 or 3; got shape {tuple(batch.shape)} "
+            "(channels-last arrays need .permute(0, 3, 1, 2))"
+        )
+    if batch.dtype != torch.uint8 and not batch.dtype.is_floating_point:
+        raise MedcneError(f"`batch` must be uint8 or float in [0, 1]; got {batch.dtype}")
+    if fill is not None and len(fill) not in (1, batch.shape[1]):
+        raise MedcneError(
+            f"`fill` has {len(fill)} values but the images have {batch.shape[1]} channel(s); "
+            "give one value per channel"
+        )
+    return batch
+
+
+def _check_generator(generator, device: torch.device) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise MedcneError(
+            f"`generator` must be a torch.Generator; got {type(generator).__name__} "
+            "(e.g. torch.Generator(device=batch.device).manual_seed(0))"
+        )
+    gen = generator.device
+    same = gen.type == device.type and (
+        gen.index is None or device.index is None or gen.index == device.index
+    )
+    if not same:
+        raise MedcneError(
+            f"`generator` is on {gen} but the batch is on {device}; "
+            f"create it with torch.Generator(device={str(device)!r})"
+        )

@@ -1,0 +1,53 @@
+"""The fill colour of the `rotate` preset: a dataset's mean border colour."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import MedcneError
+
+
+def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
+    """Mean over all images of each image's mean border-pixel colour.
+
+    The border is the outermost ring of pixels (first and last row and column),
+    each pixel counted once. Every image has the same number of border pixels,
+    so this is also the mean of all border pixels of the dataset.
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W, C), a lazy store of that shape, or Tensor (N, C, H, W)
+        uint8 (0..255) or float in [0, 1], C in {1, 3}. Read ``chunk`` images at a time,
+        so lazily read stores (e.g. ``ImageSet.images`` of PCam) never load whole.
+    chunk : int
+        Images per chunk.
+
+    Returns
+    -------
+    tuple of C floats in [0, 1]
+    """
+    channels_first = isinstance(images, torch.Tensor)
+    shape = tuple(images.shape)
+    c = shape[1] if channels_first else (shape[3] if len(shape) == 4 else None)
+    if len(shape) != 4 or c not in (1, 3) or shape[0] == 0:
+        layout = "N x C x H x W tensor" if channels_first else "N x H x W x C array"
+        raise MedcneError(f"`images` must be a non-empty {layout} with C = 1 or 3; got shape {shape}")
+    n = shape[0]
+    h, w = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
+    ring = np.zeros((h, w), dtype=bool)
+    ring[[0, -1], :] = True
+    ring[:, [0, -1]] = True
+    total = np.zeros(c, dtype=np.float64)
+    scale = None
+    for start in range(0, n, chunk):
+        part = images[start:start + chunk]
+        if channels_first:
+            part = part.detach().cpu().permute(0, 2, 3, 1).numpy()
+        part = np.asarray(part)
+        if scale is None:
+            scale = 1.0 / 255.0 if part.dtype == np.uint8 else 1.0
+        # (n, ring pixels, C) summed in float64 so large datasets lose no precision.
+        total += part[:, ring, :].sum(axis=(0, 1), dtype=np.float64)
+    mean = total * scale / (n * int(ring.sum()))
+    return tuple(float(v) for v in mean)
