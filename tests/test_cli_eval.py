@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+
+from evalhelpers import make_run
+from medcne.cli import main
+from medcne.metrics import knn_accuracy, silhouette
+from medcne.runfolder import read_run
+
+
+def test_evaluate_writes_metrics_json(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    (run / "metrics.json").write_text(json.dumps({"seconds": 12.5, "silhouette": 99.0}))
+    assert main(["evaluate", str(run), "--splits", "3", "--np-queries", "100"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    r = read_run(run)
+    assert m["knn_accuracy"] == pytest.approx(knn_accuracy(r.embedding, r.labels))
+    assert m["silhouette"] == pytest.approx(silhouette(r.embedding, r.labels))  # 99.0 replaced
+    assert m["seconds"] == 12.5  # what training wrote is kept
+    assert m["knn_splits"] == 3 and m["knn_accuracy_std"] >= 0
+    assert 0 < m["neighbour_preservation"] <= 1 and m["neighbour_preservation_queries"] == 100
+    out = capsys.readouterr().out
+    assert f"kNN accuracy {m['knn_accuracy']:.1f}%" in out and "neighbourhood preservation" in out
+
+
+def test_evaluate_several_runs_and_missing_data(tmp_path, capsys):
+    data = tmp_path / "copy.npz"
+    data.write_bytes(make_run.__globals__["SAMPLE_PATH"].read_bytes())
+    a = make_run(tmp_path / "a", n=200, data_path=data)
+    b = make_run(tmp_path / "b", n=200, noise=5.0)
+    data.unlink()  # run a's images are gone: preservation is skipped with a note
+    assert main(["evaluate", str(a), str(b), "--np-queries", "50"]) == 0
+    ma = json.loads((a / "metrics.json").read_text())
+    mb = json.loads((b / "metrics.json").read_text())
+    assert "neighbour_preservation" not in ma and "skipped" in ma["notes"][0]
+    assert "neighbour_preservation" in mb
+    assert mb["knn_accuracy_mean"] < ma["knn_accuracy_mean"]  # noise blurs the classes
+    assert "note: neighbourhood preservation skipped" in capsys.readouterr().out
+
+
+def test_evaluate_labels_from_viewer_export(tmp_path):
+    run = make_run(tmp_path / "run", n=200, labeled=False)
+    r = read_run(run)
+    assert main(["evaluate", str(run), "--no-preservation"]) == 0
+    assert any("fewer than two classes" in n for n in json.loads((run / "metrics.json").read_text())["notes"])
+    # The viewer exports id,x,y,old_label,new_label; empty new_label = only selected.
+    half = np.arange(200) < 100
+    rows = ["id,x,y,old_label,new_label"] + [
+        f"{i},{x:.3f},{y:.3f},,{'left' if x < 0 else 'right'}" for i, (x, y) in zip(r.ids[half], r.embedding[half], strict=True)
+    ] + [f"{r.ids[150]},0,0,,"]
+    (tmp_path / "ann.csv").write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", str(run), "--labels", str(tmp_path / "ann.csv"), "--no-preservation"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["n_labeled"] == 100 and m["knn_accuracy"] > 80  # labels split by x: easy to predict
+    assert any("100 unlabeled points" in n for n in m["notes"])
+
+
+def test_evaluate_errors_are_one_line(tmp_path, capsys):
+    run = make_run(tmp_path / "run", n=100)
+    (tmp_path / "bad.csv").write_text("name,value\na,1\n")
+    assert main(["evaluate", str(run), "--labels", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "needs columns 'id' and 'label'" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "other.csv").write_text("id,label\nnope,a\n")
+    assert main(["evaluate", str(run), "--labels", str(tmp_path / "other.csv")]) == 2
+    assert "none of the ids" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
