@@ -1,0 +1,221 @@
+"""Backbones and the projection head of t-SimCNE (DESIGN.md section 1).
+
+A :class:`TSimCNENet` is a ResNet backbone giving the feature ``h`` (``num_features``
+wide: 512 for ResNet18/34 at width 64) and a head ``Linear(F, 1024), ReLU,
+Linear(1024, d)`` giving the embedding ``z``. Stage 2 of t-SimCNE swaps the last
+Linear for a fresh one with ``d = 2`` (:meth:`TSimCNENet.replace_last`).
+
+Images up to 32 px use the small-image stem (3x3 convolution, stride 1, no
+max-pool), as the paper does for MedMNIST; larger images use the standard
+ImageNet stem (7x7, stride 2, max-pool). The input is float32 in [0, 1] with
+``in_channels`` channels, no normalisation.
+
+Weights are initialised from an explicit ``torch.Generator`` so that a seed
+alone fixes the network (no global ``torch.manual_seed``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .errors import MedcneError
+
+BACKBONES = {
+    # name: (block, blocks per layer)
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+}
+HIDDEN = 1024
+SMALL_STEM_MAX_PX = 32
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, c_in: int, width: int, stride: int):
+        super().__init__()
+        c_out = width * self.expansion
+        self.conv1 = nn.Conv2d(c_in, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = _shortcut(c_in, c_out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, c_in: int, width: int, stride: int):
+        super().__init__()
+        c_out = width * self.expansion
+        self.conv1 = nn.Conv2d(c_in, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        # Stride on the 3x3 convolution (torchvision's "ResNet v1.5").
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, c_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = _shortcut(c_in, c_out, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.shortcut(x))
+
+
+def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+
+class ResNet(nn.Module):
+    """A ResNet without classifier; ``forward`` returns the pooled features.
+
+    Parameters
+    ----------
+    name : {'resnet18', 'resnet34', 'resnet50'}
+    in_channels : int
+        1 or 3.
+    width : int
+        Channels of the first stage (64 in the paper); later stages double it.
+    small_stem : bool
+        3x3 stride-1 first convolution and no max-pool (for images <= 32 px).
+    """
+
+    def __init__(self, name: str = "resnet18", in_channels: int = 3, width: int = 64, small_stem: bool = True):
+        super().__init__()
+        kind, counts = BACKBONES[name]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        if small_stem:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
+        layers, c_in = [], width
+        for i, n in enumerate(counts):
+            w = width * 2**i
+            blocks = []
+            for j in range(n):
+                blocks.append(block(c_in, w, 2 if (j == 0 and i > 0) else 1))
+                c_in = w * block.expansion
+            layers.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) float -> (B, num_features)."""
+        return torch.flatten(self.pool(self.layers(self.stem(x))), 1)
+
+
+class TSimCNENet(nn.Module):
+    """Backbone + projection head.
+
+    Attributes
+    ----------
+    num_features : int
+        Width of ``h`` (512 for ResNet18 at width 64).
+    out_dim : int
+        Width of ``z`` (128 in stage 1, 2 afterwards).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        in_channels: int = 3,
+        width: int = 64,
+        small_stem: bool = True,
+        out_dim: int = 128,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        check_model_args(backbone, in_channels, width, out_dim)
+        self.backbone = ResNet(backbone, in_channels, width, small_stem)
+        self.num_features = self.backbone.num_features
+        self.head = nn.Sequential(
+            nn.Linear(self.num_features, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, out_dim)
+        )
+        init_weights(self, generator)
+
+    @property
+    def out_dim(self) -> int:
+        return self.head[-1].out_features
+
+    @property
+    def last_layer(self) -> nn.Linear:
+        """The Linear that stage 2 replaces and trains alone."""
+        return self.head[-1]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) float in [0, 1] -> h, (B, num_features)."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) float in [0, 1] -> z, (B, out_dim)."""
+        return self.head(self.backbone(x))
+
+    def replace_last(self, out_dim: int, generator: torch.Generator | None = None) -> nn.Linear:
+        """Swap the last Linear for a fresh ``Linear(1024, out_dim)`` on the same device."""
+        old = self.head[-1]
+        new = nn.Linear(HIDDEN, out_dim).to(device=old.weight.device, dtype=old.weight.dtype)
+        _init_linear(new, generator)
+        self.head[-1] = new
+        return new
+
+
+def check_model_args(backbone: str, in_channels: int, width: int, out_dim: int) -> None:
+    if backbone not in BACKBONES:
+        raise MedcneError(f"backbone must be one of {', '.join(map(repr, BACKBONES))}; got {backbone!r}")
+    if in_channels not in (1, 3):
+        raise MedcneError(f"images must have 1 or 3 channels; got {in_channels}")
+    if not isinstance(width, int) or width < 1:
+        raise MedcneError(f"width must be a positive integer (64 as in the paper; 16 or 32 on CPU); got {width!r}")
+    if not isinstance(out_dim, int) or out_dim < 1:
+        raise MedcneError(f"dim must be a positive integer (2 for a map, 3 for a 3D map); got {out_dim!r}")
+
+
+def use_small_stem(image_size: int, small_stem: bool | str = "auto") -> bool:
+    """Resolve ``small_stem='auto'``: the small stem for images up to 32 px."""
+    if small_stem == "auto":
+        return image_size <= SMALL_STEM_MAX_PX
+    if isinstance(small_stem, bool):
+        return small_stem
+    raise MedcneError(f"small_stem must be 'auto', True or False; got {small_stem!r}")
+
+
+def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """He-normal convolutions, unit BatchNorm, PyTorch-default Linear; all from ``generator``."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+        elif isinstance(m, nn.Linear):
+            _init_linear(m, generator)
+
+
+def _init_linear(m: nn.Linear, generator: torch.Generator | None) -> None:
+    # Same distribution as nn.Linear's own reset_parameters, but seeded.
+    bound = 1.0 / math.sqrt(m.in_features)
+    with torch.no_grad():
+        m.weight.uniform_(-bound, bound, generator=generator)
+        m.bias.uniform_(-bound, bound, generator=generator)

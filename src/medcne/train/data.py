@@ -1,0 +1,97 @@
+"""The dataset as one uint8 tensor, and the device and random generators of a run.
+
+Speed comes from the data path (DESIGN.md section 2): all images live in one
+N x C x H x W uint8 tensor, on the GPU when they fit, else in pinned host memory
+from which each batch is copied asynchronously. Batches are index tensors drawn
+from a seeded generator; no DataLoader, no per-image Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..datasets import ImageSet
+from ..errors import MedcneError
+
+# Keep the data under this share of free GPU memory, so activations still fit.
+GPU_DATA_SHARE = 0.4
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise MedcneError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise MedcneError("device='cuda' but PyTorch sees no GPU; use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
+    """All images as an (N, C, H, W) uint8 CPU tensor (a lazy store is read in chunks)."""
+    n, (h, w, c) = len(data), data.image_shape
+    out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
+    if data.is_lazy:
+        for start, block in data.images.iter_chunks(4096):
+            out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
+    else:
+        out.copy_(torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2))
+    return out
+
+
+class ImageStore:
+    """The images of a dataset as one tensor, with batched gather onto ``device``."""
+
+    def __init__(self, data: ImageSet, device: torch.device):
+        self.device = device
+        cuda = device.type == "cuda"
+        n, (h, w, c) = len(data), data.image_shape
+        nbytes = n * h * w * c
+        on_device = not cuda or nbytes < GPU_DATA_SHARE * torch.cuda.mem_get_info(device)[0]
+        host = to_nchw_tensor(data, pin=cuda and not on_device)
+        self.images = host.to(device) if on_device else host
+        self.on_device = on_device
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """uint8 (len(indices), C, H, W) on the training device."""
+        if self.on_device:
+            return self.images[indices.to(self.device)]
+        # Indexing a pinned tensor gives an unpinned copy; pin it so the copy is async.
+        return self.images[indices].pin_memory().to(self.device, non_blocking=True)
+
+
+@dataclass
+class Generators:
+    """Every source of randomness of a run, derived from one seed.
+
+    ``init`` draws weights (also of the stage-2 head), ``batch`` the order of
+    the images, ``augment`` the augmentations (on the training device).
+    """
+
+    init: torch.Generator
+    batch: torch.Generator
+    augment: torch.Generator
+
+    @classmethod
+    def from_rng(cls, rng: np.random.Generator, device: torch.device) -> Generators:
+        seeds = rng.integers(0, 2**62, size=3)
+        gens = [torch.Generator("cpu"), torch.Generator("cpu"), torch.Generator(device)]
+        for g, s in zip(gens, seeds, strict=True):
+            g.manual_seed(int(s))
+        return cls(*gens)
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name).get_state() for name in ("init", "batch", "augment")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("init", "batch", "augment"):
+            getattr(self, name).set_state(state[name].cpu())
