@@ -7,6 +7,7 @@ tests in test_viewer_browser.py use the real one.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -21,11 +22,11 @@ from medcne.viewer.sprites import make_tiles, thumbnail_size
 
 
 def read_data(folder) -> dict:
-    """data.js without its ``window.MEDCNE_DATA = `` prefix and ``;``, as JSON."""
+    """data.js as JSON: ``window.MEDCNE_DATA = JSON.parse('...');`` with the JS string unescaped."""
     text = (folder / "data.js").read_text()
-    prefix = "window.MEDCNE_DATA = "
-    assert text.startswith(prefix)
-    return json.loads(text[len(prefix):].rstrip().rstrip(";"))
+    prefix, suffix = "window.MEDCNE_DATA = JSON.parse('", "');\n"
+    assert text.startswith(prefix) and text.endswith(suffix)
+    return json.loads(re.sub(r"\\(.)", r"\1", text[len(prefix):-len(suffix)]))
 
 
 @pytest.fixture()
@@ -121,6 +122,17 @@ def test_build_writes_page_data_and_sprites(tmp_path, fake_bundle):
     sheet = Image.open(out / data["sprites"]["sheets"][0]["file"])
     assert sheet.size == (8 * 12, 7 * 12)  # 8 columns, 7 rows of 12 px tiles
     assert not [p for p in tmp_path.joinpath("run").iterdir() if p.name.startswith(".viewer")]
+
+
+def test_awkward_ids_survive_the_data_file(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", n=4)
+    ids = ["it's", 'a "b"', "back\\slash\\n", "é</script>"]
+    emb = np.load(run / "embedding.npz")
+    write_embedding(run, emb["embedding"], ids, emb["labels"], ["a", "b", "c"])
+    build_viewer(run, bundle=fake_bundle, images=np.zeros((4, 12, 12, 3), np.uint8))
+    data = read_data(run / "viewer")
+    assert data["ids"] == ids
+    assert "\n" not in (run / "viewer" / "data.js").read_text()[:-1]  # one line: a JS string literal
 
 
 def test_unlabeled_run_and_extra_columns(tmp_path, fake_bundle):

@@ -23,13 +23,9 @@ import medcne.datasets as ds
 from medcne.runfolder import write_embedding, write_json
 from medcne.viewer import build_viewer, plan_layout
 from medcne.viewer.build import BUNDLE
+from medcne.viewer.screenshot import launch_chromium, screenshot
 
 CHROMIUM = os.environ.get("MEDCNE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 HOVER_SIDE = 168  # px of the hover image in the page (index.html)
 
 pytestmark = pytest.mark.slow
@@ -41,11 +37,6 @@ def _need(ok: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         pytest.fail(f"{reason}; CI is set, where `make browser viewer-assets` must provide it")
     pytest.skip(reason)
-
-
-def launch_chromium(playwright):
-    """Headless Debian Chromium with software WebGL; nothing is downloaded."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +63,7 @@ def browser(site):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = launch_chromium(p)
+        b = launch_chromium(p, CHROMIUM)
         yield b
         b.close()
 
@@ -213,3 +204,10 @@ def _inside(pos, x0, y0, x1, y1, grow):
     """Indices of points inside the box grown by ``grow`` px (shrunk if negative)."""
     ok = (pos[:, 0] > x0 - grow) & (pos[:, 0] < x1 + grow) & (pos[:, 1] > y0 - grow) & (pos[:, 1] < y1 + grow)
     return np.flatnonzero(ok)
+
+
+def test_screenshot_tool_hovers_and_selects(site, browser, tmp_path):
+    index, data, _ = site
+    out = screenshot(index, tmp_path / "shot.png", hover_id=data.ids[7], box=(0.1, 0.1, 0.9, 0.9),
+                     size=(1000, 700), browser=browser)
+    assert Image.open(out).size == (1000, 700)
