@@ -160,6 +160,23 @@ def test_box_selection_label_and_export(page, site, tmp_path):
     np.testing.assert_allclose(float(rows[0]["y"]), emb[k, 1], rtol=1e-5)
 
 
+def test_lasso_selects_what_it_encloses(page, site):
+    page.click("#mode-lasso")
+    pos = screen_positions(page)
+    x0, y0, x1, y1 = 250.0, 200.0, 520.0, 470.0
+    # A freehand square, traced in small steps as a hand would.
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)]:
+        page.mouse.move(x, y, steps=15)
+    page.mouse.up()
+    page.wait_for_function("medcne.state.selection.length > 0", timeout=5000)
+    chosen = set(page.evaluate("medcne.state.selection"))
+    inside, near = _inside(pos, x0, y0, x1, y1, -3), _inside(pos, x0, y0, x1, y1, 3)
+    assert len(inside) > 50
+    assert set(inside) <= chosen <= set(near)
+
+
 def test_hidden_class_is_not_selected(page, site):
     _, data, _ = site
     name = data.class_names[0]
