@@ -1,0 +1,89 @@
+"""t-SNE (openTSNE) and UMAP of feature vectors, and pixels as features."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..datasets import ImageSet
+from ..errors import require
+
+# Pixel vectors longer than this are reduced by PCA first (the paper does so
+# for PCam, 96 x 96 x 3 = 27,648). MedMNIST 28 x 28 x 3 = 2,352 stays raw, as
+# does 48 x 48 x 1; 64 x 64 x 3 = 12,288 is reduced.
+PCA_ABOVE = 2500
+PCA_DIMS = 50
+# Above this many float32 bytes of pixels, PCA runs incrementally on chunks.
+PCA_IN_MEMORY_BYTES = 2 << 30
+
+
+def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np.ndarray, dict]:
+    """Images as vectors in [0, 1], shape (N, H*W*C), or (N, 50) by PCA when H*W*C > 2,500.
+
+    Returns the features and a record of what was done (for ``params.json``).
+    Large or lazily stored datasets are reduced with incremental PCA, chunk by
+    chunk, so that the full pixel matrix never sits in memory as floats.
+    """
+    n, dim = len(data), int(np.prod(data.image_shape))
+    if dim <= PCA_ABOVE:
+        X = np.empty((n, dim), dtype=np.float32)
+        for start, imgs in _chunks(data, chunk):
+            X[start : start + len(imgs)] = imgs.reshape(len(imgs), -1) / np.float32(255)
+        return X, {"features": "pixels", "dim": dim, "pca": None}
+    from sklearn.decomposition import PCA, IncrementalPCA
+
+    if n * dim * 4 <= PCA_IN_MEMORY_BYTES:
+        X = np.asarray(data.to_numpy(), dtype=np.float32).reshape(n, dim) / np.float32(255)
+        Y = PCA(PCA_DIMS, svd_solver="randomized", random_state=seed).fit_transform(X).astype(np.float32)
+        return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "randomized"}
+    ipca = IncrementalPCA(PCA_DIMS, batch_size=chunk)
+    for _, imgs in _chunks(data, chunk):
+        if len(imgs) >= PCA_DIMS:  # a last chunk smaller than the components cannot be fitted
+            ipca.partial_fit(imgs.reshape(len(imgs), -1) / np.float32(255))
+    Y = np.empty((n, PCA_DIMS), dtype=np.float32)
+    for start, imgs in _chunks(data, chunk):
+        Y[start : start + len(imgs)] = ipca.transform(imgs.reshape(len(imgs), -1) / np.float32(255))
+    return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "incremental"}
+
+
+def _chunks(data: ImageSet, chunk: int):
+    if data.is_lazy:
+        yield from data.images.iter_chunks(chunk)
+    else:
+        for start in range(0, len(data), chunk):
+            yield start, np.asarray(data.images[start : start + chunk])
+
+
+def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> tuple[np.ndarray, dict]:
+    """openTSNE with its default settings (perplexity 30, PCA initialisation, FFT gradients).
+
+    Parameters
+    ----------
+    X : array, shape (N, D)
+    seed : int
+        ``random_state`` of openTSNE.
+    n_jobs : int, optional
+        Threads; default all cores.
+    **params
+        Overrides of openTSNE's defaults (tests use few iterations).
+
+    Returns
+    -------
+    embedding : ndarray, shape (N, 2), float32
+    record : dict
+        The openTSNE settings used, for ``params.json``.
+    """
+    openTSNE = require("openTSNE", "baselines")
+    jobs = int(n_jobs or os.cpu_count() or 1)
+    Z = openTSNE.TSNE(random_state=seed, n_jobs=jobs, verbose=False, **params).fit(np.asarray(X))
+    record = {"tool": "openTSNE", "version": openTSNE.__version__, "random_state": seed, **params}
+    return np.asarray(Z, dtype=np.float32), record
+
+
+def umap(X: np.ndarray, seed: int = 0, **params) -> tuple[np.ndarray, dict]:
+    """UMAP (umap-learn, default settings) of ``X``, shape (N, D) -> (N, 2)."""
+    umap_mod = require("umap", "umap")
+    Z = umap_mod.UMAP(random_state=seed, **params).fit_transform(np.asarray(X))
+    record = {"tool": "umap-learn", "version": getattr(umap_mod, "__version__", "?"), "random_state": seed, **params}
+    return np.asarray(Z, dtype=np.float32), record

@@ -1,0 +1,44 @@
+"""`medcne baseline DATA --method M --out RUN`: a baseline map as a run folder."""
+
+from __future__ import annotations
+
+from ..baselines import METHODS, make_baseline
+from ..runfolder import read_run
+from .common import add_data_options, data_spec
+from .evaluate import format_metrics
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "baseline", help="a baseline map (t-SNE of pixels / ImageNet ResNet / SimCLR features, UMAP) as a run folder"
+    )
+    p.add_argument("data", help="a dataset, as for `medcne info`")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    p.add_argument("--jobs", type=int, help="t-SNE threads (default: all cores)")
+    g = p.add_argument_group("ImageNet ResNet (tsne-resnet18, tsne-resnet152)")
+    g.add_argument("--weights", metavar="FILE", help="torchvision ImageNet weights file (default: the torch cache)")
+    g.add_argument("--download", action="store_true",
+                   help="fetch missing weights from download.pytorch.org into the torch cache")
+    g = p.add_argument_group("SimCLR (tsne-simclr)")
+    g.add_argument("--epochs", type=int, default=1000, help="SimCLR training epochs (default 1000, as the paper)")
+    g.add_argument("--batch-size", type=int, default=1024)
+    g.add_argument("--width", type=int, default=64, help="backbone base channels (64 as the paper; 16 on a CPU)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_data_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    options = dict(seed=args.seed, n_jobs=args.jobs, download=args.download)
+    if args.weights:
+        options["weights"] = args.weights
+    if args.method == "tsne-simclr":
+        options["simclr"] = dict(epochs=args.epochs, batch_size=args.batch_size, width=args.width,
+                                 device=args.device)
+    out = make_baseline(args.data, args.method, args.out, data_spec(args), force=args.force, **options)
+    run_ = read_run(out)
+    print(f"wrote {out}/ (params.json, embedding.npz, embedding.csv, metrics.json, map.png)")
+    print(format_metrics(str(out), run_.metrics))
+    return 0
