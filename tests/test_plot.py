@@ -8,7 +8,15 @@ import pytest  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 
 from medcne.errors import MedcneError  # noqa: E402
-from medcne.plot import class_colors, plot_map, point_style, save_map  # noqa: E402
+from medcne.plot import (  # noqa: E402
+    class_colors,
+    count_thumbnails,
+    plot_map,
+    plot_thumbnails,
+    point_style,
+    save_map,
+    thumbnail_grid,
+)
 
 
 @pytest.fixture
@@ -95,3 +103,61 @@ def test_bad_inputs(tmp_path, ax):
         save_map(tmp_path / "map.jpg", np.zeros((5, 2)))
     with pytest.raises(MedcneError, match="0..1"):
         plot_map(np.zeros((3, 2)), np.array([0, 1, 2]), ["a", "b"], ax=ax)
+
+
+# -- thumbnails ----------------------------------------------------------------
+
+def test_thumbnail_grid_picks_point_nearest_each_cell_centre():
+    Z = np.array([[0.0, 0.0], [0.9, 0.9], [0.5, 0.5], [10.0, 10.0], [9.9, 0.1]])
+    cells, chosen, (x0, y_top, cell) = thumbnail_grid(Z, grid=2)
+    assert cell == 5.0 and (x0, y_top) == (0.0, 10.0)
+    got = {tuple(c): int(i) for c, i in zip(cells, chosen, strict=True)}
+    # Bottom-left cell (row 1, col 0) holds points 0, 1, 2; its centre (2.5, 2.5) is nearest point 1.
+    assert got == {(1, 0): 1, (0, 1): 3, (1, 1): 4}
+
+
+def test_thumbnails_draw_one_image_per_occupied_cell(ax):
+    rng = np.random.default_rng(0)
+    Z = np.r_[rng.normal(size=(300, 2)), rng.normal(size=(100, 2)) + [8, 8]]
+    imgs = rng.integers(0, 255, (400, 12, 12, 1), dtype=np.uint8)
+    cells, chosen, _ = thumbnail_grid(Z, grid=10)
+    out = plot_thumbnails(Z, imgs, np.arange(400) % 3, ["a", "b", "c"], grid=10, ax=ax)
+    assert out is ax and len(ax.images) == 1
+    assert count_thumbnails(ax, side=12) == len(chosen) < 100  # empty cells stay transparent
+    canvas = np.asarray(ax.images[0].get_array())
+    r, c = cells[0]
+    inner = canvas[r * 12 + 1 : r * 12 + 11, c * 12 + 1 : c * 12 + 11, 0]
+    np.testing.assert_array_equal(inner, imgs[chosen[0], 1:11, 1:11, 0])  # the image itself, inside its border
+    np.testing.assert_array_equal(canvas[r * 12, c * 12, :3], (class_colors(3)[chosen[0] % 3][:3] * 255).astype(np.uint8))
+
+
+def test_thumbnails_resize_and_errors(ax):
+    Z = np.random.default_rng(1).normal(size=(50, 2))
+    imgs = np.zeros((50, 96, 96, 3), np.uint8)
+    plot_thumbnails(Z, imgs, grid=5, ax=ax)
+    assert np.asarray(ax.images[0].get_array()).shape[0] % 64 == 0  # 96 px thumbnails drawn at 64
+    with pytest.raises(MedcneError, match="one image per point"):
+        plot_thumbnails(Z, imgs[:10], ax=ax)
+    with pytest.raises(MedcneError, match="grid"):
+        thumbnail_grid(Z, grid=0)
+
+
+# -- panels ----------------------------------------------------------------------
+
+def test_panels_share_class_colours():
+    from medcne.plot import new_figure, plot_panels
+
+    rng = np.random.default_rng(0)
+    a = dict(Z=rng.normal(size=(30, 2)), labels=np.zeros(30, int), class_names=["x"], title="A")
+    b = dict(Z=rng.normal(size=(20, 2)), labels=np.r_[np.zeros(10, int), np.ones(10, int)],
+             class_names=["y", "x"], title="B")
+    fig = new_figure(6, 3)
+    axes = plot_panels([a, b], fig)
+    assert [ax.get_title() for ax in axes] == ["A", "B"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["x", "y"]
+    ca = scatters(axes[0])[0].get_facecolors()
+    cb = scatters(axes[1])[0].get_facecolors()
+    offsets_b = np.asarray(scatters(axes[1])[0].get_offsets())
+    is_x_in_b = np.isin(offsets_b[:, 0], b["Z"][10:, 0])  # class "x" is label 1 in map B
+    np.testing.assert_allclose(cb[is_x_in_b][0], ca[0])
+    assert not np.allclose(cb[~is_x_in_b][0], ca[0])

@@ -1,0 +1,79 @@
+"""`medcne plot RUN --kind map|thumbnails|compare --out FILE`: static figures of run folders."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MedcneError, MissingColumnError
+from ..runfolder import Run, read_run
+
+KINDS = ("map", "thumbnails", "compare")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("plot", help="figures of runs: the map, the thumbnail map, maps side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder (several for --kind compare)")
+    p.add_argument("--kind", default="map", choices=KINDS)
+    p.add_argument("--out", required=True, metavar="FILE", help="output .png, .pdf or .svg")
+    p.add_argument("--color-by", metavar="COLUMN",
+                   help="colour points by this per-image column (of --values, else of the run's embedding.csv)")
+    p.add_argument("--values", metavar="CSV", help="a CSV with an 'id' column and the --color-by column")
+    p.add_argument("--grid", type=int, default=25, help="thumbnail cells along the longer side (default 25)")
+    p.add_argument("--data", help="the run's data, when it moved since the run was made (thumbnails)")
+    p.add_argument("--title", help="figure title (default: method and folder)")
+    p.set_defaults(func=run)
+
+
+def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
+    """One value per point of ``run`` from a CSV column, matched by id; numbers become floats.
+
+    Points missing from the CSV get NaN (numbers) or "" (categories).
+    """
+    path = Path(csv_path) if csv_path else run.path / "embedding.csv"
+    if not path.is_file():
+        raise MedcneError(f"--values {path}: no such file; give a CSV with columns id,{column}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        if "id" not in columns or column not in columns:
+            raise MissingColumnError(
+                f"{path}: --color-by {column!r} needs columns 'id' and {column!r}; found {', '.join(columns)}"
+            )
+        by_id = {row["id"]: row[column] for row in reader}
+    raw = [by_id.get(i, "") for i in run.ids]
+    if not any(raw):
+        raise MedcneError(f"{path}: no id matches the run's ids; give values for the images of {run.path}")
+    try:
+        return np.array([float(v) if v != "" else np.nan for v in raw])
+    except ValueError:
+        return np.array(raw, dtype=str)
+
+
+def run(args) -> int:
+    from ..compare import collect, compare_figure
+    from ..plot import new_figure, plot_map, plot_thumbnails, save_figure
+
+    if args.kind == "compare":
+        out = compare_figure(collect([read_run(r) for r in args.runs]), args.out)
+        print(f"wrote {out}")
+        return 0
+    if len(args.runs) > 1:
+        raise MedcneError(f"--kind {args.kind} draws one run; got {len(args.runs)} (use --kind compare)")
+    r = read_run(args.runs[0])
+    title = args.title or f"{r.method} ({r.name})"
+    Z = np.asarray(r.embedding)[:, :2]
+    if args.kind == "map":
+        values = read_values(r, args.color_by, args.values) if args.color_by else None
+        fig = new_figure(9, 7)
+        plot_map(Z, r.labels, r.class_names, ax=fig.add_subplot(), title=title, values=values)
+    else:
+        data = r.load_images(args.data)
+        fig = new_figure(9, 9)
+        plot_thumbnails(Z, data.images, r.labels, r.class_names, grid=args.grid, ax=fig.add_subplot(),
+                        title=title)
+    out = save_figure(fig, args.out)
+    print(f"wrote {out}")
+    return 0

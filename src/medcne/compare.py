@@ -1,0 +1,178 @@
+"""Compare runs: a table (Markdown and CSV) and a figure with one panel per method.
+
+Rows are methods; columns are kNN accuracy, silhouette and neighbourhood
+preservation; runs of several datasets (grouped by their data path) give a
+group of columns per dataset, as in the paper's Tables 2 and 3.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MedcneError
+from .metrics import knn_accuracy, silhouette
+from .runfolder import Run, read_run, write_text
+
+COLUMNS = (
+    ("knn_accuracy", "kNN accuracy (%)", "{:.1f}"),
+    ("silhouette", "silhouette", "{:.3f}"),
+    ("neighbour_preservation", "neighbourhood preservation", "{:.3f}"),
+)
+
+
+@dataclass
+class Row:
+    """One run in the table."""
+
+    run: Run
+    method: str
+    dataset: str
+    metrics: dict = field(default_factory=dict)
+
+
+def dataset_key(run: Run) -> str:
+    """The data path of a run (its grouping key), or the folder when params.json names none."""
+    data = run.params.get("data") or {}
+    path = data.get("path")
+    if path is None:
+        return f"(data of {run.name})"
+    subset = data.get("subset")
+    return str(path) + (f" [subset {subset}, seed {data.get('seed', 0)}]" if subset else "")
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Dataset labels: the file stem, or parent/stem where stems collide."""
+    stems = {k: Path(k.split(" [")[0]).stem + (" [" + k.split(" [", 1)[1] if " [" in k else "") for k in keys}
+    out = {}
+    for k, s in stems.items():
+        clash = sum(1 for t in stems.values() if t == s) > 1
+        p = Path(k.split(" [")[0])
+        out[k] = f"{p.parent.name}/{s}" if clash else s
+    return out
+
+
+def collect(runs: list[Run]) -> list[Row]:
+    """Rows with metrics from metrics.json, computing kNN accuracy and silhouette where missing."""
+    if not runs:
+        raise MedcneError("compare needs at least one run folder")
+    rows = []
+    for run in runs:
+        m = {k: run.metrics[k] for k, _, _ in COLUMNS if k in run.metrics}
+        if run.labels is not None and len(np.unique(run.labels)) >= 2:
+            if "knn_accuracy" not in m:
+                m["knn_accuracy"] = knn_accuracy(run.embedding, run.labels)
+            if "silhouette" not in m:
+                m["silhouette"] = silhouette(run.embedding, run.labels)
+        rows.append(Row(run, run.method, dataset_key(run), m))
+    # Two runs of one method on one dataset: tell them apart by folder name.
+    counts: dict = {}
+    for row in rows:
+        counts[row.method, row.dataset] = counts.get((row.method, row.dataset), 0) + 1
+    for row in rows:
+        if counts[row.method, row.dataset] > 1:
+            row.method = f"{row.method} ({row.run.name})"
+    return rows
+
+
+def table(rows: list[Row]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body (formatted cells) and the dataset labels, one row per method."""
+    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    names = short_names(datasets)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    by = {(r.method, r.dataset): r for r in rows}
+    header = ["method"]
+    for d in datasets:
+        prefix = f"{names[d]}: " if len(datasets) > 1 else ""
+        header += [prefix + label for _, label, _ in COLUMNS]
+    body = []
+    for method in methods:
+        cells = [method]
+        for d in datasets:
+            r = by.get((method, d))
+            for key, _, fmt in COLUMNS:
+                value = None if r is None else r.metrics.get(key)
+                cells.append("–" if value is None else fmt.format(value))
+        body.append(cells)
+    return header, body, [names[d] for d in datasets]
+
+
+def to_markdown(rows: list[Row]) -> str:
+    header, body, datasets = table(rows)
+    lines = []
+    if len(datasets) == 1:
+        lines.append(f"Dataset: {datasets[0]} ({len(rows[0].run.ids):,} images)\n")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    lines.append("")
+    lines.append("kNN accuracy: k = 15, stratified 9:1 split; silhouette: all points, class labels; "
+                 "neighbourhood preservation: share of the 15 nearest neighbours in pixel space kept in "
+                 "the map (– where not computed: run `medcne evaluate`).")
+    lines.append("")
+    lines.append("Runs: " + ", ".join(f"`{r.run.path}`" for r in rows))
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row]) -> str:
+    """Machine-readable: full precision, one column per dataset and metric."""
+    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    names = short_names(datasets)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    by = {(r.method, r.dataset): r for r in rows}
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["method"] + [f"{names[d]}:{key}" for d in datasets for key, _, _ in COLUMNS])
+    for method in methods:
+        cells = [method]
+        for d in datasets:
+            r = by.get((method, d))
+            cells += ["" if r is None or r.metrics.get(k) is None else repr(float(r.metrics[k]))
+                      for k, _, _ in COLUMNS]
+        writer.writerow(cells)
+    return buf.getvalue()
+
+
+def panel_maps(rows: list[Row]) -> list[dict]:
+    """Inputs of :func:`medcne.plot.plot_panels`: one panel per run, a row of panels per dataset."""
+    names = short_names(list(dict.fromkeys(r.dataset for r in rows)))
+    maps = []
+    for r in rows:
+        m = r.metrics
+        score = f"kNN {m['knn_accuracy']:.1f}%" if "knn_accuracy" in m else ""
+        if "silhouette" in m:
+            score += f", sil. {m['silhouette']:.3f}"
+        title = r.method + (f" · {names[r.dataset]}" if len(names) > 1 else "") + (f"\n{score}" if score else "")
+        maps.append(dict(Z=np.asarray(r.run.embedding)[:, :2], labels=r.run.labels,
+                         class_names=r.run.class_names, title=title, row=r.dataset))
+    return maps
+
+
+def compare_figure(rows: list[Row], path) -> Path:
+    """Write the panels of all runs (PNG, PDF or SVG) atomically."""
+    from .plot import new_figure, plot_panels, save_figure
+
+    maps = panel_maps(rows)
+    n_rows = len({m["row"] for m in maps})
+    n_cols = max(sum(1 for m in maps if m["row"] == row) for row in {m["row"] for m in maps})
+    fig = new_figure(3.6 * n_cols, 3.9 * n_rows)
+    plot_panels(maps, fig)
+    return save_figure(fig, path)
+
+
+def compare(run_paths, out) -> dict[str, Path]:
+    """Write ``OUT.md``, ``OUT.csv`` and ``OUT.png`` comparing the runs; returns the three paths."""
+    out = Path(out)
+    if out.suffix in (".md", ".csv", ".png"):
+        out = out.with_suffix("")
+    rows = collect([read_run(p) for p in run_paths])
+    paths = {
+        "md": write_text(out.with_name(out.name + ".md"), to_markdown(rows)),
+        "csv": write_text(out.with_name(out.name + ".csv"), to_csv(rows)),
+    }
+    paths["png"] = compare_figure(rows, out.with_name(out.name + ".png"))
+    return paths

@@ -1,0 +1,112 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from evalhelpers import make_run
+from medcne.cli import main
+from medcne.compare import collect, compare, short_names, to_markdown
+from medcne.datasets import SAMPLE_PATH
+from medcne.errors import MedcneError
+from medcne.metrics import knn_accuracy
+from medcne.runfolder import read_run
+
+
+@pytest.fixture
+def two_datasets(tmp_path):
+    other = tmp_path / "data" / "other.npz"
+    other.parent.mkdir()
+    shutil.copy(SAMPLE_PATH, other)
+    runs = [
+        make_run(tmp_path / "a", n=150, method="tsne-pixels"),
+        make_run(tmp_path / "b", n=150, method="tsimcne", noise=0.5),
+        make_run(tmp_path / "c", n=150, method="tsne-pixels", data_path=other),
+    ]
+    (runs[0] / "metrics.json").write_text(json.dumps({"knn_accuracy": 12.5, "silhouette": 0.25,
+                                                      "neighbour_preservation": 0.5}))
+    return runs
+
+
+def test_rows_use_metrics_json_and_compute_what_is_missing(two_datasets):
+    rows = collect([read_run(r) for r in two_datasets])
+    assert [r.method for r in rows] == ["tsne-pixels", "tsimcne", "tsne-pixels"]
+    assert rows[0].metrics == {"knn_accuracy": 12.5, "silhouette": 0.25, "neighbour_preservation": 0.5}
+    b = read_run(two_datasets[1])
+    assert rows[1].metrics["knn_accuracy"] == knn_accuracy(b.embedding, b.labels)
+    assert "neighbour_preservation" not in rows[1].metrics
+    assert rows[0].dataset != rows[2].dataset
+
+
+def test_report_files_group_datasets_as_columns(two_datasets, tmp_path, capsys):
+    assert main(["compare", *map(str, two_datasets), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report.md").read_text()
+    with open(tmp_path / "report.csv", newline="") as fh:
+        table = list(csv.reader(fh))
+    header = table[0]
+    assert header[0] == "method" and len(header) == 1 + 2 * 3  # two datasets x three metrics
+    assert [row[0] for row in table[1:]] == ["tsne-pixels", "tsimcne"]
+    assert float(table[1][1]) == 12.5 and table[1][3] == "0.5"
+    assert table[2][4:] == ["", "", ""]  # tsimcne has no run on the second dataset
+    assert "| tsne-pixels | 12.5 | 0.250 | 0.500 |" in md and "–" in md
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_one_dataset_table_and_twin_methods(tmp_path):
+    a = make_run(tmp_path / "seed0", n=150, method="tsimcne")
+    b = make_run(tmp_path / "seed1", n=150, method="tsimcne", noise=1.0)
+    paths = compare([a, b], tmp_path / "r.md")
+    md = paths["md"].read_text()
+    assert md.startswith("Dataset: bloodmnist_sample [subset 150, seed 0] (150 images)")
+    assert "| method | kNN accuracy (%) | silhouette | neighbourhood preservation |" in md
+    assert "tsimcne (seed0)" in md and "tsimcne (seed1)" in md
+    assert sorted(p.name for p in tmp_path.glob("r.*")) == ["r.csv", "r.md", "r.png"]
+
+
+def test_short_names_disambiguate():
+    names = short_names(["/x/a/data.npz", "/x/b/data.npz", "/y/other.npz"])
+    assert list(names.values()) == ["a/data", "b/data", "other"]
+
+
+def test_markdown_with_unlabeled_run(tmp_path):
+    rows = collect([read_run(make_run(tmp_path / "u", n=120, labeled=False))])
+    assert "| fake | – | – | – |" in to_markdown(rows)
+
+
+def test_errors(tmp_path, capsys):
+    with pytest.raises(MedcneError):
+        collect([])
+    assert main(["compare", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+# -- medcne plot ---------------------------------------------------------------------
+
+def test_cli_plot_kinds(tmp_path, two_datasets):
+    run = two_datasets[1]
+    for kind, name in [("map", "m.png"), ("thumbnails", "t.svg"), ("compare", "c.pdf")]:
+        runs = map(str, two_datasets) if kind == "compare" else [str(run)]
+        assert main(["plot", *runs, "--kind", kind, "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).stat().st_size > 1000
+    assert main(["plot", str(run), str(run), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_cli_plot_color_by_csv_column(tmp_path, capsys):
+    from medcne.cli import plot as plot_cli
+
+    run = make_run(tmp_path / "run", n=100)
+    r = read_run(run)
+    (tmp_path / "meta.csv").write_text("id,site,score\n" + "".join(
+        f"{i},{'AB'[n % 2]},{n / 10}\n" for n, i in enumerate(r.ids[:90])))
+    site = plot_cli.read_values(r, "site", tmp_path / "meta.csv")
+    assert site.dtype.kind == "U" and list(site[:3]) == ["A", "B", "A"] and site[95] == ""
+    score = plot_cli.read_values(r, "score", tmp_path / "meta.csv")
+    assert score[10] == 1.0 and np.isnan(score[95])
+    assert plot_cli.read_values(r, "label", None)[0] == r.class_names[r.labels[0]]  # embedding.csv
+    assert main(["plot", str(run), "--color-by", "score", "--values", str(tmp_path / "meta.csv"),
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["plot", str(run), "--color-by", "age", "--values", str(tmp_path / "meta.csv"),
+                 "--out", str(tmp_path / "s.png")]) == 2
+    assert "'age'" in capsys.readouterr().err
