@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 from .datasets import ImageSet, from_array, from_torch_dataset
 from .errors import MedcneError
 from .losses import get_loss
-from .models import TSimCNENet, use_small_stem
+from .models import TSimCNENet, check_model_args, use_small_stem
 from .train import checkpoint as ckpt_mod
 from .train.data import Generators, ImageStore, resolve_device
 from .train.estimate import duration_message, expected_seconds, time_step
@@ -222,6 +222,10 @@ class TSimCNE(BaseEstimator):
             self.stages_ = tsimcne_stages(epochs, self.lr_, self.dim, warmup, self.stage3_lr_factor)
         self.device_ = resolve_device(self.device)
         self.image_shape_ = data.image_shape
+        check_model_args(self.backbone, data.image_shape[2], self.width, self.stages_[-1].out_dim)
+        from .augment import Augmenter
+
+        Augmenter(self.preset, crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)  # validates
         self.small_stem_ = use_small_stem(max(data.image_shape[:2]), self.small_stem)
         if not isinstance(self.knn_every, (int, np.integer)) or self.knn_every < 0:
             raise MedcneError(f"knn_every must be a non-negative integer (0: off); got {self.knn_every!r}")

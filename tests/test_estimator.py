@@ -1,0 +1,128 @@
+"""TSimCNE follows scikit-learn conventions; transform, features, save/load, inputs."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from medcne import TSimCNE
+from medcne.errors import MedcneError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def images(n=40, size=16, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8)
+
+
+def tiny(**kw):
+    args = dict(epochs=(1, 1, 1), warmup=(0, 0, 0), batch_size=16, width=4, device="cpu",
+                random_state=0, verbose=False)
+    args.update(kw)
+    return TSimCNE(**args)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return tiny().fit(images())
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_init_only_stores_and_params_round_trip():
+    est = TSimCNE(width=-3, preset="nope", lr="fast")  # nothing validated before fit
+    assert est.get_params()["width"] == -3
+    est.set_params(width=8, epochs=(5, 1, 2))
+    assert est.get_params()["width"] == 8 and est.epochs == (5, 1, 2)
+    assert clone(est).get_params() == est.get_params()
+    assert not hasattr(est, "model_")
+
+
+def test_fit_resolves_and_returns_self(fitted):
+    assert isinstance(fitted, TSimCNE)
+    assert fitted.batch_size_ == 16 and fitted.lr_ == pytest.approx(0.03 * 16 / 256)
+    assert fitted.small_stem_ is True and fitted.device_.type == "cpu"
+    assert [s.epochs for s in fitted.stages_] == [1, 1, 1]
+    assert fitted.embedding_.shape == (40, 2) and fitted.embedding_.dtype == np.float32
+
+
+def test_transform_is_deterministic_and_matches_embedding(fitted):
+    X = images()
+    a, b = fitted.transform(X), fitted.transform(X)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, fitted.embedding_, atol=1e-6)
+    assert fitted.transform(images(n=5, seed=9)).shape == (5, 2)
+
+
+def test_features(fitted):
+    h = fitted.features(images(n=6))
+    assert h.shape == (6, 32) and h.dtype == np.float32  # 8 * width
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.pt")
+    raw = torch.load(path, weights_only=True)  # plain dict, nothing pickled
+    assert raw["format"] == "medcne-model/1" and "state_dict" in raw
+    loaded = TSimCNE.load(path, device="cpu")
+    X = images(n=8, seed=3)
+    np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), atol=1e-6)
+    assert loaded.get_params()["width"] == 4 and loaded.history_ == fitted.history_
+
+
+def test_inputs_imageset_gray_and_torch_dataset():
+    from medcne.datasets import from_array
+
+    gray = from_array(images(n=20, channels=1))
+    assert tiny(epochs=(1, 0, 1), batch_size=8).fit(gray).embedding_.shape == (20, 2)
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return 12
+
+        def __getitem__(self, i):
+            return torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)), i % 2
+
+    assert tiny(epochs=(1, 0, 0)).fit(DS()).embedding_.shape == (12, 2)
+
+
+def test_random_state_generator_and_dim3():
+    est = tiny(random_state=np.random.default_rng(5), dim=3, epochs=(1, 0, 1))
+    assert est.fit_transform(images(n=20)).shape == (20, 3)
+
+
+def test_cosine_is_the_simclr_baseline():
+    est = tiny(loss="cosine", epochs=(2, 50, 450)).fit(images(n=20))
+    assert len(est.stages_) == 1 and est.stages_[0].epochs == 2
+    assert est.embedding_.shape == (20, 128) and est.features(images(n=3)).shape == (3, 32)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"preset": "rotation"}, "preset"), ({"lr": -1.0}, "lr"), ({"batch_size": 1}, "batch_size"),
+    ({"epochs": "1,2"}, "epochs"), ({"loss": "l2"}, "loss"), ({"backbone": "vit"}, "backbone"),
+    ({"device": "tpu"}, "device"), ({"knn_every": -1}, "knn_every"),
+])
+def test_bad_parameters_name_themselves(kw, match):
+    with pytest.raises(MedcneError, match=match):
+        tiny(**kw).fit(images(n=8))
+
+
+def test_misuse(fitted, tmp_path):
+    with pytest.raises(MedcneError, match="not fitted"):
+        TSimCNE().transform(images(n=2))
+    with pytest.raises(MedcneError, match="16, 16, 3"):
+        fitted.transform(images(n=2, size=20))
+    with pytest.raises(MedcneError, match="X must be"):
+        tiny().fit(42)
+    with pytest.raises(MedcneError, match="no such model"):
+        TSimCNE.load(tmp_path / "missing.pt")

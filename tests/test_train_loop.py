@@ -1,0 +1,137 @@
+"""The loop: which parameters each stage trains, history, determinism, resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from medcne.augment import Augmenter
+from medcne.datasets import from_array
+from medcne.estimator import TSimCNE
+from medcne.losses import cauchy_infonce
+from medcne.models import TSimCNENet
+from medcne.train import Generators, ImageStore, train, tsimcne_stages
+from medcne.train.loop import steps_per_epoch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_images(n=48, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    # Class-dependent brightness so there is something to learn.
+    images = rng.integers(0, 100, (n, size, size, 3)) + 60 * labels[:, None, None, None]
+    return from_array(images.astype(np.uint8), labels)
+
+
+def tiny(**kw):
+    args = dict(epochs=(1, 1, 1), warmup=(0, 0, 0), batch_size=16, width=4, device="cpu",
+                random_state=0, verbose=False)
+    args.update(kw)
+    return TSimCNE(**args)
+
+
+def test_each_stage_trains_the_right_parameters():
+    data = tiny_images()
+    gens = Generators.from_rng(np.random.default_rng(0), torch.device("cpu"))
+    model = TSimCNENet("resnet18", 3, 4, True, 128, gens.init)
+    stages = tsimcne_stages((1, 1, 1), lr=0.5, warmup=(0, 0, 0), stage3_lr_factor=0.1)
+    snapshots = [{k: v.clone() for k, v in model.named_parameters()}]
+
+    def snap(end):
+        if end.stage_done:
+            snapshots.append({k: v.detach().clone() for k, v in end.model.named_parameters()})
+
+    pos = train(model, ImageStore(data, torch.device("cpu")), stages, batch_size=16, augment=Augmenter("simclr"),
+                loss_fn=cauchy_infonce, generators=gens, on_epoch=snap, progress=False)
+    assert len(snapshots) == 4 and len(pos.history) == 3
+    last = {"head.2.weight", "head.2.bias"}
+
+    def changed(a, b):
+        return {k for k in b if k in a and a[k].shape == b[k].shape and not torch.equal(a[k], b[k])}
+
+    # Stage 1 and 3 change every parameter; stage 2 only the new last layer.
+    assert changed(snapshots[0], snapshots[1]) == set(snapshots[1])
+    frozen = {k for k in snapshots[2] if k not in last}
+    assert all(torch.equal(snapshots[1][k], snapshots[2][k]) for k in frozen)
+    assert snapshots[2]["head.2.weight"].shape == (2, 1024)
+    assert changed(snapshots[2], snapshots[3]) == set(snapshots[3])
+    assert all(p.requires_grad for p in model.parameters())  # restored after training
+
+
+def test_stage2_head_moves():
+    # The new head must actually train in stage 2 (not merely be replaced).
+    seen = {}
+
+    def grab(end):
+        if end.position.stage == 1:
+            seen.setdefault("start", end.model.last_layer.weight.detach().clone())
+
+    est = tiny(epochs=(1, 2, 0)).fit(tiny_images(), callback=grab)
+    assert not torch.equal(seen["start"], est.model_.last_layer.weight.detach())
+
+
+def test_history_rows():
+    est = tiny(epochs=(2, 1, 1)).fit(tiny_images())
+    rows = est.history_
+    assert [(r["stage"], r["epoch"]) for r in rows] == [(1, 1), (1, 2), (2, 1), (3, 1)]
+    assert all(np.isfinite(r["loss"]) and r["views_per_s"] > 0 and r["lr"] > 0 for r in rows)
+
+
+def test_knn_every():
+    est = tiny(epochs=(2, 0, 0), knn_every=2).fit(tiny_images())
+    assert "knn" not in est.history_[0] and 0 <= est.history_[1]["knn"] <= 100
+
+
+def test_drop_last_and_batch_cap():
+    assert steps_per_epoch(100, 32) == 3
+    est = tiny(batch_size=1024).fit(tiny_images(n=12))
+    assert est.batch_size_ == 12 and est.lr_ == pytest.approx(0.03 * 12 / 256)
+
+
+def test_same_seed_same_map_other_seed_other_map():
+    data = tiny_images()
+    a = tiny().fit_transform(data)
+    b = tiny().fit_transform(data)
+    c = tiny(random_state=1).fit_transform(data)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_mid_stage1_gives_the_same_map(tmp_path):
+    data = tiny_images()
+    params = dict(epochs=(3, 1, 2), warmup=(1, 0, 1), stage3_lr_factor=0.1)
+    full = tiny(**params).fit(data)
+
+    def stop_after_two(end):
+        if end.position.stage == 0 and end.position.epoch == 2:
+            raise Stop
+
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(Stop):
+        tiny(**params, checkpoint=ckpt, checkpoint_minutes=0).fit(data, callback=stop_after_two)
+    resumed = tiny(**params, checkpoint=ckpt).fit(data, resume_from=ckpt)
+    np.testing.assert_allclose(resumed.embedding_, full.embedding_, atol=1e-5)
+    assert [r["loss"] for r in resumed.history_] == pytest.approx([r["loss"] for r in full.history_], abs=1e-5)
+
+
+def test_resume_refuses_other_parameters(tmp_path):
+    from medcne.errors import MedcneError
+
+    ckpt = tmp_path / "c.pt"
+    data = tiny_images()
+    tiny(epochs=(1, 0, 0), checkpoint=ckpt).fit(data)
+    with pytest.raises(MedcneError, match="width"):
+        tiny(epochs=(1, 0, 0), width=8).fit(data, resume_from=ckpt)
+    with pytest.raises(MedcneError, match="images"):
+        tiny(epochs=(1, 0, 0)).fit(tiny_images(n=40), resume_from=ckpt)
