@@ -106,7 +106,7 @@ def pack_sheet(tiles: np.ndarray, cols: int) -> np.ndarray:
 
 
 def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
-                  compress_level: int = 6) -> tuple[SpriteLayout, list[dict]]:
+                  compress_level: int = 1) -> tuple[SpriteLayout, list[dict]]:
     """Write ``sheet-000.png``... into ``folder``; return the layout and one entry per sheet.
 
     Parameters
@@ -118,6 +118,9 @@ def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
         Where the sheets go (created).
     tile : int
         Side of a thumbnail in pixels.
+    compress_level : int
+        zlib level of the PNGs; 1 because higher levels cost 40-60% more time
+        for 1% smaller files on BloodMNIST (28.7 MB at 1, 28.4 MB at 6).
 
     Returns
     -------
