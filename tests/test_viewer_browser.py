@@ -158,6 +158,10 @@ def test_box_selection_label_and_export(page, site, tmp_path):
     assert {r["new_label"] for r in rows} == {"suspect, check"}
     np.testing.assert_allclose(float(rows[0]["x"]), emb[k, 0], rtol=1e-5)
     np.testing.assert_allclose(float(rows[0]["y"]), emb[k, 1], rtol=1e-5)
+    # The file goes back into medcne as it is (`medcne evaluate RUN --labels FILE`).
+    from medcne.metrics.runs import read_label_csv
+
+    assert read_label_csv(target) == {data.ids[k]: "suspect, check" for k in inside}
 
 
 def test_lasso_selects_what_it_encloses(page, site):
