@@ -178,6 +178,15 @@ def test_embedding_that_is_not_2d_is_refused(tmp_path, fake_bundle):
         build_viewer(run, bundle=fake_bundle)
 
 
+def test_embedding_with_nan_is_refused(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run")
+    z = dict(np.load(run / "embedding.npz"))
+    z["embedding"][3, 1] = np.nan
+    write_embedding(run, z["embedding"], z["ids"], z["labels"], z["class_names"])
+    with pytest.raises(MedcneError, match="1 points .* not finite.*id '3'"):
+        build_viewer(run, bundle=fake_bundle)
+
+
 def test_images_that_do_not_match_are_refused(tmp_path, fake_bundle):
     run, images = make_run(tmp_path / "run")
     with pytest.raises(MedcneError, match="51 images for 50 points"):

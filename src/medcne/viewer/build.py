@@ -79,6 +79,12 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
             f"{tuple(run.embedding.shape)}"
         )
     n = len(run.ids)
+    bad = ~np.isfinite(run.embedding).all(axis=1)
+    if bad.any():
+        raise MedcneError(
+            f"{run.path}: {int(bad.sum())} points of embedding.npz are not finite (NaN or inf), "
+            f"e.g. id {str(run.ids[bad][0])!r}; the run diverged, so fit it again"
+        )
     if images is None:
         images = run.load_images(data_path).images
     if len(images) != n:
@@ -95,8 +101,14 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tile = thumbnail_size(tuple(images.shape[1:]), thumb)
-        layout, sheets = write_sprites(images, tmp / "sprites", tile, max_sheet)
-        cols = {"brightness": _brightness(images), **cols}
+        brightness = np.empty(n)
+
+        def measure(start: int, batch: np.ndarray) -> None:
+            # Mean pixel value in [0, 1]: dark, blank or overexposed images stand out.
+            brightness[start:start + len(batch)] = batch.reshape(len(batch), -1).mean(axis=1) / 255.0
+
+        layout, sheets = write_sprites(images, tmp / "sprites", tile, max_sheet, on_batch=measure)
+        cols = {"brightness": brightness, **cols}
         sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
                        "sheets": sheets}
         (tmp / "data.js").write_text(_data_js(run, cols, sprite_info), encoding="utf-8")
@@ -133,15 +145,6 @@ def _npz_columns(run: Run) -> dict[str, np.ndarray]:
             if name not in _RESERVED and a.ndim == 1 and len(a) == len(run.ids) and a.dtype.kind in "iuf":
                 found[name] = a.astype(float)
     return found
-
-
-def _brightness(images) -> np.ndarray:
-    """Mean pixel value per image in [0, 1]: dark, blank or overexposed images stand out."""
-    out = np.empty(len(images))
-    for start in range(0, len(images), 8192):
-        batch = np.asarray(images[start:start + 8192])
-        out[start:start + len(batch)] = batch.reshape(len(batch), -1).mean(axis=1) / 255.0
-    return out
 
 
 def _numbers(values) -> str:
