@@ -163,3 +163,17 @@ def test_cli_baseline_default_tsne(tmp_path, capsys):
                  "--subset", "300", "--jobs", "1"]) == 0
     assert "kNN accuracy" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["knn_accuracy"] > 50
+
+
+@pytest.mark.slow
+def test_tsne_simclr_trains_then_embeds_features(tmp_path):
+    # Tiny settings: one epoch of a narrow network, only to check the wiring end to end.
+    out = make_baseline(
+        SAMPLE_PATH, "tsne-simclr", tmp_path / "run", {"subset": 100}, seed=0, n_jobs=1,
+        tsne_params=FAST_TSNE, simclr=dict(epochs=1, batch_size=50, width=8, device="cpu", verbose=False),
+    )
+    params = json.loads((out / "params.json").read_text())
+    assert params["method"] == "tsne-simclr"
+    assert params["features"]["features"] == "simclr" and params["features"]["dim"] == 64  # 512 * 8 / 64
+    assert params["features"]["epochs"] == 1
+    assert json.loads((out / "metrics.json").read_text())["n_points"] == 100
