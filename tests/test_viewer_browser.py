@@ -207,6 +207,9 @@ def test_find_by_id_and_colour_by_column(page, site):
     page.select_option("#color-by", "brightness")
     assert page.evaluate("medcne.scatterplot.get('colorBy')") == "valueW"  # the library's name for valueB
     assert page.locator("#ramp-box").is_visible()
+    bright = data.images.reshape(len(data), -1).mean(axis=1) / 255
+    assert float(page.locator("#ramp-lo").inner_text()) == pytest.approx(bright.min(), rel=5e-3)
+    assert float(page.locator("#ramp-hi").inner_text()) == pytest.approx(bright.max(), rel=5e-3)
 
 
 def test_screenshot_shows_the_classes(page, site, tmp_path):

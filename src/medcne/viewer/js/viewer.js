@@ -10,23 +10,27 @@ const $ = (id) => document.getElementById(id);
 const N = D.n;
 const GRID_MAX = 400; // thumbnails shown for a selection; more would only slow the page
 
+// [min, max] of the finite values; a loop, as Math.min(...a) overflows the stack at 300,000.
+function extent(a) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of a) {
+    if (v === null || !Number.isFinite(v)) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 // regl-scatterplot wants coordinates in [-1, 1]; one scale for both axes keeps shapes.
 const [nx, ny] = (() => {
-  const range = (a) => [Math.min(...chunkedMinMax(a, Math.min)), Math.max(...chunkedMinMax(a, Math.max))];
-  const [x0, x1] = range(D.x);
-  const [y0, y1] = range(D.y);
+  const [x0, x1] = extent(D.x);
+  const [y0, y1] = extent(D.y);
   const half = (Math.max(x1 - x0, y1 - y0) / 2) * 1.04 || 1;
   const cx = (x0 + x1) / 2;
   const cy = (y0 + y1) / 2;
   return [Float32Array.from(D.x, (v) => (v - cx) / half), Float32Array.from(D.y, (v) => (v - cy) / half)];
 })();
-
-// Math.min(...array) overflows the call stack for 300,000 values; reduce in chunks.
-function chunkedMinMax(a, f) {
-  const out = [];
-  for (let i = 0; i < a.length; i += 50000) out.push(f(...a.slice(i, i + 50000)));
-  return out;
-}
 
 const state = {
   names: [...D.classNames],
@@ -111,9 +115,8 @@ function setColorBy(name) {
   const isClass = name === 'class';
   if (!isClass) {
     const v = name === 'x' ? D.x : name === 'y' ? D.y : D.columns[name];
-    const finite = v.filter((a) => a !== null && Number.isFinite(a));
-    const lo = Math.min(...chunkedMinMax(finite, Math.min));
-    const hi = Math.max(...chunkedMinMax(finite, Math.max));
+    const [lo, hi] = extent(v);
+    // Missing values (null in data.js) take the low end of the ramp.
     state.valueB = Float32Array.from(v, (a) => (a === null ? 0 : (a - lo) / (hi - lo || 1)));
     $('ramp').style.background = `linear-gradient(to right, ${D.ramp.filter((_, k) => k % 16 === 0).join(',')})`;
     $('ramp-lo').textContent = lo.toPrecision(3);
