@@ -102,6 +102,19 @@ def test_silhouette_spans_tiles():
     assert silhouette(Z, y) == pytest.approx(silhouette_score(Z, y), abs=1e-6)
 
 
+@pytest.mark.parametrize("n_classes", [3, 40])
+def test_silhouette_blocks_across_classes(monkeypatch, n_classes):
+    # Small blocks and tiles so that blocks hold several classes and tiles cross class boundaries.
+    import importlib
+
+    sil = importlib.import_module("medcne.metrics.silhouette")
+    monkeypatch.setattr(sil, "_BLOCK", 100)
+    monkeypatch.setattr(sil, "_ROWS", 16)
+    Z, y = blobs(700, n_classes, spread=6)
+    y[:3] = n_classes  # a class of 3 points inside a tile
+    np.testing.assert_allclose(silhouette_samples(Z, y, n_jobs=2), sk_samples(Z, y), atol=1e-6)
+
+
 def test_silhouette_needs_two_classes():
     Z, _ = blobs(50)
     with pytest.raises(MedcneError, match="2 to N-1"):
@@ -144,3 +157,17 @@ def test_neighbour_preservation_images_and_errors():
         neighbour_preservation(imgs[:10], Z, k=5)
     with pytest.raises(MedcneError, match="k must"):
         neighbour_preservation(imgs, Z, k=60)
+
+
+def test_silhouette_torch_path_matches(monkeypatch):
+    # The GPU code path (torch cdist + one-hot product), run on the CPU so that it is tested here too.
+    import importlib
+
+    torch = pytest.importorskip("torch")
+    sil = importlib.import_module("medcne.metrics.silhouette")
+    monkeypatch.setattr(sil, "_resolve_device", lambda device: "cpu")
+    Z, y = blobs(700, 4, spread=6)
+    np.testing.assert_allclose(silhouette_samples(Z, y, device="cuda"), sk_samples(Z, y), atol=1e-6)
+    if not torch.cuda.is_available():
+        monkeypatch.undo()
+        assert silhouette(Z, y, device="auto") == pytest.approx(silhouette_score(Z, y), abs=1e-6)

@@ -32,10 +32,10 @@ import numpy as np
 from ..errors import MedcneError
 from ._validate import as_labels, as_points
 
-# The CPU path cuts the class-sorted points into blocks of at most _BLOCK points,
-# each inside one class, and visits each pair of blocks once (distances are
-# symmetric: one tile gives the row sums and the column sums). A pair is done
-# in tiles of _ROWS x _BLOCK float32 (1 MB), which stay in the CPU cache.
+# The CPU path cuts the class-sorted points into blocks of _BLOCK points and
+# visits each pair of blocks once (distances are symmetric: one tile gives the
+# row sums and the column sums). A pair is done in tiles of _ROWS x _BLOCK
+# float32 (1 MB), which stay in the CPU cache.
 _BLOCK, _ROWS = 4096, 64
 
 
@@ -50,16 +50,30 @@ def _check(Z, labels) -> tuple[np.ndarray, np.ndarray, int]:
     return Z, codes, n_classes
 
 
-def _pair_sums(P: np.ndarray, Q: np.ndarray, same: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Distance sums between two blocks of points, shape (len(P),) and (len(Q),).
+def _pair_sums(
+    P: np.ndarray, Q: np.ndarray, p_seg: np.ndarray, q_seg: np.ndarray, same: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of distances between two blocks of points, per class.
 
-    ``P`` is (d, m) and ``Q`` is (d, n), coordinates contiguous. Returns, for
-    each point of P, its summed distance to all of Q and, unless ``same``,
-    for each point of Q its summed distance to all of P.
+    Parameters
+    ----------
+    P, Q : arrays, shape (d, m) and (d, n)
+        Coordinates of the two blocks, each coordinate contiguous.
+    p_seg, q_seg : int arrays
+        Offsets where a new class starts inside P and inside Q (first is 0).
+    same : bool
+        P is Q: only the row sums are needed.
+
+    Returns
+    -------
+    rows : ndarray, shape (m, len(q_seg))
+        Summed distance from each point of P to the points of each class of Q.
+    cols : ndarray, shape (n, len(p_seg))
+        The same from each point of Q to each class of P (zeros when ``same``).
     """
     m, n = P.shape[1], Q.shape[1]
-    rows = np.zeros(m, dtype=np.float64)
-    cols = np.zeros(n, dtype=np.float64)
+    rows = np.empty((m, len(q_seg)), dtype=np.float64)
+    cols = np.zeros((n, len(p_seg)), dtype=np.float64)
     a = np.empty((_ROWS, n), dtype=np.float32)
     b = np.empty_like(a)
     for r0 in range(0, m, _ROWS):
@@ -72,37 +86,49 @@ def _pair_sums(P: np.ndarray, Q: np.ndarray, same: bool) -> tuple[np.ndarray, np
             np.multiply(u, u, out=u)
             np.add(t, u, out=t)
         np.sqrt(t, out=t)
-        # float32 sums are 3-5x faster than float64 ones here; numpy's pairwise
-        # row sums keep ~1e-7 relative error, and the column sums add only
-        # _ROWS terms before the float64 accumulation.
-        rows[r0:r1] = t.sum(axis=1)
-        if not same:
-            cols += t.sum(axis=0)
+        # One class (the usual case): float32 sums, 3-5x faster than float64
+        # ones; numpy's pairwise row sums keep ~1e-7 relative error and the
+        # column sums add only _ROWS terms. Several classes: reduceat sums
+        # sequentially, so it accumulates in float64.
+        if len(q_seg) == 1:
+            rows[r0:r1, 0] = t.sum(axis=1)
+        else:
+            rows[r0:r1] = np.add.reduceat(t, q_seg, axis=1, dtype=np.float64)
+        if same:
+            continue
+        lo = int(np.searchsorted(p_seg, r0, side="right")) - 1
+        hi = int(np.searchsorted(p_seg, r1, side="left"))
+        if hi - lo == 1:
+            cols[:, lo] += t.sum(axis=0)
+        else:
+            starts = np.maximum(p_seg[lo:hi] - r0, 0)
+            cols[:, lo:hi] += np.add.reduceat(t, starts, axis=0, dtype=np.float64).T
     return rows, cols
 
 
-def _class_sums_cpu(Zs: np.ndarray, starts: np.ndarray, n_jobs: int) -> np.ndarray:
-    n, n_classes = len(Zs), len(starts) - 1
+def _class_sums_cpu(Zs: np.ndarray, codes: np.ndarray, n_classes: int, n_jobs: int) -> np.ndarray:
+    """Summed distance from each point to all points of each class, shape (N, C); points sorted by class."""
+    n = len(Zs)
     cols_first = np.ascontiguousarray(Zs.T)  # (d, N)
-    blocks = [
-        (k0, min(k0 + _BLOCK, starts[c + 1]), c)
-        for c in range(n_classes)
-        for k0 in range(starts[c], starts[c + 1], _BLOCK)
-    ]
+    blocks = []
+    for b0 in range(0, n, _BLOCK):
+        cls = codes[b0 : b0 + _BLOCK]
+        seg = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+        blocks.append((b0, b0 + len(cls), seg, cls[seg]))
     pairs = [(i, j) for i in range(len(blocks)) for j in range(i, len(blocks))]
 
     def work(pair):
-        (p0, p1, _), (q0, q1, _) = blocks[pair[0]], blocks[pair[1]]
-        return _pair_sums(cols_first[:, p0:p1], cols_first[:, q0:q1], pair[0] == pair[1])
+        (p0, p1, ps, _), (q0, q1, qs, _) = blocks[pair[0]], blocks[pair[1]]
+        return _pair_sums(cols_first[:, p0:p1], cols_first[:, q0:q1], ps, qs, pair[0] == pair[1])
 
     out = np.zeros((n, n_classes), dtype=np.float64)
 
     def collect(results) -> None:
         for (i, j), (rows, cols) in zip(pairs, results, strict=True):
-            (p0, p1, cp), (q0, q1, cq) = blocks[i], blocks[j]
-            out[p0:p1, cq] += rows
+            (p0, p1, _, pc), (q0, q1, _, qc) = blocks[i], blocks[j]
+            out[p0:p1, qc] += rows  # class ids are unique within a block
             if i != j:
-                out[q0:q1, cp] += cols
+                out[q0:q1, pc] += cols
 
     if n_jobs == 1:
         collect(map(work, pairs))
@@ -169,7 +195,7 @@ def silhouette_samples(Z, labels, *, device: str | None = "cpu", n_jobs: int | N
     dev = _resolve_device(device)
     if dev is None:
         jobs = n_jobs or os.cpu_count() or 1
-        sums = _class_sums_cpu(Zs, starts, max(1, int(jobs)))
+        sums = _class_sums_cpu(Zs, codes[order], n_classes, max(1, int(jobs)))
     else:
         sums = _class_sums_torch(Zs, starts, dev)
     own = codes[order]
