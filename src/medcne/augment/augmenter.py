@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..errors import MedcneError
-from .colour import apply_colour
+from .colour import colour_grouped_, colour_groups
 from .geometry import apply_geometry
 from .presets import AugmentConfig, resolve
 from .sampling import ViewParams, sample_params
+
+# Elements per image chunk on CPU: 2^20 floats (4 MiB) per intermediate keeps a
+# chunk's working set in cache while the per-op overhead stays small.
+CPU_CHUNK_ELEMENTS = 1 << 20
 
 
 class Augmenter:
@@ -85,7 +91,15 @@ class Augmenter:
         _check_generator(generator, x.device)
         b, _, h, w = x.shape
         params = sample_params(self.config, b, h, w, generator, x.device)
-        return render(x, params, self.config.fill)
+        return render(x, params, self.config.fill, chunk=self.chunk_size(x))
+
+    def chunk_size(self, batch: torch.Tensor) -> int:
+        """Images per chunk: on CPU, chunks small enough that every intermediate
+        stays in cache (a full 96 x 96 batch would stream ~100 MB per step); on
+        accelerators the whole batch."""
+        if batch.device.type != "cpu":
+            return max(1, batch.shape[0])
+        return max(1, CPU_CHUNK_ELEMENTS // max(1, math.prod(batch.shape[1:])))
 
     def sample(self, batch: torch.Tensor, generator: torch.Generator) -> ViewParams:
         """The random parameters one call would use for ``batch`` (for inspection and tests)."""
@@ -95,7 +109,9 @@ class Augmenter:
         return sample_params(self.config, b, h, w, generator, x.device)
 
 
-def render(x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None) -> torch.Tensor:
+def render(
+    x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None, chunk: int | None = None
+) -> torch.Tensor:
     """The views of a batch with every random choice given explicitly.
 
     Parameters
@@ -106,13 +122,34 @@ def render(x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None =
         Crop boxes, flips, rotation, jitter and grayscale per image.
     fill : tuple of floats, optional
         Colour of uncovered corners (black when None).
+    chunk : int, optional
+        Work on this many images at a time (the result does not depend on it).
 
     Returns
     -------
     FloatTensor (B, C, H, W), float32 in [0, 1]
     """
-    x = _to_float(x)
-    return apply_colour(apply_geometry(x, params, fill), params)
+    b = x.shape[0]
+    chunk = b if chunk is None else max(1, int(chunk))
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    for start in range(0, b, chunk):
+        part = slice(start, min(start + chunk, b))
+        _render_into(out[part], x[part], params.take(part), fill)
+    return out
+
+
+def _render_into(out: torch.Tensor, x: torch.Tensor, params: ViewParams, fill) -> None:
+    perm, counts = colour_groups(params, x.shape[0])
+    if perm is None:
+        out.copy_(apply_geometry(_to_float(x), params, fill))
+        return
+    # Sort the (small, often uint8) input into colour groups once and unsort the
+    # result once, so the colour steps work on contiguous slices in place.
+    sorted_params = params.take(perm)
+    y = apply_geometry(_to_float(x[perm]), sorted_params, fill)
+    y = colour_grouped_(y, sorted_params, counts)
+    # Unsort with a gather (index_select), measured faster on CPU than a scatter.
+    torch.index_select(y, 0, torch.argsort(perm), out=out)
 
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,11 @@ black, the mean gray level of the image, or its gray image; hue shifts the H of
 HSV. Each image applies the four in its own random order. One-channel images
 skip saturation, hue and grayscale, which need colour (torchvision leaves
 such images unchanged in those steps too).
+
+Speed: the images are grouped (sorted) by the step at which they shift hue and
+by whether they turn gray, so every hue shift and every grayscale runs on one
+contiguous slice, in place, with one host sync for the group sizes; the blend
+steps run on all jittered images at once with per-image factors.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from .sampling import ViewParams
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale.
 _LUMA = (0.2989, 0.587, 0.114)
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
+_GROUPS = 10  # (hue step 0..3, or 4 = no jitter) x (gray or not)
 
 
 def to_gray(x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +30,7 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+    return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
 
 
 def shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -42,40 +48,107 @@ def shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     FloatTensor (B, 3, H, W)
     """
     r, g, b = x.unbind(1)
-    value = x.amax(1)
-    chroma = value - x.amin(1)
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    # Hue in sixths of the circle, from whichever channel is largest (red wins ties,
-    # then green, as torchvision's rgb_to_hsv).
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)
+    # Hue in sixths of the circle from whichever channel is largest (red wins
+    # ties, then green, as torchvision's rgb_to_hsv). Gray pixels (chroma 0)
+    # have every difference 0, so dividing by a clamped chroma gives hue 0.
     hue = torch.where(
-        value == r, (g - b) / safe, torch.where(value == g, (b - r) / safe + 2, (r - g) / safe + 4)
+        value == r, g - b, torch.where(value == g, (b - r).add_(chroma, alpha=2), (r - g).add_(chroma, alpha=4))
     )
-    hue = (hue + 6.0 * shift.view(-1, 1, 1)).remainder(6.0)
+    hue = hue.div_(chroma.clamp(min=1e-12)).add_(6.0 * shift.view(-1, 1, 1)).remainder_(6.0)
     # HSV -> RGB without branches: channel n of (5, 3, 1) for (R, G, B) drops from
     # the value by the chroma times a trapezoid of the hue.
     offsets = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = (hue.unsqueeze(1) + offsets).remainder(6.0)
-    drop = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-    return (value.unsqueeze(1) - chroma.unsqueeze(1) * drop).clamp(0.0, 1.0)
+    k = (hue.unsqueeze(1) + offsets).remainder_(6.0)
+    drop = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return torch.addcmul(value.unsqueeze(1), chroma.unsqueeze(1), drop, value=-1.0).clamp_(0.0, 1.0)
 
 
-def _blend_step(x: torch.Tensor, op: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """One step of the jitter for the brightness / contrast / saturation images.
+def _blend_coefficients(order: torch.Tensor, factors: torch.Tensor, channels: int):
+    """Per image and step (n, 4): the factor f on the image, and (1 - f) on its mean
+    gray level (contrast) and on its gray image (saturation); brightness blends
+    with black. Steps that shift hue (or need colour the image lacks) get f = 1."""
+    blend = order < HUE
+    if channels == 1:
+        blend = blend & (order != SATURATION)
+    factor = factors.gather(1, order.clamp(max=SATURATION))
+    factor = torch.where(blend, factor, torch.ones_like(factor))
+    rest = 1.0 - factor
+    return factor, rest * (order == CONTRAST), rest * (order == SATURATION)
 
-    Images whose op at this step is hue get factor 1 (unchanged, exactly).
+
+def _blend_(x: torch.Tensor, factor: torch.Tensor, on_mean: torch.Tensor, on_gray: torch.Tensor) -> None:
+    """One jitter step in place: ``clamp(f x + c_mean mean(gray) + c_gray gray, 0, 1)``.
+
+    ``x`` is (n, C, H, W); the coefficients are (n,) per image.
     """
-    n, c = x.shape[:2]
-    blend = op < HUE
-    if c == 1:
-        blend = blend & (op != SATURATION)
-    factor = factors.gather(1, op.clamp(max=SATURATION).unsqueeze(1)).squeeze(1)
-    factor = torch.where(blend, factor, torch.ones_like(factor)).view(n, 1, 1, 1)
+    n = x.shape[0]
+    if n == 0:
+        return
     gray = to_gray(x)
     mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-    is_contrast = (op == CONTRAST).to(x.dtype).view(n, 1, 1, 1)
-    is_saturation = (op == SATURATION).to(x.dtype).view(n, 1, 1, 1)
-    target = is_contrast * mean + is_saturation * gray
-    return (factor * x + (1.0 - factor) * target).clamp(0.0, 1.0)
+    target = torch.addcmul(on_mean.view(n, 1, 1, 1) * mean, on_gray.view(n, 1, 1, 1), gray)
+    x.mul_(factor.view(n, 1, 1, 1)).add_(target).clamp_(0.0, 1.0)
+
+
+def colour_groups(params: ViewParams, n: int) -> tuple[torch.Tensor | None, list[int]]:
+    """The order that groups images for :func:`colour_grouped_`, and the group sizes.
+
+    Returns
+    -------
+    perm : LongTensor (n,) or None
+        Image indices sorted by group (None when nothing needs grouping).
+    counts : list of 10 ints
+        Images per group ``2 * hue_step + gray`` (hue_step 4: not jittered).
+    """
+    if params.jitter is None and params.gray is None:
+        return None, [0] * (_GROUPS - 2) + [n, 0]
+    device = params.hflip.device
+    if params.jitter is not None:
+        hue_step = torch.argmax((params.order == HUE).to(torch.uint8), dim=1)
+        hue_step = torch.where(params.jitter, hue_step, torch.full_like(hue_step, 4))
+    else:
+        hue_step = torch.full((n,), 4, dtype=torch.long, device=device)
+    key = 2 * hue_step + (params.gray.to(torch.long) if params.gray is not None else 0)
+    perm = torch.argsort(key, stable=True)
+    return perm, torch.bincount(key, minlength=_GROUPS).tolist()
+
+
+def colour_grouped_(y: torch.Tensor, params: ViewParams, counts: list[int]) -> torch.Tensor:
+    """Jitter then grayscale, in place, on images already sorted by :func:`colour_groups`.
+
+    ``params`` must be sorted the same way. Returns ``y``.
+    """
+    c = y.shape[1]
+    starts = [sum(counts[:i]) for i in range(_GROUPS + 1)]
+    if params.jitter is not None:
+        n_on = starts[8]
+        f = params.factors[:n_on]
+        coefficients = _blend_coefficients(params.order[:n_on], f, c)
+        for step in range(4):
+            # Images shifting hue at this step form one slice; blend the rest.
+            lo, hi = starts[2 * step], starts[2 * step + 2]
+            factor, on_mean, on_gray = (t[:, step] for t in coefficients)
+            _blend_(y[:lo], factor[:lo], on_mean[:lo], on_gray[:lo])
+            _blend_(y[hi:n_on], factor[hi:n_on], on_mean[hi:n_on], on_gray[hi:n_on])
+            if c == 3 and hi > lo:
+                y[lo:hi] = shift_hue(y[lo:hi], f[lo:hi, HUE])
+    if params.gray is not None and c == 3:
+        for group in range(1, _GROUPS, 2):
+            lo, hi = starts[group], starts[group + 1]
+            if hi > lo:
+                y[lo:hi] = to_gray(y[lo:hi])  # broadcasts over the 3 channels
+    return y
+
+
+def apply_colour(x: torch.Tensor, params: ViewParams) -> torch.Tensor:
+    """Jitter then grayscale, as ``params`` say; (B, C, H, W) in [0, 1] -> new tensor."""
+    perm, counts = colour_groups(params, x.shape[0])
+    if perm is None:
+        return x.clone()
+    y = colour_grouped_(x[perm], params.take(perm), counts)
+    return y[torch.argsort(perm)]
 
 
 def jitter(x: torch.Tensor, apply: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -96,43 +169,11 @@ def jitter(x: torch.Tensor, apply: torch.Tensor, factors: torch.Tensor, order: t
     -------
     FloatTensor (B, C, H, W)
     """
-    b, c = x.shape[:2]
-    # Group the images by the step at which they shift hue (4: not jittered), so
-    # each step's hue runs on one contiguous slice: one sort instead of per-step
-    # boolean indexing, and a single host sync for the group sizes.
-    hue_step = torch.argmax((order == HUE).to(torch.uint8), dim=1)
-    hue_step = torch.where(apply, hue_step, torch.full_like(hue_step, 4))
-    perm = torch.argsort(hue_step, stable=True)
-    counts = torch.bincount(hue_step, minlength=5).tolist()
-    n_on = b - counts[4]
-    if n_on == 0:
-        return x
-    y = x[perm[:n_on]]
-    f = factors[perm[:n_on]]
-    o = order[perm[:n_on]]
-    start = 0
-    for step in range(4):
-        y = _blend_step(y, o[:, step], f)
-        stop = start + counts[step]
-        if c == 3 and stop > start:
-            y[start:stop] = shift_hue(y[start:stop], f[start:stop, HUE])
-        start = stop
-    out = x.clone()
-    out[perm[:n_on]] = y
-    return out
+    flags = torch.zeros_like(apply)
+    return apply_colour(x, ViewParams(hflip=flags, vflip=flags, jitter=apply, factors=factors, order=order))
 
 
 def grayscale(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
     """Replace the chosen RGB images, (B,) bool ``apply``, by their gray level in all 3 channels."""
-    if x.shape[1] == 1:
-        return x
-    return torch.where(apply.view(-1, 1, 1, 1), to_gray(x).expand_as(x), x)
-
-
-def apply_colour(x: torch.Tensor, params: ViewParams) -> torch.Tensor:
-    """Jitter then grayscale, as ``params`` say; (B, C, H, W) in [0, 1] -> same."""
-    if params.jitter is not None:
-        x = jitter(x, params.jitter, params.factors, params.order)
-    if params.gray is not None:
-        x = grayscale(x, params.gray)
-    return x
+    flags = torch.zeros_like(apply)
+    return apply_colour(x, ViewParams(hflip=flags, vflip=flags, gray=apply))

@@ -3,10 +3,11 @@
 The view of each image is, in forward order: rotate the whole image about its
 centre (uncovered corners take the fill colour), take the crop box and resize it
 to the image size, then flip. Sampling goes backwards: for each output pixel,
-undo the flips and the crop (one affine map per image, ``F.affine_grid``),
-clamp to the crop box (as resizing a crop clamps at its edges), undo the
-rotation (a 2 x 2 matrix per image), and read the source with one bilinear
-``F.grid_sample`` for the whole batch.
+undo the flips and the crop (an axis-aligned affine map per image), clamp to the
+crop box (as resizing a crop clamps at its edges), undo the rotation (a 2 x 2
+matrix per image): one sampling grid, which is what ``F.affine_grid`` would
+give for the composed matrix, plus the clamp. Then one bilinear
+``F.grid_sample`` reads the whole batch.
 
 Quarter turns use exact cosines and sines (0, 1, -1), so they move pixel
 centres onto pixel centres; without a crop on square images they are done as a
@@ -49,61 +50,54 @@ def apply_geometry(
     if params.box is None and params.angle is None and (params.quarter is None or h == w):
         return _dihedral(x, params.quarter, params.hflip, params.vflip)
 
-    grid = F.affine_grid(_crop_flip_matrix(params, b, h, w, x.device), [b, c, h, w], align_corners=False)
-    if params.box is not None:
-        # Resizing a crop reads nothing outside the crop: sample positions up to
-        # half an output pixel beyond its edge pixels are clamped onto them.
-        lo, hi = _box_limits(params.box, h, w)
-        grid = torch.maximum(torch.minimum(grid, hi), lo)
-    needs_fill = False
-    if rotating:
-        cos, sin = _cos_sin(params, x.device)
-        # A rotation in pixel units, written in normalised coordinates, where the
-        # two axes have different scales when H != W.
-        gx, gy = grid.unbind(-1)
-        sx = gx * (w / 2.0)
-        sy = gy * (h / 2.0)
-        cos = cos.view(b, 1, 1)
-        sin = sin.view(b, 1, 1)
-        grid = torch.stack(
-            [(cos * sx - sin * sy) / (w / 2.0), (sin * sx + cos * sy) / (h / 2.0)], dim=-1
-        )
-        needs_fill = params.angle is not None or h != w
+    grid = _sampling_grid(params, b, h, w, x.device)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    if needs_fill:
+    if params.angle is not None or (rotating and h != w):
         out = _blend_fill(out, grid, fill)
     return out
 
 
-def _crop_flip_matrix(params: ViewParams, b: int, h: int, w: int, device) -> torch.Tensor:
-    """(B, 2, 3) maps from output to pre-crop normalised coordinates."""
+def _sampling_grid(params: ViewParams, b: int, h: int, w: int, device) -> torch.Tensor:
+    """(B, H, W, 2) source position of every output pixel, normalised as grid_sample wants.
+
+    What ``F.affine_grid`` computes, built per axis: crop and flips are
+    axis-aligned, so the pre-rotation x depends on the output column only and y
+    on the row only. That makes the clamp to the crop box a (B, W) and (B, H)
+    operation, and the grid costs one broadcast add per coordinate instead of a
+    (B, H*W, 3) x (3, 2) batched matmul (15% of a CPU call when measured).
+    """
+    cx = _axis(params, 1, b, w, device).unsqueeze(1)  # (B, 1, W)
+    cy = _axis(params, 0, b, h, device).unsqueeze(2)  # (B, H, 1)
+    grid = torch.empty((b, h, w, 2), device=device)
+    if params.angle is None and params.quarter is None:
+        grid[..., 0] = cx
+        grid[..., 1] = cy
+        return grid
+    # The rotation in pixel units about the centre, in normalised coordinates,
+    # where the two axes have different scales when H != W.
+    cos, sin = (t.view(b, 1, 1) for t in _cos_sin(params, device))
+    torch.add(cos * cx, (-sin * (h / w)) * cy, out=grid[..., 0])
+    torch.add((sin * (w / h)) * cx, cos * cy, out=grid[..., 1])
+    return grid
+
+
+def _axis(params: ViewParams, axis: int, b: int, size: int, device) -> torch.Tensor:
+    """(B, size) pre-rotation coordinate along ``axis`` (0 rows, 1 columns) of each output pixel."""
+    # Output pixel centres, normalised to (-1, 1) as grid_sample with align_corners=False.
+    base = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
+    flip = params.hflip if axis == 1 else params.vflip
+    sign = (1.0 - 2.0 * flip.to(torch.float32)).unsqueeze(1)
     if params.box is None:
-        scale_x = torch.ones(b, device=device)
-        scale_y = scale_x
-        centre_x = torch.zeros(b, device=device)
-        centre_y = centre_x
-    else:
-        top, left, bh, bw = params.box.to(torch.float32).unbind(1)
-        scale_x, scale_y = bw / w, bh / h
-        centre_x, centre_y = (2 * left + bw) / w - 1, (2 * top + bh) / h - 1
-    sign_x = 1.0 - 2.0 * params.hflip.to(torch.float32)
-    sign_y = 1.0 - 2.0 * params.vflip.to(torch.float32)
-    zero = torch.zeros(b, device=device)
-    return torch.stack(
-        [
-            torch.stack([scale_x * sign_x, zero, centre_x], dim=1),
-            torch.stack([zero, scale_y * sign_y, centre_y], dim=1),
-        ],
-        dim=1,
-    )
-
-
-def _box_limits(box: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised coordinates of the first and last pixel centres in each box, (B, 1, 1, 2)."""
-    top, left, bh, bw = box.to(torch.float32).unbind(1)
-    lo = torch.stack([(2 * left + 1) / w - 1, (2 * top + 1) / h - 1], dim=1)
-    hi = torch.stack([(2 * (left + bw) - 1) / w - 1, (2 * (top + bh) - 1) / h - 1], dim=1)
-    return lo.view(-1, 1, 1, 2), hi.view(-1, 1, 1, 2)
+        return sign * base
+    start, extent = params.box[:, axis].to(torch.float32), params.box[:, axis + 2].to(torch.float32)
+    # The crop maps (-1, 1) onto (start, start + extent) in pixels.
+    centre = ((2 * start + extent) / size - 1).unsqueeze(1)
+    coord = torch.addcmul(centre, sign * (extent / size).unsqueeze(1), base)
+    # Resizing a crop reads nothing outside it: positions up to half an output
+    # pixel beyond its edge pixels are clamped onto them (as F.interpolate does).
+    lo = ((2 * start + 1) / size - 1).unsqueeze(1)
+    hi = ((2 * (start + extent) - 1) / size - 1).unsqueeze(1)
+    return torch.clamp(coord, lo, hi)
 
 
 def _cos_sin(params: ViewParams, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +130,11 @@ def _blend_fill(out: torch.Tensor, grid: torch.Tensor, fill) -> torch.Tensor:
     to 0 one pixel outside. Computed from the grid, so no extra channel is resampled.
     """
     _, c, h, w = out.shape
-    gx, gy = grid.unbind(-1)
-    inside = (((1 - gx.abs()) * w + 1) / 2).clamp(0, 1) * (((1 - gy.abs()) * h + 1) / 2).clamp(0, 1)
-    inside = inside.unsqueeze(1)
+    half_size = torch.tensor([w / 2.0, h / 2.0], dtype=grid.dtype, device=grid.device)
+    # ((1 - |g|) * size + 1) / 2 is the distance in pixels beyond the outermost
+    # pixel centre, plus one.
+    inside = torch.addcmul(half_size + 0.5, grid.abs(), half_size, value=-1.0).clamp_(0.0, 1.0)
+    inside = inside.prod(dim=-1).unsqueeze(1)
     colour = torch.tensor(fill if fill is not None else (0.0,), dtype=out.dtype, device=out.device)
     colour = colour.view(1, -1, 1, 1).expand(1, c, 1, 1)
     return torch.lerp(colour, out, inside)

@@ -62,6 +62,12 @@ class ViewParams:
     order: torch.Tensor | None = None
     gray: torch.Tensor | None = None
 
+    def take(self, index: torch.Tensor) -> ViewParams:
+        """The parameters of the images at ``index`` (LongTensor), in that order."""
+        return ViewParams(**{
+            name: None if value is None else value[index] for name, value in vars(self).items()
+        })
+
 
 def sample_params(
     config: AugmentConfig, n: int, height: int, width: int, generator: torch.Generator,
