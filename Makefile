@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_RUN ?= demo-run
 
-.PHONY: install demo test lint browser clean
+.PHONY: install demo test lint browser viewer-assets node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,30 @@ browser:
 	      || echo "warning: could not install chromium; browser tests will be skipped"; \
 	  else echo "warning: chromium not found and not root; browser tests will be skipped"; fi; }
 
-demo: install
+VIEWER_JS := src/medcne/viewer/js
+VIEWER_BUNDLE := src/medcne/viewer/static/medcne-viewer.js
+
+# Node.js/npm to bundle the viewer's JavaScript (Debian's packages when missing).
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "error: npm is needed to build the viewer (install Node.js)"; exit 1; fi; }
+
+# The viewer's JavaScript (regl-scatterplot + viewer.js) bundled by esbuild into one file.
+viewer-assets: $(VIEWER_BUNDLE)
+$(VIEWER_BUNDLE): $(VIEWER_JS)/viewer.js $(VIEWER_JS)/package.json $(VIEWER_JS)/package-lock.json
+	@$(MAKE) --no-print-directory node
+	cd $(VIEWER_JS) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+demo: install viewer-assets
 	$(BIN)/medcne info src/medcne/datasets/data/bloodmnist_sample.npz
 
-test: install browser
+test: install browser viewer-assets
 	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check src tests bench scripts
 
 clean:
-	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache
+	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache src/medcne/viewer/static $(VIEWER_JS)/node_modules
