@@ -87,7 +87,8 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]], list[str]]:
     by = {(r.method, r.dataset): r for r in rows}
     header = ["method"]
     for d in datasets:
-        prefix = f"{names[d]}: " if len(datasets) > 1 else ""
+        # A dataset's name over each of its columns (Markdown has one header row; <br> breaks the cell).
+        prefix = f"{names[d]}<br>" if len(datasets) > 1 else ""
         header += [prefix + label for _, label, _ in COLUMNS]
     body = []
     for method in methods:
