@@ -53,6 +53,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--knn-every", type=int, default=0, help="kNN of the current output every K epochs")
     p.add_argument("--tsne", action="store_true", help="also t-SNE of the pixels (openTSNE defaults)")
     p.add_argument("--tag", default="")
     p.add_argument("--log", default=str(ROOT / "bench" / "quality_log.jsonl"))
@@ -74,7 +75,7 @@ def main() -> None:
         est = TSimCNE(
             epochs=args.epochs, warmup=args.warmup, batch_size=args.batch_size, lr=lr,
             stage3_lr_factor=args.stage3_lr_factor, width=args.width, preset=preset, device="cpu",
-            random_state=args.seed, verbose=False,
+            random_state=args.seed, verbose=False, knn_every=args.knn_every,
         )
         t0, c0 = time.perf_counter(), time.process_time()
         Z = est.fit_transform(data)
@@ -82,6 +83,7 @@ def main() -> None:
         results.append({"method": f"tsimcne-{preset}", "seconds": time.perf_counter() - t0,
                         "cpu_seconds": time.process_time() - c0, "Z": Z,
                         "final_loss": est.history_[-1]["loss"],
+                        "knn_curve": [(r["stage"], r["epoch"], round(r["knn"], 1)) for r in est.history_ if "knn" in r],
                         "views_per_s": float(np.median([r["views_per_s"] for r in est.history_]))})
     for r in results:
         Z = r.pop("Z")

@@ -135,3 +135,15 @@ def test_resume_refuses_other_parameters(tmp_path):
         tiny(epochs=(1, 0, 0), width=8).fit(data, resume_from=ckpt)
     with pytest.raises(MedcneError, match="images"):
         tiny(epochs=(1, 0, 0)).fit(tiny_images(n=40), resume_from=ckpt)
+
+
+def test_duration_estimate_and_message():
+    from medcne.train.estimate import duration_message, expected_seconds
+
+    stages = tsimcne_stages((1000, 50, 450))
+    # 10 steps per epoch at 1 s/step: stage 2 counts at its reduced cost.
+    secs = expected_seconds(1.0, stages, n=100, batch_size=10)
+    assert 10 * 1450 < secs < 10 * 1500
+    msg = duration_message(3 * 86400, torch.device("cpu"), "--quick")
+    assert "3.0 days" in msg and "--quick" in msg and "GPU" in msg
+    assert "--quick" not in duration_message(120, torch.device("cpu"), "--quick")

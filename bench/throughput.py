@@ -1,0 +1,162 @@
+"""Training throughput (views/s): our loop vs the model alone vs the reference `tsimcne`.
+
+Three figures from the same process and machine, same backbone and batch size:
+
+* **model only**: forward + backward + SGD step on random float tensors of the
+  training shape (2B, C, H, W): the limit of the hardware for this model;
+* **our loop**: :func:`medcne.train.train` on the bundled sample (images held as
+  one tensor, views made by :class:`medcne.augment.Augmenter`), one stage,
+  views/s of the epochs after the first;
+* **reference** (``--reference``): ``tsimcne==0.3.12`` from PyPI, installed by
+  this script into ``build/tsimcne-ref`` (git-ignored) with this venv's torch;
+  time per epoch from the difference of a 1-epoch and a (1 + E)-epoch fit, so
+  that start-up is not counted.
+
+    .venv/bin/python bench/throughput.py --width 64 --batch-size 256 --n 1024 --epochs 3 --reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medcne.augment import Augmenter
+from medcne.datasets import load_sample
+from medcne.losses import cauchy_infonce
+from medcne.models import TSimCNENet
+from medcne.train import Generators, ImageStore, Stage, resolve_device, train
+from medcne.train.loop import make_optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
+REF_VENV = ROOT / "build" / "tsimcne-ref"
+
+
+def model_only(width: int, batch: int, shape, device, steps: int) -> float:
+    c, h, w = shape
+    model = TSimCNENet("resnet18", c, width, h <= 32, 128, torch.Generator().manual_seed(0)).to(device).train()
+    opt = make_optimizer(model.parameters(), Stage("b", 1, 0.01))
+    x = torch.rand(2 * batch, c, h, w, device=device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    for i in range(steps + 1):
+        if i == 1:
+            sync(device)
+            t0 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            z = model(x)
+        loss = cauchy_infonce(z.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    return 2 * batch * steps / (time.perf_counter() - t0)
+
+
+def our_loop(data, width: int, batch: int, device, epochs: int) -> float:
+    gens = Generators.from_rng(np.random.default_rng(0), device)
+    c = data.image_shape[2]
+    model = TSimCNENet("resnet18", c, width, data.image_shape[0] <= 32, 128, gens.init)
+    pos = train(model, ImageStore(data, device), (Stage("bench", epochs + 1, 0.01),), batch_size=batch,
+                augment=Augmenter("simclr"), loss_fn=cauchy_infonce, generators=gens, progress=False)
+    return float(np.median([r["views_per_s"] for r in pos.history[1:]]))
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+REF_SCRIPT = textwrap.dedent("""
+    import sys, time, numpy as np, torch
+    from PIL import Image
+    from tsimcne.tsimcne import TSimCNE
+    images = np.load(sys.argv[1])["images"][: int(sys.argv[2])]
+    batch, epochs, workers = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+        def __getitem__(self, i):
+            return Image.fromarray(images[i]), 0
+    times = []
+    for e in (1, 1 + epochs):
+        est = TSimCNE(total_epochs=[e], lr=[0.01], warmup=[0], batch_size=batch, num_workers=workers)
+        t0 = time.perf_counter()
+        est.fit(DS())
+        times.append(time.perf_counter() - t0)
+    views = 2 * len(images) * epochs
+    print("REF_VIEWS_PER_S", views / (times[1] - times[0]))
+""")
+
+
+def reference(n: int, batch: int, epochs: int) -> float | str:
+    """views/s of tsimcne 0.3.12 (ResNet18 width 64), or why it could not run."""
+    py = REF_VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
+        # Reuse this venv's torch/torchvision (no second multi-GB download).
+        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        Path(site, "medcne_torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "tsimcne==0.3.12"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"pip could not install tsimcne==0.3.12: {r.stderr.strip().splitlines()[-1:]}"
+    from medcne.datasets import SAMPLE_PATH
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run([str(py), "-c", REF_SCRIPT, str(SAMPLE_PATH), str(n), str(batch), str(epochs),
+                        str(min(os.cpu_count() or 1, 8))], capture_output=True, text=True, env=env)
+    for line in r.stdout.splitlines():
+        if line.startswith("REF_VIEWS_PER_S"):
+            return float(line.split()[1])
+    return f"reference run failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--n", type=int, default=1024, help="images of the bundled sample to train on")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--reference", action="store_true", help="also time tsimcne==0.3.12 (installs it)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    data = load_sample().take(np.arange(args.n))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    print(f"machine: {name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"ResNet18 width {args.width}, batch {args.batch_size}, {args.n} images {data.image_shape}")
+    steps = args.epochs * (args.n // args.batch_size)
+    h, w, c = data.image_shape
+    # Model-only before and after our loop: the mean evens out drifting load on shared machines.
+    before = model_only(args.width, args.batch_size, (c, h, w), device, steps)
+    ours = our_loop(data, args.width, args.batch_size, device, args.epochs)
+    after = model_only(args.width, args.batch_size, (c, h, w), device, steps)
+    limit = (before + after) / 2
+    print(f"model only before / after our loop: {before:.1f} / {after:.1f} views/s")
+    print(f"model only : {limit:8.1f} views/s")
+    print(f"our loop   : {ours:8.1f} views/s  ({100 * ours / limit:.1f}% of model only)")
+    if args.reference:
+        ref = reference(args.n, args.batch_size, args.epochs)
+        if isinstance(ref, float):
+            print(f"reference  : {ref:8.1f} views/s  (ours / reference = {ours / ref:.2f}x)")
+        else:
+            print(f"reference  : not measured ({ref})")
+
+
+if __name__ == "__main__":
+    main()
