@@ -141,21 +141,15 @@ def render(
 def _render_into(out: torch.Tensor, x: torch.Tensor, params: ViewParams, fill) -> None:
     perm, counts = colour_groups(params, x.shape[0])
     if perm is None:
-        out.copy_(apply_geometry(_to_float(x), params, fill))
+        out.copy_(apply_geometry(x, params, fill))
         return
     # Sort the (small, often uint8) input into colour groups once and unsort the
     # result once, so the colour steps work on contiguous slices in place.
     sorted_params = params.take(perm)
-    y = apply_geometry(_to_float(x[perm]), sorted_params, fill)
+    y = apply_geometry(x[perm], sorted_params, fill)
     y = colour_grouped_(y, sorted_params, counts)
     # Unsort with a gather (index_select), measured faster on CPU than a scatter.
     torch.index_select(y, 0, torch.argsort(perm), out=out)
-
-
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    if x.dtype == torch.uint8:
-        return x.to(torch.float32).div_(255.0)
-    return x.to(torch.float32)
 
 
 def check_batch(batch, fill) -> torch.Tensor:

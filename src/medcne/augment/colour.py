@@ -33,7 +33,7 @@ def to_gray(x: torch.Tensor) -> torch.Tensor:
     return (r * _LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(1)
 
 
-def shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def shift_hue(x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate the hue of RGB images by ``shift`` turns, keeping saturation and value.
 
     Parameters
@@ -42,6 +42,8 @@ def shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         Images in [0, 1].
     shift : FloatTensor (B,)
         Hue shift per image as a fraction of the colour circle, in [-0.5, 0.5].
+    out : FloatTensor (B, 3, H, W), optional
+        Where to write the result (may be ``x`` itself).
 
     Returns
     -------
@@ -62,7 +64,9 @@ def shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     offsets = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     k = (hue.unsqueeze(1) + offsets).remainder_(6.0)
     drop = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    return torch.addcmul(value.unsqueeze(1), chroma.unsqueeze(1), drop, value=-1.0).clamp_(0.0, 1.0)
+    # No clamp needed: 0 <= drop <= 1 and chroma <= value, so the result lies in
+    # [value - chroma, value], which float rounding (monotonic) keeps inside [0, 1].
+    return torch.addcmul(value.unsqueeze(1), chroma.unsqueeze(1), drop, value=-1.0, out=out)
 
 
 def _blend_coefficients(order: torch.Tensor, factors: torch.Tensor, channels: int):
@@ -89,7 +93,7 @@ def _blend_(x: torch.Tensor, factor: torch.Tensor, on_mean: torch.Tensor, on_gra
     gray = to_gray(x)
     mean = gray.mean(dim=(1, 2, 3), keepdim=True)
     target = torch.addcmul(on_mean.view(n, 1, 1, 1) * mean, on_gray.view(n, 1, 1, 1), gray)
-    x.mul_(factor.view(n, 1, 1, 1)).add_(target).clamp_(0.0, 1.0)
+    torch.addcmul(target, x, factor.view(n, 1, 1, 1), out=x).clamp_(0.0, 1.0)
 
 
 def colour_groups(params: ViewParams, n: int) -> tuple[torch.Tensor | None, list[int]]:
@@ -133,7 +137,7 @@ def colour_grouped_(y: torch.Tensor, params: ViewParams, counts: list[int]) -> t
             _blend_(y[:lo], factor[:lo], on_mean[:lo], on_gray[:lo])
             _blend_(y[hi:n_on], factor[hi:n_on], on_mean[hi:n_on], on_gray[hi:n_on])
             if c == 3 and hi > lo:
-                y[lo:hi] = shift_hue(y[lo:hi], f[lo:hi, HUE])
+                shift_hue(y[lo:hi], f[lo:hi, HUE], out=y[lo:hi])
     if params.gray is not None and c == 3:
         for group in range(1, _GROUPS, 2):
             lo, hi = starts[group], starts[group + 1]

@@ -32,8 +32,8 @@ def apply_geometry(
 
     Parameters
     ----------
-    x : FloatTensor (B, C, H, W)
-        Images in [0, 1].
+    x : Tensor (B, C, H, W)
+        uint8, or float in [0, 1].
     params : ViewParams
         ``box``, ``hflip``, ``vflip`` and ``angle`` or ``quarter`` per image.
     fill : tuple of C (or 1) floats, optional
@@ -41,24 +41,53 @@ def apply_geometry(
 
     Returns
     -------
-    FloatTensor (B, C, H, W)
+    FloatTensor (B, C, H, W), float32 in [0, 1]
     """
     b, c, h, w = x.shape
     if b == 0:
-        return x
+        return to_float(x)
     rotating = params.angle is not None or params.quarter is not None
     if params.box is None and params.angle is None and (params.quarter is None or h == w):
-        return _dihedral(x, params.quarter, params.hflip, params.vflip)
-
-    grid = _sampling_grid(params, b, h, w, x.device)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # Permute before converting: moving uint8 is cheaper than moving floats.
+        return to_float(_dihedral(x, params.quarter, params.hflip, params.vflip))
     if params.angle is not None or (rotating and h != w):
-        out = _blend_fill(out, grid, fill)
+        # A one-pixel frame of the fill colour: bilinear sampling then blends
+        # image and fill over one pixel at the edge (as the bilinear weight of
+        # an all-ones image would) and border padding gives pure fill beyond,
+        # with no mask to compute or blend afterwards.
+        source = to_float(x, frame=fill if fill is not None else (0.0,))
+        grid = _sampling_grid(params, b, h, w, x.device, scale=(w / (w + 2), h / (h + 2)))
+    else:
+        source = to_float(x)
+        grid = _sampling_grid(params, b, h, w, x.device)
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def to_float(x: torch.Tensor, frame: tuple[float, ...] | None = None) -> torch.Tensor:
+    """``x`` as float32 in [0, 1] (uint8 / 255), with a one-pixel frame of colour ``frame``.
+
+    (B, C, H, W) -> (B, C, H, W), or (B, C, H + 2, W + 2) with a frame; one pass
+    over ``x``. Without a frame, a float32 input comes back as is (not a copy).
+    """
+    b, c, h, w = x.shape
+    scale = 255.0 if x.dtype == torch.uint8 else 1.0
+    if frame is None:
+        return torch.div(x, scale).to(torch.float32) if scale != 1.0 else x.to(torch.float32)
+    out = torch.empty((b, c, h + 2, w + 2), dtype=torch.float32, device=x.device)
+    colour = torch.tensor(frame, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    for edge in (out[:, :, :1], out[:, :, -1:], out[:, :, :, :1], out[:, :, :, -1:]):
+        edge.copy_(colour.expand_as(edge))
+    torch.div(x, scale, out=out[:, :, 1:-1, 1:-1])
     return out
 
 
-def _sampling_grid(params: ViewParams, b: int, h: int, w: int, device) -> torch.Tensor:
+def _sampling_grid(
+    params: ViewParams, b: int, h: int, w: int, device, scale: tuple[float, float] = (1.0, 1.0)
+) -> torch.Tensor:
     """(B, H, W, 2) source position of every output pixel, normalised as grid_sample wants.
+
+    ``scale`` multiplies the final (x, y): ``w / (w + 2)`` and ``h / (h + 2)``
+    express the positions in a source with a one-pixel frame.
 
     What ``F.affine_grid`` computes, built per axis: crop and flips are
     axis-aligned, so the pre-rotation x depends on the output column only and y
@@ -69,15 +98,16 @@ def _sampling_grid(params: ViewParams, b: int, h: int, w: int, device) -> torch.
     cx = _axis(params, 1, b, w, device).unsqueeze(1)  # (B, 1, W)
     cy = _axis(params, 0, b, h, device).unsqueeze(2)  # (B, H, 1)
     grid = torch.empty((b, h, w, 2), device=device)
+    sx, sy = scale
     if params.angle is None and params.quarter is None:
-        grid[..., 0] = cx
-        grid[..., 1] = cy
+        grid[..., 0] = cx * sx if sx != 1.0 else cx
+        grid[..., 1] = cy * sy if sy != 1.0 else cy
         return grid
     # The rotation in pixel units about the centre, in normalised coordinates,
     # where the two axes have different scales when H != W.
     cos, sin = (t.view(b, 1, 1) for t in _cos_sin(params, device))
-    torch.add(cos * cx, (-sin * (h / w)) * cy, out=grid[..., 0])
-    torch.add((sin * (w / h)) * cx, cos * cy, out=grid[..., 1])
+    torch.add((cos * sx) * cx, (-sin * (sx * h / w)) * cy, out=grid[..., 0])
+    torch.add((sin * (sy * w / h)) * cx, (cos * sy) * cy, out=grid[..., 1])
     return grid
 
 
@@ -120,24 +150,6 @@ def _cos_sin(params: ViewParams, device) -> tuple[torch.Tensor, torch.Tensor]:
     cos = torch.where(exact, cos_table[k], torch.cos(rad))
     sin = torch.where(exact, sin_table[k], torch.sin(rad))
     return cos, sin
-
-
-def _blend_fill(out: torch.Tensor, grid: torch.Tensor, fill) -> torch.Tensor:
-    """Blend the fill colour where the grid leaves the image.
-
-    The weight of the image is the bilinear interpolation of an all-ones image
-    padded with zeros: 1 inside the outermost pixel centres, falling linearly
-    to 0 one pixel outside. Computed from the grid, so no extra channel is resampled.
-    """
-    _, c, h, w = out.shape
-    half_size = torch.tensor([w / 2.0, h / 2.0], dtype=grid.dtype, device=grid.device)
-    # ((1 - |g|) * size + 1) / 2 is the distance in pixels beyond the outermost
-    # pixel centre, plus one.
-    inside = torch.addcmul(half_size + 0.5, grid.abs(), half_size, value=-1.0).clamp_(0.0, 1.0)
-    inside = inside.prod(dim=-1).unsqueeze(1)
-    colour = torch.tensor(fill if fill is not None else (0.0,), dtype=out.dtype, device=out.device)
-    colour = colour.view(1, -1, 1, 1).expand(1, c, 1, 1)
-    return torch.lerp(colour, out, inside)
 
 
 @lru_cache(maxsize=16)
