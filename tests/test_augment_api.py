@@ -176,3 +176,24 @@ def test_border_colour_reads_lazy_stores_in_chunks():
 def test_border_colour_rejects_bad_shapes(shape):
     with pytest.raises(MedcneError, match="C = 1 or 3"):
         border_colour(np.zeros(shape, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_chunking_does_not_change_the_views(preset):
+    from medcne.augment import render
+
+    x = batch(n=10)
+    aug = Augmenter(preset, fill=(0.2, 0.3, 0.4))
+    params = aug.sample(x, gen(5))
+    whole = render(x, params, aug.config.fill)
+    torch.testing.assert_close(render(x, params, aug.config.fill, chunk=3), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(aug(x, gen(5)), whole, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("crop", [True, False])
+def test_the_input_batch_is_left_untouched(preset, crop):
+    x = batch(n=6).float() / 255
+    before = x.clone()
+    Augmenter(preset, crop=crop)(x, gen())
+    assert torch.equal(x, before)

@@ -110,3 +110,17 @@ def test_render_applies_jitter_after_geometry_and_grayscale_last():
         ref = TV_OPS[op](ref, f)
     ref = TF.rgb_to_grayscale(ref, num_output_channels=3)
     torch.testing.assert_close(render(x, p)[0], ref, atol=HUE_ATOL, rtol=0)
+
+
+def test_hue_output_stays_in_unit_range_without_clamping():
+    # Extreme pixels (0, 1, near-gray) and the largest shifts.
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand((64, 3, 6, 6), generator=g)
+    x[:16] = (x[:16] > 0.5).float()
+    x[16:32] = x[16:32, :1] + 1e-7 * torch.rand((16, 3, 6, 6), generator=g)
+    x = x.clamp(0, 1)
+    shift = torch.linspace(-0.5, 0.5, 64)
+    out = shift_hue(x, shift)
+    assert out.min() >= 0 and out.max() <= 1
+    # Value (max channel) is kept by a hue shift.
+    torch.testing.assert_close(out.amax(1), x.amax(1), atol=1e-6, rtol=0)
