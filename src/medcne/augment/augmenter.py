@@ -43,7 +43,9 @@ class Augmenter:
     input size, flips (all one bilinear resampling), then brightness, contrast,
     saturation and hue in a random order per image, then grayscale.
     One-channel images skip saturation, hue and grayscale. Randomness comes only
-    from the generator given to each call. Float inputs must already lie in [0, 1].
+    from the generator given to each call. Float inputs must already lie in [0, 1];
+    the input is never modified. Each call makes one host sync (the sizes of the
+    colour groups); on CPU it works in cache-sized chunks of images.
 
     Examples
     --------
