@@ -45,8 +45,11 @@ def run(args) -> int:
 
     Augmenter(args.preset)
     data = load_from_args(args.data, args)
+    h, w, _ = data.image_shape
+    # Only free rotations (and quarter turns of non-square images) uncover corners.
+    uncovers = args.preset == "rotate" or (args.preset == "rot90" and h != w)
     if fill_spec == "border":
-        fill = border_colour(data.images) if args.preset != "simclr" else None
+        fill = border_colour(data.images) if uncovers else None
     else:
         fill = fill_spec
     augmenter = Augmenter(
