@@ -123,6 +123,7 @@ def test_thumbnails_draw_one_image_per_occupied_cell(ax):
     cells, chosen, _ = thumbnail_grid(Z, grid=10)
     out = plot_thumbnails(Z, imgs, np.arange(400) % 3, ["a", "b", "c"], grid=10, ax=ax)
     assert out is ax and len(ax.images) == 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
     assert count_thumbnails(ax, side=12) == len(chosen) < 100  # empty cells stay transparent
     canvas = np.asarray(ax.images[0].get_array())
     r, c = cells[0]

@@ -70,7 +70,8 @@ def plot_thumbnails(
     images : array or LazyImages, shape (N, H, W, C), uint8
         Indexable by an array of indices (only the chosen images are read).
     labels : array of int, shape (N,), optional
-        With ``class_names``: each thumbnail gets a border in its class colour.
+        Each thumbnail gets a border in its class colour (the colours of
+        :func:`plot_map`), with a legend of the classes shown.
     grid : int
         Cells along the longer side.
     px : int, optional
@@ -98,10 +99,13 @@ def plot_thumbnails(
     thumbs[order] = np.asarray(images[chosen[order]])
     side = px or min(thumbs.shape[1], 64)
     thumbs = _resize(thumbs, side)
+    legend = None
     if labels is not None and border > 0:
         labels = np.asarray(labels)
-        colours = (class_colors(len(class_names) if class_names else int(labels.max()) + 1)[:, :3] * 255)
-        c = colours[labels[chosen]].astype(np.uint8)[:, None, None, :]
+        names = [str(c) for c in (class_names or range(int(labels.max()) + 1))]
+        rgba = class_colors(len(names))
+        c = (rgba[labels[chosen], :3] * 255).astype(np.uint8)[:, None, None, :]
+        legend = [(names[k], rgba[k]) for k in np.unique(labels[chosen])]
         b = min(border, side // 4)
         thumbs[:, :b], thumbs[:, -b:] = c, c
         thumbs[:, :, :b], thumbs[:, :, -b:] = c, c
@@ -116,6 +120,11 @@ def plot_thumbnails(
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
     ax.set_axis_off()
+    if legend:
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(facecolor="none", edgecolor=col, linewidth=2, label=name) for name, col in legend],
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="small")
     if title:
         ax.set_title(title)
     return ax
