@@ -42,15 +42,16 @@ def test_small_images_stay_raw_pixels_in_unit_range():
 def test_large_images_get_pca_to_50(monkeypatch, in_memory):
     if not in_memory:
         monkeypatch.setattr(tsne_mod, "PCA_IN_MEMORY_BYTES", 0)
-    imgs = random_images(120, 32, 32)  # 3,072 values per image > 2,500
-    X, rec = pixel_features(from_array(imgs), chunk=60)
-    assert X.shape == (120, 50) and rec["pca"] == 50
+    imgs = random_images(110, 29, 29)  # 2,523 values per image > 2,500
+    X, rec = pixel_features(from_array(imgs), chunk=55)
+    assert X.shape == (110, 50) and rec["pca"] == 50
     assert rec["pca_solver"] == ("randomized" if in_memory else "incremental")
     assert X.std(0)[0] > X.std(0)[-1]  # components by decreasing variance
 
 
 # -- t-SNE -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tsne_of_pixels_separates_blood_cells():
     data = load_dataset(SAMPLE_PATH, subset=400)
     Z, rec = embed_baseline(data, "tsne-pixels", seed=1, n_jobs=1, tsne_params=FAST_TSNE)
@@ -97,6 +98,7 @@ def test_resnet18_features_with_random_weights():
     assert rec["dim"] == 512 and "centre crop 224" in rec["preprocess"]
 
 
+@pytest.mark.slow
 def test_weights_file_is_loaded(tmp_path):
     torch.manual_seed(0)
     model = torchvision.models.resnet18()
