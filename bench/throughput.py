@@ -12,6 +12,11 @@ Three figures from the same process and machine, same backbone and batch size:
   time per epoch from the difference of a 1-epoch and a (1 + E)-epoch fit, so
   that start-up is not counted.
 
+Each rate is given per wall-clock second and per CPU second (this process and
+its children, e.g. the reference's DataLoader workers). On a machine shared with
+other jobs the wall-clock rates drift with the neighbours' load; views per CPU
+second do not, so the ratios are computed from those on CPU devices.
+
     .venv/bin/python bench/throughput.py --width 64 --batch-size 256 --n 1024 --epochs 3 --reference
 """
 
@@ -53,7 +58,7 @@ def model_only(width: int, batch: int, shape, device, steps: int) -> float:
     for i in range(steps + 1):
         if i == 1:
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             z = model(x)
         loss = cauchy_infonce(z.float())
@@ -61,16 +66,33 @@ def model_only(width: int, batch: int, shape, device, steps: int) -> float:
         loss.backward()
         opt.step()
     sync(device)
-    return 2 * batch * steps / (time.perf_counter() - t0)
+    views = 2 * batch * steps
+    return views / (time.perf_counter() - t0), views / (cpu_seconds() - c0)
 
 
-def our_loop(data, width: int, batch: int, device, epochs: int) -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process and its waited-for children."""
+    import resource
+
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + child.ru_utime + child.ru_stime
+
+
+def our_loop(data, width: int, batch: int, device, epochs: int) -> tuple[float, float]:
+    """(views per wall second, views per CPU second) of the epochs after the first."""
     gens = Generators.from_rng(np.random.default_rng(0), device)
     c = data.image_shape[2]
     model = TSimCNENet("resnet18", c, width, data.image_shape[0] <= 32, 128, gens.init)
-    pos = train(model, ImageStore(data, device), (Stage("bench", epochs + 1, 0.01),), batch_size=batch,
-                augment=Augmenter("simclr"), loss_fn=cauchy_infonce, generators=gens, progress=False)
-    return float(np.median([r["views_per_s"] for r in pos.history[1:]]))
+    marks = []
+
+    def mark(end):
+        sync(device)
+        marks.append((time.perf_counter(), cpu_seconds()))
+
+    train(model, ImageStore(data, device), (Stage("bench", epochs + 1, 0.01),), batch_size=batch,
+          augment=Augmenter("simclr"), loss_fn=cauchy_infonce, generators=gens, progress=False, on_epoch=mark)
+    views = 2 * batch * (len(data) // batch) * epochs
+    return views / (marks[-1][0] - marks[0][0]), views / (marks[-1][1] - marks[0][1])
 
 
 def sync(device) -> None:
@@ -89,18 +111,23 @@ REF_SCRIPT = textwrap.dedent("""
             return len(images)
         def __getitem__(self, i):
             return Image.fromarray(images[i]), 0
-    times = []
+    import resource
+    def cpu():
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + child.ru_utime + child.ru_stime
+    times, cpus = [], []
     for e in (1, 1 + epochs):
         est = TSimCNE(total_epochs=[e], lr=[0.01], warmup=[0], batch_size=batch, num_workers=workers)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         est.fit(DS())
         times.append(time.perf_counter() - t0)
+        cpus.append(cpu() - c0)
     views = 2 * len(images) * epochs
-    print("REF_VIEWS_PER_S", views / (times[1] - times[0]))
+    print("REF_VIEWS_PER_S", views / (times[1] - times[0]), views / (cpus[1] - cpus[0]))
 """)
 
 
-def reference(n: int, batch: int, epochs: int) -> float | str:
+def reference(n: int, batch: int, epochs: int) -> tuple[float, float] | str:
     """views/s of tsimcne 0.3.12 (ResNet18 width 64), or why it could not run."""
     py = REF_VENV / "bin" / "python"
     if not py.exists():
@@ -114,12 +141,13 @@ def reference(n: int, batch: int, epochs: int) -> float | str:
         return f"pip could not install tsimcne==0.3.12: {r.stderr.strip().splitlines()[-1:]}"
     from medcne.datasets import SAMPLE_PATH
 
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # Same number of torch threads as our side, so CPU seconds compare like with like.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     r = subprocess.run([str(py), "-c", REF_SCRIPT, str(SAMPLE_PATH), str(n), str(batch), str(epochs),
                         str(min(os.cpu_count() or 1, 8))], capture_output=True, text=True, env=env)
     for line in r.stdout.splitlines():
         if line.startswith("REF_VIEWS_PER_S"):
-            return float(line.split()[1])
+            return float(line.split()[1]), float(line.split()[2])
     return f"reference run failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
 
 
@@ -146,14 +174,16 @@ def main() -> None:
     before = model_only(args.width, args.batch_size, (c, h, w), device, steps)
     ours = our_loop(data, args.width, args.batch_size, device, args.epochs)
     after = model_only(args.width, args.batch_size, (c, h, w), device, steps)
-    limit = (before + after) / 2
-    print(f"model only before / after our loop: {before:.1f} / {after:.1f} views/s")
-    print(f"model only : {limit:8.1f} views/s")
-    print(f"our loop   : {ours:8.1f} views/s  ({100 * ours / limit:.1f}% of model only)")
+    limit = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
+    k = 1 if device.type == "cpu" else 0  # which rate the ratios use
+    print(f"model only before / after our loop: {before[0]:.1f} / {after[0]:.1f} views per wall s")
+    print("              views/wall-s  views/CPU-s")
+    print(f"model only : {limit[0]:12.1f} {limit[1]:12.1f}")
+    print(f"our loop   : {ours[0]:12.1f} {ours[1]:12.1f}   ours / model only = {ours[k] / limit[k]:.3f}")
     if args.reference:
         ref = reference(args.n, args.batch_size, args.epochs)
-        if isinstance(ref, float):
-            print(f"reference  : {ref:8.1f} views/s  (ours / reference = {ours / ref:.2f}x)")
+        if isinstance(ref, tuple):
+            print(f"reference  : {ref[0]:12.1f} {ref[1]:12.1f}   ours / reference = {ours[k] / ref[k]:.2f}x")
         else:
             print(f"reference  : not measured ({ref})")
 
