@@ -56,10 +56,11 @@ def main() -> None:
     p.add_argument("--knn-every", type=int, default=0, help="kNN of the current output every K epochs")
     p.add_argument("--tsne", action="store_true", help="also t-SNE of the pixels (openTSNE defaults)")
     p.add_argument("--tag", default="")
-    p.add_argument("--log", default=str(ROOT / "bench" / "quality_log.jsonl"))
+    p.add_argument("--log", default=str(ROOT / "build" / "quality_log.jsonl"), help="JSON lines (build/ is git-ignored)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     data = subset()
     print(f"{len(data)} images {data.image_shape}; {machine()}", flush=True)
     results = []
