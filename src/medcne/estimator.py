@@ -73,8 +73,8 @@ class TSimCNE(BaseEstimator):
         When labels are known, kNN accuracy of the current output every this many
         epochs in ``history_`` (0: off).
     checkpoint : str or Path, optional
-        Where to write checkpoints (end of each stage and every
-        ``checkpoint_minutes``; 0 means every epoch).
+        Where to write checkpoints: at the end of each stage, and at the end of
+        the first epoch after ``checkpoint_minutes`` have passed (0: every epoch).
     checkpoint_minutes : float
     random_state : int, numpy Generator or None
     verbose : bool
