@@ -36,3 +36,14 @@ def bloodmnist_path() -> Path:
     if not BLOODMNIST.exists():
         pytest.skip(f"{BLOODMNIST} not present (CI has it beside the clone)")
     return BLOODMNIST
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -15,13 +15,7 @@ TINY = ["--subset", "48", "--size", "16", "--epochs", "1,1,1", "--warmup", "0,0,
         "--batch-size", "16", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

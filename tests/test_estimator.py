@@ -8,14 +8,7 @@ from sklearn.base import clone
 from medcne import TSimCNE
 from medcne.errors import MedcneError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def images(n=40, size=16, channels=3, seed=0):

@@ -8,15 +8,7 @@ import torch
 from medcne.errors import MedcneError
 from medcne.losses import cauchy_infonce, cosine_infonce, get_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def slow_infonce(z, sim):

@@ -6,15 +6,7 @@ import torch
 from medcne.errors import MedcneError
 from medcne.models import TSimCNENet, use_small_stem
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def net(**kw):

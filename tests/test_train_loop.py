@@ -12,14 +12,7 @@ from medcne.models import TSimCNENet
 from medcne.train import Generators, ImageStore, train, tsimcne_stages
 from medcne.train.loop import steps_per_epoch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin contention on shared 2-core machines.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_images(n=48, size=16, seed=0):
