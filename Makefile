@@ -42,8 +42,17 @@ $(VIEWER_BUNDLE): $(VIEWER_JS)/viewer.js $(VIEWER_JS)/package.json $(VIEWER_JS)/
 	@$(MAKE) --no-print-directory node
 	cd $(VIEWER_JS) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
+SAMPLE := src/medcne/datasets/data/bloodmnist_sample.npz
+
+# The main job on the bundled sample: summary, t-SimCNE map (fast CPU settings), viewer.
 demo: install viewer-assets
-	$(BIN)/medcne info src/medcne/datasets/data/bloodmnist_sample.npz
+	$(BIN)/medcne info $(SAMPLE)
+	$(BIN)/medcne fit $(SAMPLE) --out $(DEMO_RUN) --quick --preset rotate --overwrite
+	$(BIN)/medcne view $(DEMO_RUN) > /dev/null
+	@echo
+	@echo "map:     $(DEMO_RUN)/map.png"
+	@echo "metrics: $(DEMO_RUN)/metrics.json"
+	@echo "viewer:  $(DEMO_RUN)/viewer/index.html (open it in a browser)"
 
 test: install browser viewer-assets
 	$(BIN)/python -m pytest -q
