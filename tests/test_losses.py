@@ -103,3 +103,16 @@ def test_bad_input():
         cosine_infonce(torch.zeros(4, 2), temperature=0)
     with pytest.raises(MedcneError, match="'cauchy', 'cosine'"):
         get_loss("tsne")
+
+
+@pytest.mark.parametrize("name", ["cauchy", "cosine"])
+def test_float32_inside_an_autocast_region(name):
+    from medcne.losses import get_loss
+
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(3)) * 5
+    loss = get_loss(name)
+    exact = loss(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = loss(z)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, exact, rtol=1e-6, atol=1e-6)

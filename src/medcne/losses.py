@@ -30,6 +30,18 @@ def infonce_from_logsim(logsim: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logsim, partner)
 
 
+def _fp32(loss):
+    """Run ``loss`` with autocast off, so its matmuls stay float32 inside an autocast region."""
+    import functools
+
+    @functools.wraps(loss)
+    def wrapper(z: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        with torch.autocast(z.device.type, enabled=False):
+            return loss(z, *args, **kwargs)
+
+    return wrapper
+
+
 def _check(z: torch.Tensor) -> torch.Tensor:
     if z.ndim != 2 or z.shape[0] % 2 or z.shape[0] < 4:
         raise MedcneError(
@@ -38,6 +50,7 @@ def _check(z: torch.Tensor) -> torch.Tensor:
     return z.float()
 
 
+@_fp32
 def cauchy_infonce(z: torch.Tensor) -> torch.Tensor:
     """t-SimCNE loss with the Cauchy similarity ``1 / (1 + ||z_i - z_k||^2)``.
 
@@ -59,6 +72,7 @@ def cauchy_infonce(z: torch.Tensor) -> torch.Tensor:
     return infonce_from_logsim(-torch.log1p(d2))
 
 
+@_fp32
 def cosine_infonce(z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """SimCLR loss (NT-Xent) with similarity ``exp(cos(z_i, z_k) / temperature)``.
 
