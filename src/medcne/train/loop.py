@@ -10,6 +10,7 @@ is :func:`~.stages.lr_at` of the step. After each epoch a callback gets the
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -205,5 +206,7 @@ def _progress_bar(stages, pos: Position, spe: int, enabled: bool):
 
     total = sum(s.epochs for s in stages) * spe
     done = (sum(s.epochs for s in stages[: pos.stage]) + pos.epoch) * spe
+    # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
+    interval = 0.1 if sys.stderr.isatty() else 30.0
     return tqdm(total=total, initial=done, desc=_describe(stages, pos.stage, pos.epoch), unit="step",
-                dynamic_ncols=True, smoothing=0.1)
+                dynamic_ncols=True, smoothing=0.1, mininterval=interval)
