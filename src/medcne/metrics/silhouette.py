@@ -10,9 +10,11 @@ tile, never holding more than a few MB of distances:
 * the points are sorted by class, so the sum over one class is a sum over a
   contiguous range of columns (no one-hot matrix product needed);
 * each pair of blocks is visited once: one tile of distances gives both its
-  row sums and its column sums (half the work of a full N x N pass);
+  row sums and its column sums (half the work of a full N x N pass); inside
+  a block, only the upper triangle is computed;
 * a tile is small enough to stay in the CPU cache, so the few elementwise
-  numpy passes over it cost little memory traffic;
+  numpy passes over it cost little memory traffic; its per-class sums are
+  products with a vector of ones (BLAS sgemv), cheaper than numpy's sums;
 * pairs of blocks run in threads (numpy releases the GIL in its loops);
 * on a GPU (``device="cuda"``, through torch, imported only then) a row block
   is one ``cdist`` against all points and one matrix product.
@@ -25,6 +27,7 @@ points, and summed in float64 across tiles.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -51,7 +54,12 @@ def _check(Z, labels) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _pair_sums(
-    P: np.ndarray, Q: np.ndarray, p_seg: np.ndarray, q_seg: np.ndarray, same: bool
+    P: np.ndarray,
+    Q: np.ndarray,
+    p_seg: np.ndarray,
+    q_seg: np.ndarray,
+    same: bool,
+    scratch: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sums of distances between two blocks of points, per class.
 
@@ -62,47 +70,62 @@ def _pair_sums(
     p_seg, q_seg : int arrays
         Offsets where a new class starts inside P and inside Q (first is 0).
     same : bool
-        P is Q: only the row sums are needed.
+        P is Q: each pair of points is visited once (upper triangle), and
+        ``rows + cols`` is the answer.
+    scratch : float32 array, shape (2, k) with k >= _ROWS * n, optional
+        Work space for two tiles, reused across calls (fresh pages cost
+        page faults); allocated when not given.
 
     Returns
     -------
     rows : ndarray, shape (m, len(q_seg))
         Summed distance from each point of P to the points of each class of Q.
     cols : ndarray, shape (n, len(p_seg))
-        The same from each point of Q to each class of P (zeros when ``same``).
+        The same from each point of Q to each class of P (when ``same``: only
+        the pairs that ``rows`` leaves out).
     """
     m, n = P.shape[1], Q.shape[1]
     rows = np.empty((m, len(q_seg)), dtype=np.float64)
     cols = np.zeros((n, len(p_seg)), dtype=np.float64)
-    a = np.empty((_ROWS, n), dtype=np.float32)
-    b = np.empty_like(a)
+    if scratch is None:
+        scratch = np.empty((2, _ROWS * n), dtype=np.float32)
+    a, b = scratch[0], scratch[1]
+    ones = np.ones(max(_ROWS, n), dtype=np.float32)
+    q_end = np.append(q_seg[1:], n)
+    p_end = np.append(p_seg[1:], m)
     for r0 in range(0, m, _ROWS):
         r1 = min(r0 + _ROWS, m)
-        t, u = a[: r1 - r0], b[: r1 - r0]
-        np.subtract(P[0, r0:r1, None], Q[0, None, :], out=t)
-        np.multiply(t, t, out=t)
+        # Same block: columns from r0 on. The rows' sums take the square
+        # r0:r1 x r0:r1 (both ways) and the columns after it; the columns'
+        # sums take only those after r1 (those before r0 were earlier rows).
+        c_lo = r0 if same else 0
+        c_col = r1 if same else 0
+        shape = (r1 - r0, n - c_lo)  # contiguous views: numpy's SIMD loops need them
+        t, u = a[: shape[0] * shape[1]].reshape(shape), b[: shape[0] * shape[1]].reshape(shape)
+        np.subtract(P[0, r0:r1, None], Q[0, None, c_lo:], out=t)
+        np.square(t, out=t)
         for j in range(1, len(P)):
-            np.subtract(P[j, r0:r1, None], Q[j, None, :], out=u)
-            np.multiply(u, u, out=u)
+            np.subtract(P[j, r0:r1, None], Q[j, None, c_lo:], out=u)
+            np.square(u, out=u)
             np.add(t, u, out=t)
         np.sqrt(t, out=t)
-        # One class (the usual case): float32 sums, 3-5x faster than float64
-        # ones; numpy's pairwise row sums keep ~1e-7 relative error and the
-        # column sums add only _ROWS terms. Several classes: reduceat sums
-        # sequentially, so it accumulates in float64.
-        if len(q_seg) == 1:
-            rows[r0:r1, 0] = t.sum(axis=1)
-        else:
-            rows[r0:r1] = np.add.reduceat(t, q_seg, axis=1, dtype=np.float64)
-        if same:
+        # Sums as products with a vector of ones: BLAS sgemv reads the tile
+        # once, 3-4x faster than ``t.sum(axis=1)`` and 20x faster than a
+        # float64 ``reduceat``. It sums in float32 over at most _BLOCK terms
+        # with several accumulators (~1e-7 relative error); the column sums
+        # add only _ROWS terms. Across tiles the sums are float64.
+        for k in range(len(q_seg)):
+            c0, c1 = max(int(q_seg[k]), c_lo), int(q_end[k])
+            if c1 > c0:
+                rows[r0:r1, k] = t[:, c0 - c_lo : c1 - c_lo] @ ones[: c1 - c0]
+            else:
+                rows[r0:r1, k] = 0.0
+        if c_col >= n:
             continue
-        lo = int(np.searchsorted(p_seg, r0, side="right")) - 1
-        hi = int(np.searchsorted(p_seg, r1, side="left"))
-        if hi - lo == 1:
-            cols[:, lo] += t.sum(axis=0)
-        else:
-            starts = np.maximum(p_seg[lo:hi] - r0, 0)
-            cols[:, lo:hi] += np.add.reduceat(t, starts, axis=0, dtype=np.float64).T
+        for k in range(len(p_seg)):
+            s0, s1 = max(int(p_seg[k]), r0), min(int(p_end[k]), r1)
+            if s1 > s0:
+                cols[c_col:, k] += ones[: s1 - s0] @ t[s0 - r0 : s1 - r0, c_col - c_lo :]
     return rows, cols
 
 
@@ -117,9 +140,14 @@ def _class_sums_cpu(Zs: np.ndarray, codes: np.ndarray, n_classes: int, n_jobs: i
         blocks.append((b0, b0 + len(cls), seg, cls[seg]))
     pairs = [(i, j) for i in range(len(blocks)) for j in range(i, len(blocks))]
 
+    local = threading.local()  # one work space per thread
+
     def work(pair):
         (p0, p1, ps, _), (q0, q1, qs, _) = blocks[pair[0]], blocks[pair[1]]
-        return _pair_sums(cols_first[:, p0:p1], cols_first[:, q0:q1], ps, qs, pair[0] == pair[1])
+        if not hasattr(local, "scratch"):
+            local.scratch = np.empty((2, _ROWS * min(n, _BLOCK)), dtype=np.float32)
+        P, Q = cols_first[:, p0:p1], cols_first[:, q0:q1]
+        return _pair_sums(P, Q, ps, qs, pair[0] == pair[1], local.scratch)
 
     out = np.zeros((n, n_classes), dtype=np.float64)
 
@@ -127,8 +155,7 @@ def _class_sums_cpu(Zs: np.ndarray, codes: np.ndarray, n_classes: int, n_jobs: i
         for (i, j), (rows, cols) in zip(pairs, results, strict=True):
             (p0, p1, _, pc), (q0, q1, _, qc) = blocks[i], blocks[j]
             out[p0:p1, qc] += rows  # class ids are unique within a block
-            if i != j:
-                out[q0:q1, pc] += cols
+            out[q0:q1, pc] += cols
 
     if n_jobs == 1:
         collect(map(work, pairs))
