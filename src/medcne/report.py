@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-
 from .datasets import ImageSet
 
 RARE_CLASS = 15  # fewer images than the kNN k of the paper's evaluation
@@ -26,9 +24,7 @@ def find_problems(data: ImageSet, chunk: int = 4096) -> list[str]:
             problems.append(f"classes with fewer than {RARE_CLASS} images: {', '.join(rare)}")
     seen: dict[bytes, int] = {}
     duplicates, constant = 0, 0
-    for start in range(0, len(data), chunk):
-        block = np.asarray(data.images[start : start + chunk]) if not data.is_lazy else \
-            data.images[np.arange(start, min(start + chunk, len(data)))]
+    for _, block in data.iter_chunks(chunk):
         flat = block.reshape(len(block), -1)
         constant += int((flat.min(axis=1) == flat.max(axis=1)).sum())
         for row in flat:

@@ -134,9 +134,9 @@ def resnet_features(
     model = build_resnet(arch, state).to(dev)
     out = None
     with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(data)))
-            x = preprocess(np.asarray(data.images[idx]), dev)
+        for start, imgs in data.iter_chunks(batch_size):
+            idx = slice(start, start + len(imgs))
+            x = preprocess(imgs, dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 h = model(x).float().cpu().numpy()
             if out is None:

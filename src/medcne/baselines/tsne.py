@@ -28,7 +28,7 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
     n, dim = len(data), int(np.prod(data.image_shape))
     if dim <= PCA_ABOVE:
         X = np.empty((n, dim), dtype=np.float32)
-        for start, imgs in _chunks(data, chunk):
+        for start, imgs in data.iter_chunks(chunk):
             X[start : start + len(imgs)] = imgs.reshape(len(imgs), -1) / np.float32(255)
         return X, {"features": "pixels", "dim": dim, "pca": None}
     from sklearn.decomposition import PCA, IncrementalPCA
@@ -38,21 +38,13 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
         Y = PCA(PCA_DIMS, svd_solver="randomized", random_state=seed).fit_transform(X).astype(np.float32)
         return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "randomized"}
     ipca = IncrementalPCA(PCA_DIMS, batch_size=chunk)
-    for _, imgs in _chunks(data, chunk):
+    for _, imgs in data.iter_chunks(chunk):
         if len(imgs) >= PCA_DIMS:  # a last chunk smaller than the components cannot be fitted
             ipca.partial_fit(imgs.reshape(len(imgs), -1) / np.float32(255))
     Y = np.empty((n, PCA_DIMS), dtype=np.float32)
-    for start, imgs in _chunks(data, chunk):
+    for start, imgs in data.iter_chunks(chunk):
         Y[start : start + len(imgs)] = ipca.transform(imgs.reshape(len(imgs), -1) / np.float32(255))
     return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "incremental"}
-
-
-def _chunks(data: ImageSet, chunk: int):
-    if data.is_lazy:
-        yield from data.images.iter_chunks(chunk)
-    else:
-        for start in range(0, len(data), chunk):
-            yield start, np.asarray(data.images[start : start + chunk])
 
 
 def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> tuple[np.ndarray, dict]:

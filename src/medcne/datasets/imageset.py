@@ -75,11 +75,6 @@ class LazyImages:
         out = self[np.arange(len(self))]
         return out if dtype is None else out.astype(dtype)
 
-    def iter_chunks(self, chunk: int = 4096):
-        """Yield (start, images) pairs covering the store in order."""
-        for start in range(0, len(self), chunk):
-            yield start, self[np.arange(start, min(start + chunk, len(self)))]
-
 
 ImageStore = np.ndarray | LazyImages
 
@@ -159,6 +154,14 @@ class ImageSet:
     @property
     def is_lazy(self) -> bool:
         return isinstance(self.images, LazyImages)
+
+    def iter_chunks(self, chunk: int = 4096):
+        """Yield ``(start, images)`` blocks of at most ``chunk`` uint8 images, in order.
+
+        Works the same for in-memory arrays and lazy stores (read block by block).
+        """
+        for start in range(0, len(self), chunk):
+            yield start, np.asarray(self.images[start : start + chunk])
 
     def to_numpy(self) -> np.ndarray:
         """All images as one in-memory uint8 array (reads a lazy store whole)."""

@@ -84,8 +84,6 @@ def load_dataset(
             xs = sorted(path.glob("*_x.h5"))
             path = next((p for p in xs if "train" in p.name), xs[0])
         data = read_pcam(path, size=size, channels=channels)
-    if subset is not None and subset < len(data):
-        data = data.subset(subset, seed=seed)
-    elif subset is not None:
-        data.subset(subset, seed=seed)  # validates (e.g. subset > N raises)
+    if subset is not None and subset != len(data):
+        data = data.subset(subset, seed=seed)  # raises for subset > N or < 1
     return data

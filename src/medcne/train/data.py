@@ -37,11 +37,8 @@ def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
     """All images as an (N, C, H, W) uint8 CPU tensor (a lazy store is read in chunks)."""
     n, (h, w, c) = len(data), data.image_shape
     out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
-    if data.is_lazy:
-        for start, block in data.images.iter_chunks(4096):
-            out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
-    else:
-        out.copy_(torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2))
+    for start, block in data.iter_chunks(4096):
+        out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
     return out
 
 
