@@ -3,7 +3,9 @@
 Reference: torchvision transforms on PIL images, one image at a time, two views
 per image, in a DataLoader with one worker process per core (as the t-SimCNE
 reference code feeds its GPU). Ours: ``Augmenter`` called twice per batch of
-1024 on a uint8 tensor, using all cores through torch's intra-op threads.
+1024 on a uint8 tensor, using all cores; on CPU three ways: the compiled kernel
+engine (the default there) writing new tensors, the same writing into two
+reused ``out=`` buffers, and the torch engine (batched tensor ops).
 
     .venv/bin/python bench/augment.py                   # 28x28 and 96x96, simclr and rotate
     .venv/bin/python bench/augment.py --sizes 28 --recipes simclr --device cuda
@@ -106,18 +108,22 @@ def reference_views_per_s(images: np.ndarray, transform, workers: int, batch: in
     return n / (time.perf_counter() - start)
 
 
-def ours_views_per_s(images: np.ndarray, aug: Augmenter, batch: int, device: str, seconds: float) -> float:
+def ours_views_per_s(
+    images: np.ndarray, aug: Augmenter, batch: int, device: str, seconds: float, reuse: bool = False
+) -> float:
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     g = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    shape = (batch,) + tuple(x_all.shape[1:])
+    out1, out2 = (torch.empty(shape, device=device) for _ in range(2)) if reuse else (None, None)
     idx = torch.randint(0, len(x_all), (batch,), generator=g, device=device)
-    aug(x_all[idx], g), aug(x_all[idx], g)  # warm-up
+    aug(x_all[idx], g, out=out1), aug(x_all[idx], g, out=out2)  # warm-up (and compile)
     sync()
     views, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or views == 0:
         idx = torch.randint(0, len(x_all), (batch,), generator=g, device=device)
         x = x_all[idx]
-        aug(x, g), aug(x, g)
+        aug(x, g, out=out1), aug(x, g, out=out2)
         views += 2 * batch
         sync()
     return views / (time.perf_counter() - start)
@@ -142,7 +148,11 @@ def main() -> None:
     print(f"reference: torchvision on PIL, DataLoader with {args.workers} workers; "
           f"ours: {torch.get_num_threads()} threads; batch {args.batch}; "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; load average {_load()}")
-    print(f"{'size':>5} {'recipe':>7} {'reference views/s':>18} {'ours views/s':>13} {'ratio':>7}")
+    cpu = args.device == "cpu"
+    variants = [("auto", False), ("auto", True), ("torch", False)] if cpu else [("auto", False)]
+    names = ["kernel", "kernel out=", "torch ops"] if cpu else ["ours"]
+    print(f"{'size':>5} {'recipe':>7} {'reference':>10} " + " ".join(f"{n:>12} {'ratio':>6}" for n in names)
+          + "   (views/s)")
     for size in args.sizes:
         n_ref = args.ref_images if size <= 32 else max(args.batch, args.ref_images // 4)
         images, source = load_images(max(n_ref, args.batch), size)
@@ -151,9 +161,13 @@ def main() -> None:
             ref = reference_views_per_s(
                 images[:n_ref], reference_transform(recipe, size, fill), args.workers, args.batch
             )
-            ours = ours_views_per_s(images, Augmenter(recipe, fill=fill), args.batch, args.device,
-                                    args.seconds)
-            print(f"{size:>5} {recipe:>7} {ref:>18,.0f} {ours:>13,.0f} {ours / ref:>6.1f}x", flush=True)
+            ours = [
+                ours_views_per_s(images, Augmenter(recipe, fill=fill, engine=engine), args.batch,
+                                 args.device, args.seconds, reuse)
+                for engine, reuse in variants
+            ]
+            print(f"{size:>5} {recipe:>7} {ref:>10,.0f} "
+                  + " ".join(f"{v:>12,.0f} {v / ref:>5.1f}x" for v in ours), flush=True)
     print(f"data: {source}; load average at the end {_load()}")
 
 

@@ -47,3 +47,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(params=["kernel", "torch"])
+def augment_engine(request, monkeypatch):
+    """Run a test with each augmentation engine as what ``engine="auto"`` picks on CPU."""
+    from medcne.augment import augmenter
+
+    if request.param == "torch":
+        monkeypatch.setattr(augmenter, "kernel_available", lambda: False)
+    return request.param

@@ -10,6 +10,8 @@ from torchvision.transforms import InterpolationMode
 from medcne.augment import ViewParams, render
 
 BILINEAR = InterpolationMode.BILINEAR
+# Every test here runs with both engines (the compiled CPU kernel and torch ops).
+pytestmark = pytest.mark.usefixtures("augment_engine")
 ATOL = 1e-5  # float32 rounding between two bilinear implementations
 
 

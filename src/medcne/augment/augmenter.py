@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
@@ -12,9 +13,11 @@ from .geometry import apply_geometry
 from .presets import AugmentConfig, resolve
 from .sampling import ViewParams, sample_params
 
-# Elements per image chunk on CPU: 2^20 floats (4 MiB) per intermediate keeps a
-# chunk's working set in cache while the per-op overhead stays small.
+# Elements per image chunk of the torch engine on CPU: 2^20 floats (4 MiB) per
+# intermediate keeps a chunk's working set in cache while the per-op overhead
+# stays small.
 CPU_CHUNK_ELEMENTS = 1 << 20
+ENGINES = ("auto", "kernel", "torch")
 
 
 class Augmenter:
@@ -33,6 +36,12 @@ class Augmenter:
     fill : tuple of C floats in [0, 1], optional
         Colour of the corners a rotation uncovers (see :func:`border_colour`);
         black when None.
+    engine : {"auto", "kernel", "torch"}
+        ``kernel``: the compiled CPU engine (numba; each image worked on while
+        it sits in cache, threads over images); ``torch``: batched tensor
+        operations, for any device. ``auto`` (default) takes the kernel for CPU
+        batches and torch otherwise. Both give the same views to float32
+        rounding (about 1e-6; up to ~1e-4 where a rotation resamples sharp edges).
     **overrides
         Any of ``scale``, ``ratio``, ``brightness``, ``contrast``, ``saturation``,
         ``hue``, ``jitter_p``, ``grayscale_p``, ``hflip_p``, ``vflip_p``.
@@ -59,12 +68,14 @@ class Augmenter:
 
     def __init__(
         self, preset: str = "simclr", *, crop: bool = True, jitter: bool = True,
-        grayscale: bool = True, fill: tuple[float, ...] | None = None, **overrides,
+        grayscale: bool = True, fill: tuple[float, ...] | None = None, engine: str = "auto",
+        **overrides,
     ):
         self.config: AugmentConfig = resolve(preset, crop, jitter, grayscale, fill, overrides)
+        self.engine = check_engine(engine)
 
     def __repr__(self) -> str:
-        return f"Augmenter({self.config.as_dict()})"
+        return f"Augmenter({self.config.as_dict()}, engine={self.engine!r})"
 
     @property
     def preset(self) -> str:
@@ -74,7 +85,9 @@ class Augmenter:
         """Every resolved parameter as plain JSON values."""
         return self.config.as_dict()
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, batch: torch.Tensor, generator: torch.Generator, *, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """One random view of each image.
 
         Parameters
@@ -83,17 +96,21 @@ class Augmenter:
             C = 1 or 3, on any device.
         generator : torch.Generator
             On the same device as ``batch``; the only source of randomness.
+        out : FloatTensor (B, C, H, W), optional
+            Contiguous float32 on the batch's device to write the views into.
+            Reusing one buffer spares the allocation of a new result (on CPU,
+            page faults: ~40 ms per 1024 views of 96 x 96).
 
         Returns
         -------
         FloatTensor (B, C, H, W)
-            float32 in [0, 1], on the device of ``batch``.
+            float32 in [0, 1], on the device of ``batch`` (``out`` when given).
         """
         x = check_batch(batch, self.config.fill)
         _check_generator(generator, x.device)
         b, _, h, w = x.shape
         params = sample_params(self.config, b, h, w, generator, x.device)
-        return render(x, params, self.config.fill, chunk=self.chunk_size(x))
+        return render(x, params, self.config.fill, chunk=self.chunk_size(x), engine=self.engine, out=out)
 
     def chunk_size(self, batch: torch.Tensor) -> int:
         """Images per chunk: on CPU, chunks small enough that every intermediate
@@ -112,7 +129,8 @@ class Augmenter:
 
 
 def render(
-    x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None, chunk: int | None = None
+    x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None, chunk: int | None = None,
+    *, engine: str = "auto", out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The views of a batch with every random choice given explicitly.
 
@@ -125,15 +143,26 @@ def render(
     fill : tuple of floats, optional
         Colour of uncovered corners (black when None).
     chunk : int, optional
-        Work on this many images at a time (the result does not depend on it).
+        Torch engine: work on this many images at a time (the result does not
+        depend on it).
+    engine : {"auto", "kernel", "torch"}
+        See :class:`Augmenter`.
+    out : FloatTensor (B, C, H, W), optional
+        Contiguous float32 tensor on ``x``'s device to write into.
 
     Returns
     -------
     FloatTensor (B, C, H, W), float32 in [0, 1]
     """
+    out = _check_out(out, x)
+    if use_kernel(check_engine(engine), x.device):
+        from .kernel import render_cpu
+
+        return render_cpu(x, params, fill, out=out)
     b = x.shape[0]
     chunk = b if chunk is None else max(1, int(chunk))
-    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     for start in range(0, b, chunk):
         part = slice(start, min(start + chunk, b))
         _render_into(out[part], x[part], params.take(part), fill)
@@ -152,6 +181,44 @@ def _render_into(out: torch.Tensor, x: torch.Tensor, params: ViewParams, fill) -
     y = colour_grouped_(y, sorted_params, counts)
     # Unsort with a gather (index_select), measured faster on CPU than a scatter.
     torch.index_select(y, 0, torch.argsort(perm), out=out)
+
+
+@lru_cache(maxsize=1)
+def kernel_available() -> bool:
+    """Whether the compiled CPU engine can be used (numba imports)."""
+    try:
+        from . import kernel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise MedcneError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
+    if engine == "kernel" and not kernel_available():
+        raise MedcneError("engine='kernel' needs numba (pip install numba), or use engine='torch'")
+    return engine
+
+
+def use_kernel(engine: str, device: torch.device) -> bool:
+    """Whether ``engine`` means the compiled engine for a batch on ``device``."""
+    if engine == "kernel" and device.type != "cpu":
+        raise MedcneError(f"engine='kernel' runs on CPU tensors; the batch is on {device} (use 'auto')")
+    return engine == "kernel" or (engine == "auto" and device.type == "cpu" and kernel_available())
+
+
+def _check_out(out, x: torch.Tensor):
+    if out is None:
+        return None
+    if (
+        not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != torch.float32
+        or out.device != x.device or not out.is_contiguous()
+    ):
+        raise MedcneError(
+            f"`out` must be a contiguous float32 tensor of shape {tuple(x.shape)} on {x.device}"
+        )
+    return out
 
 
 def check_batch(batch, fill) -> torch.Tensor:
