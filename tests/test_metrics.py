@@ -95,24 +95,36 @@ def test_silhouette_singletons_duplicates_and_threads():
     np.testing.assert_array_equal(ours, silhouette_samples(Z, y, n_jobs=2))
 
 
-def test_silhouette_spans_tiles():
-    # More points per class than one tile row/column block (64 x 4096).
+def test_silhouette_spans_runs():
+    # Classes much longer than one float32 run of the kernel (256 points).
     Z, y = blobs(5000, 2, spread=9)
-    y = (np.arange(5000) % 10 == 0).astype(int)  # class 0: 4,500 points, beyond one column tile
+    y = (np.arange(5000) % 10 == 0).astype(int)  # class 0: 4,500 points
     assert silhouette(Z, y) == pytest.approx(silhouette_score(Z, y), abs=1e-6)
 
 
-@pytest.mark.parametrize("n_classes", [3, 40])
-def test_silhouette_blocks_across_classes(monkeypatch, n_classes):
-    # Small blocks and tiles so that blocks hold several classes and tiles cross class boundaries.
+@pytest.mark.parametrize("n_classes, d", [(3, 2), (40, 2), (5, 7)])
+def test_silhouette_classes_of_any_size_and_dimension(n_classes, d):
+    # Class sizes that are not multiples of the run length, a class of 3 points,
+    # points in more than two dimensions, rows split across uneven threads.
+    Z, y = blobs(700, n_classes, d=d, spread=6)
+    y[:3] = n_classes
+    ours = silhouette_samples(Z, y, n_jobs=3)
+    np.testing.assert_allclose(ours, sk_samples(Z, y), atol=1e-6)
+    np.testing.assert_array_equal(ours, silhouette_samples(Z, y, n_jobs=1))
+
+
+def test_silhouette_small_tiles_and_capped_tables(monkeypatch):
+    # Tiles of 7 rows (many tile and class boundaries) and a memory cap that
+    # leaves one thread's table: same values.
     import importlib
 
     sil = importlib.import_module("medcne.metrics.silhouette")
-    monkeypatch.setattr(sil, "_BLOCK", 100)
-    monkeypatch.setattr(sil, "_ROWS", 16)
-    Z, y = blobs(700, n_classes, spread=6)
-    y[:3] = n_classes  # a class of 3 points inside a tile
-    np.testing.assert_allclose(silhouette_samples(Z, y, n_jobs=2), sk_samples(Z, y), atol=1e-6)
+    Z, y = blobs(600, 6, spread=5)
+    expected = sk_samples(Z, y)
+    monkeypatch.setattr(sil, "_TILE", 7)
+    np.testing.assert_allclose(silhouette_samples(Z, y, n_jobs=4), expected, atol=1e-6)
+    monkeypatch.setattr(sil, "_TABLES_BYTES", 8 * 600 * 6)
+    np.testing.assert_allclose(silhouette_samples(Z, y, n_jobs=4), expected, atol=1e-6)
 
 
 def test_silhouette_needs_two_classes():

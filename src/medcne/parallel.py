@@ -9,23 +9,16 @@ processes that fork (DataLoader workers), where an OpenMP pool is not.
 from __future__ import annotations
 
 import threading
-from typing import Callable
-
-import torch
+from collections.abc import Callable
 
 
-def default_threads() -> int:
-    """The number of threads torch's own CPU operations use (``torch.set_num_threads``)."""
-    return max(1, torch.get_num_threads())
-
-
-def split_run(work: Callable[[int, int], None], n: int, threads: int | None = None) -> None:
+def split_run(work: Callable[[int, int], None], n: int, threads: int) -> None:
     """Call ``work(start, stop)`` on ``threads`` contiguous, near-equal runs of ``range(n)``.
 
     The calling thread takes the first run; the others run in new threads.
     An exception in any run is raised here after all runs have ended.
     """
-    threads = max(1, min(default_threads() if threads is None else int(threads), n))
+    threads = max(1, min(int(threads), n))
     if threads == 1:
         if n > 0:
             work(0, n)

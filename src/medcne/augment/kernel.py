@@ -242,7 +242,8 @@ def render_cpu(x, params, fill, out=None, threads: int | None = None):
     """Views of a CPU batch with this engine: the glue between ViewParams and the kernel.
 
     ``x`` is a (B, C, H, W) uint8 or float CPU tensor; the float32 views go to
-    ``out`` (a new tensor when None), which is returned.
+    ``out`` (a new tensor when None), which is returned. ``threads`` defaults
+    to torch's CPU thread count (``torch.set_num_threads``).
     """
     import torch
 
@@ -284,5 +285,6 @@ def render_cpu(x, params, fill, out=None, threads: int | None = None):
         arr(params.jitter, off, np.bool_), arr(params.factors, torch.zeros(b, 4), np.float32),
         arr(params.order, torch.zeros((b, 4), dtype=torch.long), np.int64), arr(params.gray, off, np.bool_),
     )
+    threads = torch.get_num_threads() if threads is None else threads
     split_run(lambda start, stop: render_views(*args, start, stop), b, threads)
     return out
