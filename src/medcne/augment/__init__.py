@@ -1,4 +1,7 @@
-"""Batched, on-device augmentation: the paper's presets as a few tensor operations.
+"""Augmentation without PIL: the paper's presets, batched on any device.
+
+Two engines give the same views: batched tensor operations (any device) and a
+compiled CPU kernel (:mod:`.kernel`, the default for CPU batches).
 
 >>> from medcne.augment import Augmenter, border_colour, PRESETS
 >>> aug = Augmenter("rotate", fill=border_colour(images))   # images: N x H x W x C uint8
