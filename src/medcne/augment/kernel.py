@@ -278,7 +278,7 @@ def render_cpu(x, params, fill, out=None, threads: int | None = None):
         return np.ascontiguousarray((default if t is None else t).numpy(), dtype=dtype)
 
     args = (
-        x.contiguous().numpy(), np.float32(255.0 if x.dtype == torch.uint8 else 1.0), out.numpy(),
+        x.detach().contiguous().numpy(), np.float32(255.0 if x.dtype == torch.uint8 else 1.0), out.numpy(),
         mode, framed, fill_colour, arr(coef, None, np.float32),
         arr(_axis(params, 1, b, w, x.device), None, np.float32),
         arr(_axis(params, 0, b, h, x.device), None, np.float32),
