@@ -147,3 +147,17 @@ def test_auto_engine_falls_back_to_torch_without_numba(augment_engine):
     # Both paths of "auto" (kernel present / monkeypatched away) agree with the torch engine.
     torch.testing.assert_close(render(x, params), render(x, params, engine="torch"), atol=HUE_ATOL, rtol=0)
     assert repr(Augmenter(engine="torch")).endswith("engine='torch')")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("preset", ["simclr", "rot90", "rotate"])
+def test_cuda_views_match_the_cpu_kernel(preset):
+    x = batch(64, 3, 28, 28, torch.uint8)
+    aug = Augmenter(preset, fill=FILL)
+    params = aug.sample(x, torch.Generator().manual_seed(5))
+    on_gpu = type(params)(**{k: None if v is None else v.cuda() for k, v in vars(params).items()})
+    gpu = render(x.cuda(), on_gpu, FILL)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), render(x, params, FILL, engine="kernel"), atol=HUE_ATOL, rtol=0)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    assert aug(x.cuda(), g).shape == x.shape

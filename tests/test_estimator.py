@@ -119,3 +119,14 @@ def test_misuse(fitted, tmp_path):
         tiny().fit(42)
     with pytest.raises(MedcneError, match="no such model"):
         TSimCNE.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_training_bf16_channels_last(compile):
+    # The CUDA path of the loop: data and views on the GPU, bf16 autocast,
+    # channels_last, optionally torch.compile; then the map comes back to the CPU.
+    est = tiny(device="cuda", compile=compile).fit(images())
+    assert est.device_.type == "cuda"
+    assert np.isfinite(est.embedding_).all() and est.embedding_.shape == (40, 2)
+    assert np.allclose(est.transform(images()), est.embedding_, atol=1e-2)
