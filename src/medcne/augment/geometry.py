@@ -46,21 +46,49 @@ def apply_geometry(
     b, c, h, w = x.shape
     if b == 0:
         return to_float(x)
-    rotating = params.angle is not None or params.quarter is not None
-    if params.box is None and params.angle is None and (params.quarter is None or h == w):
+    exact, framed = plan(params, h, w)
+    if exact:
         # Permute before converting: moving uint8 is cheaper than moving floats.
-        return to_float(_dihedral(x, params.quarter, params.hflip, params.vflip))
-    if params.angle is not None or (rotating and h != w):
-        # A one-pixel frame of the fill colour: bilinear sampling then blends
-        # image and fill over one pixel at the edge (as the bilinear weight of
-        # an all-ones image would) and border padding gives pure fill beyond,
-        # with no mask to compute or blend afterwards.
-        source = to_float(x, frame=fill if fill is not None else (0.0,))
-        grid = _sampling_grid(params, b, h, w, x.device, scale=(w / (w + 2), h / (h + 2)))
-    else:
-        source = to_float(x)
-        grid = _sampling_grid(params, b, h, w, x.device)
+        return to_float(dihedral(x, params.quarter, params.hflip, params.vflip))
+    source = to_float(x, frame=(fill if fill is not None else (0.0,)) if framed else None)
+    grid = _sampling_grid(params, b, h, w, x.device, scale=frame_scale(framed, h, w))
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def plan(params: ViewParams, h: int, w: int) -> tuple[bool, bool]:
+    """How a batch's views are made: ``(exact, framed)``.
+
+    ``exact``: flips and quarter turns only (no crop; quarter turns only on
+    square images), a pure permutation of pixels. ``framed``: the resampling
+    reads the image inside a one-pixel frame of the fill colour (any rotation
+    that can uncover corners): bilinear sampling then blends image and fill
+    over one pixel at the edge (as the bilinear weight of an all-ones image
+    would) and border padding gives pure fill beyond, with no mask to compute
+    or blend afterwards.
+    """
+    rotating = params.angle is not None or params.quarter is not None
+    exact = params.box is None and params.angle is None and (params.quarter is None or h == w)
+    return exact, params.angle is not None or (rotating and h != w)
+
+
+def frame_scale(framed: bool, h: int, w: int) -> tuple[float, float]:
+    """Factors on normalised (x, y) that express positions in a source with a one-pixel frame."""
+    return (w / (w + 2), h / (h + 2)) if framed else (1.0, 1.0)
+
+
+def rotation_coefficients(
+    params: ViewParams, h: int, w: int, scale: tuple[float, float], device
+) -> tuple[torch.Tensor, ...]:
+    """Per image ``(a00, a01, a10, a11)``, each (B,): the normalised source position of
+    an output pixel is ``(a00 cx + a01 cy, a10 cx + a11 cy)`` for its pre-rotation
+    coordinates ``(cx, cy)`` (see :func:`axis_coordinates`).
+
+    The rotation is in pixel units about the centre, in normalised coordinates,
+    where the two axes have different scales when H != W.
+    """
+    sx, sy = scale
+    cos, sin = _cos_sin(params, device)
+    return cos * sx, -sin * (sx * h / w), sin * (sy * w / h), cos * sy
 
 
 def to_float(x: torch.Tensor, frame: tuple[float, ...] | None = None) -> torch.Tensor:
@@ -95,23 +123,21 @@ def _sampling_grid(
     operation, and the grid costs one broadcast add per coordinate instead of a
     (B, H*W, 3) x (3, 2) batched matmul (15% of a CPU call when measured).
     """
-    cx = _axis(params, 1, b, w, device).unsqueeze(1)  # (B, 1, W)
-    cy = _axis(params, 0, b, h, device).unsqueeze(2)  # (B, H, 1)
+    cx = axis_coordinates(params, 1, b, w, device).unsqueeze(1)  # (B, 1, W)
+    cy = axis_coordinates(params, 0, b, h, device).unsqueeze(2)  # (B, H, 1)
     grid = torch.empty((b, h, w, 2), device=device)
     sx, sy = scale
     if params.angle is None and params.quarter is None:
         grid[..., 0] = cx * sx if sx != 1.0 else cx
         grid[..., 1] = cy * sy if sy != 1.0 else cy
         return grid
-    # The rotation in pixel units about the centre, in normalised coordinates,
-    # where the two axes have different scales when H != W.
-    cos, sin = (t.view(b, 1, 1) for t in _cos_sin(params, device))
-    torch.add((cos * sx) * cx, (-sin * (sx * h / w)) * cy, out=grid[..., 0])
-    torch.add((sin * (sy * w / h)) * cx, (cos * sy) * cy, out=grid[..., 1])
+    a00, a01, a10, a11 = (t.view(b, 1, 1) for t in rotation_coefficients(params, h, w, scale, device))
+    torch.add(a00 * cx, a01 * cy, out=grid[..., 0])
+    torch.add(a10 * cx, a11 * cy, out=grid[..., 1])
     return grid
 
 
-def _axis(params: ViewParams, axis: int, b: int, size: int, device) -> torch.Tensor:
+def axis_coordinates(params: ViewParams, axis: int, b: int, size: int, device) -> torch.Tensor:
     """(B, size) pre-rotation coordinate along ``axis`` (0 rows, 1 columns) of each output pixel."""
     # Output pixel centres, normalised to (-1, 1) as grid_sample with align_corners=False.
     base = (torch.arange(size, device=device, dtype=torch.float32) * 2 + 1) / size - 1
@@ -169,7 +195,7 @@ def _dihedral_table(h: int, w: int, device: torch.device) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def _dihedral(x: torch.Tensor, quarter, hflip: torch.Tensor, vflip: torch.Tensor) -> torch.Tensor:
+def dihedral(x: torch.Tensor, quarter, hflip: torch.Tensor, vflip: torch.Tensor) -> torch.Tensor:
     """Flips and quarter turns as one exact gather (square images, or no turns)."""
     b, c, h, w = x.shape
     code = hflip.to(torch.long) * 2 + vflip.to(torch.long)

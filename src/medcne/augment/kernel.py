@@ -248,27 +248,25 @@ def render_cpu(x, params, fill, out=None, threads: int | None = None):
     import torch
 
     from ..parallel import split_run
-    from .geometry import _axis, _cos_sin, _dihedral
+    from .geometry import axis_coordinates, dihedral, frame_scale, plan, rotation_coefficients
 
     b, c, h, w = x.shape
     if out is None:
         out = torch.empty((b, c, h, w), dtype=torch.float32)
     if b == 0:
         return out
-    rotating = params.angle is not None or params.quarter is not None
-    framed = params.angle is not None or (rotating and h != w)
+    exact, framed = plan(params, h, w)
     mode = RESAMPLE
-    if params.box is None and params.angle is None and (params.quarter is None or h == w):
+    if exact:
         # Flips and quarter turns move pixels exactly: permute, then only convert.
-        x, mode = _dihedral(x, params.quarter, params.hflip, params.vflip), COPY
+        x, mode = dihedral(x, params.quarter, params.hflip, params.vflip), COPY
     if x.dtype != torch.uint8:
         x = x.to(torch.float32)
-    sx, sy = (w / (w + 2), h / (h + 2)) if framed else (1.0, 1.0)
-    if rotating:
-        cos, sin = _cos_sin(params, x.device)
-        coef = torch.stack([cos * sx, -sin * (sx * h / w), sin * (sy * w / h), cos * sy], dim=1)
+    scale = frame_scale(framed, h, w)
+    if params.angle is not None or params.quarter is not None:
+        coef = torch.stack(rotation_coefficients(params, h, w, scale, x.device), dim=1)
     else:
-        coef = torch.tensor([[sx, 0.0, 0.0, sy]]).expand(b, 4)
+        coef = torch.tensor([[scale[0], 0.0, 0.0, scale[1]]]).expand(b, 4)
     fill_colour = np.zeros(c, np.float32)
     if fill is not None:
         fill_colour[:] = fill
@@ -280,8 +278,8 @@ def render_cpu(x, params, fill, out=None, threads: int | None = None):
     args = (
         x.detach().contiguous().numpy(), np.float32(255.0 if x.dtype == torch.uint8 else 1.0), out.numpy(),
         mode, framed, fill_colour, arr(coef, None, np.float32),
-        arr(_axis(params, 1, b, w, x.device), None, np.float32),
-        arr(_axis(params, 0, b, h, x.device), None, np.float32),
+        arr(axis_coordinates(params, 1, b, w, x.device), None, np.float32),
+        arr(axis_coordinates(params, 0, b, h, x.device), None, np.float32),
         arr(params.jitter, off, np.bool_), arr(params.factors, torch.zeros(b, 4), np.float32),
         arr(params.order, torch.zeros((b, 4), dtype=torch.long), np.int64), arr(params.gray, off, np.bool_),
     )
