@@ -37,9 +37,10 @@ import torch
 
 from medcne.augment import Augmenter
 from medcne.datasets import load_sample
+from medcne.device import resolve_device
 from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
-from medcne.train import Generators, ImageStore, Stage, resolve_device, train
+from medcne.train import Generators, ImageStore, Stage, train
 from medcne.train.loop import make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medcne.runfolder import write_embedding, write_json
+from medcne.io import write_json
+from medcne.runs import write_embedding
 from medcne.viewer import build_viewer
 
 CHROMIUM = "/usr/bin/chromium"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medcne.datasets import SAMPLE_PATH, load_dataset
-from medcne.runfolder import write_embedding
+from medcne.runs import write_embedding
 
 
 def make_run(folder: Path, n: int = 300, method: str = "fake", noise: float = 0.0, seed: int = 0,

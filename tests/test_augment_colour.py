@@ -9,12 +9,24 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from medcne.augment import ViewParams, render
-from medcne.augment.colour import grayscale, jitter, shift_hue, to_gray
+from medcne.augment.colour import shift_hue, to_gray
 
 ATOL = 2e-6
 HUE_ATOL = 1e-5  # two different HSV round trips in float32
 
 TV_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+
+
+def jitter(x: torch.Tensor, apply: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Colour jitter alone (no geometry) with per-image flags, factors and order, through the torch engine."""
+    flags = torch.zeros_like(apply)
+    return render(x, ViewParams(hflip=flags, vflip=flags, jitter=apply, factors=factors, order=order), engine="torch")
+
+
+def grayscale(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+    """Random grayscale alone with per-image flags, through the torch engine."""
+    flags = torch.zeros_like(apply)
+    return render(x, ViewParams(hflip=flags, vflip=flags, gray=apply), engine="torch")
 
 
 def images(n: int = 2, c: int = 3, size: int = 10, seed: int = 0) -> torch.Tensor:

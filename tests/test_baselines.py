@@ -10,7 +10,6 @@ import torchvision
 from medcne.baselines import (
     MissingWeightsError,
     embed_baseline,
-    make_baseline,
     pixel_features,
     resnet_features,
     tsne,
@@ -19,6 +18,7 @@ from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, from_array, load_dataset
 from medcne.errors import MedcneError
 from medcne.metrics import knn_accuracy_splits
+from medcne.runs import make_baseline
 
 resnet_mod = importlib.import_module("medcne.baselines.resnet")
 tsne_mod = importlib.import_module("medcne.baselines.tsne")  # the package exports a function `tsne`
@@ -145,7 +145,7 @@ def test_missing_weights_offline_name_file_and_place(tmp_path, monkeypatch, caps
 
 def test_make_baseline_writes_a_run_folder(tmp_path):
     out = make_baseline(SAMPLE_PATH, "tsne-pixels", tmp_path / "run", {"subset": 150, "seed": 2},
-                        seed=0, n_jobs=1, tsne_params=FAST_TSNE)
+                        seed=0, n_jobs=1, tsne_params=FAST_TSNE).path
     names = sorted(p.name for p in out.iterdir())
     assert names == ["embedding.csv", "embedding.npz", "map.png", "metrics.json", "params.json"]
     params = json.loads((out / "params.json").read_text())
@@ -173,7 +173,7 @@ def test_tsne_simclr_trains_then_embeds_features(tmp_path):
     out = make_baseline(
         SAMPLE_PATH, "tsne-simclr", tmp_path / "run", {"subset": 100}, seed=0, n_jobs=1,
         tsne_params=FAST_TSNE, simclr=dict(epochs=1, batch_size=50, width=8, device="cpu", verbose=False),
-    )
+    ).path
     params = json.loads((out / "params.json").read_text())
     assert params["method"] == "tsne-simclr"
     assert params["features"]["features"] == "simclr" and params["features"]["dim"] == 64  # 512 * 8 / 64

@@ -6,7 +6,7 @@ import pytest
 from evalhelpers import make_run
 from medcne.cli import main
 from medcne.metrics import knn_accuracy, silhouette
-from medcne.runfolder import read_run
+from medcne.runs import read_run
 
 
 def test_evaluate_writes_metrics_json(tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch
 
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, load_sample
-from medcne.runfolder import read_run
+from medcne.runs import read_run
 
 TINY = ["--subset", "48", "--size", "16", "--epochs", "1,1,1", "--warmup", "0,0,0", "--width", "4",
         "--batch-size", "16", "--device", "cpu"]
@@ -98,7 +98,8 @@ def test_resume_finishes_an_interrupted_run(run_dir, tmp_path):
 
 def test_quick_settings_on_cpu():
     from medcne.cli import build_parser
-    from medcne.cli.fit import QUICK_CPU, training_params
+    from medcne.cli.fit import training_params
+    from medcne.defaults import QUICK_CPU
 
     args = build_parser().parse_args(["fit", "x.npz", "--out", "r", "--quick", "--device", "cpu", "--width", "8"])
     params = training_params(args)

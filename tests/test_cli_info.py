@@ -10,7 +10,7 @@ import numpy as np
 from conftest import random_images
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, from_array
-from medcne.report import find_problems
+from medcne.datasets.summary import find_problems
 
 
 def test_info_on_sample(capsys):

@@ -7,11 +7,11 @@ import pytest
 
 from evalhelpers import make_run
 from medcne.cli import main
-from medcne.compare import collect, compare, short_names, to_markdown
 from medcne.datasets import SAMPLE_PATH
 from medcne.errors import MedcneError
 from medcne.metrics import knn_accuracy
-from medcne.runfolder import read_run
+from medcne.runs import read_run
+from medcne.runs.compare import collect, compare, short_names, to_markdown
 
 
 @pytest.fixture

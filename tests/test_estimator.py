@@ -66,7 +66,7 @@ def test_features(fitted):
 def test_save_load_round_trip(fitted, tmp_path):
     path = fitted.save(tmp_path / "model.pt")
     raw = torch.load(path, weights_only=True)  # plain dict, nothing pickled
-    assert raw["format"] == "medcne-model/1" and "state_dict" in raw
+    assert raw["format"] == "medcne-model/2" and "state_dict" in raw
     loaded = TSimCNE.load(path, device="cpu")
     X = images(n=8, seed=3)
     np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), atol=1e-6)

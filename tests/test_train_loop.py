@@ -131,7 +131,7 @@ def test_resume_refuses_other_parameters(tmp_path):
 
 
 def test_duration_estimate_and_message():
-    from medcne.train.estimate import duration_message, expected_seconds
+    from medcne.train.duration import duration_message, expected_seconds
 
     stages = tsimcne_stages((1000, 50, 450))
     # 10 steps per epoch at 1 s/step: stage 2 counts at its reduced cost.

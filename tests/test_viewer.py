@@ -15,7 +15,8 @@ from PIL import Image
 
 from medcne.cli import main
 from medcne.errors import MedcneError
-from medcne.runfolder import write_embedding, write_json
+from medcne.io import write_json
+from medcne.runs import write_embedding
 from medcne.viewer import build as build_mod
 from medcne.viewer import build_viewer, plan_layout, write_sprites
 from medcne.viewer.sprites import make_tiles, thumbnail_size

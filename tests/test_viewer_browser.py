@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 import medcne.datasets as ds
-from medcne.runfolder import write_embedding, write_json
+from medcne.io import write_json
+from medcne.runs import write_embedding
 from medcne.viewer import build_viewer, plan_layout
 from medcne.viewer.build import BUNDLE
 from medcne.viewer.screenshot import launch_chromium, screenshot
@@ -159,7 +160,7 @@ def test_box_selection_label_and_export(page, site, tmp_path):
     np.testing.assert_allclose(float(rows[0]["x"]), emb[k, 0], rtol=1e-5)
     np.testing.assert_allclose(float(rows[0]["y"]), emb[k, 1], rtol=1e-5)
     # The file goes back into medcne as it is (`medcne evaluate RUN --labels FILE`).
-    from medcne.metrics.runs import read_label_csv
+    from medcne.runs import read_label_csv
 
     assert read_label_csv(target) == {data.ids[k]: "suspect, check" for k in inside}
 

@@ -9,31 +9,33 @@
 >>> est.save("model.pt"); est2 = TSimCNE.load("model.pt")
 
 ``__init__`` only stores parameters; :meth:`fit` validates them and resolves
-``'auto'`` values into attributes ending in ``_``.
+``'auto'`` values into attributes ending in ``_``. ``fit`` reads as the method:
+resolve, build (model, views, data on the device), train (:mod:`medcne.train`),
+embed.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
 
-from .datasets import ImageSet, from_array, from_torch_dataset
+from .datasets import ImageSet, as_imageset
+from .defaults import LOSSES, PAPER
+from .device import resolve_device
 from .errors import MedcneError
 from .losses import get_loss
-from .models import TSimCNENet, check_model_args, use_small_stem
-from .train import checkpoint as ckpt_mod
-from .train.data import Generators, ImageStore, resolve_device
-from .train.estimate import duration_message, expected_seconds, time_step
-from .train.loop import EpochEnd, train
-from .train.stages import default_lr, parse_epochs, simclr_stages, tsimcne_stages
+from .models import TSimCNENet, check_model_args, embed, use_small_stem
+from .train import checkpoint as ckpt
+from .train.duration import duration_message, expected_seconds, time_step
+from .train.loop import train
+from .train.monitor import Monitor
+from .train.rng import Generators, as_rng
+from .train.stages import Stage, default_lr, parse_epochs, simclr_stages, tsimcne_stages
+from .train.store import ImageStore
 
-MODEL_FORMAT = "medcne-model/1"
 QUICK_HINT = "`medcne fit ... --quick`"
-KNN_POINTS = 5000
 
 
 class TSimCNE(BaseEstimator):
@@ -87,9 +89,13 @@ class TSimCNE(BaseEstimator):
     device_ : torch.device
     small_stem_ : bool
     image_shape_ : (H, W, C)
+    fill_ : tuple of float or None
+        Colour of the corners rotations uncover (the dataset's border colour).
     model_ : TSimCNENet
     history_ : list of dict
         One row per epoch: stage, epoch, loss, lr, views_per_s (and knn).
+    fit_seconds_ : float
+        Training time, including the time before a resume.
     embedding_ : ndarray (N, dim)
         The map of the training images.
     """
@@ -97,18 +103,18 @@ class TSimCNE(BaseEstimator):
     def __init__(
         self,
         dim: int = 2,
-        epochs=(1000, 50, 450),
-        batch_size: int = 1024,
-        lr="auto",
-        stage3_lr_factor: float = 1e-3,
-        warmup=(10, 0, 10),
+        epochs=PAPER["epochs"],
+        batch_size: int = PAPER["batch_size"],
+        lr=PAPER["lr"],
+        stage3_lr_factor: float = PAPER["stage3_lr_factor"],
+        warmup=PAPER["warmup"],
         loss: str = "cauchy",
         preset: str = "simclr",
         crop: bool = True,
         jitter: bool = True,
         grayscale: bool = True,
-        backbone: str = "resnet18",
-        width: int = 64,
+        backbone: str = PAPER["backbone"],
+        width: int = PAPER["width"],
         small_stem="auto",
         device: str = "auto",
         compile: bool = False,
@@ -152,32 +158,37 @@ class TSimCNE(BaseEstimator):
         callback : callable, optional
             Called with a :class:`medcne.train.EpochEnd` after every epoch.
         """
+        from .augment import augmenter_for
+
         data = as_imageset(X)
         self._resolve(data)
-        self._elapsed_before = 0.0
-        rng = self.random_state if isinstance(self.random_state, np.random.Generator) else (
-            np.random.default_rng(self.random_state))
-        gens = Generators.from_rng(rng, self.device_)
-        stage1_dim = self.stages_[0].out_dim
-        self.model_ = self._new_model(stage1_dim, gens.init)
-        position, opt_state = None, None
+        augment = augmenter_for(data.images, self.preset, **self._switches())
+        self.fill_ = augment.config.fill
+        gens = Generators.from_rng(as_rng(self.random_state), self.device_)
+        self.model_ = self._new_model(self.stages_[0].out_dim, gens.init)
+        position, opt_state, elapsed = None, None, 0.0
         if resume_from is not None:
-            position, opt_state = self._restore(ckpt_mod.load_checkpoint(resume_from), gens, len(data))
-        augment = self._augmenter(data)
+            saved = ckpt.load_checkpoint(resume_from)
+            ckpt.check_resume(saved, self.record(), len(data))
+            position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
+            elapsed = saved.get("elapsed", 0.0)
         store = ImageStore(data, self.device_)
         loss_fn = get_loss(self.loss)
         if self.verbose and position is None:
             step = time_step(self.model_, store, self.batch_size_, augment, loss_fn)
             secs = expected_seconds(step, self.stages_, len(data), self.batch_size_)
             print(duration_message(secs, self.device_, QUICK_HINT), flush=True)
-        on_epoch = self._epoch_callback(data, store, gens, callback)
+        monitor = Monitor(data, self.device_, gens, self.record(), knn_every=self.knn_every,
+                          checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
+                          elapsed_before=elapsed, callback=callback)
         pos = train(
             self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
-            generators=gens, position=position, optimizer_state=opt_state, on_epoch=on_epoch,
+            generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
             compile=self.compile, progress=self.verbose,
         )
         self.history_ = pos.history
-        self.embedding_ = self._embed(data, self.model_.forward)
+        self.fit_seconds_ = monitor.seconds()
+        self.embedding_ = embed(self.model_, data.images, self.device_)
         return self
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
@@ -193,20 +204,12 @@ class TSimCNE(BaseEstimator):
         self._resolve(as_imageset(X))
         return self
 
-    def resolved_params(self) -> dict:
-        """The resolved values (after :meth:`validate` or :meth:`fit`) as plain JSON values."""
-        return {
-            "batch_size": self.batch_size_, "lr": self.lr_, "device": str(self.device_),
-            "small_stem": self.small_stem_, "image_shape": list(self.image_shape_),
-            "stages": [s.to_dict() for s in self.stages_],
-        }
-
     def _resolve(self, data: ImageSet) -> None:
         if len(data) < 2:
             raise MedcneError(f"need at least 2 images to train; got {len(data)}")
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 2:
             raise MedcneError(f"batch_size must be an integer >= 2; got {self.batch_size!r}")
-        if self.loss not in ("cauchy", "cosine"):
+        if self.loss not in LOSSES:
             raise MedcneError(f"loss must be 'cauchy' (t-SimCNE) or 'cosine' (SimCLR); got {self.loss!r}")
         self.batch_size_ = int(min(self.batch_size, len(data)))
         if self.lr == "auto":
@@ -223,182 +226,93 @@ class TSimCNE(BaseEstimator):
         self.device_ = resolve_device(self.device)
         self.image_shape_ = data.image_shape
         check_model_args(self.backbone, data.image_shape[2], self.width, self.stages_[-1].out_dim)
-        from .augment import Augmenter
-
-        Augmenter(self.preset, crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)  # validates
         self.small_stem_ = use_small_stem(max(data.image_shape[:2]), self.small_stem)
         if not isinstance(self.knn_every, (int, np.integer)) or self.knn_every < 0:
             raise MedcneError(f"knn_every must be a non-negative integer (0: off); got {self.knn_every!r}")
+        from .augment import Augmenter
+
+        Augmenter(self.preset, **self._switches())  # validates the preset and switches
+
+    def _switches(self) -> dict:
+        return dict(crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)
 
     def _new_model(self, out_dim: int, generator=None) -> TSimCNENet:
         return TSimCNENet(self.backbone, self.image_shape_[2], int(self.width), self.small_stem_, out_dim, generator)
 
-    def _augmenter(self, data: ImageSet):
-        from .augment import Augmenter, border_colour
+    # -- the record: parameters and resolved values as JSON ----------------------
+    def resolved_params(self) -> dict:
+        """The resolved values (after :meth:`validate` or :meth:`fit`) as plain JSON values."""
+        return {
+            "batch_size": self.batch_size_, "lr": self.lr_, "device": str(self.device_),
+            "small_stem": self.small_stem_, "image_shape": list(self.image_shape_),
+            "stages": [s.to_dict() for s in self.stages_],
+            # Known once fit has looked at the images (the dataset's border colour).
+            "fill": None if getattr(self, "fill_", None) is None else list(self.fill_),
+        }
 
-        fill = border_colour(data.images) if self.preset == "rotate" else None
-        return Augmenter(self.preset, crop=self.crop, jitter=self.jitter, grayscale=self.grayscale, fill=fill)
+    def record(self) -> dict:
+        """``{"params": ..., "resolved": ...}``: what params.json, checkpoints and model files store.
 
-    def _params_for_checkpoint(self) -> dict:
+        :meth:`from_record` turns it back into an estimator.
+        """
         params = self.get_params()
         params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
         params["checkpoint"] = None if params["checkpoint"] is None else str(params["checkpoint"])
         params["epochs"] = list(parse_epochs(self.epochs))
         params["warmup"] = list(parse_epochs(self.warmup))
-        params["stages"] = [s.to_dict() for s in self.stages_]
-        return params
+        return {"params": params, "resolved": self.resolved_params()}
 
-    def _restore(self, ck: dict, gens: Generators, n: int):
-        saved, now = ck["params"], self._params_for_checkpoint()
-        for key in ("stages", "backbone", "width", "batch_size", "loss", "preset", "crop", "jitter", "grayscale"):
-            if saved.get(key) != now.get(key):
-                raise MedcneError(
-                    f"cannot resume: {key} was {saved.get(key)!r} in the checkpoint but is {now.get(key)!r} now; "
-                    "resume with the parameters of the interrupted run"
-                )
-        if ck["n_images"] != n:
-            raise MedcneError(f"cannot resume: the checkpoint was trained on {ck['n_images']} images, not {n}; pass the same data")
-        if ck["out_dim"] != self.model_.out_dim:
-            self.model_.replace_last(ck["out_dim"])
-        self.model_.load_state_dict(ck["model"])
-        gens.load_state_dict(ck["rng"])
-        self._elapsed_before = ck.get("elapsed", 0.0)
-        return ckpt_mod.position_of(ck, self.stages_)
-
-    def _epoch_callback(self, data: ImageSet, store: ImageStore, gens: Generators, user_callback):
-        knn_idx = None
-        if self.knn_every and data.labels is not None:
-            knn_idx = np.sort(np.random.default_rng(0).permutation(len(data))[:KNN_POINTS])
-        last_save = time.monotonic()
-        t_start = time.monotonic() - getattr(self, "_elapsed_before", 0.0)
-
-        def on_epoch(end: EpochEnd) -> None:
-            nonlocal last_save
-            if knn_idx is not None and end.row and end.position.epoch % self.knn_every == 0:
-                end.row["knn"] = self._knn(store, data.labels, knn_idx, end.model)
-            due = time.monotonic() - last_save >= 60 * self.checkpoint_minutes
-            if self.checkpoint is not None and (end.stage_done or due):
-                ck = ckpt_mod.make_checkpoint(
-                    end.model, end.optimizer, end.position, gens, self._params_for_checkpoint(), len(data),
-                    time.monotonic() - t_start,
-                )
-                ckpt_mod.save_checkpoint(self.checkpoint, ck)
-                last_save = time.monotonic()
-            if user_callback is not None:
-                user_callback(end)
-
-        return on_epoch
-
-    def _knn(self, store: ImageStore, labels, idx, model) -> float:
-        from .metrics import knn_accuracy
-
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            z = [model(self._as_input(store.images[torch.as_tensor(c)])) for c in np.array_split(idx, max(len(idx) // 512, 1))]
-        model.train(was_training)
-        return float(knn_accuracy(torch.cat(z).float().cpu().numpy(), labels[idx]))
+    @classmethod
+    def from_record(cls, record: dict, device: str = "auto") -> TSimCNE:
+        """An estimator with the parameters and resolved values of ``record`` (no model)."""
+        params = dict(record["params"])
+        params["epochs"], params["warmup"] = tuple(params["epochs"]), tuple(params["warmup"])
+        est = cls(**{**params, "device": device})
+        r = record["resolved"]
+        est.batch_size_, est.lr_, est.small_stem_ = r["batch_size"], r["lr"], r["small_stem"]
+        est.image_shape_ = tuple(r["image_shape"])
+        est.stages_ = tuple(Stage(**d) for d in r["stages"])
+        est.fill_ = None if r.get("fill") is None else tuple(r["fill"])
+        est.device_ = resolve_device(device)
+        return est
 
     # -- using a fitted model ----------------------------------------------
     def transform(self, X) -> np.ndarray:
         """The map of images ``X``: (N, dim) float32; deterministic, no augmentation."""
-        self._check_fitted()
-        return self._embed(self._check_images(as_imageset(X)), self.model_.forward)
+        return self._apply("forward", X)
 
     def features(self, X) -> np.ndarray:
         """Backbone features h of ``X``: (N, num_features) float32 (512 for ResNet18 at width 64)."""
+        return self._apply("forward_features", X)
+
+    def _apply(self, method: str, X) -> np.ndarray:
         self._check_fitted()
-        return self._embed(self._check_images(as_imageset(X)), self.model_.forward_features)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise MedcneError("this TSimCNE is not fitted yet; call fit(X) or TSimCNE.load(path) first")
-
-    def _check_images(self, data: ImageSet) -> ImageSet:
+        data = as_imageset(X)
         if data.image_shape != tuple(self.image_shape_):
             raise MedcneError(
                 f"images must be {self.image_shape_} (H, W, C) like the training images; got {data.image_shape}; "
                 "resize with size= / --size and channels= / --channels"
             )
-        return data
-
-    def _as_input(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device_).float().div_(255.0)
-        return x.contiguous(memory_format=torch.channels_last) if self.device_.type == "cuda" else x
-
-    @torch.no_grad()
-    def _embed(self, data: ImageSet, fn, chunk: int = 1024) -> np.ndarray:
         self.model_.eval()
-        cuda = self.device_.type == "cuda"
-        out = []
-        images = data.images
-        for start in range(0, len(data), chunk):
-            block = np.ascontiguousarray(images[start : start + chunk])
-            x = self._as_input(torch.from_numpy(block).permute(0, 3, 1, 2))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                out.append(fn(x).float().cpu())
-        return torch.cat(out).numpy().astype(np.float32)
+        return embed(getattr(self.model_, method), data.images, self.device_)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise MedcneError("this TSimCNE is not fitted yet; call fit(X) or TSimCNE.load(path) first")
 
     # -- persistence -------------------------------------------------------
     def save(self, path) -> Path:
-        """Write the fitted model: a plain dict (state dict + parameters), atomically."""
-        from .runfolder import atomic_write
-
+        """Write the fitted model: a plain dict (record, state dict, history), atomically."""
         self._check_fitted()
-        state = {
-            "format": MODEL_FORMAT,
-            "params": self._params_for_checkpoint(),
-            "fitted": {
-                "image_shape": list(self.image_shape_), "small_stem": bool(self.small_stem_),
-                "out_dim": int(self.model_.out_dim), "batch_size": self.batch_size_, "lr": self.lr_,
-            },
-            "history": self.history_,
-            "state_dict": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
-        }
-        return atomic_write(path, lambda p: torch.save(state, p))
+        return ckpt.save_model(path, self.model_, self.record(), self.history_)
 
     @classmethod
     def load(cls, path, device: str = "auto") -> TSimCNE:
         """Read a model written by :meth:`save` (``weights_only=True``: no code runs)."""
-        path = Path(path)
-        if not path.exists():
-            raise MedcneError(f"{path}: no such model file; give the model.pt of a run")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-            raise MedcneError(f"{path}: not a medcne model ({MODEL_FORMAT}); give the model.pt of a run")
-        params = {k: v for k, v in state["params"].items() if k != "stages"}
-        params["epochs"], params["warmup"] = tuple(params["epochs"]), tuple(params["warmup"])
-        est = cls(**params)
-        est.device = device
-        fitted = state["fitted"]
-        est.image_shape_ = tuple(fitted["image_shape"])
-        est.small_stem_ = fitted["small_stem"]
-        est.batch_size_, est.lr_ = fitted["batch_size"], fitted["lr"]
-        est.device_ = resolve_device(device)
-        est.stages_ = tuple(_stage_from_dict(d) for d in state["params"]["stages"])
-        est.model_ = est._new_model(fitted["out_dim"])
+        state = ckpt.load_model(path)
+        est = cls.from_record(state["record"], device)
+        est.model_ = est._new_model(state["out_dim"])
         est.model_.load_state_dict(state["state_dict"])
         est.model_.to(est.device_).eval()
         est.history_ = list(state["history"])
         return est
-
-
-def _stage_from_dict(d: dict):
-    from .train.stages import Stage
-
-    return Stage(**d)
-
-
-def as_imageset(X) -> ImageSet:
-    """An ImageSet from an ImageSet, an image array, or a torch Dataset."""
-    if isinstance(X, ImageSet):
-        return X
-    if isinstance(X, np.ndarray):
-        return from_array(X)
-    if isinstance(X, torch.Tensor):
-        return from_array(X.cpu().numpy())
-    if hasattr(X, "__getitem__") and hasattr(X, "__len__"):
-        return from_torch_dataset(X)
-    raise MedcneError(
-        f"X must be an ImageSet, an N x H x W x C uint8 array, or a torch Dataset; got {type(X).__name__}"
-    )

@@ -17,18 +17,24 @@ alone fixes the network (no global ``torch.manual_seed``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from .defaults import BACKBONES as BACKBONE_NAMES
+from .defaults import PRETRAIN_DIM
 from .errors import MedcneError
 
-BACKBONES = {
+_ARCHITECTURES = {
     # name: (block, blocks per layer)
     "resnet18": ("basic", (2, 2, 2, 2)),
     "resnet34": ("basic", (3, 4, 6, 3)),
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
 }
+# The choices offered are those of defaults.BACKBONES.
+BACKBONES = {name: _ARCHITECTURES[name] for name in BACKBONE_NAMES}
 HIDDEN = 1024
 SMALL_STEM_MAX_PX = 32
 
@@ -142,7 +148,7 @@ class TSimCNENet(nn.Module):
         in_channels: int = 3,
         width: int = 64,
         small_stem: bool = True,
-        out_dim: int = 128,
+        out_dim: int = PRETRAIN_DIM,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -219,3 +225,51 @@ def _init_linear(m: nn.Linear, generator: torch.Generator | None) -> None:
     with torch.no_grad():
         m.weight.uniform_(-bound, bound, generator=generator)
         m.bias.uniform_(-bound, bound, generator=generator)
+
+
+def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (B, H, W, C) images -> the network's input: float32 (B, C, H, W) in [0, 1] on ``device``
+    (channels_last on CUDA, the layout its convolutions are fastest in)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+@torch.no_grad()
+def embed(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    images,
+    device: torch.device,
+    *,
+    prepare: Callable[[np.ndarray, torch.device], torch.Tensor] = to_input,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """``fn`` of every image, chunk by chunk: the one batched inference of the package.
+
+    Parameters
+    ----------
+    fn : callable
+        A network (or one of its methods) in eval mode, e.g. ``model.forward``
+        or ``model.forward_features``.
+    images : array-like (N, H, W, C) uint8
+        A numpy array or a lazily read store (anything with ``len`` and slices).
+    device : torch.device
+        Where ``fn`` runs; bf16 autocast on CUDA.
+    prepare : callable
+        uint8 chunk -> input tensor on ``device`` (default :func:`to_input`).
+    chunk : int
+        Images per forward pass.
+
+    Returns
+    -------
+    ndarray (N, d) float32
+    """
+    out = None
+    n = len(images)
+    for start in range(0, n, chunk):
+        x = prepare(np.asarray(images[start : start + chunk]), device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            y = fn(x).float().cpu().numpy()
+        if out is None:
+            out = np.empty((n, y.shape[1]), dtype=np.float32)
+        out[start : start + len(y)] = y
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)

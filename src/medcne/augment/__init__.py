@@ -14,8 +14,12 @@ given explicitly (:class:`ViewParams`), for tests and previews.
 """
 
 from .augmenter import Augmenter, render
-from .border import border_colour
+from .border import augmenter_for, border_colour
+from .geometry import needs_fill
 from .presets import PRESETS, AugmentConfig
 from .sampling import ViewParams
 
-__all__ = ["PRESETS", "AugmentConfig", "Augmenter", "ViewParams", "border_colour", "render"]
+__all__ = [
+    "PRESETS", "AugmentConfig", "Augmenter", "ViewParams", "augmenter_for", "border_colour", "needs_fill",
+    "render",
+]

@@ -1,4 +1,4 @@
-"""The fill colour of the `rotate` preset: a dataset's mean border colour."""
+"""The fill colour of rotations: a dataset's mean border colour, and augmenters that use it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from ..errors import MedcneError
+from .augmenter import Augmenter
+from .geometry import needs_fill
 
 
 def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
@@ -51,3 +53,27 @@ def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
         total += part[:, ring, :].sum(axis=(0, 1), dtype=np.float64)
     mean = total * scale / (n * int(ring.sum()))
     return tuple(float(v) for v in mean)
+
+
+def augmenter_for(images, preset: str = "simclr", *, fill="border", **options) -> Augmenter:
+    """An :class:`Augmenter` for a dataset: the fill colour is its border colour where needed.
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W, C) or a lazy store of that shape
+        The dataset's images (read in chunks, only when a fill colour is needed).
+    preset : str
+        See :class:`Augmenter`.
+    fill : 'border', None or tuple of floats
+        ``'border'`` (default): :func:`border_colour` of ``images`` when the
+        preset's rotations can uncover corners of images of this size
+        (:func:`~.geometry.needs_fill`), else no fill; ``None``: black; a tuple:
+        that colour.
+    **options
+        Other :class:`Augmenter` arguments (crop, jitter, grayscale, engine...).
+    """
+    if isinstance(fill, str) and fill == "border":
+        rotation = Augmenter(preset, **options).config.rotation  # validates preset and options first
+        h, w = images.shape[1:3]
+        fill = border_colour(images) if needs_fill(rotation, h, w) else None
+    return Augmenter(preset, fill=fill, **options)

@@ -55,6 +55,17 @@ def apply_geometry(
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def needs_fill(rotation: str | None, h: int, w: int) -> bool:
+    """Whether views can show area outside the image, which then takes the fill colour.
+
+    The one decision, for training, previews and both engines: any free
+    rotation (``rotation='angle'``) can uncover corners, and so can a quarter
+    turn (``'quarter'``) of a non-square image; flips and crops never do.
+    ``rotation`` is :attr:`AugmentConfig.rotation`.
+    """
+    return rotation == "angle" or (rotation == "quarter" and h != w)
+
+
 def plan(params: ViewParams, h: int, w: int) -> tuple[bool, bool]:
     """How a batch's views are made: ``(exact, framed)``.
 
@@ -66,9 +77,9 @@ def plan(params: ViewParams, h: int, w: int) -> tuple[bool, bool]:
     would) and border padding gives pure fill beyond, with no mask to compute
     or blend afterwards.
     """
-    rotating = params.angle is not None or params.quarter is not None
+    rotation = "angle" if params.angle is not None else "quarter" if params.quarter is not None else None
     exact = params.box is None and params.angle is None and (params.quarter is None or h == w)
-    return exact, params.angle is not None or (rotating and h != w)
+    return exact, needs_fill(rotation, h, w)
 
 
 def frame_scale(framed: bool, h: int, w: int) -> tuple[float, float]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from ..defaults import PRESETS
 from ..errors import MedcneError
-
-PRESETS = ("simclr", "rot90", "rotate")
 
 # How each preset rotates: not at all, by k * 90 degrees, or by any angle.
 ROTATION = {"simclr": None, "rot90": "quarter", "rotate": "angle"}

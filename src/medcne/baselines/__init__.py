@@ -1,4 +1,7 @@
-"""The paper's baselines as run folders shaped like a t-SimCNE run.
+"""The paper's baselines: maps (arrays) by t-SNE or UMAP of pixels and of features.
+
+:func:`medcne.runs.make_baseline` writes them as run folders shaped like a
+t-SimCNE run.
 
 ``tsne-pixels``: openTSNE of the pixels (PCA to 50 first above 2,500 values
 per image); ``tsne-resnet18`` / ``tsne-resnet152``: of ImageNet ResNet
@@ -9,21 +12,17 @@ pixels (optional, ``medcne[umap]``).
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import numpy as np
 
-from ..datasets import ImageSet, load_dataset
+from ..datasets import ImageSet
+from ..defaults import BASELINES as METHODS
+from ..defaults import SIMCLR_EPOCHS
 from ..errors import MedcneError
-from ..runfolder import read_run, write_embedding, write_json
 from .resnet import MissingWeightsError, resnet_features
 from .tsne import PCA_ABOVE, PCA_DIMS, pixel_features, tsne, umap
 
-METHODS = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")
-
 __all__ = [
-    "METHODS", "MissingWeightsError", "PCA_ABOVE", "PCA_DIMS", "embed_baseline", "make_baseline",
+    "METHODS", "MissingWeightsError", "PCA_ABOVE", "PCA_DIMS", "embed_baseline",
     "pixel_features", "resnet_features", "simclr_features", "tsne", "umap",
 ]
 
@@ -37,7 +36,7 @@ def simclr_features(data: ImageSet, seed: int = 0, **simclr) -> tuple[np.ndarray
     from ..estimator import TSimCNE
 
     params = dict(simclr)
-    epochs = int(params.pop("epochs", 1000))
+    epochs = int(params.pop("epochs", SIMCLR_EPOCHS))
     est = TSimCNE(loss="cosine", epochs=(epochs, 0, 0), random_state=seed, **params)
     H = est.fit(data).features(data)
     record = {"features": "simclr", "dim": int(H.shape[1]), "epochs": epochs, "random_state": seed,
@@ -93,65 +92,3 @@ def embed_baseline(
     else:
         Z, reducer = tsne(X, seed, n_jobs, **(tsne_params or {}))
     return Z, {"features": features, "reducer": reducer}
-
-
-def make_baseline(
-    data_path,
-    method: str,
-    out,
-    data_spec: dict | None = None,
-    force: bool = False,
-    evaluate: bool = True,
-    **options,
-) -> Path:
-    """Write a baseline run folder: params.json, embedding.npz/.csv, metrics.json, map.png.
-
-    Parameters
-    ----------
-    data_path : str or Path
-        The dataset, as for :func:`medcne.datasets.load_dataset`.
-    method : one of :data:`METHODS`
-    out : str or Path
-        The run folder to write.
-    data_spec : dict, optional
-        Keyword arguments of ``load_dataset`` (format, split, size, subset, seed...).
-    force : bool
-        Overwrite a finished run in ``out``.
-    evaluate : bool
-        Write metrics.json (kNN accuracy, silhouette, neighbourhood preservation).
-    **options
-        Passed to :func:`embed_baseline` (seed, n_jobs, weights, download, tsne_params, simclr).
-
-    Returns
-    -------
-    Path
-        The run folder.
-    """
-    from ..metrics.runs import evaluate_run
-    from ..plot import save_map
-
-    out = Path(out)
-    if (out / "embedding.npz").exists() and not force:
-        raise MedcneError(f"{out}: already holds a finished run; choose another --out or pass --force")
-    if method not in METHODS:
-        raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
-    data = load_dataset(data_path, **spec)
-    start = time.perf_counter()
-    Z, record = embed_baseline(data, method, **options)
-    seconds = time.perf_counter() - start
-    params = {
-        "method": method,
-        "data": {**spec, "path": str(Path(data_path).resolve())},
-        "seed": options.get("seed", 0),
-        **record,
-    }
-    write_json(out / "params.json", params)
-    write_embedding(out, Z, data.ids, data.labels, data.class_names)
-    metrics = {"seconds": round(seconds, 1)}
-    if evaluate:
-        metrics.update(evaluate_run(read_run(out)))
-    write_json(out / "metrics.json", metrics)
-    title = f"{method} of {Path(data_path).name}"
-    save_map(out / "map.png", Z, data.labels, data.class_names, title=title)
-    return out

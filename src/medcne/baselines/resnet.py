@@ -121,7 +121,8 @@ def resnet_features(
     record : dict
         What was done, for ``params.json``.
     """
-    import torch
+    from ..device import resolve_device
+    from ..models import embed
 
     if weights is None:
         state, source = None, "random (test only)"
@@ -129,19 +130,9 @@ def resnet_features(
         state, source = load_state(arch, None, download), WEIGHTS.get(arch, "?")
     else:
         state, source = load_state(arch, weights), str(Path(weights).resolve())
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = resolve_device(device)
     model = build_resnet(arch, state).to(dev)
-    out = None
-    with torch.inference_mode():
-        for start, imgs in data.iter_chunks(batch_size):
-            idx = slice(start, start + len(imgs))
-            x = preprocess(imgs, dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                h = model(x).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(data), h.shape[1]), dtype=np.float32)
-            out[idx] = h
+    out = embed(model, data.images, dev, prepare=preprocess, chunk=batch_size)
     record = {"features": arch, "weights": source, "dim": int(out.shape[1]),
               "preprocess": f"resize {RESIZE}, centre crop {CROP}, ImageNet mean/std"}
     return out, record

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MedcneError
-from ..runfolder import atomic_write
+from ..io import atomic_write
 from .common import add_data_options, load_from_args
 
 
@@ -41,21 +41,13 @@ def run(args) -> int:
             raise MedcneError(f"{flag} must be at least 1; got {getattr(args, name)}")
     fill_spec = _parse_fill(args.fill)
     # Check the preset before reading a possibly large dataset.
-    from ..augment import Augmenter, border_colour
+    from ..augment import Augmenter, augmenter_for
 
-    Augmenter(args.preset)
+    switches = dict(crop=not args.no_crop, jitter=not args.no_jitter, grayscale=not args.no_grayscale)
+    Augmenter(args.preset, **switches)
     data = load_from_args(args.data, args)
-    h, w, _ = data.image_shape
-    # Only free rotations (and quarter turns of non-square images) uncover corners.
-    uncovers = args.preset == "rotate" or (args.preset == "rot90" and h != w)
-    if fill_spec == "border":
-        fill = border_colour(data.images) if uncovers else None
-    else:
-        fill = fill_spec
-    augmenter = Augmenter(
-        args.preset, crop=not args.no_crop, jitter=not args.no_jitter,
-        grayscale=not args.no_grayscale, fill=fill,
-    )
+    augmenter = augmenter_for(data.images, args.preset, fill=fill_spec, **switches)
+    fill = augmenter.config.fill
     rows = pick_images(data.labels, len(data), args.n_images, args.seed)
     originals = np.asarray(data.images[rows])
     views = make_views(originals, augmenter, args.n_views, args.seed)

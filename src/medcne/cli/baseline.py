@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from ..baselines import METHODS, make_baseline
-from ..runfolder import read_run
+from ..defaults import BASELINES, DEVICES, PAPER, SIMCLR_EPOCHS
 from .common import add_data_options, data_spec
-from .evaluate import format_metrics
 
 
 def add_parser(sub) -> None:
@@ -13,7 +11,7 @@ def add_parser(sub) -> None:
         "baseline", help="a baseline map (t-SNE of pixels / ImageNet ResNet / SimCLR features, UMAP) as a run folder"
     )
     p.add_argument("data", help="a dataset, as for `medcne info`")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, choices=BASELINES)
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     p.add_argument("--jobs", type=int, help="t-SNE threads (default: all cores)")
@@ -22,23 +20,26 @@ def add_parser(sub) -> None:
     g.add_argument("--download", action="store_true",
                    help="fetch missing weights from download.pytorch.org into the torch cache")
     g = p.add_argument_group("SimCLR (tsne-simclr)")
-    g.add_argument("--epochs", type=int, default=1000, help="SimCLR training epochs (default 1000, as the paper)")
-    g.add_argument("--batch-size", type=int, default=1024)
-    g.add_argument("--width", type=int, default=64, help="backbone base channels (64 as the paper; 16 on a CPU)")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--epochs", type=int, default=SIMCLR_EPOCHS,
+                   help=f"SimCLR training epochs (default {SIMCLR_EPOCHS}, as the paper)")
+    g.add_argument("--batch-size", type=int, default=PAPER["batch_size"])
+    g.add_argument("--width", type=int, default=PAPER["width"],
+                   help=f"backbone base channels ({PAPER['width']} as the paper; 16 on a CPU)")
+    g.add_argument("--device", default="auto", choices=DEVICES)
     add_data_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..runs import format_metrics, make_baseline
+
     options = dict(seed=args.seed, n_jobs=args.jobs, download=args.download)
     if args.weights:
         options["weights"] = args.weights
     if args.method == "tsne-simclr":
         options["simclr"] = dict(epochs=args.epochs, batch_size=args.batch_size, width=args.width,
                                  device=args.device)
-    out = make_baseline(args.data, args.method, args.out, data_spec(args), force=args.force, **options)
-    run_ = read_run(out)
-    print(f"wrote {out}/ (params.json, embedding.npz, embedding.csv, metrics.json, map.png)")
-    print(format_metrics(str(out), run_.metrics))
+    result = make_baseline(args.data, args.method, args.out, data_spec(args), force=args.force, **options)
+    print(f"wrote {result.path}/ (params.json, embedding.npz, embedding.csv, metrics.json, map.png)")
+    print(format_metrics(str(result.path), result.metrics))
     return 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..compare import compare
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare runs: REPORT.md / .csv table and REPORT.png panels")
@@ -14,6 +12,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..runs import compare
+
     paths = compare(args.runs, args.out)
     print(paths["md"].read_text(encoding="utf-8"), end="")
     print(f"wrote {paths['md']}, {paths['csv']}, {paths['png']}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..defaults import DEVICES
 from ..errors import MedcneError
 from .common import add_data_options, data_spec
 
@@ -20,29 +21,27 @@ def add_parser(sub) -> None:
     p.add_argument("data", help="the images to place (any format `medcne info` reads)")
     p.add_argument("--out", required=True, help="output .csv or .npz")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     add_data_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import json
-
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
-    from ..runfolder import save_embedding_file
+    from ..runs import save_embedding_file
+    from ..runs.folder import MODEL, PARAMS, read_json
 
     run_dir, out = Path(args.run), Path(args.out)
     if out.suffix not in (".csv", ".npz"):
         raise MedcneError(f"--out must end in .csv or .npz; got {out.name!r}")
     if out.exists() and not args.overwrite:
         raise MedcneError(f"--out {out} exists; pass --overwrite to replace it or choose another name")
-    model = run_dir / "model.pt"
+    model = run_dir / MODEL
     if not model.exists():
-        raise MedcneError(f"{run_dir}: no model.pt; give a finished run folder of `medcne fit`")
+        raise MedcneError(f"{run_dir}: no {MODEL}; give a finished run folder of `medcne fit`")
     spec = data_spec(args)
-    params_file = run_dir / "params.json"
-    trained = json.loads(params_file.read_text()).get("data", {}) if params_file.exists() else {}
+    trained = read_json(run_dir / PARAMS).get("data", {})
     # Images must match the training images; default to the run's resize/channels.
     if spec["size"] is None:
         spec["size"] = trained.get("size")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report import describe
+from ..datasets.summary import describe
 from .common import add_data_options, load_from_args
 
 

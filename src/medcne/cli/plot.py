@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError, MissingColumnError
-from ..runfolder import Run, read_run
+from ..runs import Run, read_run
 
 KINDS = ("map", "thumbnails", "compare")
 
@@ -53,8 +53,8 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
 
 
 def run(args) -> int:
-    from ..compare import collect, compare_figure
     from ..plot import new_figure, plot_map, plot_thumbnails, save_figure
+    from ..runs.compare import collect, compare_figure
 
     if args.kind == "compare":
         out = compare_figure(collect([read_run(r) for r in args.runs]), args.out)

@@ -1,13 +1,14 @@
 """Reading image datasets into one type, :class:`ImageSet`."""
 
-from .arrays import from_array, from_torch_dataset, read_npz, read_pcam
+from .arrays import as_imageset, from_array, from_torch_dataset, read_npz
 from .fetch import fetch_medmnist
 from .files import read_csv, read_folder
 from .imageset import ImageSet, LazyImages, stratified_indices
 from .load import load_dataset
+from .pcam import read_pcam
 from .sample import SAMPLE_PATH, load_sample
 
 __all__ = [
-    "ImageSet", "LazyImages", "fetch_medmnist", "from_array", "from_torch_dataset", "load_dataset", "load_sample",
-    "read_csv", "read_folder", "read_npz", "read_pcam", "stratified_indices", "SAMPLE_PATH",
+    "ImageSet", "LazyImages", "as_imageset", "fetch_medmnist", "from_array", "from_torch_dataset", "load_dataset",
+    "load_sample", "read_csv", "read_folder", "read_npz", "read_pcam", "stratified_indices", "SAMPLE_PATH",
 ]

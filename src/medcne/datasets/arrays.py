@@ -1,4 +1,4 @@
-"""Readers for array containers: npz files (two layouts), PCam HDF5, numpy, torch Datasets."""
+"""Readers for array containers: npz files (two layouts), numpy arrays, torch Datasets."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, LabelMismatchError, MedcneError, UnknownFormatError, require
-from .convert import check_channels, convert_channels, parse_size, prepare_array, resize_images
-from .imageset import ImageSet, LazyImages
+from ..errors import DataError, LabelMismatchError, MedcneError, UnknownFormatError
+from .convert import parse_size, prepare_array, resize_images
+from .imageset import ImageSet
 from .medmnist_info import class_names_for
 
 MEDMNIST_SPLITS = ("train", "val", "test")
@@ -122,49 +122,6 @@ def _read_plain(path, data, keys, split, size, channels) -> ImageSet:
     return ImageSet(arr, labels, names, ids, source=str(path), notes=notes)
 
 
-def pcam_pair(path: Path) -> tuple[Path, Path | None]:
-    """The x file of PCam and its y file beside it, if present."""
-    name = path.name
-    if not name.endswith("_x.h5"):
-        raise UnknownFormatError(f"{path}: PCam images are read from the '*_x.h5' file; pass that one")
-    y = path.with_name(name[: -len("_x.h5")] + "_y.h5")
-    return path, y if y.exists() else None
-
-
-def read_pcam(path: Path, *, size=None, channels="keep") -> ImageSet:
-    """PCam HDF5 (``x``: N x 96 x 96 x 3 uint8, ``y``: N x 1 x 1 x 1), read lazily."""
-    h5py = require("h5py", "pcam")
-    check_channels(channels)
-    size = parse_size(size)
-    x_path, y_path = pcam_pair(path)
-    try:
-        with h5py.File(x_path, "r") as f:
-            if "x" not in f:
-                raise UnknownFormatError(f"{x_path}: no dataset 'x' in this HDF5 file; is it a PCam *_x.h5 file?")
-            n, h, w, c = f["x"].shape
-    except OSError as exc:
-        raise DataError(f"{x_path}: cannot open as HDF5 ({exc}); is the file complete?") from None
-    labels = None
-    if y_path is not None:
-        with h5py.File(y_path, "r") as f:
-            labels = np.asarray(f["y"]).reshape(-1).astype(np.int64)
-        if len(labels) != n:
-            raise LabelMismatchError(f"{y_path}: {len(labels)} labels for {n} images in {x_path.name}")
-    notes: list[str] = []
-    out_c = {"keep": c if c != 4 else 3, "rgb": 3, "gray": 1}[channels]
-    out_hw = size or (h, w)
-
-    def read(indices: np.ndarray) -> np.ndarray:
-        # Opened per read so the store can be used from several processes.
-        with h5py.File(x_path, "r") as f:
-            block = f["x"][indices]
-        return resize_images(convert_channels(block, channels, str(x_path), []), size)
-
-    store = LazyImages(read, n, (*out_hw, out_c))
-    names = ["normal", "tumor"] if labels is not None else None
-    return ImageSet(store, labels, names, np.array([str(i) for i in range(n)]), source=str(x_path), notes=notes)
-
-
 def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: str = "<torch Dataset>") -> ImageSet:
     """Read every (image, label) item of a map-style torch ``Dataset``.
 
@@ -200,3 +157,18 @@ def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: st
     lab = None if any(v is None for v in labels) else np.asarray(labels)
     names = list(getattr(dataset, "classes", []) or []) or None
     return from_array(np.stack(images), lab, names, channels=channels, source=source)
+
+
+def as_imageset(X) -> ImageSet:
+    """An ImageSet from an ImageSet, an image array (numpy or torch), or a torch Dataset."""
+    if isinstance(X, ImageSet):
+        return X
+    if isinstance(X, np.ndarray):
+        return from_array(X)
+    if type(X).__module__.startswith("torch") and hasattr(X, "numpy"):  # a tensor, without importing torch
+        return from_array(X.detach().cpu().numpy())
+    if hasattr(X, "__getitem__") and hasattr(X, "__len__"):
+        return from_torch_dataset(X)
+    raise MedcneError(
+        f"X must be an ImageSet, an N x H x W x C uint8 array, or a torch Dataset; got {type(X).__name__}"
+    )

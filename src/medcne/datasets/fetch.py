@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import FetchError, MedcneError
-from ..runfolder import atomic_write
+from ..io import atomic_write
 from . import medmnist_info
 
 CACHE_ENV = "MEDCNE_CACHE"

@@ -76,7 +76,7 @@ class LazyImages:
         return out if dtype is None else out.astype(dtype)
 
 
-ImageStore = np.ndarray | LazyImages
+ImageArray = np.ndarray | LazyImages
 
 
 @dataclass
@@ -99,7 +99,7 @@ class ImageSet:
         Things a reader noticed and handled (skipped files, dropped alpha...).
     """
 
-    images: ImageStore
+    images: ImageArray
     labels: np.ndarray | None = None
     class_names: list[str] | None = None
     ids: np.ndarray | None = None

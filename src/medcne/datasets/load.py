@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataNotFoundError, UnknownFormatError
-from .arrays import read_npz, read_pcam
+from .arrays import read_npz
 from .convert import check_channels, parse_size
 from .files import is_image_file, read_csv, read_folder
 from .imageset import ImageSet
+from .pcam import read_pcam
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam")
 

@@ -151,17 +151,13 @@ def _class_sums_torch(Zs: np.ndarray, starts: np.ndarray, device: str) -> np.nda
 
 
 def _resolve_device(device: str | None) -> str | None:
+    """None for the CPU kernel, else the torch device to compute on."""
     if device in (None, "cpu"):
         return None
-    if device == "auto":
-        try:
-            import torch
-        except ImportError:
-            return None
-        return "cuda" if torch.cuda.is_available() else None
-    if device.startswith("cuda"):
-        return device
-    raise MedcneError(f"device must be 'cpu', 'cuda' or 'auto'; got {device!r}")
+    from ..device import resolve_device
+
+    dev = resolve_device(device)
+    return None if dev.type == "cpu" else str(dev)
 
 
 def silhouette_samples(Z, labels, *, device: str | None = "cpu", n_jobs: int | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
-from ..runfolder import atomic_write
+from ..io import atomic_write
 
 FORMATS = (".png", ".pdf", ".svg")
 # Single colour of unlabeled maps.

@@ -1,10 +1,11 @@
-"""Checkpoints: plain dicts of tensors and numbers, written atomically.
+"""Checkpoints and model files: plain dicts of tensors and numbers, written atomically.
 
 A checkpoint holds everything needed to continue a run exactly as if it had not
 stopped: model and optimiser state, the stage and the epochs done in it (the
 learning rate is a function of these), the states of all random generators, the
-history so far, and the estimator's parameters. It is read with
-``torch.load(weights_only=True)``: no pickled objects.
+history so far, and the estimator's record (its parameters and resolved
+values). A model file holds the record, the weights and the history. Both are
+read with ``torch.load(weights_only=True)``: no pickled objects, no code runs.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from pathlib import Path
 import torch
 
 from ..errors import MedcneError
-from ..runfolder import atomic_write
-from .data import Generators
+from ..io import atomic_write
 from .loop import Position
+from .rng import Generators
 
-FORMAT = "medcne-checkpoint/1"
+FORMAT = "medcne-checkpoint/2"
+MODEL_FORMAT = "medcne-model/2"
+OLD_MODEL_FORMAT = "medcne-model/1"  # medcne 0.1 before the record: still read
+# What must match between an interrupted run and its resume.
+RESUME_PARAMS = ("backbone", "width", "batch_size", "loss", "preset", "crop", "jitter", "grayscale")
 
 
 def _cpu(obj):
@@ -31,12 +36,20 @@ def _cpu(obj):
     return obj
 
 
-def make_checkpoint(model, optimizer, position: Position, generators: Generators, params: dict,
+def _load(path: Path, what: str, fix: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MedcneError(f"{path}: cannot read the {what} ({type(exc).__name__}); {fix}") from None
+
+
+# -- checkpoints -----------------------------------------------------------------
+def make_checkpoint(model, optimizer, position: Position, generators: Generators, record: dict,
                     n_images: int, elapsed: float = 0.0) -> dict:
     """A checkpoint as a plain dict (all tensors on the CPU)."""
     return {
         "format": FORMAT,
-        "params": params,
+        "record": record,
         "n_images": int(n_images),
         "out_dim": int(model.out_dim),
         "model": _cpu(model.state_dict()),
@@ -59,20 +72,81 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise MedcneError(f"{path}: no checkpoint to resume from; start the run again without resume")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MedcneError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); start the run again") from None
+    ckpt = _load(path, "checkpoint", "start the run again")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise MedcneError(f"{path}: not a medcne checkpoint (format {FORMAT}); pass the checkpoint.pt of a run")
     return ckpt
 
 
-def position_of(checkpoint: dict, stages) -> tuple[Position, dict | None]:
-    """The position to continue from, and the optimiser state (None at a stage boundary)."""
+def check_resume(checkpoint: dict, record: dict, n_images: int) -> None:
+    """Refuse to resume ``checkpoint`` with other parameters or data than it was made with."""
+    saved, now = checkpoint["record"], record
+    pairs = [("stages", saved["resolved"]["stages"], now["resolved"]["stages"])]
+    pairs += [(key, saved["params"].get(key), now["params"].get(key)) for key in RESUME_PARAMS]
+    for key, before, after in pairs:
+        if before != after:
+            raise MedcneError(
+                f"cannot resume: {key} was {before!r} in the checkpoint but is {after!r} now; "
+                "resume with the parameters of the interrupted run"
+            )
+    if checkpoint["n_images"] != n_images:
+        raise MedcneError(
+            f"cannot resume: the checkpoint was trained on {checkpoint['n_images']} images, not {n_images}; "
+            "pass the same data"
+        )
+
+
+def restore(checkpoint: dict, model, generators: Generators, stages) -> tuple[Position, dict | None]:
+    """Load weights and generator states into ``model`` and ``generators``.
+
+    Returns the position to continue from and the optimiser state (None at a
+    stage boundary, where the next stage starts with a fresh optimiser).
+    """
+    if checkpoint["out_dim"] != model.out_dim:
+        model.replace_last(checkpoint["out_dim"])
+    model.load_state_dict(checkpoint["model"])
+    generators.load_state_dict(checkpoint["rng"])
     stage, epoch = checkpoint["stage"], checkpoint["epoch"]
     optimizer = checkpoint["optimizer"]
-    # At the end of a stage the next one starts fresh (new head, new optimiser).
     while stage < len(stages) and epoch >= stages[stage].epochs:
         stage, epoch, optimizer = stage + 1, 0, None
     return Position(stage, epoch, [dict(r) for r in checkpoint["history"]]), optimizer
+
+
+# -- model files -----------------------------------------------------------------
+def save_model(path, model, record: dict, history: list[dict]) -> Path:
+    """Write a fitted model: the estimator's record, the weights and the history, atomically."""
+    state = {
+        "format": MODEL_FORMAT,
+        "record": record,
+        "out_dim": int(model.out_dim),
+        "history": list(history),
+        "state_dict": _cpu(model.state_dict()),
+    }
+    return atomic_write(path, lambda p: torch.save(state, p))
+
+
+def load_model(path) -> dict:
+    """Read a model file written by :func:`save_model`; a dict with ``record``, ``state_dict``..."""
+    path = Path(path)
+    if not path.exists():
+        raise MedcneError(f"{path}: no such model file; give the model.pt of a run")
+    state = _load(path, "model file", "give the model.pt of a finished run")
+    if isinstance(state, dict) and state.get("format") == OLD_MODEL_FORMAT:
+        state = _from_old_model(state)
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise MedcneError(f"{path}: not a medcne model ({MODEL_FORMAT}); give the model.pt of a run")
+    return state
+
+
+def _from_old_model(state: dict) -> dict:
+    """A model file of format 1 (parameters and ``fitted`` values apart) in today's layout."""
+    params = {k: v for k, v in state["params"].items() if k != "stages"}
+    fitted = state["fitted"]
+    resolved = {
+        "batch_size": fitted["batch_size"], "lr": fitted["lr"], "device": "cpu",
+        "small_stem": fitted["small_stem"], "image_shape": fitted["image_shape"],
+        "stages": state["params"]["stages"], "fill": None,
+    }
+    return {"format": MODEL_FORMAT, "record": {"params": params, "resolved": resolved},
+            "out_dim": fitted["out_dim"], "history": state["history"], "state_dict": state["state_dict"]}

@@ -10,7 +10,6 @@ is :func:`~.stages.lr_at` of the step. After each epoch a callback gets the
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -19,11 +18,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .data import Generators, ImageStore
-from .stages import MOMENTUM, WEIGHT_DECAY, Stage, lr_at
+from ..defaults import MOMENTUM, WEIGHT_DECAY
+from .progress import Progress
+from .rng import Generators
+from .stages import Stage, lr_at
+from .store import ImageStore
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 Gather = Callable[[torch.Tensor], torch.Tensor]
+Loss = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -48,6 +51,23 @@ class EpochEnd:
     @property
     def stage_done(self) -> bool:
         return self.position.epoch >= self.stages[self.position.stage].epochs
+
+
+@dataclass
+class Job:
+    """What stays fixed through training: data, views, loss and randomness."""
+
+    model: nn.Module  # what the steps call: the model, or its compiled form
+    store: ImageStore
+    batch_size: int
+    augment: Augment
+    loss_fn: Loss
+    generators: Generators
+    gather: Gather | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(len(self.store), self.batch_size)
 
 
 def trainable_parameters(model: nn.Module, stage: Stage) -> list[nn.Parameter]:
@@ -79,7 +99,7 @@ def begin_stage(model: nn.Module, stage: Stage, generators: Generators, fresh: b
 def contrastive_step(
     model: nn.Module,
     views: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Loss,
     gather: Gather | None = None,
     amp: bool = False,
 ) -> torch.Tensor:
@@ -110,7 +130,7 @@ def train(
     *,
     batch_size: int,
     augment: Augment,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Loss,
     generators: Generators,
     position: Position | None = None,
     optimizer_state: dict | None = None,
@@ -125,55 +145,27 @@ def train(
     stage, epoch, loss, lr, views_per_s, and any keys the callback added).
     """
     pos = position or Position()
-    device = store.device
-    cuda = device.type == "cuda"
-    model.to(device)
-    if cuda:
+    model.to(store.device)
+    if store.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     model.train()
-    run_model = torch.compile(model) if compile else model
-    n = len(store)
-    spe = steps_per_epoch(n, batch_size)
-    bar = _progress_bar(stages, pos, spe, progress)
+    job = Job(torch.compile(model) if compile else model, store, batch_size, augment, loss_fn, generators, gather)
+    bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch) if progress else None
     for si in range(pos.stage, len(stages)):
         stage = stages[si]
+        # Inside a stage that a checkpoint interrupted: same head, saved optimiser.
         resuming = si == pos.stage and (pos.epoch > 0 or optimizer_state is not None)
         optimizer = begin_stage(model, stage, generators, fresh=not resuming)
         if resuming and optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
-        start_epoch = pos.epoch if si == pos.stage else 0
-        pos.stage, pos.epoch = si, start_epoch
-        for epoch in range(start_epoch, stage.epochs):
-            t0 = time.perf_counter()
-            order = torch.randperm(n, generator=generators.batch)
-            total = torch.zeros((), device=device)
-            for s in range(spe):
-                step = epoch * spe + s
-                lr = lr_at(stage, step, spe)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                batch = store.batch(order[s * batch_size : (s + 1) * batch_size])
-                views = augment(torch.cat([batch, batch]), generators.augment)
-                if cuda:
-                    views = views.contiguous(memory_format=torch.channels_last)
-                loss = contrastive_step(run_model, views, loss_fn, gather, amp=cuda)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach()
-                if bar is not None:
-                    bar.update(1)
-                    if s == spe - 1 or bar.n % 10 == 0:
-                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2g}", refresh=False)
-            seconds = time.perf_counter() - t0
+        optimizer_state = None
+        if si != pos.stage:
+            pos.stage, pos.epoch = si, 0
+        for epoch in range(pos.epoch, stage.epochs):
+            row = {"stage": si + 1, "epoch": epoch + 1, **run_epoch(job, optimizer, stage, epoch, bar)}
             pos.epoch = epoch + 1
-            row = {
-                "stage": si + 1, "epoch": epoch + 1, "loss": float(total) / spe, "lr": lr,
-                "views_per_s": 2 * batch_size * spe / seconds,
-            }
             if bar is not None:
-                bar.set_description(_describe(stages, si, epoch + 1))
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2g}", views_s=f"{row['views_per_s']:.0f}")
+                bar.epoch(si, row)
             # Appended before the callback so a checkpoint written there holds
             # this epoch; the callback may still add keys (e.g. knn) to the row.
             pos.history.append(row)
@@ -183,8 +175,6 @@ def train(
             # A stage without epochs still changes the model (new head): let the
             # callback see its end, e.g. to checkpoint.
             on_epoch(EpochEnd(model, optimizer, pos, stages, {}))
-        optimizer_state = None
-        pos.epoch = stage.epochs
     if bar is not None:
         bar.close()
     for p in model.parameters():
@@ -193,20 +183,28 @@ def train(
     return pos
 
 
-def _describe(stages: tuple[Stage, ...], si: int, epoch: int) -> str:
-    if si >= len(stages):
-        return "done"
-    return f"stage {si + 1}/{len(stages)} {stages[si].name} ep {epoch}/{stages[si].epochs}"
-
-
-def _progress_bar(stages, pos: Position, spe: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    total = sum(s.epochs for s in stages) * spe
-    done = (sum(s.epochs for s in stages[: pos.stage]) + pos.epoch) * spe
-    # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
-    interval = 0.1 if sys.stderr.isatty() else 30.0
-    return tqdm(total=total, initial=done, desc=_describe(stages, pos.stage, pos.epoch), unit="step",
-                dynamic_ncols=True, smoothing=0.1, mininterval=interval)
+def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: int,
+              bar: Progress | None = None) -> dict:
+    """One pass over the data in full batches; returns loss, lr and views_per_s of the epoch."""
+    t0 = time.perf_counter()
+    spe, b = job.steps_per_epoch, job.batch_size
+    cuda = job.store.device.type == "cuda"
+    order = torch.randperm(len(job.store), generator=job.generators.batch)
+    total = torch.zeros((), device=job.store.device)
+    for s in range(spe):
+        lr = lr_at(stage, epoch * spe + s, spe)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = job.store.batch(order[s * b : (s + 1) * b])
+        views = job.augment(torch.cat([batch, batch]), job.generators.augment)
+        if cuda:
+            views = views.contiguous(memory_format=torch.channels_last)
+        loss = contrastive_step(job.model, views, job.loss_fn, job.gather, amp=cuda)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+        if bar is not None:
+            bar.step(loss.detach(), lr, last=s == spe - 1)
+    seconds = time.perf_counter() - t0
+    return {"loss": float(total) / spe, "lr": lr, "views_per_s": 2 * b * spe / seconds}

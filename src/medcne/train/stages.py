@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from ..defaults import (
+    LR_PER_256,
+    PAPER_EPOCHS,
+    PAPER_WARMUP,
+    PRETRAIN_DIM,
+    SIMCLR_EPOCHS,
+    STAGE3_LR_FACTOR,
+)
 from ..errors import MedcneError
-
-PAPER_EPOCHS = (1000, 50, 450)
-PAPER_WARMUP = (10, 0, 10)
-STAGE3_LR_FACTOR = 1e-3
-MOMENTUM = 0.9
-WEIGHT_DECAY = 5e-4
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Stage:
     epochs: int
     lr: float
     warmup_epochs: int = 0
-    out_dim: int = 128
+    out_dim: int = PRETRAIN_DIM
     new_head: bool = False
     train: str = "all"
 
@@ -64,7 +66,7 @@ class Stage:
 
 def default_lr(batch_size: int) -> float:
     """The paper's rule: 0.03 * batch_size / 256 (0.12 for a batch of 1024)."""
-    return 0.03 * batch_size / 256
+    return LR_PER_256 * batch_size / 256
 
 
 def parse_epochs(epochs, n: int = 3) -> tuple[int, ...]:
@@ -89,7 +91,7 @@ def tsimcne_stages(
     dim: int = 2,
     warmup=PAPER_WARMUP,
     stage3_lr_factor: float = STAGE3_LR_FACTOR,
-    pretrain_dim: int = 128,
+    pretrain_dim: int = PRETRAIN_DIM,
 ) -> tuple[Stage, Stage, Stage]:
     """The three stages of t-SimCNE."""
     e1, e2, e3 = parse_epochs(epochs)
@@ -101,7 +103,8 @@ def tsimcne_stages(
     )
 
 
-def simclr_stages(epochs: int = 1000, lr: float = 0.12, warmup: int = 10, dim: int = 128) -> tuple[Stage]:
+def simclr_stages(epochs: int = SIMCLR_EPOCHS, lr: float = 0.12, warmup: int = PAPER_WARMUP[0],
+                  dim: int = PRETRAIN_DIM) -> tuple[Stage]:
     """The SimCLR baseline: one stage, 128-D output, all parameters."""
     return (Stage("simclr", int(epochs), lr, int(warmup), dim),)
 

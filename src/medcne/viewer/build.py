@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
-from ..runfolder import Run, read_run
+from ..runs import Run, read_run
 from .sprites import thumbnail_size, write_sprites
 
 HERE = Path(__file__).parent
@@ -54,7 +54,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     Parameters
     ----------
     run : str, Path or Run
-        A run folder (see :mod:`medcne.runfolder`) with a 2-D embedding.
+        A run folder (see :mod:`medcne.runs`) with a 2-D embedding.
     out : str or Path, optional
         Output folder; default ``RUN/viewer``. Replaced whole if it exists.
     data_path : str or Path, optional

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 from medcne.errors import MedcneError
-from medcne.runfolder import (
-    atomic_write,
-    read_run,
-    save_embedding_file,
-    write_embedding,
-    write_json,
-)
+from medcne.io import atomic_write, write_json
+from medcne.runs import read_run, save_embedding_file, write_embedding
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MedcneError
-from .metrics import knn_accuracy, silhouette
-from .runfolder import Run, read_run, write_text
+from ..errors import MedcneError
+from ..io import write_text
+from .evaluate import evaluate_run
+from .folder import Run, read_run
 
 COLUMNS = (
     ("knn_accuracy", "kNN accuracy (%)", "{:.1f}"),
@@ -57,17 +58,16 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 
 def collect(runs: list[Run]) -> list[Row]:
-    """Rows with metrics from metrics.json, computing kNN accuracy and silhouette where missing."""
+    """Rows with the metrics of metrics.json; a run without kNN accuracy there is evaluated
+    (without neighbourhood preservation, which needs the images; nothing is written)."""
     if not runs:
         raise MedcneError("compare needs at least one run folder")
     rows = []
     for run in runs:
-        m = {k: run.metrics[k] for k, _, _ in COLUMNS if k in run.metrics}
-        if run.labels is not None and len(np.unique(run.labels)) >= 2:
-            if "knn_accuracy" not in m:
-                m["knn_accuracy"] = knn_accuracy(run.embedding, run.labels)
-            if "silhouette" not in m:
-                m["silhouette"] = silhouette(run.embedding, run.labels)
+        source = run.metrics
+        if "knn_accuracy" not in source and run.labels is not None:
+            source = {**evaluate_run(run, preservation=False), **source}
+        m = {k: source[k] for k, _, _ in COLUMNS if k in source}
         rows.append(Row(run, run.method, dataset_key(run), m))
     # Two runs of one method on one dataset: tell them apart by folder name.
     counts: dict = {}
@@ -155,7 +155,7 @@ def panel_maps(rows: list[Row]) -> list[dict]:
 
 def compare_figure(rows: list[Row], path) -> Path:
     """Write the panels of all runs (PNG, PDF or SVG) atomically."""
-    from .plot import new_figure, plot_panels, save_figure
+    from ..plot import new_figure, plot_panels, save_figure
 
     maps = panel_maps(rows)
     n_rows = len({m["row"] for m in maps})

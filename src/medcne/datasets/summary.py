@@ -1,10 +1,10 @@
-"""Plain-text summaries of a dataset: counts, classes and problems found."""
+"""`medcne info`'s summary of a dataset: counts, classes and problems found."""
 
 from __future__ import annotations
 
 import hashlib
 
-from .datasets import ImageSet
+from .imageset import ImageSet
 
 RARE_CLASS = 15  # fewer images than the kNN k of the paper's evaluation
 

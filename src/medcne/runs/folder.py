@@ -1,4 +1,4 @@
-"""The run folder contract (DESIGN.md section 2) and atomic writes.
+"""The run folder (DESIGN.md section 2): its files, and reading and writing them.
 
 A run folder holds ``params.json``, ``embedding.npz`` / ``embedding.csv``,
 ``metrics.json``, ``map.png`` and, for trained runs, ``history.csv``,
@@ -18,69 +18,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import MedcneError
+from ..errors import MedcneError
+from ..io import save_npz, write_text
 
-
-def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        # mkstemp makes 0600 files; give the result the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text(path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def write_json(path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
-
-
-def _jsonable(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, (np.ndarray, tuple)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def save_npz(path, **arrays) -> Path:
-    # np.savez appends .npz to names without it; write through a file handle instead.
-    def write(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-
-    return atomic_write(path, write)
+PARAMS = "params.json"
+HISTORY = "history.csv"
+MODEL = "model.pt"
+CHECKPOINT = "checkpoint.pt"
+EMBEDDING = "embedding.npz"
+EMBEDDING_CSV = "embedding.csv"
+METRICS = "metrics.json"
+MAP = "map.png"
+# Every file a run may hold: what `fit --overwrite` replaces and nothing else.
+RUN_FILES = (PARAMS, HISTORY, MODEL, CHECKPOINT, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
+HISTORY_COLUMNS = ("stage", "epoch", "loss", "lr", "views_per_s", "knn")
 
 
 def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=None) -> None:
     """Write ``embedding.npz`` and ``embedding.csv`` (x, y[, z...], label, id)."""
-    save_embedding_file(Path(run) / "embedding.npz", embedding, ids, labels, class_names)
-    save_embedding_file(Path(run) / "embedding.csv", embedding, ids, labels, class_names)
+    save_embedding_file(Path(run) / EMBEDDING, embedding, ids, labels, class_names)
+    save_embedding_file(Path(run) / EMBEDDING_CSV, embedding, ids, labels, class_names)
 
 
 def save_embedding_file(path, embedding, ids, labels=None, class_names=None) -> Path:
@@ -108,6 +70,16 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None) -> 
     return write_text(path, buf.getvalue())
 
 
+def write_history(run, rows: list[dict]) -> Path:
+    """``history.csv``: one row per epoch (stage, epoch, loss, lr, views_per_s, knn)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return write_text(Path(run) / HISTORY, buf.getvalue())
+
+
 @dataclass
 class Run:
     """What a run folder holds, read back."""
@@ -130,7 +102,7 @@ class Run:
 
     def load_images(self, data_path=None):
         """The images of this run, in embedding order (re-read from ``params['data']``)."""
-        from .datasets import load_dataset
+        from ..datasets import load_dataset
 
         spec = dict(self.params.get("data") or {})
         path = data_path or spec.pop("path", None)
@@ -145,18 +117,22 @@ class Run:
         return data
 
 
+def read_json(path) -> dict:
+    """A JSON file of a run, or ``{}`` when it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def read_run(path) -> Run:
     """Read a run folder; fails with one clear line when it is not one."""
     path = Path(path)
-    emb = path / "embedding.npz"
+    emb = path / EMBEDDING
     if not path.is_dir():
         raise MedcneError(f"{path}: no such run folder; give a folder written by `medcne fit` or `medcne baseline`")
     if not emb.exists():
-        raise MedcneError(f"{path}: not a finished run (no embedding.npz); run `medcne fit --resume {path}` or pick another folder")
-    params_file = path / "params.json"
-    params = json.loads(params_file.read_text()) if params_file.exists() else {}
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        raise MedcneError(f"{path}: not a finished run (no {EMBEDDING}); run `medcne fit --resume {path}` or pick another folder")
+    params = read_json(path / PARAMS)
+    metrics = read_json(path / METRICS)
     with np.load(emb, allow_pickle=False) as z:
         labels = z["labels"] if "labels" in z.files else None
         names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None

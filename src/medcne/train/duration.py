@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from .data import ImageStore
 from .loop import contrastive_step, make_optimizer, steps_per_epoch
 from .stages import Stage
+from .store import ImageStore
 
 # Stage-2 steps train one Linear: no backward through the backbone, about a
 # third of a full step.

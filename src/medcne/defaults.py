@@ -1,0 +1,58 @@
+"""The paper's settings, the quick settings and the allowed choices: the one source.
+
+Every default a user can meet (the estimator's parameters, the command-line
+options, the stages, the baselines) is read from here, so that changing one
+means changing one line. Imports nothing from medcne.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+# -- choices -------------------------------------------------------------------
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+PRESETS = ("simclr", "rot90", "rotate")
+DEVICES = ("auto", "cpu", "cuda")
+LOSSES = ("cauchy", "cosine")  # t-SimCNE, SimCLR
+BASELINES = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")
+
+# -- t-SimCNE as in the paper (DESIGN.md section 1) ----------------------------
+PAPER_EPOCHS = (1000, 50, 450)
+PAPER_WARMUP = (10, 0, 10)
+LR_PER_256 = 0.03  # peak learning rate = 0.03 * batch_size / 256
+STAGE3_LR_FACTOR = 1e-3
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+PRETRAIN_DIM = 128
+SIMCLR_TEMPERATURE = 0.5
+
+PAPER = MappingProxyType(dict(
+    epochs=PAPER_EPOCHS, batch_size=1024, lr="auto", stage3_lr_factor=STAGE3_LR_FACTOR,
+    warmup=PAPER_WARMUP, width=64, backbone="resnet18",
+))
+# Fast settings for a CPU, found by bench/quality.py (bench/RESULTS.md, section Training).
+QUICK_CPU = MappingProxyType(dict(
+    epochs=(12, 1, 6), batch_size=128, lr=0.06, stage3_lr_factor=0.1, warmup=(2, 0, 1), width=16,
+))
+# Fast settings on a GPU keep the paper's backbone and shorten the schedule.
+QUICK_GPU = MappingProxyType(dict(
+    epochs=(100, 5, 50), batch_size=256, lr="auto", stage3_lr_factor=0.1, warmup=(10, 0, 5), width=64,
+))
+TRAINING_KEYS = tuple(PAPER)
+
+# -- the SimCLR baseline (t-SNE of its features) -------------------------------
+SIMCLR_EPOCHS = 1000
+
+# -- evaluation (the paper's protocol) -----------------------------------------
+KNN_K = 15
+KNN_TEST_SIZE = 0.1
+
+
+def training_settings(quick: bool, device_type: str, explicit: dict) -> dict:
+    """Training settings: each ``explicit`` value (not None), else the quick ones, else the paper's.
+
+    ``device_type`` ('cpu' or 'cuda') picks the quick settings.
+    """
+    quick_values = (QUICK_GPU if device_type == "cuda" else QUICK_CPU) if quick else {}
+    chosen = {k: v for k, v in explicit.items() if v is not None}
+    return {**PAPER, **quick_values, **chosen}

@@ -1,0 +1,189 @@
+"""Evaluation of a run folder: the only writer of ``metrics.json``.
+
+One schema for every run (t-SimCNE or baseline): ``n_points``, ``k``,
+``knn_accuracy`` (one stratified 9:1 split, seed 0), ``knn_accuracy_mean`` /
+``knn_accuracy_std`` over ``knn_splits`` splits, ``silhouette``, ``n_labeled``,
+``neighbour_preservation`` (with its space and number of queries) and
+``notes``; plus ``seconds`` (time to make the map) where the writer knew it.
+
+Labels are the run's integer class indices everywhere (labels from a CSV are
+mapped onto them, new names appended), so that the stratified kNN split of a
+run is the same whichever command computes it.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..defaults import KNN_K
+from ..errors import MedcneError, MissingColumnError
+from ..io import write_json
+from ..metrics import knn_accuracy, knn_accuracy_splits, neighbour_preservation, silhouette
+from .folder import METRICS, Run, read_json
+
+# Pixels above this many float32 bytes are not loaded for neighbourhood
+# preservation (PCam: 327,680 x 27,648 values would be 36 GB).
+MAX_PIXEL_BYTES = 4 << 30
+N_SPLITS = 5
+N_QUERIES = 5000
+METRIC_KEYS = (
+    "n_points", "k", "knn_accuracy", "knn_accuracy_mean", "knn_accuracy_std", "knn_splits", "silhouette",
+    "n_labeled", "neighbour_preservation", "neighbour_preservation_space", "neighbour_preservation_queries",
+    "notes",
+)
+
+
+def read_label_csv(path) -> dict[str, str]:
+    """Labels by image id from a CSV with columns ``id`` and ``label`` or ``new_label``.
+
+    The viewer's annotation export (``id, x, y, old_label, new_label``) works
+    as is: rows with an empty ``new_label`` (points only selected) are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MedcneError(f"--labels {path}: no such file; give a CSV with columns id,label")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
+        if "id" not in columns or column is None:
+            raise MissingColumnError(
+                f"{path}: needs columns 'id' and 'label' (or 'new_label'); found {', '.join(columns) or 'none'}"
+            )
+        return {row["id"]: row[column].strip() for row in reader if (row[column] or "").strip()}
+
+
+def run_labels(run: Run, overrides: dict[str, str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Class index per point (-1: none), the class names, and notes.
+
+    The run's own labels, replaced where ``overrides`` (labels by id) name the
+    point; a name that is not one of the run's classes becomes a new class
+    after them.
+    """
+    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else run.labels.astype(np.int64)
+    names = list(run.class_names or [])
+    notes: list[str] = []
+    if overrides:
+        index = {i: n for n, i in enumerate(run.ids)}
+        unknown = [i for i in overrides if i not in index]
+        if len(unknown) == len(overrides):
+            raise MedcneError(
+                f"{run.path}: none of the ids of the labels CSV belong to this run (e.g. {unknown[0]!r}); "
+                "give the CSV exported from this run's map"
+            )
+        codes = codes.copy()
+        for i, label in overrides.items():
+            if i in index:
+                if label not in names:
+                    names.append(label)
+                codes[index[i]] = names.index(label)
+        changed = len(overrides) - len(unknown)
+        notes.append(f"{changed} labels from the CSV" + (f", {len(unknown)} unknown ids ignored" if unknown else ""))
+    return codes, names, notes
+
+
+def evaluate_run(
+    run: Run,
+    overrides: dict[str, str] | None = None,
+    k: int = KNN_K,
+    n_splits: int = N_SPLITS,
+    preservation: bool = True,
+    n_queries: int | None = N_QUERIES,
+    data=None,
+    data_path=None,
+) -> dict:
+    """kNN accuracy (one split and the mean of ``n_splits``), silhouette and neighbourhood preservation.
+
+    Parameters
+    ----------
+    run : Run
+        A run folder read by :func:`medcne.runs.read_run`.
+    overrides : dict, optional
+        Labels by id replacing the run's (see :func:`read_label_csv`).
+    k : int
+        Neighbours of the kNN classifier and of neighbourhood preservation.
+    n_splits : int
+        Splits averaged for ``knn_accuracy_mean``.
+    preservation : bool
+        Compute neighbourhood preservation against the run's pixels.
+    n_queries : int, optional
+        Points scored for neighbourhood preservation (``None``: all).
+    data : ImageSet, optional
+        The run's images when the caller holds them (else they are re-read).
+    data_path : str, optional
+        The run's data when it moved since the run was made.
+
+    Returns
+    -------
+    dict
+        JSON-ready metrics; ``notes`` lists what was skipped and why.
+    """
+    Z = np.asarray(run.embedding, dtype=np.float64)
+    codes, _, notes = run_labels(run, overrides)
+    keep = codes >= 0
+    out: dict = {"n_points": int(len(Z)), "k": int(k)}
+    if keep.sum() < len(Z):
+        notes.append(f"{int((~keep).sum())} unlabeled points left out of kNN accuracy and silhouette")
+    if len(np.unique(codes[keep])) >= 2:
+        accs = knn_accuracy_splits(Z[keep], codes[keep], k=k, n_splits=n_splits)
+        out.update(
+            knn_accuracy=float(knn_accuracy(Z[keep], codes[keep], k=k)),
+            knn_accuracy_mean=float(accs.mean()),
+            knn_accuracy_std=float(accs.std()),
+            knn_splits=int(n_splits),
+            silhouette=silhouette(Z[keep], codes[keep]),
+            n_labeled=int(keep.sum()),
+        )
+    else:
+        notes.append("kNN accuracy and silhouette skipped: fewer than two classes are labeled")
+    if preservation:
+        try:
+            data = data if data is not None else run.load_images(data_path)
+            n, shape = len(data), data.image_shape
+            if n * int(np.prod(shape)) * 4 > MAX_PIXEL_BYTES:
+                raise MedcneError(f"{n:,} images of {shape} do not fit the {MAX_PIXEL_BYTES >> 30} GB budget")
+            pixels = data.to_numpy().reshape(n, -1).astype(np.float32) / 255.0
+            out["neighbour_preservation"] = neighbour_preservation(pixels, Z, k=k, n_queries=n_queries)
+            out["neighbour_preservation_space"] = "pixels"
+            out["neighbour_preservation_queries"] = int(min(n_queries or n, n))
+        except (MedcneError, FileNotFoundError) as exc:
+            notes.append(f"neighbourhood preservation skipped: {exc}")
+    out["notes"] = notes
+    return out
+
+
+def write_metrics(run: Run, metrics: dict) -> Path:
+    """Write ``metrics.json``: ``metrics`` over what the file held, old evaluation keys dropped.
+
+    Keys that evaluation does not compute (e.g. ``seconds``) survive a
+    re-evaluation; evaluation keys do not, so a metric skipped now does not
+    linger from an earlier run.
+    """
+    kept = {key: v for key, v in read_json(run.path / METRICS).items() if key not in METRIC_KEYS}
+    merged = {**kept, **metrics}
+    write_json(run.path / METRICS, merged)
+    run.metrics = merged
+    return run.path / METRICS
+
+
+def evaluate_and_write(run: Run, extra: dict | None = None, **options) -> dict:
+    """:func:`evaluate_run` (``options``) then :func:`write_metrics` with ``extra`` keys
+    (e.g. ``seconds``) beside the metrics; returns what was written."""
+    write_metrics(run, {**(extra or {}), **evaluate_run(run, **options)})
+    return run.metrics
+
+
+def format_metrics(name: str, m: dict) -> str:
+    """One line per run for the terminal (and its notes)."""
+    parts = []
+    if "knn_accuracy" in m:
+        parts.append(f"kNN accuracy {m['knn_accuracy']:.1f}% (mean of {m['knn_splits']} splits "
+                     f"{m['knn_accuracy_mean']:.1f} ± {m['knn_accuracy_std']:.1f})")
+        parts.append(f"silhouette {m['silhouette']:.3f}")
+    if "neighbour_preservation" in m:
+        parts.append(f"neighbourhood preservation {m['neighbour_preservation']:.3f} (k={m['k']}, pixels)")
+    line = f"{name}: " + ", ".join(parts or ["no metrics"])
+    return "\n".join([line, *(f"  note: {n}" for n in m.get("notes", []))])

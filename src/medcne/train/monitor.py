@@ -1,0 +1,92 @@
+"""What happens at the end of each epoch of a fit: periodic kNN accuracy and checkpoints.
+
+:class:`Monitor` is the ``on_epoch`` callback of :func:`~.loop.train`. It adds
+the kNN accuracy of the current output on a fixed sample of labelled images to
+the history row every ``knn_every`` epochs, writes a checkpoint at the end of
+each stage and at the end of the first epoch after ``checkpoint_minutes``, and
+then calls the user's callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..metrics import knn_accuracy
+from ..models import embed
+from .checkpoint import make_checkpoint, save_checkpoint
+from .loop import EpochEnd
+from .rng import Generators
+
+# Images scored by the periodic kNN accuracy: enough for a stable figure, few
+# enough that scoring costs a small share of an epoch.
+KNN_POINTS = 5000
+
+
+class Monitor:
+    """The per-epoch callback of a fit.
+
+    Parameters
+    ----------
+    data : ImageSet
+        The training images (for the periodic kNN accuracy).
+    device : torch.device
+    generators : Generators
+        Saved in checkpoints.
+    record : dict
+        The estimator's parameters and resolved values, saved in checkpoints.
+    knn_every : int
+        Epochs between kNN scores (0: never; also never without labels).
+    checkpoint : path, optional
+        Where to write checkpoints (None: never).
+    checkpoint_minutes : float
+        Time between checkpoints inside a stage (0: every epoch).
+    elapsed_before : float
+        Seconds of training before a resume (kept in checkpoints).
+    callback : callable, optional
+        The user's callback, called last with the :class:`EpochEnd`.
+    """
+
+    def __init__(self, data, device: torch.device, generators: Generators, record: dict, *,
+                 knn_every: int = 0, checkpoint=None, checkpoint_minutes: float = 10.0,
+                 elapsed_before: float = 0.0, callback: Callable[[EpochEnd], None] | None = None):
+        self.device = device
+        self.generators = generators
+        self.record = record
+        self.n_images = len(data)
+        self.knn_every = knn_every if data.labels is not None else 0
+        if self.knn_every:
+            idx = np.sort(np.random.default_rng(0).permutation(len(data))[:KNN_POINTS])
+            self.knn_images, self.knn_labels = np.asarray(data.images[idx]), data.labels[idx]
+        self.checkpoint = checkpoint
+        self.seconds_between = 60.0 * checkpoint_minutes
+        self.callback = callback
+        self.started = time.monotonic() - elapsed_before
+        self.last_save = time.monotonic()
+
+    def __call__(self, end: EpochEnd) -> None:
+        if self.knn_every and end.row and end.position.epoch % self.knn_every == 0:
+            end.row["knn"] = self.knn(end.model)
+        due = time.monotonic() - self.last_save >= self.seconds_between
+        if self.checkpoint is not None and (end.stage_done or due):
+            ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self.record,
+                                 self.n_images, self.seconds())
+            save_checkpoint(self.checkpoint, ck)
+            self.last_save = time.monotonic()
+        if self.callback is not None:
+            self.callback(end)
+
+    def seconds(self) -> float:
+        """Training time so far, including the time before a resume."""
+        return time.monotonic() - self.started
+
+    def knn(self, model: torch.nn.Module) -> float:
+        """kNN accuracy (%) of the current output on the fixed sample."""
+        was_training = model.training
+        model.eval()
+        z = embed(model, self.knn_images, self.device, chunk=512)
+        model.train(was_training)
+        return float(knn_accuracy(z, self.knn_labels))

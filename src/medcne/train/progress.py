@@ -1,0 +1,42 @@
+"""The progress bar of training (tqdm): steps, stage and epoch, loss, learning rate, speed."""
+
+from __future__ import annotations
+
+import sys
+
+from .stages import Stage
+
+
+def describe(stages: tuple[Stage, ...], si: int, epoch: int) -> str:
+    """'stage 2/3 head ep 1/50', or 'done' past the last stage."""
+    if si >= len(stages):
+        return "done"
+    return f"stage {si + 1}/{len(stages)} {stages[si].name} ep {epoch}/{stages[si].epochs}"
+
+
+class Progress:
+    """One bar over every step of every stage, starting at ``(stage, epoch)`` when resuming."""
+
+    def __init__(self, stages: tuple[Stage, ...], stage: int, epoch: int, steps_per_epoch: int):
+        from tqdm.auto import tqdm
+
+        self.stages = stages
+        total = sum(s.epochs for s in stages) * steps_per_epoch
+        done = (sum(s.epochs for s in stages[:stage]) + epoch) * steps_per_epoch
+        # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
+        interval = 0.1 if sys.stderr.isatty() else 30.0
+        self.bar = tqdm(total=total, initial=done, desc=describe(stages, stage, epoch), unit="step",
+                        dynamic_ncols=True, smoothing=0.1, mininterval=interval)
+
+    def step(self, loss, lr: float, last: bool) -> None:
+        """One step done; ``loss`` (a tensor) is read for display only every 10 steps."""
+        self.bar.update(1)
+        if last or self.bar.n % 10 == 0:
+            self.bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2g}", refresh=False)
+
+    def epoch(self, si: int, row: dict) -> None:
+        self.bar.set_description(describe(self.stages, si, row["epoch"]))
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", views_s=f"{row['views_per_s']:.0f}")
+
+    def close(self) -> None:
+        self.bar.close()
