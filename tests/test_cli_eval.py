@@ -67,3 +67,34 @@ def test_evaluate_errors_are_one_line(tmp_path, capsys):
     assert "none of the ids" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_evaluate_uses_the_runs_integer_labels(tmp_path):
+    # Class names whose alphabetical order is not their index order: coding the names
+    # alphabetically (np.unique of strings) gave another stratified split than fit's.
+    from medcne.runs import evaluate_run, write_embedding
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    Z = rng.normal(size=(300, 2)) + labels[:, None] * 0.8
+    write_embedding(tmp_path, Z, np.arange(300).astype(str), labels, ["zeta", "alpha", "mid"])
+    m = evaluate_run(read_run(tmp_path), preservation=False)
+    assert m["knn_accuracy"] == knn_accuracy(Z.astype(np.float32), labels)
+    names = np.array(["zeta", "alpha", "mid"])[labels]
+    assert knn_accuracy(Z, names) != knn_accuracy(Z, labels)  # the two codings do split differently here
+
+
+def test_labels_csv_maps_names_onto_the_runs_classes(tmp_path):
+    from medcne.runs import evaluate_run, read_label_csv, write_embedding
+    from medcne.runs.evaluate import run_labels
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 200)
+    Z = rng.normal(size=(200, 2)) + labels[:, None] * 2.0
+    ids = np.array([f"img{i}" for i in range(200)])
+    write_embedding(tmp_path, Z, ids, labels, ["b", "a"])
+    (tmp_path / "ann.csv").write_text("id,new_label\nimg0,a\nimg1,new class\nnope,a\n")
+    codes, names, notes = run_labels(read_run(tmp_path), read_label_csv(tmp_path / "ann.csv"))
+    assert names == ["b", "a", "new class"] and codes[0] == 1 and codes[1] == 2
+    assert (codes[2:] == labels[2:]).all() and "2 labels from the CSV, 1 unknown ids ignored" in notes
+    assert evaluate_run(read_run(tmp_path), {"img0": "a"}, preservation=False)["n_labeled"] == 200

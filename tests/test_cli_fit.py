@@ -9,6 +9,7 @@ import torch
 
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, load_sample
+from medcne.metrics import knn_accuracy, silhouette
 from medcne.runs import read_run
 
 TINY = ["--subset", "48", "--size", "16", "--epochs", "1,1,1", "--warmup", "0,0,0", "--width", "4",
@@ -41,7 +42,10 @@ def test_run_folder_is_complete(run_dir, capsys):
     assert [s["epochs"] for s in params["resolved"]["stages"]] == [1, 1, 1]
     run = read_run(run_dir)
     assert run.embedding.shape == (48, 2) and run.labels is not None and len(run.class_names) == 8
-    assert 0 <= run.metrics["knn_accuracy"] <= 100 and -1 <= run.metrics["silhouette"] <= 1
+    # metrics.json has the one schema of `medcne evaluate`, computed on the map as written.
+    assert run.metrics["knn_accuracy"] == knn_accuracy(run.embedding, run.labels)
+    assert run.metrics["silhouette"] == pytest.approx(silhouette(run.embedding, run.labels))
+    assert run.metrics["n_points"] == 48 and run.metrics["seconds"] > 0
     with open(run_dir / "history.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["stage"] for r in rows] == ["1", "2", "3"] and float(rows[0]["views_per_s"]) > 0
@@ -106,3 +110,14 @@ def test_quick_settings_on_cpu():
     assert params["width"] == 8  # explicit options win over --quick
     assert params["epochs"] == QUICK_CPU["epochs"] and params["batch_size"] == QUICK_CPU["batch_size"]
     assert len(load_sample()) == 2000
+
+
+def test_fit_and_evaluate_write_the_same_metrics(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = json.loads((copy / "metrics.json").read_text())
+    assert main(["evaluate", str(copy)]) == 0
+    after = json.loads((copy / "metrics.json").read_text())
+    assert after == before  # same keys, same split, same values: one schema, one label coding

@@ -90,8 +90,36 @@ def test_inputs_imageset_gray_and_torch_dataset():
 
 
 def test_random_state_generator_and_dim3():
-    est = tiny(random_state=np.random.default_rng(5), dim=3, epochs=(1, 0, 1))
-    assert est.fit_transform(images(n=20)).shape == (20, 3)
+    # A numpy Generator is the one source of randomness: the same state gives the same map.
+    def fit(rng):
+        return tiny(random_state=rng, dim=3, epochs=(1, 0, 1)).fit_transform(images(n=20))
+
+    a, b, c = fit(np.random.default_rng(5)), fit(np.random.default_rng(5)), fit(np.random.default_rng(6))
+    assert a.shape == (20, 3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("preset,size,needs", [
+    ("rot90", (16, 24), True), ("rot90", (16, 16), False), ("rotate", (16, 16), True), ("simclr", (16, 24), False),
+])
+def test_training_fills_uncovered_corners_with_the_border_colour(preset, size, needs):
+    # Quarter turns of non-square images uncover corners: training must fill them with the
+    # dataset's border colour (as the preview does), not black.
+    import torch
+
+    from medcne.augment import Augmenter
+
+    uniform = np.full((8, *size, 3), 200, dtype=np.uint8)
+    est = tiny(preset=preset, epochs=(1, 0, 0), batch_size=4).fit(uniform)
+    assert (est.fill_ is not None) == needs
+    if needs:
+        np.testing.assert_allclose(est.fill_, [200 / 255] * 3, atol=1e-6)
+    aug = Augmenter(preset, fill=est.fill_, jitter=False)  # colour jitter would change the uniform value
+    views = aug(torch.from_numpy(uniform).permute(0, 3, 1, 2), torch.Generator().manual_seed(0))
+    if needs or preset == "simclr":
+        # Black corners would be 0.78 off; grayscale's weights (0.2989, 0.587, 0.114) sum to 0.9999.
+        torch.testing.assert_close(views, torch.full_like(views, 200 / 255), atol=2e-4, rtol=0)
 
 
 def test_cosine_is_the_simclr_baseline():

@@ -78,8 +78,38 @@ def test_history_rows():
 
 
 def test_knn_every():
-    est = tiny(epochs=(2, 0, 0), knn_every=2).fit(tiny_images())
-    assert "knn" not in est.history_[0] and 0 <= est.history_[1]["knn"] <= 100
+    from medcne.metrics import knn_accuracy
+    from medcne.models import embed
+
+    data = tiny_images()
+    seen = {}
+
+    def score_now(end):
+        # What the monitor measured must be the kNN accuracy of this epoch's output on the images.
+        end.model.eval()
+        seen[end.position.epoch] = knn_accuracy(embed(end.model, data.images, torch.device("cpu")), data.labels)
+        end.model.train()
+
+    est = tiny(epochs=(3, 0, 0), knn_every=2).fit(data, callback=score_now)
+    assert "knn" not in est.history_[0] and "knn" not in est.history_[2]
+    assert est.history_[1]["knn"] == pytest.approx(seen[2])
+
+
+def test_tsimcne_learns():
+    # openTSNE's test_iris pattern: a few epochs on real images with class structure must
+    # lift the kNN accuracy of the map well above the map of the untrained network.
+    from medcne.datasets import load_sample
+    from medcne.metrics import knn_accuracy_splits
+
+    data = load_sample()
+    data = data.take(np.random.default_rng(0).choice(len(data), 600, replace=False))
+    params = dict(batch_size=100, lr=0.06, stage3_lr_factor=0.1, width=8, preset="rotate")
+    at_init = tiny(epochs=(0, 0, 0), **params).fit_transform(data)
+    trained = tiny(epochs=(4, 1, 2), warmup=(1, 0, 0), **params).fit_transform(data)
+    before = knn_accuracy_splits(at_init, data.labels).mean()
+    after = knn_accuracy_splits(trained, data.labels).mean()
+    # Measured: 31% -> 59% (random_state 0; seeds 1, 2: 34 -> 55, 39 -> 55). Chance is ~20%.
+    assert after >= 45 and after >= before + 12, (before, after)
 
 
 def test_drop_last_and_batch_cap():
