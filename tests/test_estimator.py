@@ -73,6 +73,24 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert loaded.get_params()["width"] == 4 and loaded.history_ == fitted.history_
 
 
+def test_model_files_of_medcne_0_1_still_load(fitted, tmp_path):
+    # The layout `save` wrote before the record: parameters (with stages) and `fitted` apart.
+    record = fitted.record()
+    old = {
+        "format": "medcne-model/1",
+        "params": {**record["params"], "stages": record["resolved"]["stages"]},
+        "fitted": {"image_shape": list(fitted.image_shape_), "small_stem": True, "out_dim": 2,
+                   "batch_size": fitted.batch_size_, "lr": fitted.lr_},
+        "history": fitted.history_,
+        "state_dict": fitted.model_.state_dict(),
+    }
+    torch.save(old, tmp_path / "old.pt")
+    loaded = TSimCNE.load(tmp_path / "old.pt", device="cpu")
+    X = images(n=8, seed=3)
+    np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), atol=1e-6)
+    assert loaded.stages_ == fitted.stages_ and loaded.width == 4
+
+
 def test_inputs_imageset_gray_and_torch_dataset():
     from medcne.datasets import from_array
 

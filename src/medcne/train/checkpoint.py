@@ -36,11 +36,20 @@ def _cpu(obj):
     return obj
 
 
-def _load(path: Path, what: str, fix: str) -> dict:
+def _read(path, fmt: str, what: str, missing: str, fix: str) -> dict:
+    """A checkpoint or model file as a dict, or one line saying what is wrong and ``fix``."""
+    path = Path(path)
+    if not path.exists():
+        raise MedcneError(f"{path}: {missing}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise MedcneError(f"{path}: cannot read the {what} ({type(exc).__name__}); {fix}") from None
+    if isinstance(state, dict) and state.get("format") == OLD_MODEL_FORMAT and fmt == MODEL_FORMAT:
+        state = _from_old_model(state)
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise MedcneError(f"{path}: not a medcne {what} (format {fmt}); {fix}")
+    return state
 
 
 # -- checkpoints -----------------------------------------------------------------
@@ -69,13 +78,8 @@ def save_checkpoint(path, checkpoint: dict) -> Path:
 
 def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`."""
-    path = Path(path)
-    if not path.exists():
-        raise MedcneError(f"{path}: no checkpoint to resume from; start the run again without resume")
-    ckpt = _load(path, "checkpoint", "start the run again")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise MedcneError(f"{path}: not a medcne checkpoint (format {FORMAT}); pass the checkpoint.pt of a run")
-    return ckpt
+    return _read(path, FORMAT, "checkpoint", "no checkpoint to resume from; start the run again without resume",
+                 "start the run again")
 
 
 def check_resume(checkpoint: dict, record: dict, n_images: int) -> None:
@@ -128,15 +132,8 @@ def save_model(path, model, record: dict, history: list[dict]) -> Path:
 
 def load_model(path) -> dict:
     """Read a model file written by :func:`save_model`; a dict with ``record``, ``state_dict``..."""
-    path = Path(path)
-    if not path.exists():
-        raise MedcneError(f"{path}: no such model file; give the model.pt of a run")
-    state = _load(path, "model file", "give the model.pt of a finished run")
-    if isinstance(state, dict) and state.get("format") == OLD_MODEL_FORMAT:
-        state = _from_old_model(state)
-    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
-        raise MedcneError(f"{path}: not a medcne model ({MODEL_FORMAT}); give the model.pt of a run")
-    return state
+    return _read(path, MODEL_FORMAT, "model file", "no such model file; give the model.pt of a run",
+                 "give the model.pt of a finished run")
 
 
 def _from_old_model(state: dict) -> dict:
