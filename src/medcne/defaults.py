@@ -25,6 +25,9 @@ MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 PRETRAIN_DIM = 128
 SIMCLR_TEMPERATURE = 0.5
+DIM = 2  # a map
+PRESET = "simclr"  # the paper's default augmentations
+CHECKPOINT_MINUTES = 10.0
 
 PAPER = MappingProxyType(dict(
     epochs=PAPER_EPOCHS, batch_size=1024, lr="auto", stage3_lr_factor=STAGE3_LR_FACTOR,
@@ -46,6 +49,8 @@ SIMCLR_EPOCHS = 1000
 # -- evaluation (the paper's protocol) -----------------------------------------
 KNN_K = 15
 KNN_TEST_SIZE = 0.1
+KNN_SPLITS = 5  # splits averaged for knn_accuracy_mean
+PRESERVATION_QUERIES = 5000  # points scored for neighbourhood preservation
 
 
 def training_settings(quick: bool, device_type: str, explicit: dict) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .datasets import ImageSet, as_imageset
-from .defaults import LOSSES, PAPER
+from .defaults import CHECKPOINT_MINUTES, DIM, LOSSES, PAPER, PRESET
 from .device import resolve_device
 from .errors import MedcneError
 from .losses import get_loss
@@ -102,14 +102,14 @@ class TSimCNE(BaseEstimator):
 
     def __init__(
         self,
-        dim: int = 2,
+        dim: int = DIM,
         epochs=PAPER["epochs"],
         batch_size: int = PAPER["batch_size"],
         lr=PAPER["lr"],
         stage3_lr_factor: float = PAPER["stage3_lr_factor"],
         warmup=PAPER["warmup"],
         loss: str = "cauchy",
-        preset: str = "simclr",
+        preset: str = PRESET,
         crop: bool = True,
         jitter: bool = True,
         grayscale: bool = True,
@@ -120,7 +120,7 @@ class TSimCNE(BaseEstimator):
         compile: bool = False,
         knn_every: int = 0,
         checkpoint=None,
-        checkpoint_minutes: float = 10.0,
+        checkpoint_minutes: float = CHECKPOINT_MINUTES,
         random_state=None,
         verbose: bool = True,
     ):

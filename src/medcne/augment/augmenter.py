@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import torch
 
+from ..defaults import PRESET
 from ..errors import MedcneError
 from .colour import colour_grouped_, colour_groups
 from .geometry import apply_geometry
@@ -67,7 +68,7 @@ class Augmenter:
     """
 
     def __init__(
-        self, preset: str = "simclr", *, crop: bool = True, jitter: bool = True,
+        self, preset: str = PRESET, *, crop: bool = True, jitter: bool = True,
         grayscale: bool = True, fill: tuple[float, ...] | None = None, engine: str = "auto",
         **overrides,
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..defaults import PRESET
 from ..errors import MedcneError
 from .augmenter import Augmenter
 from .geometry import needs_fill
@@ -55,7 +56,7 @@ def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
     return tuple(float(v) for v in mean)
 
 
-def augmenter_for(images, preset: str = "simclr", *, fill="border", **options) -> Augmenter:
+def augmenter_for(images, preset: str = PRESET, *, fill="border", **options) -> Augmenter:
     """An :class:`Augmenter` for a dataset: the fill colour is its border colour where needed.
 
     Parameters

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import PRESET, PRESETS
 from ..errors import MedcneError
 from ..io import atomic_write
 from .common import add_data_options, load_from_args
@@ -20,7 +21,7 @@ def add_parser(sub) -> None:
         description="Draw a grid: each row one original image, then N random views of it.",
     )
     p.add_argument("data", help="a .npz, a folder of class folders, a .csv of paths, or a PCam *_x.h5")
-    p.add_argument("--preset", default="simclr", help="simclr (default), rot90 or rotate")
+    p.add_argument("--preset", default=PRESET, help=f"one of {', '.join(PRESETS)} (default {PRESET})")
     p.add_argument("--out", default="views.png", help="PNG file to write (default: views.png)")
     p.add_argument("--n-images", type=int, default=6, help="rows: images to show (default 6)")
     p.add_argument("--n-views", type=int, default=8, help="views per image (default 8)")

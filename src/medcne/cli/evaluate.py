@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..defaults import KNN_K
+from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES
 
 
 def add_parser(sub) -> None:
@@ -14,9 +14,10 @@ def add_parser(sub) -> None:
                    help="labels by id (columns id,label or the viewer's export id,...,new_label); "
                         "they replace the run's labels for those ids")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours (default {KNN_K}, as in the paper)")
-    p.add_argument("--splits", type=int, default=5, help="stratified 9:1 splits averaged (default 5)")
-    p.add_argument("--np-queries", type=int, default=5000,
-                   help="points scored for neighbourhood preservation (default 5000; 0: all)")
+    p.add_argument("--splits", type=int, default=KNN_SPLITS,
+                   help=f"stratified 9:1 splits averaged (default {KNN_SPLITS})")
+    p.add_argument("--np-queries", type=int, default=PRESERVATION_QUERIES,
+                   help=f"points scored for neighbourhood preservation (default {PRESERVATION_QUERIES}; 0: all)")
     p.add_argument("--no-preservation", action="store_true",
                    help="skip neighbourhood preservation (it re-reads the images)")
     p.add_argument("--data", help="the runs' data, when it moved since they were made")

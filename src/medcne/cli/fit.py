@@ -16,7 +16,16 @@ backbone, short schedule); on a GPU it keeps the paper's backbone.
 
 from __future__ import annotations
 
-from ..defaults import BACKBONES, DEVICES, PRESETS, TRAINING_KEYS, training_settings
+from ..defaults import (
+    BACKBONES,
+    CHECKPOINT_MINUTES,
+    DEVICES,
+    DIM,
+    PRESET,
+    PRESETS,
+    TRAINING_KEYS,
+    training_settings,
+)
 from ..errors import MedcneError
 from .common import add_data_options, data_spec
 
@@ -30,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out")
     g = p.add_argument_group("training (defaults: the paper's; --quick: fast CPU settings)")
     g.add_argument("--quick", action="store_true", help="fast settings for a demo (minutes on a 2-core CPU)")
-    g.add_argument("--preset", default="simclr", choices=PRESETS,
+    g.add_argument("--preset", default=PRESET, choices=PRESETS,
                    help="augmentations; 'rotate' suits microscopy and pathology")
     g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450)")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")
@@ -39,11 +48,11 @@ def add_parser(sub) -> None:
     g.add_argument("--warmup", help="warm-up epochs per stage (paper: 10,0,10)")
     g.add_argument("--backbone", choices=BACKBONES)
     g.add_argument("--width", type=int, help="backbone base channels (paper: 64; 16 for CPU)")
-    g.add_argument("--dim", type=int, default=2, help="map dimension (2; 3 for a 3D map)")
+    g.add_argument("--dim", type=int, default=DIM, help="map dimension (2; 3 for a 3D map)")
     g.add_argument("--device", default="auto", choices=DEVICES)
     g.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
     g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
-    g.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES)
     add_data_options(p)
     p.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import KNN_K, KNN_SPLITS, KNN_TEST_SIZE
 from ..errors import MedcneError
 from ._validate import as_labels, as_points
 
@@ -30,7 +31,7 @@ def _split(codes: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(np.concatenate([train, idx[single]])), np.sort(test)
 
 
-def knn_accuracy(Z, labels, k: int = 15, test_size: float = 0.1, seed: int = 0) -> float:
+def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, seed: int = 0) -> float:
     """Accuracy (%) of a k-nearest-neighbour classifier on the map.
 
     Parameters
@@ -71,7 +72,7 @@ def knn_accuracy(Z, labels, k: int = 15, test_size: float = 0.1, seed: int = 0) 
 
 
 def knn_accuracy_splits(
-    Z, labels, k: int = 15, test_size: float = 0.1, n_splits: int = 5, seed: int = 0
+    Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, n_splits: int = KNN_SPLITS, seed: int = 0
 ) -> np.ndarray:
     """kNN accuracy (%) over ``n_splits`` stratified splits (seeds ``seed``, ``seed+1``...).
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import KNN_K
+from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
 from ..metrics import knn_accuracy, knn_accuracy_splits, neighbour_preservation, silhouette
@@ -27,8 +27,6 @@ from .folder import METRICS, Run, read_json
 # Pixels above this many float32 bytes are not loaded for neighbourhood
 # preservation (PCam: 327,680 x 27,648 values would be 36 GB).
 MAX_PIXEL_BYTES = 4 << 30
-N_SPLITS = 5
-N_QUERIES = 5000
 METRIC_KEYS = (
     "n_points", "k", "knn_accuracy", "knn_accuracy_mean", "knn_accuracy_std", "knn_splits", "silhouette",
     "n_labeled", "neighbour_preservation", "neighbour_preservation_space", "neighbour_preservation_queries",
@@ -89,9 +87,9 @@ def evaluate_run(
     run: Run,
     overrides: dict[str, str] | None = None,
     k: int = KNN_K,
-    n_splits: int = N_SPLITS,
+    n_splits: int = KNN_SPLITS,
     preservation: bool = True,
-    n_queries: int | None = N_QUERIES,
+    n_queries: int | None = PRESERVATION_QUERIES,
     data=None,
     data_path=None,
 ) -> dict:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..defaults import CHECKPOINT_MINUTES
 from ..metrics import knn_accuracy
 from ..models import embed
 from .checkpoint import make_checkpoint, save_checkpoint
@@ -51,7 +52,7 @@ class Monitor:
     """
 
     def __init__(self, data, device: torch.device, generators: Generators, record: dict, *,
-                 knn_every: int = 0, checkpoint=None, checkpoint_minutes: float = 10.0,
+                 knn_every: int = 0, checkpoint=None, checkpoint_minutes: float = CHECKPOINT_MINUTES,
                  elapsed_before: float = 0.0, callback: Callable[[EpochEnd], None] | None = None):
         self.device = device
         self.generators = generators

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..defaults import (
+    DIM,
     LR_PER_256,
     PAPER_EPOCHS,
     PAPER_WARMUP,
@@ -88,7 +89,7 @@ def parse_epochs(epochs, n: int = 3) -> tuple[int, ...]:
 def tsimcne_stages(
     epochs=PAPER_EPOCHS,
     lr: float = 0.12,
-    dim: int = 2,
+    dim: int = DIM,
     warmup=PAPER_WARMUP,
     stage3_lr_factor: float = STAGE3_LR_FACTOR,
     pretrain_dim: int = PRETRAIN_DIM,
