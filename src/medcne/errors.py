@@ -51,6 +51,10 @@ class MissingColumnError(DataError):
     """A CSV lacks a column that was named."""
 
 
+class DivergedError(MedcneError):
+    """Training produced a non-finite loss (NaN or inf): the learning rate is too high for the data."""
+
+
 class FetchError(MedcneError):
     """A download failed or gave a file with the wrong checksum."""
 
