@@ -1,5 +1,6 @@
 """Backbones and head: shapes, stems, seeded initialisation, head replacement."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,3 +74,43 @@ def test_bad_arguments(kw, match):
         net(**kw)
     with pytest.raises(MedcneError, match="small_stem"):
         use_small_stem(28, "yes")
+
+
+def test_stage2_head_is_drawn_on_the_cpu_generator_then_moved():
+    # The CUDA crash at stage 2: the fresh layer was moved to the model's device before
+    # being drawn with the run's CPU generator. "meta" stands in for a GPU here: every
+    # draw goes through models.random_, which refuses a generator on another device.
+    from medcne.train import Generators, tsimcne_stages
+    from medcne.train.loop import begin_stage
+
+    gens = Generators.from_rng(np.random.default_rng(0), torch.device("cpu"))
+    model = TSimCNENet("resnet18", 3, 4, True, 128, gens.init).to("meta")
+    for stage in tsimcne_stages((1, 1, 1)):
+        begin_stage(model, stage, gens, fresh=True)
+    assert model.last_layer.weight.device.type == "meta" and model.out_dim == 2
+
+
+def test_random_draws_refuse_a_generator_on_another_device():
+    from medcne.errors import MedcneError
+    from medcne.models import random_
+
+    t = torch.empty(3, device="meta")
+    with pytest.raises(MedcneError, match="cpu generator cannot draw a meta tensor"):
+        random_(t.normal_, t, torch.Generator())
+
+
+@pytest.mark.parametrize("init,std", [("normal", 1.0), ("uniform", 1 / np.sqrt(3 * 1024))])
+def test_head_init(init, std):
+    model = TSimCNENet("resnet18", 3, 4, True, 128, torch.Generator().manual_seed(0))
+    w = model.replace_last(2, torch.Generator().manual_seed(1), init).weight.detach()
+    assert w.shape == (2, 1024) and float(w.std()) == pytest.approx(std, rel=0.05)
+    again = model.replace_last(2, torch.Generator().manual_seed(1), init).weight.detach()
+    assert torch.equal(w, again)  # seeded
+
+
+def test_head_init_is_validated():
+    from medcne.errors import MedcneError
+    from medcne.train import tsimcne_stages
+
+    with pytest.raises(MedcneError, match="head_init"):
+        tsimcne_stages((1, 1, 1), head_init="xavier")

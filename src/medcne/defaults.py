@@ -26,6 +26,10 @@ WEIGHT_DECAY = 5e-4
 PRETRAIN_DIM = 128
 SIMCLR_TEMPERATURE = 0.5
 DIM = 2  # a map
+# Stage 2's fresh output layer: weights ~ N(0, 1) as the reference code draws them
+# ('normal'), or PyTorch's default U(±1/sqrt(1024)) ('uniform').
+HEAD_INITS = ("normal", "uniform")
+HEAD_INIT = "normal"
 PRESET = "simclr"  # the paper's default augmentations
 CHECKPOINT_MINUTES = 10.0
 

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .datasets import ImageSet, as_imageset
-from .defaults import CHECKPOINT_MINUTES, DIM, LOSSES, PAPER, PRESET
+from .defaults import CHECKPOINT_MINUTES, DIM, HEAD_INIT, LOSSES, PAPER, PRESET
 from .device import resolve_device
 from .errors import MedcneError
 from .losses import get_loss
@@ -56,6 +56,9 @@ class TSimCNE(BaseEstimator):
         Learning rate of stage 3 relative to ``lr`` (paper: 1/1000).
     warmup : tuple of 3 ints
         Warm-up epochs per stage (paper: 10, 0, 10).
+    head_init : {'normal', 'uniform'}
+        Weights of stage 2's fresh 2D layer: N(0, 1) as the reference code, or
+        PyTorch's default U(±1/sqrt(1024)) (about 55x smaller).
     loss : {'cauchy', 'cosine'}
         'cauchy' is t-SimCNE; 'cosine' is the SimCLR baseline (one stage,
         128-D output, temperature 0.5; use :meth:`features` for its map).
@@ -108,6 +111,7 @@ class TSimCNE(BaseEstimator):
         lr=PAPER["lr"],
         stage3_lr_factor: float = PAPER["stage3_lr_factor"],
         warmup=PAPER["warmup"],
+        head_init: str = HEAD_INIT,
         loss: str = "cauchy",
         preset: str = PRESET,
         crop: bool = True,
@@ -130,6 +134,7 @@ class TSimCNE(BaseEstimator):
         self.lr = lr
         self.stage3_lr_factor = stage3_lr_factor
         self.warmup = warmup
+        self.head_init = head_init
         self.loss = loss
         self.preset = preset
         self.crop = crop
@@ -222,7 +227,8 @@ class TSimCNE(BaseEstimator):
         if self.loss == "cosine":
             self.stages_ = simclr_stages(epochs[0], self.lr_, warmup[0])
         else:
-            self.stages_ = tsimcne_stages(epochs, self.lr_, self.dim, warmup, self.stage3_lr_factor)
+            self.stages_ = tsimcne_stages(epochs, self.lr_, self.dim, warmup, self.stage3_lr_factor,
+                                          head_init=self.head_init)
         self.device_ = resolve_device(self.device)
         self.image_shape_ = data.image_shape
         check_model_args(self.backbone, data.image_shape[2], self.width, self.stages_[-1].out_dim)

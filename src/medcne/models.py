@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .defaults import BACKBONES as BACKBONE_NAMES
-from .defaults import PRETRAIN_DIM
+from .defaults import HEAD_INIT, HEAD_INITS, PRETRAIN_DIM
 from .errors import MedcneError
 
 _ARCHITECTURES = {
@@ -177,13 +177,21 @@ class TSimCNENet(nn.Module):
         """(B, C, H, W) float in [0, 1] -> z, (B, out_dim)."""
         return self.head(self.backbone(x))
 
-    def replace_last(self, out_dim: int, generator: torch.Generator | None = None) -> nn.Linear:
-        """Swap the last Linear for a fresh ``Linear(1024, out_dim)`` on the same device."""
+    def replace_last(self, out_dim: int, generator: torch.Generator | None = None,
+                     init: str = HEAD_INIT) -> nn.Linear:
+        """Swap the last Linear for a fresh ``Linear(1024, out_dim)`` on the model's device.
+
+        ``init``: ``'normal'``, weights ~ N(0, 1) as the reference t-SimCNE code
+        draws its stage-2 layer, or ``'uniform'``, PyTorch's default
+        U(±1/sqrt(1024)); the bias is PyTorch's default in both. The weights are
+        drawn on the CPU (where ``generator`` lives) and then moved, so a seed
+        gives the same layer on any device.
+        """
         old = self.head[-1]
-        new = nn.Linear(HIDDEN, out_dim).to(device=old.weight.device, dtype=old.weight.dtype)
-        _init_linear(new, generator)
-        self.head[-1] = new
-        return new
+        new = nn.Linear(HIDDEN, out_dim)
+        _init_linear(new, generator, init)
+        self.head[-1] = new.to(device=old.weight.device, dtype=old.weight.dtype)
+        return self.head[-1]
 
 
 def check_model_args(backbone: str, in_channels: int, width: int, out_dim: int) -> None:
@@ -210,7 +218,7 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
     """He-normal convolutions, unit BatchNorm, PyTorch-default Linear; all from ``generator``."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+            random_(nn.init.kaiming_normal_, m.weight, generator, m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
@@ -219,12 +227,30 @@ def init_weights(model: nn.Module, generator: torch.Generator | None = None) -> 
             _init_linear(m, generator)
 
 
-def _init_linear(m: nn.Linear, generator: torch.Generator | None) -> None:
-    # Same distribution as nn.Linear's own reset_parameters, but seeded.
+def _init_linear(m: nn.Linear, generator: torch.Generator | None, weights: str = "uniform") -> None:
+    # PyTorch's default distribution (as nn.Linear.reset_parameters), seeded; the
+    # weights may instead be standard normal (the reference's stage-2 layer).
+    if weights not in HEAD_INITS:
+        raise MedcneError(f"head_init must be one of {', '.join(map(repr, HEAD_INITS))}; got {weights!r}")
     bound = 1.0 / math.sqrt(m.in_features)
     with torch.no_grad():
-        m.weight.uniform_(-bound, bound, generator=generator)
-        m.bias.uniform_(-bound, bound, generator=generator)
+        if weights == "normal":
+            random_(m.weight.normal_, m.weight, generator)
+        else:
+            random_(m.weight.uniform_, m.weight, generator, -bound, bound)
+        random_(m.bias.uniform_, m.bias, generator, -bound, bound)
+
+
+def random_(draw: Callable, tensor: torch.Tensor, generator: torch.Generator | None, *args, **kwargs):
+    """``draw(*args, generator=generator)`` (an in-place random op of ``tensor``), refusing a
+    generator on another device than the tensor: every random draw of the weights goes through
+    here, so that a draw on the GPU with the run's CPU generator fails in CPU tests too."""
+    if generator is not None and generator.device.type != tensor.device.type:
+        raise MedcneError(
+            f"internal: a {generator.device.type} generator cannot draw a {tensor.device.type} tensor; "
+            "draw on the generator's device, then move the tensor"
+        )
+    return draw(*args, generator=generator, **kwargs)
 
 
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -92,7 +92,7 @@ def begin_stage(model: nn.Module, stage: Stage, generators: Generators, fresh: b
     replaced before the checkpoint, so it must not be replaced again.
     """
     if stage.new_head and fresh:
-        model.replace_last(stage.out_dim, generators.init)
+        model.replace_last(stage.out_dim, generators.init, stage.head_init)
     return make_optimizer(trainable_parameters(model, stage), stage)
 
 

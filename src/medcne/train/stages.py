@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 from ..defaults import (
     DIM,
+    HEAD_INIT,
+    HEAD_INITS,
     LR_PER_256,
     PAPER_EPOCHS,
     PAPER_WARMUP,
@@ -41,6 +43,9 @@ class Stage:
         Width of the output z during this stage.
     new_head : bool
         Replace the last Linear by a fresh one with ``out_dim`` outputs first.
+    head_init : {'normal', 'uniform'}
+        How that fresh layer's weights are drawn (see
+        :meth:`medcne.models.TSimCNENet.replace_last`).
     train : {'all', 'last'}
         Which parameters the (fresh) optimiser updates.
     """
@@ -52,12 +57,15 @@ class Stage:
     out_dim: int = PRETRAIN_DIM
     new_head: bool = False
     train: str = "all"
+    head_init: str = HEAD_INIT
 
     def __post_init__(self):
         if self.epochs < 0:
             raise MedcneError(f"epochs of stage {self.name!r} must be >= 0; got {self.epochs}")
         if not self.lr > 0:
             raise MedcneError(f"lr of stage {self.name!r} must be positive; got {self.lr}")
+        if self.head_init not in HEAD_INITS:
+            raise MedcneError(f"head_init must be one of {', '.join(map(repr, HEAD_INITS))}; got {self.head_init!r}")
         if self.train not in ("all", "last"):
             raise MedcneError(f"train of stage {self.name!r} must be 'all' or 'last'; got {self.train!r}")
 
@@ -93,13 +101,14 @@ def tsimcne_stages(
     warmup=PAPER_WARMUP,
     stage3_lr_factor: float = STAGE3_LR_FACTOR,
     pretrain_dim: int = PRETRAIN_DIM,
+    head_init: str = HEAD_INIT,
 ) -> tuple[Stage, Stage, Stage]:
     """The three stages of t-SimCNE."""
     e1, e2, e3 = parse_epochs(epochs)
     w1, w2, w3 = parse_epochs(warmup)
     return (
         Stage("pretrain", e1, lr, w1, pretrain_dim),
-        Stage("head", e2, lr, w2, dim, new_head=True, train="last"),
+        Stage("head", e2, lr, w2, dim, new_head=True, train="last", head_init=head_init),
         Stage("finetune", e3, lr * stage3_lr_factor, w3, dim),
     )
 
