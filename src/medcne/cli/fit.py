@@ -21,6 +21,8 @@ from ..defaults import (
     CHECKPOINT_MINUTES,
     DEVICES,
     DIM,
+    HEAD_INIT,
+    HEAD_INITS,
     PRESET,
     PRESETS,
     TRAINING_KEYS,
@@ -49,6 +51,8 @@ def add_parser(sub) -> None:
     g.add_argument("--backbone", choices=BACKBONES)
     g.add_argument("--width", type=int, help="backbone base channels (paper: 64; 16 for CPU)")
     g.add_argument("--dim", type=int, default=DIM, help="map dimension (2; 3 for a 3D map)")
+    g.add_argument("--head-init", default=HEAD_INIT, choices=HEAD_INITS,
+                   help="stage 2's fresh 2D layer: normal N(0,1) as the reference code, or PyTorch's uniform")
     g.add_argument("--device", default="auto", choices=DEVICES)
     g.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
     g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
@@ -70,7 +74,7 @@ def training_params(args) -> dict:
         except ValueError:
             raise MedcneError(f"--lr must be a positive number or 'auto'; got {lr!r}") from None
     return dict(
-        settings, lr=lr, dim=args.dim, preset=args.preset, device=args.device, compile=args.compile,
+        settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
     )
 
