@@ -20,7 +20,7 @@ from medcne.errors import MedcneError
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ATOL = 2e-6
-HUE_ATOL = 1e-5  # as for the torch engine: two HSV round trips in float32
+HUE_ATOL = 2e-5  # two HSV round trips in float32 after a bilinear rotation (1.15e-5 seen on one pixel)
 TV_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
 FILL = (0.8, 0.7, 0.9)
 

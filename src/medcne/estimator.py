@@ -29,7 +29,7 @@ from .losses import get_loss
 from .models import TSimCNENet, check_model_args, embed, use_small_stem
 from .train import checkpoint as ckpt
 from .train.duration import duration_message, expected_seconds, time_step
-from .train.loop import train
+from .train.loop import compile_backbone, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
 from .train.stages import Stage, default_lr, parse_epochs, simclr_stages, tsimcne_stages
@@ -179,17 +179,19 @@ class TSimCNE(BaseEstimator):
             elapsed = saved.get("elapsed", 0.0)
         store = ImageStore(data, self.device_)
         loss_fn = get_loss(self.loss)
+        backbone = compile_backbone(self.model_) if self.compile else None  # one compile per run
         if self.verbose and position is None:
-            step = time_step(self.model_, store, self.batch_size_, augment, loss_fn)
-            secs = expected_seconds(step, self.stages_, len(data), self.batch_size_)
-            print(duration_message(secs, self.device_, QUICK_HINT), flush=True)
+            timing = time_step(self.model_, store, self.batch_size_, augment, loss_fn, backbone)
+            secs = expected_seconds(timing, self.stages_, len(data), self.batch_size_)
+            print(duration_message(secs, self.device_, QUICK_HINT, timing.warmup if self.compile else 0.0),
+                  flush=True)
         monitor = Monitor(data, self.device_, gens, self.record(), knn_every=self.knn_every,
                           checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
                           elapsed_before=elapsed, callback=callback)
         pos = train(
             self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
             generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
-            compile=self.compile, progress=self.verbose,
+            backbone=backbone, progress=self.verbose,
         )
         self.history_ = pos.history
         self.fit_seconds_ = monitor.seconds()

@@ -25,7 +25,8 @@ def infonce_from_logsim(logsim: torch.Tensor) -> torch.Tensor:
     b = n // 2
     eye = torch.eye(n, dtype=torch.bool, device=logsim.device)
     logsim = logsim.masked_fill(eye, float("-inf"))
-    partner = torch.cat([torch.arange(b, n), torch.arange(0, b)]).to(logsim.device)
+    # Made on the device: no index tensor copied from host memory in a training step.
+    partner = torch.arange(n, device=logsim.device).add_(b).remainder_(n)
     # cross_entropy(row, partner) = -logsim[i, p(i)] + logsumexp_{k != i} logsim[i, k]
     return F.cross_entropy(logsim, partner)
 

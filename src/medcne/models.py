@@ -140,6 +140,8 @@ class TSimCNENet(nn.Module):
         Width of ``h`` (512 for ResNet18 at width 64).
     out_dim : int
         Width of ``z`` (128 in stage 1, 2 afterwards).
+    amp_dtype : torch.dtype or None
+        Autocast dtype of the backbone (bf16 on GPUs); the head is always float32.
     """
 
     def __init__(
@@ -153,6 +155,8 @@ class TSimCNENet(nn.Module):
     ):
         super().__init__()
         check_model_args(backbone, in_channels, width, out_dim)
+        # Mixed precision of the backbone (e.g. torch.bfloat16), or None for float32.
+        self.amp_dtype: torch.dtype | None = None
         self.backbone = ResNet(backbone, in_channels, width, small_stem)
         self.num_features = self.backbone.num_features
         self.head = nn.Sequential(
@@ -169,13 +173,26 @@ class TSimCNENet(nn.Module):
         """The Linear that stage 2 replaces and trains alone."""
         return self.head[-1]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) float in [0, 1] -> h, (B, num_features)."""
-        return self.backbone(x)
+    def forward_features(self, x: torch.Tensor, backbone=None) -> torch.Tensor:
+        """(B, C, H, W) float in [0, 1] -> h, (B, num_features) float32.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) float in [0, 1] -> z, (B, out_dim)."""
-        return self.head(self.backbone(x))
+        The backbone runs under ``amp_dtype`` autocast when set; ``backbone``
+        replaces ``self.backbone`` for this call (e.g. its compiled form).
+        """
+        amp = self.amp_dtype is not None
+        with torch.autocast(x.device.type, dtype=self.amp_dtype if amp else torch.bfloat16, enabled=amp):
+            h = (backbone or self.backbone)(x)
+        return h.float()
+
+    def forward(self, x: torch.Tensor, backbone=None) -> torch.Tensor:
+        """(B, C, H, W) float in [0, 1] -> z, (B, out_dim) float32.
+
+        The head always runs in float32, whatever autocast is active around the
+        call: the map's coordinates keep 24 significant bits, not bf16's 8.
+        """
+        h = self.forward_features(x, backbone)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.head(h)
 
     def replace_last(self, out_dim: int, generator: torch.Generator | None = None,
                      init: str = HEAD_INIT) -> nn.Linear:
@@ -279,7 +296,7 @@ def embed(
     images : array-like (N, H, W, C) uint8
         A numpy array or a lazily read store (anything with ``len`` and slices).
     device : torch.device
-        Where ``fn`` runs; bf16 autocast on CUDA.
+        Where ``fn`` runs (a TSimCNENet method applies its own ``amp_dtype``).
     prepare : callable
         uint8 chunk -> input tensor on ``device`` (default :func:`to_input`).
     chunk : int
@@ -292,9 +309,7 @@ def embed(
     out = None
     n = len(images)
     for start in range(0, n, chunk):
-        x = prepare(np.asarray(images[start : start + chunk]), device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            y = fn(x).float().cpu().numpy()
+        y = fn(prepare(np.asarray(images[start : start + chunk]), device)).float().cpu().numpy()
         if out is None:
             out = np.empty((n, y.shape[1]), dtype=np.float32)
         out[start : start + len(y)] = y

@@ -9,10 +9,10 @@ import torch
 
 from ..defaults import PRESET
 from ..errors import MedcneError
-from .colour import colour_grouped_, colour_groups
-from .geometry import apply_geometry
+from .colour import colour
+from .geometry import apply_geometry, dihedral_table
 from .presets import AugmentConfig, resolve
-from .sampling import ViewParams, sample_params
+from .sampling import ViewParams, draw_uniforms, order_table, params_from_uniforms
 
 # Elements per image chunk of the torch engine on CPU: 2^20 floats (4 MiB) per
 # intermediate keeps a chunk's working set in cache while the per-op overhead
@@ -53,9 +53,13 @@ class Augmenter:
     input size, flips (all one bilinear resampling), then brightness, contrast,
     saturation and hue in a random order per image, then grayscale.
     One-channel images skip saturation, hue and grayscale. Randomness comes only
-    from the generator given to each call. Float inputs must already lie in [0, 1];
-    the input is never modified. Each call makes one host sync (the sizes of the
-    colour groups); on CPU it works in cache-sized chunks of images.
+    from the generator given to each call: one ``torch.rand`` per call, after
+    which the views are a pure function of the batch and those numbers
+    (:meth:`views_from_uniforms`): fixed shapes, constants made once per device,
+    no host synchronisation, so a GPU never waits and ``torch.compile(fullgraph=True)``
+    captures the whole of it (``compile=True``). Float inputs must already lie in
+    [0, 1]; the input is never modified. The torch engine on a CPU works in
+    cache-sized chunks of images.
 
     Examples
     --------
@@ -70,10 +74,13 @@ class Augmenter:
     def __init__(
         self, preset: str = PRESET, *, crop: bool = True, jitter: bool = True,
         grayscale: bool = True, fill: tuple[float, ...] | None = None, engine: str = "auto",
-        **overrides,
+        compile: bool = False, **overrides,
     ):
         self.config: AugmentConfig = resolve(preset, crop, jitter, grayscale, fill, overrides)
         self.engine = check_engine(engine)
+        self.compile = bool(compile)
+        self._constants: dict = {}
+        self._compiled = None
 
     def __repr__(self) -> str:
         return f"Augmenter({self.config.as_dict()}, engine={self.engine!r})"
@@ -109,9 +116,53 @@ class Augmenter:
         """
         x = check_batch(batch, self.config.fill)
         _check_generator(generator, x.device)
+        u = draw_uniforms(self.config, x.shape[0], generator, x.device)
+        if use_kernel(self.engine, x.device):
+            return render(x, self._params(x, u), self.config.fill, engine="kernel", out=_check_out(out, x))
+        out = _check_out(out, x)
+        chunk = self.chunk_size(x)
+        if chunk >= x.shape[0] and out is None:
+            return self._views_fn()(x, u, *self.constants(x))
+        if out is None:
+            out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+        fn, consts = self._views_fn(), self.constants(x)
+        for start in range(0, x.shape[0], chunk):
+            part = slice(start, min(start + chunk, x.shape[0]))
+            out[part] = fn(x[part], u[part], *consts)
+        return out
+
+    def views_from_uniforms(self, x: torch.Tensor, u: torch.Tensor, orders: torch.Tensor | None,
+                            table: torch.Tensor | None) -> torch.Tensor:
+        """The torch engine's views of ``x`` from the uniforms ``u`` of :func:`draw_uniforms`.
+
+        A pure function of its tensor arguments (``orders`` and ``table`` are the
+        constants of :meth:`constants`), which is what ``torch.compile`` captures.
+        """
         b, _, h, w = x.shape
-        params = sample_params(self.config, b, h, w, generator, x.device)
-        return render(x, params, self.config.fill, chunk=self.chunk_size(x), engine=self.engine, out=out)
+        params = params_from_uniforms(self.config, u, h, w, orders)
+        return colour(apply_geometry(x, params, self.config.fill, table), params)
+
+    def constants(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(jitter orders, dihedral table) on ``x``'s device, made on first use there."""
+        key = (x.device, x.shape[2], x.shape[3])
+        if key not in self._constants:
+            cfg = self.config
+            exact_possible = not cfg.crop and cfg.rotation != "angle"
+            self._constants[key] = (
+                order_table(x.device) if cfg.jitter else None,
+                dihedral_table(x.shape[2], x.shape[3], x.device) if exact_possible else None,
+            )
+        return self._constants[key]
+
+    def _views_fn(self):
+        if not self.compile:
+            return self.views_from_uniforms
+        if self._compiled is None:
+            self._compiled = torch.compile(self.views_from_uniforms, fullgraph=True, dynamic=False)
+        return self._compiled
+
+    def _params(self, x: torch.Tensor, u: torch.Tensor) -> ViewParams:
+        return params_from_uniforms(self.config, u, x.shape[2], x.shape[3], self.constants(x)[0])
 
     def chunk_size(self, batch: torch.Tensor) -> int:
         """Images per chunk: on CPU, chunks small enough that every intermediate
@@ -125,8 +176,7 @@ class Augmenter:
         """The random parameters one call would use for ``batch`` (for inspection and tests)."""
         x = check_batch(batch, self.config.fill)
         _check_generator(generator, x.device)
-        b, _, h, w = x.shape
-        return sample_params(self.config, b, h, w, generator, x.device)
+        return self._params(x, draw_uniforms(self.config, x.shape[0], generator, x.device))
 
 
 def render(
@@ -171,17 +221,7 @@ def render(
 
 
 def _render_into(out: torch.Tensor, x: torch.Tensor, params: ViewParams, fill) -> None:
-    perm, counts = colour_groups(params, x.shape[0])
-    if perm is None:
-        out.copy_(apply_geometry(x, params, fill))
-        return
-    # Sort the (small, often uint8) input into colour groups once and unsort the
-    # result once, so the colour steps work on contiguous slices in place.
-    sorted_params = params.take(perm)
-    y = apply_geometry(x[perm], sorted_params, fill)
-    y = colour_grouped_(y, sorted_params, counts)
-    # Unsort with a gather (index_select), measured faster on CPU than a scatter.
-    torch.index_select(y, 0, torch.argsort(perm), out=out)
+    out.copy_(colour(apply_geometry(x, params, fill), params))
 
 
 @lru_cache(maxsize=1)

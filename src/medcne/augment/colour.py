@@ -7,10 +7,11 @@ HSV. Each image applies the four in its own random order. One-channel images
 skip saturation, hue and grayscale, which need colour (torchvision leaves
 such images unchanged in those steps too).
 
-Speed: the images are grouped (sorted) by the step at which they shift hue and
-by whether they turn gray, so every hue shift and every grayscale runs on one
-contiguous slice, in place, with one host sync for the group sizes; the blend
-steps run on all jittered images at once with per-image factors.
+Shapes never depend on the data: every step runs on the whole batch with
+per-image coefficients (a blend with factor 1 leaves an image exactly as it is)
+and the hue shift and the grayscale are computed for all images and kept where
+a mask says so. No host synchronisation, and a GPU (or ``torch.compile``) runs
+the batch as a fixed sequence of elementwise kernels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from .sampling import ViewParams
 # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale.
 _LUMA = (0.2989, 0.587, 0.114)
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
-_GROUPS = 10  # (hue step 0..3, or 4 = no jitter) x (gray or not)
 
 
 def to_gray(x: torch.Tensor) -> torch.Tensor:
@@ -61,8 +61,7 @@ def shift_hue(x: torch.Tensor, shift: torch.Tensor, out: torch.Tensor | None = N
     hue = hue.div_(chroma.clamp(min=1e-12)).add_(6.0 * shift.view(-1, 1, 1)).remainder_(6.0)
     # HSV -> RGB without branches: channel n of (5, 3, 1) for (R, G, B) drops from
     # the value by the chroma times a trapezoid of the hue.
-    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = (hue.unsqueeze(1) + offsets).remainder_(6.0)
+    k = torch.stack([(hue + n).remainder_(6.0) for n in (5.0, 3.0, 1.0)], dim=1)
     drop = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
     # No clamp needed: 0 <= drop <= 1 and chroma <= value, so the result lies in
     # [value - chroma, value], which float rounding (monotonic) keeps inside [0, 1].
@@ -96,51 +95,24 @@ def _blend_(x: torch.Tensor, factor: torch.Tensor, on_mean: torch.Tensor, on_gra
     torch.addcmul(target, x, factor.view(n, 1, 1, 1), out=x).clamp_(0.0, 1.0)
 
 
-def colour_groups(params: ViewParams, n: int) -> tuple[torch.Tensor | None, list[int]]:
-    """The order that groups images for :func:`colour_grouped_`, and the group sizes.
+def colour(y: torch.Tensor, params: ViewParams) -> torch.Tensor:
+    """Jitter (the four steps in each image's order) then grayscale, as ``params`` say.
 
-    Returns
-    -------
-    perm : LongTensor (n,) or None
-        Image indices sorted by group (None when nothing needs grouping).
-    counts : list of 10 ints
-        Images per group ``2 * hue_step + gray`` (hue_step 4: not jittered).
+    ``y`` is (B, C, H, W) float in [0, 1] and is modified in place where that
+    is possible; use the returned tensor.
     """
-    if params.jitter is None and params.gray is None:
-        return None, [0] * (_GROUPS - 2) + [n, 0]
-    device = params.hflip.device
+    n, c = y.shape[:2]
     if params.jitter is not None:
-        hue_step = torch.argmax((params.order == HUE).to(torch.uint8), dim=1)
-        hue_step = torch.where(params.jitter, hue_step, torch.full_like(hue_step, 4))
-    else:
-        hue_step = torch.full((n,), 4, dtype=torch.long, device=device)
-    key = 2 * hue_step + (params.gray.to(torch.long) if params.gray is not None else 0)
-    perm = torch.argsort(key, stable=True)
-    return perm, torch.bincount(key, minlength=_GROUPS).tolist()
-
-
-def colour_grouped_(y: torch.Tensor, params: ViewParams, counts: list[int]) -> torch.Tensor:
-    """Jitter then grayscale, in place, on images already sorted by :func:`colour_groups`.
-
-    ``params`` must be sorted the same way. Returns ``y``.
-    """
-    c = y.shape[1]
-    starts = [sum(counts[:i]) for i in range(_GROUPS + 1)]
-    if params.jitter is not None:
-        n_on = starts[8]
-        f = params.factors[:n_on]
-        coefficients = _blend_coefficients(params.order[:n_on], f, c)
+        on = params.jitter.view(n, 1)
+        factor, on_mean, on_gray = _blend_coefficients(params.order, params.factors, c)
+        # Images without jitter blend with factor 1 (unchanged) and never shift hue.
+        factor = torch.where(on, factor, torch.ones_like(factor))
+        on_mean, on_gray = on_mean * on, on_gray * on
+        hue_now = (params.order == HUE) & on
         for step in range(4):
-            # Images shifting hue at this step form one slice; blend the rest.
-            lo, hi = starts[2 * step], starts[2 * step + 2]
-            factor, on_mean, on_gray = (t[:, step] for t in coefficients)
-            _blend_(y[:lo], factor[:lo], on_mean[:lo], on_gray[:lo])
-            _blend_(y[hi:n_on], factor[hi:n_on], on_mean[hi:n_on], on_gray[hi:n_on])
-            if c == 3 and hi > lo:
-                shift_hue(y[lo:hi], f[lo:hi, HUE], out=y[lo:hi])
+            _blend_(y, factor[:, step], on_mean[:, step], on_gray[:, step])
+            if c == 3:
+                y = torch.where(hue_now[:, step].view(n, 1, 1, 1), shift_hue(y, params.factors[:, HUE]), y)
     if params.gray is not None and c == 3:
-        for group in range(1, _GROUPS, 2):
-            lo, hi = starts[group], starts[group + 1]
-            if hi > lo:
-                y[lo:hi] = to_gray(y[lo:hi])  # broadcasts over the 3 channels
+        y = torch.where(params.gray.view(n, 1, 1, 1), to_gray(y).expand_as(y), y)
     return y

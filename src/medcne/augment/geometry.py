@@ -26,7 +26,8 @@ from .sampling import ViewParams
 
 
 def apply_geometry(
-    x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None
+    x: torch.Tensor, params: ViewParams, fill: tuple[float, ...] | None = None,
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Crop, flip and rotate each image of a batch as ``params`` say.
 
@@ -38,6 +39,9 @@ def apply_geometry(
         ``box``, ``hflip``, ``vflip`` and ``angle`` or ``quarter`` per image.
     fill : tuple of C (or 1) floats, optional
         Colour of the area a rotation uncovers; black when None.
+    table : LongTensor (16, H*W), optional
+        :func:`dihedral_table` on ``x``'s device, for the exact path (made here
+        when not given).
 
     Returns
     -------
@@ -49,7 +53,7 @@ def apply_geometry(
     exact, framed = plan(params, h, w)
     if exact:
         # Permute before converting: moving uint8 is cheaper than moving floats.
-        return to_float(dihedral(x, params.quarter, params.hflip, params.vflip))
+        return to_float(dihedral(x, params.quarter, params.hflip, params.vflip, table))
     source = to_float(x, frame=(fill if fill is not None else (0.0,)) if framed else None)
     grid = _sampling_grid(params, b, h, w, x.device, scale=frame_scale(framed, h, w))
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -112,11 +116,12 @@ def to_float(x: torch.Tensor, frame: tuple[float, ...] | None = None) -> torch.T
     scale = 255.0 if x.dtype == torch.uint8 else 1.0
     if frame is None:
         return torch.div(x, scale).to(torch.float32) if scale != 1.0 else x.to(torch.float32)
-    out = torch.empty((b, c, h + 2, w + 2), dtype=torch.float32, device=x.device)
-    colour = torch.tensor(frame, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    for edge in (out[:, :, :1], out[:, :, -1:], out[:, :, :, :1], out[:, :, :, -1:]):
-        edge.copy_(colour.expand_as(edge))
-    torch.div(x, scale, out=out[:, :, 1:-1, 1:-1])
+    out = F.pad(torch.div(x, scale).to(torch.float32), (1, 1, 1, 1))
+    # The frame is filled channel by channel with Python numbers: no tensor from host memory.
+    for ch in range(c):
+        value = float(frame[ch] if len(frame) > 1 else frame[0])
+        for edge in (out[:, ch, :1], out[:, ch, -1:], out[:, ch, :, :1], out[:, ch, :, -1:]):
+            edge.fill_(value)
     return out
 
 
@@ -136,16 +141,12 @@ def _sampling_grid(
     """
     cx = axis_coordinates(params, 1, b, w, device).unsqueeze(1)  # (B, 1, W)
     cy = axis_coordinates(params, 0, b, h, device).unsqueeze(2)  # (B, H, 1)
-    grid = torch.empty((b, h, w, 2), device=device)
     sx, sy = scale
     if params.angle is None and params.quarter is None:
-        grid[..., 0] = cx * sx if sx != 1.0 else cx
-        grid[..., 1] = cy * sy if sy != 1.0 else cy
-        return grid
+        gx, gy = (cx * sx if sx != 1.0 else cx), (cy * sy if sy != 1.0 else cy)
+        return torch.stack([gx.expand(b, h, w), gy.expand(b, h, w)], dim=-1)
     a00, a01, a10, a11 = (t.view(b, 1, 1) for t in rotation_coefficients(params, h, w, scale, device))
-    torch.add(a00 * cx, a01 * cy, out=grid[..., 0])
-    torch.add(a10 * cx, a11 * cy, out=grid[..., 1])
-    return grid
+    return torch.stack([a00 * cx + a01 * cy, a10 * cx + a11 * cy], dim=-1)
 
 
 def axis_coordinates(params: ViewParams, axis: int, b: int, size: int, device) -> torch.Tensor:
@@ -173,24 +174,27 @@ def _cos_sin(params: ViewParams, device) -> tuple[torch.Tensor, torch.Tensor]:
     torchvision rotates counter-clockwise on screen (y pointing down); the source
     of an output point (x, y) about the centre is (cos x - sin y, sin x + cos y).
     """
-    cos_table = torch.tensor([1.0, 0.0, -1.0, 0.0], device=device)
-    sin_table = torch.tensor([0.0, 1.0, 0.0, -1.0], device=device)
     if params.quarter is not None:
-        k = params.quarter.remainder(4)
-        return cos_table[k], sin_table[k]
+        return _quarter_cos_sin(params.quarter)
     angle = params.angle.to(torch.float32)
     # Exact values at multiples of 90 degrees keep quarter turns free of interpolation.
     k = torch.round(angle / 90.0)
     exact = angle == k * 90.0
-    k = k.to(torch.long).remainder(4)
+    qcos, qsin = _quarter_cos_sin(k.to(torch.long))
     rad = angle * (math.pi / 180.0)
-    cos = torch.where(exact, cos_table[k], torch.cos(rad))
-    sin = torch.where(exact, sin_table[k], torch.sin(rad))
-    return cos, sin
+    return torch.where(exact, qcos, torch.cos(rad)), torch.where(exact, qsin, torch.sin(rad))
+
+
+def _quarter_cos_sin(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact cosine and sine of k quarter turns (1, 0, -1, 0 and 0, 1, 0, -1), by arithmetic."""
+    k = k.remainder(4)
+    sign = 1.0 - 2.0 * (k // 2).to(torch.float32)
+    odd = (k % 2).to(torch.float32)
+    return (1.0 - odd) * sign, odd * sign
 
 
 @lru_cache(maxsize=16)
-def _dihedral_table(h: int, w: int, device: torch.device) -> torch.Tensor:
+def dihedral_table(h: int, w: int, device: torch.device) -> torch.Tensor:
     """(16, H*W) source index of each output pixel for quarter * 4 + hflip * 2 + vflip."""
     base = torch.arange(h * w, device=device).view(h, w)
     rows = []
@@ -206,12 +210,14 @@ def _dihedral_table(h: int, w: int, device: torch.device) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def dihedral(x: torch.Tensor, quarter, hflip: torch.Tensor, vflip: torch.Tensor) -> torch.Tensor:
+def dihedral(x: torch.Tensor, quarter, hflip: torch.Tensor, vflip: torch.Tensor,
+             table: torch.Tensor | None = None) -> torch.Tensor:
     """Flips and quarter turns as one exact gather (square images, or no turns)."""
     b, c, h, w = x.shape
     code = hflip.to(torch.long) * 2 + vflip.to(torch.long)
     if quarter is not None:
         code = code + quarter.remainder(4) * 4
-    index = _dihedral_table(h, w, x.device)[code]  # (B, H*W)
+    table = dihedral_table(h, w, x.device) if table is None else table
+    index = table[code]  # (B, H*W)
     out = x.reshape(b, c, h * w).gather(2, index.unsqueeze(1).expand(b, c, h * w))
     return out.view(b, c, h, w)

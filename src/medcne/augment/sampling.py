@@ -1,10 +1,15 @@
 """Drawing the random parameters of one view per image, vectorised over the batch.
 
-Every draw comes from the ``torch.Generator`` passed in, on the batch's device,
-so the same seed gives the same views and nothing touches global RNG state.
-The distributions are those of torchvision's ``RandomResizedCrop``,
-``RandomHorizontalFlip``, ``RandomVerticalFlip``, ``RandomRotation``,
-``RandomApply(ColorJitter)`` and ``RandomGrayscale``.
+All randomness of a call is one ``torch.rand`` of shape (B, K) from the
+``torch.Generator`` passed in, on the batch's device (:func:`draw_uniforms`), so
+the same seed gives the same views and nothing touches global RNG state. The
+parameters are then a pure function of those numbers (:func:`params_from_uniforms`):
+fixed shapes, no tensors made from Python data, nothing read back by the host.
+That is what lets a GPU run a whole batch without waiting, and what
+``torch.compile(fullgraph=True)`` needs. The distributions are those of
+torchvision's ``RandomResizedCrop``, ``RandomHorizontalFlip``,
+``RandomVerticalFlip``, ``RandomRotation``, ``RandomApply(ColorJitter)`` and
+``RandomGrayscale``.
 """
 
 from __future__ import annotations
@@ -17,9 +22,8 @@ import torch
 from .presets import AugmentConfig
 
 # The 24 orders of (brightness, contrast, saturation, hue), as rows of op indices.
-_ORDERS = torch.tensor(
-    [[a, b, c, d] for a in range(4) for b in range(4) for c in range(4) for d in range(4)
-     if len({a, b, c, d}) == 4]
+ORDERS = tuple(
+    (a, b, c, d) for a in range(4) for b in range(4) for c in range(4) for d in range(4) if len({a, b, c, d}) == 4
 )
 CROP_TRIES = 10  # as torchvision's RandomResizedCrop.get_params
 
@@ -69,52 +73,112 @@ class ViewParams:
         })
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Which columns of the (B, K) uniforms feed which parameter (fixed by the config)."""
+
+    flips: int = 0  # 2 columns: hflip, vflip
+    crop: int | None = None  # 2 * CROP_TRIES + 2 columns: (area, log ratio) per try, then (top, left)
+    rotation: int | None = None  # 1 column
+    jitter: int | None = None  # 6 columns: apply, 4 factors, order
+    gray: int | None = None  # 1 column
+    width: int = 2
+
+    @classmethod
+    def of(cls, config: AugmentConfig) -> Layout:
+        cols, at = {}, 2
+        for name, used, size in (
+            ("crop", config.crop, 2 * CROP_TRIES + 2), ("rotation", config.rotation is not None, 1),
+            ("jitter", config.jitter, 6), ("gray", config.grayscale, 1),
+        ):
+            if used:
+                cols[name], at = at, at + size
+        return cls(width=at, **cols)
+
+
+def draw_uniforms(config: AugmentConfig, n: int, generator: torch.Generator, device) -> torch.Tensor:
+    """Every random number of ``n`` views in one call: (n, K) uniform in [0, 1)."""
+    return torch.rand((n, Layout.of(config).width), generator=generator, device=device)
+
+
+def order_table(device) -> torch.Tensor:
+    """(24, 4) LongTensor of the jitter orders (the rows of :data:`ORDERS`), made on ``device``.
+
+    Built from ``arange`` by arithmetic, so no tensor is copied from host memory;
+    make it once per device and pass it to :func:`params_from_uniforms`.
+    """
+    codes = torch.arange(256, device=device)
+    digits = torch.stack([codes // 64, codes // 16 % 4, codes // 4 % 4, codes % 4], dim=1)
+    distinct = (digits.unsqueeze(1) == digits.unsqueeze(2)).sum(dim=(1, 2)) == 4
+    return digits[distinct]
+
+
+def params_from_uniforms(
+    config: AugmentConfig, u: torch.Tensor, height: int, width: int, orders: torch.Tensor | None = None,
+) -> ViewParams:
+    """The parameters of ``len(u)`` views of ``height`` x ``width`` images from their uniforms.
+
+    ``orders`` is :func:`order_table` on ``u``'s device (needed with jitter);
+    pass it in so it is made once, not per call.
+    """
+    lay = Layout.of(config)
+    params = ViewParams(hflip=u[:, lay.flips] < config.hflip_p, vflip=u[:, lay.flips + 1] < config.vflip_p)
+    if lay.crop is not None:
+        tries = u[:, lay.crop : lay.crop + 2 * CROP_TRIES].reshape(-1, CROP_TRIES, 2)
+        pos = u[:, lay.crop + 2 * CROP_TRIES : lay.crop + 2 * CROP_TRIES + 2]
+        params.box = boxes_from_uniforms(tries, pos, height, width, config.scale, config.ratio)
+    if config.rotation == "angle":
+        params.angle = u[:, lay.rotation] * 360.0
+    elif config.rotation == "quarter":
+        params.quarter = _pick(u[:, lay.rotation], 4)
+    if lay.jitter is not None:
+        j = lay.jitter
+        params.jitter = u[:, j] < config.jitter_p
+        low = [max(0.0, 1.0 - v) for v in (config.brightness, config.contrast, config.saturation)] + [-config.hue]
+        high = [1.0 + v for v in (config.brightness, config.contrast, config.saturation)] + [config.hue]
+        params.factors = torch.stack(
+            [lo + (hi - lo) * u[:, j + 1 + i] for i, (lo, hi) in enumerate(zip(low, high, strict=True))], dim=1
+        )
+        table = orders if orders is not None else order_table(u.device)
+        params.order = table[_pick(u[:, j + 5], len(ORDERS))]
+    if lay.gray is not None:
+        params.gray = u[:, lay.gray] < config.grayscale_p
+    return params
+
+
+def _pick(u: torch.Tensor, k: int) -> torch.Tensor:
+    """Uniform integers in [0, k) from uniforms in [0, 1)."""
+    return torch.clamp(torch.floor(u * k), max=k - 1).to(torch.long)
+
+
 def sample_params(
     config: AugmentConfig, n: int, height: int, width: int, generator: torch.Generator,
     device: torch.device,
 ) -> ViewParams:
     """Draw the parameters of ``n`` views of ``height`` x ``width`` images."""
-
-    def uniform(*shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-        u = torch.rand(shape, generator=generator, device=device)
-        return low + (high - low) * u if (low, high) != (0.0, 1.0) else u
-
-    params = ViewParams(
-        hflip=uniform(n) < config.hflip_p,
-        vflip=uniform(n) < config.vflip_p,
-    )
-    if config.crop:
-        params.box = sample_boxes(n, height, width, config.scale, config.ratio, generator, device)
-    if config.rotation == "angle":
-        params.angle = uniform(n, high=360.0)
-    elif config.rotation == "quarter":
-        params.quarter = torch.randint(0, 4, (n,), generator=generator, device=device)
-    if config.jitter:
-        params.jitter = uniform(n) < config.jitter_p
-        bounds = [
-            (max(0.0, 1.0 - v), 1.0 + v)
-            for v in (config.brightness, config.contrast, config.saturation)
-        ] + [(-config.hue, config.hue)]
-        u = uniform(n, 4)
-        low = torch.tensor([b[0] for b in bounds], device=device)
-        high = torch.tensor([b[1] for b in bounds], device=device)
-        params.factors = low + (high - low) * u
-        pick = torch.randint(0, len(_ORDERS), (n,), generator=generator, device=device)
-        params.order = _ORDERS.to(device)[pick]
-    if config.grayscale:
-        params.gray = uniform(n) < config.grayscale_p
-    return params
+    return params_from_uniforms(config, draw_uniforms(config, n, generator, device), height, width)
 
 
 def sample_boxes(
     n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
     generator: torch.Generator, device: torch.device,
 ) -> torch.Tensor:
-    """Crop boxes drawn as ``RandomResizedCrop.get_params`` draws them, for n images at once.
+    """Crop boxes of ``n`` views drawn with ``generator`` (see :func:`boxes_from_uniforms`)."""
+    u = torch.rand((n, 2 * CROP_TRIES + 2), generator=generator, device=device)
+    return boxes_from_uniforms(u[:, : 2 * CROP_TRIES].reshape(n, CROP_TRIES, 2), u[:, 2 * CROP_TRIES :],
+                               height, width, scale, ratio)
+
+
+def boxes_from_uniforms(
+    tries: torch.Tensor, pos: torch.Tensor, height: int, width: int, scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> torch.Tensor:
+    """Crop boxes as ``RandomResizedCrop.get_params`` draws them, for n images at once.
 
     Each image gets 10 tries of (area fraction uniform in ``scale``, log aspect
-    ratio uniform in ``log(ratio)``); the first box that fits is kept, placed
-    uniformly; when none fits, the central crop of torchvision's fallback is used.
+    ratio uniform in ``log(ratio)``) from ``tries`` (n, 10, 2); the first box that
+    fits is kept, placed uniformly by ``pos`` (n, 2); when none fits, the central
+    crop of torchvision's fallback is used.
 
     Returns
     -------
@@ -122,10 +186,9 @@ def sample_boxes(
         ``(top, left, height, width)`` per image.
     """
     area = height * width
-    u = torch.rand((n, CROP_TRIES, 2), generator=generator, device=device)
-    target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    target = area * (scale[0] + (scale[1] - scale[0]) * tries[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * tries[..., 1])
     # torch.round rounds half to even, as Python's round() in torchvision does.
     w = torch.round(torch.sqrt(target * aspect))
     h = torch.round(torch.sqrt(target / aspect))
@@ -138,7 +201,6 @@ def sample_boxes(
     h = torch.where(found, h, torch.full_like(h, fh))
     w = torch.where(found, w, torch.full_like(w, fw))
     # Integer positions uniform in [0, H - h]; the clamp guards float rounding at the top end.
-    pos = torch.rand((n, 2), generator=generator, device=device)
     top = torch.minimum(torch.floor(pos[:, 0] * (height - h + 1)), height - h)
     left = torch.minimum(torch.floor(pos[:, 1] * (width - w + 1)), width - w)
     top = torch.where(found, top, torch.div(height - h, 2, rounding_mode="floor"))

@@ -121,6 +121,8 @@ def resnet_features(
     record : dict
         What was done, for ``params.json``.
     """
+    import torch
+
     from ..device import resolve_device
     from ..models import embed
 
@@ -132,7 +134,12 @@ def resnet_features(
         state, source = load_state(arch, weights), str(Path(weights).resolve())
     dev = resolve_device(device)
     model = build_resnet(arch, state).to(dev)
-    out = embed(model, data.images, dev, prepare=preprocess, chunk=batch_size)
+
+    def features(x):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            return model(x)
+
+    out = embed(features, data.images, dev, prepare=preprocess, chunk=batch_size)
     record = {"features": arch, "weights": source, "dim": int(out.shape[1]),
               "preprocess": f"resize {RESIZE}, centre crop {CROP}, ImageNet mean/std"}
     return out, record

@@ -10,15 +10,17 @@ is :func:`~.stages.lr_at` of the step. After each epoch a callback gets the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..defaults import MOMENTUM, WEIGHT_DECAY
+from ..errors import DivergedError
 from .progress import Progress
 from .rng import Generators
 from .stages import Stage, lr_at
@@ -55,19 +57,55 @@ class EpochEnd:
 
 @dataclass
 class Job:
-    """What stays fixed through training: data, views, loss and randomness."""
+    """What stays fixed through training: data, views, loss, randomness, the backbone to call."""
 
-    model: nn.Module  # what the steps call: the model, or its compiled form
+    model: nn.Module
     store: ImageStore
     batch_size: int
     augment: Augment
     loss_fn: Loss
     generators: Generators
     gather: Gather | None = None
+    backbone: Callable | None = None  # the compiled backbone, used where the backbone trains
 
     @property
     def steps_per_epoch(self) -> int:
         return steps_per_epoch(len(self.store), self.batch_size)
+
+
+class LossWatch:
+    """The loss summed on the device, and read by the host without waiting for the device.
+
+    Each :meth:`poll` starts an asynchronous copy of the running sum into pinned
+    host memory (unless the last one is still on its way) and returns the last
+    copy that has arrived: the host never blocks inside an epoch, yet sees a
+    non-finite loss within a few steps of the device computing it.
+    """
+
+    def __init__(self, device: torch.device):
+        self.total = torch.zeros((), device=device)
+        cuda = device.type == "cuda"
+        self._host = torch.zeros((), pin_memory=cuda)
+        self._event = torch.cuda.Event() if cuda else None
+        self._pending: int | None = None  # steps in the copy on its way
+        self.steps = 0
+        self.seen: tuple[int, float] = (0, 0.0)  # (steps, sum) of the last copy that arrived
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss.detach()
+        self.steps += 1
+
+    def poll(self) -> tuple[int, float]:
+        if self._pending is not None and (self._event is None or self._event.query()):
+            # numpy reads host memory directly: no dispatcher op, no device sync.
+            self.seen = (self._pending, float(self._host.numpy()))
+            self._pending = None
+        if self._pending is None:
+            self._host.copy_(self.total, non_blocking=True)
+            if self._event is not None:
+                self._event.record()
+            self._pending = self.steps
+        return self.seen
 
 
 def trainable_parameters(model: nn.Module, stage: Stage) -> list[nn.Parameter]:
@@ -81,8 +119,12 @@ def trainable_parameters(model: nn.Module, stage: Stage) -> list[nn.Parameter]:
     return params
 
 
-def make_optimizer(params, stage: Stage) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=stage.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+def make_optimizer(params, stage: Stage, device_type: str = "cpu") -> torch.optim.SGD:
+    """SGD with momentum and weight decay; fused into one kernel per step on CUDA."""
+    params = list(params)
+    fused = device_type == "cuda"
+    return torch.optim.SGD(params, lr=stage.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                           fused=fused or None)
 
 
 def begin_stage(model: nn.Module, stage: Stage, generators: Generators, fresh: bool) -> torch.optim.SGD:
@@ -93,7 +135,8 @@ def begin_stage(model: nn.Module, stage: Stage, generators: Generators, fresh: b
     """
     if stage.new_head and fresh:
         model.replace_last(stage.out_dim, generators.init, stage.head_init)
-    return make_optimizer(trainable_parameters(model, stage), stage)
+    device_type = next(model.parameters()).device.type
+    return make_optimizer(trainable_parameters(model, stage), stage, device_type)
 
 
 def contrastive_step(
@@ -101,20 +144,28 @@ def contrastive_step(
     views: torch.Tensor,
     loss_fn: Loss,
     gather: Gather | None = None,
-    amp: bool = False,
+    backbone: Callable | None = None,
+    frozen: bool = False,
 ) -> torch.Tensor:
     """Loss of a (2B, C, H, W) batch of views (rows i and i + B are partners).
 
-    ``gather`` maps this process's (2B, d) outputs to the (2B_all, d) outputs of
-    all processes, in the same partner layout and with gradients, so that
-    negatives are global; the default keeps them local.
+    The backbone runs in the model's ``amp_dtype`` (``backbone`` replaces it,
+    e.g. by its compiled form); the head and the loss in float32. ``frozen``:
+    only the head trains (stage 2), so the backbone runs eagerly without
+    autograd. ``gather`` maps this process's (2B, d) outputs to the (2B_all, d)
+    outputs of all processes, in the same partner layout and with gradients, so
+    that negatives are global; the default keeps them local.
     """
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
-    with ctx:
-        z = model(views)
+    if frozen:
+        with torch.no_grad():
+            h = model.forward_features(views)
+        with torch.autocast(views.device.type, enabled=False):
+            z = model.head(h)
+    else:
+        z = model(views, backbone)
     if gather is not None:
         z = gather(z)
-    return loss_fn(z.float())
+    return loss_fn(z)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -137,25 +188,74 @@ def train(
     on_epoch: Callable[[EpochEnd], None] | None = None,
     gather: Gather | None = None,
     compile: bool = False,
+    backbone: Callable | None = None,
     progress: bool = True,
 ) -> Position:
     """Train ``model`` through ``stages``, starting at ``position`` (a resume).
 
+    ``compile``: ``torch.compile`` the backbone (once; see :func:`compile_backbone`),
+    unless ``backbone`` gives its compiled form already.
     Returns the final :class:`Position` (its ``history`` has one row per epoch:
     stage, epoch, loss, lr, views_per_s, and any keys the callback added).
+    Raises :class:`~medcne.errors.DivergedError` within a few steps of a
+    non-finite loss (before the callback of that epoch can checkpoint it).
     """
     pos = position or Position()
-    model.to(store.device)
-    if store.device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    job = Job(torch.compile(model) if compile else model, store, batch_size, augment, loss_fn, generators, gather)
+    prepare_model(model, store.device)
+    if backbone is None and compile:
+        backbone = compile_backbone(model)
+    job = Job(model, store, batch_size, augment, loss_fn, generators, gather, backbone)
     bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch) if progress else None
+    with cudnn_benchmark(store.device):
+        _run_stages(job, stages, pos, optimizer_state, on_epoch, bar)
+    if bar is not None:
+        bar.close()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return pos
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> None:
+    """Move the model for training on ``device``: channels_last and bf16 backbone on CUDA."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        model.amp_dtype = torch.bfloat16
+    model.train()
+
+
+COMPILE_BACKEND = "inductor"  # tests count compiles with a backend of their own
+
+
+def compile_backbone(model: nn.Module) -> Callable:
+    """``torch.compile`` of the backbone: once per run. Stages 1 and 3 call it with the same
+    shapes, modes and gradients; stage 2 runs the backbone eagerly without autograd, and the
+    head (whose size changes) is never compiled, so nothing triggers a recompile."""
+    return torch.compile(model.backbone, backend=COMPILE_BACKEND, fullgraph=True)
+
+
+@contextmanager
+def cudnn_benchmark(device: torch.device):
+    """cuDNN picks its fastest convolution algorithms for the (fixed) shapes of training."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _run_stages(job: Job, stages, pos: Position, optimizer_state, on_epoch, bar) -> None:
+    model = job.model
     for si in range(pos.stage, len(stages)):
         stage = stages[si]
         # Inside a stage that a checkpoint interrupted: same head, saved optimiser.
         resuming = si == pos.stage and (pos.epoch > 0 or optimizer_state is not None)
-        optimizer = begin_stage(model, stage, generators, fresh=not resuming)
+        optimizer = begin_stage(model, stage, job.generators, fresh=not resuming)
         if resuming and optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         optimizer_state = None
@@ -175,36 +275,51 @@ def train(
             # A stage without epochs still changes the model (new head): let the
             # callback see its end, e.g. to checkpoint.
             on_epoch(EpochEnd(model, optimizer, pos, stages, {}))
-    if bar is not None:
-        bar.close()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
-    return pos
 
 
 def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: int,
               bar: Progress | None = None) -> dict:
-    """One pass over the data in full batches; returns loss, lr and views_per_s of the epoch."""
+    """One pass over the data in full batches; returns loss, lr and views_per_s of the epoch.
+
+    No step waits for the device: the epoch's order is drawn on the device, the
+    loss is summed there and read asynchronously (:class:`LossWatch`).
+    """
     t0 = time.perf_counter()
     spe, b = job.steps_per_epoch, job.batch_size
-    cuda = job.store.device.type == "cuda"
-    order = torch.randperm(len(job.store), generator=job.generators.batch)
-    total = torch.zeros((), device=job.store.device)
+    store = job.store
+    batch_gen = job.generators.batch
+    order = torch.randperm(len(store), generator=batch_gen, device=batch_gen.device)
+    if not store.on_device:
+        order = order.to(store.images.device)  # once per epoch
+    cuda = store.device.type == "cuda"
+    frozen = stage.train == "last"
+    watch = LossWatch(store.device)
     for s in range(spe):
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = job.store.batch(order[s * b : (s + 1) * b])
+        batch = store.batch(order[s * b : (s + 1) * b])
         views = job.augment(torch.cat([batch, batch]), job.generators.augment)
         if cuda:
             views = views.contiguous(memory_format=torch.channels_last)
-        loss = contrastive_step(job.model, views, job.loss_fn, job.gather, amp=cuda)
+        loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.detach()
+        watch.add(loss)
+        _check_finite(watch.poll(), stage, epoch, lr)
         if bar is not None:
-            bar.step(loss.detach(), lr, last=s == spe - 1)
+            bar.step(watch.seen, lr, last=s == spe - 1)
+    total = float(watch.total)  # the one read per epoch that waits for the device
+    _check_finite((spe, total), stage, epoch, lr)
     seconds = time.perf_counter() - t0
-    return {"loss": float(total) / spe, "lr": lr, "views_per_s": 2 * b * spe / seconds}
+    return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * spe / seconds}
+
+
+def _check_finite(seen: tuple[int, float], stage: Stage, epoch: int, lr: float) -> None:
+    if not math.isfinite(seen[1]):
+        raise DivergedError(
+            f"training diverged in stage {stage.name!r}, epoch {epoch + 1}: the loss is not finite "
+            f"(learning rate {lr:.3g} at that step, peak {stage.lr:.3g}); lower the learning rate (--lr) "
+            "and start again; the last checkpoint, if any, is from before the divergence"
+        )

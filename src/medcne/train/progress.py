@@ -28,11 +28,13 @@ class Progress:
         self.bar = tqdm(total=total, initial=done, desc=describe(stages, stage, epoch), unit="step",
                         dynamic_ncols=True, smoothing=0.1, mininterval=interval)
 
-    def step(self, loss, lr: float, last: bool) -> None:
-        """One step done; ``loss`` (a tensor) is read for display only every 10 steps."""
+    def step(self, seen: tuple[int, float], lr: float, last: bool) -> None:
+        """One step done; ``seen`` is (steps, summed loss) of the epoch as far as the host knows
+        it without waiting for the device (:class:`~.loop.LossWatch`)."""
         self.bar.update(1)
-        if last or self.bar.n % 10 == 0:
-            self.bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.2g}", refresh=False)
+        steps, total = seen
+        if steps and (last or self.bar.n % 10 == 0):
+            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", refresh=False)
 
     def epoch(self, si: int, row: dict) -> None:
         self.bar.set_description(describe(self.stages, si, row["epoch"]))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import MedcneError
+
 NAMES = ("init", "batch", "augment")
 
 
@@ -21,8 +23,10 @@ def as_rng(random_state) -> np.random.Generator:
 class Generators:
     """The torch generators of a run.
 
-    ``init`` draws weights (also of the stage-2 head), ``batch`` the order of
-    the images, ``augment`` the augmentations (on the training device).
+    ``init`` draws weights (also of the stage-2 head) on the CPU, so a seed
+    gives the same network on any device; ``batch`` draws the order of the
+    images and ``augment`` the augmentations, both on the training device, where
+    they are used (a GPU never waits for numbers drawn on the host).
     """
 
     init: torch.Generator
@@ -32,14 +36,30 @@ class Generators:
     @classmethod
     def from_rng(cls, rng: np.random.Generator, device: torch.device) -> Generators:
         seeds = rng.integers(0, 2**62, size=3)
-        gens = [torch.Generator("cpu"), torch.Generator("cpu"), torch.Generator(device)]
+        gens = [torch.Generator("cpu"), torch.Generator(device), torch.Generator(device)]
         for g, s in zip(gens, seeds, strict=True):
             g.manual_seed(int(s))
         return cls(*gens)
 
     def state_dict(self) -> dict:
-        return {name: getattr(self, name).get_state() for name in NAMES}
+        state = {name: getattr(self, name).get_state() for name in NAMES}
+        state["devices"] = {name: getattr(self, name).device.type for name in NAMES}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the streams; a checkpoint made on another kind of device cannot continue them."""
+        saved = state.get("devices", {})
         for name in NAMES:
-            getattr(self, name).set_state(state[name].cpu())
+            here = getattr(self, name).device.type
+            if saved.get(name, here) != here:
+                raise MedcneError(
+                    f"the checkpoint was made on {saved[name]}, and its random streams cannot continue on "
+                    f"{here}; resume with --device {saved[name]}, or start the run again"
+                )
+            try:
+                getattr(self, name).set_state(state[name].cpu())
+            except RuntimeError:  # a state of another generator type (older checkpoints name no devices)
+                raise MedcneError(
+                    f"the checkpoint's random state {name!r} does not fit a {here} generator (made on another "
+                    "device?); resume on the device it was made on, or start the run again"
+                ) from None
