@@ -38,7 +38,7 @@ node:
 
 # The viewer's JavaScript (regl-scatterplot + viewer.js) bundled by esbuild into one file.
 viewer-assets: $(VIEWER_BUNDLE)
-$(VIEWER_BUNDLE): $(VIEWER_JS)/viewer.js $(VIEWER_JS)/package.json $(VIEWER_JS)/package-lock.json
+$(VIEWER_BUNDLE): $(wildcard $(VIEWER_JS)/*.js) $(VIEWER_JS)/package.json $(VIEWER_JS)/package-lock.json
 	@$(MAKE) --no-print-directory node
 	cd $(VIEWER_JS) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
@@ -48,7 +48,7 @@ SAMPLE := src/medcne/datasets/data/bloodmnist_sample.npz
 demo: install viewer-assets
 	$(BIN)/medcne info $(SAMPLE)
 	$(BIN)/medcne fit $(SAMPLE) --out $(DEMO_RUN) --quick --preset rotate --overwrite
-	$(BIN)/medcne view $(DEMO_RUN) > /dev/null
+	$(BIN)/medcne view $(DEMO_RUN) --overwrite > /dev/null
 	@echo
 	@echo "map:     $(DEMO_RUN)/map.png"
 	@echo "metrics: $(DEMO_RUN)/metrics.json"

@@ -117,7 +117,7 @@ def main() -> None:
         run.mkdir(parents=True, exist_ok=True)
         images = synthetic_run(run, n)
         t0 = time.perf_counter()
-        index = build_viewer(run, images=images)
+        index = build_viewer(run, images=images, overwrite=True)
         build_s = time.perf_counter() - t0
         results[n] = {"build_s": build_s, "sizes": folder_size(index.parent)}
         del images

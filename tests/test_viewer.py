@@ -1,4 +1,4 @@
-"""The viewer's build (sprites, data file, folder swap, CLI); no browser needed.
+"""The viewer's build (sprites, data file, QC file, folder safety, CLI); no browser needed.
 
 A stand-in bundle file is used so that these run without npm; the browser
 tests in test_viewer_browser.py use the real one.
@@ -6,6 +6,7 @@ tests in test_viewer_browser.py use the real one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -19,6 +20,7 @@ from medcne.io import write_json
 from medcne.runs import write_embedding
 from medcne.viewer import build as build_mod
 from medcne.viewer import build_viewer, plan_layout, write_sprites
+from medcne.viewer.build import MARKER
 from medcne.viewer.sprites import make_tiles, thumbnail_size
 
 
@@ -146,14 +148,61 @@ def test_unlabeled_run_and_extra_columns(tmp_path, fake_bundle):
     np.testing.assert_allclose(data["columns"]["score"], score, atol=1e-6)
 
 
-def test_rebuild_replaces_the_old_page(tmp_path, fake_bundle):
+def test_rebuild_replaces_the_old_page_with_overwrite(tmp_path, fake_bundle):
     run, _ = make_run(tmp_path / "run")
     out = tmp_path / "page"
     build_viewer(run, out, bundle=fake_bundle)
+    assert json.loads((out / MARKER).read_text()) == {"format": "medcne-viewer", "version": 1}
     (out / "stale.txt").write_text("old")
-    build_viewer(run, out, bundle=fake_bundle)
-    assert not (out / "stale.txt").exists() and (out / "index.html").exists()
+    build_viewer(run, out, bundle=fake_bundle, overwrite=True)
+    assert not (out / "stale.txt").exists() and (out / "index.html").exists() and (out / MARKER).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page", "run"]
+
+
+def test_a_viewer_folder_is_not_replaced_without_overwrite(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run")
+    build_viewer(run, bundle=fake_bundle)  # the default folder, RUN/viewer
+    page = (run / "viewer" / "index.html").read_text()
+    (run / "viewer" / "mine.txt").write_text("kept")
+    with pytest.raises(MedcneError, match=r"viewer: holds a viewer built before; pass --overwrite"):
+        build_viewer(run, bundle=fake_bundle)
+    assert (run / "viewer" / "mine.txt").read_text() == "kept"
+    assert (run / "viewer" / "index.html").read_text() == page
+    assert not [p for p in run.iterdir() if p.name.startswith(".viewer")]  # temp folder gone
+
+
+def _tree(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_users_folder_with_an_index_html_is_never_replaced(tmp_path, fake_bundle, overwrite):
+    # What happened once: a folder with index.html, notes.txt and photos/ lost notes and photos.
+    run, _ = make_run(tmp_path / "run")
+    out = tmp_path / "site"
+    (out / "photos").mkdir(parents=True)
+    (out / "index.html").write_text("<h1>my page</h1>")
+    (out / "notes.txt").write_text("notes")
+    (out / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    before = _tree(out)
+    with pytest.raises(MedcneError, match=r"site: exists and is not a viewer folder .*never replaced"):
+        build_viewer(run, out, bundle=fake_bundle, overwrite=overwrite)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "site"]
+
+
+def test_an_empty_folder_is_used(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    assert build_viewer(run, tmp_path / "empty", bundle=fake_bundle) == tmp_path / "empty" / "index.html"
+
+
+def test_a_file_as_out_is_refused(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run")
+    (tmp_path / "page").write_text("x")
+    with pytest.raises(MedcneError, match="exists and is not a folder"):
+        build_viewer(run, tmp_path / "page", bundle=fake_bundle, overwrite=True)
+    assert (tmp_path / "page").read_text() == "x"
 
 
 def test_a_folder_that_is_not_a_viewer_is_not_replaced(tmp_path, fake_bundle):
@@ -165,6 +214,81 @@ def test_a_folder_that_is_not_a_viewer_is_not_replaced(tmp_path, fake_bundle):
         build_viewer(run, out, bundle=fake_bundle)
     assert (out / "thesis.tex").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious", "run"]  # temp folder gone
+
+
+def test_run_key_names_the_run_and_its_ids(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", n=5)
+    build_viewer(run, bundle=fake_bundle, images=np.zeros((5, 12, 12, 3), np.uint8))
+    digest = hashlib.sha256(b"0\n1\n2\n3\n4").hexdigest()[:16]
+    assert read_data(run / "viewer")["runKey"] == f"run|tsimcne|5|{digest}"
+    # Other ids (or the same ids in another order): another key, so stored annotations stay apart.
+    emb = np.load(run / "embedding.npz")
+    write_embedding(run, emb["embedding"], ["1", "0", "2", "3", "4"], emb["labels"], ["a", "b", "c"])
+    build_viewer(run, bundle=fake_bundle, images=np.zeros((5, 12, 12, 3), np.uint8), overwrite=True)
+    assert read_data(run / "viewer")["runKey"] != f"run|tsimcne|5|{digest}"
+
+
+# -- qc.csv --------------------------------------------------------------------------------
+QC_HEADER = ("id,label,label_issue_score,suggested_label,likely_label_error,duplicate_id,"
+             "duplicate_distance,likely_duplicate,outlier_score,likely_outlier")
+
+
+def write_qc(run, rows, header=QC_HEADER):
+    (run / "qc.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
+def test_qc_csv_reaches_the_page(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", n=6)  # labels of make_run(seed 0), by id: see below
+    labels = np.load(run / "embedding.npz")["labels"]
+    names = ["a", "b", "c"]
+    other = names[(labels[1] + 1) % 3]
+    write_qc(run, [
+        # extra column at the end is ignored; rows in any order; id 5 has no row
+        f"1,{names[labels[1]]},0.9,{other},1,4,0.01,1,0.2,0,x",
+        f"0,{names[labels[0]]},0.1,{names[labels[0]]},0,,,0,3.5,1,x",
+        f"2,{names[labels[2]]},0.3,,0,1,0.5,0,0.1,0,x",
+        f"3,{names[labels[3]]},,,0,,0.7,0,0.0,0,x",
+        f"4,{names[labels[4]]},0.2,,0,1,0.01,1,0.4,0,x",
+    ], header=QC_HEADER + ",notes")
+    build_viewer(run, bundle=fake_bundle, images=np.zeros((6, 12, 12, 3), np.uint8))
+    data = read_data(run / "viewer")
+    cols = data["columns"]
+    assert cols["label_issue_score"] == [0.1, 0.9, 0.3, None, 0.2, None]
+    assert cols["duplicate_distance"] == [None, 0.01, 0.5, 0.7, 0.01, None]
+    assert cols["outlier_score"] == [3.5, 0.2, 0.1, 0.0, 0.4, None]
+    assert "notes" not in cols and "label" not in cols
+    qc = data["qc"]
+    assert qc["flags"] == {"likely_label_error": [1], "likely_duplicate": [1, 4], "likely_outlier": [0]}
+    # Only a suggestion that differs from the run's label is kept (id 0's equals its label).
+    assert qc["suggestedNames"] == [other]
+    assert qc["suggested"] == [-1, 0, -1, -1, -1, -1]
+    assert qc["duplicate"] == [-1, 4, 1, -1, 1, -1]
+
+
+def test_no_qc_csv_no_qc(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run")
+    build_viewer(run, bundle=fake_bundle)
+    data = read_data(run / "viewer")
+    assert data["qc"] is None and "outlier_score" not in data["columns"]
+
+
+@pytest.mark.parametrize("rows, header, problem", [
+    (["0,a,0.1,,0,,0.2,0,0.3,0"], "id,label,label_issue_score,likely_label_error",
+     r"qc.csv: missing columns suggested_label, duplicate_id, duplicate_distance, likely_duplicate"),
+    (["0,a,high,,0,,0.2,0,0.3,0"], QC_HEADER, r"qc.csv, line 2: label_issue_score 'high' is not a number"),
+    (["0,a,0.1,,0,,0.2,0,0.3,0", "1,a,0.1,,0,,0.2,0,0.3,yes"], QC_HEADER,
+     r"qc.csv, line 3: likely_outlier must be 0 or 1; got 'yes'"),
+    (["999,a,0.1,,0,,0.2,0,0.3,0"], QC_HEADER, r"qc.csv, line 2: id '999' is not in this run"),
+    (["0,a,0.1,,0,,0.2,0,0.3,0", "0,a,0.1,,0,,0.2,0,0.3,0"], QC_HEADER, r"line 3: id '0' appears twice"),
+    (["0,a,0.1,,0,77,0.2,1,0.3,0"], QC_HEADER, r"line 2: duplicate_id '77' is not an id of this run"),
+])
+def test_bad_qc_csv_is_one_clear_line(tmp_path, fake_bundle, rows, header, problem):
+    run, _ = make_run(tmp_path / "run")
+    write_qc(run, rows, header)
+    with pytest.raises(MedcneError, match=problem) as e:
+        build_viewer(run, bundle=fake_bundle)
+    assert str(run / "qc.csv") in str(e.value) and "\n" not in str(e.value)
+    assert not (run / "viewer").exists()
 
 
 def test_missing_bundle_says_how_to_build_it(tmp_path):
@@ -201,6 +325,44 @@ def test_cli_view_prints_the_page(tmp_path, fake_bundle, monkeypatch, capsys):
     assert main(["view", str(run), "--out", str(tmp_path / "v"), "--thumb", "6"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "v" / "index.html")
     assert read_data(tmp_path / "v")["sprites"]["tile"] == 6
+
+
+def test_cli_view_refuses_a_users_folder_in_one_line(tmp_path, fake_bundle, monkeypatch, capsys):
+    monkeypatch.setattr(build_mod, "BUNDLE", fake_bundle)
+    run, _ = make_run(tmp_path / "run")
+    out = tmp_path / "site"
+    (out / "photos").mkdir(parents=True)
+    (out / "index.html").write_text("<h1>my page</h1>")
+    (out / "notes.txt").write_text("notes")
+    before = _tree(out)
+    for extra in ([], ["--overwrite"]):
+        assert main(["view", str(run), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(out) in err and "choose another --out" in err
+    assert _tree(out) == before
+
+
+def test_cli_view_overwrite_replaces_its_own_viewer(tmp_path, fake_bundle, monkeypatch, capsys):
+    monkeypatch.setattr(build_mod, "BUNDLE", fake_bundle)
+    run, _ = make_run(tmp_path / "run")
+    assert main(["view", str(run)]) == 0
+    (run / "viewer" / "stale.txt").write_text("old")
+    capsys.readouterr()
+    assert main(["view", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err and str(run / "viewer") in err
+    assert (run / "viewer" / "stale.txt").exists()
+    assert main(["view", str(run), "--overwrite"]) == 0
+    assert not (run / "viewer" / "stale.txt").exists()
+
+
+def test_cli_view_bad_qc_csv_is_one_line(tmp_path, fake_bundle, monkeypatch, capsys):
+    monkeypatch.setattr(build_mod, "BUNDLE", fake_bundle)
+    run, _ = make_run(tmp_path / "run")
+    write_qc(run, ["0,a,0.1,,0,,0.2,0,not-a-number,0"])
+    assert main(["view", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outlier_score 'not-a-number' is not a number" in err
 
 
 def test_cli_view_missing_bundle_is_one_line(tmp_path, monkeypatch, capsys):

@@ -3,15 +3,20 @@
 The output folder holds ``index.html``, ``medcne-viewer.js`` (the bundled
 JavaScript: regl-scatterplot and the page's own code), ``data.js`` (points,
 labels, ids, numeric columns and the sprite layout as ``window.MEDCNE_DATA``)
-and ``sprites/sheet-NNN.png``. Data travels in a ``<script>`` file because a
-page opened from ``file://`` may not ``fetch()`` local files in Chromium.
+``sprites/sheet-NNN.png`` and the marker file ``.medcne-viewer``. Data travels
+in a ``<script>`` file because a page opened from ``file://`` may not
+``fetch()`` local files in Chromium.
 
 The folder is built next to its destination and renamed into place, so a
 reader never sees a half-written page, and a failed build leaves the old one.
+An existing folder is replaced whole, so only a folder that holds the marker
+(one this module wrote) is ever replaced, and only when asked: anything else
+in it would be lost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -24,12 +29,15 @@ import numpy as np
 
 from ..errors import MedcneError
 from ..runs import Run, read_run
+from .qc import QC_FILE, SCORES, qc_meta, read_qc
 from .sprites import thumbnail_size, write_sprites
 
 HERE = Path(__file__).parent
 BUNDLE = HERE / "static" / "medcne-viewer.js"
 TEMPLATE = HERE / "templates" / "index.html"
 BUNDLE_NAME = "medcne-viewer.js"
+MARKER = ".medcne-viewer"  # in every folder build_viewer writes: the licence to replace it
+MARKER_CONTENT = {"format": "medcne-viewer", "version": 1}
 
 # Arrays of embedding.npz that are not per-point colour columns.
 _RESERVED = {"embedding", "ids", "labels", "class_names"}
@@ -48,7 +56,7 @@ def check_bundle(bundle: Path | None = None) -> Path:
 
 def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | None = None,
                  max_sheet: int = 4096, columns: dict | None = None,
-                 bundle: Path | None = None) -> Path:
+                 bundle: Path | None = None, overwrite: bool = False) -> Path:
     """Write the viewer of ``run`` into ``out`` and return the path of its ``index.html``.
 
     Parameters
@@ -56,7 +64,9 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     run : str, Path or Run
         A run folder (see :mod:`medcne.runs`) with a 2-D embedding.
     out : str or Path, optional
-        Output folder; default ``RUN/viewer``. Replaced whole if it exists.
+        Output folder; default ``RUN/viewer``. It may be missing or empty; an
+        existing viewer folder (one with the ``.medcne-viewer`` marker) is
+        replaced whole when ``overwrite`` is true; any other folder is refused.
     data_path : str or Path, optional
         Where the run's images are, when they moved since the run was made.
     images : array, optional
@@ -69,6 +79,11 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         Extra numeric columns (length N) to colour by.
     bundle : Path, optional
         The bundled JavaScript (default: the one ``make viewer-assets`` builds).
+    overwrite : bool
+        Replace ``out`` when it holds a viewer built before.
+
+    A ``qc.csv`` in the run folder (see :mod:`medcne.viewer.qc`) adds its scores
+    as colour columns, a filter for the likely problems and hover details.
     """
     bundle = check_bundle(bundle)
     if not isinstance(run, Run):
@@ -90,9 +105,10 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     if len(images) != n:
         raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
     out = Path(out) if out is not None else run.path / "viewer"
-    if out.exists() and not (out / "index.html").exists() and any(out.iterdir()):
-        raise MedcneError(f"{out}: exists and is not a viewer folder; choose another --out")
-    cols = {**_npz_columns(run), **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
+    check_out(out, overwrite)
+    qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
+    qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}
+    cols = {**_npz_columns(run), **qc_cols, **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
     for name, values in cols.items():
         if values.shape != (n,):
             raise MedcneError(f"column {name!r} has shape {values.shape}; give one number per point ({n})")
@@ -111,17 +127,64 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         cols = {"brightness": brightness, **cols}
         sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
                        "sheets": sheets}
-        (tmp / "data.js").write_text(_data_js(run, cols, sprite_info), encoding="utf-8")
+        (tmp / "data.js").write_text(_data_js(run, cols, sprite_info, qc), encoding="utf-8")
         shutil.copyfile(bundle, tmp / BUNDLE_NAME)
         title = f"medcne: {run.name} ({run.method}, {n:,} images)"
         page = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
             title=html.escape(title), bundle=BUNDLE_NAME)
         (tmp / "index.html").write_text(page, encoding="utf-8")
+        (tmp / MARKER).write_text(json.dumps(MARKER_CONTENT) + "\n", encoding="utf-8")
+        check_out(out, overwrite)  # again: the build took a while, and someone may have used the folder
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out / "index.html"
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder whose replacement could lose someone's files.
+
+    Missing or empty: fine. Holding the marker: a viewer built before, replaced
+    only with ``overwrite``. Anything else is refused even with ``overwrite``:
+    a user's folder that happens to hold an ``index.html`` has lost its other
+    files this way before.
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise MedcneError(f"{out}: exists and is not a folder; choose another --out")
+    if not any(out.iterdir()):
+        return
+    if not is_viewer_folder(out):
+        raise MedcneError(
+            f"{out}: exists and is not a viewer folder built by `medcne view` (no {MARKER} file), "
+            "so it is never replaced; choose another --out"
+        )
+    if not overwrite:
+        raise MedcneError(f"{out}: holds a viewer built before; pass --overwrite to replace it, "
+                          "or choose another --out")
+
+
+def is_viewer_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds the marker that build_viewer writes into every page folder."""
+    marker = Path(folder) / MARKER
+    try:
+        content = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get("format") == MARKER_CONTENT["format"]
+
+
+def run_key(run: Run) -> str:
+    """Names the run for the page's browser storage of annotations.
+
+    Pages opened from ``file://`` share one storage area, so the key must tell
+    runs apart; the hash of the ids (in order) keeps annotations, stored by
+    point index, from landing on another run's points.
+    """
+    digest = hashlib.sha256("\n".join(str(i) for i in run.ids).encode("utf-8")).hexdigest()[:16]
+    return f"{run.name}|{run.method}|{len(run.ids)}|{digest}"
 
 
 def _replace_folder(new: Path, dest: Path) -> None:
@@ -177,18 +240,22 @@ def _ramp(name: str = "viridis", k: int = 256) -> list[str]:
     return [to_hex(cmap(i / (k - 1))) for i in range(k)]
 
 
-def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict) -> str:
+def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict, qc=None) -> str:
     n = len(run.ids)
     if run.labels is None:
         labels, names = np.zeros(n, dtype=np.int64), ["(no label)"]
     else:
         labels, names = run.labels, list(run.class_names)
+    label_names = [names[k] for k in labels] if run.labels is not None else None
+    hues = _palette(24)
     meta = {
-        "title": run.name, "method": run.method, "n": n, "classNames": names,
+        "title": run.name, "method": run.method, "n": n, "runKey": run_key(run), "classNames": names,
         "palette": _palette(len(names)), "ramp": _ramp(),
-        # Colours for labels added in the page, away from the class colours.
-        "spare": [c for c in _palette(24) if c not in _palette(len(names))][::-1], "sprites": sprites,
+        # Colours for labels added in the page: 24 hues, taken 7 apart so that two
+        # labels added one after the other never look alike (magenta first: rare among classes).
+        "spare": [hues[(20 + 7 * i) % 24] for i in range(24)], "sprites": sprites,
         "labeled": run.labels is not None,
+        "qc": qc_meta(qc, label_names) if qc is not None else None,
     }
     parts = [
         json.dumps(meta)[:-1],
@@ -200,7 +267,7 @@ def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict) -> str:
         "}",
     ]
     # JSON.parse of a string literal is about twice as fast in V8 as the same
-    # object literal (measured: 0.65 s against 1.7 s for 300,000 points).
+    # object literal (bench/RESULTS.md has the figures).
     # json.dumps escapes all non-ASCII, so only \\ and ' need escaping here.
     text = "".join(parts).replace("\\", "\\\\").replace("'", "\\'")
     return "window.MEDCNE_DATA = JSON.parse('" + text + "');\n"

@@ -1,14 +1,25 @@
 // The medcne map viewer: regl-scatterplot draws, pans, zooms, hovers and selects
 // (box and lasso); this file wires those events to the side panel (image, legend,
-// selection grid, annotation, CSV export). Data comes from data.js as
-// window.MEDCNE_DATA, written by medcne/viewer/build.py.
+// selection grid, annotation, label suggestion, QC filter, CSV export). Data comes
+// from data.js as window.MEDCNE_DATA, written by medcne/viewer/build.py.
+// Modules: camera.js (fit the map to the window), labels.js (annotation layers),
+// knn.js (label suggestion), store.js (annotations kept in the browser),
+// csv.js (export), qc.js (the run's qc.csv).
 import createScatterplot from 'regl-scatterplot';
+import { bounds, createFitter } from './camera.js';
+import { annotationsCsv, download } from './csv.js';
+import { knnVote } from './knn.js';
+import { K_NEIGHBOURS, Labels } from './labels.js';
+import { qcLines, qcMask, setupQc } from './qc.js';
+import { loadRecord, saveRecord, storageKey } from './store.js';
 
 performance.mark('medcne-start'); // data.js is parsed by now: splits load time in the benchmark
 const D = window.MEDCNE_DATA;
 const $ = (id) => document.getElementById(id);
 const N = D.n;
 const GRID_MAX = 400; // thumbnails shown for a selection; more would only slow the page
+const STORAGE_KEY = storageKey(D.runKey);
+const fmt = (v) => v.toLocaleString('en');
 
 // [min, max] of the finite values; a loop, as Math.min(...a) overflows the stack at 300,000.
 function extent(a) {
@@ -23,40 +34,41 @@ function extent(a) {
 }
 
 // regl-scatterplot wants coordinates in [-1, 1]; one scale for both axes keeps shapes.
+// The margin around the map is the camera's business (camera.js), in screen pixels.
 const [nx, ny] = (() => {
   const [x0, x1] = extent(D.x);
   const [y0, y1] = extent(D.y);
-  const half = (Math.max(x1 - x0, y1 - y0) / 2) * 1.04 || 1;
+  const half = Math.max(x1 - x0, y1 - y0) / 2 || 1;
   const cx = (x0 + x1) / 2;
   const cy = (y0 + y1) / 2;
   return [Float32Array.from(D.x, (v) => (v - cx) / half), Float32Array.from(D.y, (v) => (v - cy) / half)];
 })();
 
+const labels = new Labels(D);
 const state = {
-  names: [...D.classNames],
-  palette: [...D.palette],
-  cur: Int32Array.from(D.labels), // current label per point: the original one or the annotation
-  annotations: new Map(), // point index -> new label name
-  hidden: new Set(), // class indices not shown
+  hidden: new Set(), // label indices not shown
+  qcFilter: 'all', // which QC flag a point needs to be shown
   selection: [],
   colorBy: 'class',
   valueB: new Float32Array(N),
 };
 
 const canvas = $('canvas');
+const pointSize = N <= 10000 ? 4 : N <= 100000 ? 2.5 : 1.5;
 const scatterplot = createScatterplot({
   canvas,
-  pointSize: N <= 10000 ? 4 : N <= 100000 ? 2.5 : 1.5,
+  pointSize,
   opacity: N <= 10000 ? 0.9 : 0.7,
   pointColorActive: '#000000',
   pointColorHover: '#ff2020',
   backgroundColor: '#ffffff',
   lassoColor: '#2060c0',
 });
+const fitter = createFitter(scatterplot, canvas, bounds(nx, ny), pointSize);
 let spatialIndex;
 
 function points() {
-  return { x: nx, y: ny, valueA: state.cur, valueB: state.valueB };
+  return { x: nx, y: ny, valueA: labels.cur, valueB: state.valueB };
 }
 
 async function redraw() {
@@ -70,10 +82,15 @@ async function redraw() {
   spatialIndex = scatterplot.get('spatialIndex');
 }
 
+// Points passing the legend (hidden labels) and the QC filter; undefined: all.
 function visibleIndices() {
-  if (state.hidden.size === 0) return undefined;
-  const keep = [];
-  for (let i = 0; i < N; i++) if (!state.hidden.has(state.cur[i])) keep.push(i);
+  const mask = qcMask(D, state.qcFilter);
+  let keep;
+  if (state.hidden.size > 0 || mask) {
+    keep = [];
+    for (let i = 0; i < N; i++) if (!state.hidden.has(labels.cur[i]) && (!mask || mask[i])) keep.push(i);
+  }
+  $('shown-count').textContent = `${fmt(keep ? keep.length : N)} shown`;
   return keep;
 }
 
@@ -94,10 +111,15 @@ function showPoint(i) {
   const box = $('hover-text');
   box.replaceChildren();
   const old = D.labeled ? D.classNames[D.labels[i]] : '';
+  const a = labels.annotation(i);
   const lines = [
     ['id', D.ids[i]],
     ['label', old || '(none)'],
-    ...(state.annotations.has(i) ? [['new label', state.annotations.get(i)]] : []),
+    ...(a && a.source === 'manual' ? [['new label', a.name]] : []),
+    ...(a && a.source === 'suggested'
+      ? [['suggested label', `${a.name} (${Math.round(a.agree * 100)}% of neighbours${a.pending ? ', to review' : ''})`]]
+      : []),
+    ...qcLines(D, i),
     ['x, y', `${D.x[i]}, ${D.y[i]}`],
   ];
   for (const [k, v] of lines) {
@@ -106,18 +128,29 @@ function showPoint(i) {
     div.append(Object.assign(document.createElement('b'), { textContent: `${k}: ` }), v);
     box.append(div);
   }
+  const dup = D.qc ? D.qc.duplicate[i] : -1;
+  $('hover-duplicate').hidden = dup < 0;
+  if (dup >= 0) showTile($('hover-duplicate'), dup, 56); // the pair side by side tells at a glance
   $('hover').dataset.index = i;
 }
 
 // ---- colour and legend ----------------------------------------------------
+// Share of neighbours agreeing with each point's suggestion; manual labels count as sure.
+function agreement() {
+  return Array.from({ length: N }, (_, i) => {
+    const a = labels.annotation(i);
+    return a ? (a.source === 'manual' ? 1 : a.agree) : null;
+  });
+}
+
 function setColorBy(name) {
   state.colorBy = name;
   const isClass = name === 'class';
   if (!isClass) {
-    const v = name === 'x' ? D.x : name === 'y' ? D.y : D.columns[name];
+    const v = name === 'suggestion agreement' ? agreement() : name === 'x' ? D.x : name === 'y' ? D.y : D.columns[name];
     const [lo, hi] = extent(v);
     // Missing values (null in data.js) take the low end of the ramp.
-    state.valueB = Float32Array.from(v, (a) => (a === null ? 0 : (a - lo) / (hi - lo || 1)));
+    state.valueB = Float32Array.from(v, (a) => (a === null || !Number.isFinite(a) ? 0 : (a - lo) / (hi - lo || 1)));
     $('ramp').style.background = `linear-gradient(to right, ${D.ramp.filter((_, k) => k % 16 === 0).join(',')})`;
     $('ramp-lo').textContent = lo.toPrecision(3);
     $('ramp-hi').textContent = hi.toPrecision(3);
@@ -125,24 +158,35 @@ function setColorBy(name) {
   $('ramp-box').hidden = isClass;
   scatterplot.set({
     colorBy: isClass ? 'valueA' : 'valueB',
-    pointColor: isClass ? state.palette : D.ramp,
+    pointColor: isClass ? labels.palette : D.ramp,
   });
   return redraw();
 }
 
+// The "Colour by" menu; suggestion agreement only while there are suggestions.
+function renderColorOptions() {
+  const select = $('color-by');
+  const hasSuggestions = labels.pending || labels.accepted;
+  const options = [['class', D.labeled ? 'class' : 'class (none)'], ...Object.keys(D.columns).map((c) => [c, c]), ['x', 'x'], ['y', 'y']];
+  if (hasSuggestions) options.push(['suggestion agreement', 'suggestion agreement']);
+  select.replaceChildren(...options.map(([value, textContent]) => Object.assign(document.createElement('option'), { value, textContent })));
+  if (!options.some(([value]) => value === state.colorBy)) state.colorBy = 'class';
+  select.value = state.colorBy;
+}
+
 function renderLegend() {
-  const counts = new Array(state.names.length).fill(0);
-  for (let i = 0; i < N; i++) counts[state.cur[i]]++;
+  const counts = new Array(labels.names.length).fill(0);
+  for (let i = 0; i < N; i++) counts[labels.cur[i]]++;
   const ul = $('legend');
   ul.replaceChildren();
-  state.names.forEach((name, k) => {
+  labels.names.forEach((name, k) => {
     if (counts[k] === 0 && k >= D.classNames.length) return;
     const li = document.createElement('li');
     li.dataset.class = name;
     li.classList.toggle('hidden', state.hidden.has(k));
     const sw = Object.assign(document.createElement('span'), { className: 'swatch' });
-    sw.style.background = state.palette[k];
-    const count = Object.assign(document.createElement('span'), { className: 'count', textContent: counts[k].toLocaleString('en') });
+    sw.style.background = labels.palette[k];
+    const count = Object.assign(document.createElement('span'), { className: 'count', textContent: fmt(counts[k]) });
     li.append(sw, name, count);
     li.title = 'click to hide or show this class';
     li.onclick = () => {
@@ -153,13 +197,13 @@ function renderLegend() {
     };
     ul.append(li);
   });
-  $('label-options').replaceChildren(...state.names.map((n) => Object.assign(document.createElement('option'), { value: n })));
+  $('label-options').replaceChildren(...labels.names.map((n) => Object.assign(document.createElement('option'), { value: n })));
 }
 
-// ---- selection, annotation, export ------------------------------------------
+// ---- selection, annotation, suggestion ------------------------------------------
 function onSelect(indices) {
   state.selection = Array.from(indices);
-  $('selection-count').textContent = `${state.selection.length.toLocaleString('en')} selected`;
+  $('selection-count').textContent = `${fmt(state.selection.length)} selected`;
   const grid = $('grid');
   grid.replaceChildren();
   for (const i of state.selection.slice(0, GRID_MAX)) {
@@ -171,47 +215,48 @@ function onSelect(indices) {
     grid.append(cell);
   }
   const more = state.selection.length - GRID_MAX;
-  $('grid-note').textContent = more > 0 ? `and ${more.toLocaleString('en')} more` : '';
+  $('grid-note').textContent = more > 0 ? `and ${fmt(more)} more` : '';
+}
+
+// After any change of labels: panel, legend, colours, map, and the browser's copy.
+function labelsChanged() {
+  const pending = labels.count(labels.pending);
+  const accepted = labels.count(labels.accepted);
+  $('annotation-count').textContent = `${fmt(labels.manual.size)} annotated`;
+  $('suggest').disabled = labels.manual.size === 0;
+  $('suggestions').hidden = pending + accepted === 0;
+  $('suggest-count').textContent = pending > 0 ? `${fmt(pending)} suggested labels to review` : `${fmt(accepted)} suggested labels accepted`;
+  $('suggest-accept').disabled = pending === 0;
+  $('save-note').textContent = saveRecord(STORAGE_KEY, labels.isEmpty() ? null : labels.toRecord());
+  renderLegend();
+  renderColorOptions();
+  return setColorBy(state.colorBy); // new labels need colours; agreement may have changed
 }
 
 function labelSelection() {
   const name = $('label-input').value.trim();
   if (!name || state.selection.length === 0) return;
-  let k = state.names.indexOf(name);
-  if (k < 0) {
-    k = state.names.push(name) - 1;
-    state.palette.push(D.spare[(k - D.classNames.length) % D.spare.length]);
-    if (state.colorBy === 'class') scatterplot.set({ pointColor: state.palette });
-  }
-  for (const i of state.selection) {
-    state.annotations.set(i, name);
-    state.cur[i] = k;
-  }
-  $('annotation-count').textContent = `${state.annotations.size.toLocaleString('en')} annotated`;
-  renderLegend();
-  redraw();
+  labels.label(state.selection, name);
+  labelsChanged();
 }
 
-function csvField(v) {
-  const s = String(v);
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+function suggest() {
+  $('suggest-count').textContent = 'suggesting…';
+  $('suggestions').hidden = false;
+  // Let the note paint before the work (about a second at 300,000 points).
+  setTimeout(() => {
+    labels.suggest(nx, ny);
+    labelsChanged();
+  }, 20);
 }
 
-// Rows: every annotated point and every selected one; new_label is empty for
-// points only selected. Columns as medcne reads labels back: id, x, y, old_label, new_label.
-function exportCsv() {
-  const rows = [...new Set([...state.annotations.keys(), ...state.selection])].sort((a, b) => a - b);
-  const lines = ['id,x,y,old_label,new_label'];
-  for (const i of rows) {
-    const old = D.labeled ? D.classNames[D.labels[i]] : '';
-    lines.push([D.ids[i], D.x[i], D.y[i], old, state.annotations.get(i) ?? ''].map(csvField).join(','));
-  }
-  const url = URL.createObjectURL(new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }));
-  const a = Object.assign(document.createElement('a'), { href: url, download: `${D.title}-annotations.csv` });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+function clearAnnotations() {
+  const n = labels.manual.size + labels.count(labels.pending) + labels.count(labels.accepted);
+  if (n === 0) return;
+  if (!window.confirm(`Clear all ${fmt(n)} annotated and suggested labels of this map? They are also removed from this browser; an exported CSV keeps its copy.`)) return;
+  labels.reset();
+  for (const k of state.hidden) if (k >= D.classNames.length) state.hidden.delete(k);
+  labelsChanged();
 }
 
 // ---- find by id, modes --------------------------------------------------------
@@ -227,13 +272,21 @@ function find() {
     return;
   }
   out.textContent = '';
-  if (state.hidden.has(state.cur[i])) {
-    state.hidden.delete(state.cur[i]); // a found point must be visible to be selected
+  // A found point must be visible to be selected.
+  if (state.hidden.has(labels.cur[i])) {
+    state.hidden.delete(labels.cur[i]);
     renderLegend();
   }
+  if (qcMask(D, state.qcFilter)?.[i] === 0) setQcFilter('all');
   onSelect([i]); // draw() selects without an event, so update the panel here
   redraw().then(() => scatterplot.zoomToPoints([i], { padding: 40, transition: true }));
   showPoint(i);
+}
+
+function setQcFilter(value) {
+  state.qcFilter = value;
+  $('qc-filter').value = value;
+  return redraw();
 }
 
 function setMode(mode) {
@@ -245,30 +298,49 @@ function setMode(mode) {
 
 // ---- start ----------------------------------------------------------------------
 function init() {
-  const select = $('color-by');
-  const options = [['class', D.labeled ? 'class' : 'class (none)'], ...Object.keys(D.columns).map((c) => [c, c]), ['x', 'x'], ['y', 'y']];
-  for (const [value, text] of options) select.append(Object.assign(document.createElement('option'), { value, textContent: text }));
-  select.onchange = () => setColorBy(select.value);
+  const record = loadRecord(STORAGE_KEY);
+  if (record) labels.fromRecord(record);
+  $('color-by').onchange = () => setColorBy($('color-by').value);
   for (const m of ['pan', 'box', 'lasso']) $(`mode-${m}`).onclick = () => setMode(m);
   $('find-go').onclick = find;
   $('find').onkeydown = (e) => e.key === 'Enter' && find();
   $('label-apply').onclick = labelSelection;
   $('label-input').onkeydown = (e) => e.key === 'Enter' && labelSelection();
-  $('export').onclick = exportCsv;
-  $('reset-view').onclick = () => scatterplot.zoomToOrigin({ transition: true });
+  $('export').onclick = () => download(annotationsCsv(D, labels, state.selection), `${D.title}-annotations.csv`);
+  $('suggest').onclick = suggest;
+  $('suggest-accept').onclick = () => {
+    labels.accept();
+    labelsChanged();
+  };
+  $('suggest-clear').onclick = () => {
+    labels.clearSuggestions();
+    labelsChanged();
+  };
+  $('clear-annotations').onclick = clearAnnotations;
+  $('reset-view').onclick = () => fitter.fit({ transition: true });
+  setupQc(D, $('qc-filter'), setQcFilter);
   scatterplot.subscribe('pointOver', showPoint);
   scatterplot.subscribe('select', ({ points: p }) => onSelect(p));
   scatterplot.subscribe('deselect', () => onSelect([]));
-  renderLegend();
-  setColorBy('class').then(() => {
-    // The benchmark and the tests wait for this mark: the first frame with all points.
-    requestAnimationFrame(() => {
-      performance.mark('medcne-first-frame');
-      document.body.dataset.ready = 'true';
+  labelsChanged()
+    .then(() => fitter.fit())
+    .then(() => {
+      // The benchmark and the tests wait for this mark: the first frame with all points.
+      requestAnimationFrame(() => {
+        performance.mark('medcne-first-frame');
+        document.body.dataset.ready = 'true';
+      });
     });
-  });
 }
 
 // Hooks for tests and power users in the console.
-window.medcne = { scatterplot, state, showPoint, screenPosition: (i) => scatterplot.getScreenPosition(i) };
+window.medcne = {
+  scatterplot,
+  state,
+  labels,
+  showPoint,
+  fitter,
+  knnVote: (seeds, seedLabels, queries, k = K_NEIGHBOURS, x = nx, y = ny) => knnVote(x, y, seeds, seedLabels, queries, k),
+  screenPosition: (i) => scatterplot.getScreenPosition(i),
+};
 init();

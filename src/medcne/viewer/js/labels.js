@@ -1,0 +1,166 @@
+// The labels of the map's points: the run's own, the user's annotations, and
+// suggested labels (from the annotations, by k nearest neighbours on the map).
+//
+// Three layers, the first that has a label for a point wins:
+//   manual    labels the user gave (kept in the browser's storage);
+//   pending   suggestions not yet reviewed (not stored: one click makes them again);
+//   accepted  suggestions the user accepted (stored);
+// then the run's own label. `cur` holds the winner per point as an index into
+// `names`, which is what the map colours by and the legend counts.
+import { knnVote } from './knn.js';
+import { packIndices, unpackIndices } from './store.js';
+
+export const K_NEIGHBOURS = 5;
+
+export class Labels {
+  constructor(D) {
+    this.D = D;
+    this.n = D.n;
+    this.reset();
+  }
+
+  reset() {
+    const D = this.D;
+    this.names = [...D.classNames];
+    this.palette = [...D.palette];
+    this.manual = new Map(); // point index -> label index
+    this.pending = null; // {label: Int32Array (-1: none), agree: Float32Array} per point
+    this.accepted = null;
+    this.cur = Int32Array.from(D.labels);
+  }
+
+  // The index of a label name, adding the name (with a colour of its own) if new.
+  nameIndex(name) {
+    let k = this.names.indexOf(name);
+    if (k < 0) {
+      k = this.names.push(name) - 1;
+      const spare = this.D.spare;
+      this.palette.push(spare[(k - this.D.classNames.length) % spare.length]);
+    }
+    return k;
+  }
+
+  label(indices, name) {
+    const k = this.nameIndex(name);
+    for (const i of indices) this.manual.set(i, k);
+    this.refresh();
+  }
+
+  // Suggests a label for every point without a manual label, from the k nearest
+  // manually labelled points; returns how many points got one (0: no labels yet).
+  suggest(x, y) {
+    if (this.manual.size === 0) return 0;
+    const seeds = Int32Array.from(this.manual.keys());
+    const seedLabels = Int32Array.from(this.manual.values());
+    const queries = [];
+    for (let i = 0; i < this.n; i++) if (!this.manual.has(i)) queries.push(i);
+    const { label, agree } = knnVote(x, y, seeds, seedLabels, queries, K_NEIGHBOURS);
+    this.pending = emptyLayer(this.n);
+    queries.forEach((i, q) => {
+      this.pending.label[i] = label[q];
+      this.pending.agree[i] = agree[q];
+    });
+    this.refresh();
+    return queries.length;
+  }
+
+  // Pending suggestions become accepted ones (replacing those accepted before).
+  accept() {
+    if (!this.pending) return;
+    this.accepted = this.pending;
+    this.pending = null;
+    this.refresh();
+  }
+
+  clearSuggestions() {
+    this.pending = null;
+    this.accepted = null;
+    this.refresh();
+  }
+
+  // What a point carries beyond the run's label: null, or
+  // {name, source: 'manual' | 'suggested', agree (suggested only), pending}.
+  annotation(i) {
+    if (this.manual.has(i)) return { name: this.names[this.manual.get(i)], source: 'manual', agree: null };
+    for (const layer of [this.pending, this.accepted]) {
+      if (layer && layer.label[i] >= 0) {
+        return { name: this.names[layer.label[i]], source: 'suggested', agree: layer.agree[i], pending: layer === this.pending };
+      }
+    }
+    return null;
+  }
+
+  count(layer) {
+    if (!layer) return 0;
+    let c = 0;
+    for (let i = 0; i < this.n; i++) if (layer.label[i] >= 0 && !this.manual.has(i)) c++;
+    return c;
+  }
+
+  refresh() {
+    const cur = this.cur;
+    cur.set(this.D.labels);
+    for (const layer of [this.accepted, this.pending]) {
+      if (!layer) continue;
+      for (let i = 0; i < this.n; i++) if (layer.label[i] >= 0) cur[i] = layer.label[i];
+    }
+    for (const [i, k] of this.manual) cur[i] = k;
+  }
+
+  // ---- storage ---------------------------------------------------------------------
+  // The record to store (see store.js); pending suggestions are left out on purpose.
+  toRecord() {
+    const names = this.names.slice(this.D.classNames.length);
+    const byLabel = new Map();
+    for (const [i, k] of this.manual) {
+      if (!byLabel.has(k)) byLabel.set(k, []);
+      byLabel.get(k).push(i);
+    }
+    const manual = [...byLabel].map(([k, idx]) => [this.names[k], packIndices(idx)]);
+    const groups = new Map(); // "label agree" -> indices
+    if (this.accepted) {
+      for (let i = 0; i < this.n; i++) {
+        const k = this.accepted.label[i];
+        if (k < 0 || this.manual.has(i)) continue;
+        const key = `${k} ${this.accepted.agree[i]}`;
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(i);
+      }
+    }
+    const suggested = [...groups].map(([key, idx]) => {
+      const [k, agree] = key.split(' ');
+      return [this.names[+k], +agree, packIndices(idx)];
+    });
+    return { names, manual, suggested };
+  }
+
+  // Restores a stored record; points outside this map are skipped.
+  fromRecord(record) {
+    this.reset();
+    for (const name of record.names || []) this.nameIndex(String(name));
+    for (const [name, deltas] of record.manual || []) {
+      const k = this.nameIndex(String(name));
+      for (const i of unpackIndices(deltas)) if (i >= 0 && i < this.n) this.manual.set(i, k);
+    }
+    if ((record.suggested || []).length > 0) {
+      this.accepted = emptyLayer(this.n);
+      for (const [name, agree, deltas] of record.suggested) {
+        const k = this.nameIndex(String(name));
+        for (const i of unpackIndices(deltas)) {
+          if (i < 0 || i >= this.n) continue;
+          this.accepted.label[i] = k;
+          this.accepted.agree[i] = agree;
+        }
+      }
+    }
+    this.refresh();
+  }
+
+  isEmpty() {
+    return this.manual.size === 0 && !this.pending && !this.accepted;
+  }
+}
+
+function emptyLayer(n) {
+  return { label: new Int32Array(n).fill(-1), agree: new Float32Array(n) };
+}
