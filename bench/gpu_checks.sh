@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3-5 in one short run, for a machine with CUDA
-# (e.g. the device tool: `run` with this script, timeout ~400 s). Uses the
-# bundled sample only (../shared does not travel). Needs the .venv built by `make`.
+# The GPU goals in ONE call on a bare GPU machine (no venv, no network): its own
+# python3 with PYTHONPATH=src. About 4-6 minutes on one H100/H200; on a machine
+# without a GPU every GPU section says it was skipped, in one line, and it exits 0.
+#
+#   bash bench/gpu_checks.sh                 # summary in $OUT/ (or build/gpu-checks/)
+#   device tool: run "bash bench/gpu_checks.sh" with timeout_s 420; for real BloodMNIST
+#   first copy ../shared/data/bloodmnist28.npz into .device-data/ and carry ".device-data".
 set -u
-PY=${PY:-.venv/bin/python}
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 export OMP_WAIT_POLICY=PASSIVE
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-echo "== augmentation views/s on CUDA (goal: >= 1,000,000 at 28x28)"
-timeout 150 $PY bench/augment.py --device cuda --sizes 28 96 --seconds 3 --ref-images 2048
-echo "== share of a training step making the views (goal: < 10%)"
-timeout 120 $PY bench/step_share.py --device cuda --width 64 --batch-size 1024 --steps 20 --profile
-echo "== GPU paths of the test suite (bf16, channels_last, CUDA augmentation)"
-timeout 200 $PY -m pytest -q -rs tests/test_augment_kernel.py tests/test_estimator.py tests/test_metrics.py -k "cuda or torch_path" 2>&1 | tail -5
-echo "== silhouette on CUDA against the CPU kernel"
-timeout 60 $PY bench/silhouette.py --n 50000 --big 0 --device cuda
+OUT_DIR=${OUT:-build/gpu-checks}
+mkdir -p "$OUT_DIR"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
+  || echo "nvidia-smi: not found (no NVIDIA driver on this machine)"
+timeout 330 "$PY" bench/gpu_checks.py --out "$OUT_DIR" || echo "bench/gpu_checks.py: exit $? (see above)"
+echo "## CUDA tests (they skip, each with its reason, without a GPU)" | tee -a "$OUT_DIR/gpu_checks.md"
+timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_gpu_contract.py tests/test_augment_kernel.py \
+  tests/test_estimator.py tests/test_metrics.py -k "cuda or torch_path" 2>&1 | tail -12 | tee -a "$OUT_DIR/gpu_checks.md"
+exit 0

@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 
-from medcne.augment import Augmenter, border_colour
+from medcne.augment import augmenter_for
 from medcne.datasets import load_sample
 from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
 from medcne.train import Stage
-from medcne.train.loop import contrastive_step, make_optimizer
+from medcne.train.loop import contrastive_step, make_optimizer, prepare_model
 
 
 def main() -> None:
@@ -44,14 +44,12 @@ def main() -> None:
     cuda = device.type == "cuda"
     images = load_sample().images
     x_all = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
-    aug = Augmenter(args.preset, fill=border_colour(images) if args.preset == "rotate" else None)
+    aug = augmenter_for(images, args.preset)
     g = torch.Generator(device=device).manual_seed(0)
     c, h, w = x_all.shape[1:]
-    model = TSimCNENet("resnet18", c, args.width, h <= 32, 128, torch.Generator().manual_seed(0)).to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    model.train()
-    opt = make_optimizer(model.parameters(), Stage("bench", 1, 0.01))
+    model = TSimCNENet("resnet18", c, args.width, h <= 32, 128, torch.Generator().manual_seed(0))
+    prepare_model(model, device)  # as training: channels_last and a bf16 backbone on CUDA
+    opt = make_optimizer(model.parameters(), Stage("bench", 1, 0.01), device.type)
 
     def views() -> torch.Tensor:
         idx = torch.randint(0, len(x_all), (args.batch_size,), generator=g, device=device)
@@ -60,7 +58,7 @@ def main() -> None:
         return v.contiguous(memory_format=torch.channels_last) if cuda else v
 
     def model_step(v: torch.Tensor) -> None:
-        loss = contrastive_step(model, v, cauchy_infonce, amp=cuda)
+        loss = contrastive_step(model, v, cauchy_infonce)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

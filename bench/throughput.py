@@ -41,7 +41,7 @@ from medcne.device import resolve_device
 from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
 from medcne.train import Generators, ImageStore, Stage, train
-from medcne.train.loop import make_optimizer
+from medcne.train.loop import contrastive_step, make_optimizer, prepare_model
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_VENV = ROOT / "build" / "tsimcne-ref"
@@ -49,20 +49,17 @@ REF_VENV = ROOT / "build" / "tsimcne-ref"
 
 def model_only(width: int, batch: int, shape, device, steps: int) -> float:
     c, h, w = shape
-    model = TSimCNENet("resnet18", c, width, h <= 32, 128, torch.Generator().manual_seed(0)).to(device).train()
-    opt = make_optimizer(model.parameters(), Stage("b", 1, 0.01))
+    model = TSimCNENet("resnet18", c, width, h <= 32, 128, torch.Generator().manual_seed(0))
+    prepare_model(model, device)  # as training: channels_last and a bf16 backbone on CUDA
+    opt = make_optimizer(model.parameters(), Stage("b", 1, 0.01), device.type)
     x = torch.rand(2 * batch, c, h, w, device=device)
-    cuda = device.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
     for i in range(steps + 1):
         if i == 1:
             sync(device)
             t0, c0 = time.perf_counter(), cpu_seconds()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            z = model(x)
-        loss = cauchy_infonce(z.float())
+        loss = contrastive_step(model, x, cauchy_infonce)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -181,7 +181,7 @@ class TSimCNENet(nn.Module):
         """
         amp = self.amp_dtype is not None
         with torch.autocast(x.device.type, dtype=self.amp_dtype if amp else torch.bfloat16, enabled=amp):
-            h = (backbone or self.backbone)(x)
+            h = (self.backbone if backbone is None else backbone)(x)
         return h.float()
 
     def forward(self, x: torch.Tensor, backbone=None) -> torch.Tensor:

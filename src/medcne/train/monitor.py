@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..defaults import CHECKPOINT_MINUTES
+from ..errors import DivergedError
 from ..metrics import knn_accuracy
 from ..models import embed
 from .checkpoint import make_checkpoint, save_checkpoint
@@ -73,6 +74,7 @@ class Monitor:
             end.row["knn"] = self.knn(end.model)
         due = time.monotonic() - self.last_save >= self.seconds_between
         if self.checkpoint is not None and (end.stage_done or due):
+            check_finite_model(end.model, end.position)  # a good checkpoint is never replaced by a bad one
             ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self.record,
                                  self.n_images, self.seconds())
             save_checkpoint(self.checkpoint, ck)
@@ -91,3 +93,13 @@ class Monitor:
         z = embed(model, self.knn_images, self.device, chunk=512)
         model.train(was_training)
         return float(knn_accuracy(z, self.knn_labels))
+
+
+def check_finite_model(model: torch.nn.Module, position) -> None:
+    """Raise :class:`DivergedError` when a weight or buffer is NaN or infinite."""
+    finite = all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+    if not finite:
+        raise DivergedError(
+            f"the model holds NaN or infinite weights after stage {position.stage + 1}, epoch {position.epoch}; "
+            "lower the learning rate (--lr) and start again (the last checkpoint is kept)"
+        )
