@@ -293,24 +293,33 @@ def test_cuda_steady_steps_do_not_sync(preset):
     stage = tsimcne_stages((2, 1, 2), lr=0.01)[0]
     optimizer = begin_stage(model, stage, job.generators, fresh=True)
     run_epoch(job, optimizer, stage, 0)
+    from medcne.train.loop import contrastive_step
+
+    # The epoch's order and the one read of its loss are per epoch; the steps must not sync.
+    order = torch.randperm(len(job.store), generator=job.generators.batch, device=device)
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        # The one read of the epoch's loss is the only sync: run the steps, not the epoch's end.
-        job2 = job
-        spe = job2.steps_per_epoch
-        order = torch.randperm(len(job2.store), generator=job2.generators.batch, device=device)
-        from medcne.train.loop import contrastive_step
-
-        for s in range(spe):
-            batch = job2.store.batch(order[s * 8 : (s + 1) * 8])
-            views = job2.augment(torch.cat([batch, batch]), job2.generators.augment)
-            loss = contrastive_step(model, views.contiguous(memory_format=torch.channels_last), cauchy_infonce,
-                                    backbone=None)
+        for s in range(job.steps_per_epoch):
+            batch = job.store.batch(order[s * 8 : (s + 1) * 8])
+            views = job.augment(torch.cat([batch, batch]), job.generators.augment)
+            loss = contrastive_step(model, views.contiguous(memory_format=torch.channels_last), cauchy_infonce)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@cuda_only
+@pytest.mark.parametrize("preset", ["simclr", "rot90", "rotate"])
+def test_cuda_views_trace_as_one_graph(preset):
+    aug = Augmenter(preset, fill=(0.4, 0.4, 0.4))
+    x = torch.randint(0, 256, (6, 3, 12, 12), dtype=torch.uint8, device="cuda")
+    u = draw_uniforms(aug.config, 6, torch.Generator("cuda").manual_seed(0), x.device)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(aug.views_from_uniforms)(x, u, *aug.constants(x))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
 
 
 @cuda_only
