@@ -128,7 +128,7 @@ def loop_vs_model(report: Report, data, epochs: int, device, size_of: dict) -> N
 
     def model_only() -> float:
         model = TSimCNENet("resnet18", c, width, h <= 32, 128, torch.Generator().manual_seed(0))
-        prepare_model(model, device)
+        prepare_model(model, device, "bf16" if device.type == "cuda" else "fp32")
         opt = make_optimizer(model.parameters(), Stage("b", 1, 0.01), device.type)
         x = torch.rand(2 * batch, c, h, w, device=device)
         if device.type == "cuda":
@@ -147,6 +147,7 @@ def loop_vs_model(report: Report, data, epochs: int, device, size_of: dict) -> N
     def loop() -> float:
         gens = Generators.from_rng(np.random.default_rng(0), device)
         model = TSimCNENet("resnet18", c, width, h <= 32, 128, gens.init)
+        model.amp_dtype = torch.bfloat16 if device.type == "cuda" else None  # as the estimator on CUDA
         marks = []
 
         def mark(end):
@@ -179,7 +180,7 @@ def syncs_per_step(report: Report, data, device, size_of: dict) -> None:
     for preset in PRESETS:
         gens = Generators.from_rng(np.random.default_rng(0), device)
         model = TSimCNENet("resnet18", 3, 16, True, 128, gens.init)
-        prepare_model(model, device)
+        prepare_model(model, device, "bf16")
         job = Job(model, ImageStore(data, device), b, augmenter_for(data.images, preset), cauchy_infonce, gens)
         for stage in tsimcne_stages((1, 1, 1), lr=0.01):
             opt = begin_stage(model, stage, gens, fresh=True)

@@ -48,7 +48,7 @@ def main() -> None:
     g = torch.Generator(device=device).manual_seed(0)
     c, h, w = x_all.shape[1:]
     model = TSimCNENet("resnet18", c, args.width, h <= 32, 128, torch.Generator().manual_seed(0))
-    prepare_model(model, device)  # as training: channels_last and a bf16 backbone on CUDA
+    prepare_model(model, device, "bf16" if cuda else "fp32")  # as training on CUDA: bf16 backbone
     opt = make_optimizer(model.parameters(), Stage("bench", 1, 0.01), device.type)
 
     def views() -> torch.Tensor:

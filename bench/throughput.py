@@ -37,7 +37,7 @@ import torch
 
 from medcne.augment import Augmenter
 from medcne.datasets import load_sample
-from medcne.device import resolve_device
+from medcne.device import amp_dtype, native_bf16, resolve_device
 from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
 from medcne.train import Generators, ImageStore, Stage, train
@@ -47,10 +47,10 @@ ROOT = Path(__file__).resolve().parents[1]
 REF_VENV = ROOT / "build" / "tsimcne-ref"
 
 
-def model_only(width: int, batch: int, shape, device, steps: int) -> float:
+def model_only(width: int, batch: int, shape, device, steps: int, precision: str) -> float:
     c, h, w = shape
     model = TSimCNENet("resnet18", c, width, h <= 32, 128, torch.Generator().manual_seed(0))
-    prepare_model(model, device)  # as training: channels_last and a bf16 backbone on CUDA
+    prepare_model(model, device, precision)
     opt = make_optimizer(model.parameters(), Stage("b", 1, 0.01), device.type)
     x = torch.rand(2 * batch, c, h, w, device=device)
     if device.type == "cuda":
@@ -76,11 +76,12 @@ def cpu_seconds() -> float:
     return time.process_time() + child.ru_utime + child.ru_stime
 
 
-def our_loop(data, width: int, batch: int, device, epochs: int) -> tuple[float, float]:
+def our_loop(data, width: int, batch: int, device, epochs: int, precision: str) -> tuple[float, float]:
     """(views per wall second, views per CPU second) of the epochs after the first."""
     gens = Generators.from_rng(np.random.default_rng(0), device)
     c = data.image_shape[2]
     model = TSimCNENet("resnet18", c, width, data.image_shape[0] <= 32, 128, gens.init)
+    model.amp_dtype = amp_dtype(precision)
     marks = []
 
     def mark(end):
@@ -157,6 +158,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--precisions", default="auto",
+                   help="comma-separated fp32,bf16 (default: fp32, and bf16 where the device has it natively)")
     p.add_argument("--reference", action="store_true", help="also time tsimcne==0.3.12 (installs it)")
     args = p.parse_args()
     if args.threads:
@@ -164,24 +167,35 @@ def main() -> None:
     device = resolve_device(args.device)
     data = load_sample().take(np.arange(args.n))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-    print(f"machine: {name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"machine: {name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"ResNet18 width {args.width}, batch {args.batch_size}, {args.n} images {data.image_shape}")
+    precisions = (["fp32"] + (["bf16"] if native_bf16(device) else []) if args.precisions == "auto"
+                  else args.precisions.split(","))
     steps = args.epochs * (args.n // args.batch_size)
     h, w, c = data.image_shape
-    # Model-only before and after our loop: the mean evens out drifting load on shared machines.
-    before = model_only(args.width, args.batch_size, (c, h, w), device, steps)
-    ours = our_loop(data, args.width, args.batch_size, device, args.epochs)
-    after = model_only(args.width, args.batch_size, (c, h, w), device, steps)
-    limit = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
     k = 1 if device.type == "cpu" else 0  # which rate the ratios use
-    print(f"model only before / after our loop: {before[0]:.1f} / {after[0]:.1f} views per wall s")
-    print("              views/wall-s  views/CPU-s")
-    print(f"model only : {limit[0]:12.1f} {limit[1]:12.1f}")
-    print(f"our loop   : {ours[0]:12.1f} {ours[1]:12.1f}   ours / model only = {ours[k] / limit[k]:.3f}")
+    results = {}
+    print("                   views/wall-s  views/CPU-s")
+    for precision in precisions:
+        # Model-only before and after our loop: the mean evens out drifting load on shared machines.
+        before = model_only(args.width, args.batch_size, (c, h, w), device, steps, precision)
+        ours = our_loop(data, args.width, args.batch_size, device, args.epochs, precision)
+        after = model_only(args.width, args.batch_size, (c, h, w), device, steps, precision)
+        limit = ((before[0] + after[0]) / 2, (before[1] + after[1]) / 2)
+        results[precision] = ours
+        print(f"{precision} model only : {limit[0]:12.1f} {limit[1]:12.1f}   (before {before[0]:.1f}, "
+              f"after {after[0]:.1f} per wall s)")
+        print(f"{precision} our loop   : {ours[0]:12.1f} {ours[1]:12.1f}   ours / model only = "
+              f"{ours[k] / limit[k]:.3f}")
+    if "fp32" in results and "bf16" in results:
+        print(f"bf16 / fp32 (our loop): {results['bf16'][k] / results['fp32'][k]:.2f}x")
     if args.reference:
+        ours = results[precisions[0]]
         ref = reference(args.n, args.batch_size, args.epochs)
         if isinstance(ref, tuple):
-            print(f"reference  : {ref[0]:12.1f} {ref[1]:12.1f}   ours / reference = {ours[k] / ref[k]:.2f}x")
+            print(f"reference  : {ref[0]:12.1f} {ref[1]:12.1f}   ours ({precisions[0]}) / reference = "
+                  f"{ours[k] / ref[k]:.2f}x")
         else:
             print(f"reference  : not measured ({ref})")
 

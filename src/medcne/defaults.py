@@ -13,6 +13,9 @@ from types import MappingProxyType
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 PRESETS = ("simclr", "rot90", "rotate")
 DEVICES = ("auto", "cpu", "cuda")
+# Precision of the backbone: bf16 autocast where the hardware computes bf16 natively
+# (CUDA; CPUs with AVX512-BF16 or AMX), else float32. Head, loss and map are always float32.
+PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("cauchy", "cosine")  # t-SimCNE, SimCLR
 BASELINES = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")
 

@@ -16,6 +16,7 @@ embed.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,22 @@ from sklearn.base import BaseEstimator
 
 from .datasets import ImageSet, as_imageset
 from .defaults import CHECKPOINT_MINUTES, DIM, HEAD_INIT, LOSSES, PAPER, PRESET
-from .device import resolve_device
+from .device import amp_dtype, resolve_device, resolve_precision
 from .errors import MedcneError
 from .losses import get_loss
 from .models import TSimCNENet, check_model_args, embed, use_small_stem
 from .train import checkpoint as ckpt
-from .train.duration import duration_message, expected_seconds, time_step
+from .train.duration import (
+    RESERVE_SECONDS,
+    RESERVE_SHARE,
+    budget_stages,
+    duration_message,
+    embedding_seconds,
+    expected_seconds,
+    parse_duration,
+    schedule_message,
+    time_step,
+)
 from .train.loop import compile_backbone, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
@@ -72,6 +83,15 @@ class TSimCNE(BaseEstimator):
     small_stem : 'auto' or bool
         3x3 stem without max-pool; 'auto' uses it for images up to 32 px.
     device : {'auto', 'cpu', 'cuda'}
+    precision : {'auto', 'fp32', 'bf16'}
+        Arithmetic of the backbone: 'auto' is bf16 autocast where the device
+        computes bf16 natively (CUDA GPUs; CPUs with AVX512-BF16 or AMX), else
+        float32. The head, the loss and the map are float32 in every case.
+    budget : float, str or None
+        A time budget for the fit (seconds, or e.g. '15m'): a few timed steps
+        choose the epochs of the three stages, in the proportions of ``epochs``,
+        so that training and placing the images end within it (a small share
+        is kept for writing and evaluating a run). None: ``epochs`` as given.
     compile : bool
         ``torch.compile`` the model (faster on GPUs for long runs).
     knn_every : int
@@ -90,6 +110,9 @@ class TSimCNE(BaseEstimator):
     stages_ : tuple of Stage
     batch_size_, lr_ : resolved values
     device_ : torch.device
+    precision_ : {'bf16', 'fp32'}
+    budget_ : float or None
+        The budget in seconds.
     small_stem_ : bool
     image_shape_ : (H, W, C)
     fill_ : tuple of float or None
@@ -121,6 +144,8 @@ class TSimCNE(BaseEstimator):
         width: int = PAPER["width"],
         small_stem="auto",
         device: str = "auto",
+        precision: str = "auto",
+        budget=None,
         compile: bool = False,
         knn_every: int = 0,
         checkpoint=None,
@@ -144,6 +169,8 @@ class TSimCNE(BaseEstimator):
         self.width = width
         self.small_stem = small_stem
         self.device = device
+        self.precision = precision
+        self.budget = budget
         self.compile = compile
         self.knn_every = knn_every
         self.checkpoint = checkpoint
@@ -165,38 +192,59 @@ class TSimCNE(BaseEstimator):
         """
         from .augment import augmenter_for
 
+        started = time.monotonic()
         data = as_imageset(X)
         self._resolve(data)
         augment = augmenter_for(data.images, self.preset, **self._switches())
         self.fill_ = augment.config.fill
         gens = Generators.from_rng(as_rng(self.random_state), self.device_)
         self.model_ = self._new_model(self.stages_[0].out_dim, gens.init)
+        self.model_.amp_dtype = amp_dtype(self.precision_)
         position, opt_state, elapsed = None, None, 0.0
         if resume_from is not None:
-            saved = ckpt.load_checkpoint(resume_from)
-            ckpt.check_resume(saved, self.record(), len(data))
-            position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
-            elapsed = saved.get("elapsed", 0.0)
+            position, opt_state, elapsed = self._resume(resume_from, gens, len(data))
         store = ImageStore(data, self.device_)
         loss_fn = get_loss(self.loss)
         backbone = compile_backbone(self.model_) if self.compile else None  # one compile per run
-        if self.verbose and position is None:
+        deadline = None
+        if position is None and (self.verbose or self.budget_ is not None):
             timing = time_step(self.model_, store, self.batch_size_, augment, loss_fn, backbone)
+            if self.budget_ is not None:
+                deadline = self._fit_budget(timing, len(data), started)
             secs = expected_seconds(timing, self.stages_, len(data), self.batch_size_)
-            print(duration_message(secs, self.device_, QUICK_HINT, timing.warmup if self.compile else 0.0),
-                  flush=True)
+            if self.verbose:
+                print(duration_message(secs, self.device_, QUICK_HINT, timing.warmup if self.compile else 0.0),
+                      flush=True)
         monitor = Monitor(data, self.device_, gens, self.record(), knn_every=self.knn_every,
                           checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
                           elapsed_before=elapsed, callback=callback)
         pos = train(
             self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
             generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
-            backbone=backbone, progress=self.verbose,
+            backbone=backbone, progress=self.verbose, deadline=deadline,
         )
         self.history_ = pos.history
         self.fit_seconds_ = monitor.seconds()
         self.embedding_ = embed(self.model_, data.images, self.device_)
         return self
+
+    def _resume(self, path, gens: Generators, n: int):
+        saved = ckpt.load_checkpoint(path)
+        if self.budget_ is not None:
+            # The budget chose the schedule when the run started: keep it, do not choose again.
+            self.stages_ = tuple(Stage(**d) for d in saved["record"]["resolved"]["stages"])
+        ckpt.check_resume(saved, self.record(), n)
+        position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
+        return position, opt_state, saved.get("elapsed", 0.0)
+
+    def _fit_budget(self, timing, n: int, started: float) -> float:
+        """Choose the epochs that fit the budget; return the time by which training should end."""
+        reserve = RESERVE_SECONDS + RESERVE_SHARE * self.budget_ + embedding_seconds(timing, n, self.batch_size_)
+        seconds = self.budget_ - reserve - (time.monotonic() - started)
+        self.stages_ = budget_stages(self.stages_, timing, n, self.batch_size_, seconds)
+        if self.verbose:
+            print(schedule_message(self.stages_, self.budget_), flush=True)
+        return time.monotonic() + seconds
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
         """``fit(X)`` then the map of ``X``: (N, dim) float32."""
@@ -232,6 +280,8 @@ class TSimCNE(BaseEstimator):
             self.stages_ = tsimcne_stages(epochs, self.lr_, self.dim, warmup, self.stage3_lr_factor,
                                           head_init=self.head_init)
         self.device_ = resolve_device(self.device)
+        self.precision_ = resolve_precision(self.precision, self.device_)
+        self.budget_ = None if self.budget is None else parse_duration(self.budget)
         self.image_shape_ = data.image_shape
         check_model_args(self.backbone, data.image_shape[2], self.width, self.stages_[-1].out_dim)
         self.small_stem_ = use_small_stem(max(data.image_shape[:2]), self.small_stem)
@@ -252,6 +302,7 @@ class TSimCNE(BaseEstimator):
         """The resolved values (after :meth:`validate` or :meth:`fit`) as plain JSON values."""
         return {
             "batch_size": self.batch_size_, "lr": self.lr_, "device": str(self.device_),
+            "precision": self.precision_, "budget_seconds": self.budget_,
             "small_stem": self.small_stem_, "image_shape": list(self.image_shape_),
             "stages": [s.to_dict() for s in self.stages_],
             # Known once fit has looked at the images (the dataset's border colour).
@@ -282,6 +333,9 @@ class TSimCNE(BaseEstimator):
         est.stages_ = tuple(Stage(**d) for d in r["stages"])
         est.fill_ = None if r.get("fill") is None else tuple(r["fill"])
         est.device_ = resolve_device(device)
+        # Placing images needs no bit-exact arithmetic: a bf16 model runs in float32 where bf16 is slow.
+        est.precision_ = resolve_precision("auto" if est.precision == "bf16" else est.precision, est.device_)
+        est.budget_ = r.get("budget_seconds")
         return est
 
     # -- using a fitted model ----------------------------------------------
@@ -321,6 +375,7 @@ class TSimCNE(BaseEstimator):
         est = cls.from_record(state["record"], device)
         est.model_ = est._new_model(state["out_dim"])
         est.model_.load_state_dict(state["state_dict"])
+        est.model_.amp_dtype = amp_dtype(est.precision_)
         est.model_.to(est.device_).eval()
         est.history_ = list(state["history"])
         return est

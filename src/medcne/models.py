@@ -270,11 +270,20 @@ def random_(draw: Callable, tensor: torch.Tensor, generator: torch.Generator | N
     return draw(*args, generator=generator, **kwargs)
 
 
+# channels_last on a CPU too: oneDNN's convolutions run faster in that layout (bench/RESULTS.md).
+CPU_CHANNELS_LAST = True
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """Whether the network runs in channels_last memory layout on ``device``."""
+    return device.type == "cuda" or (device.type == "cpu" and CPU_CHANNELS_LAST)
+
+
 def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (B, H, W, C) images -> the network's input: float32 (B, C, H, W) in [0, 1] on ``device``
-    (channels_last on CUDA, the layout its convolutions are fastest in)."""
+    """uint8 (B, H, W, C) images -> the network's input: float32 (B, C, H, W) in [0, 1] on ``device``,
+    in the memory layout of :func:`uses_channels_last`."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    return x.contiguous(memory_format=torch.channels_last) if uses_channels_last(device) else x
 
 
 @torch.no_grad()

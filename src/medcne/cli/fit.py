@@ -23,6 +23,7 @@ from ..defaults import (
     DIM,
     HEAD_INIT,
     HEAD_INITS,
+    PRECISIONS,
     PRESET,
     PRESETS,
     TRAINING_KEYS,
@@ -54,6 +55,11 @@ def add_parser(sub) -> None:
     g.add_argument("--head-init", default=HEAD_INIT, choices=HEAD_INITS,
                    help="stage 2's fresh 2D layer: normal N(0,1) as the reference code, or PyTorch's uniform")
     g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="backbone arithmetic: auto = bf16 where the GPU or CPU has it natively, else fp32")
+    g.add_argument("--budget", metavar="TIME",
+                   help="a time budget such as 15m or 1h: timed steps choose the epochs of the stages "
+                        "(in the proportions of --epochs) so that the run ends within it")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
     g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
     g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES)
@@ -74,7 +80,8 @@ def training_params(args) -> dict:
         except ValueError:
             raise MedcneError(f"--lr must be a positive number or 'auto'; got {lr!r}") from None
     return dict(
-        settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, device=args.device, compile=args.compile,
+        settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
+        budget=args.budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
     )
 

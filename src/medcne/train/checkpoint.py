@@ -85,7 +85,8 @@ def load_checkpoint(path) -> dict:
 def check_resume(checkpoint: dict, record: dict, n_images: int) -> None:
     """Refuse to resume ``checkpoint`` with other parameters or data than it was made with."""
     saved, now = checkpoint["record"], record
-    pairs = [("stages", saved["resolved"]["stages"], now["resolved"]["stages"])]
+    pairs = [("stages", saved["resolved"]["stages"], now["resolved"]["stages"]),
+             ("precision", saved["resolved"].get("precision"), now["resolved"].get("precision"))]
     pairs += [(key, saved["params"].get(key), now["params"].get(key)) for key in RESUME_PARAMS]
     for key, before, after in pairs:
         if before != after:

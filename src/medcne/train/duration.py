@@ -1,12 +1,16 @@
-"""How long a run will take, from a few timed training steps."""
+"""How long a run will take, from a few timed training steps; schedules that fit a time budget."""
 
 from __future__ import annotations
 
+import math
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from ..errors import MedcneError
+from ..models import uses_channels_last
 from .loop import contrastive_step, cudnn_benchmark, make_optimizer, prepare_model, steps_per_epoch
 from .stages import Stage
 from .store import ImageStore
@@ -54,7 +58,7 @@ def time_step(model, store: ImageStore, batch_size: int, augment, loss_fn, backb
             t0 = time.perf_counter()
             batch = store.batch(torch.randint(len(store), (batch_size,), generator=g_batch))
             views = augment(torch.cat([batch, batch]), g_dev)
-            if cuda:
+            if uses_channels_last(device):
                 views = views.contiguous(memory_format=torch.channels_last)
             loss = contrastive_step(model, views, loss_fn, backbone=backbone)
             opt.zero_grad(set_to_none=True)
@@ -99,3 +103,63 @@ def duration_message(seconds: float, device: torch.device, quick_hint: str, comp
             "(narrow backbone, few epochs, smaller batch)"
         )
     return msg
+
+
+# What a budget keeps back for after training: placing all images on the map is
+# timed from the steps; evaluation, the map figure and the files take a few seconds.
+RESERVE_SECONDS = 10.0
+RESERVE_SHARE = 0.02
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(text) -> float:
+    """``'15m'``, ``'90s'``, ``'1.5h'``, ``'1h30m'`` or a number of seconds -> seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d*)?)\s*(h|min|m|sec|s)?", str(text).strip().lower())
+        joined = "".join(n + (u or "") for n, u in parts)
+        if not parts or joined != re.sub(r"\s+", "", str(text).strip().lower()):
+            raise MedcneError(f"budget must be a duration such as 15m, 90s, 1.5h or 1h30m; got {text!r}")
+        seconds = sum(float(n) * _UNITS[u or "s"] for n, u in parts)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise MedcneError(f"budget must be a positive duration such as 15m; got {text!r}")
+    return seconds
+
+
+def embedding_seconds(timing: StepTiming, n: int, batch_size: int) -> float:
+    """Time to place ``n`` images on the map: forward passes only, about a third of a step per 2B images."""
+    return timing.step * HEAD_ONLY_COST * n / (2 * batch_size)
+
+
+def budget_stages(template: tuple[Stage, ...], timing: StepTiming, n: int, batch_size: int,
+                  seconds: float) -> tuple[Stage, ...]:
+    """``template``'s stages with epochs (and warm-ups) scaled to train in about ``seconds``.
+
+    The proportions between the stages are the template's; every stage the
+    template runs keeps at least one epoch. Rounds down, so the run ends
+    within the budget rather than after it.
+    """
+    spe = steps_per_epoch(n, batch_size)
+    cost = [timing.step * spe * (HEAD_ONLY_COST if s.train == "last" else 1.0) for s in template]
+    available = seconds - timing.warmup
+    scale = available / sum(c * s.epochs for c, s in zip(cost, template, strict=True))
+    epochs = [max(1, math.floor(scale * s.epochs)) if s.epochs else 0 for s in template]
+    needed = sum(c * e for c, e in zip(cost, epochs, strict=True))
+    if needed > available:
+        shortest = needed + timing.warmup
+        raise MedcneError(
+            f"the time budget is too short: one epoch of each stage takes about {format_duration(shortest)} "
+            f"here ({spe} steps of {timing.step:.2f} s per epoch); give a longer budget, a smaller "
+            "--batch-size or --width, or --subset"
+        )
+    return tuple(
+        replace(s, epochs=e, warmup_epochs=min(e, round(s.warmup_epochs * e / s.epochs)) if s.epochs else 0)
+        for s, e in zip(template, epochs, strict=True)
+    )
+
+
+def schedule_message(stages: tuple[Stage, ...], budget: float) -> str:
+    """The schedule a budget chose, for the user."""
+    parts = ", ".join(f"{s.name} {s.epochs}" for s in stages)
+    return f"time budget {format_duration(budget)}: epochs {parts} (warm-up {','.join(str(s.warmup_epochs) for s in stages)})"

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from ..defaults import MOMENTUM, WEIGHT_DECAY
+from ..device import amp_dtype
 from ..errors import DivergedError
+from ..models import uses_channels_last
 from .progress import Progress
 from .rng import Generators
 from .stages import Stage, lr_at
@@ -190,11 +192,14 @@ def train(
     compile: bool = False,
     backbone: Callable | None = None,
     progress: bool = True,
+    deadline: float | None = None,
 ) -> Position:
     """Train ``model`` through ``stages``, starting at ``position`` (a resume).
 
     ``compile``: ``torch.compile`` the backbone (once; see :func:`compile_backbone`),
-    unless ``backbone`` gives its compiled form already.
+    unless ``backbone`` gives its compiled form already. ``deadline`` (a
+    ``time.monotonic()`` value) is when a time budget expects training to end:
+    the progress bar shows the time left against it.
     Returns the final :class:`Position` (its ``history`` has one row per epoch:
     stage, epoch, loss, lr, views_per_s, and any keys the callback added).
     Raises :class:`~medcne.errors.DivergedError` within a few steps of a
@@ -205,7 +210,7 @@ def train(
     if backbone is None and compile:
         backbone = compile_backbone(model)
     job = Job(model, store, batch_size, augment, loss_fn, generators, gather, backbone)
-    bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch) if progress else None
+    bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch, deadline) if progress else None
     with cudnn_benchmark(store.device):
         _run_stages(job, stages, pos, optimizer_state, on_epoch, bar)
     if bar is not None:
@@ -216,12 +221,14 @@ def train(
     return pos
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> None:
-    """Move the model for training on ``device``: channels_last and bf16 backbone on CUDA."""
+def prepare_model(model: nn.Module, device: torch.device, precision: str | None = None) -> None:
+    """Move the model for training on ``device`` in the layout its convolutions prefer there;
+    ``precision`` ('bf16' or 'fp32', resolved) sets the backbone's autocast dtype (None: keep it)."""
     model.to(device)
-    if device.type == "cuda":
+    if precision is not None:
+        model.amp_dtype = amp_dtype(precision)
+    if uses_channels_last(device):
         model.to(memory_format=torch.channels_last)
-        model.amp_dtype = torch.bfloat16
     model.train()
 
 
@@ -291,7 +298,7 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     order = torch.randperm(len(store), generator=batch_gen, device=batch_gen.device)
     if not store.on_device:
         order = order.to(store.images.device)  # once per epoch
-    cuda = store.device.type == "cuda"
+    layout = uses_channels_last(store.device)
     frozen = stage.train == "last"
     watch = LossWatch(store.device)
     for s in range(spe):
@@ -300,7 +307,7 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
             group["lr"] = lr
         batch = store.batch(order[s * b : (s + 1) * b])
         views = job.augment(torch.cat([batch, batch]), job.generators.augment)
-        if cuda:
+        if layout:
             views = views.contiguous(memory_format=torch.channels_last)
         loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
         optimizer.zero_grad(set_to_none=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from .stages import Stage
 
@@ -17,10 +18,12 @@ def describe(stages: tuple[Stage, ...], si: int, epoch: int) -> str:
 class Progress:
     """One bar over every step of every stage, starting at ``(stage, epoch)`` when resuming."""
 
-    def __init__(self, stages: tuple[Stage, ...], stage: int, epoch: int, steps_per_epoch: int):
+    def __init__(self, stages: tuple[Stage, ...], stage: int, epoch: int, steps_per_epoch: int,
+                 deadline: float | None = None):
         from tqdm.auto import tqdm
 
         self.stages = stages
+        self.deadline = deadline
         total = sum(s.epochs for s in stages) * steps_per_epoch
         done = (sum(s.epochs for s in stages[:stage]) + epoch) * steps_per_epoch
         # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
@@ -34,11 +37,20 @@ class Progress:
         self.bar.update(1)
         steps, total = seen
         if steps and (last or self.bar.n % 10 == 0):
-            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", refresh=False)
+            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", **self._left(), refresh=False)
 
     def epoch(self, si: int, row: dict) -> None:
         self.bar.set_description(describe(self.stages, si, row["epoch"]))
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", views_s=f"{row['views_per_s']:.0f}")
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", views_s=f"{row['views_per_s']:.0f}",
+                             **self._left())
+
+    def _left(self) -> dict:
+        """Time left against the budget's deadline (negative: over it)."""
+        if self.deadline is None:
+            return {}
+        left = self.deadline - time.monotonic()
+        sign, left = ("-" if left < 0 else ""), abs(left)
+        return {"budget_left": f"{sign}{int(left // 60)}:{int(left % 60):02d}"}
 
     def close(self) -> None:
         self.bar.close()
