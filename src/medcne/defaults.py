@@ -48,6 +48,9 @@ QUICK_CPU = MappingProxyType(dict(
 QUICK_GPU = MappingProxyType(dict(
     epochs=(100, 5, 50), batch_size=256, lr="auto", stage3_lr_factor=0.1, warmup=(10, 0, 5), width=64,
 ))
+# A time budget on a CPU: these settings, with the epochs as proportions that the budget
+# scales (bench/RESULTS.md, section "CPU budget schedule"). On a GPU a budget scales the paper's.
+BUDGET_CPU = MappingProxyType(dict(QUICK_CPU))
 TRAINING_KEYS = tuple(PAPER)
 
 # -- the SimCLR baseline (t-SNE of its features) -------------------------------
@@ -60,11 +63,13 @@ KNN_SPLITS = 5  # splits averaged for knn_accuracy_mean
 PRESERVATION_QUERIES = 5000  # points scored for neighbourhood preservation
 
 
-def training_settings(quick: bool, device_type: str, explicit: dict) -> dict:
-    """Training settings: each ``explicit`` value (not None), else the quick ones, else the paper's.
+def training_settings(quick: bool, device_type: str, explicit: dict, budget: bool = False) -> dict:
+    """Training settings: each ``explicit`` value (not None), else the quick ones, else (with a
+    time budget on a CPU) the budget's, else the paper's.
 
-    ``device_type`` ('cpu' or 'cuda') picks the quick settings.
+    ``device_type`` ('cpu' or 'cuda') picks the quick and budget settings.
     """
     quick_values = (QUICK_GPU if device_type == "cuda" else QUICK_CPU) if quick else {}
+    budget_values = BUDGET_CPU if budget and device_type == "cpu" else {}
     chosen = {k: v for k, v in explicit.items() if v is not None}
-    return {**PAPER, **quick_values, **chosen}
+    return {**PAPER, **budget_values, **quick_values, **chosen}

@@ -72,7 +72,7 @@ def training_params(args) -> dict:
     from ..device import resolve_device
 
     settings = training_settings(args.quick, resolve_device(args.device).type,
-                                 {k: getattr(args, k) for k in TRAINING_KEYS})
+                                 {k: getattr(args, k) for k in TRAINING_KEYS}, budget=args.budget is not None)
     lr = settings["lr"]
     if lr != "auto":
         try:
