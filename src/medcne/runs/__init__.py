@@ -7,7 +7,13 @@ write them; :func:`evaluate_and_write` is the only writer of ``metrics.json``.
 
 from .baseline import make_baseline
 from .compare import compare
-from .evaluate import evaluate_and_write, evaluate_run, format_metrics, read_label_csv, write_metrics
+from .evaluate import (
+    evaluate_and_write,
+    evaluate_run,
+    format_metrics,
+    read_label_csv,
+    write_metrics,
+)
 from .folder import RUN_FILES, Run, read_run, save_embedding_file, write_embedding, write_history
 from .tsimcne import fit_run, resume_run, write_tsimcne_run
 
