@@ -29,7 +29,8 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     The temporary file is ``.NAME.XXXXXXXX.tmpSUFFIX`` beside ``path`` (see
     :func:`stale_temps`) and is removed when ``write`` fails. A writer that
     fails on a full disk without saying so (torch's zip writer raises a
-    ``RuntimeError``) is reported as ``OSError(ENOSPC)`` naming ``path``.
+    ``RuntimeError``) is reported as ``OSError(ENOSPC)`` naming ``path``, and
+    so is an ``OSError`` that names no file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,8 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         if full:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # numpy's writes name no file
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

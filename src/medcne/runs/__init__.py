@@ -15,10 +15,10 @@ from .evaluate import (
     write_metrics,
 )
 from .folder import RUN_FILES, Run, read_run, save_embedding_file, write_embedding, write_history
-from .tsimcne import fit_run, resume_run, write_tsimcne_run
+from .tsimcne import fit_run, load_run_model, resume_run, write_tsimcne_run
 
 __all__ = [
-    "RUN_FILES", "Run", "compare", "evaluate_and_write", "evaluate_run", "fit_run", "format_metrics",
+    "RUN_FILES", "Run", "compare", "evaluate_and_write", "evaluate_run", "fit_run", "format_metrics", "load_run_model",
     "make_baseline", "read_label_csv", "read_run", "resume_run", "save_embedding_file", "write_embedding",
     "write_history", "write_metrics", "write_tsimcne_run",
 ]

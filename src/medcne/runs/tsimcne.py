@@ -157,11 +157,21 @@ def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, ver
     return read_run(out)
 
 
+def end_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that the next line starts on a line of its own."""
+    import sys
+
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def _stopped(work: Path, out: Path, created: bool, exc: BaseException, verbose: bool) -> None:
     """After training stopped: keep a resumable run (and say how to continue), else remove what it wrote.
 
     A diverged run is removed too: resuming it would diverge again.
     """
+    end_progress_bars()
     resumable = (work / CHECKPOINT).is_file() and not isinstance(exc, DivergedError)
     if not resumable:
         staging.discard(work, out, created)
@@ -204,3 +214,20 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
     write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: True}))
     run.params = read_json(out / PARAMS)
     return run
+
+
+def load_run_model(run, device: str = "auto"):
+    """The fitted :class:`~medcne.TSimCNE` of a finished t-SimCNE run, refusing non-finite weights."""
+    import torch
+
+    from ..estimator import TSimCNE
+
+    path = Path(run) / MODEL
+    if not path.exists():
+        raise MedcneError(f"{Path(run)}: no {MODEL}; give a finished run folder of `medcne fit` "
+                          "(baselines have no model to place new images with)")
+    est = TSimCNE.load(path, device=device)
+    if not all(torch.isfinite(t).all() for t in est.model_.state_dict().values() if t.is_floating_point()):
+        raise DivergedError(f"{path}: the model's weights are not finite (NaN or inf): the run diverged; "
+                            "fit it again with a lower --lr")
+    return est
