@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         check_out_is_not_an_input(args)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, not in Python's flush at exit
+        return status
     except KeyboardInterrupt as exc:
         end_progress_bars()
         terminated = isinstance(exc, Terminated)
