@@ -78,6 +78,7 @@ def test_evaluate_uses_the_runs_integer_labels(tmp_path):
     labels = rng.integers(0, 3, 300)
     Z = rng.normal(size=(300, 2)) + labels[:, None] * 0.8
     write_embedding(tmp_path, Z, np.arange(300).astype(str), labels, ["zeta", "alpha", "mid"])
+    (tmp_path / "params.json").write_text('{"method": "fake"}')  # a run folder has params.json
     m = evaluate_run(read_run(tmp_path), preservation=False)
     assert m["knn_accuracy"] == knn_accuracy(Z.astype(np.float32), labels)
     names = np.array(["zeta", "alpha", "mid"])[labels]
@@ -93,6 +94,7 @@ def test_labels_csv_maps_names_onto_the_runs_classes(tmp_path):
     Z = rng.normal(size=(200, 2)) + labels[:, None] * 2.0
     ids = np.array([f"img{i}" for i in range(200)])
     write_embedding(tmp_path, Z, ids, labels, ["b", "a"])
+    (tmp_path / "params.json").write_text('{"method": "fake"}')
     (tmp_path / "ann.csv").write_text("id,new_label\nimg0,a\nimg1,new class\nnope,a\n")
     codes, names, notes = run_labels(read_run(tmp_path), read_label_csv(tmp_path / "ann.csv"))
     assert names == ["b", "a", "new class"] and codes[0] == 1 and codes[1] == 2

@@ -74,7 +74,8 @@ def test_existing_out_is_refused(run_dir, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
     assert main(["fit", str(SAMPLE_PATH), "--out", str(run_dir), *TINY]) == 2
     err = capsys.readouterr().err
-    assert "--overwrite" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+    # A finished run cannot be resumed, so the line offers --overwrite only.
+    assert "--overwrite" in err and "finished run" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
 
 

@@ -269,11 +269,18 @@ class TSimCNE(BaseEstimator):
         self.batch_size_ = int(min(self.batch_size, len(data)))
         if self.lr == "auto":
             self.lr_ = default_lr(self.batch_size_)
-        elif isinstance(self.lr, (int, float)) and self.lr > 0:
+        elif isinstance(self.lr, (int, float)) and 0 < self.lr < np.inf:
             self.lr_ = float(self.lr)
         else:
             raise MedcneError(f"lr must be a positive number or 'auto'; got {self.lr!r}")
-        epochs, warmup = parse_epochs(self.epochs), parse_epochs(self.warmup)
+        epochs, warmup = parse_epochs(self.epochs), parse_epochs(self.warmup, name="warmup")
+        number = (int, float, np.number)
+        if not isinstance(self.stage3_lr_factor, number) or not 0 < self.stage3_lr_factor < np.inf:
+            raise MedcneError(f"stage3_lr_factor (stage-3 lr / lr, paper: 0.001) must be a positive number; "
+                              f"got {self.stage3_lr_factor!r}")
+        if not isinstance(self.checkpoint_minutes, number) or not 0 <= self.checkpoint_minutes < np.inf:
+            raise MedcneError(f"checkpoint_minutes must be a number >= 0 (0: every epoch); "
+                              f"got {self.checkpoint_minutes!r}")
         if self.loss == "cosine":
             self.stages_ = simclr_stages(epochs[0], self.lr_, warmup[0])
         else:

@@ -7,17 +7,31 @@ nothing from medcne.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+# Below this many free bytes a failed write is taken for a full disk (torch.save
+# reports ENOSPC as a RuntimeError of its zip writer, without an errno).
+FULL_DISK_BYTES = 1 << 20
+
 
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so no reader sees half a file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``, so no reader sees half a file.
+
+    The temporary file is ``.NAME.XXXXXXXX.tmpSUFFIX`` beside ``path`` (see
+    :func:`stale_temps`) and is removed when ``write`` fails. A writer that
+    fails on a full disk without saying so (torch's zip writer raises a
+    ``RuntimeError``) is reported as ``OSError(ENOSPC)`` naming ``path``, and
+    so is an ``OSError`` that names no file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
@@ -29,10 +43,51 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except Exception as exc:
+        full = not isinstance(exc, OSError) and disk_full(path.parent)
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # numpy's writes name no file
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def disk_full(folder) -> bool:
+    """Whether the file system of ``folder`` has (almost) no free space left."""
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
+def stale_temps(folder, names) -> list[Path]:
+    """Temporary files of :func:`atomic_write` for the files ``names`` in ``folder``.
+
+    A killed writer leaves ``.NAME.XXXXXXXX.tmpSUFFIX`` behind (XXXXXXXX: the
+    8 characters :func:`tempfile.mkstemp` draws); only names of exactly that
+    form match, so no other file is ever taken for one.
+    """
+    folder = Path(folder)
+    patterns = [
+        re.compile(rf"\.{re.escape(n)}\.[a-z0-9_]{{8}}\.tmp{re.escape(Path(n).suffix)}") for n in names
+    ]
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.is_symlink() and any(r.fullmatch(p.name) for r in patterns))
+
+
+def remove_stale_temps(folder, names) -> list[Path]:
+    """Delete what :func:`stale_temps` finds; returns the deleted paths."""
+    found = stale_temps(folder, names)
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
 
 
 def write_bytes(path, data: bytes) -> Path:

@@ -1,29 +1,50 @@
 """`medcne` command line: thin wrappers that parse, call the API and write files.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` (which
-sets ``func`` on its parser) so the commands stay independent. Errors a user
-can cause (:class:`~medcne.errors.MedcneError`) print one line and exit 2;
-``--debug`` shows the traceback instead.
+sets ``func`` on its parser) so the commands stay independent.
+
+Every error ends in one line on stderr, ``medcne COMMAND: error: ...``, and exit
+status 2: bad options (argparse's usage is not repeated), user errors
+(:class:`~medcne.errors.MedcneError`) and the failures of the system around a
+command (:mod:`.failures`: disk full, read-only or unreadable paths, damaged
+files, memory). ``--debug`` shows the traceback instead. SIGTERM stops a
+command as Ctrl-C does (exit 130); a closed pipe (``medcne info ... | head``)
+ends it quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 
 from ..errors import MedcneError
+from ..runs.tsimcne import end_progress_bars
+from .common import check_out_is_not_an_input
+from .failures import describe
 
 # Order is the order of `medcne --help`.
 COMMANDS = (
     "info", "fetch", "augment_preview", "fit", "embed", "evaluate", "baseline", "compare", "plot", "view",
 )
+# What the shell reports for a process ended by SIGPIPE (128 + 13), as `yes | head` does.
+BROKEN_PIPE_STATUS = 141
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``medcne fit: error: ...``) instead of the usage, exit 2."""
+
+    def error(self, message: str):
+        if "expected one argument" in message:
+            message += "; a value that starts with '-' needs '=', e.g. --epochs=-1,1,1"
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="medcne", description="2D maps of medical image datasets with t-SimCNE."
-    )
+    parser = Parser(prog="medcne", description="2D maps of medical image datasets with t-SimCNE.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -32,18 +53,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it stops as on Ctrl-C (checkpoint hints, cleanup)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)  # argparse itself prints usage and exits 2
     try:
-        return int(args.func(args) or 0)
-    except (MedcneError, FileNotFoundError) as exc:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed its one line (or --help)
+        return exc.code if isinstance(exc.code, int) else 2
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        check_out_is_not_an_input(args)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, not in Python's flush at exit
+        return status
+    except KeyboardInterrupt as exc:
+        end_progress_bars()
+        terminated = isinstance(exc, Terminated)
+        print(f"medcne {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE_STATUS
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"medcne {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"medcne {args.command}: interrupted", file=sys.stderr)
-        return 130
+        end_progress_bars()
+        message, status = (str(exc), 2) if isinstance(exc, MedcneError) else describe(exc, getattr(args, "out", None))
+        print(f"medcne {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        return status
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout without a file descriptor (captured in tests): nothing will be flushed to the pipe

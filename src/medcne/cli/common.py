@@ -1,10 +1,14 @@
-"""Options shared by the commands that read a dataset."""
+"""Options shared by the commands that read a dataset, and the check that ``--out`` is not an input."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from ..datasets import load_dataset
+from ..errors import MedcneError
+from ..runs.folder import RUN_FILES
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -33,3 +37,65 @@ def data_spec(args: argparse.Namespace) -> dict:
 
 def load_from_args(path, args: argparse.Namespace):
     return load_dataset(path, **data_spec(args))
+
+
+# What each command writes with --out: a run folder (only its run files are
+# written), a folder replaced whole, one file, or REPORT.md/.csv/.png.
+OUT_KINDS = {"fit": "run", "baseline": "run", "view": "folder", "embed": "file", "plot": "file",
+             "augment-preview": "file", "compare": "report"}
+# Options naming inputs: datasets (whose folder must not receive outputs), run folders, single files.
+INPUT_OPTIONS = {"data": "data", "run": "run", "runs": "run", "values": "file", "labels": "file", "weights": "file"}
+
+
+def written_paths(kind: str, out: Path) -> list[Path]:
+    """The paths that a command writing ``out`` of ``kind`` creates or replaces."""
+    if kind == "run":
+        return [out, *(out / name for name in RUN_FILES)]
+    if kind == "report":
+        stem = out.with_suffix("") if out.suffix in (".md", ".csv", ".png") else out
+        return [stem.with_name(stem.name + ext) for ext in (".md", ".csv", ".png")]
+    return [out]
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    return outer.resolve() in inner.resolve().parents
+
+
+def check_out_is_not_an_input(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` that is, would replace, or lies inside one of the command's inputs.
+
+    Inputs are the dataset (file or folder), run folders (the folder and its
+    run files) and single files (``--values``, ``--labels``, ``--weights``).
+    """
+    kind, out = OUT_KINDS.get(args.command), getattr(args, "out", None)
+    if kind is None or out is None:
+        return
+    out = Path(out)
+    written = written_paths(kind, out)
+    for option, role in INPUT_OPTIONS.items():
+        value = getattr(args, option, None)
+        for given in ([value] if isinstance(value, str) else value or []):
+            path = Path(given)
+            if not path.exists():
+                continue
+            read = [path, *(path / n for n in RUN_FILES if (path / n).exists())] if role == "run" else [path]
+            for w in written:
+                hit = next((r for r in read if _same(w, r)), None)
+                if hit is not None:
+                    raise MedcneError(f"--out {out} would replace {hit}, an input of this command; "
+                                      "choose another --out")
+            if role == "data" and path.is_dir() and _inside(out, path):
+                raise MedcneError(f"--out {out} is inside the dataset folder {path}, whose files are read as "
+                                  "images; choose an --out outside it")
+            if kind == "folder" and _inside(path, out):
+                raise MedcneError(f"--out {out} would be replaced whole but holds the input {path}; "
+                                  "choose another --out")

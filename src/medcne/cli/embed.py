@@ -28,26 +28,23 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..datasets import load_dataset
-    from ..estimator import TSimCNE
-    from ..runs import save_embedding_file
-    from ..runs.folder import MODEL, PARAMS, read_json
+    from ..runs import load_run_model, read_run, save_embedding_file
 
     run_dir, out = Path(args.run), Path(args.out)
     if out.suffix not in (".csv", ".npz"):
         raise MedcneError(f"--out must end in .csv or .npz; got {out.name!r}")
+    if out.is_dir():
+        raise MedcneError(f"--out {out} is a folder; give a file name ending in .csv or .npz")
     if out.exists() and not args.overwrite:
         raise MedcneError(f"--out {out} exists; pass --overwrite to replace it or choose another name")
-    model = run_dir / MODEL
-    if not model.exists():
-        raise MedcneError(f"{run_dir}: no {MODEL}; give a finished run folder of `medcne fit`")
+    trained = read_run(run_dir).params.get("data") or {}  # a finished run with a finite map
+    est = load_run_model(run_dir, device=args.device)
     spec = data_spec(args)
-    trained = read_json(run_dir / PARAMS).get("data", {})
     # Images must match the training images; default to the run's resize/channels.
     if spec["size"] is None:
         spec["size"] = trained.get("size")
     if spec["channels"] == "keep":
         spec["channels"] = trained.get("channels", "keep")
-    est = TSimCNE.load(model, device=args.device)
     data = load_dataset(args.data, **spec)
     Z = est.transform(data)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names)

@@ -5,9 +5,11 @@ after every epoch while training), ``checkpoint.pt`` (end of each stage and
 every ``--checkpoint-minutes``), ``model.pt``, ``embedding.npz``,
 ``embedding.csv``, ``metrics.json`` and ``map.png``.
 
-An existing non-empty ``--out`` is refused unless ``--overwrite`` is given (then
-the run files in it are replaced and nothing else is touched); ``--resume RUN``
-continues an interrupted run in place from its ``checkpoint.pt``.
+An existing non-empty ``--out`` is refused unless ``--overwrite`` is given: then
+the new run is trained in ``.OUT.medcne-new`` beside it and its files replace
+the old run's only once it is finished (nothing else in ``OUT`` is touched).
+``--resume RUN`` continues an interrupted run from its ``checkpoint.pt`` (an
+interrupted ``--overwrite`` run continues in its staging folder).
 
 ``--quick`` fills every training option not given explicitly with settings that
 finish the bundled 2,000-image sample in a few minutes on a 2-core CPU (narrow
@@ -15,6 +17,8 @@ backbone, short schedule); on a GPU it keeps the paper's backbone.
 """
 
 from __future__ import annotations
+
+import math
 
 from ..defaults import (
     BACKBONES,
@@ -31,6 +35,14 @@ from ..defaults import (
 )
 from ..errors import MedcneError
 from .common import add_data_options, data_spec
+
+# Options whose values argparse cannot check: (option, attribute, test, what it must be).
+RANGES = (
+    ("--stage3-lr-factor", "stage3_lr_factor", lambda v: 0 < v < math.inf, "a positive number (paper: 0.001)"),
+    ("--checkpoint-minutes", "checkpoint_minutes", lambda v: 0 <= v < math.inf, "a number >= 0 (0: every epoch)"),
+    ("--batch-size", "batch_size", lambda v: v >= 2, "an integer >= 2 (paper: 1024)"),
+    ("--knn-every", "knn_every", lambda v: v >= 0, "an integer >= 0 (0: off)"),
+)
 
 
 def add_parser(sub) -> None:
@@ -71,6 +83,10 @@ def training_params(args) -> dict:
     """Estimator parameters: explicit options, else --quick settings, else the paper's."""
     from ..device import resolve_device
 
+    for option, name, ok, what in RANGES:
+        value = getattr(args, name)
+        if value is not None and not ok(value):
+            raise MedcneError(f"{option} must be {what}; got {value:g}")
     settings = training_settings(args.quick, resolve_device(args.device).type,
                                  {k: getattr(args, k) for k in TRAINING_KEYS}, budget=args.budget is not None)
     lr = settings["lr"]
@@ -78,7 +94,9 @@ def training_params(args) -> dict:
         try:
             lr = float(lr)
         except ValueError:
-            raise MedcneError(f"--lr must be a positive number or 'auto'; got {lr!r}") from None
+            lr = math.nan
+        if not 0 < lr < math.inf:
+            raise MedcneError(f"--lr must be a positive number or 'auto'; got {settings['lr']!r}")
     return dict(
         settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
         budget=args.budget, device=args.device, compile=args.compile,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MedcneError, MissingColumnError
 from ..runs import Run, read_run
+from ..runs.table import read_table
 
 KINDS = ("map", "thumbnails", "compare")
 
@@ -33,16 +33,12 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
     Points missing from the CSV get NaN (numbers) or "" (categories).
     """
     path = Path(csv_path) if csv_path else run.path / "embedding.csv"
-    if not path.is_file():
-        raise MedcneError(f"--values {path}: no such file; give a CSV with columns id,{column}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        if "id" not in columns or column not in columns:
-            raise MissingColumnError(
-                f"{path}: --color-by {column!r} needs columns 'id' and {column!r}; found {', '.join(columns)}"
-            )
-        by_id = {row["id"]: row[column] for row in reader}
+    columns, rows = read_table(path, "--values")
+    if "id" not in columns or column not in columns:
+        raise MissingColumnError(
+            f"{path}: --color-by {column!r} needs columns 'id' and {column!r}; found {', '.join(columns) or 'none'}"
+        )
+    by_id = {row["id"]: row[column] for row in rows}
     raw = [by_id.get(i, "") for i in run.ids]
     if not any(raw):
         raise MedcneError(f"{path}: no id matches the run's ids; give values for the images of {run.path}")

@@ -1,4 +1,9 @@
-"""Baselines as run folders: the same files as a t-SimCNE run, without model or history."""
+"""Baselines as run folders: the same files as a t-SimCNE run, without model or history.
+
+Written like a t-SimCNE run (:mod:`.staging`): into ``out`` when it holds no run
+files, else (``force``) beside it and moved in once finished; a baseline that
+fails (e.g. on a full disk) leaves nothing behind.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import write_json
+from . import staging
 from .evaluate import evaluate_and_write
-from .folder import EMBEDDING, MAP, PARAMS, Run, read_run, write_embedding
+from .folder import FINISHED, MAP, PARAMS, Run, read_run, write_embedding
 
 
 def make_baseline(data_path, method: str, out, data_spec: dict | None = None, force: bool = False,
@@ -25,7 +31,7 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
     data_spec : dict, optional
         Keyword arguments of ``load_dataset`` (format, split, size, subset, seed...).
     force : bool
-        Overwrite a finished run in ``out``.
+        Replace the run in ``out`` (the old one stays whole until the new one is finished).
     **options
         Passed to :func:`medcne.baselines.embed_baseline` (seed, n_jobs, weights,
         download, tsne_params, simclr).
@@ -40,20 +46,26 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
     from ..plot import save_map
 
     out = Path(out)
-    if (out / EMBEDDING).exists() and not force:
-        raise MedcneError(f"{out}: already holds a finished run; choose another --out or pass --force")
     if method not in METHODS:
         raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    staging.check(out, force, flag="--force", refuse_any=False)
     spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
     data = load_dataset(data_path, **spec)
-    start = time.perf_counter()
-    Z, record = embed_baseline(data, method, **options)
-    seconds = time.perf_counter() - start
-    params = {"method": method, "data": {**spec, "path": str(Path(data_path).resolve())},
-              "seed": options.get("seed", 0), **record}
-    write_json(out / PARAMS, params)
-    write_embedding(out, Z, data.ids, data.labels, data.class_names)
-    run = read_run(out)
-    evaluate_and_write(run, extra={"seconds": round(seconds, 1)}, data=data)
-    save_map(out / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")
-    return run
+    work, created = staging.begin(out, force, flag="--force", refuse_any=False)
+    try:
+        start = time.perf_counter()
+        Z, record = embed_baseline(data, method, **options)
+        seconds = time.perf_counter() - start
+        params = {"method": method, "data": {**spec, "path": str(Path(data_path).resolve())},
+                  "seed": options.get("seed", 0), **record}
+        write_json(work / PARAMS, {**params, FINISHED: False})
+        write_embedding(work, Z, data.ids, data.labels, data.class_names)
+        run = read_run(work, finished=False)
+        evaluate_and_write(run, extra={"seconds": round(seconds, 1)}, data=data)
+        save_map(work / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")
+        write_json(work / PARAMS, {**params, FINISHED: True})
+    except BaseException:
+        staging.discard(work, out, created)
+        raise
+    staging.commit(work, out)
+    return read_run(out)

@@ -13,7 +13,6 @@ run is the same whichever command computes it.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
 from ..metrics import knn_accuracy, knn_accuracy_splits, neighbour_preservation, silhouette
 from .folder import METRICS, Run, read_json
+from .table import read_table
 
 # Pixels above this many float32 bytes are not loaded for neighbourhood
 # preservation (PCam: 327,680 x 27,648 values would be 36 GB).
@@ -40,18 +40,13 @@ def read_label_csv(path) -> dict[str, str]:
     The viewer's annotation export (``id, x, y, old_label, new_label``) works
     as is: rows with an empty ``new_label`` (points only selected) are ignored.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MedcneError(f"--labels {path}: no such file; give a CSV with columns id,label")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
-        if "id" not in columns or column is None:
-            raise MissingColumnError(
-                f"{path}: needs columns 'id' and 'label' (or 'new_label'); found {', '.join(columns) or 'none'}"
-            )
-        return {row["id"]: row[column].strip() for row in reader if (row[column] or "").strip()}
+    columns, rows = read_table(path, "--labels")
+    column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
+    if "id" not in columns or column is None:
+        raise MissingColumnError(
+            f"{path}: needs columns 'id' and 'label' (or 'new_label'); found {', '.join(columns) or 'none'}"
+        )
+    return {row["id"]: row[column].strip() for row in rows if row[column].strip()}
 
 
 def run_labels(run: Run, overrides: dict[str, str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:

@@ -11,6 +11,13 @@ plus ``"path"`` (absolute), so the images of a run can be read again.
 
 ``embedding.npz`` holds ``embedding`` (float32, N x d), ``ids`` (str, N) and,
 when labeled, ``labels`` (int64, N) and ``class_names`` (str, C).
+
+A run is *finished* when ``params.json`` says ``"finished": true``: writers
+put ``false`` there first and rewrite it with ``true`` after their last file,
+so a run stopped half-way (killed, disk full) never looks finished. A run
+written before medcne recorded this has no ``"finished"`` key; it counts as
+finished when both embedding files are there (``embedding.csv`` was written
+right after ``embedding.npz``). :func:`read_run` refuses anything else.
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import MedcneError
+from ..errors import DivergedError, MedcneError
 from ..io import save_npz, write_text
 
 PARAMS = "params.json"
@@ -37,6 +46,42 @@ MAP = "map.png"
 # Every file a run may hold: what `fit --overwrite` replaces and nothing else.
 RUN_FILES = (PARAMS, HISTORY, MODEL, CHECKPOINT, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
 HISTORY_COLUMNS = ("stage", "epoch", "loss", "lr", "views_per_s", "knn")
+# The files of a finished baseline run (a t-SimCNE run has all of RUN_FILES).
+BASELINE_FILES = (PARAMS, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
+FINISHED = "finished"  # the key of params.json that a writer sets last
+# A replacement run is written into ".NAME.medcne-new" beside the run folder NAME.
+STAGING_SUFFIX = ".medcne-new"
+
+
+def run_files(params: dict) -> tuple[str, ...]:
+    """The files a finished run of ``params['method']`` holds."""
+    return RUN_FILES if params.get("method") == "tsimcne" else BASELINE_FILES
+
+
+def staging_path(out) -> Path:
+    """Where a run that replaces the run in ``out`` is written until it is complete."""
+    out = Path(out)
+    return out.parent / f".{out.name}{STAGING_SUFFIX}"
+
+
+def staging_target(path) -> Path | None:
+    """The run folder that the staging folder ``path`` replaces, or None if ``path`` is not one."""
+    path = Path(path)
+    name = path.name
+    if name.startswith(".") and name.endswith(STAGING_SUFFIX) and len(name) > len(STAGING_SUFFIX) + 1:
+        return path.parent / name[1:-len(STAGING_SUFFIX)]
+    return None
+
+
+def is_finished(path) -> bool:
+    """Whether ``path`` holds a finished run (see the module's docstring)."""
+    path = Path(path)
+    if not (path / PARAMS).is_file() or not (path / EMBEDDING).is_file():
+        return False
+    flag = read_json(path / PARAMS).get(FINISHED)
+    if flag is None:  # written before medcne recorded it
+        return (path / EMBEDDING_CSV).is_file()
+    return flag is True
 
 
 def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=None) -> None:
@@ -118,22 +163,84 @@ class Run:
 
 
 def read_json(path) -> dict:
-    """A JSON file of a run, or ``{}`` when it does not exist."""
+    """A JSON object of a run, ``{}`` when the file does not exist; one clear line when it is damaged."""
     path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise MedcneError(f"{path}: damaged, not valid JSON ({exc}); {_remedy(path)}") from None
+    if not isinstance(obj, dict):
+        raise MedcneError(f"{path}: damaged, holds a JSON {type(obj).__name__} instead of an object; {_remedy(path)}")
+    return obj
 
 
-def read_run(path) -> Run:
-    """Read a run folder; fails with one clear line when it is not one."""
+def _remedy(path: Path) -> str:
+    if path.name == METRICS:
+        return f"delete it and run `medcne evaluate {path.parent}` to write it again"
+    return "make the run again (`medcne fit` or `medcne baseline`)"
+
+
+def unfinished_message(path: Path) -> str:
+    """Why ``path`` is not a finished run, and what to do, in one line."""
+    staged = staging_path(path)
+    if staged.is_dir():
+        return (f"{path}: not a finished run: its replacement in {staged} was interrupted; "
+                f"complete it with `medcne fit --resume {path}`, or run again with --overwrite")
+    if (path / CHECKPOINT).is_file():
+        return f"{path}: not a finished run (training stopped); continue it with `medcne fit --resume {path}`"
+    if not (path / EMBEDDING).exists() and not (path / PARAMS).exists():
+        return (f"{path}: not a run folder (no {EMBEDDING}); give a folder written by `medcne fit` "
+                "or `medcne baseline`")
+    return (f"{path}: not a finished run (it stopped before its last file was written); "
+            "run the command that made it again (`medcne fit --overwrite` or `medcne baseline --force`)")
+
+
+def read_run(path, *, finished: bool = True) -> Run:
+    """Read a run folder; fails with one clear line when it is not a finished, readable run.
+
+    ``finished=False`` reads a run that its writer has not finished yet (the
+    writers themselves, before their last file).
+    """
     path = Path(path)
-    emb = path / EMBEDDING
     if not path.is_dir():
         raise MedcneError(f"{path}: no such run folder; give a folder written by `medcne fit` or `medcne baseline`")
-    if not emb.exists():
-        raise MedcneError(f"{path}: not a finished run (no {EMBEDDING}); run `medcne fit --resume {path}` or pick another folder")
+    if not (path / EMBEDDING).is_file() or (finished and not is_finished(path)):
+        raise MedcneError(unfinished_message(path))
     params = read_json(path / PARAMS)
     metrics = read_json(path / METRICS)
-    with np.load(emb, allow_pickle=False) as z:
-        labels = z["labels"] if "labels" in z.files else None
-        names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
-        return Run(path, params, z["embedding"], z["ids"].astype(str), labels, names, metrics)
+    embedding, ids, labels, names = _read_embedding(path / EMBEDDING)
+    bad = ~np.isfinite(embedding).all(axis=1)
+    if bad.any():
+        raise DivergedError(
+            f"{path}: {int(bad.sum())} points of {EMBEDDING} are not finite (NaN or inf), e.g. id "
+            f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower --lr)"
+        )
+    return Run(path, params, embedding, ids, labels, names, metrics)
+
+
+def _read_embedding(path: Path):
+    """The arrays of an ``embedding.npz``, checked against each other."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            embedding = np.asarray(z["embedding"])
+            ids = z["ids"].astype(str)
+            labels = z["labels"] if "labels" in z.files else None
+            names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MedcneError(
+            f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"
+        ) from None
+    n = len(embedding) if embedding.ndim else 0
+    problem = None
+    if embedding.ndim != 2 or embedding.dtype.kind not in "fiu":
+        problem = f"embedding has shape {embedding.shape} and type {embedding.dtype}, not N x d numbers"
+    elif ids.shape != (n,):
+        problem = f"{len(ids)} ids for {n} points"
+    elif labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or names is None
+                                 or (n and (labels.min() < 0 or labels.max() >= len(names)))):
+        problem = "labels do not match the points or the class names"
+    if problem:
+        raise MedcneError(f"{path}: damaged ({problem}); make the run again")
+    return embedding, ids, labels, names

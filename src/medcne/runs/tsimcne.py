@@ -3,34 +3,40 @@
 The library side of ``medcne fit``: :func:`fit_run` reads the data, checks the
 parameters, writes ``params.json`` and trains with checkpoints and
 ``history.csv`` kept up to date; :func:`resume_run` continues an interrupted
-run in place; :func:`write_tsimcne_run` writes the model, embedding, metrics
-and map of a fitted :class:`~medcne.TSimCNE`.
+run; :func:`write_tsimcne_run` writes the model, embedding, metrics and map of
+a fitted :class:`~medcne.TSimCNE`, and ``"finished": true`` last.
+
+A run that replaces another is trained in the staging folder beside it and
+moved in when finished (:mod:`.staging`). A run stopped before its first
+checkpoint (Ctrl-C, SIGTERM, an error) leaves nothing behind; one stopped later
+keeps its checkpoint, and ``medcne fit --resume OUT`` continues it (in the
+staging folder when it was replacing a run).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MedcneError
-from ..io import write_json
+from ..errors import DivergedError, MedcneError
+from ..io import remove_stale_temps, write_json
+from . import staging
 from .evaluate import evaluate_and_write
-from .folder import CHECKPOINT, MAP, MODEL, PARAMS, RUN_FILES, Run, read_json, read_run, write_embedding, write_history
-
-
-def prepare_out(out: Path, overwrite: bool) -> None:
-    """Make ``out`` ready for a new run: refuse a non-empty folder unless ``overwrite``;
-    with it, remove the run files of the old run and nothing else."""
-    if out.exists() and not out.is_dir():
-        raise MedcneError(f"--out {out} is a file; give a folder path")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise MedcneError(
-                f"--out {out} exists and is not empty; pass --overwrite to replace its run files, "
-                f"--resume {out} to continue it, or choose another folder"
-            )
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+from .folder import (
+    CHECKPOINT,
+    FINISHED,
+    MAP,
+    MODEL,
+    PARAMS,
+    RUN_FILES,
+    Run,
+    is_finished,
+    read_json,
+    read_run,
+    staging_path,
+    staging_target,
+    write_embedding,
+    write_history,
+)
 
 
 def tsimcne_params(est, data_record: dict, **extra) -> dict:
@@ -56,15 +62,16 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
     out : str or Path
         The run folder; an existing non-empty one needs ``overwrite``.
     params : dict
-        :class:`~medcne.TSimCNE` parameters.
+        :class:`~medcne.TSimCNE` parameters (at least one epoch in all).
     data_spec : dict, optional
         Keyword arguments of ``load_dataset`` (size, channels, subset, seed...).
     overwrite : bool
-        Replace the run files of an existing run in ``out``.
+        Replace the run in ``out``: the new run is written beside it and
+        moved in once finished; other files in ``out`` are left alone.
     quick : bool
         Recorded in params.json (the settings came from ``--quick``).
     verbose : bool
-        Progress bar, expected duration and what is written.
+        Progress bar, expected duration, notes and what is written.
 
     Returns
     -------
@@ -75,43 +82,111 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
     from ..estimator import TSimCNE
 
     out = Path(out)
+    staging.check(out, overwrite, flag="--overwrite", refuse_any=True)
     spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
     data = load_dataset(data_path, **spec)
     est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
-    prepare_out(out, overwrite)
+    if sum(s.epochs for s in est.stages_) == 0:
+        raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
+                          "give at least one epoch, e.g. --epochs 12,1,6")
+    if verbose and est.batch_size_ < est.batch_size:
+        print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
+    work, created = staging.begin(out, overwrite, flag="--overwrite", refuse_any=True)
     data_record = {**spec, "path": str(Path(data_path).resolve())}
-    write_json(out / PARAMS, tsimcne_params(est, data_record, quick=bool(quick)))
-    return _train(out, est, data, data_record, resume_from=None, verbose=verbose)
+    try:
+        write_json(work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False}))
+    except BaseException:
+        staging.discard(work, out, created)
+        raise
+    return _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick,
+                  created=created)
 
 
 def resume_run(out, verbose: bool = True) -> Run:
-    """Continue the interrupted run in folder ``out`` from its last checkpoint."""
+    """Continue the interrupted run ``out`` from its last checkpoint.
+
+    ``out`` is the run folder (or its staging folder ``.OUT.medcne-new``): an
+    interrupted replacement of ``OUT`` continues in its staging folder and is
+    moved into ``OUT`` when finished; one that was stopped while being moved
+    in is completed without training.
+    """
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
 
     out = Path(out)
-    saved = read_json(out / PARAMS)
-    if not saved or not (out / CHECKPOINT).exists():
-        raise MedcneError(f"--resume {out}: not an interrupted run (needs {PARAMS} and {CHECKPOINT})")
+    out = staging_target(out) or out
+    if staging.pending(out):
+        if verbose:
+            print(f"completed the interrupted replacement of {out}")
+        return read_run(out)
+    work = staging_path(out) if staging_path(out).is_dir() else out
+    if is_finished(work):
+        raise MedcneError(f"--resume {out}: the run is finished; nothing to resume")
+    saved = read_json(work / PARAMS)
+    if not saved or not (work / CHECKPOINT).exists():
+        raise MedcneError(
+            f"--resume {out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
+            f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
+            "(with --overwrite when the folder is not empty)"
+        )
+    if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
+        raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
+    remove_stale_temps(work, RUN_FILES)
     data_record = dict(saved["data"])
     spec = {k: v for k, v in data_record.items() if k != "path"}
     data = load_dataset(data_record["path"], **spec)
     est = TSimCNE(**saved["estimator"])
-    return _train(out, est, data, data_record, resume_from=out / CHECKPOINT, verbose=verbose,
+    return _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
                   quick=saved.get("quick", False))
 
 
-def _train(out: Path, est, data, data_record: dict, resume_from, verbose: bool, quick: bool = False) -> Run:
-    est.set_params(checkpoint=str(out / CHECKPOINT), verbose=verbose)
+def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
+           quick: bool = False, created: bool = False) -> Run:
+    """Train (checkpoints in ``work``), write the run into ``work``, then move it into ``out``."""
+    est.set_params(checkpoint=str(work / CHECKPOINT), verbose=verbose)
     if verbose:
         print(f"training on {len(data)} images {data.image_shape} -> {out}", flush=True)
     try:
-        est.fit(data, resume_from=resume_from, callback=lambda end: write_history(out, end.position.history))
-    except KeyboardInterrupt:
-        if verbose:
-            print(f"interrupted; continue with `medcne fit --resume {out}`")
+        est.fit(data, resume_from=resume_from, callback=lambda end: write_history(work, end.position.history))
+        est.set_params(checkpoint=None)  # the model file should not name this run's checkpoint
+        write_tsimcne_run(work, est, data, data_record, quick=quick)
+    except BaseException as exc:
+        _stopped(work, out, created, exc, verbose)
         raise
-    return write_tsimcne_run(out, est, data, data_record, quick=quick)
+    staging.commit(work, out)
+    return read_run(out)
+
+
+def end_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that the next line starts on a line of its own."""
+    import sys
+
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _stopped(work: Path, out: Path, created: bool, exc: BaseException, verbose: bool) -> None:
+    """After training stopped: keep a resumable run (and say how to continue), else remove what it wrote.
+
+    A diverged run is removed too: resuming it would diverge again.
+    """
+    end_progress_bars()
+    resumable = (work / CHECKPOINT).is_file() and not isinstance(exc, DivergedError)
+    if not resumable:
+        staging.discard(work, out, created)
+    if isinstance(exc, KeyboardInterrupt):
+        if verbose and resumable:
+            print(f"interrupted; continue with `medcne fit --resume {out}`")
+        elif verbose:
+            kept = f"; {out} still holds the previous run" if work != out else ""
+            print(f"interrupted before the first checkpoint, so there is nothing to resume{kept}; "
+                  "run the same command again to start over")
+    elif isinstance(exc, OSError) and resumable:
+        raise MedcneError(
+            f"{exc.filename or work}: {exc.strerror or exc}; the run is kept at its last checkpoint: fix this "
+            f"(e.g. free disk space) and continue with `medcne fit --resume {out}`"
+        ) from exc
 
 
 def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
@@ -119,19 +194,40 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
 
     ``data`` are the training images (their ids and labels go with the map);
     ``data_record`` is what params.json says of them (``load_dataset``
-    arguments and ``path``).
+    arguments and ``path``). ``params.json`` is written first with
+    ``"finished": false`` and again with ``true`` after the last file.
     """
     from ..plot import save_map
 
     out = Path(out)
-    write_json(out / PARAMS, tsimcne_params(est, data_record, **extra))
+    extra = {k: v for k, v in extra.items() if k != FINISHED}
+    write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: False}))
     write_history(out, est.history_)
     est.save(out / MODEL)
     Z = est.embedding_
     write_embedding(out, Z, data.ids, data.labels, data.class_names)
-    run = read_run(out)
+    run = read_run(out, finished=False)
     seconds = getattr(est, "fit_seconds_", None)
     evaluate_and_write(run, extra={} if seconds is None else {"seconds": round(seconds, 1)}, data=data)
     save_map(out / MAP, Z[:, :2], data.labels, data.class_names,
              title=f"t-SimCNE ({est.preset}) of {Path(str(data.source)).name}")
+    write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: True}))
+    run.params = read_json(out / PARAMS)
     return run
+
+
+def load_run_model(run, device: str = "auto"):
+    """The fitted :class:`~medcne.TSimCNE` of a finished t-SimCNE run, refusing non-finite weights."""
+    import torch
+
+    from ..estimator import TSimCNE
+
+    path = Path(run) / MODEL
+    if not path.exists():
+        raise MedcneError(f"{Path(run)}: no {MODEL}; give a finished run folder of `medcne fit` "
+                          "(baselines have no model to place new images with)")
+    est = TSimCNE.load(path, device=device)
+    if not all(torch.isfinite(t).all() for t in est.model_.state_dict().values() if t.is_floating_point()):
+        raise DivergedError(f"{path}: the model's weights are not finite (NaN or inf): the run diverged; "
+                            "fit it again with a lower --lr")
+    return est

@@ -211,10 +211,12 @@ def train(
         backbone = compile_backbone(model)
     job = Job(model, store, batch_size, augment, loss_fn, generators, gather, backbone)
     bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch, deadline) if progress else None
-    with cudnn_benchmark(store.device):
-        _run_stages(job, stages, pos, optimizer_state, on_epoch, bar)
-    if bar is not None:
-        bar.close()
+    try:
+        with cudnn_benchmark(store.device):
+            _run_stages(job, stages, pos, optimizer_state, on_epoch, bar)
+    finally:
+        if bar is not None:
+            bar.close()  # also when training stops with an error: the error line comes after the bar
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()

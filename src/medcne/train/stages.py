@@ -78,18 +78,24 @@ def default_lr(batch_size: int) -> float:
     return LR_PER_256 * batch_size / 256
 
 
-def parse_epochs(epochs, n: int = 3) -> tuple[int, ...]:
-    """``'1000,50,450'`` or a sequence -> a tuple of ``n`` non-negative ints."""
+def parse_epochs(epochs, n: int = 3, name: str = "epochs") -> tuple[int, ...]:
+    """``'1000,50,450'`` or a sequence -> a tuple of ``n`` non-negative ints; ``name`` is the parameter in messages."""
+    example = ",".join(map(str, (PAPER_EPOCHS if name == "epochs" else PAPER_WARMUP)[:n]))
     if isinstance(epochs, str):
         try:
             epochs = [int(e) for e in epochs.split(",")]
         except ValueError:
-            raise MedcneError(f"epochs must be {n} integers separated by commas, e.g. 1000,50,450; got {epochs!r}") from None
-    epochs = tuple(int(e) for e in epochs)
+            raise MedcneError(
+                f"{name} must be {n} integers separated by commas, e.g. {example}; got {epochs!r}"
+            ) from None
+    try:
+        epochs = tuple(int(e) for e in epochs)
+    except (TypeError, ValueError):
+        raise MedcneError(f"{name} must be {n} non-negative integers, e.g. {example}; got {epochs!r}") from None
     if len(epochs) != n or any(e < 0 for e in epochs):
         raise MedcneError(
-            f"epochs must be {n} non-negative integers (one per stage), e.g. "
-            f"{','.join(map(str, PAPER_EPOCHS[:n]))}; got {','.join(map(str, epochs))}"
+            f"{name} must be {n} non-negative integers (one per stage), e.g. "
+            f"{example}; got {','.join(map(str, epochs))}"
         )
     return epochs
 
