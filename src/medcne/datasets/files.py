@@ -108,11 +108,11 @@ class FolderScan:
     def notes(self) -> list[str]:
         out = []
         if self.medcne:
-            out.append(f"skipped {len(self.medcne)} folder(s) written by medcne: {', '.join(self.medcne[:MAX_LISTED])}")
+            out.append(f"skipped {len(self.medcne)} folder(s) written by medcne: {', '.join(sorted(self.medcne)[:MAX_LISTED])}")
         if self.hidden:
             out.append(f"ignored {self.hidden} hidden file(s) or folder(s) (names starting with '.')")
         if self.unreadable:
-            out.append(f"skipped {len(self.unreadable)} unreadable folder(s): {', '.join(self.unreadable[:MAX_LISTED])}")
+            out.append(f"skipped {len(self.unreadable)} unreadable folder(s): {', '.join(sorted(self.unreadable)[:MAX_LISTED])}")
         return out
 
 
@@ -138,7 +138,7 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
         files += found
         labels += [len(class_names) - 1] * len(found)
     if scan.unreadable and not skip_bad:
-        listed = "; ".join(scan.unreadable[:MAX_LISTED])
+        listed = "; ".join(sorted(scan.unreadable)[:MAX_LISTED])
         raise DataError(
             f"{root}: {len(scan.unreadable)} folder(s) cannot be read: {listed}. "
             "Fix their permissions, or pass --skip-bad to leave them out"
