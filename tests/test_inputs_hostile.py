@@ -118,7 +118,7 @@ CASES = {
     "MedMNIST split sizes differ": (_medmnist((4, 3), (3, 4)), errors.LabelMismatchError, "train_labels"),
     "MedMNIST split shapes differ": (_medmnist((2, 2), (2, 2), sizes=(8, 9)), errors.DataError, "different shapes"),
     "images of rank 1": (_npz(images=np.zeros(5, np.uint8)), errors.DataError, "N x H x W"),
-    "images of 0x0 pixels": (_npz(images=np.zeros((3, 0, 0, 3), np.uint8)), errors.MedcneError, "0x0"),
+    "images of 0x0 pixels": (_npz(images=np.zeros((3, 0, 0, 3), np.uint8)), errors.DataError, "H, W, C >= 1"),
     "corrupt compressed member": (_corrupt_member, errors.DataError, "corrupt"),
     "npy header declares a huge shape": (_huge_header, errors.DataError, "declares shape (1000000000, 96, 96, 3)"),
     "a bare .npy named .npz": (_bare_npy, errors.DataError, "np.savez"),

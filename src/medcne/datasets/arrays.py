@@ -14,6 +14,7 @@ from ..errors import (
     UnknownFormatError,
 )
 from .convert import parse_size, prepare_array, resize_images
+from .files import printable
 from .imageset import ImageSet, int_labels
 from .medmnist_info import class_names_for
 from .memory import check_memory
@@ -69,7 +70,7 @@ def read_npz(path: Path, *, split: str | None = None, size=None, channels="keep"
         if "images" in keys:
             return _read_plain(npz, split, size, channels)
     raise UnknownFormatError(
-        f"{path}: npz holds {', '.join(sorted(keys)) or 'no arrays'}; expected 'images' (+ 'labels') "
+        f"{path}: npz holds {printable(', '.join(sorted(keys))) or 'no arrays'}; expected 'images' (+ 'labels') "
         "or MedMNIST's 'train_images', 'val_images', 'test_images'"
     )
 
@@ -91,10 +92,12 @@ def _labels_1d(labels: np.ndarray, where: str, notes: list[str]) -> np.ndarray |
 
 def _image_header(npz: NpzArrays, key: str) -> tuple[tuple[int, ...], np.dtype]:
     shape, dtype = npz.header(key)
-    if len(shape) not in (3, 4):
+    if len(shape) not in (3, 4) or min(shape[1:]) < 1:
         raise DataError(
-            f"{npz.path}: array {key!r} has shape {shape}; images must be N x H x W or N x H x W x C"
+            f"{npz.path}: array {key!r} has shape {shape}; images must be N x H x W or N x H x W x C, H, W, C >= 1"
         )
+    if dtype.kind not in "fiub":
+        raise DataError(f"{npz.path}: array {key!r} holds {dtype} values; pixels must be uint8, or float in [0, 1]")
     return shape, dtype
 
 

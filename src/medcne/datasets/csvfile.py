@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 
 from ..errors import DataError, EmptyDatasetError, MissingColumnError
-from .files import decode_files
+from .files import decode_files, printable
 from .imageset import ImageSet
 
 MAX_LINES_LISTED = 5
@@ -55,7 +55,9 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     (_, header), body = rows[0], rows[1:]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
-        raise DataError(f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once in the header; rename them")
+        raise DataError(
+            f"{path}: column(s) {printable(', '.join(map(repr, repeated)))} appear more than once in the header; rename them"
+        )
     for line, cells in body:
         if len(cells) != len(header):
             raise DataError(
@@ -80,15 +82,17 @@ def image_paths(path: Path, cells: list[str], lines: list[int], allow_outside: b
     for line, cell in zip(lines, cells, strict=True):
         try:
             full = (root / cell).resolve()
-        except (OSError, RuntimeError) as exc:  # a symlink loop
-            raise DataError(f"{path}: line {line}: cannot resolve {cell!r} ({type(exc).__name__})") from None
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise DataError(
+                f"{path}: line {line}: '{printable(cell)}' is not a usable path ({type(exc).__name__}); fix that row"
+            ) from None
         if not allow_outside and not full.is_relative_to(root):
             outside.append((line, cell))
         files.append(full)
     if outside:
         line, cell = outside[0]
         raise DataError(
-            f"{path}: {len(outside)} image path(s) lead outside the CSV's folder {root} (line {line}: {cell!r}); "
+            f"{path}: {len(outside)} image path(s) lead outside the CSV's folder {root} (line {line}: '{printable(cell)}'); "
             "medcne reads only files under it unless you pass --allow-outside (allow_outside=True in Python)"
         )
     return files
@@ -115,12 +119,12 @@ def read_csv(
     columns, rows = read_table(path)
     if path_column not in columns:
         raise MissingColumnError(
-            f"{path}: no column {path_column!r} (columns: {', '.join(columns) or 'none'}); "
+            f"{path}: no column '{printable(path_column)}' (columns: {printable(', '.join(columns)) or 'none'}); "
             "name the path column with --path-column"
         )
     if label_column is not None and label_column not in columns:
         raise MissingColumnError(
-            f"{path}: no column {label_column!r} (columns: {', '.join(columns)}); "
+            f"{path}: no column '{printable(label_column)}' (columns: {printable(', '.join(columns))}); "
             "name the label column with --label-column"
         )
     if label_column is None and "label" in columns:

@@ -35,6 +35,13 @@ RUN_PARAMS = "params.json"
 RUN_FILES = ("checkpoint.pt", "model.pt", "embedding.npz", "history.csv")
 
 
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` for a one-line message: control characters escaped (a file name may hold a line
+    break), cut in the middle to at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
+
+
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -79,7 +86,7 @@ class FolderScan:
             with os.scandir(folder) as it:
                 found = list(it)
         except OSError as exc:
-            self.unreadable.append(f"{self._rel(folder)} ({exc.strerror or type(exc).__name__})")
+            self.unreadable.append(f"{printable(self._rel(folder))} ({exc.strerror or type(exc).__name__})")
             return [], []
         files, dirs = [], []
         for entry in found:
@@ -91,7 +98,7 @@ class FolderScan:
             if entry.name.startswith("."):
                 self.hidden += is_dir or (is_file and path.suffix.lower() in IMAGE_SUFFIXES)
             elif is_dir and medcne_output_kind(path):
-                self.medcne.append(f"{self._rel(path)} ({medcne_output_kind(path)})")
+                self.medcne.append(f"{printable(self._rel(path))} ({medcne_output_kind(path)})")
             elif is_dir:
                 dirs.append(path)
             elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
@@ -147,7 +154,7 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
     if files and top_files:
         notes.append(f"{len(top_files)} image file(s) directly in the folder ignored (images are read from the class sub-folders)")
     if files and empty:
-        notes.append(f"sub-folder(s) without images ignored: {', '.join(empty[:MAX_LISTED])}")
+        notes.append(f"sub-folder(s) without images ignored: {', '.join(map(printable, empty[:MAX_LISTED]))}")
     if not files:
         files, class_names = top_files, []
     if not files:
@@ -168,8 +175,11 @@ class _BadFile(Exception):
 
 def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
     """Decode one file, or raise _BadFile with a short reason (never anything else)."""
-    if not f.is_file():
-        raise _BadFile("missing" if not f.exists() else "not a regular file")
+    try:
+        if not f.is_file():
+            raise _BadFile("missing" if not f.exists() else "not a regular file")
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte in it
+        raise _BadFile(f"not a usable path: {type(exc).__name__}") from None
     with warnings.catch_warnings(record=True) as caught:
         # PIL warns on odd EXIF, truncated metadata, very large images: a note, not a line on stderr.
         warnings.simplefilter("always")
@@ -212,7 +222,7 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
         try:
             arr = _decode_one(f, channels, log)
         except _BadFile as exc:
-            bad.append(f"{f} ({exc})")
+            bad.append(f"{printable(str(f))} ({exc})")
             continue
         if not images:
             _check_total(len(files), (*(size or arr.shape[:2]), arr.shape[2]), source)

@@ -43,20 +43,33 @@ class NpzArrays:
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            self._npz = np.load(self.path, allow_pickle=False)
+            # Opened here, so that it is closed here whatever np.load does on a damaged file.
+            self._file = open(self.path, "rb")
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot read ({exc.strerror or exc}); check the path and its permissions") from None
+        try:
+            self._npz = np.load(self._file, allow_pickle=False)
+            if not isinstance(self._npz, np.lib.npyio.NpzFile):  # a plain .npy renamed .npz
+                raise DataError(f"{self.path}: holds one bare array, not an .npz archive; save it with np.savez")
+            self.keys = set(self._npz.files)
+        except DataError:
+            self._file.close()
+            raise
         except READ_ERRORS as exc:
+            self._file.close()
             raise DataError(
                 f"{self.path}: cannot read as .npz ({_explain(exc)}); is the file complete? Write or download it again"
             ) from None
-        if not isinstance(self._npz, np.lib.npyio.NpzFile):  # a plain .npy renamed .npz
-            raise DataError(f"{self.path}: holds one bare array, not an .npz archive; save it with np.savez")
-        self.keys = set(self._npz.files)
+        except BaseException:
+            self._file.close()
+            raise
 
     def __enter__(self) -> NpzArrays:
         return self
 
     def __exit__(self, *exc) -> None:
         self._npz.close()
+        self._file.close()
 
     def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
         """(shape, dtype) of array ``key`` from its header, without reading the data."""
@@ -82,6 +95,8 @@ class NpzArrays:
                 f"{self.path}: array {key!r} holds Python objects (dtype object), which medcne does not load "
                 "(unpickling can run code); store numbers, and text as fixed-width strings (np.str_)"
             )
+        if np.prod([max(int(s), 1) for s in shape], dtype=np.float64) * max(dtype.itemsize, 1) >= 2**62:
+            raise DataError(f"{self.path}: array {key!r} declares the impossible shape {shape}; the file is corrupt")
         nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
         if nbytes > info.file_size - header_bytes:
             raise DataError(
