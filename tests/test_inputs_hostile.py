@@ -73,6 +73,14 @@ def _h5(x=None, y=None, group=False, y_key="y"):
     return build
 
 
+def _h5_declares_more(tmp_path):
+    # Four images written, then the shape stretched to 10^9 without data: HDF5 would read zeros for hours.
+    with h5py.File(tmp_path / "p_x.h5", "w") as f:
+        ds = f.create_dataset("x", data=random_images(4), maxshape=(None, 8, 8, 3), chunks=(1, 8, 8, 3))
+        ds.resize(10**9, axis=0)
+    return tmp_path / "p_x.h5"
+
+
 def _floats(bad=None, at=-1, n=6):
     x = np.full((n, 8, 8, 3), 0.5, np.float32)
     if bad is not None:
@@ -129,6 +137,7 @@ CASES = {
     "PCam int16 pixel above 255": (_h5(np.full((3, 8, 8, 3), 300, np.int16)), errors.PixelRangeError, "0..255"),
     "PCam x of rank 2": (_h5(np.zeros((4, 8), np.uint8)), errors.DataError, "shape (4, 8)"),
     "PCam x of rank 5": (_h5(np.zeros((2, 4, 4, 3, 1), np.uint8)), errors.DataError, "N x H x W x C"),
+    "PCam x declares more images than stored": (_h5_declares_more, errors.DataError, "the file stores 4"),
     "PCam x is a group": (_h5(group=True), errors.DataError, "group, not an array"),
     "PCam x of text": (_h5(np.array([b"ab", b"cd"])), errors.DataError, "shape"),
     "PCam y.h5 without y": (_h5(random_images(4), np.zeros(4), y_key="z"), errors.UnknownFormatError, "p_y.h5: no dataset 'y'"),

@@ -55,12 +55,35 @@ def _dataset(h5py, f, key: str, path: Path, kind: str):
     return ds
 
 
+def _check_stored(ds, path: Path, key: str) -> None:
+    """Refuse a dataset whose declared shape is larger than what the file stores.
+
+    A damaged header can declare 10^11 images over a few kB of chunks; HDF5 then
+    reads the missing chunks as zeros, and every loop over the images runs for
+    hours. Complete files store every chunk (or all bytes, when not chunked).
+    """
+    if ds.is_virtual or ds.external:
+        return
+    shape = tuple(int(s) for s in ds.shape)
+    if ds.chunks is None:
+        declared, stored, unit = int(np.prod(shape, dtype=np.float64)) * ds.dtype.itemsize, ds.id.get_storage_size(), "bytes"
+    else:
+        declared = int(np.prod([-(-s // c) for s, c in zip(shape, ds.chunks, strict=True)], dtype=np.float64))
+        stored, unit = ds.id.get_num_chunks(), "chunks"
+    if stored < declared:
+        raise DataError(
+            f"{path}: {key!r} declares shape {shape} ({declared:,} {unit}) but the file stores {stored:,}; "
+            "it is truncated or corrupt: write or download it again"
+        )
+
+
 def _x_layout(h5py, x_path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of ``x``, refusing what is not N x H x W (x C) pixels."""
     try:
         with h5py.File(x_path, "r") as f:
             ds = _dataset(h5py, f, "x", x_path, "*_x.h5")
             shape, dtype = tuple(int(s) for s in ds.shape), ds.dtype
+            _check_stored(ds, x_path, "x")
     except MedcneError:
         raise
     except H5_ERRORS as exc:
@@ -92,6 +115,7 @@ def _read_labels(h5py, y_path: Path, n: int, x_name: str) -> np.ndarray:
     try:
         with h5py.File(y_path, "r") as f:
             ds = _dataset(h5py, f, "y", y_path, "*_y.h5")
+            _check_stored(ds, y_path, "y")
             check_memory(ds.size * max(ds.dtype.itemsize, 8), str(y_path), f"{ds.size:,} labels", "check the file")
             labels = np.asarray(ds[()]).reshape(-1)
     except MedcneError:
