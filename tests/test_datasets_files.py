@@ -209,3 +209,11 @@ def test_csv_row_pointing_at_a_folder_or_fifo_is_a_bad_file_not_a_hang(tmp_path)
     message = str(info.value)
     assert "b (not a regular file)" in message and "pipe.png (not a regular file)" in message
     assert "missing.png (missing)" in message
+
+
+def test_line_breaks_in_names_cannot_split_the_error_line(tmp_path, capfd):
+    make_classes(tmp_path)
+    path = write_csv(tmp_path, 'path\na/0.png\n"a/\nevil.png"\n')
+    with pytest.raises(errors.BadImageError, match=r"a/\\nevil\.png \(missing\)"):
+        load_dataset(path)
+    check_one_line_error(*info_answer(capfd, str(path)))
