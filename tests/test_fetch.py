@@ -203,3 +203,70 @@ def test_cli_errors_are_one_line_exit_2(argv, expected, tmp_path, capsys):
     assert len(lines) == 1
     assert lines[0].startswith("medcne fetch: error:")
     assert expected in lines[0]
+
+
+class EndlessServer:
+    """Answers every GET with an endless body (optionally announcing ``length``), counting the bytes it sent."""
+
+    def __init__(self, length: int | None):
+        self.sent = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # no Content-Length needed: the body ends when the connection closes
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                block = bytes(1 << 16)
+                try:
+                    while owner.sent < (300 << 20):  # a 300 MB body, as in the issue
+                        self.wfile.write(block)
+                        owner.sent += len(block)
+                except OSError:  # the client hung up: what we want
+                    pass
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("announced", [None, 300 << 20])
+def test_a_body_longer_than_the_file_can_be_is_cut_off(announced, tmp_path, monkeypatch):
+    from medcne.datasets import medmnist_info
+
+    # 11 images of 28 x 28 x 3 can be at most ~1.1 MB as an npz: the cap is that, not 300 MB.
+    monkeypatch.setitem(medmnist_info.N_IMAGES, "bloodmnist", 11)
+    limit = medmnist_info.max_file_bytes("bloodmnist", 28)
+    assert limit < 2 << 20
+    server = EndlessServer(announced)
+    try:
+        with pytest.raises(FetchError) as info:
+            fetch_medmnist("bloodmnist", root=tmp_path / "cache", url=server.url)
+    finally:
+        server.close()
+    message = str(info.value)
+    assert f"{limit:,} bytes at most" in message and "nothing was kept" in message
+    assert ("announces 314,572,800 bytes" in message) == (announced is not None)
+    assert server.sent < 64 << 20  # stopped long before the end (socket buffers hold a few MB)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_the_cap_holds_the_real_files(bloodmnist_path):
+    from medcne.datasets.medmnist_info import MD5, N_IMAGES, max_file_bytes
+
+    assert set(N_IMAGES) == set(MD5)
+    # The shared copy holds the official bloodmnist.npz's pixels and labels (as int64), compressed as well.
+    assert bloodmnist_path.stat().st_size < max_file_bytes("bloodmnist", 28)
+    assert max_file_bytes("bloodmnist", 28) == int((17_092 * 28 * 28 * 3 + 17_092 * 8) * 1.01) + (1 << 20)
+    assert max_file_bytes("chestmnist", 64) > 112_120 * (64 * 64 + 14 * 8)

@@ -1,8 +1,9 @@
 """Reading image datasets into one type, :class:`ImageSet`."""
 
 from .arrays import as_imageset, from_array, from_torch_dataset, read_npz
+from .csvfile import read_csv
 from .fetch import fetch_medmnist
-from .files import read_csv, read_folder
+from .files import read_folder
 from .imageset import ImageSet, LazyImages, stratified_indices
 from .load import load_dataset
 from .pcam import read_pcam

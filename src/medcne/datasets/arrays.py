@@ -6,10 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, LabelMismatchError, MedcneError, UnknownFormatError
+from ..errors import (
+    DataError,
+    EmptyDatasetError,
+    LabelMismatchError,
+    MedcneError,
+    UnknownFormatError,
+)
 from .convert import parse_size, prepare_array, resize_images
-from .imageset import ImageSet
+from .files import printable
+from .imageset import ImageSet, int_labels
 from .medmnist_info import class_names_for
+from .memory import check_memory
+from .npzfile import NpzArrays
 
 MEDMNIST_SPLITS = ("train", "val", "test")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -40,6 +49,7 @@ def from_array(
         labels = np.asarray(labels)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
+        labels = int_labels(labels, source)
         if labels.ndim != 1 or len(labels) != len(arr):
             raise LabelMismatchError(
                 f"{source}: {labels.size} labels for {len(arr)} images; give one label per image"
@@ -48,19 +58,19 @@ def from_array(
 
 
 def read_npz(path: Path, *, split: str | None = None, size=None, channels="keep") -> ImageSet:
-    """An npz in the MedMNIST layout or in the ``images``/``labels`` layout."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError ...
-        raise DataError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc}); is the file complete?") from None
-    with data:
-        keys = set(data.files)
-        if "train_images" in keys or "test_images" in keys:
-            return _read_medmnist(path, data, keys, split, size, channels)
+    """An npz in the MedMNIST layout or in the ``images``/``labels`` layout.
+
+    Every array's header is checked before it is read (see :class:`NpzArrays`),
+    and the arrays must agree: one label, split code and id per image.
+    """
+    with NpzArrays(path) as npz:
+        keys = npz.keys
+        if "train_images" in keys or "val_images" in keys or "test_images" in keys:
+            return _read_medmnist(npz, split, size, channels)
         if "images" in keys:
-            return _read_plain(path, data, keys, split, size, channels)
+            return _read_plain(npz, split, size, channels)
     raise UnknownFormatError(
-        f"{path}: npz holds {', '.join(sorted(keys)) or 'no arrays'}; expected 'images' (+ 'labels') "
+        f"{path}: npz holds {printable(', '.join(sorted(keys))) or 'no arrays'}; expected 'images' (+ 'labels') "
         "or MedMNIST's 'train_images', 'val_images', 'test_images'"
     )
 
@@ -70,56 +80,143 @@ def _check_split(split: str | None) -> None:
         raise MedcneError(f"split must be one of 'train', 'val', 'test' or unset (all); got {split!r}")
 
 
-def _labels_1d(labels: np.ndarray, path: Path, notes: list[str]) -> np.ndarray | None:
+def _labels_1d(labels: np.ndarray, where: str, notes: list[str]) -> np.ndarray | None:
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
         notes.append(f"multi-label targets of shape {labels.shape} ignored (one class per image is needed)")
         return None
-    return labels.astype(np.int64)
+    return int_labels(labels, where)
 
 
-def _read_medmnist(path, data, keys, split, size, channels) -> ImageSet:
+def _image_header(npz: NpzArrays, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    shape, dtype = npz.header(key)
+    if len(shape) not in (3, 4) or min(shape[1:]) < 1:
+        raise DataError(
+            f"{npz.path}: array {key!r} has shape {shape}; images must be N x H x W or N x H x W x C, H, W, C >= 1"
+        )
+    if dtype.kind not in "fiub":
+        raise DataError(f"{npz.path}: array {key!r} holds {dtype} values; pixels must be uint8, or float in [0, 1]")
+    return shape, dtype
+
+
+def _check_load_memory(npz: NpzArrays, shape, dtype, copies: int) -> None:
+    """The stored images, ``copies`` more of them, and a uint8 result when they are not uint8."""
+    count = int(np.prod(shape, dtype=np.float64))
+    need = count * dtype.itemsize * (1 + copies) + (count if dtype != np.uint8 else 0)
+    check_memory(need, str(npz.path), f"reading {shape[0]:,} images of shape {shape[1:]} ({dtype})",
+                 "use a machine with more memory, or split the file")
+
+
+def _read_medmnist(npz: NpzArrays, split, size, channels) -> ImageSet:
     _check_split(split)
-    splits = [split] if split else [s for s in MEDMNIST_SPLITS if f"{s}_images" in keys]
-    if split and f"{split}_images" not in keys:
-        raise DataError(f"{path}: has no split {split!r} (found {', '.join(s for s in MEDMNIST_SPLITS if f'{s}_images' in keys)})")
+    path, keys = npz.path, npz.keys
+    present = [s for s in MEDMNIST_SPLITS if f"{s}_images" in keys]
+    if split and split not in present:
+        raise DataError(f"{path}: has no split {split!r} (found {', '.join(present)})")
+    splits = [split] if split else present
+    headers = {s: _image_header(npz, f"{s}_images") for s in splits}
+    shapes = {s: h[0] for s, h in headers.items()}
+    if len({sh[1:] for sh in shapes.values()}) > 1 or len({h[1] for h in headers.values()}) > 1:
+        listed = ", ".join(f"{s}_images {shapes[s]} {headers[s][1]}" for s in splits)
+        raise DataError(f"{path}: the splits hold images of different shapes or types ({listed}); the file is inconsistent")
+    total = sum(sh[0] for sh in shapes.values())
+    dtype = headers[splits[0]][1]
+    _check_load_memory(npz, (total, *shapes[splits[0]][1:]), dtype, copies=1 if len(splits) > 1 else 0)
     notes: list[str] = []
-    images, labels, ids = [], [], []
+    images = np.empty((total, *shapes[splits[0]][1:]), dtype=dtype)
+    labels, ids, start = [], [], 0
     for s in splits:
-        imgs = data[f"{s}_images"]
-        images.append(imgs)
+        n = shapes[s][0]
+        images[start : start + n] = npz.load(f"{s}_images")
+        start += n
+        ids += [f"{s}/{i}" for i in range(n)]
         if f"{s}_labels" in keys:
-            labels.append(data[f"{s}_labels"])
-        ids += [f"{s}/{i}" for i in range(len(imgs))]
-    arr = prepare_array(np.concatenate(images), str(path), size, channels, notes)
+            lab = npz.load(f"{s}_labels")
+            if len(lab) != n:
+                raise LabelMismatchError(
+                    f"{path}: {s}_labels holds {len(lab)} labels for {n} images in {s}_images; the file is inconsistent"
+                )
+            labels.append(lab)
+    unlabeled = [s for s in splits if f"{s}_labels" not in keys]
+    if labels and unlabeled:
+        notes.append(f"no labels for split(s) {', '.join(unlabeled)}: the dataset is read unlabeled")
+    arr = prepare_array(images, str(path), size, channels, notes)
     lab = None
-    if labels and len(labels) == len(images):
-        lab = _labels_1d(np.concatenate(labels), path, notes)
-    names = class_names_for(Path(path).name, None if lab is None else int(lab.max()) + 1)
+    if labels and not unlabeled:
+        lab = _labels_1d(np.concatenate(labels), str(path), notes)
+    names = class_names_for(path.name, None if lab is None else int(lab.max()) + 1)
     return ImageSet(arr, lab, names, np.array(ids), source=str(path), notes=notes)
 
 
-def _read_plain(path, data, keys, split, size, channels) -> ImageSet:
+def _per_image(npz: NpzArrays, key: str, n: int) -> np.ndarray:
+    """A per-image array (labels, split, ids) whose first axis must have one entry per image."""
+    values = npz.load(key)
+    if values.ndim == 0 or len(values) != n:
+        count = 1 if values.ndim == 0 else len(values)
+        noun = {"labels": "labels", "split": "split codes", "ids": "ids"}.get(key, f"entries of {key!r}")
+        raise LabelMismatchError(
+            f"{npz.path}: {count} {noun} for {n} images; the file is inconsistent: give exactly one per image"
+        )
+    return values
+
+
+def _split_selection(npz: NpzArrays, split: str | None, n: int) -> np.ndarray | None:
+    """Indices of the images of ``split``, checking the ``split`` array whenever it is present."""
+    if "split" not in npz.keys:
+        if split is not None:
+            raise DataError(f"{npz.path}: has no 'split' array, so split={split!r} cannot be chosen; leave it unset")
+        return None
+    codes = _per_image(npz, "split", n)
+    if codes.dtype.kind not in "iu" or codes.ndim != 1 or not np.isin(codes, list(SPLIT_CODES.values())).all():
+        raise DataError(
+            f"{npz.path}: 'split' must hold one code per image: 0 (train), 1 (val) or 2 (test); "
+            f"found {np.unique(codes.reshape(-1))[:5].tolist()} ({codes.dtype})"
+        )
+    if split is None:
+        return None
+    keep = np.flatnonzero(codes == SPLIT_CODES[split])
+    if len(keep) == 0:
+        raise EmptyDatasetError(f"{npz.path}: no image has split {split!r} (code {SPLIT_CODES[split]}); choose another")
+    return keep
+
+
+def _read_plain(npz: NpzArrays, split, size, channels) -> ImageSet:
     _check_split(split)
+    path, keys = npz.path, npz.keys
+    shape, dtype = _image_header(npz, "images")
+    n = shape[0]
+    keep = _split_selection(npz, split, n)
+    _check_load_memory(npz, shape, dtype, copies=0 if keep is None else 1)
     notes: list[str] = []
-    images = data["images"]
-    n = len(images)
-    keep = np.arange(n)
-    if split is not None:
-        if "split" not in keys:
-            raise DataError(f"{path}: has no 'split' array, so split={split!r} cannot be chosen; leave it unset")
-        keep = np.flatnonzero(data["split"] == SPLIT_CODES[split])
-    arr = prepare_array(images[keep] if split else images, str(path), size, channels, notes)
-    labels = _labels_1d(data["labels"], path, notes) if "labels" in keys else None
+    images = npz.load("images")
+    arr = prepare_array(images if keep is None else images[keep], str(path), size, channels, notes)
+    del images
+    keep = np.arange(n) if keep is None else keep
+    labels = _labels_1d(_per_image(npz, "labels", n), str(path), notes) if "labels" in keys else None
     if labels is not None:
-        if len(labels) != n:
-            raise LabelMismatchError(f"{path}: {len(labels)} labels for {n} images; the file is inconsistent")
         labels = labels[keep]
-    names = [str(c) for c in data["class_names"]] if "class_names" in keys else None
-    ids = data["ids"].astype(str)[keep] if "ids" in keys else np.array([str(i) for i in keep])
+    names = None
+    if "class_names" in keys:
+        names = npz.load("class_names")
+        if names.ndim != 1:
+            raise DataError(f"{path}: 'class_names' must be one name per class (1-D); got shape {names.shape}")
+        names = list(_texts(names))
+    ids = np.array([str(i) for i in keep])
+    if "ids" in keys:
+        ids = _per_image(npz, "ids", n)
+        if ids.ndim != 1:
+            raise DataError(f"{path}: 'ids' must be one id per image (1-D); got shape {ids.shape}")
+        ids = _texts(ids)[keep]
     return ImageSet(arr, labels, names, ids, source=str(path), notes=notes)
+
+
+def _texts(values: np.ndarray) -> np.ndarray:
+    """Names or ids as str; bytes are decoded as UTF-8 (undecodable bytes replaced, never an error)."""
+    if values.dtype.kind == "S":
+        return np.array([v.decode("utf-8", errors="replace") for v in values.reshape(-1)]).reshape(values.shape)
+    return values.astype(str)
 
 
 def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: str = "<torch Dataset>") -> ImageSet:
@@ -146,7 +243,8 @@ def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: st
             if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
                 arr = np.moveaxis(arr, 0, -1)
         images.append(arr)
-        labels.append(None if label is None else int(np.asarray(label).reshape(-1)[0]))
+        # Kept as given: from_array refuses fractional or text labels instead of truncating them.
+        labels.append(None if label is None else np.asarray(label).reshape(-1)[0])
     shapes = {a.shape for a in images}
     if len(shapes) > 1 and size is None:
         from ..errors import MixedSizeError

@@ -2,7 +2,9 @@
 
 The file lands in the cache only after its MD5 matches the published one: it is
 streamed to a temporary file in the same folder and renamed, so an interrupted
-or corrupted download never looks like a finished one.
+or corrupted download never looks like a finished one. A body longer than the
+file can be (its arrays uncompressed, see ``medmnist_info.max_file_bytes``) is
+cut off there, not streamed to the end before the MD5 rejects it.
 """
 
 from __future__ import annotations
@@ -106,8 +108,10 @@ def fetch_medmnist(
     base = url or os.environ.get(MIRROR_ENV) or medmnist_info.ZENODO_BASE
     source = medmnist_info.official_url(name, size, base)
 
+    limit = medmnist_info.max_file_bytes(name, size)
+
     def download(tmp: Path) -> None:
-        found = _stream(source, tmp, timeout, target.name)
+        found = _stream(source, tmp, timeout, target.name, limit)
         if found != expected:
             raise FetchError(
                 f"{source}: downloaded file has MD5 {found}, expected {expected}; "
@@ -126,14 +130,25 @@ def fetch_medmnist(
         ) from exc
 
 
-def _stream(source: str, dest: Path, timeout: float, label: str) -> str:
-    """Write the body at ``source`` to ``dest``; returns its MD5."""
+def _stream(source: str, dest: Path, timeout: float, label: str, limit: int) -> str:
+    """Write the body at ``source`` to ``dest``; returns its MD5.
+
+    Stops with FetchError as soon as the body (or its announced length) exceeds
+    ``limit`` bytes, the most the expected file can hold.
+    """
     digest = hashlib.md5()
+    too_long = (
+        f"which is more than {label} can hold ({limit:,} bytes at most); nothing was kept: "
+        "the server sends another file, check the URL (or the mirror)"
+    )
+    received = 0
     try:
         request = urllib.request.Request(source, headers={"User-Agent": "medcne"})
         with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as fh:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if total is not None and total > limit:
+                raise FetchError(f"{source}: the server announces {total:,} bytes, {too_long}")
             quiet = total is not None and total < _BAR_MIN_BYTES
             with tqdm(
                 total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
@@ -141,6 +156,9 @@ def _stream(source: str, dest: Path, timeout: float, label: str) -> str:
                 disable=True if quiet else None, file=sys.stderr, leave=False,
             ) as bar:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    received += len(chunk)
+                    if received > limit:
+                        raise FetchError(f"{source}: the server sent more than {limit:,} bytes, {too_long}")
                     fh.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))

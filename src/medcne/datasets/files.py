@@ -1,41 +1,162 @@
-"""Readers for images stored as files: a folder of class folders, or a CSV of paths."""
+"""Readers for images stored as files: a folder of class folders, and the decoding both file readers share.
+
+Folders are walked without entering hidden folders (names starting with '.'),
+folders that medcne wrote itself (a run or a viewer inside the dataset folder
+would otherwise be read as a class of images) or a symlink loop; a folder that
+cannot be read is an error naming it (with ``skip_bad``: left out and counted).
+Every decision is written to ``ImageSet.notes``.
+"""
 
 from __future__ import annotations
 
-import csv
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..errors import BadImageError, DataError, EmptyDatasetError, MissingColumnError, MixedSizeError
-from .convert import check_channels, parse_size, pil_to_array, resize_one
+from ..errors import BadImageError, DataError, EmptyDatasetError, MixedSizeError, PixelRangeError
+from .convert import DecodeLog, check_channels, parse_size, pil_to_array, resize_one
 from .imageset import ImageSet
+from .memory import check_memory
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MAX_LISTED = 10
+# What medcne writes (names kept in step with runs/folder.py and viewer/build.py,
+# which this lower module may not import): a viewer folder holds this marker
+# (older viewers: index.html with the bundle beside it); a run folder holds a
+# params.json with a "method" key, or, before that is written, two of its files.
+VIEWER_MARKER = ".medcne-viewer"
+VIEWER_FILES = ("index.html", "medcne-viewer.js")
+RUN_PARAMS = "params.json"
+RUN_FILES = ("checkpoint.pt", "model.pt", "embedding.npz", "history.csv")
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` for a one-line message: control characters escaped (a file name may hold a line
+    break), cut in the middle to at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
 
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def medcne_output_kind(folder: Path) -> str | None:
+    """'run' or 'viewer' when medcne wrote ``folder``, else None."""
+    try:
+        if (folder / VIEWER_MARKER).exists() or all((folder / f).is_file() for f in VIEWER_FILES):
+            return "viewer"
+        params = folder / RUN_PARAMS
+        if params.is_file() and params.stat().st_size < (1 << 20):
+            record = json.loads(params.read_text(encoding="utf-8"))
+            if isinstance(record, dict) and "method" in record:
+                return "run"
+        if sum((folder / f).is_file() for f in RUN_FILES) >= 2:
+            return "run"
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+@dataclass
+class FolderScan:
+    """Walks a dataset folder and remembers what it left out and why."""
+
+    root: Path
+    unreadable: list[str] = field(default_factory=list)
+    medcne: list[str] = field(default_factory=list)
+    hidden: int = 0
+    _seen: set = field(default_factory=set)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix() if path != self.root else str(self.root)
+
+    def entries(self, folder: Path) -> tuple[list[Path], list[Path]]:
+        """(image files, sub-folders) directly in ``folder``, each sorted; unreadable folders are recorded."""
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in self._seen:  # a symlink loop
+                return [], []
+            self._seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                found = list(it)
+        except OSError as exc:
+            self.unreadable.append(f"{printable(self._rel(folder))} ({exc.strerror or type(exc).__name__})")
+            return [], []
+        files, dirs = [], []
+        for entry in found:
+            path = Path(entry.path)
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if entry.name.startswith("."):
+                self.hidden += is_dir or (is_file and path.suffix.lower() in IMAGE_SUFFIXES)
+            elif is_dir and medcne_output_kind(path):
+                self.medcne.append(f"{printable(self._rel(path))} ({medcne_output_kind(path)})")
+            elif is_dir:
+                dirs.append(path)
+            elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(path)
+        return sorted(files), sorted(dirs)
+
+    def walk(self, folder: Path) -> list[Path]:
+        """All image files under ``folder``, sorted as paths."""
+        files, dirs = self.entries(folder)
+        for d in dirs:
+            files += self.walk(d)
+        return sorted(files)
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.medcne:
+            out.append(f"skipped {len(self.medcne)} folder(s) written by medcne: {', '.join(sorted(self.medcne)[:MAX_LISTED])}")
+        if self.hidden:
+            out.append(f"ignored {self.hidden} hidden file(s) or folder(s) (names starting with '.')")
+        if self.unreadable:
+            out.append(f"skipped {len(self.unreadable)} unreadable folder(s): {', '.join(sorted(self.unreadable)[:MAX_LISTED])}")
+        return out
+
+
 def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> ImageSet:
     """One sub-folder per class, or a flat folder of images (unlabeled)."""
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    kind = medcne_output_kind(root)
+    if kind is not None:
+        raise DataError(f"{root}: is a {kind} folder written by medcne, not a dataset; pass the data it was made from")
+    scan = FolderScan(root)
+    top_files, class_dirs = scan.entries(root)
+    if scan.unreadable:
+        raise DataError(f"{root}: cannot read the folder ({scan.unreadable[0]}); check the path and its permissions")
     files: list[Path] = []
     labels: list[int] = []
     class_names: list[str] = []
+    empty: list[str] = []
     for d in class_dirs:
-        found = sorted(p for p in d.rglob("*") if is_image_file(p))
+        found = scan.walk(d)
         if not found:
+            empty.append(d.name)
             continue
         class_names.append(d.name)
         files += found
         labels += [len(class_names) - 1] * len(found)
+    if scan.unreadable and not skip_bad:
+        listed = "; ".join(sorted(scan.unreadable)[:MAX_LISTED])
+        raise DataError(
+            f"{root}: {len(scan.unreadable)} folder(s) cannot be read: {listed}. "
+            "Fix their permissions, or pass --skip-bad to leave them out"
+        )
+    notes = scan.notes()
+    if files and top_files:
+        notes.append(f"{len(top_files)} image file(s) directly in the folder ignored (images are read from the class sub-folders)")
+    if files and empty:
+        notes.append(f"sub-folder(s) without images ignored: {', '.join(map(printable, empty[:MAX_LISTED]))}")
     if not files:
-        files = sorted(p for p in root.iterdir() if is_image_file(p))
-        class_names = []
+        files, class_names = top_files, []
     if not files:
         raise EmptyDatasetError(
             f"{root}: no images found; expected one sub-folder per class holding "
@@ -44,75 +165,67 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
     ids = [p.relative_to(root).as_posix() for p in files]
     return decode_files(
         files, ids, labels if class_names else None, class_names or None,
-        source=str(root), size=size, channels=channels, skip_bad=skip_bad,
+        source=str(root), size=size, channels=channels, skip_bad=skip_bad, notes=notes,
     )
 
 
-def read_csv(
-    path: Path,
-    *,
-    path_column: str = "path",
-    label_column: str | None = None,
-    size=None,
-    channels="keep",
-    skip_bad=False,
-) -> ImageSet:
-    """A CSV with a column of image paths (relative to the CSV) and optional labels.
-
-    ``label_column=None`` uses a column named ``label`` when there is one.
-    """
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        rows = list(reader)
-    if path_column not in columns:
-        raise MissingColumnError(
-            f"{path}: no column {path_column!r} (columns: {', '.join(columns) or 'none'}); "
-            "name the path column with --path-column"
-        )
-    if label_column is not None and label_column not in columns:
-        raise MissingColumnError(
-            f"{path}: no column {label_column!r} (columns: {', '.join(columns)}); "
-            "name the label column with --label-column"
-        )
-    if label_column is None and "label" in columns:
-        label_column = "label"
-    if not rows:
-        raise EmptyDatasetError(f"{path}: the CSV has no rows; add one row per image")
-    files = [(path.parent / r[path_column]).resolve() for r in rows]
-    ids = [r[path_column] for r in rows]
-    labels = class_names = None
-    if label_column is not None:
-        labels, class_names = encode_labels([r[label_column] for r in rows])
-    return decode_files(
-        files, ids, labels, class_names,
-        source=str(path), size=size, channels=channels, skip_bad=skip_bad,
-    )
+class _BadFile(Exception):
+    """One file that cannot be used; the message is the reason shown to the user."""
 
 
-def encode_labels(values: list[str]) -> tuple[list[int], list[str]]:
-    """Strings -> (codes, class names); names sort numerically when all are integers."""
-    names = sorted(set(values))
-    if all(v.strip().lstrip("-").isdigit() for v in names):
-        names = sorted(names, key=lambda v: int(v))
-    code = {name: i for i, name in enumerate(names)}
-    return [code[v] for v in values], names
-
-
-def decode_files(files, ids, labels, class_names, *, source, size, channels, skip_bad) -> ImageSet:
-    """Decode image files; report unreadable ones together, check sizes agree."""
-    check_channels(channels)
-    size = parse_size(size)
-    images, bad, keep = [], [], []
-    notes: list[str] = []
-    for i, f in enumerate(files):
+def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
+    """Decode one file, or raise _BadFile with a short reason (never anything else)."""
+    try:
+        if not f.is_file():
+            raise _BadFile("missing" if not f.exists() else "not a regular file")
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte in it
+        raise _BadFile(f"not a usable path: {type(exc).__name__}") from None
+    with warnings.catch_warnings(record=True) as caught:
+        # PIL warns on odd EXIF, truncated metadata, very large images: a note, not a line on stderr.
+        warnings.simplefilter("always")
         try:
             with Image.open(f) as img:
                 img.load()
-                arr = pil_to_array(img, channels)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            bad.append(f"{f} ({type(exc).__name__})")
+                arr = pil_to_array(img, channels, log)
+        except Image.DecompressionBombError:
+            raise _BadFile(f"decompression bomb: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, PIL's limit") from None
+        except PixelRangeError as exc:
+            raise _BadFile(str(exc)) from None
+        except MemoryError:
+            raise _BadFile("too large to decode in the memory available") from None
+        except Exception as exc:  # UnidentifiedImageError, OSError ...: damaged files make decoders raise nearly anything
+            raise _BadFile(type(exc).__name__) from None
+    if caught:
+        log.warned += 1
+        log.warning = log.warning or str(caught[0].message).splitlines()[0][:120]
+    return arr
+
+
+def _check_total(n: int, image_shape: tuple[int, ...], source: str) -> None:
+    h, w, c = image_shape
+    check_memory(
+        2 * n * h * w * c, source, f"{n:,} images of {h}x{w}x{c} (decoded, then stacked into one array)",
+        "choose a smaller --size (or --subset)",
+    )
+
+
+def decode_files(files, ids, labels, class_names, *, source, size, channels, skip_bad, notes=None) -> ImageSet:
+    """Decode image files; report unreadable ones together, check sizes agree and the memory suffices."""
+    check_channels(channels)
+    size = parse_size(size)
+    if size is not None:  # before decoding anything: at least one channel per pixel
+        _check_total(len(files), (*size, 3 if channels == "rgb" else 1), source)
+    images, bad, keep = [], [], []
+    notes = list(notes or [])
+    log = DecodeLog()
+    for i, f in enumerate(files):
+        try:
+            arr = _decode_one(f, channels, log)
+        except _BadFile as exc:
+            bad.append(f"{printable(str(f))} ({exc})")
             continue
+        if not images:
+            _check_total(len(files), (*(size or arr.shape[:2]), arr.shape[2]), source)
         if size is not None:
             arr = resize_one(arr, size)
         images.append(arr)
@@ -126,6 +239,7 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
         )
     if bad:
         notes.append(f"skipped {len(bad)} unreadable image file(s)")
+    notes += log.notes()
     if not images:
         raise DataError(f"{source}: none of the {len(files)} image files could be read")
     shapes = sorted({a.shape for a in images})

@@ -115,6 +115,8 @@ class ImageSet:
         if self.images.dtype != np.uint8:
             raise MedcneError(f"{self.source}: images must be uint8; got {self.images.dtype}")
         n = shape[0]
+        if min(shape[1:3]) < 1:
+            raise MedcneError(f"{self.source}: images of {shape[1]}x{shape[2]} pixels hold nothing; check the data")
         if n == 0:
             raise EmptyDatasetError(f"{self.source}: the dataset has no images")
         if self.labels is not None:
@@ -192,6 +194,35 @@ class ImageSet:
             return {}
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts, strict=True)}
+
+
+def int_labels(values, where: str, name: str = "labels") -> np.ndarray:
+    """Class codes as int64, refusing what a cast would silently change.
+
+    Integers and booleans pass; floats must be finite whole numbers (MedMNIST's
+    uint8 labels saved as float are fine, 0.5 is not: a cast would truncate it);
+    text and other dtypes are refused with the fix.
+    """
+    values = np.asarray(values)
+    kind = values.dtype.kind
+    if kind in "iub":
+        return values.astype(np.int64)
+    if kind in "USO":
+        shown = ", ".join(repr(str(v)) for v in values.reshape(-1)[:3])
+        raise LabelMismatchError(
+            f"{where}: {name} are text ({shown}, ...); store integer class codes in {name!r} "
+            "and the names in 'class_names'"
+        )
+    if kind != "f":
+        raise LabelMismatchError(f"{where}: {name} must be integers; got dtype {values.dtype}")
+    flat = values.reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.round(flat)))
+    if len(bad):
+        raise LabelMismatchError(
+            f"{where}: {name} must be whole numbers; value {flat[bad[0]].item()!r} at position {int(bad[0])} is not "
+            f"({len(bad)} such); store integer class codes"
+        )
+    return values.astype(np.int64)
 
 
 def stratified_indices(labels: np.ndarray | None, n_total: int, n: int, seed: int) -> np.ndarray:

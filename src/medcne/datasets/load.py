@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ..errors import DataNotFoundError, UnknownFormatError
 from .arrays import read_npz
-from .convert import check_channels, parse_size
-from .files import is_image_file, read_csv, read_folder
+from .convert import check_channels, parse_size, resize_images
+from .csvfile import read_csv
+from .files import is_image_file, read_folder
 from .imageset import ImageSet
 from .pcam import read_pcam
 
@@ -44,6 +45,7 @@ def load_dataset(
     skip_bad: bool = False,
     path_column: str = "path",
     label_column: str | None = None,
+    allow_outside: bool = False,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
 
@@ -61,7 +63,18 @@ def load_dataset(
     subset : int, optional
         A seeded random subset of this many images, stratified by class.
     skip_bad : bool
-        Leave out unreadable image files instead of failing (folders, CSV).
+        Leave out unreadable image files and folders instead of failing (folders, CSV).
+    path_column, label_column : str
+        CSV columns of image paths (relative to the CSV) and of labels.
+    allow_outside : bool
+        Let CSV image paths lead outside the CSV's folder (``..``, absolute paths,
+        symbolic links); refused by default.
+
+    Raises
+    ------
+    DataError
+        (a MedcneError) for anything wrong with the data, with one line naming
+        the file and the fix.
     """
     path = Path(path)
     if not path.exists():
@@ -72,19 +85,25 @@ def load_dataset(
     size = parse_size(size)
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "npz":
-        data = read_npz(path, split=split, size=size, channels=channels)
+        # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
+        data = read_npz(path, split=split, size=None if subset else size, channels=channels)
     elif fmt == "folder":
         data = read_folder(path, size=size, channels=channels, skip_bad=skip_bad)
     elif fmt == "csv":
         data = read_csv(
             path, path_column=path_column, label_column=label_column,
-            size=size, channels=channels, skip_bad=skip_bad,
+            size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside,
         )
     else:
         if path.is_dir():
             xs = sorted(path.glob("*_x.h5"))
+            if not xs:
+                raise UnknownFormatError(f"{path}: no PCam '*_x.h5' file in this folder; pass the *_x.h5 file")
             path = next((p for p in xs if "train" in p.name), xs[0])
         data = read_pcam(path, size=size, channels=channels)
     if subset is not None and subset != len(data):
         data = data.subset(subset, seed=seed)  # raises for subset > N or < 1
+    if fmt == "npz" and subset and size is not None:
+        images = resize_images(data.images, size, str(path))
+        data = ImageSet(images, data.labels, data.class_names, data.ids, source=data.source, notes=data.notes)
     return data

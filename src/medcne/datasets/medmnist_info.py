@@ -1,7 +1,8 @@
 """Facts about the MedMNIST v2/v3 2D datasets, from MedMNIST's INFO.
 
-Class names, and the MD5 of each official ``.npz`` at each image size (28, 64,
-128, 224 pixels), which :func:`medcne.datasets.fetch_medmnist` verifies.
+Class names, the MD5 of each official ``.npz`` at each image size (28, 64,
+128, 224 pixels), which :func:`medcne.datasets.fetch_medmnist` verifies, and
+the number of images and channels, which bound the size of each file.
 """
 
 from __future__ import annotations
@@ -109,6 +110,30 @@ MD5: dict[str, dict[int, str]] = {
         128: "ded0c5fa01a95dc4978b956f613e9b8e", 224: "b354719e553fbbb2513d5533f52a4cb1",
     },
 }
+
+
+# Images per dataset (train + val + test, the same at every size) and channels, from the
+# n_samples and n_channels of MedMNIST's INFO; chestmnist has 14 labels per image.
+N_IMAGES: dict[str, int] = {
+    "pathmnist": 107_180, "chestmnist": 112_120, "dermamnist": 10_015, "octmnist": 109_309,
+    "pneumoniamnist": 5_856, "retinamnist": 1_600, "breastmnist": 780, "bloodmnist": 17_092,
+    "tissuemnist": 236_386, "organamnist": 58_850, "organcmnist": 23_660, "organsmnist": 25_221,
+}
+CHANNELS: dict[str, int] = {name: 3 if name in ("pathmnist", "dermamnist", "retinamnist", "bloodmnist") else 1
+                            for name in N_IMAGES}
+LABELS_PER_IMAGE: dict[str, int] = {"chestmnist": 14}
+
+
+def max_file_bytes(name: str, size: int) -> int:
+    """An upper bound of the size of an official ``.npz``, from what it holds.
+
+    Its arrays uncompressed (N x size x size x C uint8 images, labels counted at
+    8 bytes each) plus 1% and 1 MiB for the zip's and numpy's headers: a
+    compressed file is never larger than that, so a longer body is not the file.
+    """
+    n = N_IMAGES[name]
+    arrays = n * size * size * CHANNELS[name] + n * LABELS_PER_IMAGE.get(name, 1) * 8
+    return int(arrays * 1.01) + (1 << 20)
 
 
 def file_name(name: str, size: int = 28) -> str:

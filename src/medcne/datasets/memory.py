@@ -1,0 +1,81 @@
+"""How much memory a request needs, checked before anything is allocated.
+
+A ``--size 100000`` (or a header that lies about an array's shape) would
+otherwise make numpy try to allocate terabytes, or make a reader decode and
+resize for minutes before running out. Readers call :func:`check_memory` with
+the bytes they are about to allocate and refuse with the figures instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import DataError
+
+# Leave room for the rest of the process (Python, torch, the model): refuse a
+# request above this share of the memory that is available now.
+MARGIN = 0.8
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _cgroup_available() -> int | None:
+    # A container's limit (cgroup v2) can be far below the machine's free memory.
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def available_bytes() -> int | None:
+    """Bytes of memory available now (the smaller of the machine's and the container's), or None if unknown."""
+    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    return min(found) if found else None
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB' (binary units, as `free -h`)."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(nbytes: int, where: str, what: str, fix: str) -> None:
+    """Raise DataError when ``nbytes`` would not fit in the memory available now.
+
+    Parameters
+    ----------
+    nbytes : int
+        Bytes the caller is about to allocate.
+    where : str
+        The file (or source) the request is about; starts the message.
+    what : str
+        What needs the memory, e.g. ``"17,092 images of 100000x100000x3"``.
+    fix : str
+        What the user can change, e.g. ``"choose a smaller --size"``.
+    """
+    available = available_bytes()
+    if available is None or nbytes <= MARGIN * available:
+        return
+    raise DataError(
+        f"{where}: {what} needs {format_bytes(nbytes)} of memory; about {format_bytes(available)} "
+        f"is available; {fix}"
+    )
