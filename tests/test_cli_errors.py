@@ -133,10 +133,10 @@ CASES = [
     ("info-unknown-format", "info {data} --format tiff", "--format"),
     # -- CSVs of labels and values ----------------------------------------------------------
     ("evaluate-labels-not-utf8", "evaluate {run} --labels {env}/nonutf.csv --no-preservation", "UTF-8"),
-    ("evaluate-labels-ragged", "evaluate {run} --labels {env}/ragged.csv --no-preservation", "cells"),
+    ("evaluate-labels-ragged", "evaluate {run} --labels {env}/ragged.csv --no-preservation", "values but the header"),
     ("evaluate-labels-bad-quotes", "evaluate {run} --labels {env}/quote.csv --no-preservation", "quot"),
     ("plot-values-not-utf8", "plot {run} --values {env}/nonutf.csv --color-by label --out {env}/p.png", "UTF-8"),
-    ("plot-values-ragged", "plot {run} --values {env}/ragged.csv --color-by label --out {env}/p.png", "cells"),
+    ("plot-values-ragged", "plot {run} --values {env}/ragged.csv --color-by label --out {env}/p.png", "values but the header"),
     ("plot-values-bad-quotes", "plot {run} --values {env}/quote.csv --color-by label --out {env}/p.png", "quot"),
 ]
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 import medcne.runs.staging as staging
@@ -41,7 +42,14 @@ def data(tmp_path_factory):
 def trained(data, tmp_path_factory):
     """A run trained without interruption with TINY: what every resumed run must equal."""
     out = tmp_path_factory.mktemp("trained") / "run"
-    assert main(["fit", str(data), "--out", str(out), *TINY]) == 0
+    # Module fixtures are set up before the one-thread fixture of each test: set it here too, since
+    # results depend on the thread count (bf16 convolutions of oneDNN split their sums by thread).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["fit", str(data), "--out", str(out), *TINY]) == 0
+    finally:
+        torch.set_num_threads(n)
     return out
 
 
