@@ -11,7 +11,8 @@ from types import MappingProxyType
 
 # -- choices -------------------------------------------------------------------
 BACKBONES = ("resnet18", "resnet34", "resnet50")
-PRESETS = ("simclr", "rot90", "rotate")
+# "none" keeps orientation (no flips, no rotations): for data where left/right carry meaning.
+PRESETS = ("simclr", "rot90", "rotate", "none")
 DEVICES = ("auto", "cpu", "cuda")
 LOSSES = ("cauchy", "cosine")  # t-SimCNE, SimCLR
 BASELINES = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..datasets import load_dataset
 
@@ -20,6 +21,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--skip-bad", action="store_true", help="leave out unreadable image files")
     g.add_argument("--path-column", default="path", help="CSV column with image paths")
     g.add_argument("--label-column", help="CSV column with labels (default: 'label' if present)")
+    g.add_argument("--labels-map", metavar="FILE.csv", help="rename/join classes: CSV rows old,new (old '*': all others)")
+    g.add_argument("--merge-rare", type=int, metavar="N", help="merge classes of fewer than N images into one")
 
 
 def data_spec(args: argparse.Namespace) -> dict:
@@ -28,6 +31,8 @@ def data_spec(args: argparse.Namespace) -> dict:
         format=args.format, split=args.split, size=args.size, channels=args.channels,
         subset=args.subset, seed=args.seed, skip_bad=args.skip_bad,
         path_column=args.path_column, label_column=args.label_column,
+        # Absolute, so that params.json can read the run's data again from anywhere.
+        labels_map=str(Path(args.labels_map).resolve()) if args.labels_map else None, merge_rare=args.merge_rare,
     )
 
 

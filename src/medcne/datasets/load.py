@@ -9,6 +9,8 @@ from .arrays import read_npz
 from .convert import check_channels, parse_size
 from .files import is_image_file, read_csv, read_folder
 from .imageset import ImageSet
+from .labels import labels_map as _map_labels
+from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam")
@@ -44,6 +46,8 @@ def load_dataset(
     skip_bad: bool = False,
     path_column: str = "path",
     label_column: str | None = None,
+    labels_map=None,
+    merge_rare: int | None = None,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
 
@@ -62,6 +66,12 @@ def load_dataset(
         A seeded random subset of this many images, stratified by class.
     skip_bad : bool
         Leave out unreadable image files instead of failing (folders, CSV).
+    labels_map : str, Path or dict, optional
+        Rename or join classes: a CSV of ``old,new`` class names (``*``: every
+        other class) or a dict; see :mod:`medcne.datasets.labels`.
+    merge_rare : int, optional
+        Merge the classes with fewer than this many images into one class,
+        ``'other (merged)'`` (after ``labels_map``, before ``subset``).
     """
     path = Path(path)
     if not path.exists():
@@ -85,6 +95,11 @@ def load_dataset(
             xs = sorted(path.glob("*_x.h5"))
             path = next((p for p in xs if "train" in p.name), xs[0])
         data = read_pcam(path, size=size, channels=channels)
+    # Recipes count classes on the whole dataset, so they come before the subset.
+    if labels_map is not None:
+        data = _map_labels(data, labels_map)
+    if merge_rare is not None:
+        data = _merge_rare(data, merge_rare)
     if subset is not None and subset != len(data):
         data = data.subset(subset, seed=seed)  # raises for subset > N or < 1
     return data
