@@ -17,6 +17,7 @@ from ..errors import MedcneError
 # Order is the order of `medcne --help`.
 COMMANDS = (
     "info", "fetch", "augment_preview", "fit", "embed", "evaluate", "baseline", "compare", "plot", "view",
+    "sweep",
 )
 
 
