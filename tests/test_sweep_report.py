@@ -72,6 +72,17 @@ def test_answer_is_the_best_against_the_reference_paired_by_seed(sweep_dir):
         "rotate beats tsne-pixels by 5.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample"]
 
 
+def test_ties_are_said(sweep_dir):
+    sweep, rows = collect(sweep_dir)
+    by = {r.method: r for r in rows}
+    by["tsne-pixels"].values["knn_accuracy"] = {0: 70.0, 1: 71.0}
+    assert answers(sweep, rows) == ["rotate beats simclr by 9.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample "
+                                    "(tied for best with tsne-pixels)"]
+    by["simclr"].values["knn_accuracy"] = {0: 70.0, 1: 71.0}
+    assert answers(sweep, rows) == ["simclr ties with rotate, tsne-pixels for best on bloodmnist_sample "
+                                    "(70.5 ± 0.7 kNN)"]
+
+
 def test_report_command_prints_the_answers(sweep_dir, capsys):
     assert main(["sweep", "--report", str(sweep_dir)]) == 0
     out = capsys.readouterr().out

@@ -88,11 +88,18 @@ def answers(sweep: dict, rows: list[Row]) -> list[str]:
         if not scored:
             lines.append(f"{dataset}: no finished cell with labels yet")
             continue
-        best = max(scored, key=lambda r: r.stats("knn_accuracy")[0])
+        top = max(r.stats("knn_accuracy")[0] for r in scored)
         ref = next((r for r in scored if r.method == reference), None)
+        tied = [r for r in scored if r.stats("knn_accuracy")[0] == top]
+        best = ref if ref in tied else tied[0]
+        ties = [r.method for r in tied if r is not best]
         if ref is None:
             lines.append(f"{best.method} is best on {dataset} ({_mean_std(best, 'knn_accuracy')} kNN); "
                          f"{reference} has no result there")
+        elif best is ref and ties:
+            lines.append(f"{ref.method} ties with {', '.join(ties)} for best on {dataset} "
+                         f"({_mean_std(ref, 'knn_accuracy')} kNN)")
+            continue
         elif best is ref:
             others = [r for r in scored if r is not ref]
             if not others:
@@ -102,6 +109,8 @@ def answers(sweep: dict, rows: list[Row]) -> list[str]:
             lines.append(f"{ref.method} beats {second.method} by {_paired(ref, second)} kNN points on {dataset}")
         else:
             lines.append(f"{best.method} beats {ref.method} by {_paired(best, ref)} kNN points on {dataset}")
+        if ties:
+            lines[-1] += f" (tied for best with {', '.join(ties)})"
     return lines
 
 
