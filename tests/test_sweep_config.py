@@ -159,6 +159,7 @@ def test_cli_errors_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "out"
     cases = [
         ["sweep", "nope.toml", "--out", str(out)],
+        ["sweep", str(tmp_path / "nope.npz"), "--out", str(out)],
         ["sweep", str(SAMPLE_PATH), "--presets", "simclr,rotation", "--out", str(out)],
         ["sweep", "quick", "--out", str(out)],                                  # quick needs --data
         ["sweep", "quick", "--data", str(tmp_path / "missing.npz"), "--out", str(out)],

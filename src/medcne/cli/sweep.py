@@ -75,6 +75,9 @@ def build_config(args):
     spec = data_spec(args)
     is_config = target.endswith(".toml") or (not Path(target).exists() and target in shipped())
     if not is_config:
+        if not Path(target).exists():
+            raise MedcneError(f"{target}: no such dataset or config; give a dataset, a .toml file or one of "
+                              f"{', '.join(shipped())}")
         if args.data:
             raise MedcneError("give the dataset once: either DATA or --data PATH")
         presets = (args.presets or "simclr,rot90,rotate").split(",")
