@@ -40,6 +40,13 @@ def test_none_has_no_flips_and_no_rotation_but_keeps_crops_and_colour():
     assert cfg.scale == (0.2, 1.0) and cfg.brightness == 0.4 and cfg.grayscale_p == 0.2
 
 
+def test_none_draws_crops_and_colour_but_no_flip_or_rotation():
+    params = Augmenter("none").sample(torch.zeros((400, 3, 8, 8), dtype=torch.uint8), gen(4))
+    assert params.angle is None and params.quarter is None
+    assert not params.hflip.any() and not params.vflip.any()
+    assert params.box is not None and 0.7 < params.jitter.float().mean() < 0.9 and params.gray.any()
+
+
 def test_none_without_crop_and_colour_is_the_identity(augment_engine):
     x = torch.randint(0, 256, (32, 3, 12, 12), dtype=torch.uint8, generator=gen(1))
     v = Augmenter("none", crop=False, jitter=False, grayscale=False)(x, gen())

@@ -191,3 +191,10 @@ def test_cell_spec_is_json_and_names_the_data():
     assert json.loads(json.dumps(spec)) == spec
     assert spec["data"] == {"path": str(SAMPLE_PATH.resolve()), "subset": 48} and spec["kind"] == "tsimcne"
     assert cell.name == "bloodmnist_sample/rotate/seed0"
+
+
+def test_a_method_kept_for_a_dataset_that_is_not_selected_has_no_cells(tmp_path):
+    text = config_text(m="\n[datasets.other]\npath = 'other.npz'\n\n[methods.x]\nmethod = 'tsne-pixels'\n"
+                         "datasets = ['other']\n").replace("seeds = 2", "seeds = 2\ndatasets = ['sample']")
+    grid = cells(load_config(write(tmp_path, text)))
+    assert {c.method for c in grid} == {"simclr", "rotate"} and {c.dataset for c in grid} == {"sample"}

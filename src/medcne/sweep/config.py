@@ -103,15 +103,18 @@ class SweepConfig:
     def dataset_path(self, dataset: Dataset) -> Path | None:
         """The first candidate path of ``dataset`` that exists (relative ones under ``data_dir``), else None."""
         for candidate in dataset.paths:
-            path = Path(os.path.expanduser(candidate))
-            path = path if path.is_absolute() else self.data_dir / path
+            path = self._full(candidate)
             if path.exists():
                 return path
         return None
 
+    def _full(self, candidate: str) -> Path:
+        path = Path(os.path.expanduser(candidate))
+        return path if path.is_absolute() else self.data_dir / path
+
     def missing_message(self, dataset: Dataset) -> str:
         """One line: which file the dataset needs and where to put it."""
-        where = " or ".join(str(self.data_dir / p) for p in dataset.paths)
+        where = " or ".join(str(self._full(p)) for p in dataset.paths)
         hint = (dataset.fetch or "give its path in the config or --data-dir DIR").replace("{dir}", str(self.data_dir))
         return f"dataset {dataset.name}: {where} not found; {hint}"
 
@@ -163,12 +166,12 @@ def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path 
     methods = {n: _method(err, n, t) for n, t in err.table(raw, "methods").items()}
     if not methods:
         err.fail("methods", "no methods; add a [methods.NAME] table with method = 'tsimcne' or a baseline")
-    datasets = err.select(sweep, "datasets", datasets)
-    methods = err.select(sweep, "methods", methods)
     for m in methods.values():
         for d in m.datasets or ():
             if d not in datasets:
                 err.fail(f"methods.{m.name}.datasets", f"no dataset {d!r}; defined: {', '.join(datasets) or 'none'}")
+    datasets = err.select(sweep, "datasets", datasets)
+    methods = err.select(sweep, "methods", methods)
     reference = sweep.get("reference")
     if reference is not None and reference not in methods:
         err.fail("sweep.reference", f"no method {reference!r}; defined: {', '.join(methods)}")
