@@ -187,6 +187,10 @@ def test_csv_paths_outside_its_folder_are_never_opened(tmp_path, monkeypatch, ca
     write_csv(inside, "path\na/0.png\n../secret.png\n")
     data = load_dataset(path, allow_outside=True)
     assert list(data.ids) == ["a/0.png", "../secret.png"]
+    from medcne.cli import main
+
+    assert main(["info", str(path), "--allow-outside"]) == 0  # the command-line opt-in
+    assert "images:   2" in capfd.readouterr().out
 
 
 def test_csv_symlink_leading_outside_is_refused(tmp_path):

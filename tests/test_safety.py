@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 import medcne.runs.staging as staging
 import medcne.runs.tsimcne as tsimcne

@@ -11,7 +11,8 @@ from types import MappingProxyType
 
 # -- choices -------------------------------------------------------------------
 BACKBONES = ("resnet18", "resnet34", "resnet50")
-PRESETS = ("simclr", "rot90", "rotate")
+# "none" keeps orientation (no flips, no rotations): for data where left/right carry meaning.
+PRESETS = ("simclr", "rot90", "rotate", "none")
 DEVICES = ("auto", "cpu", "cuda")
 # Precision of the backbone: bf16 autocast where the hardware computes bf16 natively
 # (CUDA; CPUs with AVX512-BF16 or AMX), else float32. Head, loss and map are always float32.

@@ -13,7 +13,7 @@ from ..defaults import PRESETS
 from ..errors import MedcneError
 
 # How each preset rotates: not at all, by k * 90 degrees, or by any angle.
-ROTATION = {"simclr": None, "rot90": "quarter", "rotate": "angle"}
+ROTATION = {"simclr": None, "rot90": "quarter", "rotate": "angle", "none": None}
 
 _COMMON = dict(
     scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), brightness=0.4, contrast=0.4, saturation=0.4,
@@ -23,6 +23,9 @@ DEFAULTS = {
     "simclr": {**_COMMON, "vflip_p": 0.0},
     "rot90": {**_COMMON, "vflip_p": 0.5},
     "rotate": {**_COMMON, "vflip_p": 0.5},
+    # Orientation-preserving: crops and colour only, so that a mirrored organ
+    # (kidney left / kidney right) stays a different image.
+    "none": {**_COMMON, "hflip_p": 0.0, "vflip_p": 0.0},
 }
 OVERRIDES = tuple(DEFAULTS["simclr"])
 

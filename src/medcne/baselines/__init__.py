@@ -16,7 +16,7 @@ import numpy as np
 
 from ..datasets import ImageSet
 from ..defaults import BASELINES as METHODS
-from ..defaults import SIMCLR_EPOCHS
+from ..defaults import PRESET, SIMCLR_EPOCHS
 from ..errors import MedcneError
 from .resnet import MissingWeightsError, resnet_features
 from .tsne import PCA_ABOVE, PCA_DIMS, pixel_features, tsne, umap
@@ -27,15 +27,19 @@ __all__ = [
 ]
 
 
-def simclr_features(data: ImageSet, seed: int = 0, **simclr) -> tuple[np.ndarray, dict]:
+def simclr_features(data: ImageSet, seed: int = 0, preset: str = PRESET, crop: bool = True, jitter: bool = True,
+                    grayscale: bool = True, **simclr) -> tuple[np.ndarray, dict]:
     """Train SimCLR (cosine InfoNCE, temperature 0.5, 128-D head) and return the 512-D backbone features.
 
-    ``simclr`` holds :class:`medcne.TSimCNE` parameters (``epochs``,
-    ``batch_size``, ``width``, ``device``...); ``epochs`` is one number.
+    ``preset`` and the switches ``crop``, ``jitter``, ``grayscale`` choose its
+    augmentations as for t-SimCNE (the paper's SimCLR rows with rotations use
+    ``preset='rotate'``); ``simclr`` holds other :class:`medcne.TSimCNE`
+    parameters (``epochs``, ``batch_size``, ``width``, ``device``...);
+    ``epochs`` is one number.
     """
     from ..estimator import TSimCNE
 
-    params = dict(simclr)
+    params = dict(simclr, preset=preset, crop=crop, jitter=jitter, grayscale=grayscale)
     epochs = int(params.pop("epochs", SIMCLR_EPOCHS))
     est = TSimCNE(loss="cosine", epochs=(epochs, 0, 0), random_state=seed, **params)
     H = est.fit(data).features(data)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..defaults import BASELINES, DEVICES, PAPER, SIMCLR_EPOCHS
+from ..defaults import BASELINES, DEVICES, PAPER, PRESET, PRESETS, SIMCLR_EPOCHS
+from ..errors import MedcneError
 from .common import add_data_options, data_spec
 
 
@@ -26,6 +27,10 @@ def add_parser(sub) -> None:
     g.add_argument("--width", type=int, default=PAPER["width"],
                    help=f"backbone base channels ({PAPER['width']} as the paper; 16 on a CPU)")
     g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--preset", choices=PRESETS, help=f"SimCLR's augmentations (default {PRESET}; the paper also rotate)")
+    g.add_argument("--no-crop", action="store_true", help="ablation: no random resized crop")
+    g.add_argument("--no-jitter", action="store_true", help="ablation: no colour jitter")
+    g.add_argument("--no-grayscale", action="store_true", help="ablation: no random grayscale")
     add_data_options(p)
     p.set_defaults(func=run)
 
@@ -36,9 +41,13 @@ def run(args) -> int:
     options = dict(seed=args.seed, n_jobs=args.jobs, download=args.download)
     if args.weights:
         options["weights"] = args.weights
+    augment = dict(crop=not args.no_crop, jitter=not args.no_jitter, grayscale=not args.no_grayscale)
     if args.method == "tsne-simclr":
         options["simclr"] = dict(epochs=args.epochs, batch_size=args.batch_size, width=args.width,
-                                 device=args.device)
+                                 device=args.device, preset=args.preset or PRESET, **augment)
+    elif args.preset or not all(augment.values()):
+        raise MedcneError(f"--preset and --no-crop/--no-jitter/--no-grayscale apply to --method tsne-simclr only; "
+                          f"drop them for {args.method}")
     result = make_baseline(args.data, args.method, args.out, data_spec(args), force=args.force, **options)
     print(f"wrote {result.path}/ (params.json, embedding.npz, embedding.csv, metrics.json, map.png)")
     print(format_metrics(str(result.path), result.metrics))

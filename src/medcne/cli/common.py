@@ -24,6 +24,10 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--skip-bad", action="store_true", help="leave out unreadable image files")
     g.add_argument("--path-column", default="path", help="CSV column with image paths")
     g.add_argument("--label-column", help="CSV column with labels (default: 'label' if present)")
+    g.add_argument("--allow-outside", action="store_true",
+                   help="let a CSV's image paths lead outside its folder (refused by default)")
+    g.add_argument("--labels-map", metavar="FILE.csv", help="rename/join classes: CSV rows old,new (old '*': all others)")
+    g.add_argument("--merge-rare", type=int, metavar="N", help="merge classes of fewer than N images into one")
 
 
 def data_spec(args: argparse.Namespace) -> dict:
@@ -31,7 +35,9 @@ def data_spec(args: argparse.Namespace) -> dict:
     return dict(
         format=args.format, split=args.split, size=args.size, channels=args.channels,
         subset=args.subset, seed=args.seed, skip_bad=args.skip_bad,
-        path_column=args.path_column, label_column=args.label_column,
+        path_column=args.path_column, label_column=args.label_column, allow_outside=args.allow_outside,
+        # Absolute, so that params.json can read the run's data again from anywhere.
+        labels_map=str(Path(args.labels_map).resolve()) if args.labels_map else None, merge_rare=args.merge_rare,
     )
 
 

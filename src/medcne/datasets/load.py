@@ -10,6 +10,8 @@ from .convert import check_channels, parse_size, resize_images
 from .csvfile import read_csv
 from .files import is_image_file, read_folder
 from .imageset import ImageSet
+from .labels import labels_map as _map_labels
+from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam")
@@ -46,6 +48,8 @@ def load_dataset(
     path_column: str = "path",
     label_column: str | None = None,
     allow_outside: bool = False,
+    labels_map=None,
+    merge_rare: int | None = None,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
 
@@ -69,6 +73,12 @@ def load_dataset(
     allow_outside : bool
         Let CSV image paths lead outside the CSV's folder (``..``, absolute paths,
         symbolic links); refused by default.
+    labels_map : str, Path or dict, optional
+        Rename or join classes: a CSV of ``old,new`` class names (``*``: every
+        other class) or a dict; see :mod:`medcne.datasets.labels`.
+    merge_rare : int, optional
+        Merge the classes with fewer than this many images into one class,
+        ``'other (merged)'`` (after ``labels_map``, before ``subset``).
 
     Raises
     ------
@@ -101,6 +111,11 @@ def load_dataset(
                 raise UnknownFormatError(f"{path}: no PCam '*_x.h5' file in this folder; pass the *_x.h5 file")
             path = next((p for p in xs if "train" in p.name), xs[0])
         data = read_pcam(path, size=size, channels=channels)
+    # Recipes count classes on the whole dataset, so they come before the subset.
+    if labels_map is not None:
+        data = _map_labels(data, labels_map)
+    if merge_rare is not None:
+        data = _merge_rare(data, merge_rare)
     if subset is not None and subset != len(data):
         data = data.subset(subset, seed=seed)  # raises for subset > N or < 1
     if fmt == "npz" and subset and size is not None:

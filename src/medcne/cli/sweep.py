@@ -1,0 +1,164 @@
+"""`medcne sweep CONFIG --out DIR`: datasets x methods x seeds as run folders, resumable, with a report.
+
+CONFIG is a TOML file or a shipped configuration (``paper``, ``quick``,
+``head_init``); or give a dataset instead for the shorthand
+``medcne sweep DATA --presets simclr,rot90,rotate --seeds 3 --quick --out DIR``.
+Rerunning the same command skips finished cells and resumes interrupted ones;
+``medcne sweep --report DIR`` writes the tables and figure at any time.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..defaults import BACKBONES, DEVICES, HEAD_INITS
+from ..errors import MedcneError
+from .common import add_data_options, data_spec
+
+# Values of the data options when none is given (a config's datasets carry their own).
+DATA_DEFAULTS = dict(format="auto", channels="keep", seed=0, skip_bad=False, path_column="path", allow_outside=False)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="which augmentations suit my data? datasets x methods x seeds, resumable",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("config", nargs="?", metavar="CONFIG|DATA",
+                   help="a .toml config, a shipped one (paper, quick, head_init), or a dataset for the shorthand")
+    p.add_argument("--out", metavar="DIR", help="the sweep folder (one run folder per cell)")
+    p.add_argument("--report", metavar="DIR", help="only write the report of the sweep in DIR")
+    p.add_argument("--list", action="store_true", help="print the cells and their status; run nothing")
+    p.add_argument("--data", action="append", metavar="PATH",
+                   help="run the config on this dataset instead of its own (repeat for several)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the config's relative dataset paths live (default $MEDCNE_DATA, else the config's folder)")
+    p.add_argument("--datasets", help="only these datasets of the config (comma-separated)")
+    p.add_argument("--methods", help="only these methods of the config (comma-separated)")
+    g = p.add_argument_group("shorthand (a dataset instead of a config)")
+    g.add_argument("--presets", default=None, help="t-SimCNE presets, e.g. simclr,rot90,rotate (the default)")
+    g.add_argument("--baselines", default="", help="baseline methods too, e.g. tsne-pixels,tsne-simclr")
+    g.add_argument("--seeds", default=None, help="a count N (seeds 0..N-1) or a list 0,1,2 (default 1; a config's own)")
+    g = p.add_argument_group("t-SimCNE settings for every t-SimCNE cell (win over the config)")
+    g.add_argument("--quick", action="store_true", help="fast CPU settings (as `medcne fit --quick`)")
+    g.add_argument("--epochs", help="epochs of the three stages, e.g. 12,1,6")
+    g.add_argument("--warmup", help="warm-up epochs per stage")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", help="peak learning rate or 'auto'")
+    g.add_argument("--width", type=int, help="backbone base channels")
+    g.add_argument("--backbone", choices=BACKBONES)
+    g.add_argument("--head-init", choices=HEAD_INITS)
+    g.add_argument("--device", choices=DEVICES)
+    g.add_argument("--quiet", action="store_true", help="no training progress bars inside cells")
+    add_data_options(p)
+    p.set_defaults(func=run)
+
+
+def overrides(args) -> dict:
+    """The t-SimCNE settings given on the command line."""
+    lr = args.lr
+    if lr is not None and lr != "auto":
+        try:
+            lr = float(lr)
+        except ValueError:
+            raise MedcneError(f"--lr must be a positive number or 'auto'; got {lr!r}") from None
+    given = dict(quick=args.quick or None, epochs=args.epochs, warmup=args.warmup, batch_size=args.batch_size,
+                 lr=lr, width=args.width, backbone=args.backbone, head_init=args.head_init, device=args.device)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def build_config(args):
+    """The configuration: a file or shipped name, or the shorthand around a dataset."""
+    from ..sweep import load_config, shipped, shorthand, with_data
+    from ..sweep.config import parse_seeds
+
+    target = args.config
+    spec = data_spec(args)
+    is_config = target.endswith(".toml") or (not Path(target).exists() and target in shipped())
+    if not is_config:
+        if not Path(target).exists():
+            raise MedcneError(f"{target}: no such dataset or config; give a dataset, a .toml file or one of "
+                              f"{', '.join(shipped())}")
+        if args.data:
+            raise MedcneError("give the dataset once: either DATA or --data PATH")
+        presets = (args.presets or "simclr,rot90,rotate").split(",")
+        baselines = [b for b in args.baselines.split(",") if b]
+        return shorthand(target, spec, [p.strip() for p in presets if p.strip()], baselines, args.seeds or 1)
+    if args.presets or args.baselines:
+        raise MedcneError("--presets and --baselines are for the shorthand (a dataset); a config lists its methods")
+    config = load_config(target, data_dir=args.data_dir)
+    changed = [k for k, v in spec.items() if v != DATA_DEFAULTS.get(k)]
+    if args.data:
+        missing = [p for p in args.data if not Path(p).exists()]
+        if missing:
+            raise MedcneError(f"--data {missing[0]}: no such file or folder; check the path")
+        config = with_data(config, args.data, spec)
+    elif changed:
+        raise MedcneError(f"--{changed[0].replace('_', '-')} applies to --data PATH; a config's datasets set "
+                          "their options in their [datasets.NAME] table")
+    if args.seeds:
+        config.seeds = parse_seeds(args.seeds)
+    return _select(config, args)
+
+
+def _select(config, args):
+    for key in ("datasets", "methods"):
+        chosen = getattr(args, key)
+        if not chosen:
+            continue
+        table = getattr(config, key)
+        names = [n.strip() for n in chosen.split(",") if n.strip()]
+        for n in names:
+            if n not in table:
+                raise MedcneError(f"--{key}: no {key[:-1]} {n!r} in {config.source}; choose from {', '.join(table)}")
+        setattr(config, key, {n: table[n] for n in names})
+    return config
+
+
+def run(args) -> int:
+    from ..sweep import write_report
+
+    if args.report:
+        return _print_report(write_report(args.report))
+    if not args.config:
+        raise MedcneError("give a config (a .toml file, paper, quick) or a dataset, with --out DIR; "
+                          "or --report DIR")
+    config = build_config(args)
+    if args.list:
+        return _list(config, args)
+    if not args.out:
+        raise MedcneError("give --out DIR: the sweep folder (or --list to see the cells)")
+    from ..sweep import run_sweep
+
+    result = run_sweep(config, args.out, overrides(args), verbose=not args.quiet)
+    _print_report(result["report"])
+    problems = result["failed"] + result["no_data"]
+    if problems:
+        print(f"medcne sweep: {result['failed']} cell(s) failed, {result['no_data']} without data; see "
+              f"{Path(args.out) / 'cells.csv'}; rerun the same command to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _list(config, args) -> int:
+    from ..sweep import cells, is_finished
+
+    out = Path(args.out) if args.out else None
+    plan = cells(config, overrides(args))
+    for cell in plan:
+        if cell.data_path is None:
+            status = "no data"
+        elif out is not None and is_finished(cell.folder(out)):
+            status = "finished"
+        else:
+            status = "to run"
+        print(f"{cell.name:50s} {status}")
+    for line in dict.fromkeys(c.missing for c in plan if c.missing):
+        print(line)
+    return 0
+
+
+def _print_report(report: dict) -> int:
+    for line in report["answers"]:
+        print(line)
+    print("report: " + ", ".join(str(p) for p in report["paths"].values()))
+    return 0

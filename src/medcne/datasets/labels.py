@@ -1,0 +1,109 @@
+"""Label recipes: rename or join classes by a CSV map, merge the rarest classes into one.
+
+The paper's recipes: DermaMNIST as two classes (melanocytic nevi against all the
+others: a map ``melanocytic nevi -> melanocytic nevi``, ``* -> other``) and
+Leukemia with its 9 rarest classes merged into one (``merge_rare(data, 100)``:
+every class with fewer than 100 images, leaving 7 classes).
+
+A map file is a CSV with two columns, old class name and new class name; an
+optional first row ``old,new`` is a header. The old name ``*`` stands for every
+class the file does not name. Classes the file does not name keep their names.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MedcneError
+from .imageset import ImageSet
+
+MERGED = "other (merged)"
+WILDCARD = "*"
+
+
+def read_labels_map(path) -> dict[str, str]:
+    """The ``old -> new`` class names of a two-column CSV (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedcneError(f"--labels-map {path}: no such file; give a CSV with two columns: old,new class name")
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+    if rows and [c.lower() for c in rows[0]] == ["old", "new"]:
+        rows = rows[1:]
+    mapping: dict[str, str] = {}
+    for line, row in enumerate(rows, start=1):
+        if len(row) != 2 or not row[0] or not row[1]:
+            raise MedcneError(f"{path}: row {line} must be two non-empty names (old,new); got {','.join(row)!r}")
+        if mapping.get(row[0], row[1]) != row[1]:
+            raise MedcneError(f"{path}: class {row[0]!r} is mapped twice ({mapping[row[0]]!r} and {row[1]!r})")
+        mapping[row[0]] = row[1]
+    if not mapping:
+        raise MedcneError(f"{path}: no rows; give one old,new class name pair per row")
+    return mapping
+
+
+def map_labels(labels: np.ndarray, class_names: list[str], mapping: dict[str, str]):
+    """Relabel integer ``labels`` (N,) by ``old -> new`` class names.
+
+    Returns
+    -------
+    labels : ndarray (N,) int64
+        Indices into the new names.
+    names : list of str
+        The new classes, in the order of the first old class mapped to each;
+        a class without images is left out.
+    """
+    unknown = [old for old in mapping if old != WILDCARD and old not in class_names]
+    if unknown:
+        raise MedcneError(
+            f"labels map: {unknown[0]!r} is not a class of the data; classes are {', '.join(map(repr, class_names))}"
+        )
+    present = set(np.unique(labels).tolist())
+    new_of = [mapping.get(name, mapping.get(WILDCARD, name)) for name in class_names]
+    names = list(dict.fromkeys(new_of[i] for i in range(len(class_names)) if i in present))
+    lookup = np.array([names.index(n) if n in names else -1 for n in new_of], dtype=np.int64)
+    return lookup[np.asarray(labels, dtype=np.int64)], names
+
+
+def labels_map(data: ImageSet, mapping) -> ImageSet:
+    """``data`` with its classes renamed or joined by ``mapping`` (a dict, or a CSV path)."""
+    source = None if isinstance(mapping, dict) else Path(mapping)
+    if source is not None:
+        mapping = read_labels_map(source)
+    labels, names = _labeled(data, "labels_map")
+    new_labels, new_names = map_labels(labels, names, mapping)
+    note = f"labels mapped{f' by {source.name}' if source else ''}: {len(names)} classes -> {len(new_names)}"
+    return replace(data, labels=new_labels, class_names=new_names, notes=[*data.notes, note])
+
+
+def merge_rare(data: ImageSet, n: int) -> ImageSet:
+    """``data`` with every class of fewer than ``n`` images merged into one class, ``'other (merged)'``.
+
+    The merged class comes last; the other classes keep their order. Nothing
+    changes when no class is that rare.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise MedcneError(f"merge_rare must be a positive integer (a class size in images); got {n!r}")
+    labels, names = _labeled(data, "merge_rare")
+    counts = np.bincount(labels, minlength=len(names))
+    rare = [name for name, c in zip(names, counts, strict=True) if 0 < c < n]
+    if not rare:
+        return data
+    mapping = {name: MERGED for name in rare}
+    new_labels, new_names = map_labels(labels, names, mapping)
+    # The merged class last, whatever the position of the first rare class was.
+    order = [i for i, name in enumerate(new_names) if name != MERGED] + [new_names.index(MERGED)]
+    rank = np.argsort(order)
+    note = f"merged {len(rare)} classes with fewer than {n} images into {MERGED!r}: {', '.join(rare)}"
+    return replace(data, labels=rank[new_labels], class_names=[new_names[i] for i in order],
+                   notes=[*data.notes, note])
+
+
+def _labeled(data: ImageSet, option: str) -> tuple[np.ndarray, list[str]]:
+    if data.labels is None:
+        raise MedcneError(f"{option}: {data.source} has no labels; it needs labelled data")
+    return data.labels, list(data.class_names)

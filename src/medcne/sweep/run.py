@@ -1,0 +1,252 @@
+"""Running a sweep: every cell an ordinary run folder; finished cells skipped, failures recorded.
+
+Cells run in this process through the library (:func:`medcne.runs.fit_run`,
+:func:`~medcne.runs.resume_run`, :func:`~medcne.runs.make_baseline`): a
+Python exception fails one cell and the sweep goes on; a crash of the process
+(killed, out of memory) loses only the cell in progress, since a rerun skips
+every finished folder and resumes an interrupted t-SimCNE cell from its
+checkpoint. The sweep folder holds ``sweep.json`` (the spec of every cell, to
+refuse mixing results made differently), ``cells.csv`` (the status of every
+cell, rewritten after each) and ``failures.log`` (tracebacks).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MedcneError
+from ..io import write_json, write_text
+from ..runs import fit_run, make_baseline, read_run, resume_run
+from ..runs.folder import CHECKPOINT, EMBEDDING, METRICS, PARAMS, read_json
+from .config import TSIMCNE, SweepConfig
+from .grid import Cell
+
+SWEEP = "sweep.json"
+STATUS = "cells.csv"
+FAILURES = "failures.log"
+STATUS_COLUMNS = ("cell", "dataset", "method", "seed", "status", "seconds", "knn_accuracy", "silhouette", "message")
+# finished: there before this run; done: made now.
+FINISHED, DONE, FAILED, NO_DATA, PENDING = "finished", "done", "failed", "no data", "pending"
+
+
+def is_finished(folder) -> bool:
+    """A cell is finished when its folder reads back as a finished run with its metrics."""
+    folder = Path(folder)
+    if not (folder / EMBEDDING).exists() or not (folder / METRICS).exists():
+        return False
+    try:
+        read_run(folder)
+    except (MedcneError, OSError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class SweepState:
+    """What happened to each cell, for ``cells.csv`` and the summary."""
+
+    out: Path
+    cells: list[Cell]
+    rows: dict[str, dict] = field(default_factory=dict)
+
+    def set(self, cell: Cell, status: str, seconds: float | None = None, metrics: dict | None = None,
+            message: str = "") -> None:
+        metrics = metrics or {}
+        self.rows[cell.name] = {
+            "cell": cell.name, "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "status": status,
+            "seconds": "" if seconds is None else f"{seconds:.1f}",
+            "knn_accuracy": _fmt(metrics.get("knn_accuracy")), "silhouette": _fmt(metrics.get("silhouette")),
+            "message": message,
+        }
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for r in self.rows.values() if r["status"] in statuses)
+
+    def write(self) -> Path:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=STATUS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows[c.name] for c in self.cells if c.name in self.rows)
+        return write_text(self.out / STATUS, buf.getvalue())
+
+
+def prepare_sweep(config: SweepConfig, out, cells: list[Cell]) -> SweepState:
+    """Check ``out`` and record the cells' specs in ``sweep.json``; nothing is trained.
+
+    Refuses a non-empty folder that is not a sweep folder, and a finished cell
+    whose spec differs from the one now asked for (its result would be mixed
+    with others made differently).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MedcneError(f"--out {out} is a file; give a folder")
+    stored = read_json(out / SWEEP) if (out / SWEEP).exists() else None
+    if stored is None and out.is_dir() and any(out.iterdir()):
+        raise MedcneError(f"--out {out} exists, is not empty and holds no {SWEEP}; choose a new or empty folder")
+    specs = dict((stored or {}).get("cells", {}))
+    for cell in cells:
+        old = specs.get(cell.name)
+        if old is not None and old != cell.spec() and is_finished(cell.folder(out)):
+            key = _first_difference(old, cell.spec())
+            raise MedcneError(
+                f"{cell.folder(out)} was made with other settings ({key}); rename the method in the config, "
+                "or give another --out"
+            )
+        specs[cell.name] = cell.spec()
+    order = list(dict.fromkeys([*(stored or {}).get("order", []), *(c.name for c in cells)]))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / SWEEP, {
+        "config": config.source, "description": config.description, "reference": config.reference,
+        "datasets": list(dict.fromkeys([*(stored or {}).get("datasets", []), *config.datasets])),
+        "methods": list(dict.fromkeys([*(stored or {}).get("methods", []), *config.methods])),
+        "order": order, "cells": specs,
+    })
+    state = SweepState(out, cells)
+    for cell in cells:
+        if is_finished(cell.folder(out)):
+            state.set(cell, FINISHED, metrics=read_json(cell.folder(out) / METRICS))
+        elif cell.data_path is None:
+            state.set(cell, NO_DATA, message=cell.missing or "")
+        else:
+            state.set(cell, PENDING)
+    state.write()
+    return state
+
+
+def run_cells(state: SweepState, verbose: bool = True, echo=print) -> SweepState:
+    """Run every pending cell, recording each result; a failed cell does not stop the others."""
+    todo = [c for c in state.cells if state.rows[c.name]["status"] == PENDING]
+    for line in dict.fromkeys(c.missing for c in state.cells if state.rows[c.name]["status"] == NO_DATA):
+        echo(line)
+    bar = CellProgress(todo, echo)
+    for cell in todo:
+        bar.start(cell)
+        start = time.perf_counter()
+        try:
+            run = run_cell(cell, cell.folder(state.out), verbose)
+        except KeyboardInterrupt:
+            state.set(cell, PENDING, message="interrupted")
+            state.write()
+            raise
+        except Exception as exc:  # one cell's failure must not stop the sweep
+            seconds = time.perf_counter() - start
+            message = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+            state.set(cell, FAILED, seconds, message=message)
+            _log_failure(state.out, cell, traceback.format_exc())
+            echo(f"{cell.name} failed: {message}")
+        else:
+            seconds = time.perf_counter() - start
+            state.set(cell, DONE, seconds, metrics=run.metrics)
+            echo(f"{cell.name}: {_summary(run.metrics)} in {_duration(seconds)}")
+        bar.finish(cell, time.perf_counter() - start)
+        state.write()
+    return state
+
+
+def run_cell(cell: Cell, folder: Path, verbose: bool = True):
+    """Make one cell's run folder (resuming an interrupted t-SimCNE cell from its checkpoint)."""
+    if cell.kind == TSIMCNE:
+        saved = read_json(folder / PARAMS)
+        # The same data and estimator parameters: the checkpoint continues this very cell.
+        if (folder / CHECKPOINT).exists() and json_equal(saved.get("data"), cell.spec()["data"]) \
+                and _same_estimator(saved.get("estimator", {}), cell.options):
+            try:
+                return resume_run(folder, verbose=verbose)
+            except MedcneError:
+                pass  # an unusable checkpoint: train the cell again from the start
+        # The folder is this sweep's own (an unfinished cell): its run files may be replaced.
+        return fit_run(cell.data_path, folder, cell.options, data_spec=cell.load, overwrite=True, verbose=verbose)
+    options = dict(cell.options)
+    if "simclr" in options:
+        options["simclr"] = {**options["simclr"], "verbose": verbose}
+    # A baseline cell stopped between its embedding and its metrics is made again (force).
+    return make_baseline(cell.data_path, cell.kind, folder, cell.load, force=(folder / EMBEDDING).exists(),
+                         **options)
+
+
+class CellProgress:
+    """A text progress bar over cells with an ETA from the cells done (one line per cell, log friendly)."""
+
+    def __init__(self, cells: list[Cell], echo=print, width: int = 20):
+        self.total, self.echo, self.width = len(cells), echo, width
+        self.remaining = [(c.dataset, c.method) for c in cells]
+        self.done: list[tuple[tuple[str, str], float]] = []
+        self.started = time.perf_counter()
+
+    def eta(self) -> float | None:
+        """Seconds left: each remaining cell takes the mean time of the done cells of its dataset and
+        method, else of its method, else of all (t-SNE cells take seconds, trained ones minutes)."""
+        if not self.done:
+            return None
+
+        def mean(times):
+            return sum(times) / len(times) if times else None
+
+        total = 0.0
+        for dataset, method in self.remaining:
+            same = mean([s for key, s in self.done if key == (dataset, method)])
+            method_only = mean([s for key, s in self.done if key[1] == method])
+            total += next(v for v in (same, method_only, mean([s for _, s in self.done])) if v is not None)
+        return total
+
+    def start(self, cell: Cell) -> None:
+        n = len(self.done)
+        filled = int(self.width * n / max(self.total, 1))
+        eta = self.eta()
+        self.echo(f"[{'#' * filled}{'.' * (self.width - filled)}] {n}/{self.total} cells, "
+                  f"{_duration(time.perf_counter() - self.started)} elapsed, "
+                  f"ETA {'unknown' if eta is None else _duration(eta)} | {cell.name}")
+
+    def finish(self, cell: Cell, seconds: float) -> None:
+        self.done.append(((cell.dataset, cell.method), seconds))
+        self.remaining.remove((cell.dataset, cell.method))
+
+
+def _same_estimator(saved: dict, options: dict) -> bool:
+    keys = [k for k in options if k in saved]
+    return json_equal({k: saved[k] for k in keys}, {k: options[k] for k in keys})
+
+
+def json_equal(a, b) -> bool:
+    return json.dumps(a, sort_keys=True, default=list) == json.dumps(b, sort_keys=True, default=list)
+
+
+def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                return _first_difference(a, b, f"{prefix}{key}.")
+            return f"{prefix}{key}: {a!r} then, {b!r} now"
+    return "?"
+
+
+def _log_failure(out: Path, cell: Cell, text: str) -> None:
+    path = out / FAILURES
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    write_text(path, f"{old}== {time.strftime('%Y-%m-%d %H:%M:%S')} {cell.name}\n{text}\n")
+
+
+def _summary(metrics: dict) -> str:
+    if "knn_accuracy" not in metrics:
+        return "map written (no labels)"
+    return f"kNN {metrics['knn_accuracy']:.1f}%, silhouette {metrics['silhouette']:.3f}"
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{float(value):.6g}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

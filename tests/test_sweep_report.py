@@ -1,0 +1,117 @@
+"""The sweep report: mean ± std over seeds from the cells' metrics.json, best in bold, answers, figure grid."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import numpy as np
+import pytest
+
+from medcne.cli import main
+from medcne.datasets import SAMPLE_PATH
+from medcne.io import write_json
+from medcne.runs import write_embedding
+from medcne.sweep import cells, prepare_sweep, shorthand, write_report
+from medcne.sweep.report import answers, collect
+from medcne.sweep.run import CellProgress
+
+KNN = {"simclr": [60.0, 62.0, 64.0], "rotate": [70.0, 71.0, 75.0], "tsne-pixels": [65.0, 65.0, 66.0]}
+SIL = {"simclr": [0.05, 0.06, 0.07], "rotate": [0.15, 0.17, 0.20], "tsne-pixels": [0.02, 0.02, 0.03]}
+
+
+def fake_run(folder, knn: float, sil: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    write_json(folder / "params.json", {"method": "fake"})
+    write_embedding(folder, rng.normal(size=(48, 2)), [str(i) for i in range(48)], rng.integers(0, 3, 48),
+                    ["a", "b", "c"])
+    write_json(folder / "metrics.json", {"knn_accuracy": knn, "silhouette": sil, "n_points": 48, "seconds": 60.0})
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    """A sweep of 3 methods x 3 seeds whose cells are fake finished runs; rotate/seed2 is unfinished."""
+    config = shorthand(SAMPLE_PATH, {"subset": 48}, ["simclr", "rotate"], ["tsne-pixels"], 3)
+    out = tmp_path / "sweep"
+    plan = cells(config, {"device": "cpu"})
+    prepare_sweep(config, out, plan)
+    for cell in plan:
+        folder = cell.folder(out)
+        if cell.name.endswith("rotate/seed2"):
+            folder.mkdir(parents=True)
+            write_json(folder / "params.json", {"method": "tsimcne"})  # killed while training
+            continue
+        fake_run(folder, KNN[cell.method][cell.seed], SIL[cell.method][cell.seed], cell.seed)
+    return out
+
+
+def test_table_is_mean_and_std_of_the_runs_metrics(sweep_dir):
+    report = write_report(sweep_dir)
+    assert set(report["paths"]) == {"csv", "md", "png"} and (sweep_dir / "report.png").stat().st_size > 0
+    with open(sweep_dir / "report.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert list(rows) == ["simclr", "rotate", "tsne-pixels"]
+    rotate = rows["rotate"]
+    assert rotate["n_seeds"] == "2"  # the unfinished seed is left out
+    assert float(rotate["knn_mean"]) == pytest.approx(70.5)
+    assert float(rotate["knn_std"]) == pytest.approx(statistics.stdev([70.0, 71.0]))
+    assert float(rows["simclr"]["silhouette_mean"]) == pytest.approx(0.06)
+    assert rows["simclr"]["knn_by_seed"] == "0:60.0 1:62.0 2:64.0"
+    md = (sweep_dir / "report.md").read_text()
+    assert "| rotate | **70.5 ± 0.7** | **0.160 ± 0.014** | 2 | 1.0 |" in md
+    assert "| simclr | 62.0 ± 2.0 | 0.060 ± 0.010 | 3 | 1.0 |" in md
+    assert "## bloodmnist_sample (48 images)" in md and "![maps" in md
+
+
+def test_answer_is_the_best_against_the_reference_paired_by_seed(sweep_dir):
+    sweep, rows = collect(sweep_dir)
+    # Seeds 0 and 1: rotate - simclr = 10, 9.
+    assert answers(sweep, rows) == ["rotate beats simclr by 9.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample"]
+    sweep["reference"] = "rotate"
+    assert answers(sweep, rows) == [
+        "rotate beats tsne-pixels by 5.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample"]
+
+
+def test_ties_are_said(sweep_dir):
+    sweep, rows = collect(sweep_dir)
+    by = {r.method: r for r in rows}
+    by["tsne-pixels"].values["knn_accuracy"] = {0: 70.0, 1: 71.0}
+    assert answers(sweep, rows) == ["rotate beats simclr by 9.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample "
+                                    "(tied for best with tsne-pixels)"]
+    by["simclr"].values["knn_accuracy"] = {0: 70.0, 1: 71.0}
+    assert answers(sweep, rows) == ["simclr ties with rotate, tsne-pixels for best on bloodmnist_sample "
+                                    "(70.5 ± 0.7 kNN)"]
+
+
+def test_report_command_prints_the_answers(sweep_dir, capsys):
+    assert main(["sweep", "--report", str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "rotate beats simclr by 9.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample"
+    assert "report.md" in out
+
+
+def test_report_of_a_folder_that_is_no_sweep(tmp_path, capsys):
+    assert main(["sweep", "--report", str(tmp_path)]) == 2
+    assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_report_before_any_cell_finished(tmp_path):
+    config = shorthand(SAMPLE_PATH, {"subset": 48}, ["simclr"], [], 1)
+    prepare_sweep(config, tmp_path / "s", cells(config, {"device": "cpu"}))
+    report = write_report(tmp_path / "s")
+    assert "png" not in report["paths"] and report["answers"] == ["bloodmnist_sample: no finished cell with labels yet"]
+
+
+def test_eta_uses_the_time_of_done_cells_of_the_same_method():
+    plan = cells(shorthand(SAMPLE_PATH, {}, ["rotate"], ["tsne-pixels"], 3), {"device": "cpu"})
+    lines = []
+    bar = CellProgress(plan, echo=lines.append)
+    assert bar.eta() is None
+    bar.start(plan[0])
+    bar.finish(plan[0], 100.0)  # rotate
+    assert bar.eta() == pytest.approx(100.0 * 5)  # nothing known of t-SNE yet: the mean of all
+    bar.finish(plan[1], 2.0)  # tsne-pixels
+    assert bar.eta() == pytest.approx(2 * 100.0 + 2 * 2.0)
+    bar.start(plan[2])
+    assert lines[0].startswith("[....................] 0/6 cells") and "ETA unknown" in lines[0]
+    assert lines[1].startswith("[######..............] 2/6 cells") and "ETA 3m24s" in lines[1]

@@ -1,0 +1,176 @@
+"""A tiny real sweep (2 presets x 2 seeds on the bundled sample): killed mid-way by a signal, resumed without
+redoing finished cells, its table checked against the runs' metrics.json; failures and missing data recorded."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import medcne.sweep.run as sweep_run
+from medcne.cli import main
+from medcne.datasets import SAMPLE_PATH
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+CONFIG = f"""
+[sweep]
+seeds = 2
+
+[training]
+epochs = [1, 1, 1]
+warmup = [0, 0, 0]
+width = 4
+batch_size = 16
+device = "cpu"
+
+[datasets.sample]
+path = "{SAMPLE_PATH}"
+subset = 48
+size = 16
+
+[methods.simclr]
+method = "tsimcne"
+preset = "simclr"
+
+[methods.rotate]
+method = "tsimcne"
+preset = "rotate"
+"""
+# Runs the sweep in a child process whose cells after the first hang after their first epoch (as a long
+# training would), so that the kill lands mid-way through the second cell, never after the whole sweep.
+CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    import medcne.runs.tsimcne as tsimcne
+    real, first = tsimcne.write_history, []
+
+    def write_history(out, rows):
+        path = real(out, rows)
+        first.append(Path(out)) if not first else None
+        if Path(out) != first[0]:
+            time.sleep(600)
+        return path
+
+    tsimcne.write_history = write_history
+    from medcne.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} never appeared (child exit {proc.poll()})")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many cells the sweep trains (fresh or resumed) in this process."""
+    calls = []
+    for name in ("fit_run", "resume_run"):
+        real = getattr(sweep_run, name)
+
+        def wrapper(*args, _real=real, _name=name, **kwargs):
+            folder = Path(args[1] if _name == "fit_run" else args[0])
+            calls.append((_name, folder.relative_to(folder.parents[1])))  # METHOD/seedS
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(sweep_run, name, wrapper)
+    return calls
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, counted, one_torch_thread, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    with open(tmp_path / "child.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, "sweep", str(config), "--out", str(out), "--quiet"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            # The second cell (seed-major order: rotate, seed 0) has trained one epoch: kill the sweep there.
+            wait_for(out / "sample" / "rotate" / "seed0" / "history.csv", proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+    first = out / "sample" / "simclr" / "seed0"
+    assert sweep_run.is_finished(first)
+    assert not sweep_run.is_finished(out / "sample" / "rotate" / "seed0")
+    stamps = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    with open(out / "cells.csv") as fh:
+        status = {r["cell"]: r["status"] for r in csv.DictReader(fh)}
+    assert status["sample/simclr/seed0"] == "done" and status["sample/rotate/seed1"] == "pending"
+
+    assert main(["sweep", str(config), "--out", str(out), "--quiet"]) == 0
+    # Three cells trained again; the finished one untouched.
+    assert sorted(str(c) for _, c in counted) == ["rotate/seed0", "rotate/seed1", "simclr/seed1"]
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == stamps
+    with open(out / "cells.csv") as fh:
+        status = {r["cell"]: r["status"] for r in csv.DictReader(fh)}
+    assert status == {"sample/simclr/seed0": "finished", "sample/rotate/seed0": "done",
+                      "sample/simclr/seed1": "done", "sample/rotate/seed1": "done"}
+    # The table is the runs' own metrics.json, averaged over seeds.
+    with open(out / "report.csv") as fh:
+        table = {r["method"]: r for r in csv.DictReader(fh)}
+    for method in ("simclr", "rotate"):
+        knn = [json.loads((out / "sample" / method / f"seed{s}" / "metrics.json").read_text())["knn_accuracy"]
+               for s in (0, 1)]
+        assert float(table[method]["knn_mean"]) == pytest.approx(sum(knn) / 2, abs=1e-9)
+        assert table[method]["knn_by_seed"] == f"0:{knn[0]!r} 1:{knn[1]!r}"
+        params = json.loads((out / "sample" / method / "seed1" / "params.json").read_text())
+        assert params["estimator"]["random_state"] == 1 and params["estimator"]["preset"] == method
+    # A third run has nothing left to do.
+    counted.clear()
+    assert main(["sweep", str(config), "--out", str(out), "--quiet"]) == 0
+    assert counted == []
+
+
+@pytest.mark.slow
+def test_failed_cells_and_missing_data_are_recorded_and_the_rest_goes_on(tmp_path, counted, one_torch_thread,
+                                                                         capsys):
+    text = CONFIG.replace("seeds = 2", "seeds = 1") + textwrap.dedent(f"""
+        [datasets.cifar10]
+        path = "cifar10.npz"
+        fetch = "put it into {{dir}}"
+
+        [methods.resnet]
+        method = "tsne-resnet18"
+        weights = "{tmp_path / 'no-weights.pth'}"
+        """)
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(config), "--out", str(out), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert f"dataset cifar10: {tmp_path / 'cifar10.npz'} not found; put it into {tmp_path}" in captured.out
+    assert "sample/resnet/seed0 failed: " in captured.out
+    assert "1 cell(s) failed, 3 without data" in captured.err
+    with open(out / "cells.csv") as fh:
+        status = {r["cell"]: r["status"] for r in csv.DictReader(fh)}
+    assert status == {"sample/simclr/seed0": "done", "sample/rotate/seed0": "done", "sample/resnet/seed0": "failed",
+                      "cifar10/simclr/seed0": "no data", "cifar10/rotate/seed0": "no data",
+                      "cifar10/resnet/seed0": "no data"}
+    assert "sample/resnet/seed0" in (out / "failures.log").read_text()
+    assert (out / "report.md").exists()
+
+
+def test_a_non_empty_folder_that_is_no_sweep_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert main(["sweep", str(config), "--out", str(tmp_path / "mine")]) == 2
+    assert "holds no sweep.json" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
