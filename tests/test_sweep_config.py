@@ -198,3 +198,17 @@ def test_a_method_kept_for_a_dataset_that_is_not_selected_has_no_cells(tmp_path)
                          "datasets = ['other']\n").replace("seeds = 2", "seeds = 2\ndatasets = ['sample']")
     grid = cells(load_config(write(tmp_path, text)))
     assert {c.method for c in grid} == {"simclr", "rotate"} and {c.dataset for c in grid} == {"sample"}
+
+
+def test_budget_and_precision_reach_every_tsimcne_cell(tmp_path):
+    from medcne.defaults import BUDGET_CPU
+
+    config = shorthand(SAMPLE_PATH, {"subset": 48}, ["simclr", "rotate"], [], 1)
+    grid = cells(config, {"device": "cpu", "budget": "2m", "precision": "fp32"})
+    for cell in grid:
+        assert cell.options["budget"] == "2m" and cell.options["precision"] == "fp32"
+        # A budget on a CPU starts from the CPU budget settings, not the paper's width 64.
+        assert cell.options["width"] == BUDGET_CPU["width"] and cell.options["batch_size"] == BUDGET_CPU["batch_size"]
+    text = config_text().replace("[training]", "[training]\nbudget = '90s'")
+    assert all(c.options["budget"] == "90s" for c in cells(load_config(write(tmp_path, text))))
+    assert main(["sweep", str(write(tmp_path, text.replace("'90s'", "'soon'"))), "--out", str(tmp_path / "o")]) == 2

@@ -170,3 +170,14 @@ def test_duration_estimate_and_message():
     msg = duration_message(3 * 86400, torch.device("cpu"), "--quick")
     assert "3.0 days" in msg and "--quick" in msg and "GPU" in msg
     assert "--quick" not in duration_message(120, torch.device("cpu"), "--quick")
+
+
+def test_training_data_too_large_for_memory_is_one_line(monkeypatch):
+    # A lazy store (PCam) becomes one uint8 tensor for training: checked against the memory first.
+    from medcne.datasets import memory
+    from medcne.errors import MedcneError
+    from medcne.train.store import to_nchw_tensor
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
+    with pytest.raises(MedcneError, match=r"training on 48 images of 16x16x3.*--subset"):
+        to_nchw_tensor(tiny_images())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..defaults import BACKBONES, DEVICES, HEAD_INITS
+from ..defaults import BACKBONES, DEVICES, HEAD_INITS, PRECISIONS
 from ..errors import MedcneError
 from .common import add_data_options, data_spec
 
@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
     g.add_argument("--backbone", choices=BACKBONES)
     g.add_argument("--head-init", choices=HEAD_INITS)
     g.add_argument("--device", choices=DEVICES)
+    g.add_argument("--precision", choices=PRECISIONS, help="backbone arithmetic (as `medcne fit --precision`)")
+    g.add_argument("--budget", metavar="TIME",
+                   help="a time budget per t-SimCNE cell, e.g. 15m (as `medcne fit --budget`)")
     g.add_argument("--quiet", action="store_true", help="no training progress bars inside cells")
     add_data_options(p)
     p.set_defaults(func=run)
@@ -62,7 +65,8 @@ def overrides(args) -> dict:
         except ValueError:
             raise MedcneError(f"--lr must be a positive number or 'auto'; got {lr!r}") from None
     given = dict(quick=args.quick or None, epochs=args.epochs, warmup=args.warmup, batch_size=args.batch_size,
-                 lr=lr, width=args.width, backbone=args.backbone, head_init=args.head_init, device=args.device)
+                 lr=lr, width=args.width, backbone=args.backbone, head_init=args.head_init, device=args.device,
+                 precision=args.precision, budget=args.budget)
     return {k: v for k, v in given.items() if v is not None}
 
 

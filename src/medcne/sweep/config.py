@@ -50,8 +50,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 AUGMENT_KEYS = ("preset", "crop", "jitter", "grayscale")
 TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "stage3_lr_factor", "warmup", "backbone", "width", "head_init",
-                    "dim", "device", "compile", "knn_every", "checkpoint_minutes", "small_stem", *AUGMENT_KEYS)
-SIMCLR_OPTIONS = ("epochs", "batch_size", "lr", "warmup", "backbone", "width", "device", *AUGMENT_KEYS)
+                    "dim", "device", "precision", "budget", "compile", "knn_every", "checkpoint_minutes",
+                    "small_stem", *AUGMENT_KEYS)
+SIMCLR_OPTIONS = ("epochs", "batch_size", "lr", "warmup", "backbone", "width", "device", "precision", *AUGMENT_KEYS)
 BASELINE_OPTIONS = {"tsne-resnet18": ("weights", "download"), "tsne-resnet152": ("weights", "download"),
                     "tsne-simclr": SIMCLR_OPTIONS}
 DATA_OPTIONS = ("format", "split", "size", "channels", "subset", "seed", "skip_bad", "path_column", "label_column",

@@ -116,7 +116,8 @@ def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overr
     explicit.pop("quick", None)
     explicit = {k: tuple(v) if isinstance(v, list) else v for k, v in explicit.items() if v is not None}
     device = resolve_device(explicit.get("device", "auto")).type
-    settings = training_settings(quick, device, {k: explicit.get(k) for k in TRAINING_KEYS})
+    settings = training_settings(quick, device, {k: explicit.get(k) for k in TRAINING_KEYS},
+                                 budget=explicit.get("budget") is not None)
     # One spelling ('12,1,6' on the command line, [12, 1, 6] in a file), so that specs compare equal.
     settings["epochs"], settings["warmup"] = parse_epochs(settings["epochs"]), parse_epochs(settings["warmup"])
     return {**settings, **{k: v for k, v in explicit.items() if k not in TRAINING_KEYS}}
@@ -134,7 +135,7 @@ def simclr_settings(config: SweepConfig, dataset: Dataset, options: dict, overri
     t = tsimcne_settings(config, dataset, {}, overrides)
     base = dict(epochs=parse_epochs(t["epochs"])[0], batch_size=t["batch_size"], lr=t["lr"],
                 warmup=parse_epochs(t["warmup"])[0], width=t["width"], backbone=t["backbone"],
-                device=t.get("device", "auto"))
+                device=t.get("device", "auto"), precision=t.get("precision", "auto"))
     params = {**base, **config.simclr, **options}
     warmup = params["warmup"]
     params["warmup"] = (warmup, 0, 0) if isinstance(warmup, int) else tuple(warmup)

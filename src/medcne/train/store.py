@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..datasets import ImageSet
+from ..datasets.memory import check_memory
 
 # Keep the data under this share of free GPU memory, so activations still fit.
 GPU_DATA_SHARE = 0.4
@@ -20,6 +21,9 @@ GPU_DATA_SHARE = 0.4
 def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
     """All images as an (N, C, H, W) uint8 CPU tensor (a lazy store is read in chunks)."""
     n, (h, w, c) = len(data), data.image_shape
+    # A lazily read store (PCam) becomes one tensor here: refuse, with the figure, what memory cannot hold.
+    check_memory(n * c * h * w, str(data.source), f"training on {n:,} images of {h}x{w}x{c} (one uint8 tensor)",
+                 "train on a --subset of the images or a smaller --size")
     out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
     for start, block in data.iter_chunks(4096):
         out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
