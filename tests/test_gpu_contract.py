@@ -145,10 +145,8 @@ def test_compiled_views_equal_eager_views():
     assert len(counted) == 1
 
 
-def test_one_compile_per_run(monkeypatch):
-    # Stage 2 changes requires_grad and stage 3 the head's size: with the backbone compiled
-    # once and stage 2 run eagerly, the whole fit (timing included) compiles one graph.
-    from medcne import TSimCNE
+def count_compiles(monkeypatch) -> list:
+    """Make the training's torch.compile use a backend that records each graph it is handed."""
     from medcne.train import loop
 
     graphs = []
@@ -159,6 +157,15 @@ def test_one_compile_per_run(monkeypatch):
 
     monkeypatch.setattr(loop, "COMPILE_BACKEND", counting)
     torch._dynamo.reset()
+    return graphs
+
+
+def test_one_compile_per_run(monkeypatch):
+    # Stage 2 changes requires_grad and stage 3 the head's size: with the backbone compiled
+    # once and stage 2 run eagerly, the whole fit (timing included) compiles one graph.
+    from medcne import TSimCNE
+
+    graphs = count_compiles(monkeypatch)
     images = np.random.default_rng(0).integers(0, 256, (24, 12, 12, 3), dtype=np.uint8)
     est = TSimCNE(epochs=(2, 1, 2), warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", compile=True,
                   random_state=0, verbose=True).fit(images)
@@ -325,16 +332,8 @@ def test_cuda_views_trace_as_one_graph(preset):
 @cuda_only
 def test_cuda_three_stages_one_compile_fp32_map(monkeypatch):
     from medcne import TSimCNE
-    from medcne.train import loop
 
-    graphs = []
-
-    def counting(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    monkeypatch.setattr(loop, "COMPILE_BACKEND", counting)
-    torch._dynamo.reset()
+    graphs = count_compiles(monkeypatch)
     images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
     est = TSimCNE(epochs=(2, 1, 2), warmup=(0, 0, 0), batch_size=16, width=4, device="cuda", compile=True,
                   random_state=0, verbose=True).fit(images)

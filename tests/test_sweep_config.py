@@ -11,36 +11,13 @@ from medcne.datasets import SAMPLE_PATH
 from medcne.errors import MedcneError
 from medcne.sweep import cells, load_config, parse_config, shipped, shorthand
 from medcne.sweep.config import DATA_ENV
+from sweephelpers import TINY_SWEEP
 
 TRAINING = {"epochs": [1, 1, 1], "warmup": [0, 0, 0], "width": 4, "batch_size": 16, "device": "cpu"}
 
 
 def config_text(**extra) -> str:
-    base = f"""
-[sweep]
-seeds = 2
-
-[training]
-epochs = [1, 1, 1]
-warmup = [0, 0, 0]
-width = 4
-batch_size = 16
-device = "cpu"
-
-[datasets.sample]
-path = "{SAMPLE_PATH}"
-subset = 48
-size = 16
-
-[methods.simclr]
-method = "tsimcne"
-preset = "simclr"
-
-[methods.rotate]
-method = "tsimcne"
-preset = "rotate"
-"""
-    return base + "".join(extra.values())
+    return TINY_SWEEP + "".join(extra.values())
 
 
 def write(tmp_path, text: str):

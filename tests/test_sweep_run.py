@@ -17,33 +17,10 @@ import pytest
 
 import medcne.sweep.run as sweep_run
 from medcne.cli import main
-from medcne.datasets import SAMPLE_PATH
+from sweephelpers import TINY_SWEEP
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-CONFIG = f"""
-[sweep]
-seeds = 2
-
-[training]
-epochs = [1, 1, 1]
-warmup = [0, 0, 0]
-width = 4
-batch_size = 16
-device = "cpu"
-
-[datasets.sample]
-path = "{SAMPLE_PATH}"
-subset = 48
-size = 16
-
-[methods.simclr]
-method = "tsimcne"
-preset = "simclr"
-
-[methods.rotate]
-method = "tsimcne"
-preset = "rotate"
-"""
+CONFIG = TINY_SWEEP
 # Runs the sweep in a child process whose cells after the first hang after their first epoch (as a long
 # training would), so that the kill lands mid-way through the second cell, never after the whole sweep.
 CHILD = textwrap.dedent("""
