@@ -195,14 +195,45 @@ def test_an_error_before_a_checkpoint_leaves_nothing(data, tmp_path, monkeypatch
     assert len(error_lines(capsys.readouterr().err)) == 1 and not out.exists()
 
 
-def test_a_diverged_fit_leaves_nothing(old, data, tmp_path, monkeypatch, capsys):
+def test_a_diverged_fit_keeps_its_last_good_checkpoint(old, data, tmp_path, monkeypatch, capsys):
+    # Divergence after the first checkpoint: the run keeps it (never overwritten by NaN weights) and
+    # can continue from it with a lower learning rate; an --overwrite leaves the old run whole.
     before = snapshot(old)
     stop_at_first_epoch(monkeypatch, DivergedError("loss is NaN at epoch 1 with lr 1e6; lower --lr"))
     assert main(["fit", str(data), "--out", str(old), "--overwrite", *TINY]) == 2
-    assert main(["fit", str(data), "--out", str(tmp_path / "new"), *TINY]) == 2
+    new = tmp_path / "new"
+    assert main(["fit", str(data), "--out", str(new), *TINY]) == 2
     lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 2 and all("lower --lr" in line for line in lines)
-    assert snapshot(old) == before and not staging_path(old).exists() and not (tmp_path / "new").exists()
+    assert len(lines) == 2 and all("lower --lr" in line and "--resume" in line and "--lr LOWER" in line
+                                   for line in lines)
+    assert snapshot(old) == before and (staging_path(old) / "checkpoint.pt").is_file()
+    assert (new / "checkpoint.pt").is_file() and not is_finished(new)
+    monkeypatch.undo()
+    assert main(["fit", "--resume", str(new), "--lr", "0.0001"]) == 0
+    run = read_run(new)
+    assert run.params["estimator"]["lr"] == 0.0001 and np.isfinite(run.embedding).all()
+
+
+def test_a_fit_that_diverges_at_once_is_one_line_and_leaves_nothing(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", str(data), "--out", str(out), *TINY, "--lr", "1e6"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "diverged in stage 'pretrain', epoch 1" in lines[0] and "--lr" in lines[0]
+    assert not out.exists()
+
+
+def test_resume_refuses_another_learning_rate_without_asking(data, tmp_path, monkeypatch):
+    from medcne.train.checkpoint import check_resume, load_checkpoint
+
+    stop_at_first_epoch(monkeypatch)
+    out = tmp_path / "run"
+    assert main(["fit", str(data), "--out", str(out), *TINY]) != 0
+    ck = load_checkpoint(out / "checkpoint.pt")
+    changed = json.loads(json.dumps(ck["record"]))
+    changed["resolved"]["stages"][0]["lr"] *= 10
+    with pytest.raises(MedcneError, match="cannot resume: stages"):
+        check_resume(ck, changed, ck["n_images"])
+    check_resume(ck, changed, ck["n_images"], ignore_lr=True)
 
 
 def test_fit_notes_a_batch_size_larger_than_the_data(data, tmp_path, capsys):

@@ -17,6 +17,7 @@ embed.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +180,7 @@ class TSimCNE(BaseEstimator):
         self.verbose = verbose
 
     # -- fitting -----------------------------------------------------------
-    def fit(self, X, y=None, *, resume_from=None, callback=None) -> TSimCNE:
+    def fit(self, X, y=None, *, resume_from=None, callback=None, new_lr: bool = False) -> TSimCNE:
         """Train on images ``X`` (ImageSet, uint8 array N x H x W x C, or torch Dataset).
 
         Parameters
@@ -189,6 +190,9 @@ class TSimCNE(BaseEstimator):
             training continues where it stopped, giving the same result.
         callback : callable, optional
             Called with a :class:`medcne.train.EpochEnd` after every epoch.
+        new_lr : bool
+            With ``resume_from``: the learning rate may differ from the
+            checkpoint's (to continue a run that diverged, with a lower one).
         """
         from .augment import augmenter_for
 
@@ -202,7 +206,7 @@ class TSimCNE(BaseEstimator):
         self.model_.amp_dtype = amp_dtype(self.precision_)
         position, opt_state, elapsed = None, None, 0.0
         if resume_from is not None:
-            position, opt_state, elapsed = self._resume(resume_from, gens, len(data))
+            position, opt_state, elapsed = self._resume(resume_from, gens, len(data), new_lr)
         store = ImageStore(data, self.device_)
         loss_fn = get_loss(self.loss)
         backbone = compile_backbone(self.model_) if self.compile else None  # one compile per run
@@ -228,12 +232,14 @@ class TSimCNE(BaseEstimator):
         self.embedding_ = embed(self.model_, data.images, self.device_)
         return self
 
-    def _resume(self, path, gens: Generators, n: int):
+    def _resume(self, path, gens: Generators, n: int, new_lr: bool = False):
         saved = ckpt.load_checkpoint(path)
         if self.budget_ is not None:
             # The budget chose the schedule when the run started: keep it, do not choose again.
-            self.stages_ = tuple(Stage(**d) for d in saved["record"]["resolved"]["stages"])
-        ckpt.check_resume(saved, self.record(), n)
+            stages = tuple(Stage(**d) for d in saved["record"]["resolved"]["stages"])
+            self.stages_ = tuple(replace(s, lr=new.lr) for s, new in zip(stages, self.stages_, strict=True)) \
+                if new_lr else stages
+        ckpt.check_resume(saved, self.record(), n, ignore_lr=new_lr)
         position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
         return position, opt_state, saved.get("elapsed", 0.0)
 

@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
                    help="augmentations; 'rotate' suits microscopy and pathology")
     g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450)")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")
-    g.add_argument("--lr", help="peak learning rate (default auto: 0.03 * batch / 256)")
+    g.add_argument("--lr", help="peak learning rate (default auto: 0.03 * batch / 256); with --resume: continue "
+                               "with this one (after a divergence)")
     g.add_argument("--stage3-lr-factor", type=float, help="stage-3 learning rate / lr (paper: 0.001)")
     g.add_argument("--warmup", help="warm-up epochs per stage (paper: 10,0,10)")
     g.add_argument("--backbone", choices=BACKBONES)
@@ -79,6 +80,17 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def parse_lr(text) -> float:
+    """--lr as a positive finite number, or one line naming the option."""
+    try:
+        lr = float(text)
+    except ValueError:
+        lr = math.nan
+    if not 0 < lr < math.inf:
+        raise MedcneError(f"--lr must be a positive number or 'auto'; got {text!r}")
+    return lr
+
+
 def training_params(args) -> dict:
     """Estimator parameters: explicit options, else --quick settings, else the paper's."""
     from ..device import resolve_device
@@ -89,14 +101,7 @@ def training_params(args) -> dict:
             raise MedcneError(f"{option} must be {what}; got {value:g}")
     settings = training_settings(args.quick, resolve_device(args.device).type,
                                  {k: getattr(args, k) for k in TRAINING_KEYS}, budget=args.budget is not None)
-    lr = settings["lr"]
-    if lr != "auto":
-        try:
-            lr = float(lr)
-        except ValueError:
-            lr = math.nan
-        if not 0 < lr < math.inf:
-            raise MedcneError(f"--lr must be a positive number or 'auto'; got {settings['lr']!r}")
+    lr = settings["lr"] if settings["lr"] == "auto" else parse_lr(settings["lr"])
     return dict(
         settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
         budget=args.budget, device=args.device, compile=args.compile,
@@ -108,7 +113,8 @@ def run(args) -> int:
     from ..runs import fit_run, resume_run
 
     if args.resume:
-        result = resume_run(args.resume)
+        # --lr continues a run that diverged from its last good checkpoint with a lower learning rate.
+        result = resume_run(args.resume, lr=None if args.lr is None else parse_lr(args.lr))
     elif args.data is None or args.out is None:
         raise MedcneError("give a dataset and --out RUN (or --resume RUN to continue a run)")
     else:

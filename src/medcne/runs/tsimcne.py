@@ -102,13 +102,15 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
                   created=created)
 
 
-def resume_run(out, verbose: bool = True) -> Run:
+def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run:
     """Continue the interrupted run ``out`` from its last checkpoint.
 
     ``out`` is the run folder (or its staging folder ``.OUT.medcne-new``): an
     interrupted replacement of ``OUT`` continues in its staging folder and is
     moved into ``OUT`` when finished; one that was stopped while being moved
-    in is completed without training.
+    in is completed without training. ``lr``: continue with this peak learning
+    rate instead of the run's (after a divergence; the schedule is otherwise
+    the same, so the result is no longer that of an uninterrupted run).
     """
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
@@ -136,18 +138,21 @@ def resume_run(out, verbose: bool = True) -> Run:
     spec = {k: v for k, v in data_record.items() if k != "path"}
     data = load_dataset(data_record["path"], **spec)
     est = TSimCNE(**saved["estimator"])
+    if lr is not None:
+        est.set_params(lr=float(lr))
     return _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
-                  quick=saved.get("quick", False))
+                  quick=saved.get("quick", False), new_lr=lr is not None)
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
-           quick: bool = False, created: bool = False) -> Run:
+           quick: bool = False, created: bool = False, new_lr: bool = False) -> Run:
     """Train (checkpoints in ``work``), write the run into ``work``, then move it into ``out``."""
     est.set_params(checkpoint=str(work / CHECKPOINT), verbose=verbose)
     if verbose:
         print(f"training on {len(data)} images {data.image_shape} -> {out}", flush=True)
     try:
-        est.fit(data, resume_from=resume_from, callback=lambda end: write_history(work, end.position.history))
+        est.fit(data, resume_from=resume_from, callback=lambda end: write_history(work, end.position.history),
+                new_lr=new_lr)
         est.set_params(checkpoint=None)  # the model file should not name this run's checkpoint
         write_tsimcne_run(work, est, data, data_record, quick=quick)
     except BaseException as exc:
@@ -169,10 +174,11 @@ def end_progress_bars() -> None:
 def _stopped(work: Path, out: Path, created: bool, exc: BaseException, verbose: bool) -> None:
     """After training stopped: keep a resumable run (and say how to continue), else remove what it wrote.
 
-    A diverged run is removed too: resuming it would diverge again.
+    A diverged run keeps its last good checkpoint (one is never written with
+    non-finite weights): it can continue from there with a lower learning rate.
     """
     end_progress_bars()
-    resumable = (work / CHECKPOINT).is_file() and not isinstance(exc, DivergedError)
+    resumable = (work / CHECKPOINT).is_file()
     if not resumable:
         staging.discard(work, out, created)
     if isinstance(exc, KeyboardInterrupt):
@@ -182,6 +188,11 @@ def _stopped(work: Path, out: Path, created: bool, exc: BaseException, verbose: 
             kept = f"; {out} still holds the previous run" if work != out else ""
             print(f"interrupted before the first checkpoint, so there is nothing to resume{kept}; "
                   "run the same command again to start over")
+    elif isinstance(exc, DivergedError) and resumable:
+        raise DivergedError(
+            f"{exc}; {out} keeps its last good checkpoint: continue from it with a lower learning rate, "
+            f"`medcne fit --resume {out} --lr LOWER`, or start again"
+        ) from exc
     elif isinstance(exc, OSError) and resumable:
         raise MedcneError(
             f"{exc.filename or work}: {exc.strerror or exc}; the run is kept at its last checkpoint: fix this "

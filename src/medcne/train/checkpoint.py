@@ -82,10 +82,15 @@ def load_checkpoint(path) -> dict:
                  "start the run again")
 
 
-def check_resume(checkpoint: dict, record: dict, n_images: int) -> None:
-    """Refuse to resume ``checkpoint`` with other parameters or data than it was made with."""
+def check_resume(checkpoint: dict, record: dict, n_images: int, ignore_lr: bool = False) -> None:
+    """Refuse to resume ``checkpoint`` with other parameters or data than it was made with
+    (``ignore_lr``: except the learning rates, on purpose)."""
     saved, now = checkpoint["record"], record
-    pairs = [("stages", saved["resolved"]["stages"], now["resolved"]["stages"]),
+
+    def stages(r):
+        return [{k: v for k, v in s.items() if not (ignore_lr and k == "lr")} for s in r["resolved"]["stages"]]
+
+    pairs = [("stages", stages(saved), stages(now)),
              ("precision", saved["resolved"].get("precision"), now["resolved"].get("precision"))]
     pairs += [(key, saved["params"].get(key), now["params"].get(key)) for key in RESUME_PARAMS]
     for key, before, after in pairs:
