@@ -16,7 +16,7 @@ from ..errors import MedcneError
 
 # Order is the order of `medcne --help`.
 COMMANDS = (
-    "info", "fetch", "augment_preview", "fit", "embed", "evaluate", "baseline", "compare", "plot", "view",
+    "info", "fetch", "augment_preview", "fit", "embed", "evaluate", "baseline", "compare", "plot", "view", "qc", "propagate",
 )
 
 
