@@ -248,7 +248,8 @@ def make_runs(out: Path, seed: int, n_planted: int, base: str, reuse: bool):
 
 
 def evaluate_spaces(run, base_run, truth, reps: int) -> dict:
-    from medcne.curate import nearest_neighbours, quality_control
+    """Every detector on the four spaces: the space alone, and with the image checks (what `medcne qc` does)."""
+    from medcne.curate import image_checks, nearest_neighbours, quality_control
     from medcne.runs.curate import run_points
 
     data = run.load_images()
@@ -258,20 +259,42 @@ def evaluate_spaces(run, base_run, truth, reps: int) -> dict:
         "pixels": run_points(run, "pixels", data)[0],
         "t-SNE of pixels": run_points(base_run, "map")[0],
     }
+    t = time.perf_counter()
+    checks = image_checks(data.images)
+    checks_seconds = time.perf_counter() - t
     n_classes = len(run.class_names)
     results = {}
     for name, X in spaces.items():
         t = time.perf_counter()
         nb = nearest_neighbours(X, 15)
-        res = quality_control(X, run.labels, n_classes=n_classes, neighbours=nb)
+        res = quality_control(X, run.labels, checks=checks, n_classes=n_classes, neighbours=nb)
         seconds = time.perf_counter() - t
-        r = {"dims": int(X.shape[1]), "qc_seconds": seconds, "labels": score_labels(res, truth),
-             "duplicates": score_duplicates(res, truth), "outliers": score_outliers(res, truth),
-             "propagation": propagation(X, truth, "spreading", reps, nb)}
-        r["propagation_knn"] = propagation(X, truth, "knn", reps)
+        alone = quality_control(X, run.labels, n_classes=n_classes, neighbours=nb)
+        r = {"dims": int(X.shape[1]), "qc_seconds": seconds, "checks_seconds": checks_seconds,
+             "labels": score_labels(res, truth), "duplicates": score_duplicates(res, truth),
+             "outliers": score_outliers(res, truth), "duplicates_space_alone": score_duplicates(alone, truth),
+             "outliers_space_alone": score_outliers(alone, truth),
+             "propagation": propagation(X, truth, "spreading", reps, nb),
+             "propagation_knn": propagation(X, truth, "knn", reps)}
         results[name] = r
         print(name, json.dumps(r), flush=True)
     return results
+
+
+def table(results: dict) -> str:
+    """The Markdown table of bench/RESULTS.md and the README."""
+    head = ("| space | label errors: precision at K / ROC AUC | near-duplicate pairs: recall / precision "
+            "(space alone) | artefacts in top 100 (space alone) | propagation, 1 / 5 / 10 / 50 per class |")
+    lines = [head, "|---|---|---|---|---|"]
+    for name, r in results.items():
+        lab, dup, dup0 = r["labels"], r["duplicates"], r["duplicates_space_alone"]
+        prop = " / ".join(f"{r['propagation'][m]['mean']:.1f}" for m in PER_CLASS)
+        lines.append(
+            f"| {name} | {lab['precision_at_k']:.2f} / {lab['roc_auc']:.3f} | {dup['recall']:.2f} / {dup['precision']:.2f} "
+            f"({dup0['recall']:.2f} / {dup0['precision']:.2f}) | {r['outliers']['recall_at_100']:.2f} "
+            f"({r['outliers_space_alone']['recall_at_100']:.2f}) | {prop} |"
+        )
+    return "\n".join(lines)
 
 
 def plot(results: dict, path: Path) -> None:
@@ -297,11 +320,29 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+class RandomImages:
+    """A lazily made store of ``n`` random uint8 images (as PCam's reader is lazy): slices only."""
+
+    def __init__(self, n: int, side: int = 96):
+        self.n, self.side = n, side
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, _ = key.indices(self.n)
+        rng = np.random.default_rng(start)
+        return rng.integers(0, 256, (stop - start, self.side, self.side, 3), dtype=np.uint8)
+
+
 def big(n: int, d: int, baseline_n: int) -> dict:
-    """Time and peak RSS of quality_control on n x d random float32 features; ratio to scikit-learn."""
+    """Time and peak RSS of qc on n x d random float32 features and n random 96 x 96 images (made lazily).
+
+    The ratio: our exact kNN against scikit-learn's brute force on ``baseline_n`` of the points.
+    """
     from sklearn.neighbors import NearestNeighbors
 
-    from medcne.curate import nearest_neighbours, quality_control
+    from medcne.curate import image_checks, nearest_neighbours, quality_control
 
     rng = np.random.default_rng(0)
     small = rng.standard_normal((baseline_n, d), dtype=np.float32)
@@ -316,10 +357,17 @@ def big(n: int, d: int, baseline_n: int) -> dict:
     labels = rng.integers(0, 2, n)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t = time.perf_counter()
-    res = quality_control(X, labels, k=15, n_classes=2)
-    seconds = time.perf_counter() - t
+    checks = image_checks(RandomImages(n))
+    checks_s = time.perf_counter() - t
+    t = time.perf_counter()
+    nb = nearest_neighbours(X, 15)
+    knn_s = time.perf_counter() - t
+    t = time.perf_counter()
+    res = quality_control(X, labels, checks=checks, k=15, n_classes=2, neighbours=nb)
+    detect_s = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"n": n, "d": d, "seconds": seconds, "peak_rss_gb": peak, "rss_before_gb": rss_before,
+    return {"n": n, "d": d, "image_checks_s": checks_s, "knn_s": knn_s, "detectors_s": detect_s,
+            "total_s": checks_s + knn_s + detect_s, "peak_rss_gb": peak, "rss_before_gb": rss_before,
             "features_gb": X.nbytes / 2**30, "summary": res.summary(),
             f"knn_{baseline_n}_ours_s": ours, f"knn_{baseline_n}_sklearn_brute_s": ref, "ratio": ref / ours}
 
@@ -332,6 +380,7 @@ def main() -> None:
     p.add_argument("--n-planted", type=int, default=50)
     p.add_argument("--reps", type=int, default=5, help="draws of the annotated images per point of the curve")
     p.add_argument("--reuse", action="store_true", help="keep runs already in --out (no retraining)")
+    p.add_argument("--fit-only", action="store_true", help="plant and train, then stop (evaluate later with --reuse)")
     p.add_argument("--plot", default="", help="write the propagation curves here (e.g. docs/propagation.png)")
     p.add_argument("--big", type=int, default=0, help="only time qc on this many random 512-D features")
     p.add_argument("--baseline-n", type=int, default=20000, help="points of the kNN ratio against scikit-learn")
@@ -345,12 +394,15 @@ def main() -> None:
     run, base_run, truth, times = make_runs(out, args.seed, args.n_planted, args.base, args.reuse)
     print(f"{len(truth['ids'])} images; fit {times['fit']:.0f} s, t-SNE {times['tsne']:.0f} s; "
           f"map kNN {run.metrics.get('knn_accuracy')} vs t-SNE {base_run.metrics.get('knn_accuracy')}", flush=True)
+    if args.fit_only:
+        return
     results = evaluate_spaces(run, base_run, truth, args.reps)
     record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "args": vars(args), "times": times,
               "knn_accuracy": {"t-SimCNE": run.metrics.get("knn_accuracy"),
                                "t-SNE of pixels": base_run.metrics.get("knn_accuracy")},
               "results": results}
     (out / "results.json").write_text(json.dumps(record, indent=1))
+    print(table(results))
     if args.plot:
         plot(results, Path(args.plot))
 

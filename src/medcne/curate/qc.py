@@ -12,14 +12,19 @@ being checked:
   ``k``, farthest 1) so that ties break towards the nearest images. Score =
   1 - the vote share of the image's own label (0: every neighbour agrees; 1:
   none does); the suggested label is the winner of the vote.
-- **near-duplicates**: the nearest other image and its distance. An image is
-  a likely duplicate when that distance is below ``DUPLICATE_RATIO`` times
-  the median nearest-neighbour distance of the dataset: copies sit far closer
-  than two different images usually do.
-- **outliers / artefacts**: the mean distance to the ``k`` nearest neighbours,
-  divided by its median over the dataset (1 = typical). An image far from every
-  other (blank, burnt, another kind of image) scores high; a few copies of the
-  same artefact do not hide each other while they are fewer than ``k``.
+- **near-duplicates**: among the ``k`` nearest neighbours, the image whose
+  7 x 7 colour thumbnail, turned or flipped to match, differs least
+  (:mod:`medcne.curate.images`). The space proposes (a rotated or shifted copy
+  is near in the features of a network trained to ignore rotations and
+  shifts), the thumbnails confirm (in a learned space many different images of
+  one kind sit as close as a copy). Likely below an RMS difference of
+  ``DUPLICATE_RMS``. Without image checks: the nearest neighbour in the space.
+- **outliers / artefacts**: robust z-score (median and MAD) of the log mean
+  distance to the ``k`` nearest neighbours; with image checks, the largest of
+  that, the same for the thumbnails against those neighbours (exposure and
+  colour, which the features ignore by design) and the absolute z-score of the
+  log sharpness (blur, noise). A few copies of the same artefact do not hide
+  each other while they are fewer than ``k``.
 
 Every "likely" flag is a fixed rule on a score (constants below, chosen on the
 bundled sample with its own planted problems, not on the benchmark); the scores
@@ -33,15 +38,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MedcneError
+from .images import ImageChecks, aligned_distances, robust_z
 from .neighbours import Neighbours, nearest_neighbours
 
 # Likely label error: at most this share of the (rank-weighted) neighbour vote
 # supports the image's own label, and another class wins the vote.
 LABEL_SHARE_MAX = 0.2
-# Likely duplicate: nearest other image closer than this times the median nearest distance.
+# Likely duplicate, in a space alone: nearest other image closer than this times the median nearest distance.
 DUPLICATE_RATIO = 0.25
-# Likely outlier: score above the upper quartile plus this many interquartile ranges.
-OUTLIER_FENCE = 3.0
+# Likely duplicate, with image checks: RMS thumbnail difference (in [0, 1] intensity) below this.
+DUPLICATE_RMS = 0.02
+# Likely outlier: robust z-score above this.
+OUTLIER_Z = 5.0
+OUTLIER_CAP = 1000.0  # a blank image's sharpness is 0: keep its score finite
+SHARPNESS_FLOOR = 1e-3
 
 
 @dataclass
@@ -61,7 +71,7 @@ class QCResult:
         Its distance (units of the space).
     likely_duplicate : ndarray (N,) bool
     outlier_score : ndarray (N,) float
-        Mean distance to the ``k`` nearest images / its median over the dataset.
+        Robust standard deviations from typical (see :func:`outlier_scores`).
     likely_outlier : ndarray (N,) bool
     """
 
@@ -148,39 +158,60 @@ def label_issues(nb: Neighbours, labels, n_classes: int | None = None) -> tuple[
     return score, suggested.astype(np.int64), np.nan_to_num(likely).astype(bool)
 
 
-def near_duplicates(nb: Neighbours) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def near_duplicates(nb: Neighbours, aligned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The nearest other image, its distance, and whether it is a likely duplicate.
+
+    Without ``aligned``: the nearest neighbour in the space; likely when closer
+    than ``DUPLICATE_RATIO`` times the median nearest distance. With
+    ``aligned`` (:func:`aligned_distances` of the thumbnails to the
+    neighbours, (N, k)): the neighbour whose thumbnail differs least; likely
+    below ``DUPLICATE_RMS``.
 
     Returns
     -------
     index : ndarray (N,) int64
     distance : ndarray (N,) float32
+        Space units, or RMS thumbnail difference in [0, 1] with ``aligned``.
     likely : ndarray (N,) bool
-        ``distance < DUPLICATE_RATIO * median(distance)``, or 0 when the median is 0.
     """
+    if aligned is not None:
+        best = aligned.argmin(1)
+        rows = np.arange(len(nb))
+        distance = aligned[rows, best]
+        return nb.indices[rows, best].copy(), distance, distance < DUPLICATE_RMS
     distance = nb.distances[:, 0]
     scale = float(np.median(distance))
     return nb.indices[:, 0].copy(), distance.copy(), distance < DUPLICATE_RATIO * scale if scale > 0 else distance == 0
 
 
-def outlier_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
-    """Mean distance to the ``k`` nearest images over its median (1 = typical), and the flag.
+def outlier_scores(nb: Neighbours, aligned: np.ndarray | None = None,
+                   sharpness: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """How far each image stands from typical, in robust standard deviations, and the flag.
+
+    The score is the largest of: the robust z-score of the log mean distance to
+    the ``k`` nearest images in the space; with ``aligned`` (thumbnail
+    differences to those neighbours, (N, k)), that of their log mean (colour and
+    exposure); with ``sharpness`` (N,), the absolute one of its log (blur
+    below, noise above).
 
     Returns
     -------
     score : ndarray (N,) float64
     likely : ndarray (N,) bool
-        Score above the upper quartile + ``OUTLIER_FENCE`` interquartile ranges.
+        Score above ``OUTLIER_Z``.
     """
-    mean = nb.distances.astype(np.float64).mean(1)
-    median = float(np.median(mean))
-    score = mean / median if median > 0 else mean
-    q1, q3 = np.percentile(score, [25, 75])
-    return score, score > q3 + OUTLIER_FENCE * (q3 - q1)
+    tiny = np.finfo(np.float32).tiny
+    score = robust_z(np.log(nb.distances.astype(np.float64).mean(1) + tiny))
+    if aligned is not None:
+        score = np.maximum(score, robust_z(np.log(aligned.astype(np.float64).mean(1) + tiny)))
+    if sharpness is not None:
+        score = np.maximum(score, np.abs(robust_z(np.log(np.asarray(sharpness, dtype=np.float64) + SHARPNESS_FLOOR))))
+    score = np.clip(score, -OUTLIER_CAP, OUTLIER_CAP)
+    return score, score > OUTLIER_Z
 
 
-def quality_control(X, labels=None, *, k: int = 15, n_classes: int | None = None, device="cpu",
-                    neighbours: Neighbours | None = None) -> QCResult:
+def quality_control(X, labels=None, *, checks: ImageChecks | None = None, k: int = 15,
+                    n_classes: int | None = None, device="cpu", neighbours: Neighbours | None = None) -> QCResult:
     """All three detectors on the points ``X`` (one neighbour search).
 
     Parameters
@@ -189,6 +220,10 @@ def quality_control(X, labels=None, *, k: int = 15, n_classes: int | None = None
         The images as points (features, map coordinates or pixels).
     labels : array (N,) int, optional
         Class indices (-1: unlabeled); without them the label-issue columns are NaN / -1.
+    checks : ImageChecks, optional
+        Thumbnails and sharpness of the same images (:func:`image_checks`):
+        duplicates are then confirmed on thumbnails, and colour, exposure and
+        blur count towards the outlier score. Without them both use ``X`` alone.
     k : int
         Neighbours per image (capped at N - 1).
     n_classes : int, optional
@@ -205,11 +240,14 @@ def quality_control(X, labels=None, *, k: int = 15, n_classes: int | None = None
     n = len(X)
     if n < 3:
         raise MedcneError(f"quality control needs at least 3 images; got {n}")
+    if checks is not None and len(checks) != n:
+        raise MedcneError(f"checks are for {len(checks)} images but X has {n}; compute them on the same images")
     nb = neighbours if neighbours is not None else nearest_neighbours(X, min(int(k), n - 1), device=device)
     if labels is None:
         score, suggested, likely = np.full(n, np.nan), np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
     else:
         score, suggested, likely = label_issues(nb, labels, n_classes)
-    dup, dist, dup_flag = near_duplicates(nb)
-    out_score, out_flag = outlier_scores(nb)
+    aligned = None if checks is None else aligned_distances(checks.thumbnails, nb.indices)
+    dup, dist, dup_flag = near_duplicates(nb, aligned)
+    out_score, out_flag = outlier_scores(nb, aligned, None if checks is None else checks.sharpness)
     return QCResult(score, suggested, likely, dup, dist, dup_flag, out_score, out_flag)

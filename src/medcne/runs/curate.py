@@ -16,7 +16,8 @@ Which space the detectors see (``space``):
   2,500 values, as the pixel baselines do), Euclidean: works for any run.
 
 The data are re-read from ``params.json`` (or ``data_path``) for features and
-pixels, and must be the images the run was made from (same ids).
+pixels (and by ``qc`` for its image checks in any space), and must be the
+images the run was made from (same ids).
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ def run_points(run: Run, space: str = "auto", data=None, data_path=None, device=
 def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=None, device="auto"):
     """Score every image of a run and write ``qc.csv`` in the run folder (atomically).
 
+    The detectors (:func:`medcne.curate.quality_control`) see the run's images
+    as points of ``space`` and, in every space, the images' thumbnails and
+    sharpness (:func:`medcne.curate.image_checks`), so the images are read
+    for every space.
+
     Parameters
     ----------
     run : Run
@@ -105,13 +111,16 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     space : str
         The space used.
     """
-    from ..curate import quality_control
+    from ..curate import image_checks, quality_control
 
     if int(k) < 1:
         raise MedcneError(f"k must be at least 1; got {k}")
+    resolve_space(run, space)  # a wrong space fails before the images are read
+    data = data if data is not None else run.load_images(data_path)
     X, space = run_points(run, space, data, data_path, device)
     n_classes = len(run.class_names) if run.class_names else None
-    result = quality_control(X, run.labels, k=k, n_classes=n_classes, device=device)
+    result = quality_control(X, run.labels, checks=image_checks(data.images), k=k, n_classes=n_classes,
+                             device=device)
     return write_qc(run, result), result, space
 
 
