@@ -10,6 +10,6 @@ from .propagate import propagate_labels
 from .qc import QCResult, label_issues, near_duplicates, outlier_scores, quality_control
 
 __all__ = [
-    "ImageChecks", "Neighbours", "QCResult", "aligned_distances", "image_checks", "label_issues", "near_duplicates", "nearest_neighbours", "outlier_scores",
-    "propagate_labels", "quality_control",
+    "ImageChecks", "Neighbours", "QCResult", "aligned_distances", "image_checks", "label_issues",
+    "near_duplicates", "nearest_neighbours", "outlier_scores", "propagate_labels", "quality_control",
 ]

@@ -189,8 +189,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     path : Path
     summary : dict
         ``annotated``, ``classes``, ``images``, ``mean_confidence``, ``space``, and
-        ``agreement`` (% of the other images whose run label the propagation
-        gives) when the run has labels.
+        ``agreement`` (% of the other labeled images whose run label the
+        propagation gives) when the run has labels.
     """
     from ..curate import propagate_labels
 
@@ -211,7 +211,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
                "space": space}
-    if run.labels is not None and run.class_names and (codes < 0).any():
-        truth = np.asarray(run.class_names, dtype=object)[run.labels[codes < 0]]
-        summary["agreement"] = 100.0 * float(np.mean(np.asarray(names, dtype=object)[pred[codes < 0]] == truth))
+    check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
+    if check is not None and check.any():
+        truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]
+        summary["agreement"] = 100.0 * float(np.mean(np.asarray(names, dtype=object)[pred[check]] == truth))
     return path, summary
