@@ -11,8 +11,9 @@ from evalhelpers import make_run
 from medcne.cli import main
 from medcne.curate import aligned_distances, image_checks
 from medcne.datasets import SAMPLE_PATH
+from medcne.errors import MedcneError
 from medcne.runs import read_run
-from medcne.runs.curate import PROPAGATED_COLUMNS, QC_COLUMNS, qc_run, run_points
+from medcne.runs.curate import PROPAGATED_COLUMNS, QC_COLUMNS, qc_run, resolve_space, run_points
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SUMMARY = re.compile(r"^(\d+) likely label errors, (\d+) near-duplicate pairs, (\d+) outliers; see qc\.csv$")
@@ -47,17 +48,27 @@ def test_qc_writes_every_image_with_the_exact_columns_and_prints_the_summary(tmp
     assert [row[1] for row in rows] == [r.class_names[i] for i in r.labels]
     assert {row[4] for row in rows} <= {"0", "1"} and {row[7] for row in rows} <= {"0", "1"}
     assert all(row[5] in set(r.ids) and row[5] != row[0] for row in rows)
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    first, line = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert "pixels space" in first  # a pixel baseline is scored on its pixels
     m = SUMMARY.match(line)
     assert m, line
     assert int(m[1]) == sum(row[4] == "1" for row in rows) and int(m[3]) == sum(row[9] == "1" for row in rows)
-    # the map is the space of a baseline: the label-issue score is the share of map neighbours disagreeing
+    # the label-issue score is the (rank-weighted) share of the neighbours disagreeing
     scores = np.array([float(row[2]) for row in rows])
     assert 0 <= scores.min() and scores.max() <= 1 and scores.std() > 0
     # the duplicate distance is the RMS difference of the two thumbnails, best turn or flip
     thumbs = image_checks(r.load_images().images).thumbnails
     pairs = np.array([[list(r.ids).index(row[5])] for row in rows])
     np.testing.assert_allclose([float(row[6]) for row in rows], aligned_distances(thumbs, pairs)[:, 0], rtol=1e-4)
+
+
+@pytest.mark.parametrize("method,space", [("tsne-pixels", "pixels"), ("umap-pixels", "pixels"),
+                                          ("tsne-resnet18", "map"), ("tsne-simclr", "map")])
+def test_auto_space_of_baselines(tmp_path, method, space):
+    r = read_run(make_run(tmp_path / "run", n=30, method=method))
+    assert resolve_space(r) == space and resolve_space(r, "map") == "map"
+    with pytest.raises(MedcneError, match="space must be one of"):
+        resolve_space(r, "feature")
 
 
 def test_qc_replaces_its_csv_atomically(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--method", default="spreading", choices=["spreading", "knn"],
                    help="spreading: along the kNN graph of all images (default); knn: vote of the nearest annotated")
     p.add_argument("--space", default="auto", choices=["auto", "features", "map", "pixels"],
-                   help="auto: features when the run has a model, else the map")
+                   help="auto: features when the run has a model, pixels for pixel baselines, else the map")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours (default {KNN_K})")
     p.add_argument("--data", help="the run's dataset, if it moved since the run was made")
     p.add_argument("--device", default="auto", choices=DEVICES)

@@ -9,12 +9,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "qc", help="find likely label errors, near-duplicates and outliers (writes RUN/qc.csv)",
         description="Score every image of a run from its nearest neighbours (the run's backbone features "
-                    "for t-SimCNE runs, the map for baselines) and write qc.csv in the run folder.",
+                    "for t-SimCNE runs, the pixels or the map for baselines) and its thumbnails and sharpness, "
+                    "and write qc.csv in the run folder.",
     )
     p.add_argument("run", help="a run folder (from `medcne fit` or `medcne baseline`)")
     p.add_argument("data", nargs="?", help="the run's dataset, if it moved since the run was made")
     p.add_argument("--space", default="auto", choices=["auto", "features", "map", "pixels"],
-                   help="auto: features when the run has a model, else the map")
+                   help="auto: features when the run has a model, pixels for pixel baselines, else the map")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours per image (default {KNN_K})")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=run)

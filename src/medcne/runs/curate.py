@@ -9,11 +9,14 @@ Which space the detectors see (``space``):
   augmentations, so that an image and a shifted, rotated or re-compressed copy
   of it land close, and images of one kind of cell share neighbours.
   Unit length, because contrastive features are compared by angle.
-- ``map``: the run's 2-D (or 3-D) embedding, Euclidean: the default for
-  baselines, which keep no model (t-SNE of pixels, of ResNet or SimCLR
-  features); it is also what the viewer shows.
 - ``pixels``: the images as vectors in [0, 1] (PCA to 50 dimensions above
-  2,500 values, as the pixel baselines do), Euclidean: works for any run.
+  2,500 values, as the pixel baselines do), Euclidean: the default for the
+  pixel baselines (t-SNE / UMAP of pixels), whose map is a squeezed copy of
+  these: on the planted problems of bench/qc.py the pixels found label errors
+  and propagated labels better than their t-SNE map.
+- ``map``: the run's 2-D (or 3-D) embedding, Euclidean: the default for the
+  other baselines, which keep no model (t-SNE of ResNet or SimCLR features);
+  it is also what the viewer shows.
 
 The data are re-read from ``params.json`` (or ``data_path``) for features and
 pixels (and by ``qc`` for its image checks in any space), and must be the
@@ -42,15 +45,16 @@ QC_COLUMNS = (
 )
 PROPAGATED_COLUMNS = ("id", "label", "confidence", "annotated")
 SPACES = ("auto", "features", "map", "pixels")
+PIXEL_METHODS = ("tsne-pixels", "umap-pixels")  # baselines made from the pixels themselves
 
 
 def resolve_space(run: Run, space: str = "auto") -> str:
-    """``auto`` -> ``features`` when the run has a model, else ``map``; checks the name."""
+    """``auto`` -> ``features`` when the run has a model, ``pixels`` for a pixel baseline, else ``map``."""
     if space not in SPACES:
         raise MedcneError(f"space must be one of {', '.join(map(repr, SPACES))}; got {space!r}")
     has_model = (run.path / MODEL).exists()
     if space == "auto":
-        return "features" if has_model else "map"
+        return "features" if has_model else "pixels" if run.method in PIXEL_METHODS else "map"
     if space == "features" and not has_model:
         raise MedcneError(
             f"{run.path}: no {MODEL} (a {run.method} run keeps no model), so no features; use --space map or pixels"
