@@ -48,9 +48,11 @@ from .neighbours import Neighbours, nearest_neighbours
 LABEL_SHARE_MAX = 0.0
 # Likely duplicate, in a space alone: nearest other image closer than this times the median nearest distance.
 DUPLICATE_RATIO = 0.25
-# Likely duplicate, with image checks: RMS thumbnail difference (in [0, 1] intensity) below this.
+# Likely duplicate, with image checks: RMS thumbnail difference (in [0, 1] intensity) below this
+# (on the bundled sample: 16 of 25 planted copies below it, under 1% of the other images).
 DUPLICATE_RMS = 0.02
-# Likely outlier: robust z-score above this.
+# Likely outlier: robust z-score above this (on the bundled sample: the largest of 2,025 typical
+# images' scores was 5.2, its 99.9th percentile 4.9).
 OUTLIER_Z = 5.0
 OUTLIER_CAP = 1000.0  # a blank image's sharpness is 0: keep its score finite
 SHARPNESS_FLOOR = 1e-3
@@ -68,9 +70,9 @@ class QCResult:
         Winner of the vote (class index); -1 when no neighbour is labeled.
     likely_label_error : ndarray (N,) bool
     duplicate_index : ndarray (N,) int64
-        The nearest other image.
+        The closest other image (see :func:`near_duplicates`).
     duplicate_distance : ndarray (N,) float
-        Its distance (units of the space).
+        Its distance: RMS thumbnail difference with image checks, else units of the space.
     likely_duplicate : ndarray (N,) bool
     outlier_score : ndarray (N,) float
         Robust standard deviations from typical (see :func:`outlier_scores`).
@@ -157,7 +159,7 @@ def label_issues(nb: Neighbours, labels, n_classes: int | None = None) -> tuple[
     own = np.where(labels >= 0, shares[np.arange(len(nb)), np.maximum(labels, 0)], np.nan)
     score = np.where(voted & (labels >= 0), 1.0 - own, np.nan)
     likely = (score >= 1.0 - LABEL_SHARE_MAX) & (suggested != labels) & (labels >= 0)
-    return score, suggested.astype(np.int64), np.nan_to_num(likely).astype(bool)
+    return score, suggested.astype(np.int64), likely
 
 
 def near_duplicates(nb: Neighbours, aligned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
