@@ -196,6 +196,8 @@ def test_image_checks_thumbnails_and_sharpness():
     np.testing.assert_allclose(checks.thumbnails[1], 200 / 255, rtol=1e-6)
     np.testing.assert_allclose(checks.thumbnails[0, 0, 0], imgs[0, :4, :4].reshape(-1, 3).mean(0) / 255, rtol=1e-5)
     assert checks.sharpness[1] == 0 and checks.sharpness[2] < checks.sharpness[0] / 5
+    faint = (128 + (imgs[0].astype(np.int16) - 128) // 5).astype(np.uint8)  # a fifth of the contrast, as sharp
+    assert image_checks(faint[None]).sharpness[0] == pytest.approx(checks.sharpness[0], rel=0.05)
     np.testing.assert_allclose(image_checks(imgs).sharpness, checks.sharpness, rtol=1e-9)  # chunks change nothing
     assert image_checks(imgs[..., 0]).thumbnails.shape == (5, 7, 7, 1)  # one channel
     with pytest.raises(MedcneError, match="H, W >= 3"):
