@@ -337,3 +337,12 @@ def test_a_closed_pipe_ends_quietly(data):
     p.stdout.close()  # as `| head` does once it has its lines
     stderr = p.stderr.read()
     assert p.wait(timeout=120) == 141 and stderr == ""
+
+
+def test_a_replaced_run_drops_the_qc_of_the_old_one(old, data):
+    # qc.csv describes the old run's images and map: the viewer would show stale flags.
+    (old / "qc.csv").write_text("id,label\n")
+    (old / "propagated.csv").write_text("id,label\n")
+    assert main(["fit", str(data), "--out", str(old), "--overwrite", *TINY]) == 0
+    assert not (old / "qc.csv").exists() and not (old / "propagated.csv").exists()
+    assert (old / "notes.txt").read_text() == "mine\n"

@@ -43,10 +43,16 @@ EMBEDDING = "embedding.npz"
 EMBEDDING_CSV = "embedding.csv"
 METRICS = "metrics.json"
 MAP = "map.png"
+# Written later from the run (medcne qc, medcne propagate): they describe this run's images and map,
+# so a replacement of the run removes them with the other run files.
+QC = "qc.csv"
+PROPAGATED = "propagated.csv"
 # Every file a run may hold: what `fit --overwrite` replaces and nothing else.
-RUN_FILES = (PARAMS, HISTORY, MODEL, CHECKPOINT, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
+TSIMCNE_FILES = (PARAMS, HISTORY, MODEL, CHECKPOINT, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
+RUN_FILES = (*TSIMCNE_FILES, QC, PROPAGATED)
 HISTORY_COLUMNS = ("stage", "epoch", "loss", "lr", "views_per_s", "knn")
-# The files of a finished baseline run (a t-SimCNE run has all of RUN_FILES).
+# The files of a finished baseline run (a t-SimCNE run adds history, model and checkpoint);
+# qc.csv and propagated.csv come later, and a replacement of the run drops them.
 BASELINE_FILES = (PARAMS, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
 FINISHED = "finished"  # the key of params.json that a writer sets last
 # A replacement run is written into ".NAME.medcne-new" beside the run folder NAME.
@@ -55,7 +61,7 @@ STAGING_SUFFIX = ".medcne-new"
 
 def run_files(params: dict) -> tuple[str, ...]:
     """The files a finished run of ``params['method']`` holds."""
-    return RUN_FILES if params.get("method") == "tsimcne" else BASELINE_FILES
+    return TSIMCNE_FILES if params.get("method") == "tsimcne" else BASELINE_FILES
 
 
 def staging_path(out) -> Path:

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
+from ..runs.folder import QC
 
-QC_FILE = "qc.csv"
+QC_FILE = QC  # the run folder's name for it (medcne.runs.folder)
 SCORES = ("label_issue_score", "duplicate_distance", "outlier_score")
 FLAGS = ("likely_label_error", "likely_duplicate", "likely_outlier")
 # ``label`` is in the format but not needed: the page has the run's own labels.

@@ -1,0 +1,222 @@
+"""Curation of a run folder: ``qc.csv`` (``medcne qc``) and propagated labels (``medcne propagate``).
+
+Which space the detectors see (``space``):
+
+- ``features`` (the default for t-SimCNE runs, which have ``model.pt``): the
+  backbone features h of the run's model on its images, each row scaled to
+  unit length. They are the richest view of an image the run has (512-D at
+  width 64; the 2-D map squeezes them), trained on this very dataset with
+  augmentations, so that an image and a shifted, rotated or re-compressed copy
+  of it land close, and images of one kind of cell share neighbours.
+  Unit length, because contrastive features are compared by angle.
+- ``pixels``: the images as vectors in [0, 1] (PCA to 50 dimensions above
+  2,500 values, as the pixel baselines do), Euclidean: the default for the
+  pixel baselines (t-SNE / UMAP of pixels), whose map is a squeezed copy of
+  these: on the planted problems of bench/qc.py the pixels found label errors
+  and propagated labels better than their t-SNE map.
+- ``map``: the run's 2-D (or 3-D) embedding, Euclidean: the default for the
+  other baselines, which keep no model (t-SNE of ResNet or SimCLR features);
+  it is also what the viewer shows.
+
+The data are re-read from ``params.json`` (or ``data_path``) for features and
+pixels (and by ``qc`` for its image checks in any space), and must be the
+images the run was made from (same ids).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..defaults import KNN_K
+from ..errors import MedcneError
+from ..io import write_text
+from .evaluate import read_label_csv
+from .folder import MODEL, PROPAGATED, QC, Run
+
+QC_FILE = QC
+PROPAGATED_FILE = PROPAGATED
+QC_COLUMNS = (
+    "id", "label", "label_issue_score", "suggested_label", "likely_label_error", "duplicate_id",
+    "duplicate_distance", "likely_duplicate", "outlier_score", "likely_outlier",
+)
+PROPAGATED_COLUMNS = ("id", "label", "confidence", "annotated")
+SPACES = ("auto", "features", "map", "pixels")
+PIXEL_METHODS = ("tsne-pixels", "umap-pixels")  # baselines made from the pixels themselves
+
+
+def resolve_space(run: Run, space: str = "auto") -> str:
+    """``auto`` -> ``features`` when the run has a model, ``pixels`` for a pixel baseline, else ``map``."""
+    if space not in SPACES:
+        raise MedcneError(f"space must be one of {', '.join(map(repr, SPACES))}; got {space!r}")
+    has_model = (run.path / MODEL).exists()
+    if space == "auto":
+        return "features" if has_model else "pixels" if run.method in PIXEL_METHODS else "map"
+    if space == "features" and not has_model:
+        raise MedcneError(
+            f"{run.path}: no {MODEL} (a {run.method} run keeps no model), so no features; use --space map or pixels"
+        )
+    return space
+
+
+def run_points(run: Run, space: str = "auto", data=None, data_path=None, device="auto") -> tuple[np.ndarray, str]:
+    """The run's images as points of ``space`` (see the module's docstring), in embedding order.
+
+    Returns
+    -------
+    X : ndarray (N, D) float32
+    space : str
+        The space resolved from ``auto``.
+    """
+    space = resolve_space(run, space)
+    if space == "map":
+        return np.asarray(run.embedding, dtype=np.float32), space
+    data = data if data is not None else run.load_images(data_path)
+    if space == "pixels":
+        from ..baselines.tsne import pixel_features
+
+        return pixel_features(data)[0], space
+    from ..estimator import TSimCNE
+
+    H = TSimCNE.load(run.path / MODEL, device=device).features(data)
+    norms = np.linalg.norm(H, axis=1, keepdims=True)
+    return (H / np.maximum(norms, 1e-12)).astype(np.float32), space
+
+
+def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=None, device="auto"):
+    """Score every image of a run and write ``qc.csv`` in the run folder (atomically).
+
+    The detectors (:func:`medcne.curate.quality_control`) see the run's images
+    as points of ``space`` and, in every space, the images' thumbnails and
+    sharpness (:func:`medcne.curate.image_checks`), so the images are read
+    for every space.
+
+    Parameters
+    ----------
+    run : Run
+    space : {'auto', 'features', 'map', 'pixels'}
+    k : int
+        Neighbours per image.
+    data : ImageSet, optional
+        The run's images when the caller holds them.
+    data_path : str, optional
+        The run's data when it moved since the run was made.
+    device : str
+        Where features and neighbours are computed.
+
+    Returns
+    -------
+    path : Path
+        The ``qc.csv`` written.
+    result : QCResult
+    space : str
+        The space used.
+    """
+    from ..curate import image_checks, quality_control
+
+    if int(k) < 1:
+        raise MedcneError(f"k must be at least 1; got {k}")
+    resolve_space(run, space)  # a wrong space fails before the images are read
+    data = data if data is not None else run.load_images(data_path)
+    X, space = run_points(run, space, data, data_path, device)
+    n_classes = len(run.class_names) if run.class_names else None
+    result = quality_control(X, run.labels, checks=image_checks(data.images), k=k, n_classes=n_classes,
+                             device=device)
+    return write_qc(run, result), result, space
+
+
+def write_qc(run: Run, result) -> Path:
+    """``qc.csv``: one row per image in embedding order, columns :data:`QC_COLUMNS`."""
+    names = run.class_names or []
+    labels = run.labels if run.labels is not None else np.full(len(run.ids), -1)
+
+    def name(i) -> str:
+        return names[int(i)] if 0 <= int(i) < len(names) else ""
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(QC_COLUMNS)
+    for i in range(len(run.ids)):
+        score = result.label_issue_score[i]
+        writer.writerow([
+            run.ids[i], name(labels[i]), "" if np.isnan(score) else f"{score:.6g}", name(result.suggested_label[i]),
+            int(result.likely_label_error[i]), run.ids[result.duplicate_index[i]],
+            f"{result.duplicate_distance[i]:.6g}", int(result.likely_duplicate[i]),
+            f"{result.outlier_score[i]:.6g}", int(result.likely_outlier[i]),
+        ])
+    return write_text(run.path / QC_FILE, buf.getvalue())
+
+
+def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str]]:
+    """Class index per image from an annotation CSV (-1: not annotated) and the class names.
+
+    Names the run already has keep their order; new names follow in order of appearance.
+    """
+    found = read_label_csv(labels_csv)
+    index = {i: n for n, i in enumerate(run.ids)}
+    known = [i for i in found if i in index]
+    if not known:
+        example = next(iter(found), None)
+        raise MedcneError(
+            f"{labels_csv}: " + (f"none of its ids belong to run {run.path} (e.g. {example!r}); "
+                                 "give annotations exported from this run's map" if found else
+                                 "no annotated rows (every label is empty)")
+        )
+    names = [c for c in (run.class_names or []) if c in set(found.values())]
+    names += [c for c in dict.fromkeys(found.values()) if c not in names]
+    codes = np.full(len(run.ids), -1, dtype=np.int64)
+    for i in known:
+        codes[index[i]] = names.index(found[i])
+    return codes, names
+
+
+def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method: str = "spreading",
+                  k: int = KNN_K, data_path=None, device="auto", overwrite: bool = False) -> tuple[Path, dict]:
+    """Labels for every image of a run from the annotated ones; writes a CSV ``id,label,confidence,annotated``.
+
+    Parameters
+    ----------
+    run : Run
+    labels_csv : str or Path
+        Annotations: columns ``id`` and ``label`` or ``new_label`` (the viewer's export).
+    out : str or Path, optional
+        Output CSV (default ``propagated.csv`` in the run folder); an existing
+        file needs ``overwrite``, and the annotations are never overwritten.
+    space, method, k, data_path, device
+        As for :func:`qc_run` and :func:`medcne.curate.propagate_labels`.
+
+    Returns
+    -------
+    path : Path
+    summary : dict
+        ``annotated``, ``classes``, ``images``, ``mean_confidence``, ``space``, and
+        ``agreement`` (% of the other labeled images whose run label the
+        propagation gives) when the run has labels.
+    """
+    from ..curate import propagate_labels
+
+    out = Path(out) if out is not None else run.path / PROPAGATED_FILE
+    if Path(labels_csv).exists() and out.resolve() == Path(labels_csv).resolve():
+        raise MedcneError(f"--out {out} is the annotations file itself; choose another output path")
+    if out.exists() and not overwrite:
+        raise MedcneError(f"--out {out} exists; pass --overwrite to replace it or choose another path")
+    codes, names = annotation_codes(run, labels_csv)
+    X, space = run_points(run, space, None, data_path, device)
+    pred, conf = propagate_labels(X, codes, method=method, k=k, device=device)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PROPAGATED_COLUMNS)
+    for i in range(len(run.ids)):
+        writer.writerow([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0)])
+    path = write_text(out, buf.getvalue())
+    summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
+               "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
+               "space": space}
+    check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
+    if check is not None and check.any():
+        truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]
+        summary["agreement"] = 100.0 * float(np.mean(np.asarray(names, dtype=object)[pred[check]] == truth))
+    return path, summary
