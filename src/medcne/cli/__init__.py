@@ -63,6 +63,9 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before any command imports torch: idle OpenMP threads sleep instead of spinning, so that
+    # training on a CPU shared with other programs does not slow to a crawl (bench/RESULTS.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
