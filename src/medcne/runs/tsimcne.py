@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import write_json
+from ..train import distributed
 from .evaluate import evaluate_and_write
 from .folder import CHECKPOINT, MAP, MODEL, PARAMS, RUN_FILES, Run, read_json, read_run, write_embedding, write_history
 
@@ -46,7 +47,7 @@ def tsimcne_params(est, data_record: dict, **extra) -> dict:
 
 
 def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, overwrite: bool = False,
-            quick: bool = False, verbose: bool = True) -> Run:
+            quick: bool = False, verbose: bool = True) -> Run | None:
     """Train t-SimCNE on a dataset and write the run folder ``out``.
 
     Parameters
@@ -68,8 +69,9 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
 
     Returns
     -------
-    Run
-        The finished run, read back.
+    Run or None
+        The finished run, read back (None on the other ranks of a run of several
+        processes: only rank 0 writes and reads the folder).
     """
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
@@ -78,14 +80,20 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
     spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
     data = load_dataset(data_path, **spec)
     est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
-    prepare_out(out, overwrite)
     data_record = {**spec, "path": str(Path(data_path).resolve())}
-    write_json(out / PARAMS, tsimcne_params(est, data_record, quick=bool(quick)))
+
+    def start() -> None:  # rank 0 writes; with several processes all stop if it fails
+        prepare_out(out, overwrite)
+        write_json(out / PARAMS, tsimcne_params(est, data_record, quick=bool(quick)))
+
+    distributed.on_main(start)
     return _train(out, est, data, data_record, resume_from=None, verbose=verbose)
 
 
-def resume_run(out, verbose: bool = True) -> Run:
-    """Continue the interrupted run in folder ``out`` from its last checkpoint."""
+def resume_run(out, verbose: bool = True) -> Run | None:
+    """Continue the interrupted run in folder ``out`` from its last checkpoint (None on ranks
+    other than 0 of several processes, which all read the folder: on several machines it
+    must be on a shared file system)."""
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
 
@@ -101,16 +109,23 @@ def resume_run(out, verbose: bool = True) -> Run:
                   quick=saved.get("quick", False))
 
 
-def _train(out: Path, est, data, data_record: dict, resume_from, verbose: bool, quick: bool = False) -> Run:
+def _train(out: Path, est, data, data_record: dict, resume_from, verbose: bool, quick: bool = False) -> Run | None:
     est.set_params(checkpoint=str(out / CHECKPOINT), verbose=verbose)
-    if verbose:
+    main = distributed.world().is_main  # with several processes (torchrun) only rank 0 writes
+    if verbose and main:
         print(f"training on {len(data)} images {data.image_shape} -> {out}", flush=True)
     try:
-        est.fit(data, resume_from=resume_from, callback=lambda end: write_history(out, end.position.history))
+        est.fit(data, resume_from=resume_from,
+                callback=lambda end: write_history(out, end.position.history) if main else None)
     except KeyboardInterrupt:
         if verbose:
             print(f"interrupted; continue with `medcne fit --resume {out}`")
         raise
+    except RuntimeError as exc:  # another process of the run died: one line, the checkpoint kept
+        distributed.raise_if_lost(exc, out / CHECKPOINT)
+        raise
+    if not main:
+        return None
     return write_tsimcne_run(out, est, data, data_record, quick=quick)
 
 
