@@ -131,7 +131,7 @@ class SlicedViews:
         return self.aug.views_from_uniforms(x, u, *self.aug.constants(x))
 
 
-def syncbn_training(rank: int, world: int, sync_bn: bool = True) -> dict:
+def syncbn_training(rank: int, world: int, sync_bn: bool = True, device: str = "cpu") -> dict:
     """Weights after three stages (12 steps) of ``world`` processes on a global batch of 16.
 
     A setting where training is not chaotic: one process on 1 or 2 threads (which
@@ -145,22 +145,23 @@ def syncbn_training(rank: int, world: int, sync_bn: bool = True) -> dict:
     from medcne.train import Generators, ImageStore, train, tsimcne_stages
     from medcne.train.distributed import convert_sync_batchnorm, gather_views, replicate
 
+    dev = torch.device(device)
     images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
-    store = ImageStore(from_array(images), torch.device("cpu"))
-    gens = Generators.from_rng(np.random.default_rng(0), torch.device("cpu"))  # the same stream everywhere
+    store = ImageStore(from_array(images), dev)
+    gens = Generators.from_rng(np.random.default_rng(0), dev)  # the same stream everywhere
     model = tiny_net(16, seed=2, width=4)
     stages = tsimcne_stages((1, 1, 1), lr=0.01, dim=2, warmup=(0, 0, 0), stage3_lr_factor=0.5,
                             head_init="uniform")
     extra = {}
     if world > 1:
         if sync_bn:
-            convert_sync_batchnorm(model, "cpu")
+            model = convert_sync_batchnorm(model, dev.type)
         extra = dict(gather=gather_views, shard=(rank, world),
                      replicate=partial(replicate, broadcast_buffers=not sync_bn))
     augment = SlicedViews(Augmenter("rot90", engine="torch"), rank, world, SYNCBN_BATCH)
     pos = train(model, store, stages, batch_size=SYNCBN_BATCH, augment=augment, loss_fn=cauchy_infonce,
                 generators=gens, progress=False, **extra)
-    return {"state": {k: v.clone() for k, v in model.state_dict().items()},
+    return {"state": {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
             "loss": [r["loss"] for r in pos.history]}
 
 
@@ -168,12 +169,19 @@ def syncbn(rank: int, world: int, out: Path) -> dict:
     return {"synced": syncbn_training(rank, world, True), "unsynced": syncbn_training(rank, world, False)}
 
 
+def syncbn_cuda(rank: int, world: int, out: Path) -> dict:
+    """As :func:`syncbn` on one GPU shared by both processes (gloo moves CUDA tensors through the
+    host): PyTorch's nn.SyncBatchNorm, DDP with device_ids and the gather on CUDA tensors."""
+    return {"synced": syncbn_training(rank, world, True, "cuda"),
+            "unsynced": syncbn_training(rank, world, False, "cuda")}
+
+
 class Stop(Exception):
     pass
 
 
 def resume_params() -> dict:
-    return dict(epochs=(3, 1, 2), warmup=(1, 0, 1), stage3_lr_factor=0.1, batch_size=16, width=4,
+    return dict(epochs=(2, 1, 1), warmup=(1, 0, 0), stage3_lr_factor=0.1, batch_size=16, width=4,
                 device="cpu", random_state=0, verbose=False)
 
 
@@ -187,7 +195,7 @@ def labelled_images(n: int = 48, size: int = 16):
 
 
 def resume(rank: int, world: int, out: Path) -> dict:
-    """An uninterrupted fit, and one stopped after epoch 2 and resumed from its checkpoint."""
+    """An uninterrupted fit, and one stopped after epoch 1 and resumed from its checkpoint."""
     import torch.distributed as dist
 
     from medcne.estimator import TSimCNE
@@ -196,16 +204,16 @@ def resume(rank: int, world: int, out: Path) -> dict:
     full = TSimCNE(**resume_params()).fit(data)
     ckpt = out / "checkpoint.pt"
 
-    def stop_after_two(end):
-        if end.position.stage == 0 and end.position.epoch == 2:
+    def stop_after_one(end):
+        if end.position.stage == 0 and end.position.epoch == 1:
             raise Stop
 
     try:
-        TSimCNE(**resume_params(), checkpoint=ckpt, checkpoint_minutes=0).fit(data, callback=stop_after_two)
+        TSimCNE(**resume_params(), checkpoint=ckpt, checkpoint_minutes=0).fit(data, callback=stop_after_one)
     except Stop:
         pass
     if rank == 0:
-        shutil.copy(ckpt, out / "checkpoint-epoch2.pt")
+        shutil.copy(ckpt, out / "checkpoint-epoch1.pt")
     dist.barrier()  # rank 0 has written the checkpoint before anyone reads it
     resumed = TSimCNE(**resume_params(), checkpoint=ckpt).fit(data, resume_from=ckpt)
     return {"full": full.embedding_, "resumed": resumed.embedding_, "record": full.record(),
@@ -213,3 +221,27 @@ def resume(rank: int, world: int, out: Path) -> dict:
             "bn_class": type(full.model_.backbone.stem[1]).__name__}
 
 
+
+
+def audit(rank: int, world: int, out: Path) -> dict:
+    """Ops that would make CUDA wait, in steady-state epochs of two processes (every stage)."""
+    from test_gpu_contract import SyncAudit, tiny_job
+
+    from medcne.train import tsimcne_stages
+    from medcne.train.distributed import convert_sync_batchnorm, gather_views, replicate
+    from medcne.train.loop import begin_stage, run_epoch
+
+    found = {}
+    for n in (16, 48):  # whatever syncs per epoch must not grow with the number of steps
+        job, model = tiny_job("rotate", n=n, batch=4)
+        convert_sync_batchnorm(model, "cpu")
+        job.gather, job.shard, job.replicate = gather_views, (rank, world), partial(replicate, broadcast_buffers=False)
+        for stage in tsimcne_stages((2, 2, 2), lr=0.01)[:2]:  # stage 3 steps as stage 1
+            optimizer = begin_stage(model, stage, job.generators, fresh=True)
+            job.replica = replicate(model, stage, broadcast_buffers=False)
+            model.train()
+            run_epoch(job, optimizer, stage, 0)  # warm-up: optimiser state, caches
+            with SyncAudit() as seen:
+                run_epoch(job, optimizer, stage, 1)
+            found[(n, stage.name)] = seen.found
+    return found
