@@ -8,7 +8,8 @@
 #
 #   bash bench/ddp_scaling.sh                      # GPUs; data: .device-data/bloodmnist28.npz, else
 #                                                  # the bundled sample tiled to 17,092 images
-#   DEVICE=cpu NPROCS="1 2" WIDTH=4 BATCH=64 EPOCHS=3 SUBSET=512 bash bench/ddp_scaling.sh   # dry run
+#   DEVICE=cpu NPROCS="1 2" WIDTH=4 BATCH=64 EPOCHS=3 SUBSET=512 PY=.venv/bin/python \
+#     bash bench/ddp_scaling.sh                    # a dry run of the script on a CPU (gloo)
 #
 # Knobs (environment): NPROCS, EPOCHS (default 6), BATCH (1024), WIDTH (64), PRESET (rotate),
 # SUBSET (all), DEVICE (cuda), EXTRA (more `medcne fit` options, e.g. "--compile").
@@ -32,6 +33,7 @@ if [ "$DEVICE" = cuda ]; then
   MACHINE=$(nvidia-smi --query-gpu=name --format=csv,noheader | sort | uniq -c | sed 's/^ *//' | paste -sd,)
 else
   DEFAULT_NPROCS="1 2"
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one core per process, as torchrun sets it
   MACHINE="$(nproc) CPU cores ($DEVICE, gloo), load average $(cut -d' ' -f1 /proc/loadavg)"
 fi
 NPROCS=${NPROCS:-$DEFAULT_NPROCS}
@@ -48,6 +50,7 @@ reps = -(-17092 // len(s))
 idx = np.arange(reps * len(s))[:17092] % len(s)
 np.savez(sys.argv[1], images=s.images[idx], labels=s.labels[idx])
 EOF
+  [ -f "$DATA" ] || { echo "bench/ddp_scaling.sh: could not write $DATA (see above)"; exit 0; }
 fi
 SUB=${SUBSET:+--subset $SUBSET}
 
@@ -76,10 +79,8 @@ EOF
   echo "|---:|---:|---:|---:|"
 } | tee "$SUMMARY"
 BASE=""
-LAST=1
 for n in $NPROCS; do
   V=$(run "n$n" "$n" | tail -1)
-  LAST=$n
   if [[ "$V" =~ ^[0-9]+$ ]]; then
     [ -z "$BASE" ] && BASE=$V
     awk -v n="$n" -v v="$V" -v b="$BASE" 'BEGIN { printf "| %d | %d | %.2f | %.2f |\n", n, v, v / b, v / b / n }'
@@ -87,6 +88,7 @@ for n in $NPROCS; do
     echo "| $n | $V | | |"
   fi
 done | tee -a "$SUMMARY"
+LAST=$(echo $NPROCS | awk '{print $NF}')
 if [ "$LAST" -gt 1 ]; then
   V=$(run "n$LAST-no-sync-bn" "$LAST" --no-sync-bn | tail -1)
   echo "| $LAST, --no-sync-bn | $V | | |" | tee -a "$SUMMARY"

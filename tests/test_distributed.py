@@ -237,6 +237,20 @@ def test_fit_nproc_2_trains_in_two_processes_and_only_rank_0_writes(tmp_path):
 
 
 @pytest.mark.slow
+def test_fit_nproc_2_stops_every_process_with_rank_0s_one_line(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "2",
+           "--epochs", "1,0,0", *TINY_FIT]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()  # rank 0's line only: not rank 1's, not the launcher's
+    assert len(lines) == 1 and lines[0].startswith(f"medcne fit: error: --out {out}"), lines
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_other_within_bounded_time_with_one_line(tmp_path):
     out, port = tmp_path / "run", free_port()
     cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",

@@ -160,9 +160,9 @@ def launch(args) -> int:
     try:
         torchrun(parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "medcne", *worker_argv(args)]))
     except ChildFailedError as exc:
-        rank, failure = min(exc.failures.items())
-        if failure.exitcode in (-2, 130):
-            return 130
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode in (2, 130, -2):  # it printed its one line (2), or was interrupted
+            return 130 if failure.exitcode != 2 else 2
         raise MedcneError(f"process {rank} of {n} stopped (exit code {failure.exitcode}); its message is "
                           "above") from None
     except SignalException:
