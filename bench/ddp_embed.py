@@ -24,7 +24,6 @@ import platform
 import socket
 import time
 
-import numpy as np
 import torch
 
 

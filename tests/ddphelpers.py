@@ -224,12 +224,11 @@ def resume(rank: int, world: int, out: Path) -> dict:
 
 
 def audit(rank: int, world: int, out: Path) -> dict:
-    """Ops that would make CUDA wait, in steady-state epochs of two processes (every stage)."""
-    from test_gpu_contract import SyncAudit, tiny_job
-
+    """Ops that would make CUDA wait, in steady-state epochs of two processes (stages 1 and 2)."""
     from medcne.train import tsimcne_stages
     from medcne.train.distributed import convert_sync_batchnorm, gather_views, replicate
     from medcne.train.loop import begin_stage, run_epoch
+    from test_gpu_contract import SyncAudit, tiny_job
 
     found = {}
     for n in (16, 48):  # whatever syncs per epoch must not grow with the number of steps

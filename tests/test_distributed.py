@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from ddphelpers import free_port, labelled_images, resume_params, run_ranks, syncbn_training, torchrun_env
+from ddphelpers import (
+    free_port,
+    labelled_images,
+    resume_params,
+    run_ranks,
+    syncbn_training,
+    torchrun_env,
+)
 from medcne.cli import build_parser, main
 from medcne.datasets import SAMPLE_PATH
 from medcne.train import Generators, distributed
