@@ -18,8 +18,8 @@ gloo on CPUs). Then every process
 The loss and the weights then follow those of one process training on the
 global batch (the tests check both to float tolerance). Only rank 0 writes
 files (:func:`on_main`); a collective that fails because another process died
-or stopped answering ends the run with one line (:func:`guard`). With one
-process none of this runs: no process group, no wrapper, no gather.
+or stopped answering ends the run with one line (:func:`raise_if_lost`). With
+one process none of this runs: no process group, no wrapper, no gather.
 """
 
 from __future__ import annotations
