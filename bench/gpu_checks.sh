@@ -19,4 +19,6 @@ timeout 330 "$PY" bench/gpu_checks.py --out "$OUT_DIR" || echo "bench/gpu_checks
 echo "## CUDA tests (they skip, each with its reason, without a GPU)" | tee -a "$OUT_DIR/gpu_checks.md"
 timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_gpu_contract.py tests/test_augment_kernel.py \
   tests/test_estimator.py tests/test_metrics.py -k "cuda or torch_path" 2>&1 | tail -12 | tee -a "$OUT_DIR/gpu_checks.md"
+# torchrun with one process on the GPU (the --nproc 1 path), and 2 processes sharing the GPU over gloo (synced BatchNorm)
+timeout 120 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_distributed.py -k cuda 2>&1 | tail -4 | tee -a "$OUT_DIR/gpu_checks.md"
 exit 0

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator
 
 from .datasets import ImageSet, as_imageset
@@ -30,6 +32,7 @@ from .errors import MedcneError
 from .losses import get_loss
 from .models import TSimCNENet, check_model_args, embed, use_small_stem
 from .train import checkpoint as ckpt
+from .train import distributed
 from .train.duration import (
     RESERVE_SECONDS,
     RESERVE_SHARE,
@@ -105,6 +108,10 @@ class TSimCNE(BaseEstimator):
     random_state : int, numpy Generator or None
     verbose : bool
         Progress bar and the expected duration.
+    sync_bn : 'auto' or bool
+        With several processes (torchrun), BatchNorm over the global batch
+        (:func:`medcne.train.distributed.convert_sync_batchnorm` says why);
+        'auto': on whenever there is more than one process. No effect with one.
 
     Attributes
     ----------
@@ -125,6 +132,10 @@ class TSimCNE(BaseEstimator):
         Training time, including the time before a resume.
     embedding_ : ndarray (N, dim)
         The map of the training images.
+    world_ : medcne.train.distributed.World
+        This process among those of the run (rank, size); one process unless started
+        by torchrun. ``batch_size`` is then the global batch, ``rank_batch_size_`` each
+        process's share of it, and ``lr`` 'auto' follows the global batch.
     """
 
     def __init__(
@@ -153,6 +164,7 @@ class TSimCNE(BaseEstimator):
         checkpoint_minutes: float = CHECKPOINT_MINUTES,
         random_state=None,
         verbose: bool = True,
+        sync_bn="auto",
     ):
         self.dim = dim
         self.epochs = epochs
@@ -178,6 +190,7 @@ class TSimCNE(BaseEstimator):
         self.checkpoint_minutes = checkpoint_minutes
         self.random_state = random_state
         self.verbose = verbose
+        self.sync_bn = sync_bn
 
     # -- fitting -----------------------------------------------------------
     def fit(self, X, y=None, *, resume_from=None, callback=None, new_lr: bool = False) -> TSimCNE:
@@ -201,35 +214,40 @@ class TSimCNE(BaseEstimator):
         self._resolve(data)
         augment = augmenter_for(data.images, self.preset, **self._switches())
         self.fill_ = augment.config.fill
-        gens = Generators.from_rng(as_rng(self.random_state), self.device_)
+        world = self.world_
+        gens = Generators.from_rng(as_rng(self.random_state), self.device_, world.rank, world.size)
         self.model_ = self._new_model(self.stages_[0].out_dim, gens.init)
         self.model_.amp_dtype = amp_dtype(self.precision_)
         position, opt_state, elapsed = None, None, 0.0
         if resume_from is not None:
             position, opt_state, elapsed = self._resume(resume_from, gens, len(data), new_lr)
+        if self.sync_bn_:
+            self.model_ = distributed.convert_sync_batchnorm(self.model_, self.device_.type)
         store = ImageStore(data, self.device_)
         loss_fn = get_loss(self.loss)
-        backbone = compile_backbone(self.model_) if self.compile else None  # one compile per run
+        backbone = compile_backbone(self.model_, not self.sync_bn_) if self.compile else None  # one compile per run
         deadline = None
         if position is None and (self.verbose or self.budget_ is not None):
-            timing = time_step(self.model_, store, self.batch_size_, augment, loss_fn, backbone)
+            # Every rank times: synced BatchNorm steps are collective.
+            timing = time_step(self.model_, store, self.rank_batch_size_, augment, loss_fn, backbone)
             if self.budget_ is not None:
                 deadline = self._fit_budget(timing, len(data), started)
             secs = expected_seconds(timing, self.stages_, len(data), self.batch_size_)
-            if self.verbose:
+            if self.verbose and world.is_main:
                 print(duration_message(secs, self.device_, QUICK_HINT, timing.warmup if self.compile else 0.0),
                       flush=True)
         monitor = Monitor(data, self.device_, gens, self.record(), knn_every=self.knn_every,
                           checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
-                          elapsed_before=elapsed, callback=callback)
+                          elapsed_before=elapsed, callback=callback, world=world)
         pos = train(
             self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
             generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
             backbone=backbone, progress=self.verbose, deadline=deadline,
+            **self._distributed_training(),
         )
         self.history_ = pos.history
         self.fit_seconds_ = monitor.seconds()
-        self.embedding_ = embed(self.model_, data.images, self.device_)
+        self.embedding_ = self._final_embedding(data)
         return self
 
     def _resume(self, path, gens: Generators, n: int, new_lr: bool = False):
@@ -241,14 +259,16 @@ class TSimCNE(BaseEstimator):
                 if new_lr else stages
         ckpt.check_resume(saved, self.record(), n, ignore_lr=new_lr)
         position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
+        self._note_resume_world(saved)
         return position, opt_state, saved.get("elapsed", 0.0)
 
     def _fit_budget(self, timing, n: int, started: float) -> float:
         """Choose the epochs that fit the budget; return the time by which training should end."""
         reserve = RESERVE_SECONDS + RESERVE_SHARE * self.budget_ + embedding_seconds(timing, n, self.batch_size_)
         seconds = self.budget_ - reserve - (time.monotonic() - started)
-        self.stages_ = budget_stages(self.stages_, timing, n, self.batch_size_, seconds)
-        if self.verbose:
+        # Each process timed its own steps: all of them follow rank 0's choice.
+        self.stages_ = distributed.gather_objects(budget_stages(self.stages_, timing, n, self.batch_size_, seconds))[0]
+        if self.verbose and self.world_.is_main:
             print(schedule_message(self.stages_, self.budget_), flush=True)
         return time.monotonic() + seconds
 
@@ -303,6 +323,55 @@ class TSimCNE(BaseEstimator):
         from .augment import Augmenter
 
         Augmenter(self.preset, **self._switches())  # validates the preset and switches
+        self._resolve_world(len(data))
+
+    # -- several processes (torchrun; see medcne.train.distributed) ------------------------
+    def _resolve_world(self, n: int) -> None:
+        """Rank and size of the run, each process's device and share of the global batch."""
+        world = self.world_ = distributed.world()
+        if self.sync_bn not in ("auto", True, False):
+            raise MedcneError(f"sync_bn must be 'auto', True or False; got {self.sync_bn!r}")
+        self.sync_bn_ = world.active and self.sync_bn in ("auto", True)
+        self.rank_batch_size_ = self.batch_size_
+        if not world.active:
+            return
+        if self.batch_size_ % world.size:
+            capped = f" (capped at the {n} images)" if self.batch_size_ < self.batch_size else ""
+            raise MedcneError(
+                f"batch_size {self.batch_size_}{capped} must divide evenly among the {world.size} processes "
+                f"(it is the global batch); use a multiple of {world.size}, e.g. "
+                f"{self.batch_size_ - self.batch_size_ % world.size}"
+            )
+        self.rank_batch_size_ = self.batch_size_ // world.size
+        if self.device_.type == "cuda":  # one process per GPU
+            self.device_ = torch.device("cuda", world.local_rank)
+
+    def _distributed_training(self) -> dict:
+        """The arguments of :func:`~medcne.train.train` that spread a step over the processes."""
+        world = self.world_
+        if not world.active:
+            return {}
+        return dict(gather=distributed.gather_views, shard=(world.rank, world.size),
+                    replicate=partial(distributed.replicate, broadcast_buffers=not self.sync_bn_))
+
+    def _final_embedding(self, data) -> np.ndarray:
+        """The map of the training images; with several processes each embeds a share of them."""
+        if not self.world_.active:
+            return embed(self.model_, data.images, self.device_)
+        distributed.sync_buffers(self.model_, self.world_)  # rank 0's statistics (unsynced BatchNorm)
+        self.model_.eval()
+        z = distributed.embed_sharded(self.model_, data.images, self.device_, self.world_)
+        self.model_ = distributed.revert_sync_batchnorm(self.model_)
+        return z
+
+    def _note_resume_world(self, saved: dict) -> None:
+        """Say when a run resumes on another number of processes than it was saved on."""
+        before = len(saved["rng"].get("augment_ranks", [None]))
+        if before != self.world_.size and self.verbose and self.world_.is_main:
+            print(f"resuming a run of {before} process(es) on {self.world_.size}: the global batch "
+                  f"({self.batch_size_}), the order of the images and the learning rate are kept; the "
+                  "augmentation streams of the processes are re-derived, so the result differs from an "
+                  "uninterrupted run as one seed differs from another", flush=True)
 
     def _switches(self) -> dict:
         return dict(crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)
@@ -318,6 +387,9 @@ class TSimCNE(BaseEstimator):
             "precision": self.precision_, "budget_seconds": self.budget_,
             "small_stem": self.small_stem_, "image_shape": list(self.image_shape_),
             "stages": [s.to_dict() for s in self.stages_],
+            "world_size": getattr(self, "world_", distributed.World()).size,
+            "rank_batch_size": getattr(self, "rank_batch_size_", self.batch_size_),
+            "sync_bn": getattr(self, "sync_bn_", False),
             # Known once fit has looked at the images (the dataset's border colour).
             "fill": None if getattr(self, "fill_", None) is None else list(self.fill_),
         }

@@ -14,11 +14,20 @@ interrupted ``--overwrite`` run continues in its staging folder).
 ``--quick`` fills every training option not given explicitly with settings that
 finish the bundled 2,000-image sample in a few minutes on a 2-core CPU (narrow
 backbone, short schedule); on a GPU it keeps the paper's backbone.
+
+Several GPUs: ``--nproc N`` runs the same command in N processes on this
+machine through torchrun's launcher (one per GPU; with ``--device cpu``, N CPU
+processes over gloo); ``torchrun --nproc-per-node N [--nnodes ...] -m medcne fit
+...`` does the same, also across machines. ``--batch-size`` is then the global
+batch (see :mod:`medcne.train.distributed`).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import math
+import os
 
 from ..defaults import (
     BACKBONES,
@@ -76,8 +85,17 @@ def add_parser(sub) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
     g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
     g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES)
+    g.add_argument("--nproc", type=int, metavar="N",
+                   help="train in N processes on this machine, one per GPU (torchrun); --batch-size is global")
+    g.add_argument("--no-sync-bn", dest="sync_bn", action="store_const", const=False, default="auto",
+                   help="with several processes, BatchNorm per process instead of over the global batch")
     add_data_options(p)
     p.set_defaults(func=run)
+    global _PARSER
+    _PARSER = p
+
+
+_PARSER: argparse.ArgumentParser | None = None
 
 
 def parse_lr(text) -> float:
@@ -106,10 +124,27 @@ def training_params(args) -> dict:
         settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
         budget=args.budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
+        sync_bn=args.sync_bn,
     )
 
 
 def run(args) -> int:
+    from ..train import distributed
+
+    if args.nproc is not None and args.nproc < 1:
+        raise MedcneError(f"--nproc must be a positive number of processes; got {args.nproc}")
+    if (args.nproc or 1) > 1 and not distributed.launched():
+        return launch(args)
+    distributed.setup(args.device)  # under torchrun: join the other processes (nothing otherwise)
+    try:
+        return _fit(args)
+    except distributed.ReportedError:
+        return 2  # rank 0 has printed it
+    finally:
+        distributed.teardown()
+
+
+def _fit(args) -> int:
     from ..runs import fit_run, resume_run
 
     if args.resume:
@@ -120,8 +155,63 @@ def run(args) -> int:
     else:
         result = fit_run(args.data, args.out, training_params(args), data_spec=data_spec(args),
                          overwrite=args.overwrite, quick=args.quick)
+    if result is None:  # a rank other than 0 of several processes: rank 0 reports
+        return 0
     m = result.metrics
     if "knn_accuracy" in m:
         print(f"kNN accuracy {m['knn_accuracy']:.1f}%  silhouette {m['silhouette']:.3f}")
     print(f"map: {result.path / 'map.png'}")
     return 0
+
+
+# -- several processes on this machine -----------------------------------------------------
+def launch(args) -> int:
+    """Run this command in ``args.nproc`` processes through torchrun's own launcher (its library
+    form, so that a failed process ends in one line instead of torchrun's report)."""
+    import torch
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args
+    from torch.distributed.run import run as torchrun
+
+    from ..device import resolve_device
+
+    n = args.nproc
+    if resolve_device(args.device).type == "cuda" and n > torch.cuda.device_count():
+        raise MedcneError(f"--nproc {n} but this machine has {torch.cuda.device_count()} GPU(s): "
+                          "one process per GPU; lower --nproc (or use --device cpu)")
+    batch = training_params(args)["batch_size"]
+    if not args.resume and batch % n:
+        raise MedcneError(f"--batch-size {batch} must divide evenly among the {n} processes "
+                          f"(it is the global batch); use a multiple of {n}, e.g. {batch - batch % n}")
+    # torchrun's default (and its warning about it): one thread per process
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        torchrun(parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "medcne", *worker_argv(args)]))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        if failure.exitcode in (2, 130, -2):  # it printed its one line (2), or was interrupted
+            return 130 if failure.exitcode != 2 else 2
+        raise MedcneError(f"process {rank} of {n} stopped (exit code {failure.exitcode}); its message is "
+                          "above") from None
+    except SignalException:
+        return 130
+    return 0
+
+
+def worker_argv(args) -> list[str]:
+    """The arguments of this command without ``--nproc``: what each process runs."""
+    argv = ["--debug"] if getattr(args, "debug", False) else []
+    argv.append("fit")
+    for action in _PARSER._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest in ("help", "nproc") or value is None or value == action.default:
+            continue
+        if not action.option_strings:
+            argv.append(str(value))
+        elif action.nargs == 0:  # a flag
+            argv.append(action.option_strings[-1])
+        else:
+            argv += [action.option_strings[-1], str(value)]
+    return argv

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
+from ..train import distributed
 from . import staging
 from .evaluate import evaluate_and_write
 from .folder import (
@@ -52,7 +53,7 @@ def tsimcne_params(est, data_record: dict, **extra) -> dict:
 
 
 def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, overwrite: bool = False,
-            quick: bool = False, verbose: bool = True) -> Run:
+            quick: bool = False, verbose: bool = True) -> Run | None:
     """Train t-SimCNE on a dataset and write the run folder ``out``.
 
     Parameters
@@ -91,18 +92,24 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
                           "give at least one epoch, e.g. --epochs 12,1,6")
     if verbose and est.batch_size_ < est.batch_size:
         print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
-    work, created = staging.begin(out, overwrite, flag="--overwrite", refuse_any=True)
     data_record = {**spec, "path": str(Path(data_path).resolve())}
-    try:
-        write_json(work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False}))
-    except BaseException:
-        staging.discard(work, out, created)
-        raise
+    work, created = out, False
+
+    def start() -> None:  # rank 0 writes; with several processes all of them stop if it fails
+        nonlocal work, created
+        work, created = staging.begin(out, overwrite, flag="--overwrite", refuse_any=True)
+        try:
+            write_json(work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False}))
+        except BaseException:
+            staging.discard(work, out, created)
+            raise
+
+    distributed.on_main(start)
     return _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick,
                   created=created)
 
 
-def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run:
+def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None:
     """Continue the interrupted run ``out`` from its last checkpoint.
 
     ``out`` is the run folder (or its staging folder ``.OUT.medcne-new``): an
@@ -117,10 +124,12 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run:
 
     out = Path(out)
     out = staging_target(out) or out
-    if staging.pending(out):
-        if verbose:
+    main = distributed.world().is_main
+    # Only rank 0 moves files; every process learns whether there is anything left to train.
+    if distributed.agree(main and staging.pending(out)):
+        if verbose and main:
             print(f"completed the interrupted replacement of {out}")
-        return read_run(out)
+        return read_run(out) if main else None
     work = staging_path(out) if staging_path(out).is_dir() else out
     if is_finished(work):
         raise MedcneError(f"--resume {out}: the run is finished; nothing to resume")
@@ -133,7 +142,8 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run:
         )
     if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
         raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
-    remove_stale_temps(work, RUN_FILES)
+    if main:
+        remove_stale_temps(work, RUN_FILES)
     data_record = dict(saved["data"])
     spec = {k: v for k, v in data_record.items() if k != "path"}
     data = load_dataset(data_record["path"], **spec)
@@ -145,18 +155,28 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run:
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
-           quick: bool = False, created: bool = False, new_lr: bool = False) -> Run:
-    """Train (checkpoints in ``work``), write the run into ``work``, then move it into ``out``."""
+           quick: bool = False, created: bool = False, new_lr: bool = False) -> Run | None:
+    """Train (checkpoints in ``work``), write the run into ``work``, then move it into ``out``.
+
+    With several processes only rank 0 writes (history, checkpoints, the run)
+    and returns the run; the others return None.
+    """
+    main = distributed.world().is_main
     est.set_params(checkpoint=str(work / CHECKPOINT), verbose=verbose)
-    if verbose:
+    if verbose and main:
         print(f"training on {len(data)} images {data.image_shape} -> {out}", flush=True)
+    history = (lambda end: write_history(work, end.position.history)) if main else None
     try:
-        est.fit(data, resume_from=resume_from, callback=lambda end: write_history(work, end.position.history),
-                new_lr=new_lr)
+        est.fit(data, resume_from=resume_from, callback=history, new_lr=new_lr)
+        if not main:
+            return None
         est.set_params(checkpoint=None)  # the model file should not name this run's checkpoint
         write_tsimcne_run(work, est, data, data_record, quick=quick)
     except BaseException as exc:
-        _stopped(work, out, created, exc, verbose)
+        if main:
+            _stopped(work, out, created, exc, verbose)
+        if isinstance(exc, RuntimeError):  # another process of the run died: one line, the checkpoint kept
+            distributed.raise_if_lost(exc, work / CHECKPOINT)
         raise
     staging.commit(work, out)
     return read_run(out)

@@ -69,10 +69,15 @@ class Job:
     generators: Generators
     gather: Gather | None = None
     backbone: Callable | None = None  # the compiled backbone, used where the backbone trains
+    # Several processes (train/distributed.py): (rank, world size), and what wraps the model
+    # for a stage so that its gradients are averaged over them (the wrapper itself: ``replica``).
+    shard: tuple[int, int] = (0, 1)
+    replicate: Callable | None = None
+    replica: nn.Module | None = None
 
     @property
     def steps_per_epoch(self) -> int:
-        return steps_per_epoch(len(self.store), self.batch_size)
+        return steps_per_epoch(len(self.store), self.batch_size * self.shard[1])
 
 
 class LossWatch:
@@ -170,6 +175,17 @@ def contrastive_step(
     return loss_fn(z)
 
 
+def shard(step: int, batch: int, rank: int = 0, world: int = 1) -> slice:
+    """Rows of the epoch's order that process ``rank`` of ``world`` trains on at ``step``.
+
+    Global batch ``step`` is rows ``step * batch * world`` onwards, cut into ``world``
+    consecutive runs of ``batch`` (one per rank): each global batch, its images and their
+    order are the same for any number of processes, and no row is used twice.
+    """
+    start = (step * world + rank) * batch
+    return slice(start, start + batch)
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     # Full batches only (drop_last): a tiny last batch gives a noisy loss with
     # few negatives. batch_size is capped at n when resolved, so this is >= 1.
@@ -193,6 +209,8 @@ def train(
     backbone: Callable | None = None,
     progress: bool = True,
     deadline: float | None = None,
+    shard: tuple[int, int] = (0, 1),
+    replicate: Callable | None = None,
 ) -> Position:
     """Train ``model`` through ``stages``, starting at ``position`` (a resume).
 
@@ -200,7 +218,10 @@ def train(
     unless ``backbone`` gives its compiled form already. ``deadline`` (a
     ``time.monotonic()`` value) is when a time budget expects training to end:
     the progress bar shows the time left against it.
-    Returns the final :class:`Position` (its ``history`` has one row per epoch:
+    ``shard``, ``replicate``: with several processes, (rank, world size) and the
+    wrapper that averages gradients (:func:`~.distributed.replicate`); ``batch_size``
+    is then the global batch, of which each process trains on 1/world (the
+    progress bar is rank 0's). Returns the final :class:`Position` (its ``history`` has one row per epoch:
     stage, epoch, loss, lr, views_per_s, and any keys the callback added).
     Raises :class:`~medcne.errors.DivergedError` within a few steps of a
     non-finite loss (before the callback of that epoch can checkpoint it).
@@ -209,14 +230,16 @@ def train(
     prepare_model(model, store.device)
     if backbone is None and compile:
         backbone = compile_backbone(model)
-    job = Job(model, store, batch_size, augment, loss_fn, generators, gather, backbone)
+    job = Job(model, store, batch_size // shard[1], augment, loss_fn, generators, gather, backbone)
+    job.shard, job.replicate = shard, replicate
+    progress = progress and shard[0] == 0
     bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch, deadline) if progress else None
-    try:
-        with cudnn_benchmark(store.device):
+    with cudnn_benchmark(store.device):
+        try:
             _run_stages(job, stages, pos, optimizer_state, on_epoch, bar)
-    finally:
-        if bar is not None:
-            bar.close()  # also when training stops with an error: the error line comes after the bar
+        finally:  # also on an error, so that its one line comes after the bar
+            if bar is not None:
+                bar.close()
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
@@ -237,11 +260,13 @@ def prepare_model(model: nn.Module, device: torch.device, precision: str | None 
 COMPILE_BACKEND = "inductor"  # tests count compiles with a backend of their own
 
 
-def compile_backbone(model: nn.Module) -> Callable:
+def compile_backbone(model: nn.Module, fullgraph: bool = True) -> Callable:
     """``torch.compile`` of the backbone: once per run. Stages 1 and 3 call it with the same
     shapes, modes and gradients; stage 2 runs the backbone eagerly without autograd, and the
-    head (whose size changes) is never compiled, so nothing triggers a recompile."""
-    return torch.compile(model.backbone, backend=COMPILE_BACKEND, fullgraph=True)
+    head (whose size changes) is never compiled, so nothing triggers a recompile.
+    ``fullgraph=False`` lets the graph break where it must (the collectives of a synced
+    BatchNorm with several processes)."""
+    return torch.compile(model.backbone, backend=COMPILE_BACKEND, fullgraph=fullgraph)
 
 
 @contextmanager
@@ -265,6 +290,8 @@ def _run_stages(job: Job, stages, pos: Position, optimizer_state, on_epoch, bar)
         # Inside a stage that a checkpoint interrupted: same head, saved optimiser.
         resuming = si == pos.stage and (pos.epoch > 0 or optimizer_state is not None)
         optimizer = begin_stage(model, stage, job.generators, fresh=not resuming)
+        if job.replicate is not None:  # a new wrapper per stage: the trained parameters change
+            job.replica = job.replicate(model, stage, job.backbone)
         if resuming and optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         optimizer_state = None
@@ -295,6 +322,7 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     """
     t0 = time.perf_counter()
     spe, b = job.steps_per_epoch, job.batch_size
+    rank, world = job.shard
     store = job.store
     batch_gen = job.generators.batch
     order = torch.randperm(len(store), generator=batch_gen, device=batch_gen.device)
@@ -307,11 +335,15 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = store.batch(order[s * b : (s + 1) * b])
+        batch = store.batch(order[shard(s, b, rank, world)])
         views = job.augment(torch.cat([batch, batch]), job.generators.augment)
         if layout:
             views = views.contiguous(memory_format=torch.channels_last)
-        loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
+        if job.replica is None:
+            loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
+        else:  # several processes: the same step through the wrapper that averages the gradients
+            z = job.replica(views)
+            loss = job.loss_fn(z if job.gather is None else job.gather(z))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -322,7 +354,7 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     total = float(watch.total)  # the one read per epoch that waits for the device
     _check_finite((spe, total), stage, epoch, lr)
     seconds = time.perf_counter() - t0
-    return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * spe / seconds}
+    return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
 
 
 def _check_finite(seen: tuple[int, float], stage: Stage, epoch: int, lr: float) -> None:

@@ -4,7 +4,9 @@
 the kNN accuracy of the current output on a fixed sample of labelled images to
 the history row every ``knn_every`` epochs, writes a checkpoint at the end of
 each stage and at the end of the first epoch after ``checkpoint_minutes``, and
-then calls the user's callback.
+then calls the user's callback. With several processes only rank 0 scores and
+writes; all ranks take part in a checkpoint (rank 0 decides when, and saves the
+augmentation streams of all ranks) and all call the user's callback.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..defaults import CHECKPOINT_MINUTES
 from ..errors import DivergedError
 from ..metrics import knn_accuracy
 from ..models import embed
+from . import distributed
 from .checkpoint import make_checkpoint, save_checkpoint
 from .loop import EpochEnd
 from .rng import Generators
@@ -50,16 +53,20 @@ class Monitor:
         Seconds of training before a resume (kept in checkpoints).
     callback : callable, optional
         The user's callback, called last with the :class:`EpochEnd`.
+    world : distributed.World, optional
+        This process among those of the run (default: one process).
     """
 
     def __init__(self, data, device: torch.device, generators: Generators, record: dict, *,
                  knn_every: int = 0, checkpoint=None, checkpoint_minutes: float = CHECKPOINT_MINUTES,
-                 elapsed_before: float = 0.0, callback: Callable[[EpochEnd], None] | None = None):
+                 elapsed_before: float = 0.0, callback: Callable[[EpochEnd], None] | None = None,
+                 world: distributed.World | None = None):
+        self.world = world or distributed.World()
         self.device = device
         self.generators = generators
         self.record = record
         self.n_images = len(data)
-        self.knn_every = knn_every if data.labels is not None else 0
+        self.knn_every = knn_every if data.labels is not None and self.world.is_main else 0
         if self.knn_every:
             idx = np.sort(np.random.default_rng(0).permutation(len(data))[:KNN_POINTS])
             self.knn_images, self.knn_labels = np.asarray(data.images[idx]), data.labels[idx]
@@ -73,14 +80,27 @@ class Monitor:
         if self.knn_every and end.row and end.position.epoch % self.knn_every == 0:
             end.row["knn"] = self.knn(end.model)
         due = time.monotonic() - self.last_save >= self.seconds_between
-        if self.checkpoint is not None and (end.stage_done or due):
+        save = self.checkpoint is not None and (end.stage_done or due)
+        if self.world.active and self.checkpoint is not None:
+            save = distributed.agree(save, self.world)  # each process has its own clock
+        if save:
             check_finite_model(end.model, end.position)  # a good checkpoint is never replaced by a bad one
-            ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self.record,
-                                 self.n_images, self.seconds())
-            save_checkpoint(self.checkpoint, ck)
+            streams = self._rank_streams()
+            if self.world.is_main:
+                ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self.record,
+                                     self.n_images, self.seconds())
+                if streams is not None:
+                    ck["rng"]["augment_ranks"] = streams
+                save_checkpoint(self.checkpoint, ck)
             self.last_save = time.monotonic()
         if self.callback is not None:
             self.callback(end)
+
+    def _rank_streams(self) -> list | None:
+        """The augmentation stream of every rank (None with one process): a resume continues them."""
+        if not self.world.active:
+            return None
+        return distributed.gather_objects(self.generators.augment.get_state(), self.world)
 
     def seconds(self) -> float:
         """Training time so far, including the time before a resume."""

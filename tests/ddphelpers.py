@@ -1,0 +1,246 @@
+"""Processes for the distributed tests: real gloo process groups on the CPU, with a deadline.
+
+:func:`run_ranks` starts ``world`` processes (spawned, so each imports torch
+afresh like a torchrun worker), each joining the group through
+:func:`medcne.train.distributed.setup` from the environment variables torchrun
+would set, then running the named jobs of this module and saving what they
+return to ``out/rank{r}.pt`` for the test to compare. A process that does not
+end within the deadline is killed and the test fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+import shutil
+import socket
+import traceback
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_env(rank: int, world: int, port: int) -> dict:
+    """The environment torchrun gives worker ``rank`` (one machine)."""
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
+def run_ranks(jobs: list[str], out: Path, world: int = 2, deadline: float = 120.0) -> list[dict]:
+    """Run the ``jobs`` (names of functions below) in ``world`` processes; their results, by rank."""
+    ctx = multiprocessing.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=_entry, args=(r, world, port, jobs, str(out))) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(deadline)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    errors = [(out / f"rank{r}.err").read_text() for r in range(world) if (out / f"rank{r}.err").exists()]
+    assert not alive and not errors, errors or f"ranks still running after {deadline} s"
+    assert [p.exitcode for p in procs] == [0] * world
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+def _entry(rank: int, world: int, port: int, jobs: list[str], out: str) -> None:
+    os.environ.update(torchrun_env(rank, world, port))
+    torch.set_num_threads(1)
+    from medcne.train import distributed
+
+    try:
+        distributed.setup("cpu", timeout_s=60)
+        results = {job: globals()[job](rank, world, Path(out)) for job in jobs}
+        torch.save(results, Path(out) / f"rank{rank}.pt")
+    except BaseException:
+        (Path(out) / f"rank{rank}.err").write_text(traceback.format_exc())
+        raise
+    finally:
+        distributed.teardown()
+
+
+# -- jobs ---------------------------------------------------------------------------------
+GLOBAL_BATCH = 8
+SYNCBN_BATCH = 16
+
+
+def rank_rows(rank: int, world: int, global_batch: int = GLOBAL_BATCH) -> torch.Tensor:
+    """Rows of a (2G, ...) batch (first views, then second views) that are rank ``rank``'s."""
+    b = global_batch // world
+    mine = torch.arange(rank * b, (rank + 1) * b)
+    return torch.cat([mine, mine + global_batch])
+
+
+def tiny_net(out_dim: int = 8, seed: int = 0, width: int = 2):
+    from medcne.models import TSimCNENet
+
+    return TSimCNENet("resnet18", 3, width, True, out_dim, torch.Generator().manual_seed(seed))
+
+
+def gather(rank: int, world: int, out: Path) -> dict:
+    """Loss and gradients of one process on the global batch, and of this rank's share gathered."""
+    from medcne.losses import cauchy_infonce, cosine_infonce
+    from medcne.train import Stage
+    from medcne.train.distributed import gather_views, replicate
+    from medcne.train.loop import contrastive_step
+
+    model = tiny_net().eval()  # BatchNorm from running statistics: the gather and gradients alone
+    views = torch.rand(2 * GLOBAL_BATCH, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    results = {}
+    for name, loss_fn in (("cauchy", cauchy_infonce), ("cosine", cosine_infonce)):
+        one = copy.deepcopy(model)
+        loss_one = contrastive_step(one, views, loss_fn)
+        loss_one.backward()
+        mine = copy.deepcopy(model)
+        replica = replicate(mine, Stage("s", 1, 0.1))  # kept: its hooks average the gradients
+        gathered = gather_views(replica(views[rank_rows(rank, world)]))
+        loss = loss_fn(gathered)
+        loss.backward()
+        results[name] = {
+            "loss_one": loss_one.item(), "loss": loss.item(),
+            "z_one": one(views).detach(), "z_gathered": gathered.detach(),
+            "grads_one": {k: p.grad.clone() for k, p in one.named_parameters()},
+            "grads": {k: p.grad.clone() for k, p in mine.named_parameters()},
+        }
+    return results
+
+
+class SlicedViews:
+    """Test-only augmentation: the uniforms of the whole global batch from one stream, this
+    rank's rows of them. With the same stream on every rank, rank r's views are exactly the
+    views one process makes of the same images (the real runs give each rank its own stream)."""
+
+    def __init__(self, augmenter, rank: int, world: int, global_batch: int = GLOBAL_BATCH):
+        self.aug, self.rows = augmenter, rank_rows(rank, world, global_batch)
+        self.global_batch = global_batch
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from medcne.augment.sampling import draw_uniforms
+
+        u = draw_uniforms(self.aug.config, 2 * self.global_batch, generator, x.device)[self.rows]
+        return self.aug.views_from_uniforms(x, u, *self.aug.constants(x))
+
+
+def syncbn_training(rank: int, world: int, sync_bn: bool = True, device: str = "cpu") -> dict:
+    """Weights after three stages (12 steps) of ``world`` processes on a global batch of 16.
+
+    A setting where training is not chaotic: one process on 1 or 2 threads (which
+    only reorders float sums) ends within ~1e-5 of itself. With stage 2's N(0, 1)
+    head, or 8 px images, such reorderings grow to tens of percent in a few steps,
+    and no comparison to float tolerance could hold.
+    """
+    from medcne.augment import Augmenter
+    from medcne.datasets import from_array
+    from medcne.losses import cauchy_infonce
+    from medcne.train import Generators, ImageStore, train, tsimcne_stages
+    from medcne.train.distributed import convert_sync_batchnorm, gather_views, replicate
+
+    dev = torch.device(device)
+    images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
+    store = ImageStore(from_array(images), dev)
+    gens = Generators.from_rng(np.random.default_rng(0), dev)  # the same stream everywhere
+    model = tiny_net(16, seed=2, width=4)
+    stages = tsimcne_stages((1, 1, 1), lr=0.01, dim=2, warmup=(0, 0, 0), stage3_lr_factor=0.5,
+                            head_init="uniform")
+    extra = {}
+    if world > 1:
+        if sync_bn:
+            model = convert_sync_batchnorm(model, dev.type)
+        extra = dict(gather=gather_views, shard=(rank, world),
+                     replicate=partial(replicate, broadcast_buffers=not sync_bn))
+    augment = SlicedViews(Augmenter("rot90", engine="torch"), rank, world, SYNCBN_BATCH)
+    pos = train(model, store, stages, batch_size=SYNCBN_BATCH, augment=augment, loss_fn=cauchy_infonce,
+                generators=gens, progress=False, **extra)
+    return {"state": {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
+            "loss": [r["loss"] for r in pos.history]}
+
+
+def syncbn(rank: int, world: int, out: Path) -> dict:
+    return {"synced": syncbn_training(rank, world, True), "unsynced": syncbn_training(rank, world, False)}
+
+
+def syncbn_cuda(rank: int, world: int, out: Path) -> dict:
+    """As :func:`syncbn` on one GPU shared by both processes (gloo moves CUDA tensors through the
+    host): PyTorch's nn.SyncBatchNorm, DDP with device_ids and the gather on CUDA tensors."""
+    return {"synced": syncbn_training(rank, world, True, "cuda"),
+            "unsynced": syncbn_training(rank, world, False, "cuda")}
+
+
+class Stop(Exception):
+    pass
+
+
+def resume_params() -> dict:
+    return dict(epochs=(2, 1, 1), warmup=(1, 0, 0), stage3_lr_factor=0.1, batch_size=16, width=4,
+                device="cpu", random_state=0, verbose=False)
+
+
+def labelled_images(n: int = 48, size: int = 16):
+    from medcne.datasets import from_array
+
+    labels = np.arange(n) % 3
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 100, (n, size, size, 3)) + 60 * labels[:, None, None, None]
+    return from_array(images.astype(np.uint8), labels)
+
+
+def resume(rank: int, world: int, out: Path) -> dict:
+    """An uninterrupted fit, and one stopped after epoch 1 and resumed from its checkpoint."""
+    import torch.distributed as dist
+
+    from medcne.estimator import TSimCNE
+
+    data = labelled_images()
+    full = TSimCNE(**resume_params()).fit(data)
+    ckpt = out / "checkpoint.pt"
+
+    def stop_after_one(end):
+        if end.position.stage == 0 and end.position.epoch == 1:
+            raise Stop
+
+    try:
+        TSimCNE(**resume_params(), checkpoint=ckpt, checkpoint_minutes=0).fit(data, callback=stop_after_one)
+    except Stop:
+        pass
+    if rank == 0:
+        shutil.copy(ckpt, out / "checkpoint-epoch1.pt")
+    dist.barrier()  # rank 0 has written the checkpoint before anyone reads it
+    resumed = TSimCNE(**resume_params(), checkpoint=ckpt).fit(data, resume_from=ckpt)
+    return {"full": full.embedding_, "resumed": resumed.embedding_, "record": full.record(),
+            "history_full": full.history_, "history_resumed": resumed.history_,
+            "bn_class": type(full.model_.backbone.stem[1]).__name__}
+
+
+
+
+def audit(rank: int, world: int, out: Path) -> dict:
+    """Ops that would make CUDA wait, in steady-state epochs of two processes (stages 1 and 2)."""
+    from medcne.train import tsimcne_stages
+    from medcne.train.distributed import convert_sync_batchnorm, gather_views, replicate
+    from medcne.train.loop import begin_stage, run_epoch
+    from test_gpu_contract import SyncAudit, tiny_job
+
+    found = {}
+    for n in (16, 48):  # whatever syncs per epoch must not grow with the number of steps
+        job, model = tiny_job("rotate", n=n, batch=4)
+        convert_sync_batchnorm(model, "cpu")
+        job.gather, job.shard, job.replicate = gather_views, (rank, world), partial(replicate, broadcast_buffers=False)
+        for stage in tsimcne_stages((2, 2, 2), lr=0.01)[:2]:  # stage 3 steps as stage 1
+            optimizer = begin_stage(model, stage, job.generators, fresh=True)
+            job.replica = replicate(model, stage, broadcast_buffers=False)
+            model.train()
+            run_epoch(job, optimizer, stage, 0)  # warm-up: optimiser state, caches
+            with SyncAudit() as seen:
+                run_epoch(job, optimizer, stage, 1)
+            found[(n, stage.name)] = seen.found
+    return found
