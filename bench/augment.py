@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from PIL import Image  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
 from medcne.augment import Augmenter, border_colour  # noqa: E402
+from medcne.device import machine_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOODMNIST = ROOT.parent / "shared" / "data" / "bloodmnist28.npz"
@@ -44,7 +44,7 @@ def cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return machine_name()
 
 
 def load_images(n: int, size: int) -> tuple[np.ndarray, str]:

@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import socket
 import time
 
 import torch
+
+from medcne.device import machine_name
 
 
 def _free_port() -> int:
@@ -80,7 +81,7 @@ def main() -> None:
         for proc in procs:
             proc.join()
         results = dict(results)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {machine_name()}, "
           f"load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}")
     print(f"{args.nproc} gloo processes x 1 thread, {args.n} images 28x28, ResNet18 width {args.width}, "
           f"best of {args.repeats}")

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from medcne.device import machine_name
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IMAGES = 17_092  # BloodMNIST
@@ -255,7 +256,7 @@ def main() -> int:
     cuda = torch.cuda.is_available()
     gpu = torch.cuda.get_device_name() if cuda else "no CUDA GPU"
     report(f"# GPU checks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    report(f"machine: {gpu}; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}); "
+    report(f"machine: {gpu}; CPU {machine_name()}; "
            f"torch {torch.__version__}")
     if not cuda and not args.proxy:
         for name in ("augmentation", "loop vs model only", "syncs per step", "three-stage fit"):

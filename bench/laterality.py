@@ -22,14 +22,13 @@ The sweep folder (``OUT/sweep``) is resumable: rerun the same command after an i
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
 from medcne.datasets import load_dataset
+from medcne.device import machine_name
 from medcne.io import save_npz
 from medcne.metrics import knn_accuracy
 from medcne.runs import read_run
@@ -56,7 +55,7 @@ def mirrored_dataset(data, frame: str, ramp: float):
 def machine() -> str:
     import torch
 
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return f"{machine_name()}, torch threads {torch.get_num_threads()}"
 
 
 def scores(run, n_classes: int) -> dict:

@@ -24,7 +24,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -38,16 +37,11 @@ PER_CLASS = (1, 5, 10, 50)
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import torch
 
-    return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-            f"load average {os.getloadavg()[0]:.2f}")
+    from medcne.device import machine_name
+
+    return f"{machine_name()}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}"
 
 
 # -- planting ------------------------------------------------------------------

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from medcne.datasets import load_dataset
+from medcne.device import machine_name
 from medcne.estimator import TSimCNE
 from medcne.metrics import knn_accuracy, silhouette
 
@@ -39,7 +38,7 @@ def subset():
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return f"{machine_name()}, torch threads {torch.get_num_threads()}"
 
 
 def main() -> None:

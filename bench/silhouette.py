@@ -24,14 +24,10 @@ import numpy as np
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from medcne.device import machine_name
+
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load average {load:.2f}, {platform.platform()}"
+    return f"{machine_name()}, load average {load:.2f}, {platform.platform()}"
 
 
 def fake_map(n: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 
 from medcne.augment import augmenter_for
 from medcne.datasets import load_sample
+from medcne.device import machine_name
 from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
 from medcne.train import Stage
@@ -120,7 +120,7 @@ def cpu_model() -> str:
         with open("/proc/cpuinfo") as fh:
             return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+        return machine_name()
 
 
 if __name__ == "__main__":

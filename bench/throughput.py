@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import sysconfig
@@ -37,7 +36,7 @@ import torch
 
 from medcne.augment import Augmenter
 from medcne.datasets import load_sample
-from medcne.device import amp_dtype, native_bf16, resolve_device
+from medcne.device import amp_dtype, machine_name, native_bf16, resolve_device
 from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
 from medcne.train import Generators, ImageStore, Stage, train
@@ -166,7 +165,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     data = load_sample().take(np.arange(args.n))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine_name()
     print(f"machine: {name}, {os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"ResNet18 width {args.width}, batch {args.batch_size}, {args.n} images {data.image_shape}")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcne.device import machine_name
 from medcne.io import write_json
 from medcne.runs import write_embedding
 from medcne.viewer import build_viewer
@@ -87,7 +88,7 @@ def measure_page(browser, index: Path, repeats: int) -> dict[str, float]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    cpu = machine_name()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -112,3 +112,12 @@ def test_a_one_minute_budget_ends_within_a_minute(tmp_path, capsys):
     assert code == 0 and "time budget 60 s: epochs pretrain" in out
     assert seconds < 60 + 15, seconds  # start-up (imports, reading the sample) is not in the budget
     assert seconds > 40, seconds  # and the budget is used, not wasted
+
+
+def test_machine_name_says_what_the_benchmarks_ran_on(monkeypatch):
+    from medcne.device import machine_name
+
+    with_flags(monkeypatch, {"avx512_bf16"})
+    assert "with native bf16" in machine_name() and "cores" in machine_name()
+    with_flags(monkeypatch, {"avx2"})
+    assert "bf16" not in machine_name()

@@ -33,6 +33,28 @@ def resolve_device(device="auto"):
     return torch.device(name)
 
 
+def machine_name(device=None) -> str:
+    """What a benchmark prints as the machine: the GPU's name, or the CPU's model and core count."""
+    import os
+    import platform
+
+    if device is not None and getattr(device, "type", str(device)) == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.split(":")[0].strip() in ("model name", "Model"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    bf16 = " with native bf16" if (cpu_flags() or frozenset()) & NATIVE_BF16_FLAGS else ""
+    return f"{model}{bf16}, {os.cpu_count()} cores"
+
+
 @lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str] | None:
     """The CPU's feature flags from /proc/cpuinfo (Linux), or None where they cannot be read."""
