@@ -23,7 +23,6 @@ CPU = torch.device("cpu")
 def with_flags(monkeypatch, flags):
     from medcne import device
 
-    device.cpu_flags.cache_clear()
     monkeypatch.setattr(device, "cpu_flags", lambda: None if flags is None else frozenset(flags))
 
 
