@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
 
 from .datasets import ImageSet, as_imageset
-from .defaults import CHECKPOINT_MINUTES, DIM, HEAD_INIT, LOSSES, PAPER, PRESET
+from .defaults import CHECKPOINT_MINUTES, DIM, HEAD_INIT, PAPER, PRESET
 from .device import amp_dtype, resolve_device, resolve_precision
 from .errors import MedcneError
 from .losses import get_loss
-from .models import TSimCNENet, check_model_args, embed, use_small_stem
+from .models import TSimCNENet, embed
+from .resolve import resolve
 from .train import checkpoint as ckpt
 from .train import distributed
 from .train.duration import (
@@ -40,14 +39,13 @@ from .train.duration import (
     duration_message,
     embedding_seconds,
     expected_seconds,
-    parse_duration,
     schedule_message,
     time_step,
 )
 from .train.loop import compile_backbone, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
-from .train.stages import Stage, default_lr, parse_epochs, simclr_stages, tsimcne_stages
+from .train.stages import Stage, parse_epochs
 from .train.store import ImageStore
 
 QUICK_HINT = "`medcne fit ... --quick`"
@@ -243,11 +241,12 @@ class TSimCNE(BaseEstimator):
             self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
             generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
             backbone=backbone, progress=self.verbose, deadline=deadline,
-            **self._distributed_training(),
+            **distributed.training_arguments(self.world_, self.sync_bn_),
         )
         self.history_ = pos.history
         self.fit_seconds_ = monitor.seconds()
-        self.embedding_ = self._final_embedding(data)
+        self.embedding_, self.model_ = distributed.final_embedding(self.model_, data.images, self.device_,
+                                                                   self.world_)
         return self
 
     def _resume(self, path, gens: Generators, n: int, new_lr: bool = False):
@@ -259,7 +258,9 @@ class TSimCNE(BaseEstimator):
                 if new_lr else stages
         ckpt.check_resume(saved, self.record(), n, ignore_lr=new_lr)
         position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
-        self._note_resume_world(saved)
+        note = distributed.resume_note(saved, self.world_, self.batch_size_)
+        if note and self.verbose:
+            print(note, flush=True)
         return position, opt_state, saved.get("elapsed", 0.0)
 
     def _fit_budget(self, timing, n: int, started: float) -> float:
@@ -286,92 +287,8 @@ class TSimCNE(BaseEstimator):
         return self
 
     def _resolve(self, data: ImageSet) -> None:
-        if len(data) < 2:
-            raise MedcneError(f"need at least 2 images to train; got {len(data)}")
-        if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 2:
-            raise MedcneError(f"batch_size must be an integer >= 2; got {self.batch_size!r}")
-        if self.loss not in LOSSES:
-            raise MedcneError(f"loss must be 'cauchy' (t-SimCNE) or 'cosine' (SimCLR); got {self.loss!r}")
-        self.batch_size_ = int(min(self.batch_size, len(data)))
-        if self.lr == "auto":
-            self.lr_ = default_lr(self.batch_size_)
-        elif isinstance(self.lr, (int, float)) and 0 < self.lr < np.inf:
-            self.lr_ = float(self.lr)
-        else:
-            raise MedcneError(f"lr must be a positive number or 'auto'; got {self.lr!r}")
-        epochs, warmup = parse_epochs(self.epochs), parse_epochs(self.warmup, name="warmup")
-        number = (int, float, np.number)
-        if not isinstance(self.stage3_lr_factor, number) or not 0 < self.stage3_lr_factor < np.inf:
-            raise MedcneError(f"stage3_lr_factor (stage-3 lr / lr, paper: 0.001) must be a positive number; "
-                              f"got {self.stage3_lr_factor!r}")
-        if not isinstance(self.checkpoint_minutes, number) or not 0 <= self.checkpoint_minutes < np.inf:
-            raise MedcneError(f"checkpoint_minutes must be a number >= 0 (0: every epoch); "
-                              f"got {self.checkpoint_minutes!r}")
-        if self.loss == "cosine":
-            self.stages_ = simclr_stages(epochs[0], self.lr_, warmup[0])
-        else:
-            self.stages_ = tsimcne_stages(epochs, self.lr_, self.dim, warmup, self.stage3_lr_factor,
-                                          head_init=self.head_init)
-        self.device_ = resolve_device(self.device)
-        self.precision_ = resolve_precision(self.precision, self.device_)
-        self.budget_ = None if self.budget is None else parse_duration(self.budget)
-        self.image_shape_ = data.image_shape
-        check_model_args(self.backbone, data.image_shape[2], self.width, self.stages_[-1].out_dim)
-        self.small_stem_ = use_small_stem(max(data.image_shape[:2]), self.small_stem)
-        if not isinstance(self.knn_every, (int, np.integer)) or self.knn_every < 0:
-            raise MedcneError(f"knn_every must be a non-negative integer (0: off); got {self.knn_every!r}")
-        from .augment import Augmenter
-
-        Augmenter(self.preset, **self._switches())  # validates the preset and switches
-        self._resolve_world(len(data))
-
-    # -- several processes (torchrun; see medcne.train.distributed) ------------------------
-    def _resolve_world(self, n: int) -> None:
-        """Rank and size of the run, each process's device and share of the global batch."""
-        world = self.world_ = distributed.world()
-        if self.sync_bn not in ("auto", True, False):
-            raise MedcneError(f"sync_bn must be 'auto', True or False; got {self.sync_bn!r}")
-        self.sync_bn_ = world.active and self.sync_bn in ("auto", True)
-        self.rank_batch_size_ = self.batch_size_
-        if not world.active:
-            return
-        if self.batch_size_ % world.size:
-            capped = f" (capped at the {n} images)" if self.batch_size_ < self.batch_size else ""
-            raise MedcneError(
-                f"batch_size {self.batch_size_}{capped} must divide evenly among the {world.size} processes "
-                f"(it is the global batch); use a multiple of {world.size}, e.g. "
-                f"{self.batch_size_ - self.batch_size_ % world.size}"
-            )
-        self.rank_batch_size_ = self.batch_size_ // world.size
-        if self.device_.type == "cuda":  # one process per GPU
-            self.device_ = torch.device("cuda", world.local_rank)
-
-    def _distributed_training(self) -> dict:
-        """The arguments of :func:`~medcne.train.train` that spread a step over the processes."""
-        world = self.world_
-        if not world.active:
-            return {}
-        return dict(gather=distributed.gather_views, shard=(world.rank, world.size),
-                    replicate=partial(distributed.replicate, broadcast_buffers=not self.sync_bn_))
-
-    def _final_embedding(self, data) -> np.ndarray:
-        """The map of the training images; with several processes each embeds a share of them."""
-        if not self.world_.active:
-            return embed(self.model_, data.images, self.device_)
-        distributed.sync_buffers(self.model_, self.world_)  # rank 0's statistics (unsynced BatchNorm)
-        self.model_.eval()
-        z = distributed.embed_sharded(self.model_, data.images, self.device_, self.world_)
-        self.model_ = distributed.revert_sync_batchnorm(self.model_)
-        return z
-
-    def _note_resume_world(self, saved: dict) -> None:
-        """Say when a run resumes on another number of processes than it was saved on."""
-        before = len(saved["rng"].get("augment_ranks", [None]))
-        if before != self.world_.size and self.verbose and self.world_.is_main:
-            print(f"resuming a run of {before} process(es) on {self.world_.size}: the global batch "
-                  f"({self.batch_size_}), the order of the images and the learning rate are kept; the "
-                  "augmentation streams of the processes are re-derived, so the result differs from an "
-                  "uninterrupted run as one seed differs from another", flush=True)
+        for name, value in resolve(self, data).items():
+            setattr(self, name, value)
 
     def _switches(self) -> dict:
         return dict(crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)

@@ -76,14 +76,16 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
 
     Returns
     -------
-    Run
-        The finished run, read back.
+    Run or None
+        The finished run, read back (None on the other processes of a run of several:
+        only rank 0 writes and reads the folder).
     """
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
 
     out = Path(out)
-    staging.check(out, overwrite, flag="--overwrite", refuse_any=True)
+    # Refused before the data are read; with several processes rank 0 says why and all stop.
+    distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", refuse_any=True))
     spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
     data = load_dataset(data_path, **spec)
     est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written

@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from torch import nn
 
 from ..errors import MedcneError
 from .loop import contrastive_step
+from .syncbn import CpuSyncBatchNorm, convert_sync_batchnorm, revert_sync_batchnorm  # noqa: F401 (re-exported)
 
 TIMEOUT_ENV = "MEDCNE_COLLECTIVE_TIMEOUT"
 # Longest wait in a collective: above the longest thing one rank does alone between two
@@ -215,101 +217,6 @@ def replicate(model: nn.Module, stage, backbone: Callable | None = None, *,
     return DistributedDataParallel(step, device_ids=ids, **buffers)
 
 
-# -- BatchNorm over the global batch ------------------------------------------------------
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over the processes; its gradient is the sum of the gradients (every rank's share)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        out = x.clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        out = grad.clone()
-        dist.all_reduce(out)
-        return out
-
-
-class CpuSyncBatchNorm(nn.BatchNorm2d):
-    """``BatchNorm2d`` with the statistics of the global batch, for CPU processes over gloo.
-
-    PyTorch's ``nn.SyncBatchNorm`` has kernels only on GPUs (and DDP accepts it
-    only there), so on CPUs the same statistics come from one autograd-aware
-    all-reduce of every rank's per-channel mean and variance, combined as
-    PyTorch's GPU kernels combine them (no E[x^2] - E[x]^2 cancellation).
-    Processes must hold equal batches (the loop's shards do). In eval mode, or
-    without a process group, it is plain BatchNorm.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized()):
-            return super().forward(x)
-        c, dims = x.shape[1], [0, *range(2, x.ndim)]
-        shape = (1, c) + (1,) * (x.ndim - 2)
-        rank, size = dist.get_rank(), dist.get_world_size()
-        xf = x.float()
-        mine = torch.cat([xf.mean(dims), xf.var(dims, unbiased=False)])[None]
-        # Row r holds rank r's statistics; the sum over ranks fills every row everywhere.
-        rows = torch.cat([mine.new_zeros(rank, 2 * c), mine, mine.new_zeros(size - rank - 1, 2 * c)])
-        rows = _AllReduceSum.apply(rows)
-        mean = rows[:, :c].mean(0)
-        var = (rows[:, c:] + (rows[:, :c] - mean) ** 2).mean(0)
-        if self.track_running_stats:
-            n = x.numel() // c * size
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
-
-
-def convert_sync_batchnorm(module: nn.Module, device_type: str = "cuda") -> nn.Module:
-    """Every ``BatchNorm2d`` of ``module`` normalising over the global batch (the default with
-    several processes): PyTorch's ``nn.SyncBatchNorm`` for CUDA, :class:`CpuSyncBatchNorm`
-    otherwise; same weights, statistics and state-dict keys. Returns ``module`` (changed in
-    place), or the new layer for a bare one.
-
-    Why: each process sees only B / W images of a global batch, and BatchNorm
-    normalises with the statistics of the batch it sees. Per process, (i) the
-    result depends on the number of processes (8 GPUs at a global batch of 1024
-    normalise over 128 images each, not 1024), and (ii) a contrastive model can
-    cheat: both views of an image sit on the same device and share its
-    statistics, a cue that the negatives from other devices lack (the
-    "information leak" that SimCLR and MoCo avoid with synced or shuffled
-    BatchNorm). Synced, training follows one process on the global batch, at the
-    cost of one small collective per BatchNorm layer in the forward and one in
-    the backward pass.
-    """
-    if device_type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return _swap(module, (nn.BatchNorm2d,), CpuSyncBatchNorm)
-
-
-def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """The reverse of :func:`convert_sync_batchnorm`: plain ``BatchNorm2d`` layers again."""
-    return _swap(module, (nn.SyncBatchNorm, CpuSyncBatchNorm), nn.BatchNorm2d)
-
-
-def _swap(module: nn.Module, old: tuple[type, ...], new: type) -> nn.Module:
-    if type(module) in old:
-        layer = new(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-        layer.load_state_dict(module.state_dict())
-        p = next(module.parameters(), None)
-        if p is not None:
-            layer.to(device=p.device)
-        layer.train(module.training)
-        return layer
-    for name, child in module.named_children():
-        module.add_module(name, _swap(child, old, new))
-    return module
-
-
 # -- rank 0 writes; everyone agrees ----------------------------------------------------------
 class ReportedError(MedcneError):
     """An error that rank 0 raised and reports; the other ranks stop with it, quietly."""
@@ -423,3 +330,35 @@ def _first_line(exc: BaseException) -> str:
     line = line.split(". ")[0].rstrip(".")  # gloo and NCCL add advice after the first sentence
     return f"{type(exc).__name__}: {line[:200]}"
 
+
+
+# -- what the estimator asks of several processes ---------------------------------------------
+def training_arguments(w: World, sync_bn: bool) -> dict:
+    """The arguments of :func:`~medcne.train.loop.train` that spread a step over the processes."""
+    if not w.active:
+        return {}
+    return dict(gather=gather_views, shard=(w.rank, w.size),
+                replicate=partial(replicate, broadcast_buffers=not sync_bn))
+
+
+def final_embedding(model: nn.Module, images, device: torch.device, w: World) -> tuple[np.ndarray, nn.Module]:
+    """The map of the training images (each process embeds a share of them) and the model with
+    plain BatchNorm again (one process: the model's own :func:`~medcne.models.embed`)."""
+    from ..models import embed
+
+    if not w.active:
+        return embed(model, images, device), model
+    sync_buffers(model, w)  # rank 0's statistics (unsynced BatchNorm)
+    model.eval()
+    z = embed_sharded(model, images, device, w)
+    return z, revert_sync_batchnorm(model)
+
+
+def resume_note(saved: dict, w: World, batch_size: int) -> str | None:
+    """What to tell rank 0's user when a run resumes on another number of processes than it was saved on."""
+    before = len(saved["rng"].get("augment_ranks", [None]))
+    if before == w.size or not w.is_main:
+        return None
+    return (f"resuming a run of {before} process(es) on {w.size}: the global batch ({batch_size}), the order of "
+            "the images and the learning rate are kept; the augmentation streams of the processes are "
+            "re-derived, so the result differs from an uninterrupted run as one seed differs from another")
