@@ -36,27 +36,28 @@ def launch_chromium(playwright, executable: str = CHROMIUM):
 
 def screenshot(index, out, *, hover_id: str | None = None, box=None,
                size: tuple[int, int] = (1280, 760), colour_by: str | None = None,
-               browser=None) -> Path:
+               qc_filter: str | None = None, browser=None) -> Path:
     """Open ``index`` (a viewer's index.html), act as asked, save a PNG at ``out``.
 
     ``box`` is (x0, y0, x1, y1) in fractions of the map area, dragged in box
-    mode. ``browser``: a Playwright browser to reuse (default: start Chromium).
+    mode. ``qc_filter``: a value of the QC "Show" menu (a run with qc.csv).
+    ``browser``: a Playwright browser to reuse (default: start Chromium).
     """
     index, out = Path(index), Path(out)
     if not index.is_file():
         raise MedcneError(f"{index}: no such page; build it with `medcne view RUN`")
     if browser is not None:
-        return _shoot(browser, index, out, hover_id, box, size, colour_by)
+        return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter)
     sync_api = require("playwright.sync_api", "test")
     with sync_api.sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            return _shoot(browser, index, out, hover_id, box, size, colour_by)
+            return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter)
         finally:
             browser.close()
 
 
-def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by) -> Path:
+def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by, qc_filter=None) -> Path:
     ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
     try:
         page = ctx.new_page()
@@ -64,6 +65,8 @@ def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by) -> P
         page.wait_for_selector("body[data-ready=true]", timeout=120_000)
         if colour_by:
             page.select_option("#color-by", colour_by)
+        if qc_filter:
+            page.select_option("#qc-filter", qc_filter)
         r = page.locator("#canvas").bounding_box()
         if box:
             page.click("#mode-box")
@@ -99,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hover-id", help="hover the image with this id")
     ap.add_argument("--box", help="x0,y0,x1,y1: box selection in fractions of the map area")
     ap.add_argument("--colour-by", help="a column of the 'Colour by' menu")
+    ap.add_argument("--qc-filter", help="a value of the QC Show menu, e.g. likely_label_error (needs qc.csv)")
     ap.add_argument("--size", default="1280x760", help="window size WxH in pixels")
     args = ap.parse_args(argv)
     box = tuple(float(v) for v in args.box.split(",")) if args.box else None
     w, h = (int(v) for v in args.size.lower().split("x"))
     print(screenshot(args.index, args.out, hover_id=args.hover_id, box=box, size=(w, h),
-                     colour_by=args.colour_by))
+                     colour_by=args.colour_by, qc_filter=args.qc_filter))
     return 0
 
 
