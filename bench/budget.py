@@ -68,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--budget", default="15m")
-    p.add_argument("--configs", default="default", help=f"comma-separated, of {', '.join(CONFIGS)}")
+    p.add_argument("--configs", default="default", help=f"comma-separated (empty: none), of {', '.join(CONFIGS)}")
     p.add_argument("--seeds", default="0")
     p.add_argument("--reference", metavar="COMMIT", help="also run this commit's `fit --quick --preset rotate`")
     p.add_argument("--tsne", action="store_true", help="also t-SNE of pixels")
@@ -83,7 +83,7 @@ def main() -> None:
     print(f"machine: {machine_name()}; load average {os.getloadavg()[0]:.1f}; data {args.data}")
     jobs = []
     for seed in args.seeds.split(","):
-        for name in args.configs.split(","):
+        for name in filter(None, args.configs.split(",")):
             run = out / f"{name}-{args.budget}-seed{seed}"
             argv = [sys.executable, "-m", "medcne", "fit", args.data, "--out", str(run), "--overwrite",
                     "--budget", args.budget, "--preset", "rotate", "--seed", seed, *CONFIGS[name]]

@@ -14,7 +14,7 @@ from medcne.datasets import SAMPLE_PATH
 from medcne.device import native_bf16, resolve_precision
 from medcne.errors import MedcneError
 from medcne.train import tsimcne_stages
-from medcne.train.duration import StepTiming, budget_stages, parse_duration
+from medcne.train.duration import BudgetPlan, StepTiming, budget_stages, parse_duration, replan_stages
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
@@ -98,6 +98,70 @@ def test_compile_time_comes_out_of_the_budget():
     quick = budget_stages(template, StepTiming(step=1.0, first=1.0), n=10, batch_size=10, seconds=40)
     slow_start = budget_stages(template, StepTiming(step=1.0, first=21.0), n=10, batch_size=10, seconds=40)
     assert [s.epochs for s in quick] == [20, 0, 20] and [s.epochs for s in slow_start] == [10, 0, 10]
+
+
+def _cost(stages, step=0.5, spe=10):
+    return sum(s.epochs * step * spe * (0.35 if s.train == "last" else 1) for s in stages)
+
+
+def test_replanning_follows_the_measured_speed():
+    template = tsimcne_stages((12, 1, 6), lr=0.06, warmup=(2, 0, 1), stage3_lr_factor=0.1)
+    planned = budget_stages(template, StepTiming(step=0.5, first=0.5), n=1000, batch_size=100, seconds=367.0)
+    assert [s.epochs for s in planned] == [48, 4, 24]
+    # After epoch 1 of stage 1 (still warming up: 8 warm-up epochs) steps turn out to take 0.4 s, not
+    # 0.5 s, and 362 s are left: every stage is open and grows, warm-ups of later stages follow.
+    faster = replan_stages(planned, planned, 0, 1, step=0.4, spe=10, seconds=362.0)
+    assert [s.epochs for s in faster] == [59, 4, 29] and [s.warmup_epochs for s in faster] == [8, 0, 5]
+    assert _cost(faster, 0.4) - 0.4 * 10 * 1 <= 362.0  # what is left to run fits the time left
+    # Slower than timed: the stages shrink, the warming-up stage keeps its warm-up at least.
+    slower = replan_stages(planned, planned, 0, 1, step=1.0, spe=10, seconds=50.0)
+    assert [s.epochs for s in slower] == [8, 1, 1] and slower[0].warmup_epochs == 8
+    # Past the warm-up the current stage is fixed (its cosine depends on its length); later ones are open.
+    mid = replan_stages(planned, faster, 0, 20, step=0.4, spe=10, seconds=200.0)
+    assert mid[0] == faster[0] and [s.epochs for s in mid] == [59, 1, 10]
+    assert 39 * 4.0 + 1 * 1.4 + 10 * 4.0 <= 200.0  # stage 1's 39 epochs left, then stages 2 and 3
+    # The last stage past its warm-up: nothing is open, nothing changes.
+    assert replan_stages(planned, faster, 2, 10, step=0.1, spe=10, seconds=1e6) == faster
+    # Stages without epochs stay without them.
+    no_head = tsimcne_stages((10, 0, 10), lr=0.06)
+    assert replan_stages(no_head, no_head, 0, 0, step=1.0, spe=1, seconds=40.0)[1].epochs == 0
+
+
+def test_the_plan_measures_full_steps_only(monkeypatch):
+    template = tsimcne_stages((12, 1, 6), lr=0.06, warmup=(2, 0, 1), stage3_lr_factor=0.1)
+    clock = [1000.0]
+    monkeypatch.setattr("medcne.train.duration.time.monotonic", lambda: clock[0])
+    agreed = []
+    plan = BudgetPlan(template, deadline=1100.0, steps_per_epoch=10, views_per_step=200,
+                      agree=lambda stages: agreed.append(stages) or stages)
+    # A stage-2 epoch (head only) says nothing about a full step: no measurement yet, no change.
+    assert plan(1, 1, template, {"views_per_s": 4000.0}) == template and plan.step is None
+    new = plan(0, 1, template, {"views_per_s": 400.0})  # 0.5 s per step, 100 s left
+    assert plan.step == pytest.approx(0.5) and agreed == [new]
+    assert new == replan_stages(template, template, 0, 1, 0.5, 10, 100.0)
+
+
+def test_a_budget_run_records_the_schedule_it_ran(tmp_path, monkeypatch):
+    from medcne.train import duration
+
+    calls = []
+    real = duration.replan_stages
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out)
+        return out
+
+    monkeypatch.setattr(duration, "replan_stages", spy)
+    data = np.random.default_rng(0).integers(0, 255, (64, 16, 16, 3), dtype=np.uint8)
+    est = TSimCNE(epochs=(4, 1, 2), warmup=(2, 0, 1), batch_size=16, width=8, budget="20s", device="cpu",
+                  checkpoint=tmp_path / "ck.pt", random_state=0, verbose=False).fit(data)
+    assert calls, "the plan was consulted at the epochs' ends"
+    assert est.stages_ == calls[-1]
+    ran = [sum(1 for r in est.history_ if r["stage"] == i + 1) for i in range(3)]
+    assert ran == [s.epochs for s in est.stages_]
+    saved = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert [s["epochs"] for s in saved["record"]["resolved"]["stages"]] == ran
 
 
 @pytest.mark.slow

@@ -95,9 +95,13 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, counted, 
     assert sorted(str(c) for _, c in counted) == ["rotate/seed0", "rotate/seed1", "simclr/seed1"]
     assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == stamps
     with open(out / "cells.csv") as fh:
-        status = {r["cell"]: r["status"] for r in csv.DictReader(fh)}
+        rows = {r["cell"]: r for r in csv.DictReader(fh)}
+    status = {cell: r["status"] for cell, r in rows.items()}
     assert status == {"sample/simclr/seed0": "finished", "sample/rotate/seed0": "done",
                       "sample/simclr/seed1": "done", "sample/rotate/seed1": "done"}
+    # A cell finished earlier keeps its time (the run's own, from its metrics.json).
+    first_seconds = json.loads((first / "metrics.json").read_text())["seconds"]
+    assert float(rows["sample/simclr/seed0"]["seconds"]) == pytest.approx(first_seconds, abs=0.05)
     # The table is the runs' own metrics.json, averaged over seeds.
     with open(out / "report.csv") as fh:
         table = {r["method"]: r for r in csv.DictReader(fh)}

@@ -35,6 +35,7 @@ from .train import distributed
 from .train.duration import (
     RESERVE_SECONDS,
     RESERVE_SHARE,
+    BudgetPlan,
     budget_stages,
     duration_message,
     embedding_seconds,
@@ -42,13 +43,18 @@ from .train.duration import (
     schedule_message,
     time_step,
 )
-from .train.loop import compile_backbone, train
+from .train.loop import compile_backbone, steps_per_epoch, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
 from .train.stages import Stage, parse_epochs
 from .train.store import ImageStore
 
 QUICK_HINT = "`medcne fit ... --quick`"
+
+
+def _rank0(obj):
+    """Rank 0's ``obj`` on every process (itself with one process)."""
+    return distributed.gather_objects(obj)[0]
 
 
 class TSimCNE(BaseEstimator):
@@ -224,12 +230,12 @@ class TSimCNE(BaseEstimator):
         store = ImageStore(data, self.device_)
         loss_fn = get_loss(self.loss)
         backbone = compile_backbone(self.model_, not self.sync_bn_) if self.compile else None  # one compile per run
-        deadline = None
+        plan = None
         if position is None and (self.verbose or self.budget_ is not None):
             # Every rank times: synced BatchNorm steps are collective.
             timing = time_step(self.model_, store, self.rank_batch_size_, augment, loss_fn, backbone)
             if self.budget_ is not None:
-                deadline = self._fit_budget(timing, len(data), started)
+                plan = self._fit_budget(timing, len(data), started)
             secs = expected_seconds(timing, self.stages_, len(data), self.batch_size_)
             if self.verbose and world.is_main:
                 print(duration_message(secs, self.device_, QUICK_HINT, timing.warmup if self.compile else 0.0),
@@ -240,9 +246,14 @@ class TSimCNE(BaseEstimator):
         pos = train(
             self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
             generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
-            backbone=backbone, progress=self.verbose, deadline=deadline,
+            backbone=backbone, progress=self.verbose, deadline=plan and plan.deadline, replan=plan,
             **distributed.training_arguments(self.world_, self.sync_bn_),
         )
+        if pos.stages is not None and pos.stages != self.stages_:
+            self.stages_ = pos.stages
+            if self.verbose and world.is_main:
+                print(f"at the speed measured in training, the {schedule_message(self.stages_, self.budget_)}",
+                      flush=True)
         self.history_ = pos.history
         self.fit_seconds_ = monitor.seconds()
         self.embedding_, self.model_ = distributed.final_embedding(self.model_, data.images, self.device_,
@@ -263,15 +274,17 @@ class TSimCNE(BaseEstimator):
             print(note, flush=True)
         return position, opt_state, saved.get("elapsed", 0.0)
 
-    def _fit_budget(self, timing, n: int, started: float) -> float:
-        """Choose the epochs that fit the budget; return the time by which training should end."""
+    def _fit_budget(self, timing, n: int, started: float) -> BudgetPlan:
+        """Choose the epochs that fit the budget from the timed steps; the plan that keeps
+        training on time from the speed measured at each epoch's end."""
         reserve = RESERVE_SECONDS + RESERVE_SHARE * self.budget_ + embedding_seconds(timing, n, self.batch_size_)
         seconds = self.budget_ - reserve - (time.monotonic() - started)
         # Each process timed its own steps: all of them follow rank 0's choice.
-        self.stages_ = distributed.gather_objects(budget_stages(self.stages_, timing, n, self.batch_size_, seconds))[0]
+        self.stages_ = _rank0(budget_stages(self.stages_, timing, n, self.batch_size_, seconds))
         if self.verbose and self.world_.is_main:
             print(schedule_message(self.stages_, self.budget_), flush=True)
-        return time.monotonic() + seconds
+        return BudgetPlan(self.stages_, time.monotonic() + seconds, steps_per_epoch(n, self.batch_size_),
+                          2 * self.batch_size_, agree=_rank0)
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
         """``fit(X)`` then the map of ``X``: (N, dim) float32."""

@@ -110,7 +110,8 @@ def prepare_sweep(config: SweepConfig, out, cells: list[Cell]) -> SweepState:
     state = SweepState(out, cells)
     for cell in cells:
         if is_finished(cell.folder(out)):
-            state.set(cell, FINISHED, metrics=read_json(cell.folder(out) / METRICS))
+            metrics = read_json(cell.folder(out) / METRICS)  # its seconds: the run's own, as the report's
+            state.set(cell, FINISHED, metrics.get("seconds"), metrics=metrics)
         elif cell.data_path is None:
             state.set(cell, NO_DATA, message=cell.missing or "")
         else:

@@ -40,6 +40,7 @@ class Position:
     stage: int = 0
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    stages: tuple[Stage, ...] | None = None  # the schedule, once a time budget has re-chosen it
 
 
 @dataclass
@@ -74,6 +75,8 @@ class Job:
     shard: tuple[int, int] = (0, 1)
     replicate: Callable | None = None
     replica: nn.Module | None = None
+    # A time budget's re-planner (duration.BudgetPlan): (stage, epochs done, stages, row) -> stages
+    replan: Callable | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -211,13 +214,16 @@ def train(
     deadline: float | None = None,
     shard: tuple[int, int] = (0, 1),
     replicate: Callable | None = None,
+    replan: Callable | None = None,
 ) -> Position:
     """Train ``model`` through ``stages``, starting at ``position`` (a resume).
 
     ``compile``: ``torch.compile`` the backbone (once; see :func:`compile_backbone`),
     unless ``backbone`` gives its compiled form already. ``deadline`` (a
     ``time.monotonic()`` value) is when a time budget expects training to end:
-    the progress bar shows the time left against it.
+    the progress bar shows the time left against it; ``replan`` (a
+    :class:`~.duration.BudgetPlan`) re-chooses at each epoch's end the epochs not
+    yet committed, and the returned position's ``stages`` are then the schedule run.
     ``shard``, ``replicate``: with several processes, (rank, world size) and the
     wrapper that averages gradients (:func:`~.distributed.replicate`); ``batch_size``
     is then the global batch, of which each process trains on 1/world (the
@@ -231,7 +237,7 @@ def train(
     if backbone is None and compile:
         backbone = compile_backbone(model)
     job = Job(model, store, batch_size // shard[1], augment, loss_fn, generators, gather, backbone)
-    job.shard, job.replicate = shard, replicate
+    job.shard, job.replicate, job.replan = shard, replicate, replan
     progress = progress and shard[0] == 0
     bar = Progress(stages, pos.stage, pos.epoch, job.steps_per_epoch, deadline) if progress else None
     with cudnn_benchmark(store.device):
@@ -297,9 +303,14 @@ def _run_stages(job: Job, stages, pos: Position, optimizer_state, on_epoch, bar)
         optimizer_state = None
         if si != pos.stage:
             pos.stage, pos.epoch = si, 0
-        for epoch in range(pos.epoch, stage.epochs):
-            row = {"stage": si + 1, "epoch": epoch + 1, **run_epoch(job, optimizer, stage, epoch, bar)}
+        while pos.epoch < stages[si].epochs:
+            epoch = pos.epoch
+            row = {"stage": si + 1, "epoch": epoch + 1, **run_epoch(job, optimizer, stages[si], epoch, bar)}
             pos.epoch = epoch + 1
+            if job.replan is not None:  # before the callback, whose checkpoint records the stages
+                stages = pos.stages = job.replan(si, pos.epoch, stages, row)
+                if bar is not None:
+                    bar.restage(stages)
             if bar is not None:
                 bar.epoch(si, row)
             # Appended before the callback so a checkpoint written there holds
@@ -307,7 +318,7 @@ def _run_stages(job: Job, stages, pos: Position, optimizer_state, on_epoch, bar)
             pos.history.append(row)
             if on_epoch is not None:
                 on_epoch(EpochEnd(model, optimizer, pos, stages, row))
-        if stage.epochs == 0 and on_epoch is not None:
+        if stages[si].epochs == 0 and on_epoch is not None:
             # A stage without epochs still changes the model (new head): let the
             # callback see its end, e.g. to checkpoint.
             on_epoch(EpochEnd(model, optimizer, pos, stages, {}))

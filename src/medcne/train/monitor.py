@@ -87,7 +87,7 @@ class Monitor:
             check_finite_model(end.model, end.position)  # a good checkpoint is never replaced by a bad one
             streams = self._rank_streams()
             if self.world.is_main:
-                ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self.record,
+                ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self._record(end),
                                      self.n_images, self.seconds())
                 if streams is not None:
                     ck["rng"]["augment_ranks"] = streams
@@ -95,6 +95,12 @@ class Monitor:
             self.last_save = time.monotonic()
         if self.callback is not None:
             self.callback(end)
+
+    def _record(self, end: EpochEnd) -> dict:
+        """The run's record with the stages being trained (a time budget may have re-chosen them)."""
+        if "resolved" not in self.record:
+            return self.record
+        return {**self.record, "resolved": {**self.record["resolved"], "stages": [s.to_dict() for s in end.stages]}}
 
     def _rank_streams(self) -> list | None:
         """The augmentation stream of every rank (None with one process): a resume continues them."""

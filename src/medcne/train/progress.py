@@ -24,12 +24,18 @@ class Progress:
 
         self.stages = stages
         self.deadline = deadline
+        self.steps_per_epoch = steps_per_epoch
         total = sum(s.epochs for s in stages) * steps_per_epoch
         done = (sum(s.epochs for s in stages[:stage]) + epoch) * steps_per_epoch
         # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
         interval = 0.1 if sys.stderr.isatty() else 30.0
         self.bar = tqdm(total=total, initial=done, desc=describe(stages, stage, epoch), unit="step",
                         dynamic_ncols=True, smoothing=0.1, mininterval=interval)
+
+    def restage(self, stages: tuple[Stage, ...]) -> None:
+        """A time budget re-chose the epochs: the bar's total follows."""
+        self.stages = stages
+        self.bar.total = sum(s.epochs for s in stages) * self.steps_per_epoch
 
     def step(self, seen: tuple[int, float], lr: float, last: bool) -> None:
         """One step done; ``seen`` is (steps, summed loss) of the epoch as far as the host knows
