@@ -31,7 +31,21 @@ def small_medmnist_npz() -> bytes:
     return buf.getvalue()
 
 
-class Server:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 in a background thread, for the handler a subclass defines."""
+
+    def serve(self, handler) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Server(LocalServer):
     """Serves ``files`` (URL path -> bytes) on 127.0.0.1 and records the paths asked for."""
 
     def __init__(self, files: dict[str, bytes]):
@@ -54,14 +68,7 @@ class Server:
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
 
 
 @pytest.fixture(autouse=True)
@@ -205,7 +212,7 @@ def test_cli_errors_are_one_line_exit_2(argv, expected, tmp_path, capsys):
     assert expected in lines[0]
 
 
-class EndlessServer:
+class EndlessServer(LocalServer):
     """Answers every GET with an endless body (optionally announcing ``length``), counting the bytes it sent."""
 
     def __init__(self, length: int | None):
@@ -231,14 +238,7 @@ class EndlessServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.serve(Handler)
 
 
 @pytest.mark.parametrize("announced", [None, 300 << 20])
