@@ -100,3 +100,38 @@ def test_labels_csv_maps_names_onto_the_runs_classes(tmp_path):
     assert names == ["b", "a", "new class"] and codes[0] == 1 and codes[1] == 2
     assert (codes[2:] == labels[2:]).all() and "2 labels from the CSV, 1 unknown ids ignored" in notes
     assert evaluate_run(read_run(tmp_path), {"img0": "a"}, preservation=False)["n_labeled"] == 200
+
+
+def test_evaluate_applies_the_label_recipes_of_fit(tmp_path, capsys):
+    # A run made without --labels-map / --merge-rare is scored as if it had been made with them:
+    # the same labels as load_dataset's recipes give.
+    from medcne.datasets.labels import MERGED, map_labels, merge_rare_labels
+    from medcne.runs import write_embedding
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2, 3], [120, 100, 8, 5])
+    Z = rng.normal(size=(len(labels), 2)) + labels[:, None] * 1.5
+    write_embedding(tmp_path, Z, np.arange(len(labels)).astype(str), labels, ["nevus", "mel", "bcc", "df"])
+    (tmp_path / "params.json").write_text('{"method": "fake"}')
+    (tmp_path / "binary.csv").write_text("old,new\nnevus,nevus\n*,other\n")
+    assert main(["evaluate", str(tmp_path), "--labels-map", str(tmp_path / "binary.csv"), "--no-preservation"]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    binary, names = map_labels(labels, ["nevus", "mel", "bcc", "df"], {"nevus": "nevus", "*": "other"})
+    assert names == ["nevus", "other"] and set(binary[:120]) == {0} and set(binary[120:]) == {1}
+    assert m["knn_accuracy"] == pytest.approx(knn_accuracy(Z.astype(np.float32), binary))
+    assert m["silhouette"] == pytest.approx(silhouette(Z.astype(np.float32), binary))
+    assert "labels mapped: 4 classes -> 2" in m["notes"]
+
+    assert main(["evaluate", str(tmp_path), "--merge-rare", "10", "--no-preservation"]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    merged, names, rare = merge_rare_labels(labels, ["nevus", "mel", "bcc", "df"], 10)
+    assert names == ["nevus", "mel", MERGED] and rare == ["bcc", "df"] and set(merged[220:]) == {2}
+    assert m["silhouette"] == pytest.approx(silhouette(Z.astype(np.float32), merged))
+    assert any("merged 2 classes" in n for n in m["notes"])
+
+    capsys.readouterr()
+    (tmp_path / "bad.csv").write_text("old,new\nmelanoma,other\n")
+    assert main(["evaluate", str(tmp_path), "--labels-map", str(tmp_path / "bad.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'melanoma' is not a class" in err[0]
+    assert main(["evaluate", str(tmp_path), "--merge-rare", "0"]) == 2

@@ -14,7 +14,13 @@ from medcne.datasets import SAMPLE_PATH
 from medcne.device import native_bf16, resolve_precision
 from medcne.errors import MedcneError
 from medcne.train import tsimcne_stages
-from medcne.train.duration import BudgetPlan, StepTiming, budget_stages, parse_duration, replan_stages
+from medcne.train.duration import (
+    BudgetPlan,
+    StepTiming,
+    budget_stages,
+    parse_duration,
+    replan_stages,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")

@@ -13,6 +13,10 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", metavar="CSV",
                    help="labels by id (columns id,label or the viewer's export id,...,new_label); "
                         "they replace the run's labels for those ids")
+    p.add_argument("--labels-map", metavar="FILE.csv",
+                   help="rename/join classes before scoring: CSV rows old,new (old '*': all others)")
+    p.add_argument("--merge-rare", type=int, metavar="N",
+                   help="merge classes of fewer than N images into one before scoring")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours (default {KNN_K}, as in the paper)")
     p.add_argument("--splits", type=int, default=KNN_SPLITS,
                    help=f"stratified 9:1 splits averaged (default {KNN_SPLITS})")
@@ -32,7 +36,8 @@ def run(args) -> int:
     for r in runs:
         m = evaluate_and_write(
             r, overrides=overrides, k=args.k, n_splits=args.splits, preservation=not args.no_preservation,
-            n_queries=args.np_queries or None, data_path=args.data,
+            n_queries=args.np_queries or None, data_path=args.data, labels_map=args.labels_map,
+            merge_rare=args.merge_rare,
         )
         print(format_metrics(str(r.path), m))
     return 0

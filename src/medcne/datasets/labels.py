@@ -86,21 +86,28 @@ def merge_rare(data: ImageSet, n: int) -> ImageSet:
     The merged class comes last; the other classes keep their order. Nothing
     changes when no class is that rare.
     """
+    labels, names = _labeled(data, "merge_rare")
+    new_labels, new_names, rare = merge_rare_labels(labels, names, n)
+    if not rare:
+        return data
+    note = f"merged {len(rare)} classes with fewer than {n} images into {MERGED!r}: {', '.join(rare)}"
+    return replace(data, labels=new_labels, class_names=new_names, notes=[*data.notes, note])
+
+
+def merge_rare_labels(labels: np.ndarray, names: list[str], n: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """:func:`merge_rare` on integer ``labels`` (N,) and class ``names``: new labels, new names,
+    and the names merged (none: the inputs back)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise MedcneError(f"merge_rare must be a positive integer (a class size in images); got {n!r}")
-    labels, names = _labeled(data, "merge_rare")
     counts = np.bincount(labels, minlength=len(names))
     rare = [name for name, c in zip(names, counts, strict=True) if 0 < c < n]
     if not rare:
-        return data
-    mapping = {name: MERGED for name in rare}
-    new_labels, new_names = map_labels(labels, names, mapping)
+        return labels, list(names), []
+    new_labels, new_names = map_labels(labels, names, {name: MERGED for name in rare})
     # The merged class last, whatever the position of the first rare class was.
     order = [i for i, name in enumerate(new_names) if name != MERGED] + [new_names.index(MERGED)]
     rank = np.argsort(order)
-    note = f"merged {len(rare)} classes with fewer than {n} images into {MERGED!r}: {', '.join(rare)}"
-    return replace(data, labels=rank[new_labels], class_names=[new_names[i] for i in order],
-                   notes=[*data.notes, note])
+    return rank[new_labels], [new_names[i] for i in order], rare
 
 
 def _labeled(data: ImageSet, option: str) -> tuple[np.ndarray, list[str]]:

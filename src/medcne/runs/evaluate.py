@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
@@ -49,14 +50,32 @@ def read_label_csv(path) -> dict[str, str]:
     return {row["id"]: row[column].strip() for row in rows if row[column].strip()}
 
 
-def run_labels(run: Run, overrides: dict[str, str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=None,
+               merge_rare: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
     """Class index per point (-1: none), the class names, and notes.
 
     The run's own labels, replaced where ``overrides`` (labels by id) name the
     point; a name that is not one of the run's classes becomes a new class
-    after them.
+    after them. Then the label recipes of ``load_dataset``: ``labels_map`` (a
+    dict or a CSV of old,new class names) and ``merge_rare`` (classes of fewer
+    images merged into one).
     """
-    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else run.labels.astype(np.int64)
+    codes, names, notes = _override_labels(run, overrides)
+    keep = codes >= 0
+    if labels_map is not None:
+        mapping = labels_map if isinstance(labels_map, dict) else read_labels_map(labels_map)
+        codes[keep], new_names = map_labels(codes[keep], names, mapping)
+        notes.append(f"labels mapped: {len(names)} classes -> {len(new_names)}")
+        names = new_names
+    if merge_rare is not None:
+        codes[keep], names, rare = merge_rare_labels(codes[keep], names, merge_rare)
+        if rare:
+            notes.append(f"merged {len(rare)} classes with fewer than {merge_rare} images into {names[-1]!r}")
+    return codes, names, notes
+
+
+def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.ndarray, list[str], list[str]]:
+    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else run.labels.astype(np.int64, copy=True)
     names = list(run.class_names or [])
     notes: list[str] = []
     if overrides:
@@ -87,6 +106,8 @@ def evaluate_run(
     n_queries: int | None = PRESERVATION_QUERIES,
     data=None,
     data_path=None,
+    labels_map=None,
+    merge_rare: int | None = None,
 ) -> dict:
     """kNN accuracy (one split and the mean of ``n_splits``), silhouette and neighbourhood preservation.
 
@@ -108,6 +129,8 @@ def evaluate_run(
         The run's images when the caller holds them (else they are re-read).
     data_path : str, optional
         The run's data when it moved since the run was made.
+    labels_map, merge_rare : optional
+        Label recipes applied to the run's labels (see :func:`run_labels`).
 
     Returns
     -------
@@ -115,7 +138,7 @@ def evaluate_run(
         JSON-ready metrics; ``notes`` lists what was skipped and why.
     """
     Z = np.asarray(run.embedding, dtype=np.float64)
-    codes, _, notes = run_labels(run, overrides)
+    codes, _, notes = run_labels(run, overrides, labels_map, merge_rare)
     keep = codes >= 0
     out: dict = {"n_points": int(len(Z)), "k": int(k)}
     if keep.sum() < len(Z):
