@@ -244,6 +244,25 @@ def test_fit_nproc_2_trains_in_two_processes_and_only_rank_0_writes(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_budget_with_two_processes_follows_rank_0s_schedule(tmp_path):
+    # Each process measures its own speed; a different choice of epochs on one rank would leave
+    # the other waiting in a collective (bounded here by the timeout) or train other stages.
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "2",
+           "--budget", "25s", "--epochs", "4,1,2", *TINY_FIT]
+    done = subprocess.run(cmd, env=_env(MEDCNE_COLLECTIVE_TIMEOUT="30"), capture_output=True, text=True,
+                          timeout=150)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()  # rank 0's lines only: the first choice, and the schedule run if it changed
+    assert sum(line.startswith("time budget 25 s: epochs pretrain") for line in lines) == 1
+    assert sum(line.startswith("at the speed measured in training") for line in lines) <= 1
+    stages = json.loads((out / "params.json").read_text())["resolved"]["stages"]
+    rows = (out / "history.csv").read_text().splitlines()[1:]
+    ran = [sum(1 for r in rows if r.startswith(f"{i + 1},")) for i in range(3)]
+    assert ran == [s["epochs"] for s in stages] and ran[0] >= 4
+
+
+@pytest.mark.slow
 def test_fit_nproc_2_stops_every_process_with_rank_0s_one_line(tmp_path):
     out = tmp_path / "taken"
     out.mkdir()
