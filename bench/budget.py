@@ -32,6 +32,7 @@ CONFIGS = {
     "batch256": ["--batch-size", "256", "--lr", "0.12"],
     "batch512": ["--batch-size", "512", "--lr", "0.24"],
     "batch256-width32": ["--batch-size", "256", "--lr", "0.12", "--width", "32"],
+    "batch256-lr0.24": ["--batch-size", "256", "--lr", "0.24"],
     "stage1-heavy": ["--epochs", "16,1,4"],
     "s3-0.3": ["--stage3-lr-factor", "0.3"],
 }
