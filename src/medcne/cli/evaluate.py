@@ -29,14 +29,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..datasets.labels import read_labels_map
     from ..runs import evaluate_and_write, format_metrics, read_label_csv, read_run
 
     overrides = read_label_csv(args.labels) if args.labels else None
+    labels_map = read_labels_map(args.labels_map) if args.labels_map else None  # once, before any run
     runs = [read_run(r) for r in args.runs]  # fail on a bad folder before any long work
     for r in runs:
         m = evaluate_and_write(
             r, overrides=overrides, k=args.k, n_splits=args.splits, preservation=not args.no_preservation,
-            n_queries=args.np_queries or None, data_path=args.data, labels_map=args.labels_map,
+            n_queries=args.np_queries or None, data_path=args.data, labels_map=labels_map,
             merge_rare=args.merge_rare,
         )
         print(format_metrics(str(r.path), m))
