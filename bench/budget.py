@@ -33,6 +33,11 @@ CONFIGS = {
     "batch512": ["--batch-size", "512", "--lr", "0.24"],
     "batch256-width32": ["--batch-size", "256", "--lr", "0.12", "--width", "32"],
     "batch256-lr0.24": ["--batch-size", "256", "--lr", "0.24"],
+    "batch256-lr0.36": ["--batch-size", "256", "--lr", "0.36"],
+    "lr0.24-stage1-heavy": ["--batch-size", "256", "--lr", "0.24", "--epochs", "16,1,4"],
+    "lr0.24-stage3-heavy": ["--batch-size", "256", "--lr", "0.24", "--epochs", "12,1,12"],
+    "stage2-long": ["--epochs", "12,4,6"],
+    "lr0.24-s3-0.05": ["--batch-size", "256", "--lr", "0.24", "--stage3-lr-factor", "0.05"],
     "stage1-heavy": ["--epochs", "16,1,4"],
     "s3-0.3": ["--stage3-lr-factor", "0.3"],
 }
