@@ -37,6 +37,7 @@ CONFIGS = {
     "lr0.24-stage1-heavy": ["--batch-size", "256", "--lr", "0.24", "--epochs", "16,1,4"],
     "lr0.24-stage3-heavy": ["--batch-size", "256", "--lr", "0.24", "--epochs", "12,1,12"],
     "stage2-long": ["--epochs", "12,4,6"],
+    "s3-warmup3": ["--warmup", "2,0,3"],
     "lr0.24-s3-0.05": ["--batch-size", "256", "--lr", "0.24", "--stage3-lr-factor", "0.05"],
     "stage1-heavy": ["--epochs", "16,1,4"],
     "s3-0.3": ["--stage3-lr-factor", "0.3"],
