@@ -30,8 +30,15 @@ from medcne.train.loop import contrastive_step, prepare_model
 
 KINDS = {  # profiler op name fragment -> kind of work
     "convolution": "convolution", "batch_norm": "batch norm", "threshold_backward": "ReLU",
-    "clamp_min": "ReLU", "relu": "ReLU", "aten::add": "additions",
+    "clamp_min": "ReLU", "relu": "ReLU",
 }
+ADDITIONS = {"aten::add", "aten::add_"}  # exact names: aten::addmm is a matrix product
+
+
+def kind_of(op: str) -> str:
+    if op in ADDITIONS:
+        return "additions"
+    return next((k for frag, k in KINDS.items() if frag in op), "the rest")
 
 
 def setup(width: int, batch: int, precision: str):
@@ -68,7 +75,7 @@ def breakdown(model, x, steps: int) -> dict[str, float]:
     total = 0.0
     for ev in prof.key_averages():
         total += ev.self_cpu_time_total
-        kind = next((k for frag, k in KINDS.items() if frag in ev.key), "the rest")
+        kind = kind_of(ev.key)
         shares[kind] = shares.get(kind, 0.0) + ev.self_cpu_time_total
     return {k: 100 * v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
 
