@@ -41,6 +41,8 @@ CONFIGS = {
     "lr0.24-s3-0.05": ["--batch-size", "256", "--lr", "0.24", "--stage3-lr-factor", "0.05"],
     "stage1-heavy": ["--epochs", "16,1,4"],
     "s3-0.3": ["--stage3-lr-factor", "0.3"],
+    "batch128": ["--batch-size", "128", "--lr", "0.06"],
+    "compile": ["--compile"],
 }
 WRAPPER = """
 import resource, subprocess, sys, time
