@@ -17,16 +17,15 @@ CPU has it. Three parts, all in one process:
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from throughput import step_rate  # bench/ is on the path when a script there runs
 from torch.profiler import profile
 
 from medcne.defaults import MOMENTUM, WEIGHT_DECAY
 from medcne.device import machine_name, native_bf16
-from medcne.losses import cauchy_infonce
 from medcne.models import TSimCNENet
-from medcne.train.loop import contrastive_step, prepare_model
+from medcne.train.loop import prepare_model
 
 KINDS = {  # profiler op name fragment -> kind of work
     "convolution": "convolution", "batch_norm": "batch norm", "threshold_backward": "ReLU",
@@ -55,14 +54,7 @@ def sgd(model, variant: str) -> torch.optim.SGD:
 
 def rate(model, x, opt, steps: int) -> float:
     """Views per second over ``steps`` steps after two warm-up steps."""
-    for i in range(steps + 2):
-        if i == 2:
-            t0 = time.perf_counter()
-        loss = contrastive_step(model, x, cauchy_infonce)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * len(x) / (time.perf_counter() - t0)
+    return step_rate(model, x, opt, steps, x.device, warmup=2)[0]
 
 
 def breakdown(model, x, steps: int) -> dict[str, float]:
