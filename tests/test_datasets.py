@@ -206,3 +206,19 @@ def test_real_bloodmnist_counts(bloodmnist_path):
     assert list(data.class_counts().values()) == BLOOD_COUNTS
     assert data.class_names[0] == "basophil" and data.class_names[7] == "platelet"
     assert len(load_dataset(bloodmnist_path, split="test")) == 3421
+
+
+def test_provenance_columns_follow_take_and_are_checked():
+    import numpy as np
+    import pytest
+
+    from medcne.datasets import ImageSet
+    from medcne.errors import MedcneError
+
+    images = np.zeros((4, 2, 2, 1), np.uint8)
+    data = ImageSet(images, provenance={"slide": ["a", "a", "b", "b"], "x": [0, 8, 0, 8]})
+    part = data.take([3, 0])
+    assert list(part.provenance["slide"]) == ["b", "a"] and list(part.provenance["x"]) == [8, 0]
+    assert ImageSet(images).provenance == {}
+    with pytest.raises(MedcneError, match="provenance column 'x'"):
+        ImageSet(images, provenance={"x": [0, 1]})

@@ -97,6 +97,11 @@ class ImageSet:
         Where the data came from (a path or a short description).
     notes : list of str
         Things a reader noticed and handled (skipped files, dropped alpha...).
+    provenance : dict of str to ndarray
+        Where each image came from, one array of length N per column (e.g.
+        ``slide``, ``level``, ``x``, ``y``, ``mpp`` for slide tiles; ``series``,
+        ``slice`` for scans). Empty for benchmark-shaped data. Carried through
+        :meth:`take` and into every per-image output.
     """
 
     images: ImageArray
@@ -105,6 +110,7 @@ class ImageSet:
     ids: np.ndarray | None = None
     source: str = "<array>"
     notes: list[str] = field(default_factory=list)
+    provenance: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         shape = tuple(self.images.shape)
@@ -143,6 +149,10 @@ class ImageSet:
         self.ids = np.asarray(self.ids).astype(str)
         if len(self.ids) != n:
             raise MedcneError(f"{self.source}: {len(self.ids)} ids for {n} images")
+        self.provenance = {str(k): np.asarray(v) for k, v in (self.provenance or {}).items()}
+        for name, column in self.provenance.items():
+            if column.ndim != 1 or len(column) != n:
+                raise MedcneError(f"{self.source}: provenance column {name!r} has {column.size} values for {n} images")
 
     # -- shape -------------------------------------------------------------
     def __len__(self) -> int:
@@ -181,6 +191,7 @@ class ImageSet:
             ids=self.ids[indices],
             source=self.source,
             notes=list(self.notes),
+            provenance={k: v[indices] for k, v in self.provenance.items()},
         )
 
     def subset(self, n: int, seed: int = 0) -> ImageSet:
