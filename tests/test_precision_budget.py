@@ -14,13 +14,9 @@ from medcne.datasets import SAMPLE_PATH
 from medcne.device import native_bf16, resolve_precision
 from medcne.errors import MedcneError
 from medcne.train import tsimcne_stages
-from medcne.train.duration import (
-    BudgetPlan,
-    StepTiming,
-    budget_stages,
-    parse_duration,
-    replan_stages,
-)
+from medcne.durations import parse_duration
+from medcne.train.budget import BudgetPlan, budget_stages, replan_stages
+from medcne.train.timing import StepTiming
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
@@ -95,7 +91,7 @@ def test_budget_scales_the_stages_in_proportion():
     assert [s.lr for s in stages] == [s.lr for s in template]
     small = budget_stages(template, timing, n=1000, batch_size=100, seconds=12.0)
     assert [s.epochs for s in small] == [1, 1, 1]  # every stage keeps one epoch
-    with pytest.raises(MedcneError, match="budget is too short.*--subset"):
+    with pytest.raises(MedcneError, match="budget is too short.*`batch_size`.*fewer images"):
         budget_stages(template, timing, n=1000, batch_size=100, seconds=10.0)
 
 
@@ -136,7 +132,7 @@ def test_replanning_follows_the_measured_speed():
 def test_the_plan_measures_full_steps_only(monkeypatch):
     template = tsimcne_stages((12, 1, 6), lr=0.06, warmup=(2, 0, 1), stage3_lr_factor=0.1)
     clock = [1000.0]
-    monkeypatch.setattr("medcne.train.duration.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("medcne.train.budget.time.monotonic", lambda: clock[0])
     agreed = []
     plan = BudgetPlan(template, deadline=1100.0, steps_per_epoch=10, views_per_step=200,
                       agree=lambda stages: agreed.append(stages) or stages)
@@ -148,17 +144,17 @@ def test_the_plan_measures_full_steps_only(monkeypatch):
 
 
 def test_a_budget_run_records_the_schedule_it_ran(tmp_path, monkeypatch):
-    from medcne.train import duration
+    from medcne.train import budget
 
     calls = []
-    real = duration.replan_stages
+    real = budget.replan_stages
 
     def spy(*args):
         out = real(*args)
         calls.append(out)
         return out
 
-    monkeypatch.setattr(duration, "replan_stages", spy)
+    monkeypatch.setattr(budget, "replan_stages", spy)
     data = np.random.default_rng(0).integers(0, 255, (64, 16, 16, 3), dtype=np.uint8)
     est = TSimCNE(epochs=(4, 1, 2), warmup=(2, 0, 1), batch_size=16, width=8, budget="20s", device="cpu",
                   checkpoint=tmp_path / "ck.pt", random_state=0, verbose=False).fit(data)

@@ -161,15 +161,19 @@ def test_resume_refuses_other_parameters(tmp_path):
 
 
 def test_duration_estimate_and_message():
-    from medcne.train.duration import duration_message, expected_seconds
+    from medcne.params import for_cli
+    from medcne.train.session import duration_message
+    from medcne.train.timing import expected_seconds
 
     stages = tsimcne_stages((1000, 50, 450))
     # 10 steps per epoch at 1 s/step: stage 2 counts at its reduced cost.
     secs = expected_seconds(1.0, stages, n=100, batch_size=10)
     assert 10 * 1450 < secs < 10 * 1500
-    msg = duration_message(3 * 86400, torch.device("cpu"), "--quick")
-    assert "3.0 days" in msg and "--quick" in msg and "GPU" in msg
-    assert "--quick" not in duration_message(120, torch.device("cpu"), "--quick")
+    msg = duration_message(3 * 86400, torch.device("cpu"))
+    # The library names its parameters; the command line names its options.
+    assert "3.0 days" in msg and "`budget`" in msg and "GPU" in msg and "--" not in msg
+    assert "--budget" in for_cli(msg) and "--width" in for_cli(msg)
+    assert "budget" not in duration_message(120, torch.device("cpu"))
 
 
 def test_training_data_too_large_for_memory_is_one_line(monkeypatch):

@@ -17,44 +17,19 @@ embed.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .augment import augmenter_for
 from .datasets import ImageSet, as_imageset
 from .defaults import CHECKPOINT_MINUTES, DIM, HEAD_INIT, PAPER, PRESET
-from .device import amp_dtype, resolve_device, resolve_precision
 from .errors import MedcneError
-from .losses import get_loss
 from .models import TSimCNENet, embed
-from .resolve import resolve
+from .resolve import record_params, resolve, resolve_record
 from .train import checkpoint as ckpt
-from .train import distributed
-from .train.duration import (
-    RESERVE_SECONDS,
-    RESERVE_SHARE,
-    BudgetPlan,
-    budget_stages,
-    duration_message,
-    embedding_seconds,
-    expected_seconds,
-    schedule_message,
-    time_step,
-)
-from .train.loop import compile_backbone, steps_per_epoch, train
-from .train.monitor import Monitor
-from .train.rng import Generators, as_rng
-from .train.stages import Stage, parse_epochs
-from .train.store import ImageStore
-
-QUICK_HINT = "`medcne fit ... --quick`"
-
-
-def _rank0(obj):
-    """Rank 0's ``obj`` on every process (itself with one process)."""
-    return distributed.gather_objects(obj)[0]
+from .train import session
 
 
 class TSimCNE(BaseEstimator):
@@ -211,80 +186,26 @@ class TSimCNE(BaseEstimator):
             With ``resume_from``: the learning rate may differ from the
             checkpoint's (to continue a run that diverged, with a lower one).
         """
-        from .augment import augmenter_for
-
         started = time.monotonic()
         data = as_imageset(X)
         self._resolve(data)
         augment = augmenter_for(data.images, self.preset, **self._switches())
         self.fill_ = augment.config.fill
-        world = self.world_
-        gens = Generators.from_rng(as_rng(self.random_state), self.device_, world.rank, world.size)
+        gens = session.generators(self.random_state, self.device_, self.world_)
         self.model_ = self._new_model(self.stages_[0].out_dim, gens.init)
-        self.model_.amp_dtype = amp_dtype(self.precision_)
-        position, opt_state, elapsed = None, None, 0.0
-        if resume_from is not None:
-            position, opt_state, elapsed = self._resume(resume_from, gens, len(data), new_lr)
-        if self.sync_bn_:
-            self.model_ = distributed.convert_sync_batchnorm(self.model_, self.device_.type)
-        store = ImageStore(data, self.device_)
-        loss_fn = get_loss(self.loss)
-        backbone = compile_backbone(self.model_, not self.sync_bn_) if self.compile else None  # one compile per run
-        plan = None
-        if position is None and (self.verbose or self.budget_ is not None):
-            # Every rank times: synced BatchNorm steps are collective.
-            timing = time_step(self.model_, store, self.rank_batch_size_, augment, loss_fn, backbone)
-            if self.budget_ is not None:
-                plan = self._fit_budget(timing, len(data), started)
-            secs = expected_seconds(timing, self.stages_, len(data), self.batch_size_)
-            if self.verbose and world.is_main:
-                print(duration_message(secs, self.device_, QUICK_HINT, timing.warmup if self.compile else 0.0),
-                      flush=True)
-        monitor = Monitor(data, self.device_, gens, self.record(), knn_every=self.knn_every,
-                          checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
-                          elapsed_before=elapsed, callback=callback, world=world)
-        pos = train(
-            self.model_, store, self.stages_, batch_size=self.batch_size_, augment=augment, loss_fn=loss_fn,
-            generators=gens, position=position, optimizer_state=opt_state, on_epoch=monitor,
-            backbone=backbone, progress=self.verbose, deadline=plan and plan.deadline, replan=plan,
-            **distributed.training_arguments(self.world_, self.sync_bn_),
-        )
-        if pos.stages is not None and pos.stages != self.stages_:
-            self.stages_ = pos.stages
-            if self.verbose and world.is_main:
-                print(f"at the speed measured in training, the {schedule_message(self.stages_, self.budget_)}",
-                      flush=True)
-        self.history_ = pos.history
-        self.fit_seconds_ = monitor.seconds()
-        self.embedding_, self.model_ = distributed.final_embedding(self.model_, data.images, self.device_,
-                                                                   self.world_)
+        settings = self._settings()
+        outcome = session.run_session(self.model_, data, augment, gens, settings, self.record,
+                                      resume_from=resume_from, new_lr=new_lr, callback=callback, started=started)
+        self.stages_, self.history_, self.fit_seconds_ = outcome.stages, outcome.history, outcome.seconds
+        self.embedding_, self.model_ = session.place(outcome.model, data.images, settings)
         return self
 
-    def _resume(self, path, gens: Generators, n: int, new_lr: bool = False):
-        saved = ckpt.load_checkpoint(path)
-        if self.budget_ is not None:
-            # The budget chose the schedule when the run started: keep it, do not choose again.
-            stages = tuple(Stage(**d) for d in saved["record"]["resolved"]["stages"])
-            self.stages_ = tuple(replace(s, lr=new.lr) for s, new in zip(stages, self.stages_, strict=True)) \
-                if new_lr else stages
-        ckpt.check_resume(saved, self.record(), n, ignore_lr=new_lr)
-        position, opt_state = ckpt.restore(saved, self.model_, gens, self.stages_)
-        note = distributed.resume_note(saved, self.world_, self.batch_size_)
-        if note and self.verbose:
-            print(note, flush=True)
-        return position, opt_state, saved.get("elapsed", 0.0)
-
-    def _fit_budget(self, timing, n: int, started: float) -> BudgetPlan:
-        """Choose the epochs that fit the budget from the timed steps; the plan that keeps
-        training on time from the speed measured at each epoch's end."""
-        reserve = RESERVE_SECONDS + RESERVE_SHARE * self.budget_ + embedding_seconds(timing, n, self.batch_size_)
-        seconds = self.budget_ - reserve - (time.monotonic() - started)
-        # Each process timed its own steps: all of them follow rank 0's choice.
-        self.stages_ = _rank0(budget_stages(self.stages_, timing, n, self.batch_size_, seconds))
-        if self.verbose and self.world_.is_main:
-            print(schedule_message(self.stages_, self.budget_), flush=True)
-        return BudgetPlan(self.stages_, time.monotonic() + seconds, steps_per_epoch(n, self.batch_size_),
-                          2 * self.batch_size_, agree=_rank0)
+    def _settings(self) -> session.Settings:
+        return session.Settings(
+            self.stages_, self.batch_size_, self.rank_batch_size_, self.device_, self.world_, loss=self.loss,
+            sync_bn=self.sync_bn_, budget=self.budget_, compile=self.compile, verbose=self.verbose,
+            knn_every=self.knn_every, checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
+        )
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
         """``fit(X)`` then the map of ``X``: (N, dim) float32."""
@@ -307,34 +228,21 @@ class TSimCNE(BaseEstimator):
         return dict(crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)
 
     def _new_model(self, out_dim: int, generator=None) -> TSimCNENet:
-        return TSimCNENet(self.backbone, self.image_shape_[2], int(self.width), self.small_stem_, out_dim, generator)
+        return TSimCNENet(self.backbone, self.image_shape_[2], int(self.width), self.small_stem_, out_dim, generator,
+                          precision=self.precision_)
 
     # -- the record: parameters and resolved values as JSON ----------------------
-    def resolved_params(self) -> dict:
-        """The resolved values (after :meth:`validate` or :meth:`fit`) as plain JSON values."""
-        return {
-            "batch_size": self.batch_size_, "lr": self.lr_, "device": str(self.device_),
-            "precision": self.precision_, "budget_seconds": self.budget_,
-            "small_stem": self.small_stem_, "image_shape": list(self.image_shape_),
-            "stages": [s.to_dict() for s in self.stages_],
-            "world_size": getattr(self, "world_", distributed.World()).size,
-            "rank_batch_size": getattr(self, "rank_batch_size_", self.batch_size_),
-            "sync_bn": getattr(self, "sync_bn_", False),
-            # Known once fit has looked at the images (the dataset's border colour).
-            "fill": None if getattr(self, "fill_", None) is None else list(self.fill_),
-        }
+    def resolved_params(self, stages=None) -> dict:
+        """The resolved values (after :meth:`validate` or :meth:`fit`) as plain JSON values;
+        ``stages``: another schedule than ``stages_`` (one a time budget chose)."""
+        return record_params(self, stages)["resolved"]
 
-    def record(self) -> dict:
+    def record(self, stages=None) -> dict:
         """``{"params": ..., "resolved": ...}``: what params.json, checkpoints and model files store.
 
         :meth:`from_record` turns it back into an estimator.
         """
-        params = self.get_params()
-        params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
-        params["checkpoint"] = None if params["checkpoint"] is None else str(params["checkpoint"])
-        params["epochs"] = list(parse_epochs(self.epochs))
-        params["warmup"] = list(parse_epochs(self.warmup))
-        return {"params": params, "resolved": self.resolved_params()}
+        return record_params(self, stages)
 
     @classmethod
     def from_record(cls, record: dict, device: str = "auto") -> TSimCNE:
@@ -342,15 +250,8 @@ class TSimCNE(BaseEstimator):
         params = dict(record["params"])
         params["epochs"], params["warmup"] = tuple(params["epochs"]), tuple(params["warmup"])
         est = cls(**{**params, "device": device})
-        r = record["resolved"]
-        est.batch_size_, est.lr_, est.small_stem_ = r["batch_size"], r["lr"], r["small_stem"]
-        est.image_shape_ = tuple(r["image_shape"])
-        est.stages_ = tuple(Stage(**d) for d in r["stages"])
-        est.fill_ = None if r.get("fill") is None else tuple(r["fill"])
-        est.device_ = resolve_device(device)
-        # Placing images needs no bit-exact arithmetic: a bf16 model runs in float32 where bf16 is slow.
-        est.precision_ = resolve_precision("auto" if est.precision == "bf16" else est.precision, est.device_)
-        est.budget_ = r.get("budget_seconds")
+        for name, value in resolve_record(record, est.precision, device).items():
+            setattr(est, name, value)
         return est
 
     # -- using a fitted model ----------------------------------------------
@@ -390,7 +291,6 @@ class TSimCNE(BaseEstimator):
         est = cls.from_record(state["record"], device)
         est.model_ = est._new_model(state["out_dim"])
         est.model_.load_state_dict(state["state_dict"])
-        est.model_.amp_dtype = amp_dtype(est.precision_)
         est.model_.to(est.device_).eval()
         est.history_ = list(state["history"])
         return est

@@ -1,4 +1,4 @@
-"""Backbones and the projection head of t-SimCNE (DESIGN.md section 1).
+"""Backbones and the projection head of t-SimCNE (docs/design.md, "The method").
 
 A :class:`TSimCNENet` is a ResNet backbone giving the feature ``h`` (``num_features``
 wide: 512 for ResNet18/34 at width 64) and a head ``Linear(F, 1024), ReLU,
@@ -152,11 +152,12 @@ class TSimCNENet(nn.Module):
         small_stem: bool = True,
         out_dim: int = PRETRAIN_DIM,
         generator: torch.Generator | None = None,
+        precision: str = "fp32",
     ):
         super().__init__()
         check_model_args(backbone, in_channels, width, out_dim)
         # Mixed precision of the backbone (e.g. torch.bfloat16), or None for float32.
-        self.amp_dtype: torch.dtype | None = None
+        self.amp_dtype: torch.dtype | None = torch.bfloat16 if precision == "bf16" else None
         self.backbone = ResNet(backbone, in_channels, width, small_stem)
         self.num_features = self.backbone.num_features
         self.head = nn.Sequential(

@@ -1,9 +1,11 @@
-"""The estimator's parameters checked against the data and turned into resolved values.
+"""The estimator's parameters checked against the data and turned into resolved values, and back.
 
 :func:`resolve` is what :meth:`medcne.TSimCNE.fit` (and ``validate``) do first:
-every parameter is checked with one clear line naming it, and 'auto' values
-become the attributes ending in ``_`` (scikit-learn's convention), including
-the share of the batch of each process when several train together.
+every parameter is checked against its rule (:mod:`medcne.params`, one clear
+line naming it), and 'auto' values become the attributes ending in ``_``
+(scikit-learn's convention), including the share of the batch of each process
+when several train together. :func:`record_params` writes those values as
+JSON; :func:`resolve_record` reads them back for a saved model.
 """
 
 from __future__ import annotations
@@ -12,28 +14,22 @@ import numpy as np
 import torch
 
 from .datasets import ImageSet
-from .defaults import LOSSES
 from .device import resolve_device, resolve_precision
+from .durations import parse_duration
 from .errors import MedcneError
 from .models import check_model_args, use_small_stem
+from .params import check_all, check_split, parse_epochs
 from .train import distributed
-from .train.duration import parse_duration
-from .train.stages import default_lr, parse_epochs, simclr_stages, tsimcne_stages
-
-NUMBER = (int, float, np.number)
+from .train.stages import Stage, default_lr, simclr_stages, tsimcne_stages
 
 
 def resolve(est, data: ImageSet) -> dict:
     """The resolved values of estimator ``est`` for ``data``, by attribute name (``batch_size_``...)."""
     if len(data) < 2:
         raise MedcneError(f"need at least 2 images to train; got {len(data)}")
-    if not isinstance(est.batch_size, (int, np.integer)) or est.batch_size < 2:
-        raise MedcneError(f"batch_size must be an integer >= 2; got {est.batch_size!r}")
-    if est.loss not in LOSSES:
-        raise MedcneError(f"loss must be 'cauchy' (t-SimCNE) or 'cosine' (SimCLR); got {est.loss!r}")
+    check_all(est.get_params())
     out: dict = {"batch_size_": int(min(est.batch_size, len(data)))}
-    out["lr_"] = _lr(est.lr, out["batch_size_"])
-    _check_numbers(est)
+    out["lr_"] = default_lr(out["batch_size_"]) if est.lr == "auto" else float(est.lr)
     epochs, warmup = parse_epochs(est.epochs), parse_epochs(est.warmup, name="warmup")
     if est.loss == "cosine":
         out["stages_"] = simclr_stages(epochs[0], out["lr_"], warmup[0])
@@ -53,42 +49,57 @@ def resolve(est, data: ImageSet) -> dict:
     return out
 
 
-def _lr(lr, batch_size: int) -> float:
-    if lr == "auto":
-        return default_lr(batch_size)
-    if isinstance(lr, (int, float)) and 0 < lr < np.inf:
-        return float(lr)
-    raise MedcneError(f"lr must be a positive number or 'auto'; got {lr!r}")
-
-
-def _check_numbers(est) -> None:
-    if not isinstance(est.stage3_lr_factor, NUMBER) or not 0 < est.stage3_lr_factor < np.inf:
-        raise MedcneError(f"stage3_lr_factor (stage-3 lr / lr, paper: 0.001) must be a positive number; "
-                          f"got {est.stage3_lr_factor!r}")
-    if not isinstance(est.checkpoint_minutes, NUMBER) or not 0 <= est.checkpoint_minutes < np.inf:
-        raise MedcneError(f"checkpoint_minutes must be a number >= 0 (0: every epoch); "
-                          f"got {est.checkpoint_minutes!r}")
-    if not isinstance(est.knn_every, (int, np.integer)) or est.knn_every < 0:
-        raise MedcneError(f"knn_every must be a non-negative integer (0: off); got {est.knn_every!r}")
-
-
 def _world(est, out: dict, n: int) -> dict:
     """Rank and size of the run (torchrun), each process's device and share of the global batch."""
     world = distributed.world()
-    if est.sync_bn not in ("auto", True, False):
-        raise MedcneError(f"sync_bn must be 'auto', True or False; got {est.sync_bn!r}")
     res = {"world_": world, "sync_bn_": world.active and est.sync_bn in ("auto", True),
            "rank_batch_size_": out["batch_size_"]}
     if not world.active:
         return res
     batch = out["batch_size_"]
-    if batch % world.size:
-        capped = f" (capped at the {n} images)" if batch < est.batch_size else ""
-        raise MedcneError(
-            f"batch_size {batch}{capped} must divide evenly among the {world.size} processes "
-            f"(it is the global batch); use a multiple of {world.size}, e.g. {batch - batch % world.size}"
-        )
+    check_split(batch, world.size, capped_at=n if batch < est.batch_size else None)
     res["rank_batch_size_"] = batch // world.size
     if out["device_"].type == "cuda":  # one process per GPU
         res["device_"] = torch.device("cuda", world.local_rank)
     return res
+
+
+def record_params(est, stages=None) -> dict:
+    """``{"params": ..., "resolved": ...}`` of a resolved estimator as plain JSON values;
+    ``stages``: another schedule than ``est.stages_`` (one a time budget chose)."""
+    params = est.get_params()
+    params["random_state"] = params["random_state"] if isinstance(params["random_state"], (int, np.integer)) \
+        else None
+    params["checkpoint"] = None if params["checkpoint"] is None else str(params["checkpoint"])
+    params["epochs"] = list(parse_epochs(est.epochs))
+    params["warmup"] = list(parse_epochs(est.warmup, name="warmup"))
+    fill = getattr(est, "fill_", None)
+    resolved = {
+        "batch_size": est.batch_size_, "lr": est.lr_, "device": str(est.device_),
+        "precision": est.precision_, "budget_seconds": est.budget_,
+        "small_stem": est.small_stem_, "image_shape": list(est.image_shape_),
+        "stages": [s.to_dict() for s in (est.stages_ if stages is None else stages)],
+        "world_size": getattr(est, "world_", distributed.World()).size,
+        "rank_batch_size": getattr(est, "rank_batch_size_", est.batch_size_),
+        "sync_bn": getattr(est, "sync_bn_", False),
+        # Known once fit has looked at the images (the dataset's border colour).
+        "fill": None if fill is None else list(fill),
+    }
+    return {"params": params, "resolved": resolved}
+
+
+def resolve_record(record: dict, precision: str, device="auto") -> dict:
+    """The resolved attributes (``batch_size_``...) of a saved ``record``, for use on ``device``.
+
+    Placing images needs no bit-exact arithmetic: a model trained in bf16 runs in
+    float32 where bf16 is slow (``precision`` is the saved parameter).
+    """
+    r = record["resolved"]
+    device_ = resolve_device(device)
+    return {
+        "batch_size_": r["batch_size"], "lr_": r["lr"], "small_stem_": r["small_stem"],
+        "image_shape_": tuple(r["image_shape"]), "stages_": tuple(Stage(**d) for d in r["stages"]),
+        "fill_": None if r.get("fill") is None else tuple(r["fill"]), "device_": device_,
+        "precision_": resolve_precision("auto" if precision == "bf16" else precision, device_),
+        "budget_": r.get("budget_seconds"),
+    }

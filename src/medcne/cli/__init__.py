@@ -22,7 +22,8 @@ import sys
 import threading
 
 from ..errors import MedcneError
-from ..runs.tsimcne import end_progress_bars
+from ..params import for_cli, speak_as_cli
+from ..train.progress import end_progress_bars
 from .common import check_out_is_not_an_input
 from .failures import describe
 
@@ -63,9 +64,7 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Before any command imports torch: idle OpenMP threads sleep instead of spinning, so that
-    # training on a CPU shared with other programs does not slow to a crawl (bench/RESULTS.md).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    speak_as_cli()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -91,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         end_progress_bars()
-        message, status = (str(exc), 2) if isinstance(exc, MedcneError) else describe(exc, getattr(args, "out", None))
+        message, status = (for_cli(str(exc)), 2) if isinstance(exc, MedcneError) \
+            else describe(exc, getattr(args, "out", None))
         print(f"medcne {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return status
     finally:

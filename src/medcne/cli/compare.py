@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..runs import compare
+    from ..runs.compare import compare
 
     paths = compare(args.runs, args.out)
     print(paths["md"].read_text(encoding="utf-8"), end="")

@@ -1,6 +1,6 @@
 """`medcne fit DATA --out RUN`: train t-SimCNE and write a run folder.
 
-The run folder (DESIGN.md section 2): ``params.json``, ``history.csv`` (updated
+The run folder (docs/design.md, "Architecture"): ``params.json``, ``history.csv`` (updated
 after every epoch while training), ``checkpoint.pt`` (end of each stage and
 every ``--checkpoint-minutes``), ``model.pt``, ``embedding.npz``,
 ``embedding.csv``, ``metrics.json`` and ``map.png``.
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 
 from ..defaults import (
@@ -43,22 +42,14 @@ from ..defaults import (
     training_settings,
 )
 from ..errors import MedcneError
+from ..params import check_all, check_split
 from .common import add_data_options, data_spec
-
-# Options whose values argparse cannot check: (option, attribute, test, what it must be).
-RANGES = (
-    ("--stage3-lr-factor", "stage3_lr_factor", lambda v: 0 < v < math.inf, "a positive number (paper: 0.001)"),
-    ("--checkpoint-minutes", "checkpoint_minutes", lambda v: 0 <= v < math.inf, "a number >= 0 (0: every epoch)"),
-    ("--batch-size", "batch_size", lambda v: v >= 2, "an integer >= 2 (paper: 1024)"),
-    ("--knn-every", "knn_every", lambda v: v >= 0, "an integer >= 0 (0: off)"),
-)
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("fit", help="train t-SimCNE on a dataset and write a run folder with its 2D map",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("data", nargs="?", help="the dataset (see `medcne info`); not needed with --resume")
-    p.add_argument("--out", help="run folder to write")
+    p.add_argument("--out", metavar="RUN", help="run folder to write (required, except with --resume)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out")
     g = p.add_argument_group("training (defaults: the paper's; --quick: fast CPU settings)")
@@ -71,12 +62,13 @@ def add_parser(sub) -> None:
                                "with this one (after a divergence)")
     g.add_argument("--stage3-lr-factor", type=float, help="stage-3 learning rate / lr (paper: 0.001)")
     g.add_argument("--warmup", help="warm-up epochs per stage (paper: 10,0,10)")
-    g.add_argument("--backbone", choices=BACKBONES)
+    g.add_argument("--backbone", choices=BACKBONES, help="ResNet depth (paper: resnet18)")
     g.add_argument("--width", type=int, help="backbone base channels (paper: 64; 16 for CPU)")
     g.add_argument("--dim", type=int, default=DIM, help="map dimension (2; 3 for a 3D map)")
     g.add_argument("--head-init", default=HEAD_INIT, choices=HEAD_INITS,
                    help="stage 2's fresh 2D layer: normal N(0,1) as the reference code, or PyTorch's uniform")
-    g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where to train: auto = a CUDA GPU when there is one, else the CPU")
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="backbone arithmetic: auto = bf16 where the GPU or CPU has it natively, else fp32")
     g.add_argument("--budget", metavar="TIME",
@@ -84,7 +76,8 @@ def add_parser(sub) -> None:
                         "(in the proportions of --epochs) so that the run ends within it")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
     g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
-    g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES)
+    g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES,
+                   help=f"minutes between checkpoints inside a stage (0: every epoch; default {CHECKPOINT_MINUTES:g})")
     g.add_argument("--nproc", type=int, metavar="N",
                    help="train in N processes on this machine, one per GPU (torchrun); --batch-size is global")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_const", const=False, default="auto",
@@ -98,34 +91,33 @@ def add_parser(sub) -> None:
 _PARSER: argparse.ArgumentParser | None = None
 
 
-def parse_lr(text) -> float:
-    """--lr as a positive finite number, or one line naming the option."""
+def parse_lr(text):
+    """--lr as given: 'auto', a number, or the text itself (the parameter rules refuse it with one line)."""
+    if text is None or text == "auto":
+        return text
     try:
-        lr = float(text)
+        return float(text)
     except ValueError:
-        lr = math.nan
-    if not 0 < lr < math.inf:
-        raise MedcneError(f"--lr must be a positive number or 'auto'; got {text!r}")
-    return lr
+        return text
 
 
 def training_params(args) -> dict:
     """Estimator parameters: explicit options, else --quick settings, else the paper's."""
     from ..device import resolve_device
 
-    for option, name, ok, what in RANGES:
-        value = getattr(args, name)
-        if value is not None and not ok(value):
-            raise MedcneError(f"{option} must be {what}; got {value:g}")
-    settings = training_settings(args.quick, resolve_device(args.device).type,
-                                 {k: getattr(args, k) for k in TRAINING_KEYS}, budget=args.budget is not None)
-    lr = settings["lr"] if settings["lr"] == "auto" else parse_lr(settings["lr"])
-    return dict(
-        settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
+    explicit = {k: getattr(args, k) for k in TRAINING_KEYS}
+    explicit["lr"] = parse_lr(explicit["lr"])
+    check_all({k: v for k, v in explicit.items() if v is not None})  # before the device is looked at
+    settings = training_settings(args.quick, resolve_device(args.device).type, explicit,
+                                 budget=args.budget is not None)
+    params = dict(
+        settings, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
         budget=args.budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
         sync_bn=args.sync_bn,
     )
+    check_all(params)
+    return params
 
 
 def run(args) -> int:
@@ -149,7 +141,10 @@ def _fit(args) -> int:
 
     if args.resume:
         # --lr continues a run that diverged from its last good checkpoint with a lower learning rate.
-        result = resume_run(args.resume, lr=None if args.lr is None else parse_lr(args.lr))
+        lr = parse_lr(args.lr)
+        if lr is not None:
+            check_all({"lr": lr})
+        result = resume_run(args.resume, lr=lr)
     elif args.data is None or args.out is None:
         raise MedcneError("give a dataset and --out RUN (or --resume RUN to continue a run)")
     else:
@@ -180,10 +175,8 @@ def launch(args) -> int:
     if resolve_device(args.device).type == "cuda" and n > torch.cuda.device_count():
         raise MedcneError(f"--nproc {n} but this machine has {torch.cuda.device_count()} GPU(s): "
                           "one process per GPU; lower --nproc (or use --device cpu)")
-    batch = training_params(args)["batch_size"]
-    if not args.resume and batch % n:
-        raise MedcneError(f"--batch-size {batch} must divide evenly among the {n} processes "
-                          f"(it is the global batch); use a multiple of {n}, e.g. {batch - batch % n}")
+    if not args.resume:
+        check_split(training_params(args)["batch_size"], n)
     # torchrun's default (and its warning about it): one thread per process
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)

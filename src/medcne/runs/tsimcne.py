@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
 from ..train import distributed
+from ..train.progress import end_progress_bars
 from . import staging
 from .evaluate import evaluate_and_write
 from .folder import (
@@ -182,15 +183,6 @@ def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, ver
         raise
     staging.commit(work, out)
     return read_run(out)
-
-
-def end_progress_bars() -> None:
-    """Close the progress bars an exception left open, so that the next line starts on a line of its own."""
-    import sys
-
-    tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
-        bar.close()
 
 
 def _stopped(work: Path, out: Path, created: bool, exc: BaseException, verbose: bool) -> None:

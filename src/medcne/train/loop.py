@@ -75,7 +75,7 @@ class Job:
     shard: tuple[int, int] = (0, 1)
     replicate: Callable | None = None
     replica: nn.Module | None = None
-    # A time budget's re-planner (duration.BudgetPlan): (stage, epochs done, stages, row) -> stages
+    # A time budget's re-planner (budget.BudgetPlan): (stage, epochs done, stages, row) -> stages
     replan: Callable | None = None
 
     @property
@@ -222,7 +222,7 @@ def train(
     unless ``backbone`` gives its compiled form already. ``deadline`` (a
     ``time.monotonic()`` value) is when a time budget expects training to end:
     the progress bar shows the time left against it; ``replan`` (a
-    :class:`~.duration.BudgetPlan`) re-chooses at each epoch's end the epochs not
+    :class:`~.budget.BudgetPlan`) re-chooses at each epoch's end the epochs not
     yet committed, and the returned position's ``stages`` are then the schedule run.
     ``shard``, ``replicate``: with several processes, (rank, world size) and the
     wrapper that averages gradients (:func:`~.distributed.replicate`); ``batch_size``
@@ -339,25 +339,13 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     order = torch.randperm(len(store), generator=batch_gen, device=batch_gen.device)
     if not store.on_device:
         order = order.to(store.images.device)  # once per epoch
-    layout = uses_channels_last(store.device)
     frozen = stage.train == "last"
     watch = LossWatch(store.device)
     for s in range(spe):
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = store.batch(order[shard(s, b, rank, world)])
-        views = job.augment(torch.cat([batch, batch]), job.generators.augment)
-        if layout:
-            views = views.contiguous(memory_format=torch.channels_last)
-        if job.replica is None:
-            loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
-        else:  # several processes: the same step through the wrapper that averages the gradients
-            z = job.replica(views)
-            loss = job.loss_fn(z if job.gather is None else job.gather(z))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = train_step(job, optimizer, order[shard(s, b, rank, world)], frozen)
         watch.add(loss)
         _check_finite(watch.poll(), stage, epoch, lr)
         if bar is not None:
@@ -368,10 +356,29 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
 
 
+def train_step(job: Job, optimizer: torch.optim.Optimizer, rows: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    """One optimisation step on the images at ``rows`` of the store: two views of each, the
+    loss, backward, SGD. Returns the loss (a device tensor: reading it would wait for the device).
+    ``frozen``: only the head trains (stage 2)."""
+    batch = job.store.batch(rows)
+    views = job.augment(torch.cat([batch, batch]), job.generators.augment)
+    if uses_channels_last(job.store.device):
+        views = views.contiguous(memory_format=torch.channels_last)
+    if job.replica is None:
+        loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
+    else:  # several processes: the same step through the wrapper that averages the gradients
+        z = job.replica(views)
+        loss = job.loss_fn(z if job.gather is None else job.gather(z))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def _check_finite(seen: tuple[int, float], stage: Stage, epoch: int, lr: float) -> None:
     if not math.isfinite(seen[1]):
         raise DivergedError(
             f"training diverged in stage {stage.name!r}, epoch {epoch + 1}: the loss is not finite "
-            f"(learning rate {lr:.3g} at that step, peak {stage.lr:.3g}); lower the learning rate (--lr) "
+            f"(learning rate {lr:.3g} at that step, peak {stage.lr:.3g}); lower the learning rate (`lr`) "
             "and start again; the last checkpoint, if any, is from before the divergence"
         )

@@ -60,3 +60,10 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def end_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that the next line starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()

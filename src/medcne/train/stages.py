@@ -1,6 +1,6 @@
 """The training stages as data, and the learning rate as a pure function of the step.
 
-t-SimCNE (DESIGN.md section 1) trains in three stages: (1) everything, output
+t-SimCNE (docs/design.md, "The method") trains in three stages: (1) everything, output
 128-D; (2) a fresh last Linear with output ``dim`` (2 for a map), trained alone;
 (3) everything again at a thousandth of the learning rate. Each stage is one
 frozen :class:`Stage`; :func:`medcne.train.loop.train` runs any tuple of them.
@@ -16,6 +16,7 @@ from ..defaults import (
     HEAD_INIT,
     HEAD_INITS,
     LR_PER_256,
+    PAPER,
     PAPER_EPOCHS,
     PAPER_WARMUP,
     PRETRAIN_DIM,
@@ -23,6 +24,7 @@ from ..defaults import (
     STAGE3_LR_FACTOR,
 )
 from ..errors import MedcneError
+from ..params import parse_epochs
 
 
 @dataclass(frozen=True)
@@ -78,31 +80,12 @@ def default_lr(batch_size: int) -> float:
     return LR_PER_256 * batch_size / 256
 
 
-def parse_epochs(epochs, n: int = 3, name: str = "epochs") -> tuple[int, ...]:
-    """``'1000,50,450'`` or a sequence -> a tuple of ``n`` non-negative ints; ``name`` is the parameter in messages."""
-    example = ",".join(map(str, (PAPER_EPOCHS if name == "epochs" else PAPER_WARMUP)[:n]))
-    if isinstance(epochs, str):
-        try:
-            epochs = [int(e) for e in epochs.split(",")]
-        except ValueError:
-            raise MedcneError(
-                f"{name} must be {n} integers separated by commas, e.g. {example}; got {epochs!r}"
-            ) from None
-    try:
-        epochs = tuple(int(e) for e in epochs)
-    except (TypeError, ValueError):
-        raise MedcneError(f"{name} must be {n} non-negative integers, e.g. {example}; got {epochs!r}") from None
-    if len(epochs) != n or any(e < 0 for e in epochs):
-        raise MedcneError(
-            f"{name} must be {n} non-negative integers (one per stage), e.g. "
-            f"{example}; got {','.join(map(str, epochs))}"
-        )
-    return epochs
+PAPER_LR = default_lr(PAPER["batch_size"])  # 0.12
 
 
 def tsimcne_stages(
     epochs=PAPER_EPOCHS,
-    lr: float = 0.12,
+    lr: float = PAPER_LR,
     dim: int = DIM,
     warmup=PAPER_WARMUP,
     stage3_lr_factor: float = STAGE3_LR_FACTOR,
@@ -119,7 +102,7 @@ def tsimcne_stages(
     )
 
 
-def simclr_stages(epochs: int = SIMCLR_EPOCHS, lr: float = 0.12, warmup: int = PAPER_WARMUP[0],
+def simclr_stages(epochs: int = SIMCLR_EPOCHS, lr: float = PAPER_LR, warmup: int = PAPER_WARMUP[0],
                   dim: int = PRETRAIN_DIM) -> tuple[Stage]:
     """The SimCLR baseline: one stage, 128-D output, all parameters."""
     return (Stage("simclr", int(epochs), lr, int(warmup), dim),)

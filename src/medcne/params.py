@@ -1,0 +1,194 @@
+"""One table of the estimator's parameter rules, used by the Python API and the command line.
+
+Each :class:`Rule` says what a parameter of :class:`medcne.TSimCNE` must be and
+which command-line option sets it. The library checks values against the table
+and names the Python parameter in backticks (``\\`batch_size\\` must be ...``);
+the command line checks the same table before it reads any data, and
+:func:`for_cli` turns the backticked names of any message into the options a
+command-line user has (``--batch-size must be ...``). No rule is written twice.
+
+Imports nothing that loads torch, so that the command line can check its
+options and print help without it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from .defaults import (
+    BACKBONES,
+    DEVICES,
+    HEAD_INITS,
+    LOSSES,
+    PAPER_EPOCHS,
+    PAPER_WARMUP,
+    PRECISIONS,
+    PRESETS,
+)
+from .durations import parse_duration
+from .errors import MedcneError
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What parameter ``name`` must be: ``ok(value)`` is True for a good value; ``must`` says
+    what it must be, for the message; ``flag`` is its command-line option (None: not on the
+    command line)."""
+
+    name: str
+    ok: Callable[[object], bool]
+    must: str
+    flag: str | None = None
+
+
+def _int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _choice(options) -> tuple[Callable[[object], bool], str]:
+    return (lambda v: isinstance(v, str) and v in options), "one of " + ", ".join(map(repr, options))
+
+
+def _epochs_ok(name: str) -> Callable[[object], bool]:
+    def ok(value) -> bool:
+        try:
+            parse_epochs(value, name=name)
+        except MedcneError:
+            return False
+        return True
+
+    return ok
+
+
+def _duration_ok(value) -> bool:
+    try:
+        parse_duration(value)
+    except MedcneError:
+        return False
+    return True
+
+
+def _seed_ok(value) -> bool:
+    return value is None or (_int(value) and 0 <= value < 2**63) or isinstance(value, np.random.Generator)
+
+
+_BOOL = (lambda v: isinstance(v, (bool, np.bool_))), "True or False"
+_AUTO_BOOL = (lambda v: v == "auto" or isinstance(v, (bool, np.bool_))), "'auto', True or False"
+
+RULES: Mapping[str, Rule] = {r.name: r for r in (
+    Rule("dim", lambda v: _int(v) and v >= 1, "a positive integer (2 for a map, 3 for a 3D map)", "--dim"),
+    Rule("epochs", _epochs_ok("epochs"), "3 non-negative integers, one per stage, e.g. 1000,50,450", "--epochs"),
+    Rule("batch_size", lambda v: _int(v) and v >= 2, "an integer >= 2 (paper: 1024)", "--batch-size"),
+    Rule("lr", lambda v: v == "auto" or (_number(v) and v > 0), "a positive number or 'auto'", "--lr"),
+    Rule("stage3_lr_factor", lambda v: _number(v) and v > 0, "a positive number (stage-3 lr / lr, paper: 0.001)",
+         "--stage3-lr-factor"),
+    Rule("warmup", _epochs_ok("warmup"), "3 non-negative integers, one per stage, e.g. 10,0,10", "--warmup"),
+    Rule("head_init", *_choice(HEAD_INITS), "--head-init"),
+    Rule("loss", *_choice(LOSSES)),
+    Rule("preset", *_choice(PRESETS), "--preset"),
+    Rule("crop", *_BOOL),
+    Rule("jitter", *_BOOL),
+    Rule("grayscale", *_BOOL),
+    Rule("backbone", *_choice(BACKBONES), "--backbone"),
+    Rule("width", lambda v: _int(v) and v >= 1, "a positive integer (64 as in the paper; 16 or 32 on a CPU)",
+         "--width"),
+    Rule("small_stem", *_AUTO_BOOL),
+    Rule("device", *_choice(DEVICES), "--device"),
+    Rule("precision", *_choice(PRECISIONS), "--precision"),
+    Rule("budget", lambda v: v is None or _duration_ok(v), "a duration such as 15m, 90s, 1.5h or 1h30m",
+         "--budget"),
+    Rule("compile", *_BOOL, "--compile"),
+    Rule("knn_every", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: off)", "--knn-every"),
+    Rule("checkpoint_minutes", lambda v: _number(v) and v >= 0, "a number >= 0 (0: every epoch)",
+         "--checkpoint-minutes"),
+    Rule("random_state", _seed_ok, "None, an integer >= 0 or a numpy Generator", "--seed"),
+    Rule("verbose", *_BOOL),
+    Rule("sync_bn", *_AUTO_BOOL, "--no-sync-bn"),
+)}
+
+
+def check(name: str, value) -> None:
+    """Raise :class:`MedcneError` naming ``name`` when ``value`` breaks its rule."""
+    rule = RULES[name]
+    if not rule.ok(value):
+        if name in ("epochs", "warmup"):
+            parse_epochs(value, name=name)  # its own message says what is wrong in the list
+        if name == "budget":
+            parse_duration(value)
+        raise MedcneError(f"`{name}` must be {rule.must}; got {value!r}")
+
+
+def check_all(params: Mapping[str, object]) -> None:
+    """Check every parameter of ``params`` that has a rule (the others are left alone)."""
+    for name, value in params.items():
+        if name in RULES:
+            check(name, value)
+
+
+def check_split(batch_size: int, processes: int, capped_at: int | None = None) -> None:
+    """The global batch must divide evenly among the processes of a run."""
+    if processes > 1 and batch_size % processes:
+        capped = f" (capped at the {capped_at} images)" if capped_at is not None else ""
+        raise MedcneError(
+            f"`batch_size` {batch_size}{capped} must divide evenly among the {processes} processes "
+            f"(it is the global batch); use a multiple of {processes}, e.g. {batch_size - batch_size % processes}"
+        )
+
+
+def parse_epochs(epochs, n: int = 3, name: str = "epochs") -> tuple[int, ...]:
+    """``'1000,50,450'`` or a sequence -> a tuple of ``n`` non-negative ints; ``name`` is the parameter in messages."""
+    example = ",".join(map(str, (PAPER_EPOCHS if name == "epochs" else PAPER_WARMUP)[:n]))
+    if isinstance(epochs, str):
+        try:
+            epochs = [int(e) for e in epochs.split(",")]
+        except ValueError:
+            raise MedcneError(
+                f"`{name}` must be {n} integers separated by commas, e.g. {example}; got {epochs!r}"
+            ) from None
+    try:
+        epochs = tuple(int(e) for e in epochs)
+    except (TypeError, ValueError):
+        raise MedcneError(f"`{name}` must be {n} non-negative integers, e.g. {example}; got {epochs!r}") from None
+    if len(epochs) != n or any(e < 0 for e in epochs):
+        raise MedcneError(
+            f"`{name}` must be {n} non-negative integers (one per stage), e.g. "
+            f"{example}; got {','.join(map(str, epochs))}"
+        )
+    return epochs
+
+
+def flag(name: str) -> str | None:
+    """The command-line option of parameter ``name`` (None when it has none)."""
+    rule = RULES.get(name)
+    return None if rule is None else rule.flag
+
+
+_NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def for_cli(message: str) -> str:
+    """``message`` with each backticked parameter name replaced by its command-line option."""
+    return _NAMED.sub(lambda m: flag(m.group(1)) or m.group(0), message)
+
+
+_CLI = {"on": False}
+
+
+def speak_as_cli(on: bool = True) -> None:
+    """Name parameters by their command-line options in what :func:`say` prints (set by the command line)."""
+    _CLI["on"] = bool(on)
+
+
+def say(message: str) -> None:
+    """Print a message of the library to the user, with parameters named as the user knows them."""
+    print(for_cli(message) if _CLI["on"] else message, flush=True)
