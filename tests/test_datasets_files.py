@@ -81,7 +81,7 @@ def test_unreadable_class_folder_is_an_error_or_skipped_and_counted(tmp_path, mo
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    with pytest.raises(errors.DataError, match=r"1 folder\(s\) cannot be read: b \(Permission denied\).*--skip-bad"):
+    with pytest.raises(errors.DataError, match=r"1 folder\(s\) cannot be read: b \(Permission denied\).*`skip_bad`"):
         load_dataset(root)
     line = check_one_line_error(*info_answer(capfd, str(root)))
     assert "b (Permission denied)" in line

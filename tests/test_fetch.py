@@ -176,7 +176,7 @@ def test_http_error_is_a_fetch_error(server, tmp_path):
 def test_unwritable_cache_is_a_fetch_error(server, tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
-    with pytest.raises(FetchError, match="--root"):
+    with pytest.raises(FetchError, match="`root`"):
         fetch_medmnist("bloodmnist", root=not_a_folder, url=server.url)
 
 

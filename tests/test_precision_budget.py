@@ -12,9 +12,9 @@ from medcne import TSimCNE
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH
 from medcne.device import native_bf16, resolve_precision
+from medcne.durations import parse_duration
 from medcne.errors import MedcneError
 from medcne.train import tsimcne_stages
-from medcne.durations import parse_duration
 from medcne.train.budget import BudgetPlan, budget_stages, replan_stages
 from medcne.train.timing import StepTiming
 

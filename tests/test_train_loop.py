@@ -183,5 +183,5 @@ def test_training_data_too_large_for_memory_is_one_line(monkeypatch):
     from medcne.train.store import to_nchw_tensor
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
-    with pytest.raises(MedcneError, match=r"training on 48 images of 16x16x3.*--subset"):
+    with pytest.raises(MedcneError, match=r"training on 48 images of 16x16x3.*`subset`"):
         to_nchw_tensor(tiny_images())

@@ -167,10 +167,20 @@ def parse_epochs(epochs, n: int = 3, name: str = "epochs") -> tuple[int, ...]:
     return epochs
 
 
+# The options of the readers (:func:`medcne.datasets.load_dataset`) and of commands' own
+# parameters, for messages that name them.
+OTHER_FLAGS: Mapping[str, str] = {
+    "format": "--format", "split": "--split", "size": "--size", "channels": "--channels", "subset": "--subset",
+    "seed": "--seed", "skip_bad": "--skip-bad", "path_column": "--path-column", "label_column": "--label-column",
+    "allow_outside": "--allow-outside", "labels_map": "--labels-map", "merge_rare": "--merge-rare",
+    "weights": "--weights", "root": "--root", "out": "--out",
+}
+
+
 def flag(name: str) -> str | None:
     """The command-line option of parameter ``name`` (None when it has none)."""
     rule = RULES.get(name)
-    return None if rule is None else rule.flag
+    return rule.flag if rule is not None else OTHER_FLAGS.get(name)
 
 
 _NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")

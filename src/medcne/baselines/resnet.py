@@ -51,9 +51,9 @@ def load_state(arch: str, weights=None, download: bool = False) -> dict:
             raise MedcneError(f"{path}: not a readable {arch} weights file ({exc.__class__.__name__}); "
                               f"download {WEIGHTS[arch]} again") from exc
     if weights is not None:
-        raise MissingWeightsError(f"--weights {path}: no such file; download {WEIGHTS[arch]} and give its path")
+        raise MissingWeightsError(f"`weights` {path}: no such file; download {WEIGHTS[arch]} and give its path")
     hint = (f"ImageNet weights for {arch} are not in the torch cache; download {WEIGHTS[arch]} and put it "
-            f"at {path} (or pass --weights FILE)")
+            f"at {path} (or pass `weights`)")
     if not download:
         raise MissingWeightsError(hint)
     try:

@@ -45,6 +45,7 @@ from ..errors import MedcneError
 from ..params import check_all, check_split
 from .common import add_data_options, data_spec
 
+
 def add_parser(sub) -> None:
     p = sub.add_parser("fit", help="train t-SimCNE on a dataset and write a run folder with its 2D map",
                        description=__doc__.split("\n\n")[0])

@@ -163,7 +163,7 @@ def resize_images(images: np.ndarray, size: tuple[int, int] | None, where: str =
     shape = (len(images), h, w, images.shape[-1])
     check_memory(
         int(np.prod(shape, dtype=np.float64)), where,
-        f"resizing {len(images):,} images to {h}x{w}x{shape[-1]}", "choose a smaller --size (or --subset)",
+        f"resizing {len(images):,} images to {h}x{w}x{shape[-1]}", "choose a smaller `size` (or a `subset`)",
     )
     out = np.empty(shape, dtype=np.uint8)
     for i, img in enumerate(images):

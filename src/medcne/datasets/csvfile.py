@@ -93,7 +93,7 @@ def image_paths(path: Path, cells: list[str], lines: list[int], allow_outside: b
         line, cell = outside[0]
         raise DataError(
             f"{path}: {len(outside)} image path(s) lead outside the CSV's folder {root} (line {line}: '{printable(cell)}'); "
-            "medcne reads only files under it unless you pass --allow-outside (allow_outside=True in Python)"
+            "medcne reads only files under it unless you pass `allow_outside`"
         )
     return files
 
@@ -120,12 +120,12 @@ def read_csv(
     if path_column not in columns:
         raise MissingColumnError(
             f"{path}: no column '{printable(path_column)}' (columns: {printable(', '.join(columns)) or 'none'}); "
-            "name the path column with --path-column"
+            "name the path column with `path_column`"
         )
     if label_column is not None and label_column not in columns:
         raise MissingColumnError(
             f"{path}: no column '{printable(label_column)}' (columns: {printable(', '.join(columns))}); "
-            "name the label column with --label-column"
+            "name the label column with `label_column`"
         )
     if label_column is None and "label" in columns:
         label_column = "label"

@@ -126,7 +126,7 @@ def fetch_medmnist(
         # Network errors were turned into FetchError in _stream; what is left is the disk.
         raise FetchError(
             f"cannot write {target}: {exc.strerror or exc}; pass another folder with "
-            f"root= (--root DIR) or set {CACHE_ENV}"
+            f"`root` or set {CACHE_ENV}"
         ) from exc
 
 

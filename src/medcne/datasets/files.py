@@ -148,7 +148,7 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
         listed = "; ".join(sorted(scan.unreadable)[:MAX_LISTED])
         raise DataError(
             f"{root}: {len(scan.unreadable)} folder(s) cannot be read: {listed}. "
-            "Fix their permissions, or pass --skip-bad to leave them out"
+            "Fix their permissions, or pass `skip_bad` to leave them out"
         )
     notes = scan.notes()
     if files and top_files:
@@ -205,7 +205,7 @@ def _check_total(n: int, image_shape: tuple[int, ...], source: str) -> None:
     h, w, c = image_shape
     check_memory(
         2 * n * h * w * c, source, f"{n:,} images of {h}x{w}x{c} (decoded, then stacked into one array)",
-        "choose a smaller --size (or --subset)",
+        "choose a smaller `size` (or a `subset`)",
     )
 
 
@@ -234,7 +234,7 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
         listed = "; ".join(bad[:MAX_LISTED]) + (f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else "")
         raise BadImageError(
             f"{source}: {len(bad)} unreadable image file(s): {listed}. "
-            "Fix or remove them, or pass --skip-bad to leave them out",
+            "Fix or remove them, or pass `skip_bad` to leave them out",
             bad,
         )
     if bad:
@@ -247,7 +247,7 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
         listed = ", ".join(f"{s[0]}x{s[1]}" for s in shapes[:5])
         raise MixedSizeError(
             f"{source}: images have different sizes ({listed}{', ...' if len(shapes) > 5 else ''}); "
-            "pass --size (e.g. --size 28) to resize them on load"
+            "pass `size` (e.g. 28) to resize them on load"
         )
     if len({s[2] for s in shapes}) > 1:
         # Mixed gray and colour files: promote all to RGB rather than fail.

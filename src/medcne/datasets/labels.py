@@ -29,7 +29,7 @@ def read_labels_map(path) -> dict[str, str]:
     """The ``old -> new`` class names of a two-column CSV (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise MedcneError(f"--labels-map {path}: no such file; give a CSV with two columns: old,new class name")
+        raise MedcneError(f"`labels_map` {path}: no such file; give a CSV with two columns: old,new class name")
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
     if rows and [c.lower() for c in rows[0]] == ["old", "new"]:

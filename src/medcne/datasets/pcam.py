@@ -142,7 +142,7 @@ def read_pcam(path: Path, *, size=None, channels="keep") -> ImageSet:
     block = min(n, READ_BLOCK)
     check_memory(
         block * max(h * w * c * dtype.itemsize, out_hw[0] * out_hw[1] * out_c), str(x_path),
-        f"reading blocks of {block:,} images of {out_hw[0]}x{out_hw[1]}x{out_c}", "choose a smaller --size",
+        f"reading blocks of {block:,} images of {out_hw[0]}x{out_hw[1]}x{out_c}", "choose a smaller `size`",
     )
     if dtype != np.uint8:
         _scan_pixels(h5py, x_path, shape, dtype)

@@ -127,5 +127,5 @@ def check_finite_model(model: torch.nn.Module, position) -> None:
     if not finite:
         raise DivergedError(
             f"the model holds NaN or infinite weights after stage {position.stage + 1}, epoch {position.epoch}; "
-            "lower the learning rate (--lr) and start again (the last checkpoint is kept)"
+            "lower the learning rate (`lr`) and start again (the last checkpoint is kept)"
         )

@@ -23,7 +23,7 @@ def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
     n, (h, w, c) = len(data), data.image_shape
     # A lazily read store (PCam) becomes one tensor here: refuse, with the figure, what memory cannot hold.
     check_memory(n * c * h * w, str(data.source), f"training on {n:,} images of {h}x{w}x{c} (one uint8 tensor)",
-                 "train on a --subset of the images or a smaller --size")
+                 "train on a `subset` of the images or a smaller `size`")
     out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
     for start, block in data.iter_chunks(4096):
         out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
