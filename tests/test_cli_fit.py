@@ -122,3 +122,36 @@ def test_fit_and_evaluate_write_the_same_metrics(run_dir, tmp_path):
     assert main(["evaluate", str(copy)]) == 0
     after = json.loads((copy / "metrics.json").read_text())
     assert after == before  # same keys, same split, same values: one schema, one label coding
+
+
+def fit_params(*options):
+    from medcne.cli import build_parser
+    from medcne.cli.fit import training_params
+
+    return training_params(build_parser().parse_args(["fit", "x.npz", "--out", "r", "--device", "cpu", *options]))
+
+
+def test_a_cpu_run_that_names_no_schedule_gets_a_budget_not_the_papers_days():
+    from medcne.defaults import BUDGET_CPU, CPU_DEFAULT_BUDGET, PAPER
+
+    plain = fit_params()
+    assert plain["budget"] == CPU_DEFAULT_BUDGET
+    assert (plain["width"], plain["batch_size"]) == (BUDGET_CPU["width"], BUDGET_CPU["batch_size"])
+    paper = fit_params("--paper")
+    assert paper["budget"] is None and paper["epochs"] == PAPER["epochs"] and paper["width"] == PAPER["width"]
+    epochs = fit_params("--epochs", "3,1,2")  # a schedule named: no budget, still the CPU's network
+    assert epochs["budget"] is None and epochs["width"] == BUDGET_CPU["width"]
+    assert fit_params("--quick")["budget"] is None and fit_params("--budget", "2m")["budget"] == "2m"
+
+
+def test_the_cpu_rule_is_said_at_once_and_in_help(monkeypatch, capsys):
+    import medcne.runs as runs
+    from medcne.cli import build_parser
+
+    seen = {}
+    monkeypatch.setattr(runs, "fit_run", lambda data, out, params, **kw: seen.update(params) or None, raising=False)
+    assert main(["fit", "x.npz", "--out", "r", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "15m time budget" in out and "--paper" in out and seen["budget"] == "15m"
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["fit"]
+    assert "15-minute --budget" in sub.format_help()

@@ -189,3 +189,16 @@ def test_budget_and_precision_reach_every_tsimcne_cell(tmp_path):
     text = config_text().replace("[training]", "[training]\nbudget = '90s'")
     assert all(c.options["budget"] == "90s" for c in cells(load_config(write(tmp_path, text))))
     assert main(["sweep", str(write(tmp_path, text.replace("'90s'", "'soon'"))), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cpu_cells_follow_the_fit_rule(tmp_path):
+    from medcne.defaults import CPU_DEFAULT_BUDGET, PAPER
+
+    config = shorthand(SAMPLE_PATH, {"subset": 48}, ["rotate"], [], 1)
+    (cell,) = cells(config, {"device": "cpu"})
+    assert cell.options["budget"] == CPU_DEFAULT_BUDGET and cell.options["width"] == 16
+    (cell,) = cells(config, {"device": "cpu", "epochs": "3,1,2"})
+    assert "budget" not in cell.options or cell.options["budget"] is None
+    assert cell.options["width"] == 16  # never the paper's width 64 on a CPU unless asked
+    (cell,) = cells(config, {"device": "cpu", "paper": True})
+    assert cell.options.get("budget") is None and cell.options["width"] == PAPER["width"]

@@ -65,13 +65,31 @@ KNN_SPLITS = 5  # splits averaged for knn_accuracy_mean
 PRESERVATION_QUERIES = 5000  # points scored for neighbourhood preservation
 
 
-def training_settings(quick: bool, device_type: str, explicit: dict, budget: bool = False) -> dict:
-    """Training settings: each ``explicit`` value (not None), else the quick ones, else (with a
-    time budget on a CPU) the budget's, else the paper's.
+# A run on a CPU that names no schedule (no epochs, quick or budget) gets this time budget
+# with the CPU settings, instead of the paper's schedule (days there); `paper` asks for that.
+CPU_DEFAULT_BUDGET = "15m"
 
-    ``device_type`` ('cpu' or 'cuda') picks the quick and budget settings.
+
+def training_settings(quick: bool, device_type: str, explicit: dict, budget: bool = False,
+                      paper: bool = False) -> dict:
+    """Training settings: each ``explicit`` value (not None), else the quick ones, else (on a
+    CPU, unless ``paper``) the CPU budget settings, else the paper's.
+
+    ``device_type`` ('cpu' or 'cuda') picks the quick and CPU settings; on a GPU a budget
+    scales the paper's schedule. ``budget`` is kept for callers that pass it (the CPU
+    settings apply on a CPU with or without one).
     """
     quick_values = (QUICK_GPU if device_type == "cuda" else QUICK_CPU) if quick else {}
-    budget_values = BUDGET_CPU if budget and device_type == "cpu" else {}
+    cpu_values = BUDGET_CPU if device_type == "cpu" and not paper else {}
     chosen = {k: v for k, v in explicit.items() if v is not None}
-    return {**PAPER, **budget_values, **quick_values, **chosen}
+    return {**PAPER, **cpu_values, **quick_values, **chosen}
+
+
+def default_budget(device_type: str, *, budget=None, epochs=None, quick: bool = False, paper: bool = False):
+    """The time budget of a run: ``budget`` when given; on a CPU, when neither ``epochs``,
+    ``quick`` nor ``paper`` names a schedule, :data:`CPU_DEFAULT_BUDGET`; else None."""
+    if budget is not None:
+        return budget
+    if device_type == "cpu" and epochs is None and not quick and not paper:
+        return CPU_DEFAULT_BUDGET
+    return None

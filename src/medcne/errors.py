@@ -74,3 +74,10 @@ def require(module: str, extra: str):
             f"this feature needs the package '{module}'; install it with "
             f"`pip install 'medcne[{extra}]'`"
         ) from exc
+
+
+class ConfigError(MedcneError):
+    """A bad value in a configuration file: its message names the file's keys, which the
+    command line keeps as they are (it does not turn them into its options)."""
+
+    names_are_keys = True

@@ -11,6 +11,11 @@ the old run's only once it is finished (nothing else in ``OUT`` is touched).
 ``--resume RUN`` continues an interrupted run from its ``checkpoint.pt`` (an
 interrupted ``--overwrite`` run continues in its staging folder).
 
+On a CPU, options not given come from settings that suit it (ResNet18 at width
+16, batch 256), and a run that names no schedule (no ``--epochs``, ``--quick``
+or ``--budget``) trains within a 15-minute time budget instead of the paper's
+schedule, which takes days there; ``--paper`` asks for the paper's settings and
+schedule on any device. On a GPU the defaults are the paper's.
 ``--quick`` fills every training option not given explicitly with settings that
 finish the bundled 2,000-image sample in a few minutes on a 2-core CPU (narrow
 backbone, short schedule); on a GPU it keeps the paper's backbone.
@@ -39,6 +44,7 @@ from ..defaults import (
     PRESET,
     PRESETS,
     TRAINING_KEYS,
+    default_budget,
     training_settings,
 )
 from ..errors import MedcneError
@@ -53,8 +59,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="RUN", help="run folder to write (required, except with --resume)")
     p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out")
-    g = p.add_argument_group("training (defaults: the paper's; --quick: fast CPU settings)")
+    g = p.add_argument_group(
+        "training", "defaults: the paper's on a GPU; on a CPU, width 16 and batch 256, and a 15-minute --budget "
+                    "when no --epochs, --quick or --budget is given (--paper: the paper's settings anywhere)")
     g.add_argument("--quick", action="store_true", help="fast settings for a demo (minutes on a 2-core CPU)")
+    g.add_argument("--paper", action="store_true",
+                   help="the paper's settings and schedule (1000,50,450 epochs, width 64, batch 1024), also on a CPU")
     g.add_argument("--preset", default=PRESET, choices=PRESETS,
                    help="augmentations; 'rotate' suits microscopy and pathology")
     g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450)")
@@ -103,17 +113,19 @@ def parse_lr(text):
 
 
 def training_params(args) -> dict:
-    """Estimator parameters: explicit options, else --quick settings, else the paper's."""
+    """Estimator parameters: explicit options, else --quick settings, else (on a CPU, without --paper)
+    the CPU settings, else the paper's; on a CPU a run that names no schedule gets a time budget."""
     from ..device import resolve_device
 
     explicit = {k: getattr(args, k) for k in TRAINING_KEYS}
     explicit["lr"] = parse_lr(explicit["lr"])
     check_all({k: v for k, v in explicit.items() if v is not None})  # before the device is looked at
-    settings = training_settings(args.quick, resolve_device(args.device).type, explicit,
-                                 budget=args.budget is not None)
+    device = resolve_device(args.device).type
+    settings = training_settings(args.quick, device, explicit, budget=args.budget is not None, paper=args.paper)
+    budget = default_budget(device, budget=args.budget, epochs=args.epochs, quick=args.quick, paper=args.paper)
     params = dict(
         settings, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
-        budget=args.budget, device=args.device, compile=args.compile,
+        budget=budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
         sync_bn=args.sync_bn,
     )
@@ -139,6 +151,7 @@ def run(args) -> int:
 
 def _fit(args) -> int:
     from ..runs import fit_run, resume_run
+    from ..train import distributed
 
     if args.resume:
         # --lr continues a run that diverged from its last good checkpoint with a lower learning rate.
@@ -149,7 +162,11 @@ def _fit(args) -> int:
     elif args.data is None or args.out is None:
         raise MedcneError("give a dataset and --out RUN (or --resume RUN to continue a run)")
     else:
-        result = fit_run(args.data, args.out, training_params(args), data_spec=data_spec(args),
+        params = training_params(args)
+        if params["budget"] is not None and args.budget is None and distributed.world().is_main:
+            print(f"no --epochs, --quick or --budget on a CPU: training within a {params['budget']} time budget "
+                  "(--budget TIME to choose another, --paper for the paper's schedule)", flush=True)
+        result = fit_run(args.data, args.out, params, data_spec=data_spec(args),
                          overwrite=args.overwrite, quick=args.quick)
     if result is None:  # a rank other than 0 of several processes: rank 0 reports
         return 0

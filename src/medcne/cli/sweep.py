@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..defaults import BACKBONES, DEVICES, HEAD_INITS, PRECISIONS
 from ..errors import MedcneError
+from ..params import check_all
 from .common import add_data_options, data_spec
+from .fit import parse_lr
 
 # Values of the data options when none is given (a config's datasets carry their own).
 DATA_DEFAULTS = dict(format="auto", channels="keep", seed=0, skip_bad=False, path_column="path", allow_outside=False)
@@ -40,6 +42,9 @@ def add_parser(sub) -> None:
     g.add_argument("--seeds", default=None, help="a count N (seeds 0..N-1) or a list 0,1,2 (default 1; a config's own)")
     g = p.add_argument_group("t-SimCNE settings for every t-SimCNE cell (win over the config)")
     g.add_argument("--quick", action="store_true", help="fast CPU settings (as `medcne fit --quick`)")
+    g.add_argument("--paper", action="store_true",
+                   help="the paper's settings and schedule also on a CPU (as `medcne fit --paper`); without it, "
+                        "a CPU cell that names no epochs trains within a 15-minute budget")
     g.add_argument("--epochs", help="epochs of the three stages, e.g. 12,1,6")
     g.add_argument("--warmup", help="warm-up epochs per stage")
     g.add_argument("--batch-size", type=int)
@@ -58,13 +63,10 @@ def add_parser(sub) -> None:
 
 def overrides(args) -> dict:
     """The t-SimCNE settings given on the command line."""
-    lr = args.lr
-    if lr is not None and lr != "auto":
-        try:
-            lr = float(lr)
-        except ValueError:
-            raise MedcneError(f"--lr must be a positive number or 'auto'; got {lr!r}") from None
-    given = dict(quick=args.quick or None, epochs=args.epochs, warmup=args.warmup, batch_size=args.batch_size,
+    lr = parse_lr(args.lr)
+    if lr is not None:
+        check_all({"lr": lr})
+    given = dict(quick=args.quick or None, paper=args.paper or None, epochs=args.epochs, warmup=args.warmup, batch_size=args.batch_size,
                  lr=lr, width=args.width, backbone=args.backbone, head_init=args.head_init, device=args.device,
                  precision=args.precision, budget=args.budget)
     return {k: v for k, v in given.items() if v is not None}

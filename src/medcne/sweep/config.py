@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..defaults import BASELINES
-from ..errors import MedcneError
+from ..errors import ConfigError, MedcneError
 
 try:
     import tomllib
@@ -60,7 +60,7 @@ DATA_OPTIONS = ("format", "split", "size", "channels", "subset", "seed", "skip_b
 KEYS = {
     "": ("sweep", "training", "simclr", "datasets", "methods"),
     "sweep": ("seeds", "datasets", "methods", "data_dir", "reference", "description"),
-    "training": ("quick", *TRAINING_OPTIONS),
+    "training": ("quick", "paper", *TRAINING_OPTIONS),
     "simclr": SIMCLR_OPTIONS,
     "dataset": ("path", "fetch", "batch_size", *DATA_OPTIONS),
 }
@@ -264,7 +264,7 @@ class _Errors:
         self.source = source
 
     def fail(self, key: str, message: str):
-        raise MedcneError(f"{self.source}: {key}: {message}")
+        raise ConfigError(f"{self.source}: {key}: {message}")
 
     def keys(self, table: dict, where: str, allowed) -> None:
         for key in table:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..defaults import TRAINING_KEYS, training_settings
-from ..errors import MedcneError
+from ..defaults import TRAINING_KEYS, default_budget, training_settings
+from ..errors import ConfigError, MedcneError
 from .config import TSIMCNE, Dataset, Method, SweepConfig
 
 
@@ -103,7 +103,7 @@ def method_options(config: SweepConfig, dataset: Dataset, method: Method, overri
             _check_estimator({**simclr, "loss": "cosine", "epochs": (epochs, 0, 0)})
         return options
     except (MedcneError, TypeError, ValueError) as exc:
-        raise MedcneError(f"{config.source}: methods.{method.name} on {dataset.name}: {exc}") from None
+        raise ConfigError(f"{config.source}: methods.{method.name} on {dataset.name}: {exc}") from None
 
 
 def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overrides: dict) -> dict:
@@ -114,10 +114,16 @@ def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overr
     quick = bool(overrides.get("quick") or config.training.get("quick", False))
     explicit = {**config.training, **dataset.training, **options, **overrides}
     explicit.pop("quick", None)
+    paper = bool(explicit.pop("paper", False))
     explicit = {k: tuple(v) if isinstance(v, list) else v for k, v in explicit.items() if v is not None}
     device = resolve_device(explicit.get("device", "auto")).type
     settings = training_settings(quick, device, {k: explicit.get(k) for k in TRAINING_KEYS},
-                                 budget=explicit.get("budget") is not None)
+                                 budget=explicit.get("budget") is not None, paper=paper)
+    # The rule of `medcne fit`: on a CPU a cell that names no schedule trains within a time budget.
+    budget = default_budget(device, budget=explicit.get("budget"), epochs=explicit.get("epochs"), quick=quick,
+                            paper=paper)
+    if budget is not None:
+        explicit["budget"] = budget
     # One spelling ('12,1,6' on the command line, [12, 1, 6] in a file), so that specs compare equal.
     settings["epochs"], settings["warmup"] = parse_epochs(settings["epochs"]), parse_epochs(settings["warmup"])
     return {**settings, **{k: v for k, v in explicit.items() if k not in TRAINING_KEYS}}

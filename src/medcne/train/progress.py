@@ -16,7 +16,13 @@ def describe(stages: tuple[Stage, ...], si: int, epoch: int) -> str:
 
 
 class Progress:
-    """One bar over every step of every stage, starting at ``(stage, epoch)`` when resuming."""
+    """One bar over every step of every stage, starting at ``(stage, epoch)`` when resuming.
+
+    Under a time budget (``deadline``, a ``time.monotonic()`` value) the bar counts
+    seconds towards the deadline instead of steps: the budget's plan is re-chosen at
+    each epoch's end, and a bar of steps would change its total every time. The plan
+    being run is shown beside it (``plan=12,1,6``).
+    """
 
     def __init__(self, stages: tuple[Stage, ...], stage: int, epoch: int, steps_per_epoch: int,
                  deadline: float | None = None):
@@ -25,22 +31,33 @@ class Progress:
         self.stages = stages
         self.deadline = deadline
         self.steps_per_epoch = steps_per_epoch
-        total = sum(s.epochs for s in stages) * steps_per_epoch
-        done = (sum(s.epochs for s in stages[:stage]) + epoch) * steps_per_epoch
+        self.started = time.monotonic()
+        if deadline is None:
+            total = sum(s.epochs for s in stages) * steps_per_epoch
+            done = (sum(s.epochs for s in stages[:stage]) + epoch) * steps_per_epoch
+            unit = "step"
+        else:
+            total, done, unit = max(1, round(deadline - self.started)), 0, "s"
         # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
         interval = 0.1 if sys.stderr.isatty() else 30.0
-        self.bar = tqdm(total=total, initial=done, desc=describe(stages, stage, epoch), unit="step",
-                        dynamic_ncols=True, smoothing=0.1, mininterval=interval)
+        self.bar = tqdm(total=total, initial=done, desc=describe(stages, stage, epoch), unit=unit,
+                        dynamic_ncols=True, smoothing=0.1, mininterval=interval,
+                        bar_format=None if deadline is None else "{l_bar}{bar}| {n_fmt}/{total_fmt} s{postfix}")
 
     def restage(self, stages: tuple[Stage, ...]) -> None:
-        """A time budget re-chose the epochs: the bar's total follows."""
+        """A time budget re-chose the epochs: the plan shown follows (the bar counts seconds)."""
         self.stages = stages
-        self.bar.total = sum(s.epochs for s in stages) * self.steps_per_epoch
+
+    def _advance(self) -> None:
+        if self.deadline is None:
+            self.bar.update(1)
+        else:  # seconds since the start, never past the budget's total
+            self.bar.update(max(0, min(self.bar.total, round(time.monotonic() - self.started)) - self.bar.n))
 
     def step(self, seen: tuple[int, float], lr: float, last: bool) -> None:
         """One step done; ``seen`` is (steps, summed loss) of the epoch as far as the host knows
         it without waiting for the device (:class:`~.loop.LossWatch`)."""
-        self.bar.update(1)
+        self._advance()
         steps, total = seen
         if steps and (last or self.bar.n % 10 == 0):
             self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", **self._left(), refresh=False)
@@ -51,12 +68,12 @@ class Progress:
                              **self._left())
 
     def _left(self) -> dict:
-        """Time left against the budget's deadline (negative: over it)."""
+        """The plan and the time left against the budget's deadline (0:00 once past it)."""
         if self.deadline is None:
             return {}
-        left = self.deadline - time.monotonic()
-        sign, left = ("-" if left < 0 else ""), abs(left)
-        return {"budget_left": f"{sign}{int(left // 60)}:{int(left % 60):02d}"}
+        left = max(0.0, self.deadline - time.monotonic())
+        return {"plan": ",".join(str(s.epochs) for s in self.stages),
+                "budget_left": f"{int(left // 60)}:{int(left % 60):02d}"}
 
     def close(self) -> None:
         self.bar.close()
