@@ -15,13 +15,13 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_viewer_browser import CHROMIUM, _need_browser, open_page, screen_positions
 
 import medcne.datasets as ds
 from medcne.io import write_json
 from medcne.runs import write_embedding
 from medcne.viewer import build_viewer
 from medcne.viewer.screenshot import launch_chromium
+from test_viewer_browser import CHROMIUM, _need_browser, open_page, screen_positions
 
 pytestmark = pytest.mark.slow
 QC_HEADER = ["id", "label", "label_issue_score", "suggested_label", "likely_label_error", "duplicate_id",
@@ -327,9 +327,10 @@ def test_a_tile_shows_its_source_and_its_box_on_the_slide(page_of, slide):
     page = page_of(index)
     i = 57  # row 5, column 7 of the mosaic
     hover(page, i)
-    for c in ("slide", "x", "y", "tile_size", "mpp", "level"):
-        assert page.locator(f"[data-field='{c}']").inner_text() == f"{c}: {prov[c][i]:,}" if c != "slide" \
-            else f"{c}: S 1"
+    shown = {c: page.locator(f"[data-field='{c}']").inner_text() for c in prov}
+    assert shown == {"slide": "slide: S 1", "level": "level: 0", "x": "x: 196", "y": "y: 140", "mpp": "mpp: 0.5",
+                     "tile_size": "tile_size: 28"}
+    assert (prov["x"][i], prov["y"][i]) == (196, 140)
     assert page.locator("#hover-slide").is_visible()
     assert page.eval_on_selector("#hover-slide img", "e => e.getAttribute('src')") == "slides/00000.png"
     img = page.locator("#hover-slide img").bounding_box()
