@@ -266,7 +266,9 @@ def test_duplicate_of_is_shown_only_for_likely_duplicates(page_of, qc_run):
 def three(tmp_path_factory, sample):
     run = tmp_path_factory.mktemp("three")
     idx = np.arange(400)
-    emb = make_run(run, sample, idx, dims=3, seed=4)
+    # Slices of two scan series: provenance without slide tiles.
+    scans = {"prov_series": np.repeat(["CT 1", "MR 2"], 200), "prov_slice": np.tile(np.arange(200), 2)}
+    emb = make_run(run, sample, idx, dims=3, seed=4, extra=scans)
     return build_viewer(run, images=sample.images[idx]), emb
 
 
@@ -289,8 +291,13 @@ def test_a_3d_map_shows_each_pair_of_axes(page_of, three):
         canvas = page.locator("#canvas").bounding_box()
         assert pos[:, 0].min() > canvas["x"] and pos[:, 0].max() < canvas["x"] + canvas["width"]
         assert pos[:, 1].min() > canvas["y"] and pos[:, 1].max() < canvas["y"] + canvas["height"]
-    hover(page, 5)
-    assert page.locator("[data-field='x, y, z']").inner_text().startswith("x, y, z: ")
+    hover(page, 205)
+    assert page.locator("[data-field='x, y, z']").inner_text() == "x, y, z: " + ", ".join(
+        page.evaluate("i => [MEDCNE_DATA.x[i], MEDCNE_DATA.y[i], MEDCNE_DATA.z[i]].map(String)", 205))
+    # A scan slice: its series and slice index, and no slide picture (no tile columns).
+    assert page.locator("[data-field='series']").inner_text() == "series: MR 2"
+    assert page.locator("[data-field='slice']").inner_text() == "slice: 5"
+    assert not page.locator("#hover-slide").is_visible()
     assert "z" in page.eval_on_selector_all("#color-by option", "os => os.map(o => o.value)")
 
 
