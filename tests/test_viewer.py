@@ -331,7 +331,8 @@ def test_provenance_columns_reach_the_page_as_text_not_colours(tmp_path, fake_bu
     np.savez(run / "embedding.npz", **z)
     build_viewer(run, bundle=fake_bundle)
     data = read_data(run / "viewer")
-    assert data["source"]["columns"] == {"series": ["CT 1", "CT 1", "MR 2", "MR 2"], "slice": [0, 1, 2, 3],
+    assert data["source"]["columns"] == {"series": {"names": ["CT 1", "MR 2"], "codes": [0, 0, 1, 1]},
+                                         "slice": [0, 1, 2, 3],
                                          "x": [0.0, 123456789.0, None, 2.5]}
     assert set(data["columns"]) == {"brightness", "quality"}  # prov_* are not colour columns
 

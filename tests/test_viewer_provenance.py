@@ -54,7 +54,7 @@ def test_a_provenance_column_of_the_wrong_length_is_one_line(tmp_path):
 def test_column_values_keep_types_and_large_coordinates():
     assert column_values(np.array([3, 70000123])) == [3, 70000123]
     assert column_values(np.array([1.5, np.nan, 98765432.25])) == [1.5, None, 98765432.25]
-    assert column_values(np.array(["a/b.svs", "c"])) == ["a/b.svs", "c"]
+    assert column_values(np.array(["c", "a/b.svs", "c"])) == {"names": ["a/b.svs", "c"], "codes": [1, 0, 1]}
 
 
 def test_thumbnails_of_the_runs_slides_are_copied(tmp_path):

@@ -50,14 +50,21 @@ def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
     return found
 
 
-def column_values(a: np.ndarray) -> list:
-    """A provenance column as JSON-ready values: ints, floats (None for NaN), or strings."""
+def column_values(a: np.ndarray) -> list | dict:
+    """A provenance column as JSON-ready values.
+
+    Numbers stay numbers (ints, or floats with None for NaN). Text becomes
+    ``{"names": [distinct values], "codes": [index per point]}``: a slide or
+    series name repeats over thousands of tiles or slices, and spelling it
+    out for each point doubled the page's data file.
+    """
     if a.dtype.kind in "iub":
         return [int(v) for v in a.tolist()]
     if a.dtype.kind == "f":
         # 10 significant digits: level-0 coordinates of large slides exceed 6.
         return [float(f"{v:.10g}") if math.isfinite(v) else None for v in a.tolist()]
-    return [str(v) for v in a.astype(str).tolist()]
+    names, codes = np.unique(a.astype(str), return_inverse=True)
+    return {"names": [str(v) for v in names.tolist()], "codes": codes.reshape(-1).tolist()}
 
 
 def data_folder(params: dict, data_path=None) -> Path | None:

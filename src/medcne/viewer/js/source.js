@@ -4,12 +4,17 @@
 
 const TILE = ['slide', 'x', 'y', 'tile_size'];
 
+// Value of point i in a column: numbers are plain arrays, text {names, codes} (build.py).
+export function valueAt(column, i) {
+  return column.codes ? column.names[column.codes[i]] : column[i];
+}
+
 // Hover lines, [field, text]: one per provenance column, empty values left out.
 export function sourceLines(D, i) {
   const cols = D.source ? D.source.columns : {};
   const lines = [];
   for (const [name, values] of Object.entries(cols)) {
-    const v = values[i];
+    const v = valueAt(values, i);
     if (v === null || v === undefined || v === '') continue;
     lines.push([name, typeof v === 'number' ? v.toLocaleString('en', { maximumFractionDigits: 4 }) : String(v)]);
   }
@@ -20,7 +25,7 @@ export function sourceLines(D, i) {
 export function tileOnSlide(D, i) {
   const src = D.source;
   if (!src || !TILE.every((c) => c in src.columns)) return null;
-  const [slide, x, y, side] = TILE.map((c) => src.columns[c][i]);
+  const [slide, x, y, side] = TILE.map((c) => valueAt(src.columns[c], i));
   const thumb = src.slides[String(slide)];
   if (!thumb || ![x, y, side].every(Number.isFinite)) return null;
   const s = thumb.scale;
