@@ -361,3 +361,15 @@ def test_a_run_without_provenance_shows_no_slide(page_of, qc_run):
     hover(page, 3)
     assert not page.locator("#hover-slide").is_visible()
     assert page.locator("[data-field='slide']").count() == 0
+
+
+def test_screenshot_tool_picks_a_pair_of_axes(browser, three, qc_run, tmp_path):
+    from medcne.errors import MedcneError
+    from medcne.viewer.screenshot import screenshot
+
+    xy = screenshot(three[0], tmp_path / "xy.png", size=(900, 600), browser=browser)
+    xz = screenshot(three[0], tmp_path / "xz.png", axes="x/z", size=(900, 600), browser=browser)
+    a, b = (np.asarray(Image.open(p).convert("L"), dtype=int) for p in (xy, xz))
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1  # another picture of the map
+    with pytest.raises(MedcneError, match=r"--axes x/z: the page has no axes menu \(a 2-D map\)"):
+        screenshot(qc_run[0], tmp_path / "no.png", axes="x/z", browser=browser)

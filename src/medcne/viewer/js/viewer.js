@@ -83,7 +83,7 @@ async function redraw() {
   await scatterplot.draw(points(), {
     zDataType: 'categorical',
     wDataType: 'continuous',
-    spatialIndex, // coordinates never change, so the index is built once
+    spatialIndex, // built once per pair of axes shown (setPair drops it)
     select: state.selection,
     filter,
   });
