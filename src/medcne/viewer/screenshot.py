@@ -13,6 +13,7 @@ saves a PNG. Needs Playwright for Python (``pip install playwright``; never
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import MedcneError, require
@@ -120,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     box = tuple(float(v) for v in args.box.split(",")) if args.box else None
     w, h = (int(v) for v in args.size.lower().split("x"))
-    print(screenshot(args.index, args.out, hover_id=args.hover_id, box=box, size=(w, h),
-                     colour_by=args.colour_by, qc_filter=args.qc_filter, axes=args.axes))
+    try:
+        print(screenshot(args.index, args.out, hover_id=args.hover_id, box=box, size=(w, h),
+                         colour_by=args.colour_by, qc_filter=args.qc_filter, axes=args.axes))
+    except MedcneError as e:  # one line, as the medcne commands print it
+        print(f"{ap.prog}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
