@@ -197,3 +197,18 @@ def test_a_map_of_4_columns_is_refused():
 
     with pytest.raises(MedcneError, match="N x 3"):
         plot_map_pairs(np.zeros((5, 4)))
+
+
+@pytest.mark.slow
+def test_fit_dim_3_writes_a_3d_map_png(tmp_path):
+    """`medcne fit --dim 3` end to end: its map.png is the three titled panels, not a flat scatter."""
+    from PIL import Image
+
+    from medcne.cli import main
+    from safetyhelpers import TINY, make_data
+
+    data = make_data(tmp_path / "data.npz", n=32)
+    assert main(["fit", str(data), "--out", str(tmp_path / "run"), *TINY, "--dim", "3"]) == 0
+    width, height = Image.open(tmp_path / "run" / "map.png").size
+    assert width > 2 * height
+    assert np.load(tmp_path / "run" / "embedding.npz")["embedding"].shape == (32, 3)
