@@ -162,3 +162,53 @@ def test_panels_share_class_colours():
     is_x_in_b = np.isin(offsets_b[:, 0], b["Z"][10:, 0])  # class "x" is label 1 in map B
     np.testing.assert_allclose(cb[is_x_in_b][0], ca[0])
     assert not np.allclose(cb[~is_x_in_b][0], ca[0])
+
+
+def test_3d_map_is_three_titled_pairs_of_axes():
+    from medcne.plot.maps import new_figure, plot_map_pairs
+
+    rng = np.random.default_rng(0)
+    Z, y = rng.normal(size=(120, 3)), rng.integers(0, 2, 120)
+    fig = new_figure(16, 6)
+    axes = plot_map_pairs(Z, y, ["a", "b"], fig=fig, title="blood")
+    assert [ax.get_title() for ax in axes] == ["x / y", "x / z", "y / z"]
+    assert fig._suptitle.get_text() == "blood: 3-D map, shown as three pairs of axes"
+    for ax, (a, b) in zip(axes, [(0, 1), (0, 2), (1, 2)], strict=True):
+        (coll,) = scatters(ax)
+        drawn = coll.get_offsets()
+        assert len(drawn) == 120
+        # Each panel shows its own pair of coordinates (in shuffled drawing order).
+        assert sorted(map(tuple, np.asarray(drawn))) == sorted(map(tuple, Z[:, [a, b]]))
+    # One legend for the figure's last panel, not three.
+    assert [ax.get_legend() is not None for ax in axes] == [False, False, True]
+
+
+def test_save_map_of_a_3d_map_writes_the_panels(tmp_path):
+    Z = np.random.default_rng(1).normal(size=(50, 3))
+    out = save_map(tmp_path / "map.png", Z, title="t")
+    from PIL import Image
+
+    width, height = Image.open(out).size
+    assert width > 2 * height  # three panels side by side, not one square scatter
+
+
+def test_a_map_of_4_columns_is_refused():
+    from medcne.plot.maps import plot_map_pairs
+
+    with pytest.raises(MedcneError, match="N x 3"):
+        plot_map_pairs(np.zeros((5, 4)))
+
+
+@pytest.mark.slow
+def test_fit_dim_3_writes_a_3d_map_png(tmp_path):
+    """`medcne fit --dim 3` end to end: its map.png is the three titled panels, not a flat scatter."""
+    from PIL import Image
+
+    from medcne.cli import main
+    from safetyhelpers import TINY, make_data
+
+    data = make_data(tmp_path / "data.npz", n=32)
+    assert main(["fit", str(data), "--out", str(tmp_path / "run"), *TINY, "--dim", "3"]) == 0
+    width, height = Image.open(tmp_path / "run" / "map.png").size
+    assert width > 2 * height
+    assert np.load(tmp_path / "run" / "embedding.npz")["embedding"].shape == (32, 3)

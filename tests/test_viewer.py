@@ -262,7 +262,9 @@ def test_qc_csv_reaches_the_page(tmp_path, fake_bundle):
     # Only a suggestion that differs from the run's label is kept (id 0's equals its label).
     assert qc["suggestedNames"] == [other]
     assert qc["suggested"] == [-1, 0, -1, -1, -1, -1]
-    assert qc["duplicate"] == [-1, 4, 1, -1, 1, -1]
+    # The nearest image is named only where qc.csv flags a likely duplicate: id 2's nearest
+    # (id 1, at 0.5) is not one, so it gets none.
+    assert qc["duplicate"] == [-1, 4, -1, -1, 1, -1]
 
 
 def test_no_qc_csv_no_qc(tmp_path, fake_bundle):
@@ -297,10 +299,42 @@ def test_missing_bundle_says_how_to_build_it(tmp_path):
         build_viewer(run, bundle=tmp_path / "nope.js")
 
 
-def test_embedding_that_is_not_2d_is_refused(tmp_path, fake_bundle):
-    run, _ = make_run(tmp_path / "run", dims=3)
-    with pytest.raises(MedcneError, match="2-D embedding"):
+def test_embedding_of_4_dimensions_is_refused(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", dims=4)
+    with pytest.raises(MedcneError, match="2-D or 3-D embedding.*shape \\(50, 4\\)"):
         build_viewer(run, bundle=fake_bundle)
+
+
+def test_3d_embedding_reaches_the_page_with_its_z(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", n=7, dims=3)
+    build_viewer(run, bundle=fake_bundle)
+    data = read_data(run / "viewer")
+    emb = np.load(run / "embedding.npz")["embedding"]
+    assert data["dim"] == 3
+    for k, axis in enumerate("xyz"):
+        np.testing.assert_allclose(data[axis], emb[:, k], rtol=1e-5)
+
+
+def test_2d_embedding_has_no_z(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", n=7)
+    build_viewer(run, bundle=fake_bundle)
+    data = read_data(run / "viewer")
+    assert data["dim"] == 2 and "z" not in data
+    assert data["source"] == {"columns": {}, "slides": {}}  # no provenance, nothing to show
+
+
+def test_provenance_columns_reach_the_page_as_text_not_colours(tmp_path, fake_bundle):
+    run, _ = make_run(tmp_path / "run", n=4)
+    z = dict(np.load(run / "embedding.npz"))
+    z.update(prov_series=np.array(["CT 1", "CT 1", "MR 2", "MR 2"]), prov_slice=np.arange(4),
+             prov_x=np.array([0.0, 123456789.0, np.nan, 2.5]), quality=np.arange(4.0))
+    np.savez(run / "embedding.npz", **z)
+    build_viewer(run, bundle=fake_bundle)
+    data = read_data(run / "viewer")
+    assert data["source"]["columns"] == {"series": {"names": ["CT 1", "MR 2"], "codes": [0, 0, 1, 1]},
+                                         "slice": [0, 1, 2, 3],
+                                         "x": [0.0, 123456789.0, None, 2.5]}
+    assert set(data["columns"]) == {"brightness", "quality"}  # prov_* are not colour columns
 
 
 def test_embedding_with_nan_is_refused(tmp_path, fake_bundle):

@@ -74,6 +74,7 @@ def _write_qc(path, data, emb, rng) -> None:
     nearest = d.argmin(axis=1)
     flags = {name: set(rng.choice(n, size=size, replace=False).tolist())
              for name, size in zip(QC_FLAGS, (30, 20, 15), strict=True)}
+    flags["likely_duplicate"].add(min(flags["likely_label_error"]))  # one point with both flags
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "label", "label_issue_score", "suggested_label", "likely_label_error", "duplicate_id",
@@ -532,7 +533,9 @@ def test_qc_filter_shows_only_flagged_points(page, qc_rows):
 def test_qc_hover_shows_suggested_label_and_duplicate(page, site, qc_rows):
     _, data, _ = site
     ids = list(data.ids)
-    i = next(k for k, r in enumerate(qc_rows) if r["likely_label_error"] == "1")
+    # A label error that is also a likely duplicate: both lines (a non-duplicate has no
+    # "duplicate of": test_viewer_browser_marks.py).
+    i = next(k for k, r in enumerate(qc_rows) if r["likely_label_error"] == "1" and r["likely_duplicate"] == "1")
     page.evaluate("i => medcne.scatterplot.hover(i)", i)
     page.wait_for_selector(f"#hover[data-index='{i}']", timeout=5000)
     suggested = qc_rows[i]["suggested_label"]

@@ -67,6 +67,7 @@ def plot_map(
     cmap: str = "viridis",
     legend: bool = True,
     seed: int = 0,
+    colorbar: bool = True,
 ):
     """Draw a map as one scatter (a single PathCollection of N points).
 
@@ -91,6 +92,8 @@ def plot_map(
         Draw the legend of classes.
     seed : int
         Seed of the drawing order (shuffled so that no class hides another).
+    colorbar : bool
+        Draw the colour bar of numeric ``values``.
 
     Returns
     -------
@@ -127,7 +130,8 @@ def plot_map(
     kw = dict(s=size, alpha=alpha, linewidths=0, rasterized=n > 5000)
     if numeric is not None:
         sc = ax.scatter(Z[order, 0], Z[order, 1], c=numeric[order], cmap=cmap, **kw)
-        ax.figure.colorbar(sc, ax=ax, shrink=0.7)
+        if colorbar:
+            ax.figure.colorbar(sc, ax=ax, shrink=0.7)
     elif labels is not None:
         colors = class_colors(len(class_names))
         ax.scatter(Z[order, 0], Z[order, 1], c=colors[labels[order]], **kw)
@@ -169,23 +173,73 @@ def new_figure(width: float, height: float):
     return fig
 
 
+AXIS_PAIRS = ((0, 1), (0, 2), (1, 2))
+AXIS_NAMES = "xyz"
+
+
+def plot_map_pairs(Z, labels=None, class_names=None, fig=None, title: str | None = None, values=None) -> list:
+    """Draw a 3-D map as three panels, one per pair of axes (x/y, x/z, y/z).
+
+    A flat scatter of the first two coordinates would hide a third of the
+    map and look like a 2-D map; the panels show all of it, and the figure's
+    title says that it is 3-D.
+
+    Parameters
+    ----------
+    Z : array, shape (N, 3)
+        The map coordinates.
+    labels, class_names, values
+        As for :func:`plot_map`; the legend (or colour bar) goes with the last panel.
+    fig : matplotlib Figure, optional
+        Where to draw; default: a new figure (see :func:`new_figure`).
+    title : str, optional
+        Put before "3-D map, shown as three pairs of axes".
+
+    Returns
+    -------
+    list of matplotlib.axes.Axes
+        The three panels, in the order x/y, x/z, y/z.
+    """
+    Z = np.asarray(Z, dtype=float)
+    if Z.ndim != 2 or Z.shape[1] != 3 or len(Z) == 0:
+        raise MedcneError(f"a 3-D map must be an N x 3 array; got shape {Z.shape}")
+    if fig is None:
+        fig = new_figure(16, 6)
+    axes = fig.subplots(1, 3)
+    for k, (ax, (a, b)) in enumerate(zip(axes, AXIS_PAIRS, strict=True)):
+        plot_map(Z[:, [a, b]], labels, class_names, ax=ax, values=values, legend=k == 2,
+                 title=f"{AXIS_NAMES[a]} / {AXIS_NAMES[b]}", colorbar=k == 2)
+        ax.set_xlabel(AXIS_NAMES[a])
+        ax.set_ylabel(AXIS_NAMES[b])
+    fig.suptitle(f"{title}: 3-D map, shown as three pairs of axes" if title
+                 else "3-D map, shown as three pairs of axes")
+    return list(axes)
+
+
 def save_map(path, Z, labels=None, class_names=None, title: str | None = None, values=None) -> Path:
-    """Draw :func:`plot_map` into a new figure and write it atomically.
+    """Draw a map into a new figure and write it atomically.
+
+    An N x 2 map is one :func:`plot_map`; an N x 3 map (``fit --dim 3``)
+    three panels of :func:`plot_map_pairs`, titled as 3-D.
 
     Parameters
     ----------
     path : str or Path
         Output ending in ``.png``, ``.pdf`` or ``.svg``.
     Z, labels, class_names, title, values
-        As for :func:`plot_map`.
+        As for :func:`plot_map`; ``Z`` may have 3 columns.
 
     Returns
     -------
     Path
         The written file.
     """
-    fig = new_figure(7, 7) if labels is None else new_figure(9, 7)
-    plot_map(Z, labels, class_names, ax=fig.add_subplot(), title=title, values=values)
+    if np.ndim(Z) == 2 and np.shape(Z)[1] == 3:
+        fig = new_figure(16, 6)
+        plot_map_pairs(Z, labels, class_names, fig=fig, title=title, values=values)
+    else:
+        fig = new_figure(7, 7) if labels is None else new_figure(9, 7)
+        plot_map(Z, labels, class_names, ax=fig.add_subplot(), title=title, values=values)
     try:
         return save_figure(fig, path)
     finally:

@@ -234,7 +234,8 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
     run = read_run(out, finished=False)
     seconds = getattr(est, "fit_seconds_", None)
     evaluate_and_write(run, extra={} if seconds is None else {"seconds": round(seconds, 1)}, data=data)
-    save_map(out / MAP, Z[:, :2], data.labels, data.class_names,
+    # A 3-D map is drawn as three pairs of axes; a wider one by its first two axes.
+    save_map(out / MAP, Z if Z.shape[1] == 3 else Z[:, :2], data.labels, data.class_names,
              title=f"t-SimCNE ({est.preset}) of {Path(str(data.source)).name}")
     write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: True}))
     run.params = read_json(out / PARAMS)

@@ -3,7 +3,10 @@
 The output folder holds ``index.html``, ``medcne-viewer.js`` (the bundled
 JavaScript: regl-scatterplot and the page's own code), ``data.js`` (points,
 labels, ids, numeric columns and the sprite layout as ``window.MEDCNE_DATA``)
-``sprites/sheet-NNN.png`` and the marker file ``.medcne-viewer``. Data travels
+``sprites/sheet-NNN.png``, ``slides/NNNNN.png`` (thumbnails of the slides
+that tiles came from, when the dataset has them; see :mod:`.provenance`) and
+the marker file ``.medcne-viewer``. A 3-D map (``fit --dim 3``) is shown as
+one pair of its axes at a time, chosen in the page. Data travels
 in a ``<script>`` file because a page opened from ``file://`` may not
 ``fetch()`` local files in Chromium.
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from ..errors import MedcneError
 from ..runs import Run, read_run
+from .provenance import PREFIX, column_values, copy_slide_thumbnails, data_folder, read_provenance
 from .qc import QC_FILE, SCORES, qc_meta, read_qc
 from .sprites import thumbnail_size, write_sprites
 
@@ -62,7 +66,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     Parameters
     ----------
     run : str, Path or Run
-        A run folder (see :mod:`medcne.runs`) with a 2-D embedding.
+        A run folder (see :mod:`medcne.runs`) with a 2-D or 3-D embedding.
     out : str or Path, optional
         Output folder; default ``RUN/viewer``. It may be missing or empty; an
         existing viewer folder (one with the ``.medcne-viewer`` marker) is
@@ -88,9 +92,9 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     bundle = check_bundle(bundle)
     if not isinstance(run, Run):
         run = read_run(run)
-    if run.embedding.ndim != 2 or run.embedding.shape[1] != 2:
+    if run.embedding.ndim != 2 or run.embedding.shape[1] not in (2, 3):
         raise MedcneError(
-            f"{run.path}: the viewer needs a 2-D embedding; embedding.npz holds shape "
+            f"{run.path}: the viewer needs a 2-D or 3-D embedding; embedding.npz holds shape "
             f"{tuple(run.embedding.shape)}"
         )
     n = len(run.ids)
@@ -108,6 +112,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
     qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}
+    prov = read_provenance(run.path / "embedding.npz", n)
     cols = {**_npz_columns(run), **qc_cols, **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
     for name, values in cols.items():
         if values.shape != (n,):
@@ -127,7 +132,9 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         cols = {"brightness": brightness, **cols}
         sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
                        "sheets": sheets}
-        (tmp / "data.js").write_text(_data_js(run, cols, sprite_info, qc), encoding="utf-8")
+        slides = copy_slide_thumbnails(prov, data_folder(run.params, data_path), tmp)
+        source = {"columns": {k: column_values(v) for k, v in prov.items()}, "slides": slides}
+        (tmp / "data.js").write_text(_data_js(run, cols, sprite_info, qc, source), encoding="utf-8")
         shutil.copyfile(bundle, tmp / BUNDLE_NAME)
         title = f"medcne: {run.name} ({run.method}, {n:,} images)"
         page = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
@@ -205,7 +212,8 @@ def _npz_columns(run: Run) -> dict[str, np.ndarray]:
     with np.load(run.path / "embedding.npz", allow_pickle=False) as z:
         for name in z.files:
             a = z[name]
-            if name not in _RESERVED and a.ndim == 1 and len(a) == len(run.ids) and a.dtype.kind in "iuf":
+            # prov_* columns say where an image came from: shown as text, not as colours.
+            if name not in _RESERVED and not name.startswith(PREFIX) and a.ndim == 1 and len(a) == len(run.ids) and a.dtype.kind in "iuf":
                 found[name] = a.astype(float)
     return found
 
@@ -240,7 +248,7 @@ def _ramp(name: str = "viridis", k: int = 256) -> list[str]:
     return [to_hex(cmap(i / (k - 1))) for i in range(k)]
 
 
-def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict, qc=None) -> str:
+def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict, qc=None, source: dict | None = None) -> str:
     n = len(run.ids)
     if run.labels is None:
         labels, names = np.zeros(n, dtype=np.int64), ["(no label)"]
@@ -256,11 +264,15 @@ def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict, qc=None) -> s
         "spare": [hues[(20 + 7 * i) % 24] for i in range(24)], "sprites": sprites,
         "labeled": run.labels is not None,
         "qc": qc_meta(qc, label_names) if qc is not None else None,
+        "dim": int(run.embedding.shape[1]),
+        # provenance columns ({column: values}) and slide thumbnails ({slide: file, size, scale})
+        "source": source or {"columns": {}, "slides": {}},
     }
     parts = [
         json.dumps(meta)[:-1],
         ', "x": ' + _numbers(run.embedding[:, 0]),
         ', "y": ' + _numbers(run.embedding[:, 1]),
+        *([', "z": ' + _numbers(run.embedding[:, 2])] if run.embedding.shape[1] == 3 else []),
         ', "labels": [' + ",".join(map(str, np.asarray(labels).tolist())) + "]",
         ', "ids": ' + json.dumps([str(i) for i in run.ids]),
         ', "columns": {' + ",".join(f"{json.dumps(k)}: {_numbers(v)}" for k, v in cols.items()) + "}",

@@ -115,7 +115,10 @@ def qc_meta(qc: QC, label_names: list[str] | None) -> dict:
     index into ``suggestedNames`` or -1, kept only where it differs from the
     run's label (``label_names``: class name per point, or None), as only a
     differing suggestion is news to the reader; ``duplicate``: per point the
-    index of its nearest other image, -1 for none.
+    index of its nearest other image where ``likely_duplicate`` is set, -1
+    elsewhere. Every image has a nearest other image, so showing it for all
+    would call half the dataset duplicates; the flag carries the check's
+    threshold (see :func:`medcne.curate.qc.near_duplicates`).
     """
     names: list[str] = []
     codes = {}
@@ -132,5 +135,5 @@ def qc_meta(qc: QC, label_names: list[str] | None) -> dict:
         "flags": {name: np.flatnonzero(qc.flags[name]).tolist() for name in FLAGS},
         "suggested": suggested,
         "suggestedNames": names,
-        "duplicate": qc.duplicate.tolist(),
+        "duplicate": np.where(qc.flags["likely_duplicate"], qc.duplicate, -1).tolist(),
     }

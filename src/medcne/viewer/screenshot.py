@@ -13,6 +13,7 @@ saves a PNG. Needs Playwright for Python (``pip install playwright``; never
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import MedcneError, require
@@ -36,28 +37,29 @@ def launch_chromium(playwright, executable: str = CHROMIUM):
 
 def screenshot(index, out, *, hover_id: str | None = None, box=None,
                size: tuple[int, int] = (1280, 760), colour_by: str | None = None,
-               qc_filter: str | None = None, browser=None) -> Path:
+               qc_filter: str | None = None, browser=None, axes: str | None = None) -> Path:
     """Open ``index`` (a viewer's index.html), act as asked, save a PNG at ``out``.
 
     ``box`` is (x0, y0, x1, y1) in fractions of the map area, dragged in box
     mode. ``qc_filter``: a value of the QC "Show" menu (a run with qc.csv).
     ``browser``: a Playwright browser to reuse (default: start Chromium).
+    ``axes``: the pair of axes of a 3-D map, as its "Axes" menu names it ("x / z").
     """
     index, out = Path(index), Path(out)
     if not index.is_file():
         raise MedcneError(f"{index}: no such page; build it with `medcne view RUN`")
     if browser is not None:
-        return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter)
+        return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter, axes)
     sync_api = require("playwright.sync_api", "test")
     with sync_api.sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter)
+            return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter, axes)
         finally:
             browser.close()
 
 
-def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by, qc_filter=None) -> Path:
+def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by, qc_filter=None, axes=None) -> Path:
     ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
     try:
         page = ctx.new_page()
@@ -67,6 +69,8 @@ def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by, qc_f
             page.select_option("#color-by", colour_by)
         if qc_filter:
             page.select_option("#qc-filter", qc_filter)
+        if axes:
+            _choose_axes(page, axes)
         r = page.locator("#canvas").bounding_box()
         if box:
             page.click("#mode-box")
@@ -95,6 +99,15 @@ def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by, qc_f
     return out
 
 
+def _choose_axes(page, axes: str) -> None:
+    names = page.eval_on_selector_all("#axes option", "os => os.map(o => o.textContent)")
+    wanted = axes.replace(" ", "").replace("/", " / ")
+    if wanted not in names:
+        raise MedcneError(f"--axes {axes}: the page has {', '.join(names) or 'no axes menu (a 2-D map)'}")
+    page.select_option("#axes", label=wanted)
+    page.wait_for_timeout(600)  # the fit to the new pair moves the camera
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m medcne.viewer.screenshot", description=__doc__.splitlines()[0])
     ap.add_argument("index", help="a viewer's index.html")
@@ -103,12 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--box", help="x0,y0,x1,y1: box selection in fractions of the map area")
     ap.add_argument("--colour-by", help="a column of the 'Colour by' menu")
     ap.add_argument("--qc-filter", help="a value of the QC Show menu, e.g. likely_label_error (needs qc.csv)")
+    ap.add_argument("--axes", help="the pair of axes of a 3-D map, e.g. x/z")
     ap.add_argument("--size", default="1280x760", help="window size WxH in pixels")
     args = ap.parse_args(argv)
     box = tuple(float(v) for v in args.box.split(",")) if args.box else None
     w, h = (int(v) for v in args.size.lower().split("x"))
-    print(screenshot(args.index, args.out, hover_id=args.hover_id, box=box, size=(w, h),
-                     colour_by=args.colour_by, qc_filter=args.qc_filter))
+    try:
+        print(screenshot(args.index, args.out, hover_id=args.hover_id, box=box, size=(w, h),
+                         colour_by=args.colour_by, qc_filter=args.qc_filter, axes=args.axes))
+    except MedcneError as e:  # one line, as the medcne commands print it
+        print(f"{ap.prog}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -39,9 +39,12 @@ export function bounds(x, y) {
 
 // Keeps the map fitted: fit() now (and on Reset view), and again after every
 // resize of the canvas while the camera is where the last fit put it.
-export function createFitter(scatterplot, canvas, box, pointSize) {
+// getBox() and getPointSize() are asked at each fit: the axes shown (3-D maps)
+// and the point size change.
+export function createFitter(scatterplot, canvas, getBox, getPointSize) {
   let fittedView = null; // the camera's view matrix right after the last fit
   let fitting = null; // the fit under way (a transition takes a moment)
+  let fittedDistance = 1; // camera distance of the last fit: the zoom that point sizes are relative to
 
   function isFitted() {
     if (!fittedView) return false;
@@ -53,9 +56,11 @@ export function createFitter(scatterplot, canvas, box, pointSize) {
     const { width, height } = canvas.getBoundingClientRect();
     if (width < 1 || height < 1) return Promise.resolve(); // not laid out (hidden)
     // Room for the points' own radius, plus a margin that grows with the canvas.
-    const margin = pointSize + Math.max(8, 0.04 * Math.min(width, height));
+    const box = getBox();
+    const margin = getPointSize() + Math.max(8, 0.04 * Math.min(width, height));
     const distance = fitDistance(box.hx, box.hy, width, height, margin);
     fittedView = null;
+    fittedDistance = distance;
     const done = scatterplot
       .zoomToLocation([box.cx, box.cy], distance, { transition, transitionDuration: 400 })
       .then(() => {
@@ -73,5 +78,5 @@ export function createFitter(scatterplot, canvas, box, pointSize) {
     else if (isFitted()) fit();
   }).observe(canvas);
 
-  return { fit, isFitted };
+  return { fit, isFitted, distance: () => fittedDistance };
 }

@@ -4,13 +4,18 @@
 // from data.js as window.MEDCNE_DATA, written by medcne/viewer/build.py.
 // Modules: camera.js (fit the map to the window), labels.js (annotation layers),
 // knn.js (label suggestion), store.js (annotations kept in the browser),
-// csv.js (export), qc.js (the run's qc.csv).
+// csv.js (export), qc.js (the run's qc.csv), marks.js (point size, the ring on
+// the point shown), axes.js (pairs of axes of 3-D maps), source.js (where an
+// image came from: provenance columns, the tile's box on its slide).
 import createScatterplot from 'regl-scatterplot';
+import { AXES, PAIRS, extent, normalise, rawAxes, setupAxes } from './axes.js';
 import { bounds, createFitter } from './camera.js';
 import { annotationsCsv, download } from './csv.js';
 import { knnVote } from './knn.js';
 import { K_NEIGHBOURS, Labels } from './labels.js';
+import { baseSize, createRing, zoomFactor } from './marks.js';
 import { qcLines, qcMask, setupQc } from './qc.js';
+import { showSlide, sourceLines } from './source.js';
 import { loadRecord, saveRecord, storageKey } from './store.js';
 
 performance.mark('medcne-start'); // data.js is parsed by now: splits load time in the benchmark
@@ -21,28 +26,11 @@ const GRID_MAX = 400; // thumbnails shown for a selection; more would only slow 
 const STORAGE_KEY = storageKey(D.runKey);
 const fmt = (v) => v.toLocaleString('en');
 
-// [min, max] of the finite values; a loop, as Math.min(...a) overflows the stack at 300,000.
-function extent(a) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of a) {
-    if (v === null || !Number.isFinite(v)) continue;
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return [lo, hi];
-}
-
-// regl-scatterplot wants coordinates in [-1, 1]; one scale for both axes keeps shapes.
+// Coordinates in [-1, 1] (axes.js); nx, ny: the pair drawn now (x, y unless a 3-D map shows another).
 // The margin around the map is the camera's business (camera.js), in screen pixels.
-const [nx, ny] = (() => {
-  const [x0, x1] = extent(D.x);
-  const [y0, y1] = extent(D.y);
-  const half = Math.max(x1 - x0, y1 - y0) / 2 || 1;
-  const cx = (x0 + x1) / 2;
-  const cy = (y0 + y1) / 2;
-  return [Float32Array.from(D.x, (v) => (v - cx) / half), Float32Array.from(D.y, (v) => (v - cy) / half)];
-})();
+const coords = normalise(rawAxes(D));
+let nx = coords[0];
+let ny = coords[1];
 
 const labels = new Labels(D);
 const state = {
@@ -51,35 +39,56 @@ const state = {
   selection: [],
   colorBy: 'class',
   valueB: new Float32Array(N),
+  pair: 0, // index into PAIRS: the axes drawn
+  shown: N, // points passing the legend and the QC filter
+  mask: null, // the QC filter's mask (qc.js), null: all
 };
 
 const canvas = $('canvas');
-const pointSize = N <= 10000 ? 4 : N <= 100000 ? 2.5 : 1.5;
+// Base size for the points shown on this canvas; marks.js scales it with the zoom.
+const basePointSize = () => {
+  const { width, height } = canvas.getBoundingClientRect();
+  return baseSize(state.shown, width, height);
+};
 const scatterplot = createScatterplot({
   canvas,
-  pointSize,
+  pointSize: basePointSize(),
+  pointScaleMode: 'constant', // marks.js sets the size for the zoom itself
   opacity: N <= 10000 ? 0.9 : 0.7,
   pointColorActive: '#000000',
   pointColorHover: '#ff2020',
   backgroundColor: '#ffffff',
   lassoColor: '#2060c0',
 });
-const fitter = createFitter(scatterplot, canvas, bounds(nx, ny), pointSize);
+const fitter = createFitter(scatterplot, canvas, () => bounds(nx, ny), basePointSize);
+const ring = createRing($('ring'), scatterplot);
 let spatialIndex;
+
+// Point size for the points shown, the canvas and the zoom; the ring follows.
+function resizePoints() {
+  const size = basePointSize() * zoomFactor(fitter.distance(), scatterplot.get('cameraDistance'));
+  if (Math.abs(size - scatterplot.get('pointSize')) > 0.02) {
+    scatterplot.set({ pointSize: size, pointSizeSelected: size });
+  }
+  ring.place();
+}
 
 function points() {
   return { x: nx, y: ny, valueA: labels.cur, valueB: state.valueB };
 }
 
 async function redraw() {
+  const filter = visibleIndices();
+  resizePoints(); // the number shown may have changed
   await scatterplot.draw(points(), {
     zDataType: 'categorical',
     wDataType: 'continuous',
-    spatialIndex, // coordinates never change, so the index is built once
+    spatialIndex, // built once per pair of axes shown (setPair drops it)
     select: state.selection,
-    filter: visibleIndices(),
+    filter,
   });
   spatialIndex = scatterplot.get('spatialIndex');
+  ring.place();
 }
 
 // Points passing the legend (hidden labels) and the QC filter; undefined: all.
@@ -90,8 +99,15 @@ function visibleIndices() {
     keep = [];
     for (let i = 0; i < N; i++) if (!state.hidden.has(labels.cur[i]) && (!mask || mask[i])) keep.push(i);
   }
-  $('shown-count').textContent = `${fmt(keep ? keep.length : N)} shown`;
+  state.mask = mask;
+  state.shown = keep ? keep.length : N;
+  $('shown-count').textContent = `${fmt(state.shown)} shown`;
   return keep;
+}
+
+// Whether point i passes the legend and the QC filter.
+function isShown(i) {
+  return !state.hidden.has(labels.cur[i]) && (!state.mask || state.mask[i] === 1);
 }
 
 // ---- thumbnails from sprite sheets --------------------------------------
@@ -120,7 +136,8 @@ function showPoint(i) {
       ? [['suggested label', `${a.name} (${Math.round(a.agree * 100)}% of neighbours${a.pending ? ', to review' : ''})`]]
       : []),
     ...qcLines(D, i),
-    ['x, y', `${D.x[i]}, ${D.y[i]}`],
+    ...sourceLines(D, i),
+    D.dim === 3 ? ['x, y, z', `${D.x[i]}, ${D.y[i]}, ${D.z[i]}`] : ['x, y', `${D.x[i]}, ${D.y[i]}`],
   ];
   for (const [k, v] of lines) {
     const div = document.createElement('div');
@@ -131,6 +148,8 @@ function showPoint(i) {
   const dup = D.qc ? D.qc.duplicate[i] : -1;
   $('hover-duplicate').hidden = dup < 0;
   if (dup >= 0) showTile($('hover-duplicate'), dup, 56); // the pair side by side tells at a glance
+  showSlide($('hover-slide'), D, i, 316);
+  ring.show(i);
   $('hover').dataset.index = i;
 }
 
@@ -147,7 +166,7 @@ function setColorBy(name) {
   state.colorBy = name;
   const isClass = name === 'class';
   if (!isClass) {
-    const v = name === 'suggestion agreement' ? agreement() : name === 'x' ? D.x : name === 'y' ? D.y : D.columns[name];
+    const v = name === 'suggestion agreement' ? agreement() : AXES.includes(name) ? D[name] : D.columns[name];
     const [lo, hi] = extent(v);
     // Missing values (null in data.js) take the low end of the ramp.
     state.valueB = Float32Array.from(v, (a) => (a === null || !Number.isFinite(a) ? 0 : (a - lo) / (hi - lo || 1)));
@@ -167,20 +186,30 @@ function setColorBy(name) {
 function renderColorOptions() {
   const select = $('color-by');
   const hasSuggestions = labels.pending || labels.accepted;
-  const options = [['class', D.labeled ? 'class' : 'class (none)'], ...Object.keys(D.columns).map((c) => [c, c]), ['x', 'x'], ['y', 'y']];
+  const axes = AXES.slice(0, D.dim === 3 ? 3 : 2).map((a) => [a, a]);
+  const options = [['class', D.labeled ? 'class' : 'class (none)'], ...Object.keys(D.columns).map((c) => [c, c]), ...axes];
   if (hasSuggestions) options.push(['suggestion agreement', 'suggestion agreement']);
   select.replaceChildren(...options.map(([value, textContent]) => Object.assign(document.createElement('option'), { value, textContent })));
   if (!options.some(([value]) => value === state.colorBy)) state.colorBy = 'class';
   select.value = state.colorBy;
 }
 
+// Counts follow the QC filter: each class's count is what the map would show of
+// it (a hidden class keeps its count, so the user sees what showing it adds).
 function renderLegend() {
   const counts = new Array(labels.names.length).fill(0);
-  for (let i = 0; i < N; i++) counts[labels.cur[i]]++;
+  const totals = new Array(labels.names.length).fill(0);
+  const mask = qcMask(D, state.qcFilter);
+  for (let i = 0; i < N; i++) {
+    totals[labels.cur[i]]++;
+    if (!mask || mask[i]) counts[labels.cur[i]]++;
+  }
+  const filter = mask ? $('qc-filter').selectedOptions[0]?.textContent.replace(/ \(.*/, '') : '';
+  $('legend-title').textContent = mask ? `Classes (${filter} only)` : 'Classes';
   const ul = $('legend');
   ul.replaceChildren();
   labels.names.forEach((name, k) => {
-    if (counts[k] === 0 && k >= D.classNames.length) return;
+    if (totals[k] === 0 && k >= D.classNames.length) return;
     const li = document.createElement('li');
     li.dataset.class = name;
     li.classList.toggle('hidden', state.hidden.has(k));
@@ -188,7 +217,8 @@ function renderLegend() {
     sw.style.background = labels.palette[k];
     const count = Object.assign(document.createElement('span'), { className: 'count', textContent: fmt(counts[k]) });
     li.append(sw, name, count);
-    li.title = 'click to hide or show this class';
+    li.dataset.total = totals[k];
+    li.title = `click to hide or show this class${mask ? ` (${fmt(counts[k])} of ${fmt(totals[k])} pass the filter)` : ''}`;
     li.onclick = () => {
       if (state.hidden.has(k)) state.hidden.delete(k);
       else state.hidden.add(k);
@@ -286,7 +316,17 @@ function find() {
 function setQcFilter(value) {
   state.qcFilter = value;
   $('qc-filter').value = value;
+  renderLegend();
   return redraw();
+}
+
+// A 3-D map: draw another pair of axes (PAIRS[k]) and fit it to the window.
+function setPair(k) {
+  state.pair = k;
+  $('axes').value = String(k);
+  [nx, ny] = PAIRS[k].map((a) => coords[a]);
+  spatialIndex = undefined; // the index is of the coordinates drawn
+  return redraw().then(() => fitter.fit());
 }
 
 function setMode(mode) {
@@ -319,6 +359,10 @@ function init() {
   $('clear-annotations').onclick = clearAnnotations;
   $('reset-view').onclick = () => fitter.fit({ transition: true });
   setupQc(D, $('qc-filter'), setQcFilter);
+  setupAxes(D, $('axes'), setPair);
+  ring.setVisible(isShown);
+  scatterplot.subscribe('view', resizePoints);
+  new ResizeObserver(resizePoints).observe(canvas);
   scatterplot.subscribe('pointOver', showPoint);
   scatterplot.subscribe('select', ({ points: p }) => onSelect(p));
   scatterplot.subscribe('deselect', () => onSelect([]));
@@ -340,6 +384,7 @@ window.medcne = {
   labels,
   showPoint,
   fitter,
+  setPair,
   knnVote: (seeds, seedLabels, queries, k = K_NEIGHBOURS, x = nx, y = ny) => knnVote(x, y, seeds, seedLabels, queries, k),
   screenPosition: (i) => scatterplot.getScreenPosition(i),
 };
