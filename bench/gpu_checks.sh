@@ -49,7 +49,7 @@ if [ $GPU = 1 ] || [ -n "$PROXY" ]; then
   rc=$?
   tail -15 "$OUT_DIR/cuda_tests.txt" | tee -a "$OUT_DIR/gpu_checks.md"
   last=$(tail -1 "$OUT_DIR/cuda_tests.txt")
-  if [ $GPU = 0 ]; then verdict "SKIP the CUDA tests green: no GPU, they skipped ($last)";
+  if [ $GPU = 0 ] && [ $rc -eq 0 ]; then verdict "SKIP the CUDA tests green: no GPU, they skipped ($last)";
   elif [ $rc -eq 0 ]; then verdict "PASS the CUDA tests green: $last";
   elif [ $rc -eq 124 ]; then verdict "FAIL the CUDA tests green: over their 110 s limit";
   else verdict "FAIL the CUDA tests green: pytest exit $rc ($last)"; fi

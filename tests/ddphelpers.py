@@ -194,7 +194,7 @@ def syncbn_compiles(rank: int, world: int, out: Path) -> dict:
     a, b = eager(x), fn(x)
     a.square().sum().backward()
     b.square().sum().backward()
-    grads = [(p.grad - q.grad).abs().max() for p, q in zip(eager.parameters(), compiled.parameters())]
+    grads = [(p.grad - q.grad).abs().max() for p, q in zip(eager.parameters(), compiled.parameters(), strict=True)]
     return {"graph_count": explained.graph_count, "graph_break_count": explained.graph_break_count,
             "break_reasons": [str(r.reason)[:300] for r in explained.break_reasons],
             "max_difference": float((a - b).abs().max()), "grad_difference": float(max(grads))}
