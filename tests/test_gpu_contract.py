@@ -308,6 +308,7 @@ def run_gpu_checks(tmp_path, *args, py: str | None = None):
     return done.returncode, done.stdout.strip().splitlines(), (tmp_path / "verdicts.txt").read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_gpu_checks_without_a_gpu_skip_each_section_in_one_line_and_exit_0(tmp_path):
     rc, lines, verdicts = run_gpu_checks(tmp_path)
     assert rc == 0 and lines[-1].startswith("NOT RUN: no CUDA GPU"), lines
