@@ -141,7 +141,9 @@ def test_host_tensors_are_free_to_read_and_known_ones_can_be_named():
 
 
 def test_the_audit_restores_what_it_patched():
-    before = (loop.run_epoch, loop.make_optimizer)
+    from medcne.augment import augmenter
+
+    before = (loop.run_epoch, loop.make_optimizer, augmenter.use_kernel)
     with audit_training():
-        assert loop.run_epoch is not before[0]
-    assert (loop.run_epoch, loop.make_optimizer) == before
+        assert loop.run_epoch is not before[0] and augmenter.use_kernel is not before[2]
+    assert (loop.run_epoch, loop.make_optimizer, augmenter.use_kernel) == before
