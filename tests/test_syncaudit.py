@@ -147,3 +147,22 @@ def test_the_audit_restores_what_it_patched():
     with audit_training():
         assert loop.run_epoch is not before[0] and augmenter.use_kernel is not before[2]
     assert (loop.run_epoch, loop.make_optimizer, augmenter.use_kernel) == before
+
+
+def test_the_cuda_kind_files_pytorchs_sync_warnings_by_step(monkeypatch):
+    # On a GPU, torch.cuda.set_sync_debug_mode("warn") warns at each sync; here the warnings are
+    # planted (and the CUDA calls made no-ops) to check that they land in the steps they came from.
+    import warnings
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    plant_in_loss_watch(monkeypatch, lambda t: warnings.warn("called a synchronizing CUDA operation"))
+    kw = dict(epochs=(1, 1, 0), warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", random_state=0,
+              verbose=False)
+    with audit_training("cuda") as audit:
+        TSimCNE(**kw).fit(images(24))
+    assert modes == ["warn", 0, "warn", 0]  # on for each epoch, off after it
+    assert audit.judged() == 4 and len(audit.step_syncs()) == 4  # one in each steady step
+    assert {s.kind for _, _, s in audit.step_syncs()} == {"CUDA sync"}
+    assert all(len(e.end) == 1 for e in audit.epochs)  # the last step's add, after its optimiser step
