@@ -286,12 +286,14 @@ def test_cuda_views_trace_as_one_graph(preset):
 @cuda_only
 def test_cuda_three_stages_one_compile_fp32_map(monkeypatch):
     from medcne import TSimCNE
+    from medcne.augment import augmenter
 
-    graphs = count_compiles(monkeypatch)
+    graphs, views = count_compiles(monkeypatch), []
+    monkeypatch.setattr(augmenter, "COMPILE_BACKEND", lambda gm, example_inputs: (views.append(gm), gm.forward)[1])
     images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
     est = TSimCNE(epochs=(2, 1, 2), warmup=(0, 0, 0), batch_size=16, width=4, device="cuda", compile=True,
                   random_state=0, verbose=True).fit(images)
-    assert len(graphs) == 1
+    assert len(graphs) == 1 and len(views) == 1  # the backbone and the views (torch engine on CUDA), once each
     assert est.embedding_.dtype == np.float32 and np.isfinite(est.embedding_).all()
     assert est.model_.last_layer.weight.dtype == torch.float32
 

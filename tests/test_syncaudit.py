@@ -157,7 +157,7 @@ def test_the_cuda_kind_files_pytorchs_sync_warnings_by_step(monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
     modes = []
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
-    plant_in_loss_watch(monkeypatch, lambda t: warnings.warn("called a synchronizing CUDA operation"))
+    plant_in_loss_watch(monkeypatch, lambda t: warnings.warn("called a synchronizing CUDA operation", stacklevel=2))
     kw = dict(epochs=(1, 1, 0), warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", random_state=0,
               verbose=False)
     with audit_training("cuda") as audit:
