@@ -131,7 +131,8 @@ class SlicedViews:
         return self.aug.views_from_uniforms(x, u, *self.aug.constants(x))
 
 
-def syncbn_training(rank: int, world: int, sync_bn: bool = True, device: str = "cpu") -> dict:
+def syncbn_training(rank: int, world: int, sync_bn: bool = True, device: str = "cpu",
+                    precision: str = "fp32") -> dict:
     """Weights after three stages (12 steps) of ``world`` processes on a global batch of 16.
 
     A setting where training is not chaotic: one process on 1 or 2 threads (which
@@ -150,6 +151,7 @@ def syncbn_training(rank: int, world: int, sync_bn: bool = True, device: str = "
     store = ImageStore(from_array(images), dev)
     gens = Generators.from_rng(np.random.default_rng(0), dev)  # the same stream everywhere
     model = tiny_net(16, seed=2, width=4)
+    model.amp_dtype = torch.bfloat16 if precision == "bf16" else None  # the backbone's autocast, as fit sets it
     stages = tsimcne_stages((1, 1, 1), lr=0.01, dim=2, warmup=(0, 0, 0), stage3_lr_factor=0.5,
                             head_init="uniform")
     extra = {}
@@ -162,7 +164,8 @@ def syncbn_training(rank: int, world: int, sync_bn: bool = True, device: str = "
     pos = train(model, store, stages, batch_size=SYNCBN_BATCH, augment=augment, loss_fn=cauchy_infonce,
                 generators=gens, progress=False, **extra)
     return {"state": {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
-            "loss": [r["loss"] for r in pos.history]}
+            "loss": [r["loss"] for r in pos.history], "amp_dtype": str(model.amp_dtype),
+            "bn": sorted({type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__})}
 
 
 def syncbn(rank: int, world: int, out: Path) -> dict:
@@ -171,9 +174,30 @@ def syncbn(rank: int, world: int, out: Path) -> dict:
 
 def syncbn_cuda(rank: int, world: int, out: Path) -> dict:
     """As :func:`syncbn` on one GPU shared by both processes (gloo moves CUDA tensors through the
-    host): PyTorch's nn.SyncBatchNorm, DDP with device_ids and the gather on CUDA tensors."""
-    return {"synced": syncbn_training(rank, world, True, "cuda"),
-            "unsynced": syncbn_training(rank, world, False, "cuda")}
+    host), with the bf16 backbone of a GPU run: the synced BatchNorm CUDA uses, DDP with
+    device_ids and the gather on CUDA tensors."""
+    return {"synced": syncbn_training(rank, world, True, "cuda", "bf16"),
+            "unsynced": syncbn_training(rank, world, False, "cuda", "bf16")}
+
+
+def syncbn_compiles(rank: int, world: int, out: Path) -> dict:
+    """The synced backbone under torch._dynamo.explain with a real group of ``world``, and its
+    compiled forward and backward (aot_eager: the traced graphs, without code generation) against eager."""
+    from medcne.train.distributed import convert_sync_batchnorm
+
+    backbone = convert_sync_batchnorm(tiny_net(width=2), "cuda").backbone.train()
+    x = torch.rand(4, 3, 12, 12, generator=torch.Generator().manual_seed(rank))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(copy.deepcopy(backbone))(x)
+    eager, compiled = copy.deepcopy(backbone), copy.deepcopy(backbone)
+    fn = torch.compile(compiled, backend="aot_eager", fullgraph=True)
+    a, b = eager(x), fn(x)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    grads = [(p.grad - q.grad).abs().max() for p, q in zip(eager.parameters(), compiled.parameters(), strict=True)]
+    return {"graph_count": explained.graph_count, "graph_break_count": explained.graph_break_count,
+            "break_reasons": [str(r.reason)[:300] for r in explained.break_reasons],
+            "max_difference": float((a - b).abs().max()), "grad_difference": float(max(grads))}
 
 
 class Stop(Exception):
@@ -224,23 +248,22 @@ def resume(rank: int, world: int, out: Path) -> dict:
 
 
 def audit(rank: int, world: int, out: Path) -> dict:
-    """Ops that would make CUDA wait, in steady-state epochs of two processes (stages 1 and 2)."""
-    from medcne.train import tsimcne_stages
-    from medcne.train.distributed import convert_sync_batchnorm, gather_views, replicate
-    from medcne.train.loop import begin_stage, run_epoch
-    from test_gpu_contract import SyncAudit, tiny_job
+    """The sync audit of the public fit in ``world`` processes (global negatives, DDP, synced
+    BatchNorm), all three stages, with and without a time budget."""
+    from medcne.estimator import TSimCNE
+    from medcne.train.syncaudit import audit_training
 
+    images = np.random.default_rng(0).integers(0, 256, (48, 12, 12, 3), dtype=np.uint8)
     found = {}
-    for n in (16, 48):  # whatever syncs per epoch must not grow with the number of steps
-        job, model = tiny_job("rotate", n=n, batch=4)
-        convert_sync_batchnorm(model, "cpu")
-        job.gather, job.shard, job.replicate = gather_views, (rank, world), partial(replicate, broadcast_buffers=False)
-        for stage in tsimcne_stages((2, 2, 2), lr=0.01)[:2]:  # stage 3 steps as stage 1
-            optimizer = begin_stage(model, stage, job.generators, fresh=True)
-            job.replica = replicate(model, stage, broadcast_buffers=False)
-            model.train()
-            run_epoch(job, optimizer, stage, 0)  # warm-up: optimiser state, caches
-            with SyncAudit() as seen:
-                run_epoch(job, optimizer, stage, 1)
-            found[(n, stage.name)] = seen.found
+    for budget in (None, "20s"):
+        with audit_training() as seen:
+            est = TSimCNE(epochs=(1, 1, 1), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu",
+                          random_state=0, verbose=False, budget=budget).fit(images)
+        found[budget] = {
+            "judged": seen.judged(), "step_syncs": [str(s) for _, _, s in seen.step_syncs()],
+            "stages": [e.stage for e in seen.epochs],
+            "ends": [[s.op for s in e.end] for e in seen.epochs],
+            "setups": [[str(s) for s in e.setup] for e in seen.epochs],
+            "world": est.world_.size, "sync_bn": est.sync_bn_,
+        }
     return found

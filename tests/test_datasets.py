@@ -222,3 +222,33 @@ def test_provenance_columns_follow_take_and_are_checked():
     assert ImageSet(images).provenance == {}
     with pytest.raises(MedcneError, match="provenance column 'x'"):
         ImageSet(images, provenance={"x": [0, 1]})
+
+
+def test_a_pcam_folder_reads_all_its_files_and_split_picks_one(tmp_path):
+    # The paper used all of PCam (train + valid + test = 327,680 images), not the training file alone.
+    h5py = pytest.importorskip("h5py")
+    sizes = {"train": 6, "valid": 3, "test": 2}
+    pixels = {}
+    for k, (word, n) in enumerate(sizes.items()):
+        pixels[word] = random_images(n, 12, seed=k)
+        with h5py.File(tmp_path / f"camelyonpatch_level_2_split_{word}_x.h5", "w") as f:
+            f["x"] = pixels[word]
+        with h5py.File(tmp_path / f"camelyonpatch_level_2_split_{word}_y.h5", "w") as f:
+            f["y"] = np.full((n, 1, 1, 1), k % 2, dtype=np.uint8)
+    data = load_dataset(tmp_path)
+    assert len(data) == 11 and data.is_lazy and data.class_counts() == {"normal": 8, "tumor": 3}
+    order = ["test", "train", "valid"]  # the files in name order
+    np.testing.assert_array_equal(data.to_numpy(), np.concatenate([pixels[w] for w in order]))
+    assert list(data.ids[:3]) == ["test/0", "test/1", "train/0"]
+    np.testing.assert_array_equal(data.images[[10, 0, 3]], np.stack([pixels["valid"][2], pixels["test"][0],
+                                                                     pixels["train"][1]]))
+    for split, word in (("train", "train"), ("val", "valid"), ("test", "test")):
+        one = load_dataset(tmp_path, split=split)
+        assert len(one) == sizes[word]
+        np.testing.assert_array_equal(one.to_numpy(), pixels[word])
+    assert len(load_dataset(tmp_path, subset=4)) == 4
+    (tmp_path / "camelyonpatch_level_2_split_valid_x.h5").unlink()
+    from medcne.errors import MedcneError
+
+    with pytest.raises(MedcneError, match="--split val needs exactly one"):
+        load_dataset(tmp_path, split="val")

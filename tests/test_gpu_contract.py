@@ -2,7 +2,7 @@
 
 A GPU runs fast only if the host never waits for it inside a training step. On
 a CPU nothing waits, so these tests look at the operations themselves: a
-``TorchDispatchMode`` sees every aten op of a few steady-state steps and flags
+sync audit (:mod:`medcne.train.syncaudit`, run on the real loop in tests/test_syncaudit.py) flags
 those that make CUDA synchronise (reading a value back, tensors made from
 Python data, data-dependent output shapes, copies between devices). The CUDA
 tests at the end check the same on a real GPU where one is present.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from medcne.augment import Augmenter
 from medcne.augment.sampling import draw_uniforms
@@ -23,43 +22,10 @@ from medcne.losses import cauchy_infonce, cosine_infonce
 from medcne.models import TSimCNENet
 from medcne.train import Generators, ImageStore, tsimcne_stages
 from medcne.train.loop import Job, LossWatch, begin_stage, run_epoch
+from medcne.train.syncaudit import SyncAudit, audit_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-# Ops after which CUDA has to wait for the device, or which copy host data to it.
-SYNCING = {
-    "_local_scalar_dense", "item", "is_nonzero", "equal", "allclose",  # a value read back
-    "lift_fresh", "lift_fresh_copy", "_tensor_from_list",  # torch.tensor(python data)
-    "nonzero", "nonzero_static", "argwhere", "masked_select", "unique", "_unique", "_unique2",
-    "unique_consecutive", "unique_dim", "bincount", "histc", "repeat_interleave",  # data-dependent shapes
-}
-
-
-class SyncAudit(TorchDispatchMode):
-    """Records every op that would synchronise a CUDA device, by name."""
-
-    def __init__(self):
-        super().__init__()
-        self.found: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = func.overloadpacket.__name__
-        if name in SYNCING:
-            self.found.append(name)
-        elif name == "index" and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else [])
-            if i is not None
-        ):
-            self.found.append("index with a boolean mask")
-        elif name in ("_to_copy", "copy_"):
-            devices = {t.device.type for t in args if isinstance(t, torch.Tensor)}
-            target = kwargs.get("device")
-            if len(devices) > 1 or (target is not None and torch.device(target).type not in devices):
-                self.found.append(f"{name} between devices")
-        return func(*args, **(kwargs or {}))
-
 
 def tiny_job(preset: str, n: int = 48, batch: int = 8, **aug) -> tuple[Job, torch.nn.Module]:
     rng = np.random.default_rng(0)
@@ -72,44 +38,16 @@ def tiny_job(preset: str, n: int = 48, batch: int = 8, **aug) -> tuple[Job, torc
     return Job(model, store, batch, augment, cauchy_infonce, gens), model
 
 
-def audited_epoch(job: Job, stage) -> list[str]:
-    optimizer = begin_stage(job.model, stage, job.generators, fresh=True)
-    job.model.train()
-    run_epoch(job, optimizer, stage, 0)  # warm-up: optimiser state, caches
-    with SyncAudit() as audit:
-        run_epoch(job, optimizer, stage, 1)
-    return audit.found
-
-
-@pytest.mark.parametrize("preset,options", [
-    ("simclr", {}), ("rot90", {}), ("rotate", {}), ("rotate", {"crop": False}), ("rot90", {"crop": False}),
-    ("simclr", {"jitter": False, "grayscale": False}),
-])
-def test_no_host_sync_in_a_training_step(preset, options):
-    # Two epochs of different lengths: whatever syncs per epoch (one read of the summed loss)
-    # must not grow with the number of steps, and nothing else may sync.
-    short, _ = tiny_job(preset, n=24, **options)
-    long, _ = tiny_job(preset, n=72, **options)
-    stage = tsimcne_stages((2, 1, 2), lr=0.01)[0]
-    per_epoch_short, per_epoch_long = audited_epoch(short, stage), audited_epoch(long, stage)
-    assert per_epoch_short == per_epoch_long == ["_local_scalar_dense"], (per_epoch_short, per_epoch_long)
-
-
-def test_no_host_sync_in_stage2_and_stage3():
-    job, model = tiny_job("rotate")
-    stages = tsimcne_stages((1, 1, 1), lr=0.01)
-    for stage in stages:
-        assert audited_epoch(job, stage) == ["_local_scalar_dense"], stage.name
-
-
 def test_the_audit_catches_syncing_ops():
+    # The audit of the real training loop is tests/test_syncaudit.py; here, single ops.
+    x = torch.arange(6.0)  # made before the audit: a device tensor
     with SyncAudit() as audit:
-        x = torch.arange(6.0)
         float(x.sum())  # .item()
-        torch.tensor([1.0, 2.0])  # from Python data
         x[x > 2]  # boolean mask
-        torch.bincount(torch.tensor([0, 1]))
-    assert {"_local_scalar_dense", "lift_fresh", "index with a boolean mask", "bincount"} <= set(audit.found)
+        torch.bincount(x.long())
+        torch.tensor([1.0, 2.0], device=x.device)  # from Python data
+    assert [s.kind for s in audit.found] == ["value read", "boolean-mask indexing", "data-dependent shape",
+                                             "host data copied to the device"]
 
 
 @pytest.mark.parametrize("preset", ["simclr", "rot90", "rotate"])
@@ -170,6 +108,29 @@ def test_one_compile_per_run(monkeypatch):
     est = TSimCNE(epochs=(2, 1, 2), warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", compile=True,
                   random_state=0, verbose=True).fit(images)
     assert len(graphs) == 1 and np.isfinite(est.embedding_).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["simclr", "rot90", "rotate"])
+def test_compile_compiles_the_augmentation_once_per_run(monkeypatch, preset):
+    # --compile: the views are one graph, traced once, whatever the stage (the batch shape is the same).
+    from medcne import TSimCNE
+    from medcne.augment import augmenter
+
+    backbone_graphs, views = count_compiles(monkeypatch), []
+
+    def counting(gm, example_inputs):
+        views.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(augmenter, "COMPILE_BACKEND", counting)
+    torch._dynamo.utils.counters.clear()
+    monkeypatch.setattr(augmenter, "use_kernel", lambda engine, device: False)  # the engine a GPU runs
+    images = np.random.default_rng(0).integers(0, 256, (24, 12, 12, 3), dtype=np.uint8)
+    TSimCNE(epochs=(1, 1, 1), warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", compile=True, preset=preset,
+            random_state=0, verbose=False).fit(images)
+    assert len(views) == 1 and len(backbone_graphs) == 1
+    assert torch._dynamo.utils.counters["recompiles"] == {}
 
 
 def test_head_and_map_stay_float32_under_autocast():
@@ -263,17 +224,28 @@ def test_resume_on_another_device_type_is_one_line():
         Generators.from_rng(np.random.default_rng(1), torch.device("cpu")).load_state_dict(state)
 
 
-def test_cuda_path_uses_fused_sgd_and_bf16_backbone():
+def test_cuda_path_uses_fused_sgd_and_bf16_backbone(monkeypatch):
     # The device contract, checked on the CPU by asking for what CUDA would get.
+    from medcne import device as devices
     from medcne.train.loop import make_optimizer, prepare_model
 
     stage = tsimcne_stages((1, 1, 1))[0]
     params = [torch.nn.Parameter(torch.zeros(3))]
     assert make_optimizer(params, stage, "cuda").defaults["fused"] is True
     assert not make_optimizer(params, stage, "cpu").defaults["fused"]
+    # A GPU with bf16 (every one since Ampere): 'auto' resolves to bf16, and the backbone runs in it.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    precision = devices.resolve_precision("auto", torch.device("cuda"))
+    assert precision == "bf16"
     model = TSimCNENet("resnet18", 3, 2, True, 2, torch.Generator().manual_seed(0))
-    prepare_model(model, torch.device("cpu"))
-    assert model.amp_dtype is None
+    prepare_model(model, torch.device("cpu"), precision)
+    assert model.amp_dtype is torch.bfloat16
+    seen = {}
+    model.backbone.stem[0].register_forward_hook(lambda m, i, o: seen.update(conv=o.dtype))
+    z = model(torch.rand(4, 3, 12, 12))
+    assert seen["conv"] is torch.bfloat16 and z.dtype is torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert devices.resolve_precision("auto", torch.device("cuda")) == "fp32"
 
 
 def test_cosine_loss_is_sync_free_too():
@@ -289,33 +261,15 @@ def test_cosine_loss_is_sync_free_too():
 @cuda_only
 @pytest.mark.parametrize("preset", ["simclr", "rot90", "rotate"])
 def test_cuda_steady_steps_do_not_sync(preset):
-    job, model = tiny_job(preset)
-    device = torch.device("cuda")
-    job.store = ImageStore(from_array(job.store.images.permute(0, 2, 3, 1).numpy()), device)
-    job.generators = Generators.from_rng(np.random.default_rng(0), device)
-    job.augment = Augmenter(preset, fill=(0.5, 0.5, 0.5))
-    from medcne.train.loop import prepare_model
+    # The real fit, all stages, under PyTorch's own sync warnings; and the same under the CPU model.
+    from medcne import TSimCNE
 
-    prepare_model(model, device)
-    stage = tsimcne_stages((2, 1, 2), lr=0.01)[0]
-    optimizer = begin_stage(model, stage, job.generators, fresh=True)
-    run_epoch(job, optimizer, stage, 0)
-    from medcne.train.loop import contrastive_step
-
-    # The epoch's order and the one read of its loss are per epoch; the steps must not sync.
-    order = torch.randperm(len(job.store), generator=job.generators.batch, device=device)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for s in range(job.steps_per_epoch):
-            batch = job.store.batch(order[s * 8 : (s + 1) * 8])
-            views = job.augment(torch.cat([batch, batch]), job.generators.augment)
-            loss = contrastive_step(model, views.contiguous(memory_format=torch.channels_last), cauchy_infonce)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+    images = np.random.default_rng(0).integers(0, 256, (96, 16, 16, 3), dtype=np.uint8)
+    for kind in ("cuda", "model"):
+        with audit_training(kind) as audit:
+            TSimCNE(epochs=(1, 1, 1), warmup=(0, 0, 0), batch_size=16, width=4, device="cuda", preset=preset,
+                    random_state=0, verbose=False).fit(images)
+        assert audit.judged() == 3 * 4 and audit.step_syncs() == [], (kind, audit.summary())
 
 
 @cuda_only
@@ -332,37 +286,55 @@ def test_cuda_views_trace_as_one_graph(preset):
 @cuda_only
 def test_cuda_three_stages_one_compile_fp32_map(monkeypatch):
     from medcne import TSimCNE
+    from medcne.augment import augmenter
 
-    graphs = count_compiles(monkeypatch)
+    graphs, views = count_compiles(monkeypatch), []
+    monkeypatch.setattr(augmenter, "COMPILE_BACKEND", lambda gm, example_inputs: (views.append(gm), gm.forward)[1])
     images = np.random.default_rng(0).integers(0, 256, (64, 16, 16, 3), dtype=np.uint8)
     est = TSimCNE(epochs=(2, 1, 2), warmup=(0, 0, 0), batch_size=16, width=4, device="cuda", compile=True,
                   random_state=0, verbose=True).fit(images)
-    assert len(graphs) == 1
+    assert len(graphs) == 1 and len(views) == 1  # the backbone and the views (torch engine on CUDA), once each
     assert est.embedding_.dtype == np.float32 and np.isfinite(est.embedding_).all()
     assert est.model_.last_layer.weight.dtype == torch.float32
 
 
-@pytest.mark.slow
-def test_gpu_checks_script_runs_its_sections_on_the_cpu(tmp_path):
-    # bench/gpu_checks.py gets one call on a GPU machine: its code paths are exercised here
-    # at toy sizes (--proxy), so that call is not spent on a typo.
-    import importlib.util
+def run_gpu_checks(tmp_path, *args, py: str | None = None):
+    import os
+    import subprocess
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_checks.py"
-    spec = importlib.util.spec_from_file_location("gpu_checks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    import sys
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_checks.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "PY": py or sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout.strip().splitlines(), (tmp_path / "verdicts.txt").read_text().splitlines()
 
-    argv = sys.argv
-    sys.argv = ["gpu_checks.py", "--proxy", "--seconds", "0.05", "--epochs", "1", "--out", str(tmp_path)]
-    try:
-        assert module.main() == 0
-    finally:
-        sys.argv = argv
+
+@pytest.mark.slow
+def test_gpu_checks_without_a_gpu_skip_each_section_in_one_line_and_exit_0(tmp_path):
+    rc, lines, verdicts = run_gpu_checks(tmp_path)
+    assert rc == 0 and lines[-1].startswith("NOT RUN: no CUDA GPU"), lines
+    assert verdicts == [f"SKIP {s}: skipped: no CUDA GPU on this machine"
+                        for s in ("projection", "syncs", "loop", "augment", "the CUDA tests green")]
+
+
+def test_gpu_checks_end_in_fail_and_a_non_zero_exit_when_a_section_breaks(tmp_path):
+    rc, lines, verdicts = run_gpu_checks(tmp_path, "--proxy", py="false")  # every python call fails
+    assert rc == 1 and lines[-1] == "FAIL: projection;syncs;loop;augment;the CUDA tests green", lines
+    assert verdicts[0] == "FAIL projection: exit 1 (see above)"
+
+
+@pytest.mark.slow
+def test_gpu_checks_proxy_runs_every_section_on_the_cpu(tmp_path):
+    # bench/gpu_checks.sh gets one call on a GPU machine: every section's code runs here at toy sizes
+    # (--proxy), so that call is not spent on a typo; only the sync audit (a model of a GPU) is judged.
+    rc, lines, verdicts = run_gpu_checks(tmp_path, "--proxy")
     text = (tmp_path / "gpu_checks.md").read_text()
-    assert "FAILED" not in text, text
-    for heading in ("## 1. Augmentation", "## 2. Loop vs model only", "## 3. Host syncs", "## 4. Three-stage fit"):
+    assert rc == 0 and lines[-1].startswith("PROXY OK"), text
+    for heading in ("## 1. Three-stage fit", "## 2. Host syncs", "## 3. Loop vs model only", "## 4. Augmentation",
+                    "## 5. CUDA tests"):
         assert heading in text
-    assert "projected paper schedule" in text and "map dtype float32, finite True" in text
+    assert [v.split(":")[0] for v in verdicts] == [
+        "SKIP projection <= 15 min", "PASS float32 finite map", "PASS 0 syncs per step in every preset and stage",
+        "SKIP loop/model >= 0.95", "SKIP >= 1M compiled views/s at 28 px", "SKIP the CUDA tests green"]
+    assert text.count("syncs per steady step") == 9  # 3 presets x 3 stages

@@ -76,7 +76,7 @@ class TSimCNE(BaseEstimator):
         so that training and placing the images end within it (a small share
         is kept for writing and evaluating a run). None: ``epochs`` as given.
     compile : bool
-        ``torch.compile`` the model (faster on GPUs for long runs).
+        ``torch.compile`` the model and the training augmentation (faster on GPUs for long runs).
     knn_every : int
         When labels are known, kNN accuracy of the current output every this many
         epochs in ``history_`` (0: off).
@@ -189,7 +189,8 @@ class TSimCNE(BaseEstimator):
         started = time.monotonic()
         data = as_imageset(X)
         self._resolve(data)
-        augment = augmenter_for(data.images, self.preset, **self._switches())
+        # --compile compiles the views too (one graph: the batch shape is the same in every stage)
+        augment = augmenter_for(data.images, self.preset, compile=self.compile, **self._switches())
         self.fill_ = augment.config.fill
         gens = session.generators(self.random_state, self.device_, self.world_)
         self.model_ = self._new_model(self.stages_[0].out_dim, gens.init)

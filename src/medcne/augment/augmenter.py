@@ -19,6 +19,7 @@ from .sampling import ViewParams, draw_uniforms, order_table, params_from_unifor
 # stays small.
 CPU_CHUNK_ELEMENTS = 1 << 20
 ENGINES = ("auto", "kernel", "torch")
+COMPILE_BACKEND = "inductor"  # tests count compiles with a backend of their own
 
 
 class Augmenter:
@@ -158,7 +159,8 @@ class Augmenter:
         if not self.compile:
             return self.views_from_uniforms
         if self._compiled is None:
-            self._compiled = torch.compile(self.views_from_uniforms, fullgraph=True, dynamic=False)
+            self._compiled = torch.compile(self.views_from_uniforms, backend=COMPILE_BACKEND, fullgraph=True,
+                                           dynamic=False)
         return self._compiled
 
     def _params(self, x: torch.Tensor, u: torch.Tensor) -> ViewParams:

@@ -104,13 +104,16 @@ def draw_uniforms(config: AugmentConfig, n: int, generator: torch.Generator, dev
 def order_table(device) -> torch.Tensor:
     """(24, 4) LongTensor of the jitter orders (the rows of :data:`ORDERS`), made on ``device``.
 
-    Built from ``arange`` by arithmetic, so no tensor is copied from host memory;
-    make it once per device and pass it to :func:`params_from_uniforms`.
+    Built from ``arange`` by arithmetic and a fixed-size sort (not a boolean mask,
+    whose result size a GPU would have to report to the host), so nothing is copied
+    from or read back to host memory; make it once per device and pass it to
+    :func:`params_from_uniforms`.
     """
     codes = torch.arange(256, device=device)
     digits = torch.stack([codes // 64, codes // 16 % 4, codes // 4 % 4, codes % 4], dim=1)
-    distinct = (digits.unsqueeze(1) == digits.unsqueeze(2)).sum(dim=(1, 2)) == 4
-    return digits[distinct]
+    repeated = ((digits.unsqueeze(1) == digits.unsqueeze(2)).sum(dim=(1, 2)) != 4).to(torch.uint8)
+    # The 24 codes without a repeated digit, in increasing order: first in a stable sort.
+    return digits[torch.argsort(repeated, stable=True)[:24]]
 
 
 def params_from_uniforms(

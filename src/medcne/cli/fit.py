@@ -85,7 +85,7 @@ def add_parser(sub) -> None:
     g.add_argument("--budget", metavar="TIME",
                    help="a time budget such as 15m or 1h: timed steps choose the epochs of the stages "
                         "(in the proportions of --epochs) so that the run ends within it")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPU, long runs)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model and the training augmentation (GPU, long runs)")
     g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
     g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES,
                    help=f"minutes between checkpoints inside a stage (0: every epoch; default {CHECKPOINT_MINUTES:g})")

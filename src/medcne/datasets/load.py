@@ -12,7 +12,7 @@ from .files import is_image_file, read_folder
 from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
-from .pcam import read_pcam
+from .pcam import read_pcam, read_pcam_folder
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam")
 
@@ -105,12 +105,10 @@ def load_dataset(
             size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside,
         )
     else:
-        if path.is_dir():
-            xs = sorted(path.glob("*_x.h5"))
-            if not xs:
-                raise UnknownFormatError(f"{path}: no PCam '*_x.h5' file in this folder; pass the *_x.h5 file")
-            path = next((p for p in xs if "train" in p.name), xs[0])
-        data = read_pcam(path, size=size, channels=channels)
+        if path.is_dir():  # all of PCam's files (train, valid, test) unless --split picks one
+            data = read_pcam_folder(path, split=split, size=size, channels=channels)
+        else:
+            data = read_pcam(path, size=size, channels=channels)
     # Recipes count classes on the whole dataset, so they come before the subset.
     if labels_map is not None:
         data = _map_labels(data, labels_map)

@@ -1,7 +1,9 @@
 """The PCam (PatchCamelyon) HDF5 reader: ``*_x.h5`` images with labels from the ``*_y.h5`` beside it.
 
-The images are never loaded whole (327,680 x 96 x 96 x 3 bytes for the
-training split): the reader returns a lazily read store. Stores of float (or
+The images are never loaded whole (all of PCam, its train, valid and test
+files together, is 327,680 x 96 x 96 x 3 bytes; the training file alone
+262,144 images): the reader returns a lazily read store, and a folder of the
+three files reads as one dataset of all of them (:func:`read_pcam_folder`). Stores of float (or
 non-uint8 integer) pixels are scanned block by block when opened, so NaN,
 infinity or values outside [0, 1] (floats) / 0..255 (integers) are refused
 before any map is made; every block read later is checked again.
@@ -163,3 +165,47 @@ def read_pcam(path: Path, *, size=None, channels="keep") -> ImageSet:
     names = ["normal", "tumor"] if labels is not None else None
     notes = [] if c != 4 else ["alpha channel dropped (RGBA -> RGB)"]
     return ImageSet(store, labels, names, np.array([str(i) for i in range(n)]), source=where, notes=notes)
+
+
+# The split names of the loaders (``--split``) and the word PCam's file names use for each.
+PCAM_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+
+
+def read_pcam_folder(folder: Path, *, split: str | None = None, size=None, channels="keep") -> ImageSet:
+    """All ``*_x.h5`` files of a PCam folder as one lazily read set (train, valid, test: 327,680
+    images in all, as the paper used), or only the file of ``split`` ('train', 'val', 'test').
+    Image ids are ``<file split>/<row>``."""
+    xs = sorted(Path(folder).glob("*_x.h5"))
+    if not xs:
+        raise UnknownFormatError(f"{folder}: no PCam '*_x.h5' file in this folder; pass the *_x.h5 file")
+    if split is not None:
+        word = PCAM_SPLITS.get(split)
+        xs = [p for p in xs if word is not None and _split_word(str(p)) == word]
+        if len(xs) != 1:
+            raise DataError(f"{folder}: --split {split} needs exactly one '*{PCAM_SPLITS.get(split, split)}_x.h5' "
+                            f"file in the folder; found {len(xs)}")
+    parts = [read_pcam(p, size=size, channels=channels) for p in xs]
+    return parts[0] if len(parts) == 1 else _join(parts, folder)
+
+
+def _join(parts: list[ImageSet], folder: Path) -> ImageSet:
+    shapes = {p.image_shape for p in parts}
+    if len(shapes) > 1 or len({p.labels is None for p in parts}) > 1:
+        raise DataError(f"{folder}: the PCam files differ in image size or in having labels ({sorted(shapes)}); "
+                        "pass one *_x.h5 file, or --split")
+    starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def read(indices: np.ndarray) -> np.ndarray:  # increasing, unique: each file's share is too
+        which = np.searchsorted(starts, indices, side="right") - 1
+        return np.concatenate([parts[k].images[indices[which == k] - starts[k]] for k in np.unique(which)])
+
+    store = LazyImages(read, int(starts[-1]), parts[0].image_shape)
+    labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
+    ids = np.concatenate([[f"{_split_word(p.source)}/{i}" for i in p.ids] for p in parts])
+    notes = sorted({n for p in parts for n in p.notes})
+    return ImageSet(store, labels, parts[0].class_names, ids, source=str(folder), notes=notes)
+
+
+def _split_word(source: str) -> str:
+    stem = Path(source).name[: -len("_x.h5")]
+    return next((w for w in PCAM_SPLITS.values() if stem.endswith(w)), stem)

@@ -38,7 +38,12 @@ from torch import nn
 
 from ..errors import MedcneError
 from .loop import contrastive_step
-from .syncbn import CpuSyncBatchNorm, convert_sync_batchnorm, revert_sync_batchnorm  # noqa: F401 (re-exported)
+from .syncbn import (  # noqa: F401 (re-exported)
+    CpuSyncBatchNorm,
+    GlobalBatchNorm,
+    convert_sync_batchnorm,
+    revert_sync_batchnorm,
+)
 
 TIMEOUT_ENV = "MEDCNE_COLLECTIVE_TIMEOUT"
 # Longest wait in a collective: above the longest thing one rank does alone between two
