@@ -32,6 +32,8 @@ with ``drop_background=True``. Segmentation volumes are never read as images.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -78,8 +80,8 @@ def pair_segmentations(files: list[Path]) -> tuple[list[Path], dict[Path, Path]]
 def _load(path: Path, nib, what: str) -> tuple[np.ndarray, bool]:
     """A volume's values as float32 in the canonical orientation (3-D), and whether
     dimensions beyond the third were dropped (their first volume kept)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nibabel warns on odd header fields it can read around
+    with warnings.catch_warnings(), _quiet(logging.getLogger("nibabel.global")):
+        warnings.simplefilter("ignore")  # nibabel warns and logs on odd header fields it can read around
         try:
             img = nib.as_closest_canonical(nib.load(str(path)))
             data = np.asarray(img.dataobj, dtype=np.float32)
@@ -94,6 +96,16 @@ def _load(path: Path, nib, what: str) -> tuple[np.ndarray, bool]:
     if data.ndim > 3:
         data = data[(slice(None),) * 3 + (0,) * (data.ndim - 3)]
     return (data[..., None] if data.ndim == 2 else data), dropped
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _slices(volume: np.ndarray, axis: int) -> list[np.ndarray]:
