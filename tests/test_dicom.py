@@ -18,6 +18,7 @@ from medcne.cli import main  # noqa: E402
 from medcne.datasets import load_dataset  # noqa: E402
 from medcne.datasets.dicom import read_dicom, scrub  # noqa: E402
 from medcne.errors import BadImageError, EmptyDatasetError, MedcneError, MixedSizeError  # noqa: E402
+from medcne.runs import read_run  # noqa: E402
 
 TESTDATA = Path(pydicom.data.__file__).parent / "test_files"
 
@@ -223,6 +224,8 @@ def test_info_and_fit_on_a_dicom_folder_keep_identity_out_of_every_file(tmp_path
     assert last[3] == "dose/rtdose.dcm#15" and last[4].startswith("s-") and last[5] == "15"
     with np.load(run / "embedding.npz") as z:
         assert z["prov_slice"].tolist()[2:] == list(range(1, 16)) and len(z["prov_series"]) == 17
+    # the run reads its images again from params.json alone (same ids, same order)
+    assert np.array_equal(read_run(run).load_images().ids, read_run(run).ids)
     params = json.loads((run / "params.json").read_text())
     assert params["data"]["window"] == "soft-tissue" and params["data"]["label_csv"] == str(labels.resolve())
     for f in run.iterdir():

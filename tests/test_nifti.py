@@ -15,6 +15,7 @@ from medcne.cli import main  # noqa: E402
 from medcne.datasets import load_dataset  # noqa: E402
 from medcne.datasets.nifti import dominant_labels, pair_segmentations, read_nifti  # noqa: E402
 from medcne.errors import DataError, EmptyDatasetError, MedcneError, MixedSizeError  # noqa: E402
+from medcne.runs import read_run  # noqa: E402
 
 SHAPE = (12, 10, 8)  # x (left -> right), y (posterior -> anterior), z (inferior -> superior)
 
@@ -201,5 +202,7 @@ def test_info_and_fit_on_a_nifti_folder(tmp_path, capsys):
     lines = (run / "embedding.csv").read_text().splitlines()
     assert lines[0] == "x,y,label,id,volume,slice" and len(lines) == 21
     assert lines[1].split(",")[3:] == ["case.nii.gz#0", "case.nii.gz", "0"]
+    # the run reads its images again from params.json alone (same ids, same order)
+    assert np.array_equal(read_run(run).load_images().ids, read_run(run).ids)
     with np.load(run / "embedding.npz") as z:
         assert z["prov_volume"].tolist() == ["case.nii.gz"] * 10 + ["other.nii.gz"] * 10

@@ -120,3 +120,16 @@ def test_provenance_columns_go_into_both_embedding_files(tmp_path):
         assert z["prov_series"].tolist() == ["s-1", "s-2"] and z["prov_slice"].dtype.kind == "i"
     save_embedding_file(tmp_path / "plain.csv", Z, ["a", "b"])
     assert (tmp_path / "plain.csv").read_text().splitlines()[0] == "x,y,label,id"
+
+
+@pytest.mark.parametrize("module, extra, reader", [("pydicom", "dicom", "read_dicom"), ("nibabel", "nifti", "read_nifti")])
+def test_a_missing_reader_package_names_its_extra(tmp_path, monkeypatch, module, extra, reader):
+    import importlib
+    import sys
+
+    from medcne.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    read = getattr(importlib.import_module(f"medcne.datasets.{extra}"), reader)
+    with pytest.raises(MissingExtraError, match=rf"pip install 'medcne\[{extra}\]'"):
+        read(tmp_path)
