@@ -59,8 +59,12 @@ class Window:
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """``values`` (any shape, any numeric dtype) as uint8 of the same shape."""
-        scaled = (np.asarray(values, dtype=np.float32) - np.float32(self.low)) * np.float32(255.0 / self.width)
-        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        # One float32 temporary, worked in place: a CT volume is hundreds of MB as float32.
+        scaled = np.subtract(values, np.float32(self.low), dtype=np.float32)
+        scaled *= np.float32(255.0 / self.width)
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, 255, out=scaled)
+        return scaled.astype(np.uint8)
 
 
 def parse_window(spec) -> str | Window:
