@@ -151,6 +151,10 @@ def test_hostile_files_each_give_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert len(read_dicom(truncated, skip_bad=True)) == 1
+    run = tmp_path / "run"  # refused before anything is written
+    assert main(["fit", str(truncated), "--out", str(run), "--epochs", "1,1,1", "--device", "cpu"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not run.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "trunc"]
 
 
 def test_mixed_sizes_are_refused_naming_a_file_of_each(scans):

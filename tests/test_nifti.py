@@ -170,6 +170,10 @@ def test_a_corrupt_header_or_truncated_file_is_one_line(tmp_path, capsys):
     assert main(["info", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.nii" in err
+    run = tmp_path / "run"  # refused before anything is written
+    assert main(["fit", str(root), "--out", str(run), "--epochs", "1,1,1", "--device", "cpu"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not run.exists()
+    assert sorted(p.name for p in root.iterdir()) == ["bad.nii", "good.nii"]
     data = read_nifti(root, skip_bad=True)
     assert len(data) == 8 and any("skipped 1 unreadable volume(s): bad.nii" in n for n in data.notes)
     truncated = tmp_path / "t" / "cut.nii.gz"
