@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataNotFoundError, UnknownFormatError
+from . import scanfiles
 from .arrays import read_npz
 from .convert import check_channels, parse_size, resize_images
 from .csvfile import read_csv
@@ -13,7 +14,6 @@ from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam
-from .scanfiles import DICOM_SUFFIXES, has_dicom_marker, is_nifti_name, scan_format
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam", "dicom", "nifti")
 
@@ -24,10 +24,10 @@ def detect_format(path: Path) -> str:
         xs = sorted(path.glob("*_x.h5"))
         if xs and not any(is_image_file(p) for p in path.rglob("*")):
             return "pcam"
-        return scan_format(path) or "folder"
-    if is_nifti_name(path):
+        return scanfiles.scan_format(path) or "folder"
+    if scanfiles.is_nifti_name(path):
         return "nifti"
-    if path.suffix.lower() in DICOM_SUFFIXES or has_dicom_marker(path):
+    if path.suffix.lower() in scanfiles.DICOM_SUFFIXES or scanfiles.has_dicom_marker(path):
         return "dicom"
     suffix = path.suffix.lower()
     if suffix == ".npz":
