@@ -14,7 +14,7 @@ from ..runs.folder import RUN_FILES
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """The reader options of :func:`medcne.datasets.load_dataset`."""
     g = p.add_argument_group("data")
-    g.add_argument("--format", default="auto", choices=["auto", "npz", "folder", "csv", "pcam"])
+    g.add_argument("--format", default="auto", choices=["auto", "npz", "folder", "csv", "pcam", "dicom", "nifti"])
     g.add_argument("--split", choices=["train", "val", "test"], help="one split only (default: all joined)")
     g.add_argument("--size", help="resize on load, e.g. 28 or 96x96")
     g.add_argument("--channels", default="keep", choices=["keep", "rgb", "gray"],
@@ -28,6 +28,22 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    help="let a CSV's image paths lead outside its folder (refused by default)")
     g.add_argument("--labels-map", metavar="FILE.csv", help="rename/join classes: CSV rows old,new (old '*': all others)")
     g.add_argument("--merge-rare", type=int, metavar="N", help="merge classes of fewer than N images into one")
+    add_scan_options(p)
+
+
+def add_scan_options(p: argparse.ArgumentParser) -> None:
+    """The DICOM and NIfTI options of :func:`medcne.datasets.load_dataset`."""
+    g = p.add_argument_group("DICOM and NIfTI")
+    g.add_argument("--window", help="intensity window: auto (default), file (DICOM), a preset (lung, mediastinum, "
+                   "soft-tissue, abdomen, liver, bone, brain, subdural, stroke) or WIDTH,LEVEL such as 400,40")
+    g.add_argument("--axis", choices=["axial", "coronal", "sagittal"], help="NIfTI: cut volumes along (default axial)")
+    g.add_argument("--keep-phi", action="store_true",
+                   help="DICOM: keep patient identity in ids and the series column (left out by default)")
+    g.add_argument("--label-csv", metavar="FILE.csv", help="labels keyed by SOPInstanceUID, SeriesInstanceUID, "
+                   "StudyInstanceUID, PatientID or path (DICOM), by volume[,slice] (NIfTI)")
+    g.add_argument("--label-key", help="DICOM: the key column of --label-csv when it has several")
+    g.add_argument("--drop-background", action="store_true",
+                   help="NIfTI: leave out slices whose segmentation has no label (default: class 'background')")
 
 
 def data_spec(args: argparse.Namespace) -> dict:
@@ -38,7 +54,16 @@ def data_spec(args: argparse.Namespace) -> dict:
         path_column=args.path_column, label_column=args.label_column, allow_outside=args.allow_outside,
         # Absolute, so that params.json can read the run's data again from anywhere.
         labels_map=str(Path(args.labels_map).resolve()) if args.labels_map else None, merge_rare=args.merge_rare,
+        **scan_spec(args),
     )
+
+
+def scan_spec(args: argparse.Namespace) -> dict:
+    """The DICOM and NIfTI keyword arguments given on the command line (none when not given)."""
+    spec = dict(window=args.window, axis=args.axis, keep_phi=args.keep_phi or None,
+                label_csv=str(Path(args.label_csv).resolve()) if args.label_csv else None,
+                label_key=args.label_key, drop_background=args.drop_background or None)
+    return {k: v for k, v in spec.items() if v is not None}
 
 
 def load_from_args(path, args: argparse.Namespace):
@@ -50,7 +75,8 @@ def load_from_args(path, args: argparse.Namespace):
 OUT_KINDS = {"fit": "run", "baseline": "run", "view": "folder", "embed": "file", "plot": "file",
              "augment-preview": "file", "compare": "report"}
 # Options naming inputs: datasets (whose folder must not receive outputs), run folders, single files.
-INPUT_OPTIONS = {"data": "data", "run": "run", "runs": "run", "values": "file", "labels": "file", "weights": "file"}
+INPUT_OPTIONS = {"data": "data", "run": "run", "runs": "run", "values": "file", "labels": "file", "weights": "file",
+                 "label_csv": "file"}
 
 
 def written_paths(kind: str, out: Path) -> list[Path]:

@@ -47,6 +47,6 @@ def run(args) -> int:
         spec["channels"] = trained.get("channels", "keep")
     data = load_dataset(args.data, **spec)
     Z = est.transform(data)
-    save_embedding_file(out, Z, data.ids, data.labels, data.class_names)
+    save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     print(f"placed {len(data)} images into the map of {run_dir}: {out}")
     return 0

@@ -8,7 +8,8 @@ from .common import add_data_options, load_from_args
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="summarise a dataset: size, classes, problems")
-    p.add_argument("data", help="a .npz, a folder of class folders, a .csv of paths, or a PCam *_x.h5")
+    p.add_argument("data", help="a .npz, a folder of class folders, a .csv of paths, a PCam *_x.h5, "
+                   "a folder of DICOM files or of NIfTI volumes")
     add_data_options(p)
     p.set_defaults(func=run)
 

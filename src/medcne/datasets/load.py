@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataNotFoundError, UnknownFormatError
+from . import scanfiles
 from .arrays import read_npz
 from .convert import check_channels, parse_size, resize_images
 from .csvfile import read_csv
@@ -14,14 +15,20 @@ from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam, read_pcam_folder
 
-FORMATS = ("auto", "npz", "folder", "csv", "pcam")
+FORMATS = ("auto", "npz", "folder", "csv", "pcam", "dicom", "nifti")
 
 
 def detect_format(path: Path) -> str:
     """Guess the reader from the path: extension, or folder contents."""
     if path.is_dir():
         xs = sorted(path.glob("*_x.h5"))
-        return "pcam" if xs and not any(is_image_file(p) for p in path.rglob("*")) else "folder"
+        if xs and not any(is_image_file(p) for p in path.rglob("*")):
+            return "pcam"
+        return scanfiles.scan_format(path) or "folder"
+    if scanfiles.is_nifti_name(path):
+        return "nifti"
+    if path.suffix.lower() in scanfiles.DICOM_SUFFIXES or scanfiles.has_dicom_marker(path):
+        return "dicom"
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return "npz"
@@ -31,7 +38,7 @@ def detect_format(path: Path) -> str:
         return "pcam"
     raise UnknownFormatError(
         f"{path}: unknown dataset format {suffix or '(no extension)'!r}; give a .npz file, a folder "
-        "with one sub-folder per class, a .csv of image paths, or a PCam *_x.h5 file"
+        "with one sub-folder per class, a .csv of image paths, a PCam *_x.h5 file, DICOM files or NIfTI volumes"
     )
 
 
@@ -50,6 +57,12 @@ def load_dataset(
     allow_outside: bool = False,
     labels_map=None,
     merge_rare: int | None = None,
+    window=None,
+    axis: str | None = None,
+    keep_phi: bool = False,
+    label_csv=None,
+    label_key: str | None = None,
+    drop_background: bool = False,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
 
@@ -79,6 +92,9 @@ def load_dataset(
     merge_rare : int, optional
         Merge the classes with fewer than this many images into one class,
         ``'other (merged)'`` (after ``labels_map``, before ``subset``).
+    window, axis, keep_phi, label_csv, label_key, drop_background
+        DICOM and NIfTI only: see :func:`medcne.datasets.dicom.read_dicom` and
+        :func:`medcne.datasets.nifti.read_nifti` (``axis`` defaults to ``'axial'``).
 
     Raises
     ------
@@ -94,6 +110,11 @@ def load_dataset(
     check_channels(channels)
     size = parse_size(size)
     fmt = detect_format(path) if format == "auto" else format
+    scan_only = dict(window=window, axis=axis, keep_phi=keep_phi, label_csv=label_csv, label_key=label_key,
+                     drop_background=drop_background)
+    given = [k for k, v in scan_only.items() if v not in (None, False)]
+    if given and fmt not in ("dicom", "nifti"):
+        raise UnknownFormatError(f"{given[0]} applies to DICOM and NIfTI data only; {path} is read as {fmt}")
     if fmt == "npz":
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
         data = read_npz(path, split=split, size=None if subset else size, channels=channels)
@@ -104,6 +125,9 @@ def load_dataset(
             path, path_column=path_column, label_column=label_column,
             size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside,
         )
+    elif fmt in ("dicom", "nifti"):
+        data = _read_scans(fmt, path, size=size, channels=channels, skip_bad=skip_bad, label_column=label_column,
+                           **scan_only)
     else:
         if path.is_dir():  # all of PCam's files (train, valid, test) unless --split picks one
             data = read_pcam_folder(path, split=split, size=size, channels=channels)
@@ -120,3 +144,19 @@ def load_dataset(
         images = resize_images(data.images, size, str(path))
         data = ImageSet(images, data.labels, data.class_names, data.ids, source=data.source, notes=data.notes)
     return data
+
+
+def _read_scans(fmt: str, path: Path, **options) -> ImageSet:
+    """The DICOM or NIfTI reader, imported only when used (they need pydicom or nibabel)."""
+    if fmt == "dicom":
+        from .dicom import read_dicom
+
+        for name in ("axis", "drop_background"):
+            if options.pop(name) not in (None, False):
+                raise UnknownFormatError(f"{name} applies to NIfTI volumes, not to the DICOM files of {path}")
+        return read_dicom(path, **options)
+    from .nifti import read_nifti
+
+    if options.pop("keep_phi") or options.pop("label_key") is not None:
+        raise UnknownFormatError(f"keep_phi and label_key apply to DICOM files, not to the NIfTI volumes of {path}")
+    return read_nifti(path, axis=options.pop("axis") or "axial", **options)

@@ -59,7 +59,7 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         params = {"method": method, "data": {**spec, "path": str(Path(data_path).resolve())},
                   "seed": options.get("seed", 0), **record}
         write_json(work / PARAMS, {**params, FINISHED: False})
-        write_embedding(work, Z, data.ids, data.labels, data.class_names)
+        write_embedding(work, Z, data.ids, data.labels, data.class_names, data.provenance)
         run = read_run(work, finished=False)
         evaluate_and_write(run, extra={"seconds": round(seconds, 1)}, data=data)
         save_map(work / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")

@@ -10,7 +10,10 @@ and ``"data"``: the keyword arguments of :func:`medcne.datasets.load_dataset`
 plus ``"path"`` (absolute), so the images of a run can be read again.
 
 ``embedding.npz`` holds ``embedding`` (float32, N x d), ``ids`` (str, N) and,
-when labeled, ``labels`` (int64, N) and ``class_names`` (str, C).
+when labeled, ``labels`` (int64, N) and ``class_names`` (str, C); the data's
+provenance columns (``ImageSet.provenance``: where each image came from, such
+as ``series`` and ``slice``) as ``prov_<column>`` (N each). ``embedding.csv``
+has the columns x, y, label, id, then one per provenance column.
 
 A run is *finished* when ``params.json`` says ``"finished": true``: writers
 put ``false`` there first and rewrite it with ``true`` after their last file,
@@ -90,22 +93,29 @@ def is_finished(path) -> bool:
     return flag is True
 
 
-def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=None) -> None:
-    """Write ``embedding.npz`` and ``embedding.csv`` (x, y[, z...], label, id)."""
-    save_embedding_file(Path(run) / EMBEDDING, embedding, ids, labels, class_names)
-    save_embedding_file(Path(run) / EMBEDDING_CSV, embedding, ids, labels, class_names)
+def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=None, provenance=None) -> None:
+    """Write ``embedding.npz`` and ``embedding.csv`` (x, y[, z...], label, id, provenance columns)."""
+    save_embedding_file(Path(run) / EMBEDDING, embedding, ids, labels, class_names, provenance)
+    save_embedding_file(Path(run) / EMBEDDING_CSV, embedding, ids, labels, class_names, provenance)
 
 
-def save_embedding_file(path, embedding, ids, labels=None, class_names=None) -> Path:
-    """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension."""
+def save_embedding_file(path, embedding, ids, labels=None, class_names=None, provenance=None) -> Path:
+    """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension.
+
+    ``provenance`` (column name -> array of N) goes to ``prov_<column>`` arrays
+    of the npz and to columns after ``id`` in the CSV (``prov_<column>`` there
+    too when the name is already a column, such as ``x``).
+    """
     path = Path(path)
     embedding = np.asarray(embedding, dtype=np.float32)
     ids = np.asarray(ids).astype(str)
+    provenance = {str(k): np.asarray(v) for k, v in (provenance or {}).items()}
     if path.suffix == ".npz":
         arrays = {"embedding": embedding, "ids": ids}
         if labels is not None:
             arrays["labels"] = np.asarray(labels, dtype=np.int64)
             arrays["class_names"] = np.asarray(class_names).astype(str)
+        arrays.update({f"prov_{k}": (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in provenance.items()})
         return save_npz(path, **arrays)
     if path.suffix != ".csv":
         raise MedcneError(f"{path}: output must end in .csv or .npz")
@@ -114,10 +124,12 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None) -> 
     ]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow([*axes, "label", "id"])
+    header = [*axes, "label", "id"]
+    writer.writerow(header + [f"prov_{k}" if k in header else k for k in provenance])
+    columns = list(provenance.values())
     for i, row in enumerate(embedding):
         label = "" if labels is None else class_names[int(labels[i])]
-        writer.writerow([*(f"{v:.6g}" for v in row), label, ids[i]])
+        writer.writerow([*(f"{v:.6g}" for v in row), label, ids[i], *(c[i] for c in columns)])
     return write_text(path, buf.getvalue())
 
 

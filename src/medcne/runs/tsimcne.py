@@ -230,7 +230,7 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
     write_history(out, est.history_)
     est.save(out / MODEL)
     Z = est.embedding_
-    write_embedding(out, Z, data.ids, data.labels, data.class_names)
+    write_embedding(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     run = read_run(out, finished=False)
     seconds = getattr(est, "fit_seconds_", None)
     evaluate_and_write(run, extra={} if seconds is None else {"seconds": round(seconds, 1)}, data=data)

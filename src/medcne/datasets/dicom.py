@@ -1,0 +1,328 @@
+"""The DICOM reader: a folder of DICOM files (searched recursively) as 8-bit images, one per frame.
+
+For each file with pixel data, in order:
+
+1. pixels decoded by pydicom (compressed transfer syntaxes through the pydicom
+   plugins that are installed: Pillow for JPEG baseline and JPEG 2000, pydicom
+   itself for RLE; ``pip install 'medcne[dicom-codecs]'`` adds pylibjpeg for
+   JPEG lossless, 12-bit JPEG, JPEG-LS and more);
+2. grey images: the modality rescale (RescaleSlope, RescaleIntercept: CT in
+   Hounsfield units), then the window (:mod:`medcne.datasets.window`) to 0..255,
+   then MONOCHROME1 inverted so that bright means high values in every image;
+   colour images (RGB, YBR converted to RGB, palette colour) are scaled by their
+   bit depth and not windowed;
+3. one image per frame of a multi-frame file.
+
+Files without pixel data (structured reports, RT plans, DICOMDIR) are noted
+and skipped. ids are the paths relative to the folder, with ``#FRAME``
+(counting from 1) for multi-frame files. Provenance columns: ``series`` and
+``slice`` (InstanceNumber; the frame number for multi-frame files; -1 when the
+file states none).
+
+Patient identity (name, ID, birth date and the like) stays out of everything
+the reader returns unless ``keep_phi=True``: a path component that holds one of
+these values is replaced by a stable hash in ids and notes, and ``series`` is a
+hash of the SeriesInstanceUID (the UID itself with ``keep_phi``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadImageError, EmptyDatasetError, MedcneError, require
+from .convert import check_channels, parse_size
+from .files import MAX_LISTED, printable
+from .imageset import ImageSet
+from .scancommon import check_unused, encode_with_missing, read_label_csv, stack_images
+from .scanfiles import (
+    DICOMDIR,
+    has_dicom_marker,
+    is_dicom_candidate,
+    relative_id,
+    short_hash,
+    walk_files,
+)
+from .window import AUTO, FILE, Window, auto_window, describe, parse_window
+
+LABEL_KEYS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "path")
+# Attributes that identify a patient: their values never reach ids, notes or provenance without keep_phi.
+PHI_ATTRIBUTES = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
+                  "PatientMotherBirthName", "PatientBirthDate", "AccessionNumber", "IssuerOfPatientID")
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+CODECS_HINT = "install a decoder with `pip install 'medcne[dicom-codecs]'` (pylibjpeg with its JPEG and JPEG 2000 plugins)"
+
+
+class _Skip(Exception):
+    """A DICOM file that holds no image (a note, not an error)."""
+
+
+class _Bad(Exception):
+    """A file that cannot be used; the message is the reason shown to the user."""
+
+
+class _Codec(_Bad):
+    """Pixel data in a compressed transfer syntax that no installed plugin decodes."""
+
+
+@dataclass
+class _File:
+    """What one DICOM file gave: its frames as uint8 H x W x C and what describes them."""
+
+    rel: str
+    frames: list[np.ndarray]
+    series: str
+    slices: list[int]
+    keys: dict[str, str]
+    phi: set[str] = field(default_factory=set)
+    colour: bool = False
+
+
+def _phi_values(ds) -> set[str]:
+    """Lower-case identifying strings of ``ds`` (person names also split into their parts)."""
+    from pydicom.multival import MultiValue
+
+    out: set[str] = set()
+    for attr in PHI_ATTRIBUTES:
+        value = ds.get(attr)
+        for v in value if isinstance(value, (list, tuple, MultiValue)) else [value]:
+            text = str(v or "").strip().lower()
+            if text:
+                out.add(text)
+                out.update(p for p in re.split(r"[\^=\s]+", text) if len(p) >= 2)
+    return out
+
+
+def scrub(rel: str, phi: set[str]) -> str:
+    """``rel`` with every path component that holds a value of ``phi`` replaced by a stable hash.
+
+    A component holds a value when one of its word-like tokens equals it, or
+    (values of 4 characters or more) when it contains it.
+    """
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        low = part.lower()
+        tokens = set(re.split(r"[^0-9a-z]+", low))
+        if any(v in tokens or (len(v) >= 4 and v in low) for v in phi):
+            parts[i] = short_hash(part, "x-")
+    return "/".join(parts)
+
+
+def _first(value) -> float | None:
+    """The first number of a DICOM value (one number, or several), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes, int, float)):
+        try:
+            value = value[0]
+        except (TypeError, IndexError, KeyError):
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def file_window(ds) -> Window | None:
+    """The window the file states (the first of WindowWidth / WindowCenter), or None."""
+    width, level = _first(ds.get("WindowWidth")), _first(ds.get("WindowCenter"))
+    if width is None or level is None or not width > 0:
+        return None
+    return Window(width, level)
+
+
+def _decode(ds, pydicom, path_text: str) -> np.ndarray:
+    """All frames of ``ds``: (F, H, W) or (F, H, W, 3)."""
+    ts = getattr(ds, "file_meta", None) and ds.file_meta.get("TransferSyntaxUID")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # decoders raise RuntimeError, ValueError, NotImplementedError...
+        if ts is not None and ts.is_compressed:
+            decoder_ok = _decoder_available(pydicom, ts)
+            reason = f"compressed as {ts.name!r}, " + (
+                "which no installed decoder reads" if not decoder_ok else f"not decoded ({str(exc).splitlines()[-1].strip()[:80]})")
+            raise _Codec(reason) from None
+        raise _Bad(f"pixel data cannot be decoded ({type(exc).__name__})") from None
+    frames = int(_first(ds.get("NumberOfFrames")) or 1)
+    colour = int(ds.get("SamplesPerPixel", 1) or 1) == 3
+    if frames == 1 or arr.ndim == (3 if colour else 2):
+        arr = arr[None]
+    return arr
+
+
+def _decoder_available(pydicom, ts) -> bool:
+    try:
+        return bool(pydicom.pixels.get_decoder(ts).is_available)
+    except Exception:  # no decoder at all for this syntax
+        return False
+
+
+def _to_uint8(ds, arr: np.ndarray, window, pydicom, rel: str) -> tuple[list[np.ndarray], bool]:
+    """Frames of raw pixels -> uint8 H x W x C frames, and whether they are colour."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        arr = pydicom.pixels.apply_color_lut(arr, ds)
+    if arr.ndim == 4:  # colour: scaled by the bit depth, never windowed
+        bits = 8 if arr.dtype == np.uint8 else int(ds.get("BitsStored") or arr.dtype.itemsize * 8)
+        if photometric == "PALETTE COLOR" and arr.dtype != np.uint8:
+            bits = 16
+        scale = 255.0 / (2 ** min(bits, 32) - 1)
+        out = arr if arr.dtype == np.uint8 else np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return [f for f in out], True
+    values = pydicom.pixels.apply_modality_lut(arr, ds)
+    own = file_window(ds)
+    if window == FILE and own is None:
+        raise MedcneError(f"{rel}: the file states no window (WindowCenter/WindowWidth); "
+                          "give --window as a preset such as soft-tissue or as WIDTH,LEVEL")
+    frames = []
+    for v in values:
+        w = window if isinstance(window, Window) else own or auto_window(v)
+        img = w.apply(v)
+        frames.append((255 - img if photometric == "MONOCHROME1" else img)[..., None])
+    return frames, False
+
+
+def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
+    """One DICOM file as frames; raises _Skip (no image) or _Bad (unusable)."""
+    if path.name == DICOMDIR:
+        raise _Skip("DICOMDIR")
+    with warnings.catch_warnings():
+        # pydicom warns on odd values (a VR mismatch, a non-standard string): read them anyway.
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception as exc:  # InvalidDicomError, EOFError, OSError...: damaged files raise nearly anything
+            raise _Bad(f"not readable as DICOM ({type(exc).__name__})") from None
+        sop = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ds.get("SOPClassUID", "")))
+        if sop == DICOMDIR_SOP_CLASS:
+            raise _Skip("DICOMDIR")
+        if "PixelData" not in ds:
+            if "SOPClassUID" in ds or has_dicom_marker(path):
+                raise _Skip("no pixel data")
+            raise _Bad("not a DICOM file")
+        arr = _decode(ds, pydicom, rel)
+        try:
+            frames, colour = _to_uint8(ds, arr, window, pydicom, rel)
+        except MedcneError:
+            raise
+        except Exception as exc:  # a LUT or rescale that does not fit the pixels
+            raise _Bad(f"pixel values cannot be converted ({type(exc).__name__})") from None
+    uid = str(ds.get("SeriesInstanceUID", "") or "")
+    series = uid if keep_phi and uid else short_hash(uid or str(Path(rel).parent), "s-")
+    if len(frames) > 1:
+        slices = list(range(1, len(frames) + 1))
+    else:
+        number = _first(ds.get("InstanceNumber"))
+        slices = [int(number) if number is not None else -1]
+    keys = {k: str(ds.get(k, "") or "") for k in LABEL_KEYS if k != "path"}
+    keys["path"] = rel
+    return _File(rel, frames, series, slices, keys, _phi_values(ds), colour)
+
+
+def _find(root: Path) -> tuple[list[Path], list[str]]:
+    if root.is_file():
+        return [root], []
+    files, notes = walk_files(root)
+    return [f for f in files if is_dicom_candidate(f)], notes
+
+
+def _listed(items: list[str]) -> str:
+    more = f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return "; ".join(items[:MAX_LISTED]) + more
+
+
+def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool):
+    """(files read, notes, phi values seen) for every DICOM file under ``root``."""
+    pydicom = require("pydicom", "dicom")
+    paths, notes = _find(root)
+    read: list[_File] = []
+    skipped: dict[str, list[str]] = {}
+    bad: list[tuple[str, str, bool]] = []
+    for path in paths:
+        rel = relative_id(path, root)
+        try:
+            read.append(_read_file(path, rel, window, pydicom, keep_phi))
+        except _Skip as exc:
+            skipped.setdefault(str(exc), []).append(rel)
+        except _Bad as exc:
+            bad.append((rel, str(exc), isinstance(exc, _Codec)))
+    phi = set().union(*(f.phi for f in read)) if read and not keep_phi else set()
+    shown = (lambda r: printable(r)) if keep_phi else (lambda r: printable(scrub(r, phi)))
+    if bad and not skip_bad:
+        codec = any(c for _, _, c in bad)
+        listed = _listed([f"{shown(r)} ({why})" for r, why, _ in bad])
+        fix = CODECS_HINT + ", or pass --skip-bad to leave them out" if codec else \
+            "fix or remove them, or pass --skip-bad to leave them out"
+        raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {listed}; {fix}", [r for r, _, _ in bad])
+    if bad:
+        notes.append(f"skipped {len(bad)} unusable DICOM file(s): {_listed([shown(r) for r, _, _ in bad])}")
+    for why, rels in sorted(skipped.items()):
+        notes.append(f"skipped {len(rels)} DICOM file(s) without an image ({why}): {_listed([shown(r) for r in rels])}")
+    if not read:
+        what = f"none of the {len(paths)} DICOM file(s) holds an image" if paths else "no DICOM files found"
+        raise EmptyDatasetError(f"{root}: {what}; give a folder of DICOM image files (.dcm or files with the DICM marker)")
+    return read, notes, phi
+
+
+def read_dicom(
+    root,
+    *,
+    window=None,
+    size=None,
+    channels: str = "keep",
+    skip_bad: bool = False,
+    keep_phi: bool = False,
+    label_csv=None,
+    label_key: str | None = None,
+    label_column: str | None = None,
+) -> ImageSet:
+    """Read a DICOM file or a folder of them (recursively) into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder searched recursively, or one DICOM file.
+    window : str or (width, level), optional
+        See :mod:`medcne.datasets.window`; default ``"auto"``.
+    size : (H, W), optional
+        Resize every frame; required when the files hold images of different sizes.
+    channels : {'keep', 'rgb', 'gray'}
+        See :mod:`medcne.datasets.convert`.
+    skip_bad : bool
+        Leave out files that cannot be read or decoded (noted) instead of failing.
+    keep_phi : bool
+        Keep patient identity in ids, notes and the ``series`` column (see the module docstring).
+    label_csv : str or Path, optional
+        A CSV of labels keyed by one of :data:`LABEL_KEYS` (see :mod:`medcne.datasets.scancommon`).
+    label_key, label_column : str, optional
+        The CSV's key column (default: the one it has) and label column (default ``label``).
+    """
+    root = Path(root)
+    check_channels(channels)
+    size, window = parse_size(size), parse_window(window)
+    read, notes, phi = _read_all(root, window, keep_phi, skip_bad)
+    frames, owners, ids, series, slices, keys = [], [], [], [], [], []
+    for f in read:
+        rid = f.rel if keep_phi else scrub(f.rel, phi)
+        frames += f.frames
+        owners += [rid] * len(f.frames)
+        ids += [rid] if len(f.frames) == 1 else [f"{rid}#{k}" for k in f.slices]
+        series += [f.series] * len(f.frames)
+        slices += f.slices
+        keys += [f.keys] * len(f.frames)
+    if window not in (AUTO, FILE) and any(f.colour for f in read):
+        notes.append(f"window {describe(window)} applies to grey images only; colour images were scaled by bit depth")
+    labels = class_names = None
+    if label_csv is not None:
+        key, table, _ = read_label_csv(label_csv, LABEL_KEYS, label_key, label_column)
+        values = [table.get(k[key]) for k in keys]
+        labels, class_names = encode_with_missing(values, notes, Path(label_csv).name)
+        check_unused(table, {k[key] for k in keys}, notes, Path(label_csv).name)
+    images = stack_images(frames, owners, size=size, channels=channels, source=str(root), notes=notes)
+    return ImageSet(images, labels, class_names, np.asarray(ids), source=str(root), notes=notes,
+                    provenance={"series": np.asarray(series), "slice": np.asarray(slices, dtype=np.int64)})

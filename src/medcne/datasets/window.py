@@ -1,0 +1,130 @@
+"""Intensity windows: how 12-16-bit scan values (CT in Hounsfield units, MR signal) become 8-bit pixels.
+
+A window is a width W and a level (centre) L in the units of the stored values
+after rescaling (Hounsfield units for CT). Values below ``L - W/2`` become 0,
+values above ``L + W/2`` become 255, and values between are mapped linearly.
+
+The ``window`` option of the DICOM and NIfTI readers takes:
+
+- a named preset (:data:`PRESETS`; CT values in Hounsfield units), e.g. ``lung``
+  or ``soft-tissue``;
+- ``"W,L"``: a width and a level, e.g. ``"400,40"``;
+- ``"file"``: the window the DICOM file itself states (WindowWidth and
+  WindowCenter; the first when it states several); NIfTI files state none;
+- ``"auto"`` (the default): the file's own window when a DICOM file states one,
+  otherwise the 0.5th to 99.5th percentile of the values of the image (DICOM)
+  or of the whole volume (NIfTI), so that a few extreme voxels do not decide
+  the contrast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MedcneError
+
+# (width, level) in Hounsfield units: the windows radiologists use for CT.
+PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (1500.0, -600.0),
+    "mediastinum": (350.0, 50.0),
+    "soft-tissue": (400.0, 50.0),
+    "abdomen": (400.0, 50.0),
+    "liver": (150.0, 30.0),
+    "bone": (1800.0, 400.0),
+    "brain": (80.0, 40.0),
+    "subdural": (200.0, 75.0),
+    "stroke": (40.0, 40.0),
+}
+AUTO, FILE = "auto", "file"
+# The share of values cut at each end by the automatic window.
+AUTO_PERCENTILES = (0.5, 99.5)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A width and a level, in the units of the values it is applied to."""
+
+    width: float
+    level: float
+
+    @property
+    def low(self) -> float:
+        return self.level - self.width / 2
+
+    @property
+    def high(self) -> float:
+        return self.level + self.width / 2
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (any shape, any numeric dtype) as uint8 of the same shape."""
+        # One float32 temporary, worked in place: a CT volume is hundreds of MB as float32.
+        scaled = np.subtract(values, np.float32(self.low), dtype=np.float32)
+        scaled *= np.float32(255.0 / self.width)
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, 255, out=scaled)
+        return scaled.astype(np.uint8)
+
+
+def parse_window(spec) -> str | Window:
+    """``spec`` as a :class:`Window`, or ``"auto"`` / ``"file"``.
+
+    Accepts None (``"auto"``), a preset name, ``"W,L"``, a (W, L) pair, or a Window.
+    """
+    if spec is None:
+        return AUTO
+    if isinstance(spec, Window):
+        return _checked(spec.width, spec.level, spec)
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        return _checked(spec[0], spec[1], spec)
+    text = str(spec).strip().lower()
+    if text in (AUTO, FILE):
+        return text
+    if text in PRESETS:
+        return Window(*PRESETS[text])
+    parts = text.split(",")
+    if len(parts) == 2:
+        try:
+            return _checked(float(parts[0]), float(parts[1]), spec)
+        except ValueError:
+            pass
+    raise MedcneError(
+        f"window must be 'auto', 'file', a preset ({', '.join(PRESETS)}) or 'WIDTH,LEVEL' such as "
+        f"'400,40'; got {spec!r}"
+    )
+
+
+def _checked(width, level, spec) -> Window:
+    try:
+        width, level = float(width), float(level)
+    except (TypeError, ValueError):
+        raise MedcneError(f"window width and level must be numbers; got {spec!r}") from None
+    if not (np.isfinite(width) and np.isfinite(level)) or width <= 0:
+        raise MedcneError(f"window width must be a positive number and the level finite; got {spec!r}")
+    return Window(width, level)
+
+
+def auto_window(values: np.ndarray) -> Window:
+    """The 0.5th-99.5th percentile range of ``values`` (finite values only) as a window.
+
+    A constant image gets a window of width 1 around its value (all pixels then
+    map to the middle grey, not to noise).
+    """
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return Window(1.0, 0.0)
+    low, high = np.percentile(flat, AUTO_PERCENTILES)
+    if not high > low:
+        return Window(1.0, float(low))
+    return Window(float(high - low), float((high + low) / 2))
+
+
+def describe(window: str | Window) -> str:
+    """A short text for notes: the preset's name or the numbers."""
+    if isinstance(window, str):
+        return window
+    named = [n for n, wl in PRESETS.items() if wl == (window.width, window.level)]
+    numbers = f"W {window.width:g}, L {window.level:g}"
+    return f"{named[0]} ({numbers})" if named else numbers
