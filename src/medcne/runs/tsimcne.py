@@ -21,7 +21,7 @@ from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
 from ..train import distributed
 from . import staging
-from .evaluate import evaluate_and_write
+from .evaluate import evaluate_and_write, label_problem
 from .folder import (
     CHECKPOINT,
     FINISHED,
@@ -97,6 +97,7 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
                           "give at least one epoch, e.g. --epochs 12,1,6")
     if verbose and est.batch_size_ < est.batch_size:
         print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
+    _note_labels(data, verbose)
     data_record = {**spec, "path": str(Path(data_path).resolve())}
     with staging.writing(out, overwrite, flag="--overwrite", inputs=inputs, keep=_resumable) as work:
         distributed.on_main(
@@ -104,6 +105,16 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         )
         finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick)
     return read_run(out) if finished else None
+
+
+def _note_labels(data, verbose: bool) -> None:
+    """Say before training when the labels cannot score the map (it is trained and written without metrics)."""
+    if data.labels is None:
+        return
+    labels = data.labels[data.labels >= 0]
+    problem = label_problem(labels) if len(labels) else None
+    if problem and verbose and distributed.world().is_main:
+        print(f"note: the map is trained, but kNN accuracy and silhouette will be skipped: {problem}")
 
 
 def _resumable(work: Path) -> bool:

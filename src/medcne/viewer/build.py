@@ -199,13 +199,13 @@ def check_out(out: Path, overwrite: bool) -> None:
             f"{out}: exists and is not a viewer folder built by `medcne view` (no {MARKER} file), "
             "so it is never replaced; choose another --out"
         )
+    if not overwrite:
+        raise MedcneError(f"{out}: holds a viewer built before; pass --overwrite to replace it, "
+                          "or choose another --out")
     others = sorted(p.name for p in out.iterdir() if p.name not in PAGE_ENTRIES)
     if others:
         raise MedcneError(f"{out}: holds files medcne did not write ({', '.join(others[:5])}), which replacing "
                           "the page would delete; move them out of it, or choose another --out")
-    if not overwrite:
-        raise MedcneError(f"{out}: holds a viewer built before; pass --overwrite to replace it, "
-                          "or choose another --out")
 
 
 def is_viewer_folder(folder: Path) -> bool:
