@@ -19,7 +19,6 @@ import pytest
 
 from medcne.cli import main
 from medcne.runs.folder import staging_path
-from medcne.runs.outputs import lock_path, written_by_medcne
 from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,7 +60,9 @@ def test_propagate_never_writes_onto_a_file_of_the_run(run, tmp_path, capsys, na
     assert snapshot(run) == before
 
 
-def test_propagate_never_writes_onto_the_runs_dataset(run, data, tmp_path, capsys):
+def test_propagate_never_writes_onto_the_runs_dataset(tmp_path, capsys):
+    data = make_data(tmp_path / "own" / "data.npz")  # its own copy: the code before this rule replaced it
+    run = make_run(tmp_path / "run", data)
     ann = labels_csv(run, tmp_path / "ann.csv")
     before = data.read_bytes()
     refused(["propagate", str(run), "--labels", str(ann), "--out", str(data), "--overwrite", "--space", "map"],
@@ -71,6 +72,8 @@ def test_propagate_never_writes_onto_the_runs_dataset(run, data, tmp_path, capsy
 
 def test_propagate_replaces_its_own_output_only_with_overwrite(run, tmp_path, capsys):
     ann = labels_csv(run, tmp_path / "ann.csv")
+    from medcne.runs.outputs import written_by_medcne
+
     argv = ["propagate", str(run), "--labels", str(ann), "--space", "map"]
     assert main(argv) == 0 and written_by_medcne(run / "propagated.csv")
     refused(argv, capsys, "--overwrite")
@@ -161,6 +164,8 @@ def hold_lock(out: Path):
 
 
 def test_a_second_writer_stops_at_once_naming_the_holder(run, data, capsys):
+    from medcne.runs.outputs import lock_path
+
     proc = hold_lock(run)
     try:
         before = snapshot(run)
