@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..datasets.sample import SAMPLE_PATH
 from ..defaults import BASELINES
 from ..errors import MedcneError
 
@@ -145,7 +146,8 @@ def load_config(name_or_path, data_dir=None, allow_outside: bool = False) -> Swe
     As the image paths of a CSV dataset, the files a configuration names
     (dataset paths, ``labels_map``, ``[sweep] data_dir``) must lie inside the
     configuration's folder or the data folder given on the command line
-    (``data_dir``, ``$MEDCNE_DATA``); ``allow_outside`` lifts this.
+    (``data_dir``, ``$MEDCNE_DATA``), or be the data bundled with medcne;
+    ``allow_outside`` lifts this.
     """
     path = config_path(name_or_path)
     try:
@@ -161,7 +163,8 @@ def load_config(name_or_path, data_dir=None, allow_outside: bool = False) -> Swe
     if not allow_outside:
         given = data_dir or os.environ.get(DATA_ENV)
         roots = [Path(given).expanduser()] if given else []
-        check_inside(config, roots + ([Path.cwd()] if is_shipped else [path.parent]))
+        # The data bundled with medcne (the sample) is no one's private file: always readable.
+        check_inside(config, roots + ([Path.cwd()] if is_shipped else [path.parent]) + [SAMPLE_PATH.parent])
     return config
 
 
