@@ -250,3 +250,15 @@ def test_the_viewers_export_escapes_as_the_python_writer_does():
     cells = json.loads(done.stdout)
     assert [csv_value(c) for c in cells] == texts
     assert cells == [csv_cell(t) for t in texts]
+
+
+def test_a_file_that_is_no_csv_table_is_not_repeated_in_the_error(tmp_path):
+    secret = tmp_path / "passwd.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n")
+    with pytest.raises(MedcneError, match="no header of column names") as caught:
+        load_dataset(secret)
+    assert "root:" not in str(caught.value)
+    table = tmp_path / "table.csv"
+    table.write_text("file,cls\na.png,1\n")
+    with pytest.raises(MedcneError, match="columns: file, cls"):
+        load_dataset(table)

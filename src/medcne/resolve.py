@@ -96,11 +96,13 @@ def _world(est, out: dict, n: int) -> dict:
 
 
 def check_training_memory(est, out: dict, data: ImageSet) -> None:
-    """Refuse a width, batch or process count that cannot fit in the memory of the device (medcne.limits)."""
+    """Refuse a width, batch or process count that cannot fit in the memory of the device (medcne.limits).
+
+    The images are read already, so the memory still available is what training may use.
+    """
     from .limits import check_training
 
     device = out["device_"]
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     check_training(est.width, out["batch_size_"], max(data.image_shape[:2]), backbone=est.backbone,
-                   processes=distributed.world().size if distributed.world().active else 1,
-                   data_bytes=int(getattr(data.images, "nbytes", 0)), device_free=free)
+                   processes=distributed.world().size if distributed.world().active else 1, device_free=free)
