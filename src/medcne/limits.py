@@ -28,7 +28,7 @@ PRETRAIN_DIM = 128
 SMALL_STEM_MAX_PX = 32
 # Options that count things: at least this much.
 AT_LEAST = {"subset": 1, "k": 1, "width": 1, "batch_size": 2, "n_images": 1, "n_views": 1, "grid": 1,
-            "thumb": 1, "nproc": 1}
+            "thumb": 1}  # --nproc: checked by fit with its own message
 
 
 def usable_cores() -> int:
