@@ -202,3 +202,17 @@ def test_a_symlink_at_the_staging_name_is_never_followed(run, data, tmp_path, ca
     before = snapshot(outside), snapshot(run)
     refused(["fit", str(data), "--out", str(run), "--overwrite", *TINY], capsys, "symbolic link")
     assert (snapshot(outside), snapshot(run)) == before
+
+
+def test_what_a_killed_run_left_does_not_block_a_new_one(data, tmp_path):
+    from medcne.runs import staging
+
+    out = tmp_path / "run"
+    work, _ = staging.begin(out, False, flag="--overwrite")  # a fit killed while training in place
+    (work / "params.json").write_text('{"method": "tsimcne", "data": {"path": "x"}, "finished": false}')
+    (work / "checkpoint.pt").write_bytes(b"partial")
+    (work / ".model.pt.abcd1234.tmp.pt").write_bytes(b"half")  # its atomic write of model.pt, killed
+    (work / ".qc.csv.medcne-lock").write_text("123\n")
+    assert staging.foreign(out) == []
+    assert main(["fit", str(data), "--out", str(out), "--overwrite", *TINY]) == 0
+    assert not (out / ".model.pt.abcd1234.tmp.pt").exists()

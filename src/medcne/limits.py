@@ -105,10 +105,11 @@ def check_args(args) -> None:
     nproc = getattr(args, "nproc", None)
     if isinstance(nproc, int) and nproc > 1:
         _check_processes(nproc, getattr(args, "device", "auto"))
-    width, batch = getattr(args, "width", None), getattr(args, "batch_size", None)
+    width = getattr(args, "width", None)
     if isinstance(width, int) and getattr(args, "command", "") in ("fit", "baseline"):
-        # The images' side is not known yet: 8 px, smaller than any a run uses, keeps this a lower bound.
-        check_training(width, batch if isinstance(batch, int) else 2, 8, processes=max(nproc or 1, 1))
+        # The weights alone: the batch is capped at the number of images and the images' side is not
+        # known yet; resolve() checks the activations once the images are read.
+        check_training(width, 0, 8, processes=max(nproc or 1, 1))
 
 
 def _check_processes(n: int, device: str) -> None:

@@ -59,6 +59,7 @@ def lock(out) -> Iterator[Path]:
         finally:
             _HELD[key][1] -= 1
         return
+    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     fd = _acquire(path)
     _HELD[key] = [fd, 1]
     try:
@@ -69,6 +70,11 @@ def lock(out) -> Iterator[Path]:
             path.unlink(missing_ok=True)  # before the unlock: a waiter re-checks the inode (see _acquire)
         finally:
             os.close(fd)
+        for folder in made:  # folders made only to hold the lock of an output that was never written
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def _acquire(path: Path) -> int:
@@ -93,8 +99,11 @@ def _acquire(path: Path) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass  # a full disk: the lock holds all the same, only the pid is not there to name
             return fd
         os.close(fd)  # the holder removed the file as we opened it: take the new one
     raise MedcneError(f"{path}: could not take the lock; try again")
@@ -190,7 +199,10 @@ def remember(paths: Iterable) -> None:
             record = {k: v for k, v in record.items() if (folder / k).is_file()}  # forget removed files
             for p in files:
                 record[p.name] = _digest(p)
-            write_json(folder / WRITTEN_RECORD, {"format": WRITTEN_FORMAT, "files": record})
+            try:
+                write_json(folder / WRITTEN_RECORD, {"format": WRITTEN_FORMAT, "files": record})
+            except OSError:
+                pass  # the outputs are written; unrecorded, they are only never replaced (the safe side)
 
 
 def check_file(out, overwrite: bool, flag: str = "--overwrite") -> None:

@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import MedcneError
-from ..io import remove_stale_temps, write_json
-from ..runfiles import RUN_MARKER, RUN_MARKER_FORMAT, WRITTEN_RECORD
+from ..io import remove_stale_temps, stale_temps, write_json
+from ..runfiles import LOCK_SUFFIX, RUN_MARKER, RUN_MARKER_FORMAT, TSIMCNE_FILES, WRITTEN_RECORD
 from ..train import distributed
 from .folder import (
     CHECKPOINT,
@@ -96,9 +96,18 @@ def is_run_folder(folder: Path) -> bool:
 
 
 def foreign(folder: Path) -> list[str]:
-    """What ``folder`` holds that medcne did not write (names, sorted)."""
-    ours = {RUN_MARKER, WRITTEN_RECORD, *owned_files(folder)} if is_run_folder(folder) else set()
-    return sorted(p.name for p in folder.iterdir() if p.name not in ours)
+    """What ``folder`` holds that medcne did not write (names, sorted).
+
+    In a run folder medcne's are the files its marker lists, the marker, the
+    record of single files, lock files and the temporary files a killed
+    writer left (removed when the run is written).
+    """
+    if not is_run_folder(folder):
+        return sorted(p.name for p in folder.iterdir())
+    ours = {RUN_MARKER, WRITTEN_RECORD, *owned_files(folder)}
+    ours |= {p.name for p in stale_temps(folder, (*RUN_FILES, RUN_MARKER, WRITTEN_RECORD))}
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name not in ours and not (p.name.startswith(".") and p.name.endswith(LOCK_SUFFIX)))
 
 
 def _named(names: list[str]) -> str:
@@ -176,13 +185,13 @@ def begin(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Ite
     discard(staged)  # an interrupted replacement that the user chose to start again
     created = not out.exists()
     if out.is_dir() and any(out.iterdir()):
-        remove_stale_temps(out, RUN_FILES)
+        remove_stale_temps(out, (*RUN_FILES, RUN_MARKER))
         staged.mkdir()  # exclusive: fails on anything (a link, a folder) that appeared there since
-        mark(staged, [])
+        mark(staged, TSIMCNE_FILES)  # what this run may write; commit() records what it did write
         return staged, created
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out, RUN_FILES)
-    mark(out, [])
+    remove_stale_temps(out, (*RUN_FILES, RUN_MARKER))
+    mark(out, TSIMCNE_FILES)  # the folder was empty: every run file that appears in it is this run's
     return out, created
 
 
