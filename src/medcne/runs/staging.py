@@ -187,12 +187,18 @@ def begin(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Ite
     if out.is_dir() and any(out.iterdir()):
         remove_stale_temps(out, (*RUN_FILES, RUN_MARKER))
         staged.mkdir()  # exclusive: fails on anything (a link, a folder) that appeared there since
-        mark(staged, TSIMCNE_FILES)  # what this run may write; commit() records what it did write
-        return staged, created
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out, (*RUN_FILES, RUN_MARKER))
-    mark(out, TSIMCNE_FILES)  # the folder was empty: every run file that appears in it is this run's
-    return out, created
+        work = staged
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out, (*RUN_FILES, RUN_MARKER))
+        work = out
+    try:
+        # What this run may write (an in-place run began in an empty folder); commit() records what it did.
+        mark(work, TSIMCNE_FILES)
+    except BaseException:
+        discard(work, out, created)
+        raise
+    return work, created
 
 
 def commit(work: Path, out: Path) -> None:
