@@ -153,12 +153,13 @@ def test_fit_never_writes_into_the_folder_of_a_csv_dataset(tmp_path, capsys):
 
 
 # -- 5. one writer per output -------------------------------------------------------------------------
-def hold_lock(out: Path):
+def hold_lock(out: Path, shared: bool = False):
     """Another process holding the lock of ``out``, until killed."""
     code = ("import sys, time; from medcne.runs.outputs import lock\n"
-            "with lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)\n")
+            "with lock(sys.argv[1], shared=sys.argv[2] == '1'):\n    print('held', flush=True); time.sleep(60)\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out), "1" if shared else "0"], stdout=subprocess.PIPE,
+                            env=env, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -176,6 +177,24 @@ def test_a_second_writer_stops_at_once_naming_the_holder(run, data, capsys):
         proc.kill()
         proc.wait()
     assert not lock_path(run).exists() or main(["plot", str(run), "--out", str(run.parent / "m.png")]) == 0
+
+
+def test_files_written_into_a_run_share_its_lock_and_exclude_its_replacement(run, data, tmp_path, capsys):
+    ann = labels_csv(run, tmp_path / "ann.csv")
+    propagate = ["propagate", str(run), "--labels", str(ann), "--space", "map", "--overwrite"]
+    proc = hold_lock(run, shared=True)  # e.g. `medcne qc RUN` running
+    try:
+        assert main(propagate) == 0  # another command writing into the run: fine
+        refused(["fit", str(data), "--out", str(run), "--overwrite", *TINY], capsys, f"pid {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
+    proc = hold_lock(run)  # the run being replaced
+    try:
+        refused(propagate, capsys, f"pid {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # -- 6. the viewer folder ----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ images the run was made from (same ids).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,10 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
     if Path(labels_csv).exists() and out.resolve() == Path(labels_csv).resolve():
         raise MedcneError(f"--out {out} is the annotations file itself; choose another output path")
-    with claim_files(out, overwrite, inputs=[labels_csv, data_path, *run_inputs(run)], runs=[run.path]):
+    # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
+    in_run = out.parent.resolve() == run.path.resolve()
+    with lock(run.path, shared=True) if in_run else nullcontext(), \
+            claim_files(out, overwrite, inputs=[labels_csv, data_path, *run_inputs(run)], runs=[run.path]):
         path, summary = _propagate(run, labels_csv, out, space, method, k, data_path, device)
     if path.parent.resolve() == run.path.resolve():
         add_to_run(run.path, path.name)
@@ -214,7 +218,7 @@ def write_run_output(run: Run, name: str, text: str) -> Path:
     """Write ``name`` (``qc.csv``) into the run folder, recorded as medcne's; a file of that name that
     medcne did not write is never replaced."""
     path = run.path / name
-    with lock(path):
+    with lock(run.path, shared=True), lock(path):  # the run's lock: no replacement of the run meanwhile
         if path.exists() and name not in owned_files(run.path) and not written_by_medcne(path):
             raise MedcneError(f"{path}: exists and was not written by medcne, so it is never replaced; "
                               "move it away, then run again")

@@ -43,12 +43,14 @@ def lock_path(out) -> Path:
 
 
 @contextmanager
-def lock(out) -> Iterator[Path]:
+def lock(out, shared: bool = False) -> Iterator[Path]:
     """Hold the advisory lock of the output ``out`` (a file ``.NAME.medcne-lock`` beside it).
 
     Raises :class:`MedcneError` naming the holder's pid when another process
-    holds it. The lock file is opened without following a symbolic link and
-    removed on release.
+    holds it. ``shared``: several commands may hold it together (those that
+    write files into a run folder, e.g. ``qc.csv``), but not with an exclusive
+    holder (one replacing the run). The lock file is opened without following
+    a symbolic link, and removed on release by an exclusive holder.
     """
     path = lock_path(out)
     key = str(path.resolve() if path.parent.exists() else path.absolute())
@@ -60,14 +62,15 @@ def lock(out) -> Iterator[Path]:
             _HELD[key][1] -= 1
         return
     made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
-    fd = _acquire(path)
+    fd = _acquire(path, shared)
     _HELD[key] = [fd, 1]
     try:
         yield path
     finally:
         del _HELD[key]
         try:
-            path.unlink(missing_ok=True)  # before the unlock: a waiter re-checks the inode (see _acquire)
+            if not shared:  # before the unlock: a newcomer re-checks the inode (see _acquire)
+                path.unlink(missing_ok=True)
         finally:
             os.close(fd)
         for folder in made:  # folders made only to hold the lock of an output that was never written
@@ -77,7 +80,7 @@ def lock(out) -> Iterator[Path]:
                 break
 
 
-def _acquire(path: Path) -> int:
+def _acquire(path: Path, shared: bool = False) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
         try:
@@ -87,7 +90,7 @@ def _acquire(path: Path) -> int:
                 raise MedcneError(f"{path}: is a symbolic link, not medcne's lock file; remove it") from None
             raise
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
@@ -100,8 +103,11 @@ def _acquire(path: Path) -> int:
             same = False
         if same:
             try:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                if shared:  # several holders: each adds its pid (read back, only the living ones count)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), os.fstat(fd).st_size)
+                else:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             except OSError:
                 pass  # a full disk: the lock holds all the same, only the pid is not there to name
             return fd
@@ -110,10 +116,22 @@ def _acquire(path: Path) -> int:
 
 
 def _read_pid(fd: int) -> str:
+    """The pids written in a lock file whose processes are alive, e.g. '4211' or '4211, 4230'."""
     try:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        text = os.pread(fd, 4096, 0).decode("ascii", "replace")
     except OSError:
         return "unknown"
+    alive = []
+    for word in text.split():
+        if word.isdigit() and word not in alive and word != str(os.getpid()):  # not ours: we are refused
+            try:
+                os.kill(int(word), 0)
+            except ProcessLookupError:
+                continue
+            except OSError:
+                pass  # alive, but another user's
+            alive.append(word)
+    return ", ".join(alive) or "unknown"
 
 
 def _resolved(path) -> Path:

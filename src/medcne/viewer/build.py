@@ -24,6 +24,7 @@ import re
 import shutil
 import string
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
             raise MedcneError(f"column {name!r} has shape {values.shape}; give one number per point ({n})")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with lock(out):
+    in_run = out.parent.resolve() == run.path.resolve()
+    with lock(run.path, shared=True) if in_run else nullcontext(), lock(out):  # the run's lock: not replaced meanwhile
         remove_leftovers(out)
         _build(run, out, images, thumb, max_sheet, cols, qc, bundle, overwrite)
     return out / "index.html"
