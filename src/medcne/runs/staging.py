@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import MedcneError
@@ -293,15 +293,18 @@ def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: It
     out = Path(out)
     main = distributed.world().is_main
     state: dict = {}
-    with lock(out) if main else _nothing():
-        def enter() -> None:
-            if resume:
-                _check_staging(out)
-                staged = staging_path(out)
-                state["work"], state["created"] = (staged if staged.is_dir() else out), False
-            else:
-                state["work"], state["created"] = begin(out, replace, flag=flag, inputs=inputs)
+    held = ExitStack()  # the lock, taken by rank 0 inside on_main: a refusal then stops every rank
 
+    def enter() -> None:
+        held.enter_context(lock(out))
+        if resume:
+            _check_staging(out)
+            staged = staging_path(out)
+            state["work"], state["created"] = (staged if staged.is_dir() else out), False
+        else:
+            state["work"], state["created"] = begin(out, replace, flag=flag, inputs=inputs)
+
+    with held:
         distributed.on_main(enter)
         # Only rank 0 writes; the others name the same folder (a resumed replacement's staging folder).
         work = state.get("work") or (staging_path(out) if resume and staging_path(out).is_dir() else out)
@@ -313,8 +316,3 @@ def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: It
             raise
         if main:
             commit(work, out)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
