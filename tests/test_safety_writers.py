@@ -235,3 +235,19 @@ def test_what_a_killed_run_left_does_not_block_a_new_one(data, tmp_path):
     assert staging.foreign(out) == []
     assert main(["fit", str(data), "--out", str(out), "--overwrite", *TINY]) == 0
     assert not (out / ".model.pt.abcd1234.tmp.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_locked_output_stops_every_process_of_a_run_of_two(run, data, tmp_path):
+    # Rank 0 takes the lock; refused, it must stop rank 1 too (not leave it waiting for rank 0).
+    proc = hold_lock(run)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "medcne", "fit", str(data), "--out", str(run), "--overwrite", "--nproc", "2",
+               *TINY]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"pid {proc.pid}" in done.stderr
