@@ -147,7 +147,7 @@ def test_make_baseline_writes_a_run_folder(tmp_path):
     out = make_baseline(SAMPLE_PATH, "tsne-pixels", tmp_path / "run", {"subset": 150, "seed": 2},
                         seed=0, n_jobs=1, tsne_params=FAST_TSNE).path
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["embedding.csv", "embedding.npz", "map.png", "metrics.json", "params.json"]
+    assert names == [".medcne-run", "embedding.csv", "embedding.npz", "map.png", "metrics.json", "params.json"]
     params = json.loads((out / "params.json").read_text())
     assert params["method"] == "tsne-pixels" and params["data"]["subset"] == 150
     assert params["data"]["path"] == str(SAMPLE_PATH.resolve())

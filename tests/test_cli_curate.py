@@ -14,6 +14,7 @@ from medcne.datasets import SAMPLE_PATH
 from medcne.errors import MedcneError
 from medcne.runs import read_run
 from medcne.runs.curate import PROPAGATED_COLUMNS, QC_COLUMNS, qc_run, resolve_space, run_points
+from medcne.runs.outputs import remember
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SUMMARY = re.compile(r"^(\d+) likely label errors, (\d+) near-duplicate pairs, (\d+) outliers; see qc\.csv$")
@@ -74,6 +75,7 @@ def test_auto_space_of_baselines(tmp_path, method, space):
 def test_qc_replaces_its_csv_atomically(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run", n=100)
     (run / "qc.csv").write_text("old\n")
+    remember([run / "qc.csv"])  # as medcne records what it writes: a file it did not write is never replaced
 
     def crash(src, dst):
         raise KeyboardInterrupt  # the moment between writing and renaming
@@ -162,10 +164,15 @@ def test_propagate_refuses_to_overwrite(tmp_path, capsys):
     before = ann.read_text()
     assert main(["propagate", str(run), "--labels", str(ann), "--out", str(ann), "--overwrite"]) == 2
     assert "annotations file itself" in capsys.readouterr().err and ann.read_text() == before
-    out = tmp_path / "mine.csv"
-    out.write_text("precious\n")
+    mine = tmp_path / "mine.csv"
+    mine.write_text("precious\n")
+    for flag in ([], ["--overwrite"]):  # a file medcne did not write is never replaced
+        assert main(["propagate", str(run), "--labels", str(ann), "--out", str(mine), *flag]) == 2
+        assert "not written by medcne" in capsys.readouterr().err and mine.read_text() == "precious\n"
+    out = tmp_path / "labels.csv"
+    assert main(["propagate", str(run), "--labels", str(ann), "--out", str(out)]) == 0
     assert main(["propagate", str(run), "--labels", str(ann), "--out", str(out)]) == 2
-    assert "--overwrite" in capsys.readouterr().err and out.read_text() == "precious\n"
+    assert "--overwrite" in capsys.readouterr().err
     assert main(["propagate", str(run), "--labels", str(ann), "--out", str(out), "--overwrite"]) == 0
     header, rows = read_csv(out)
     assert {row[1] for row in rows} == {"a", "b"}

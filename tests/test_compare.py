@@ -108,5 +108,5 @@ def test_cli_plot_color_by_csv_column(tmp_path, capsys):
     assert main(["plot", str(run), "--color-by", "score", "--values", str(tmp_path / "meta.csv"),
                  "--out", str(tmp_path / "s.png")]) == 0
     assert main(["plot", str(run), "--color-by", "age", "--values", str(tmp_path / "meta.csv"),
-                 "--out", str(tmp_path / "s.png")]) == 2
+                 "--out", str(tmp_path / "s.png"), "--overwrite"]) == 2
     assert "'age'" in capsys.readouterr().err

@@ -119,10 +119,11 @@ def test_nproc_passes_every_other_option_to_the_processes():
 
 def test_nproc_refuses_what_cannot_run_before_starting_processes(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "3", "--batch-size", "64",
+    # 2 processes: the most a 2-core machine without GPU takes (medcne.limits refuses more)
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "2", "--batch-size", "63",
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--batch-size 64 must divide evenly among the 3 processes" in err
+    assert err.count("\n") == 0 and "--batch-size 63 must divide evenly among the 2 processes" in err
     assert main(["fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "0", "--device", "cpu"]) == 2
     assert "--nproc must be a positive" in capsys.readouterr().err
     assert not out.exists()
@@ -251,7 +252,7 @@ def test_fit_nproc_2_trains_in_two_processes_and_only_rank_0_writes(tmp_path):
     assert done.stdout.count("training on 64 images") == 1 and done.stdout.count("kNN accuracy") == 1
     assert done.stdout.count("expected training time") == 1
     names = {p.name for p in out.iterdir()}
-    assert names == {"params.json", "history.csv", "model.pt", "checkpoint.pt", "embedding.npz",
+    assert names == {".medcne-run", "params.json", "history.csv", "model.pt", "checkpoint.pt", "embedding.npz",
                      "embedding.csv", "metrics.json", "map.png"}
     resolved = json.loads((out / "params.json").read_text())["resolved"]
     assert (resolved["world_size"], resolved["batch_size"], resolved["rank_batch_size"]) == (2, 16, 8)

@@ -343,6 +343,8 @@ def test_a_replaced_run_drops_the_qc_of_the_old_one(old, data):
     # qc.csv describes the old run's images and map: the viewer would show stale flags.
     (old / "qc.csv").write_text("id,label\n")
     (old / "propagated.csv").write_text("id,label\n")
+    staging.add_to_run(old, "qc.csv")  # as `medcne qc` and `medcne propagate` record what they write
+    staging.add_to_run(old, "propagated.csv")
     assert main(["fit", str(data), "--out", str(old), "--overwrite", *TINY]) == 0
     assert not (old / "qc.csv").exists() and not (old / "propagated.csv").exists()
     assert (old / "notes.txt").read_text() == "mine\n"

@@ -153,9 +153,12 @@ def test_rebuild_replaces_the_old_page_with_overwrite(tmp_path, fake_bundle):
     out = tmp_path / "page"
     build_viewer(run, out, bundle=fake_bundle)
     assert json.loads((out / MARKER).read_text()) == {"format": "medcne-viewer", "version": 1}
-    (out / "stale.txt").write_text("old")
     build_viewer(run, out, bundle=fake_bundle, overwrite=True)
-    assert not (out / "stale.txt").exists() and (out / "index.html").exists() and (out / MARKER).exists()
+    assert (out / "index.html").exists() and (out / MARKER).exists()
+    (out / "stale.txt").write_text("old")  # a file medcne did not write: never deleted with the page
+    with pytest.raises(MedcneError, match="stale.txt"):
+        build_viewer(run, out, bundle=fake_bundle, overwrite=True)
+    assert (out / "stale.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page", "run"]
 
 
@@ -386,8 +389,10 @@ def test_cli_view_overwrite_replaces_its_own_viewer(tmp_path, fake_bundle, monke
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--overwrite" in err and str(run / "viewer") in err
     assert (run / "viewer" / "stale.txt").exists()
+    assert main(["view", str(run), "--overwrite"]) == 2  # stale.txt is not medcne's: never deleted
+    assert "stale.txt" in capsys.readouterr().err and (run / "viewer" / "stale.txt").exists()
+    (run / "viewer" / "stale.txt").unlink()
     assert main(["view", str(run), "--overwrite"]) == 0
-    assert not (run / "viewer" / "stale.txt").exists()
 
 
 def test_cli_view_bad_qc_csv_is_one_line(tmp_path, fake_bundle, monkeypatch, capsys):

@@ -125,3 +125,52 @@ def save_npz(path, **arrays) -> Path:
             np.savez_compressed(fh, **arrays)
 
     return atomic_write(path, write)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE = "'"
+
+
+def csv_cell(value) -> str:
+    """``value`` as a CSV cell that a spreadsheet shows as text, never runs as a formula.
+
+    A text that starts with ``= + - @``, a tab or a carriage return and is not
+    a number gets a leading ``'`` (OWASP's rule); so does one that starts with
+    ``'`` and then one of those or another ``'``, so that :func:`csv_value`
+    gives back exactly what was written. Other texts are unchanged.
+    """
+    text = "" if value is None else str(value)
+    if _escaped_form(text) or (text.startswith(FORMULA_STARTS) and not _is_number(text)):
+        return ESCAPE + text
+    return text
+
+
+def csv_value(cell: str) -> str:
+    """Undo :func:`csv_cell`: the text that was written (a cell no writer escaped comes back as it is)."""
+    return cell[1:] if _escaped_form(cell) else cell
+
+
+def _escaped_form(text: str) -> bool:
+    return text.startswith(ESCAPE) and text[1:2] != "" and text[1] in (*FORMULA_STARTS, ESCAPE)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text
+
+
+def csv_text(header, rows, lineterminator: str = "\r\n") -> str:
+    """A CSV document of ``header`` and ``rows``, every cell through :func:`csv_cell`."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=lineterminator)
+    writer.writerow([csv_cell(c) for c in header])
+    for row in rows:
+        writer.writerow([csv_cell(c) for c in row])
+    return buf.getvalue()

@@ -42,6 +42,7 @@ def resolve(est, data: ImageSet) -> dict:
     out["image_shape_"] = data.image_shape
     check_model_args(est.backbone, data.image_shape[2], est.width, out["stages_"][-1].out_dim)
     out["small_stem_"] = use_small_stem(max(data.image_shape[:2]), est.small_stem)
+    check_training_memory(est, out, data)
     from .augment import Augmenter
 
     Augmenter(est.preset, crop=est.crop, jitter=est.jitter, grayscale=est.grayscale)  # validates them
@@ -103,3 +104,16 @@ def resolve_record(record: dict, precision: str, device="auto") -> dict:
         "precision_": resolve_precision("auto" if precision == "bf16" else precision, device_),
         "budget_": r.get("budget_seconds"),
     }
+
+
+def check_training_memory(est, out: dict, data: ImageSet) -> None:
+    """Refuse a width, batch or process count that cannot fit in the memory of the device (medcne.limits).
+
+    The images are read already, so the memory still available is what training may use.
+    """
+    from .limits import check_training
+
+    device = out["device_"]
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    check_training(est.width, out["batch_size_"], max(data.image_shape[:2]), backbone=est.backbone,
+                   processes=distributed.world().size if distributed.world().active else 1, device_free=free)

@@ -22,6 +22,7 @@ import sys
 import threading
 
 from ..errors import MedcneError
+from ..limits import check_args
 from ..params import for_cli, speak_as_cli
 from ..train.progress import end_progress_bars
 from .common import check_out_is_not_an_input
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        check_args(args)  # size-like options against the machine, before anything starts
         check_out_is_not_an_input(args)
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe fails here, not in Python's flush at exit

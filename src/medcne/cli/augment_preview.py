@@ -12,6 +12,7 @@ import numpy as np
 from ..defaults import PRESET, PRESETS
 from ..errors import MedcneError
 from ..io import atomic_write
+from ..runs.outputs import check_file, claim_files, dataset_inputs, refuse_inputs
 from .common import add_data_options, load_from_args
 
 
@@ -23,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("data", help="a .npz, a folder of class folders, a .csv of paths, or a PCam *_x.h5")
     p.add_argument("--preset", default=PRESET, help=f"one of {', '.join(PRESETS)} (default {PRESET})")
     p.add_argument("--out", default="views.png", help="PNG file to write (default: views.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when medcne wrote it (never another file)")
     p.add_argument("--n-images", type=int, default=6, help="rows: images to show (default 6)")
     p.add_argument("--n-views", type=int, default=8, help="views per image (default 8)")
     p.add_argument("--fill", default="border",
@@ -41,6 +43,8 @@ def run(args) -> int:
             flag = "--" + name.replace("_", "-")
             raise MedcneError(f"{flag} must be at least 1; got {getattr(args, name)}")
     fill_spec = _parse_fill(args.fill)
+    check_file(args.out, args.overwrite)  # before reading a possibly large dataset
+    refuse_inputs(args.out, dataset_inputs(args.data))
     # Check the preset before reading a possibly large dataset.
     from ..augment import Augmenter, augmenter_for
 
@@ -59,7 +63,8 @@ def run(args) -> int:
     if fill is not None:
         title += ", fill (" + ", ".join(f"{v:.2f}" for v in fill) + ")"
     fig = draw_preview(originals, views, names, title)
-    atomic_write(args.out, lambda p: fig.savefig(p, format="png", dpi=100))
+    with claim_files(args.out, args.overwrite, inputs=dataset_inputs(args.data)):
+        atomic_write(args.out, lambda p: fig.savefig(p, format="png", dpi=100))
     print(f"wrote {args.out}: {len(rows)} images x {args.n_views} views, preset {args.preset}")
     return 0
 

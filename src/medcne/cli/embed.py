@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..defaults import DEVICES
 from ..errors import MedcneError
+from ..runs.outputs import claim_files, dataset_inputs
 from .common import add_data_options, data_spec
 
 
@@ -27,16 +28,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..datasets import load_dataset
-    from ..runs import load_run_model, read_run, save_embedding_file
-
     run_dir, out = Path(args.run), Path(args.out)
     if out.suffix not in (".csv", ".npz"):
         raise MedcneError(f"--out must end in .csv or .npz; got {out.name!r}")
-    if out.is_dir():
-        raise MedcneError(f"--out {out} is a folder; give a file name ending in .csv or .npz")
-    if out.exists() and not args.overwrite:
-        raise MedcneError(f"--out {out} exists; pass --overwrite to replace it or choose another name")
+    with claim_files(out, args.overwrite, inputs=dataset_inputs(args.data), runs=[run_dir]):
+        n = _embed(run_dir, out, args)
+    print(f"placed {n} images into the map of {run_dir}: {out}")
+    return 0
+
+
+def _embed(run_dir: Path, out: Path, args) -> int:
+    from ..datasets import load_dataset
+    from ..runs import load_run_model, read_run, save_embedding_file
+
     trained = read_run(run_dir).params.get("data") or {}  # a finished run with a finite map
     est = load_run_model(run_dir, device=args.device)
     spec = data_spec(args)
@@ -48,5 +52,4 @@ def run(args) -> int:
     data = load_dataset(args.data, **spec)
     Z = est.transform(data)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
-    print(f"placed {len(data)} images into the map of {run_dir}: {out}")
-    return 0
+    return len(data)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError, MissingColumnError
+from ..runfiles import EMBEDDING_CSV
 from ..runs import Run, read_run
+from ..runs.outputs import claim_files
 from ..runs.table import read_table
 
 KINDS = ("map", "thumbnails", "compare")
@@ -18,6 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder (several for --kind compare)")
     p.add_argument("--kind", default="map", choices=KINDS)
     p.add_argument("--out", required=True, metavar="FILE", help="output .png, .pdf or .svg")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when medcne wrote it (never another file)")
     p.add_argument("--color-by", metavar="COLUMN",
                    help="colour points by this per-image column (of --values, else of the run's embedding.csv)")
     p.add_argument("--values", metavar="CSV", help="a CSV with an 'id' column and the --color-by column")
@@ -32,7 +35,7 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
 
     Points missing from the CSV get NaN (numbers) or "" (categories).
     """
-    path = Path(csv_path) if csv_path else run.path / "embedding.csv"
+    path = Path(csv_path) if csv_path else run.path / EMBEDDING_CSV
     columns, rows = read_table(path, "--values")
     if "id" not in columns or column not in columns:
         raise MissingColumnError(
@@ -49,13 +52,18 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
 
 
 def run(args) -> int:
+    with claim_files(args.out, args.overwrite, inputs=[args.values, args.data], runs=args.runs):
+        out = _draw(args)
+    print(f"wrote {out}")
+    return 0
+
+
+def _draw(args):
     from ..plot import new_figure, plot_map, plot_thumbnails, save_figure
     from ..runs.compare import collect, compare_figure
 
     if args.kind == "compare":
-        out = compare_figure(collect([read_run(r) for r in args.runs]), args.out)
-        print(f"wrote {out}")
-        return 0
+        return compare_figure(collect([read_run(r) for r in args.runs]), args.out)
     if len(args.runs) > 1:
         raise MedcneError(f"--kind {args.kind} draws one run; got {len(args.runs)} (use --kind compare)")
     r = read_run(args.runs[0])
@@ -70,6 +78,4 @@ def run(args) -> int:
         fig = new_figure(9, 9)
         plot_thumbnails(Z, data.images, r.labels, r.class_names, grid=args.grid, ax=fig.add_subplot(),
                         title=title)
-    out = save_figure(fig, args.out)
-    print(f"wrote {out}")
-    return 0
+    return save_figure(fig, args.out)

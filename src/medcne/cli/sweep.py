@@ -91,8 +91,8 @@ def build_config(args):
         return shorthand(target, spec, [p.strip() for p in presets if p.strip()], baselines, args.seeds or 1)
     if args.presets or args.baselines:
         raise MedcneError("--presets and --baselines are for the shorthand (a dataset); a config lists its methods")
-    config = load_config(target, data_dir=args.data_dir)
-    changed = [k for k, v in spec.items() if v != DATA_DEFAULTS.get(k)]
+    config = load_config(target, data_dir=args.data_dir, allow_outside=args.allow_outside)
+    changed = [k for k, v in spec.items() if v != DATA_DEFAULTS.get(k) and k != "allow_outside"]
     if args.data:
         missing = [p for p in args.data if not Path(p).exists()]
         if missing:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from ..errors import DataError, EmptyDatasetError, MissingColumnError
@@ -119,12 +120,12 @@ def read_csv(
     columns, rows = read_table(path)
     if path_column not in columns:
         raise MissingColumnError(
-            f"{path}: no column '{printable(path_column)}' (columns: {printable(', '.join(columns)) or 'none'}); "
+            f"{path}: no column '{printable(path_column)}' ({_header(columns)}); "
             "name the path column with `path_column`"
         )
     if label_column is not None and label_column not in columns:
         raise MissingColumnError(
-            f"{path}: no column '{printable(label_column)}' (columns: {printable(', '.join(columns))}); "
+            f"{path}: no column '{printable(label_column)}' ({_header(columns)}); "
             "name the label column with `label_column`"
         )
     if label_column is None and "label" in columns:
@@ -159,3 +160,12 @@ def encode_labels(values: list[str]) -> tuple[list[int], list[str]]:
         pass
     code = {name: i for i, name in enumerate(names)}
     return [code[v] for v in values], names
+
+
+def _header(columns: list[str]) -> str:
+    """The columns of a header for a message; a first line that does not look like column names is
+    not repeated: the file may not be a table at all (it may be someone's private file)."""
+    names = [c for c in columns if c]
+    if not names or not all(re.fullmatch(r"[\w .()#-]{1,40}", c) for c in names):
+        return f"its first line is no header of column names ({len(columns)} cell(s)); is it a CSV of image paths?"
+    return "columns: " + printable(", ".join(names))

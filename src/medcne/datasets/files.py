@@ -19,20 +19,26 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadImageError, DataError, EmptyDatasetError, MixedSizeError, PixelRangeError
+from ..runfiles import (
+    CHECKPOINT,
+    EMBEDDING,
+    HISTORY,
+    MODEL,
+    RUN_MARKER,
+    VIEWER_FILES,
+    VIEWER_MARKER,
+)
+from ..runfiles import PARAMS as RUN_PARAMS
 from .convert import DecodeLog, check_channels, parse_size, pil_to_array, resize_one
 from .imageset import ImageSet
 from .memory import check_memory
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MAX_LISTED = 10
-# What medcne writes (names kept in step with runs/folder.py and viewer/build.py,
-# which this lower module may not import): a viewer folder holds this marker
-# (older viewers: index.html with the bundle beside it); a run folder holds a
-# params.json with a "method" key, or, before that is written, two of its files.
-VIEWER_MARKER = ".medcne-viewer"
-VIEWER_FILES = ("index.html", "medcne-viewer.js")
-RUN_PARAMS = "params.json"
-RUN_FILES = ("checkpoint.pt", "model.pt", "embedding.npz", "history.csv")
+# What medcne writes: a run folder holds its marker, or (runs written before it) a params.json with a
+# "method" key, or, before that is written, two of its files; a viewer folder holds its marker (older
+# viewers: index.html with the bundle beside it).
+RUN_FILES = (CHECKPOINT, MODEL, EMBEDDING, HISTORY)
 
 
 def printable(text: str, limit: int = 120) -> str:
@@ -49,6 +55,8 @@ def is_image_file(path: Path) -> bool:
 def medcne_output_kind(folder: Path) -> str | None:
     """'run' or 'viewer' when medcne wrote ``folder``, else None."""
     try:
+        if (folder / RUN_MARKER).is_file():
+            return "run"
         if (folder / VIEWER_MARKER).exists() or all((folder / f).is_file() for f in VIEWER_FILES):
             return "viewer"
         params = folder / RUN_PARAMS

@@ -48,6 +48,12 @@ class NpzArrays:
         except OSError as exc:
             raise DataError(f"{self.path}: cannot read ({exc.strerror or exc}); check the path and its permissions") from None
         try:
+            # np.load takes anything that is neither a zip nor an .npy for a pickle: say what it is instead.
+            head = self._file.read(6)
+            self._file.seek(0)
+            if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+                raise DataError(f"{self.path}: not an .npz archive (it does not start as a zip file does); "
+                                "give a file written by np.savez, or name the file after its format")
             self._npz = np.load(self._file, allow_pickle=False)
             if not isinstance(self._npz, np.lib.npyio.NpzFile):  # a plain .npy renamed .npz
                 raise DataError(f"{self.path}: holds one bare array, not an .npz archive; save it with np.savez")

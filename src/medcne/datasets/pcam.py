@@ -65,6 +65,7 @@ def _check_stored(ds, path: Path, key: str) -> None:
     hours. Complete files store every chunk (or all bytes, when not chunked).
     """
     if ds.is_virtual or ds.external:
+        _check_sources(ds, path, key)
         return
     shape = tuple(int(s) for s in ds.shape)
     if ds.chunks is None:
@@ -77,6 +78,43 @@ def _check_stored(ds, path: Path, key: str) -> None:
             f"{path}: {key!r} declares shape {shape} ({declared:,} {unit}) but the file stores {stored:,}; "
             "it is truncated or corrupt: write or download it again"
         )
+
+
+def _inside(file_name: str, folder: Path) -> bool:
+    # HDF5 resolves a relative name against the file's folder (virtual) or the working directory
+    # (external): both must stay in the dataset's folder.
+    if file_name in (".", ""):
+        return True
+    folder = Path(folder).resolve()
+    candidates = [Path(file_name)] if Path(file_name).is_absolute() else [folder / file_name, Path.cwd() / file_name]
+    return all(folder in Path(c).resolve().parents for c in candidates)
+
+
+def _check_sources(ds, path: Path, key: str) -> None:
+    """Refuse a virtual or externally stored dataset that reads outside the dataset's folder, or that
+    maps less than it declares (the rest would read as blank images).
+
+    No name or byte of another file goes into the message beyond the count.
+    """
+    folder = path.parent
+    total = int(np.prod(ds.shape, dtype=np.float64))
+    if ds.is_virtual:
+        sources = ds.virtual_sources()
+        names = [s.file_name for s in sources]
+        mapped = sum(int(s.vspace.get_select_npoints()) for s in sources)
+        unit, kind = "values", "a virtual dataset"
+    else:
+        names = [entry[0] for entry in ds.external]
+        sizes = [int(entry[2]) for entry in ds.external]
+        mapped = sum(sizes) // max(ds.dtype.itemsize, 1) if all(s < 2**63 - 1 for s in sizes) else total
+        total, unit, kind = total, "values", "stored in external files"
+    outside = [n for n in names if not _inside(n, folder)]
+    if outside:
+        raise DataError(f"{path}: {key!r} is {kind} that reads {len(outside)} file(s) outside the dataset's folder "
+                        f"{folder}; medcne reads only the dataset's own files: copy the data into one HDF5 file")
+    if mapped < total:
+        raise DataError(f"{path}: {key!r} is {kind} that declares {total:,} {unit} but maps only {mapped:,}; "
+                        "the rest would read as blank images: write the data into one complete HDF5 file")
 
 
 def _x_layout(h5py, x_path: Path) -> tuple[tuple[int, ...], np.dtype]:

@@ -1,8 +1,9 @@
 """Baselines as run folders: the same files as a t-SimCNE run, without model or history.
 
-Written like a t-SimCNE run (:mod:`.staging`): into ``out`` when it holds no run
-files, else (``force``) beside it and moved in once finished; a baseline that
-fails (e.g. on a full disk) leaves nothing behind.
+Written like a t-SimCNE run (:func:`.staging.writing`): into ``out`` when it is
+missing or empty, else (``force``, and only over a run medcne wrote) beside it
+and moved in once finished; a baseline that fails (e.g. on a full disk) leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..io import write_json
 from . import staging
 from .evaluate import evaluate_and_write
 from .folder import FINISHED, MAP, PARAMS, Run, read_run, write_embedding
+from .outputs import dataset_inputs
 
 
 def make_baseline(data_path, method: str, out, data_spec: dict | None = None, force: bool = False,
@@ -48,11 +50,11 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
     out = Path(out)
     if method not in METHODS:
         raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    staging.check(out, force, flag="--force", refuse_any=False)
+    inputs = dataset_inputs(data_path)
+    staging.check(out, force, flag="--force", inputs=inputs)
     spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
     data = load_dataset(data_path, **spec)
-    work, created = staging.begin(out, force, flag="--force", refuse_any=False)
-    try:
+    with staging.writing(out, force, flag="--force", inputs=inputs) as work:
         start = time.perf_counter()
         Z, record = embed_baseline(data, method, **options)
         seconds = time.perf_counter() - start
@@ -64,8 +66,4 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         evaluate_and_write(run, extra={"seconds": round(seconds, 1)}, data=data)
         save_map(work / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")
         write_json(work / PARAMS, {**params, FINISHED: True})
-    except BaseException:
-        staging.discard(work, out, created)
-        raise
-    staging.commit(work, out)
     return read_run(out)

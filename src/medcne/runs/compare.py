@@ -7,17 +7,16 @@ group of columns per dataset, as in the paper's Tables 2 and 3.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MedcneError
-from ..io import write_text
+from ..io import csv_text, write_text
 from .evaluate import evaluate_run
 from .folder import Run, read_run
+from .outputs import claim_files
 
 COLUMNS = (
     ("knn_accuracy", "kNN accuracy (%)", "{:.1f}"),
@@ -125,17 +124,15 @@ def to_csv(rows: list[Row]) -> str:
     names = short_names(datasets)
     methods = list(dict.fromkeys(r.method for r in rows))
     by = {(r.method, r.dataset): r for r in rows}
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["method"] + [f"{names[d]}:{key}" for d in datasets for key, _, _ in COLUMNS])
+    body = []
     for method in methods:
         cells = [method]
         for d in datasets:
             r = by.get((method, d))
             cells += ["" if r is None or r.metrics.get(k) is None else repr(float(r.metrics[k]))
                       for k, _, _ in COLUMNS]
-        writer.writerow(cells)
-    return buf.getvalue()
+        body.append(cells)
+    return csv_text(["method"] + [f"{names[d]}:{key}" for d in datasets for key, _, _ in COLUMNS], body)
 
 
 def panel_maps(rows: list[Row]) -> list[dict]:
@@ -165,15 +162,19 @@ def compare_figure(rows: list[Row], path) -> Path:
     return save_figure(fig, path)
 
 
-def compare(run_paths, out) -> dict[str, Path]:
-    """Write ``OUT.md``, ``OUT.csv`` and ``OUT.png`` comparing the runs; returns the three paths."""
+def compare(run_paths, out, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``OUT.md``, ``OUT.csv`` and ``OUT.png`` comparing the runs; returns the three paths.
+
+    Existing files are replaced only with ``overwrite`` and only when medcne
+    wrote them (:func:`.outputs.claim_files`).
+    """
     out = Path(out)
     if out.suffix in (".md", ".csv", ".png"):
         out = out.with_suffix("")
-    rows = collect([read_run(p) for p in run_paths])
-    paths = {
-        "md": write_text(out.with_name(out.name + ".md"), to_markdown(rows)),
-        "csv": write_text(out.with_name(out.name + ".csv"), to_csv(rows)),
-    }
-    paths["png"] = compare_figure(rows, out.with_name(out.name + ".png"))
+    paths = {ext: out.with_name(out.name + "." + ext) for ext in ("md", "csv", "png")}
+    with claim_files(list(paths.values()), overwrite, runs=run_paths):
+        rows = collect([read_run(p) for p in run_paths])
+        write_text(paths["md"], to_markdown(rows))
+        write_text(paths["csv"], to_csv(rows))
+        compare_figure(rows, paths["png"])
     return paths

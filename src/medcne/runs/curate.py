@@ -25,17 +25,18 @@ images the run was made from (same ids).
 
 from __future__ import annotations
 
-import csv
-import io
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from ..defaults import KNN_K
 from ..errors import MedcneError
-from ..io import write_text
+from ..io import csv_text, write_text
 from .evaluate import read_label_csv
 from .folder import MODEL, PROPAGATED, QC, Run
+from .outputs import claim_files, dataset_inputs, lock, remember, written_by_medcne
+from .staging import add_to_run, owned_files
 
 QC_FILE = QC
 PROPAGATED_FILE = PROPAGATED
@@ -136,18 +137,16 @@ def write_qc(run: Run, result) -> Path:
     def name(i) -> str:
         return names[int(i)] if 0 <= int(i) < len(names) else ""
 
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(QC_COLUMNS)
-    for i in range(len(run.ids)):
+    def row(i: int) -> list:
         score = result.label_issue_score[i]
-        writer.writerow([
+        return [
             run.ids[i], name(labels[i]), "" if np.isnan(score) else f"{score:.6g}", name(result.suggested_label[i]),
             int(result.likely_label_error[i]), run.ids[result.duplicate_index[i]],
             f"{result.duplicate_distance[i]:.6g}", int(result.likely_duplicate[i]),
             f"{result.outlier_score[i]:.6g}", int(result.likely_outlier[i]),
-        ])
-    return write_text(run.path / QC_FILE, buf.getvalue())
+        ]
+
+    return write_run_output(run, QC_FILE, csv_text(QC_COLUMNS, (row(i) for i in range(len(run.ids))), "\n"))
 
 
 def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str]]:
@@ -196,22 +195,47 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
         ``agreement`` (% of the other labeled images whose run label the
         propagation gives) when the run has labels.
     """
-    from ..curate import propagate_labels
-
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
     if Path(labels_csv).exists() and out.resolve() == Path(labels_csv).resolve():
         raise MedcneError(f"--out {out} is the annotations file itself; choose another output path")
-    if out.exists() and not overwrite:
-        raise MedcneError(f"--out {out} exists; pass --overwrite to replace it or choose another path")
+    # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
+    in_run = out.parent.resolve() == run.path.resolve()
+    with lock(run.path, shared=True) if in_run else nullcontext(), \
+            claim_files(out, overwrite, inputs=[labels_csv, data_path, *run_inputs(run)], runs=[run.path]):
+        path, summary = _propagate(run, labels_csv, out, space, method, k, data_path, device)
+    if path.parent.resolve() == run.path.resolve():
+        add_to_run(run.path, path.name)
+    return path, summary
+
+
+def run_inputs(run: Run) -> list[Path]:
+    """The dataset a run was made from (and a CSV list's folder): inputs of commands that read the run."""
+    path = (run.params.get("data") or {}).get("path")
+    return dataset_inputs(path) if isinstance(path, str) else []
+
+
+def write_run_output(run: Run, name: str, text: str) -> Path:
+    """Write ``name`` (``qc.csv``) into the run folder, recorded as medcne's; a file of that name that
+    medcne did not write is never replaced."""
+    path = run.path / name
+    with lock(run.path, shared=True), lock(path):  # the run's lock: no replacement of the run meanwhile
+        if path.exists() and name not in owned_files(run.path) and not written_by_medcne(path):
+            raise MedcneError(f"{path}: exists and was not written by medcne, so it is never replaced; "
+                              "move it away, then run again")
+        write_text(path, text)
+        remember([path])
+    add_to_run(run.path, name)
+    return path
+
+
+def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, device) -> tuple[Path, dict]:
+    from ..curate import propagate_labels
+
     codes, names = annotation_codes(run, labels_csv)
     X, space = run_points(run, space, None, data_path, device)
     pred, conf = propagate_labels(X, codes, method=method, k=k, device=device)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(PROPAGATED_COLUMNS)
-    for i in range(len(run.ids)):
-        writer.writerow([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0)])
-    path = write_text(out, buf.getvalue())
+    rows = ([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0)] for i in range(len(run.ids)))
+    path = write_text(out, csv_text(PROPAGATED_COLUMNS, rows, "\n"))
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
                "space": space}

@@ -97,6 +97,22 @@ def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.nda
     return codes, names, notes
 
 
+def label_problem(codes) -> str | None:
+    """Why labels ``codes`` (class index per labeled point) cannot score a map, or None when they can.
+
+    kNN accuracy and the silhouette need at least two classes and at least
+    one class of two or more points (2 to N - 1 classes).
+    """
+    codes = np.asarray(codes)
+    n_classes = len(np.unique(codes))
+    if n_classes < 2:
+        return "fewer than two classes are labeled"
+    if n_classes > len(codes) - 1:
+        return (f"every labeled image is a class of its own ({n_classes} classes for {len(codes)} images; "
+                "are the labels ids?)")
+    return None
+
+
 def evaluate_run(
     run: Run,
     overrides: dict[str, str] | None = None,
@@ -143,7 +159,8 @@ def evaluate_run(
     out: dict = {"n_points": int(len(Z)), "k": int(k)}
     if keep.sum() < len(Z):
         notes.append(f"{int((~keep).sum())} unlabeled points left out of kNN accuracy and silhouette")
-    if len(np.unique(codes[keep])) >= 2:
+    problem = label_problem(codes[keep])
+    if problem is None:
         accs = knn_accuracy_splits(Z[keep], codes[keep], k=k, n_splits=n_splits)
         out.update(
             knn_accuracy=float(knn_accuracy(Z[keep], codes[keep], k=k)),
@@ -154,7 +171,7 @@ def evaluate_run(
             n_labeled=int(keep.sum()),
         )
     else:
-        notes.append("kNN accuracy and silhouette skipped: fewer than two classes are labeled")
+        notes.append(f"kNN accuracy and silhouette skipped: {problem}")
     if preservation:
         try:
             data = data if data is not None else run.load_images(data_path)

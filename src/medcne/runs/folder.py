@@ -25,8 +25,6 @@ right after ``embedding.npz``). :func:`read_run` refuses anything else.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import zipfile
 import zlib
@@ -36,30 +34,26 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DivergedError, MedcneError
-from ..io import save_npz, write_text
-
-PARAMS = "params.json"
-HISTORY = "history.csv"
-MODEL = "model.pt"
-CHECKPOINT = "checkpoint.pt"
-EMBEDDING = "embedding.npz"
-EMBEDDING_CSV = "embedding.csv"
-METRICS = "metrics.json"
-MAP = "map.png"
-# Written later from the run (medcne qc, medcne propagate): they describe this run's images and map,
-# so a replacement of the run removes them with the other run files.
-QC = "qc.csv"
-PROPAGATED = "propagated.csv"
-# Every file a run may hold: what `fit --overwrite` replaces and nothing else.
-TSIMCNE_FILES = (PARAMS, HISTORY, MODEL, CHECKPOINT, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
-RUN_FILES = (*TSIMCNE_FILES, QC, PROPAGATED)
-HISTORY_COLUMNS = ("stage", "epoch", "loss", "lr", "views_per_s", "knn")
-# The files of a finished baseline run (a t-SimCNE run adds history, model and checkpoint);
-# qc.csv and propagated.csv come later, and a replacement of the run drops them.
-BASELINE_FILES = (PARAMS, EMBEDDING, EMBEDDING_CSV, METRICS, MAP)
-FINISHED = "finished"  # the key of params.json that a writer sets last
-# A replacement run is written into ".NAME.medcne-new" beside the run folder NAME.
-STAGING_SUFFIX = ".medcne-new"
+from ..io import csv_text, save_npz, write_text
+from ..runfiles import (  # noqa: F401  (re-exported: the names every run reader used from here)
+    BASELINE_FILES,
+    CHECKPOINT,
+    EMBEDDING,
+    EMBEDDING_CSV,
+    FINISHED,
+    HISTORY,
+    HISTORY_COLUMNS,
+    MAP,
+    METRICS,
+    MODEL,
+    PARAMS,
+    PROPAGATED,
+    QC,
+    RUN_FILES,
+    STAGING_SUFFIX,
+    TSIMCNE_FILES,
+    staging_name,
+)
 
 
 def run_files(params: dict) -> tuple[str, ...]:
@@ -70,7 +64,7 @@ def run_files(params: dict) -> tuple[str, ...]:
 def staging_path(out) -> Path:
     """Where a run that replaces the run in ``out`` is written until it is complete."""
     out = Path(out)
-    return out.parent / f".{out.name}{STAGING_SUFFIX}"
+    return out.parent / staging_name(out.name)
 
 
 def staging_target(path) -> Path | None:
@@ -122,25 +116,18 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None, pro
     axes = ["x", "y", "z"][: embedding.shape[1]] if embedding.shape[1] <= 3 else [
         f"dim{i}" for i in range(embedding.shape[1])
     ]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
     header = [*axes, "label", "id"]
-    writer.writerow(header + [f"prov_{k}" if k in header else k for k in provenance])
     columns = list(provenance.values())
-    for i, row in enumerate(embedding):
-        label = "" if labels is None else class_names[int(labels[i])]
-        writer.writerow([*(f"{v:.6g}" for v in row), label, ids[i], *(c[i] for c in columns)])
-    return write_text(path, buf.getvalue())
+    rows = ([*(f"{v:.6g}" for v in row), "" if labels is None else class_names[int(labels[i])], ids[i],
+             *(c[i] for c in columns)] for i, row in enumerate(embedding))
+    return write_text(path, csv_text(header + [f"prov_{k}" if k in header else k for k in provenance], rows))
 
 
 def write_history(run, rows: list[dict]) -> Path:
     """``history.csv``: one row per epoch (stage, epoch, loss, lr, views_per_s, knn)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return write_text(Path(run) / HISTORY, buf.getvalue())
+    cells = ([(f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) if k in r else "" for k in HISTORY_COLUMNS]
+             for r in rows)
+    return write_text(Path(run) / HISTORY, csv_text(HISTORY_COLUMNS, cells))
 
 
 @dataclass

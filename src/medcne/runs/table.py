@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..datasets.csvfile import read_table as read_cells
 from ..errors import MedcneError
+from ..io import csv_value
 
 
 def read_table(path, option: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -33,4 +34,6 @@ def read_table(path, option: str) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise MedcneError(f"{option} {path}: no such file; give a CSV file")
     header, body = read_cells(path)
-    return header, [dict(zip(header, cells, strict=True)) for _, cells in body]
+    # Undo the escape of formula-like cells (medcne.io.csv_cell) that medcne's CSVs and the viewer's export carry.
+    header = [csv_value(c) for c in header]
+    return header, [dict(zip(header, map(csv_value, cells), strict=True)) for _, cells in body]

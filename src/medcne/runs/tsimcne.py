@@ -22,7 +22,7 @@ from ..io import remove_stale_temps, write_json
 from ..train import distributed
 from ..train.progress import end_progress_bars
 from . import staging
-from .evaluate import evaluate_and_write
+from .evaluate import evaluate_and_write, label_problem
 from .folder import (
     CHECKPOINT,
     FINISHED,
@@ -30,6 +30,7 @@ from .folder import (
     MODEL,
     PARAMS,
     RUN_FILES,
+    TSIMCNE_FILES,
     Run,
     is_finished,
     read_json,
@@ -39,6 +40,7 @@ from .folder import (
     write_embedding,
     write_history,
 )
+from .outputs import dataset_inputs
 
 
 def tsimcne_params(est, data_record: dict, **extra) -> dict:
@@ -85,8 +87,9 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
     from ..estimator import TSimCNE
 
     out = Path(out)
+    inputs = dataset_inputs(data_path)
     # Refused before the data are read; with several processes rank 0 says why and all stop.
-    distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", refuse_any=True))
+    distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", inputs=inputs))
     spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
     data = load_dataset(data_path, **spec)
     est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
@@ -95,21 +98,28 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
                           "give at least one epoch, e.g. --epochs 12,1,6")
     if verbose and est.batch_size_ < est.batch_size:
         print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
+    _note_labels(data, verbose)
     data_record = {**spec, "path": str(Path(data_path).resolve())}
-    work, created = out, False
+    with staging.writing(out, overwrite, flag="--overwrite", inputs=inputs, keep=_resumable) as work:
+        distributed.on_main(
+            lambda: write_json(work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False}))
+        )
+        finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick)
+    return read_run(out) if finished else None
 
-    def start() -> None:  # rank 0 writes; with several processes all of them stop if it fails
-        nonlocal work, created
-        work, created = staging.begin(out, overwrite, flag="--overwrite", refuse_any=True)
-        try:
-            write_json(work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False}))
-        except BaseException:
-            staging.discard(work, out, created)
-            raise
 
-    distributed.on_main(start)
-    return _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick,
-                  created=created)
+def _note_labels(data, verbose: bool) -> None:
+    """Say before training when the labels cannot score the map (it is trained and written without metrics)."""
+    if data.labels is None:
+        return
+    labels = data.labels[data.labels >= 0]
+    problem = label_problem(labels) if len(labels) else None
+    if problem and verbose and distributed.world().is_main:
+        print(f"note: the map is trained, but kNN accuracy and silhouette will be skipped: {problem}")
+
+
+def _resumable(work: Path) -> bool:
+    return (work / CHECKPOINT).is_file()
 
 
 def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None:
@@ -133,10 +143,17 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None
         if verbose and main:
             print(f"completed the interrupted replacement of {out}")
         return read_run(out) if main else None
-    work = staging_path(out) if staging_path(out).is_dir() else out
+    staged = staging_path(out)
+    work = staged if staged.is_dir() and not staged.is_symlink() else out
     if is_finished(work):
         raise MedcneError(f"--resume {out}: the run is finished; nothing to resume")
     saved = read_json(work / PARAMS)
+    if work != out and not (work / CHECKPOINT).exists():
+        raise MedcneError(
+            f"--resume {out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
+            f"to resume ({out} still holds the previous run); start the replacement again with "
+            f"`medcne fit DATA --out {out} --overwrite`"
+        )
     if not saved or not (work / CHECKPOINT).exists():
         raise MedcneError(
             f"--resume {out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
@@ -153,16 +170,19 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None
     est = TSimCNE(**saved["estimator"])
     if lr is not None:
         est.set_params(lr=float(lr))
-    return _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
-                  quick=saved.get("quick", False), new_lr=lr is not None)
+    with staging.writing(out, resume=True, keep=_resumable) as work:
+        finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
+                          quick=saved.get("quick", False), new_lr=lr is not None)
+    return read_run(out) if finished else None
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
-           quick: bool = False, created: bool = False, new_lr: bool = False) -> Run | None:
-    """Train (checkpoints in ``work``), write the run into ``work``, then move it into ``out``.
+           quick: bool = False, new_lr: bool = False) -> bool:
+    """Train (checkpoints in ``work``) and write the run into ``work``; :func:`staging.writing` moves it
+    into ``out``.
 
     With several processes only rank 0 writes (history, checkpoints, the run)
-    and returns the run; the others return None.
+    and returns True; the others return False.
     """
     main = distributed.world().is_main
     est.set_params(checkpoint=str(work / CHECKPOINT), verbose=verbose)
@@ -172,29 +192,27 @@ def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, ver
     try:
         est.fit(data, resume_from=resume_from, callback=history, new_lr=new_lr)
         if not main:
-            return None
+            return False
         est.set_params(checkpoint=None)  # the model file should not name this run's checkpoint
         write_tsimcne_run(work, est, data, data_record, quick=quick)
     except BaseException as exc:
         if main:
-            _stopped(work, out, created, exc, verbose)
+            _stopped(work, out, exc, verbose)
         if isinstance(exc, RuntimeError):  # another process of the run died: one line, the checkpoint kept
             distributed.raise_if_lost(exc, work / CHECKPOINT)
         raise
-    staging.commit(work, out)
-    return read_run(out)
+    return True
 
 
-def _stopped(work: Path, out: Path, created: bool, exc: BaseException, verbose: bool) -> None:
-    """After training stopped: keep a resumable run (and say how to continue), else remove what it wrote.
+def _stopped(work: Path, out: Path, exc: BaseException, verbose: bool) -> None:
+    """After training stopped: say how to continue a resumable run (:func:`staging.writing` keeps it;
+    it removes one stopped before its first checkpoint).
 
     A diverged run keeps its last good checkpoint (one is never written with
     non-finite weights): it can continue from there with a lower learning rate.
     """
     end_progress_bars()
-    resumable = (work / CHECKPOINT).is_file()
-    if not resumable:
-        staging.discard(work, out, created)
+    resumable = _resumable(work)
     if isinstance(exc, KeyboardInterrupt):
         if verbose and resumable:
             print(f"interrupted; continue with `medcne fit --resume {out}`")
@@ -238,6 +256,7 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
     save_map(out / MAP, Z if Z.shape[1] == 3 else Z[:, :2], data.labels, data.class_names,
              title=f"t-SimCNE ({est.preset}) of {Path(str(data.source)).name}")
     write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: True}))
+    staging.mark(out, [n for n in TSIMCNE_FILES if (out / n).exists()])
     run.params = read_json(out / PARAMS)
     return run
 

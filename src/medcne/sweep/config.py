@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..datasets.sample import SAMPLE_PATH
 from ..defaults import BASELINES
 from ..errors import ConfigError, MedcneError
 
@@ -135,22 +136,57 @@ def config_path(name_or_path) -> Path:
     raise MedcneError(f"{name_or_path}: no such config file; give a .toml file or one of {', '.join(shipped())}")
 
 
-def load_config(name_or_path, data_dir=None) -> SweepConfig:
+def load_config(name_or_path, data_dir=None, allow_outside: bool = False) -> SweepConfig:
     """Read and check a configuration file (every error is a MedcneError naming the key).
 
     Relative dataset paths resolve under ``data_dir``, else ``$MEDCNE_DATA``,
     else the file's ``[sweep] data_dir``, else the file's folder (the current
     folder for the shipped configurations).
+
+    As the image paths of a CSV dataset, the files a configuration names
+    (dataset paths, ``labels_map``, ``[sweep] data_dir``) must lie inside the
+    configuration's folder or the data folder given on the command line
+    (``data_dir``, ``$MEDCNE_DATA``), or be the data bundled with medcne;
+    ``allow_outside`` lifts this.
     """
     path = config_path(name_or_path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise MedcneError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise MedcneError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     is_shipped = path.parent == CONFIG_DIR
-    return parse_config(raw, source=str(path) if not is_shipped else path.stem,
-                        base=Path.cwd() if is_shipped else path.parent, data_dir=data_dir,
-                        files=path.parent)
+    config = parse_config(raw, source=str(path) if not is_shipped else path.stem,
+                          base=Path.cwd() if is_shipped else path.parent, data_dir=data_dir,
+                          files=path.parent)
+    if not allow_outside:
+        given = data_dir or os.environ.get(DATA_ENV)
+        roots = [Path(given).expanduser()] if given else []
+        # The data bundled with medcne (the sample) is no one's private file: always readable.
+        check_inside(config, roots + ([Path.cwd()] if is_shipped else [path.parent]) + [SAMPLE_PATH.parent])
+    return config
+
+
+def check_inside(config: SweepConfig, roots: list[Path]) -> None:
+    """Refuse a dataset path or ``labels_map`` of ``config`` outside every folder of ``roots`` (one line,
+    naming the key, never the content of the file)."""
+    roots = [Path(os.path.realpath(r)) for r in roots]
+
+    def inside(p: Path) -> bool:
+        p = Path(os.path.realpath(p))
+        return any(p == r or r in p.parents for r in roots)
+
+    where = " or ".join(str(r) for r in roots)
+    for d in config.datasets.values():
+        named = [("path", config._full(c)) for c in d.paths]
+        if "labels_map" in d.load:
+            named.append(("labels_map", Path(d.load["labels_map"])))
+        for key, p in named:
+            if not inside(p):
+                raise MedcneError(f"{config.source}: datasets.{d.name}.{key} {p} is outside {where}; a config reads "
+                                  "only files under its folder or the data folder, as a CSV dataset does: move "
+                                  "the file there, give --data-dir, or pass --allow-outside")
 
 
 def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path | None = None) -> SweepConfig:

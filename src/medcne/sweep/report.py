@@ -9,14 +9,12 @@ dataset in bold.
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MedcneError
-from ..io import write_text
+from ..io import csv_text, write_text
 from ..runs.folder import METRICS, read_json
 from .run import STATUS, SWEEP, is_finished
 
@@ -165,10 +163,7 @@ def to_markdown(sweep: dict, rows: list[Row], lines: list[str], figure: str | No
 
 def to_csv(rows: list[Row]) -> str:
     """Full precision: one line per dataset x method, with the value of every seed."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["dataset", "method", "kind", "n_seeds", "knn_mean", "knn_std", "silhouette_mean",
-                     "silhouette_std", "seconds_mean", "knn_by_seed", "silhouette_by_seed"])
+    body = []
     for r in rows:
         stats = [r.stats(key) for key, _, _ in COLUMNS]
         cells = [r.dataset, r.method, r.kind, max((len(v) for v in r.values.values()), default=0)]
@@ -177,8 +172,10 @@ def to_csv(rows: list[Row]) -> str:
         cells.append(repr(statistics.fmean(r.seconds)) if r.seconds else "")
         for key, _, _ in COLUMNS:
             cells.append(" ".join(f"{seed}:{v!r}" for seed, v in sorted(r.values.get(key, {}).items())))
-        writer.writerow(cells)
-    return buf.getvalue()
+        body.append(cells)
+    header = ["dataset", "method", "kind", "n_seeds", "knn_mean", "knn_std", "silhouette_mean", "silhouette_std",
+              "seconds_mean", "knn_by_seed", "silhouette_by_seed"]
+    return csv_text(header, body)
 
 
 def write_report(out) -> dict:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MedcneError
-from ..io import write_json, write_text
+from ..io import csv_cell, write_json, write_text
 from ..runs import fit_run, make_baseline, read_run, resume_run
 from ..runs.folder import CHECKPOINT, EMBEDDING, METRICS, PARAMS, read_json
 from .config import TSIMCNE, SweepConfig
@@ -72,7 +72,9 @@ class SweepState:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=STATUS_COLUMNS)
         writer.writeheader()
-        writer.writerows(self.rows[c.name] for c in self.cells if c.name in self.rows)
+        # Messages and names may start like a formula: escaped for spreadsheets (medcne.io.csv_cell).
+        writer.writerows({k: csv_cell(v) for k, v in self.rows[c.name].items()}
+                         for c in self.cells if c.name in self.rows)
         return write_text(self.out / STATUS, buf.getvalue())
 
 

@@ -23,15 +23,20 @@ import hashlib
 import html
 import json
 import os
+import re
 import shutil
 import string
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MedcneError
+from ..runfiles import VIEWER_DIR, VIEWER_FORMAT, VIEWER_MARKER
 from ..runs import Run, read_run
+from ..runs.curate import run_inputs
+from ..runs.outputs import lock, refuse_inputs
 from .provenance import PREFIX, column_values, copy_slide_thumbnails, data_folder, read_provenance
 from .qc import QC_FILE, SCORES, qc_meta, read_qc
 from .sprites import thumbnail_size, write_sprites
@@ -40,8 +45,10 @@ HERE = Path(__file__).parent
 BUNDLE = HERE / "static" / "medcne-viewer.js"
 TEMPLATE = HERE / "templates" / "index.html"
 BUNDLE_NAME = "medcne-viewer.js"
-MARKER = ".medcne-viewer"  # in every folder build_viewer writes: the licence to replace it
-MARKER_CONTENT = {"format": "medcne-viewer", "version": 1}
+MARKER = VIEWER_MARKER  # in every folder build_viewer writes: the licence to replace it
+MARKER_CONTENT = {"format": VIEWER_FORMAT, "version": 1}
+# What build_viewer writes into a page folder; anything else there is the user's (then never replaced).
+PAGE_ENTRIES = (MARKER, "index.html", "data.js", BUNDLE_NAME, "sprites")
 
 # Arrays of embedding.npz that are not per-point colour columns.
 _RESERVED = {"embedding", "ids", "labels", "class_names"}
@@ -108,7 +115,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         images = run.load_images(data_path).images
     if len(images) != n:
         raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
-    out = Path(out) if out is not None else run.path / "viewer"
+    out = Path(out) if out is not None else run.path / VIEWER_DIR
+    refuse_inputs(out, [data_path, *run_inputs(run)], runs=[run.path])
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
     qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}
@@ -119,6 +127,22 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
             raise MedcneError(f"column {name!r} has shape {values.shape}; give one number per point ({n})")
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    in_run = out.parent.resolve() == run.path.resolve()
+    with lock(run.path, shared=True) if in_run else nullcontext(), lock(out):  # the run's lock: not replaced meanwhile
+        remove_leftovers(out)
+        _build(run, out, images, thumb, max_sheet, cols, qc, bundle, overwrite,
+               (prov, data_folder(run.params, data_path)))
+    return out / "index.html"
+
+
+def _build(run: Run, out: Path, images, thumb, max_sheet: int, cols: dict, qc, bundle: Path,
+           overwrite: bool, provenance: tuple) -> None:
+    """Build the page in a new folder beside ``out``, then swap it in (see :func:`_replace_folder`).
+
+    ``provenance``: the run's provenance columns and the dataset folder that may hold slide thumbnails.
+    """
+    prov, slide_folder = provenance
+    n = len(run.ids)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tile = thumbnail_size(tuple(images.shape[1:]), thumb)
@@ -132,7 +156,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         cols = {"brightness": brightness, **cols}
         sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
                        "sheets": sheets}
-        slides = copy_slide_thumbnails(prov, data_folder(run.params, data_path), tmp)
+        slides = copy_slide_thumbnails(prov, slide_folder, tmp)
         source = {"columns": {k: column_values(v) for k, v in prov.items()}, "slides": slides}
         (tmp / "data.js").write_text(_data_js(run, cols, sprite_info, qc, source), encoding="utf-8")
         shutil.copyfile(bundle, tmp / BUNDLE_NAME)
@@ -143,10 +167,31 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         (tmp / MARKER).write_text(json.dumps(MARKER_CONTENT) + "\n", encoding="utf-8")
         check_out(out, overwrite)  # again: the build took a while, and someone may have used the folder
         _replace_folder(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename is None and exc.errno is not None:  # a failed write names no file: name the page
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out / "index.html"
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """Remove the build folders a killed ``medcne view`` left beside ``out`` (called under its lock).
+
+    Only folders named as :func:`_build` and :func:`_replace_folder` name them
+    (``.NAME.XXXXXXXX``, ``.NAME.old-PID``) that hold nothing but a page's
+    entries are removed; returns them.
+    """
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.([a-z0-9_]{{8}}|old-\d+)")
+    found = []
+    for p in out.parent.iterdir() if out.parent.is_dir() else ():
+        if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink() and \
+                all(c.name in PAGE_ENTRIES for c in p.iterdir()):
+            shutil.rmtree(p)
+            found.append(p)
+    return found
 
 
 def check_out(out: Path, overwrite: bool) -> None:
@@ -171,6 +216,10 @@ def check_out(out: Path, overwrite: bool) -> None:
     if not overwrite:
         raise MedcneError(f"{out}: holds a viewer built before; pass --overwrite to replace it, "
                           "or choose another --out")
+    others = sorted(p.name for p in out.iterdir() if p.name not in PAGE_ENTRIES)
+    if others:
+        raise MedcneError(f"{out}: holds files medcne did not write ({', '.join(others[:5])}), which replacing "
+                          "the page would delete; move them out of it, or choose another --out")
 
 
 def is_viewer_folder(folder: Path) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
+from ..io import csv_value
 from ..runs.folder import QC
 
 QC_FILE = QC  # the run folder's name for it (medcne.runs.folder)
@@ -67,6 +68,7 @@ def read_qc(path, ids) -> QC:
                 raise MedcneError(f"{path}: missing columns {', '.join(missing)}; "
                                   f"qc.csv needs {','.join(REQUIRED)}")
             for row in reader:
+                row = {k: csv_value(v) if isinstance(v, str) else v for k, v in row.items()}
                 where = f"{path}, line {reader.line_num}"
                 image = row["id"]
                 if image not in index:

@@ -6,8 +6,20 @@
 
 export const COLUMNS = ['id', 'x', 'y', 'old_label', 'new_label', 'source', 'confidence'];
 
-function csvField(v) {
+// A spreadsheet runs a cell that starts with = + - @, a tab or CR as a formula: such a cell that is
+// not a number gets a leading ' (OWASP), as does one that already starts with ' and then one of
+// those or another ', so that medcne's readers (medcne.io.csv_value) give back the exact text.
+const FORMULA = /^[=+\-@\t\r]/;
+
+export function csvCell(v) {
   const s = String(v);
+  const escaped = s.length > 1 && s[0] === "'" && (FORMULA.test(s.slice(1)) || s[1] === "'");
+  const number = s.trim() === s && s !== '' && !Number.isNaN(Number(s)) && /[0-9]/.test(s);
+  return escaped || (FORMULA.test(s) && !number) ? `'${s}` : s;
+}
+
+function csvField(v) {
+  const s = csvCell(v);
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

@@ -1,0 +1,259 @@
+"""The one rule for what medcne writes: locks, inputs, and replacing only what medcne wrote.
+
+Every command that writes takes an advisory lock on its output for as long as
+it runs (:func:`lock`): a second writer to the same output stops at once with
+one line naming the first one's process id. An output is never an input of
+the command, nor inside one (:func:`refuse_inputs`). An existing output is
+replaced only when medcne wrote it, and only when the user asked
+(``--overwrite``):
+
+* a single file (figure, CSV, report; :func:`claim_files`) counts as medcne's
+  while the record ``.medcne-written.json`` of its folder holds its name with
+  the same size and sha256: a file the user made, or edited since, is refused
+  even with ``--overwrite``;
+* a run folder is medcne's when it holds the marker ``.medcne-run`` (or,
+  written before the marker existed, a ``params.json`` of a run); the marker
+  lists the files medcne wrote there, and only those are ever replaced
+  (:mod:`.staging`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from ..errors import MedcneError
+from ..io import write_json
+from ..runfiles import RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name
+
+# Locks this process holds (path -> count): a command that locks an output and then calls a writer
+# that locks it again must not refuse itself.
+_HELD: dict[str, list] = {}
+
+
+def lock_path(out) -> Path:
+    out = Path(out)
+    return out.parent / lock_name(out.name or "out")
+
+
+@contextmanager
+def lock(out, shared: bool = False) -> Iterator[Path]:
+    """Hold the advisory lock of the output ``out`` (a file ``.NAME.medcne-lock`` beside it).
+
+    Raises :class:`MedcneError` naming the holder's pid when another process
+    holds it. ``shared``: several commands may hold it together (those that
+    write files into a run folder, e.g. ``qc.csv``), but not with an exclusive
+    holder (one replacing the run). The lock file is opened without following
+    a symbolic link, and removed on release by an exclusive holder.
+    """
+    path = lock_path(out)
+    key = str(path.resolve() if path.parent.exists() else path.absolute())
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key][1] -= 1
+        return
+    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    fd = _acquire(path, shared)
+    _HELD[key] = [fd, 1]
+    try:
+        yield path
+    finally:
+        del _HELD[key]
+        try:
+            if not shared:  # before the unlock: a newcomer re-checks the inode (see _acquire)
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+        for folder in made:  # folders made only to hold the lock of an output that was never written
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _acquire(path: Path, shared: bool = False) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise MedcneError(f"{path}: is a symbolic link, not medcne's lock file; remove it") from None
+            raise
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            out = path.parent / path.name[1:-len(".medcne-lock")]
+            raise MedcneError(f"{out}: another medcne command (pid {holder}) is writing it; wait for it to end, "
+                              "or choose another output") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            try:
+                if shared:  # several holders: each adds its pid (read back, only the living ones count)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), os.fstat(fd).st_size)
+                else:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:
+                pass  # a full disk: the lock holds all the same, only the pid is not there to name
+            return fd
+        os.close(fd)  # the holder removed the file as we opened it: take the new one
+    raise MedcneError(f"{path}: could not take the lock; try again")
+
+
+def _read_pid(fd: int) -> str:
+    """The pids written in a lock file whose processes are alive, e.g. '4211' or '4211, 4230'."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("ascii", "replace")
+    except OSError:
+        return "unknown"
+    alive = []
+    for word in text.split():
+        if word.isdigit() and word not in alive and word != str(os.getpid()):  # not ours: we are refused
+            try:
+                os.kill(int(word), 0)
+            except ProcessLookupError:
+                continue
+            except OSError:
+                pass  # alive, but another user's
+            alive.append(word)
+    return ", ".join(alive) or "unknown"
+
+
+def _resolved(path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
+    """Refuse an output ``out`` that is, or lies inside, one of ``inputs`` (paths read by the command).
+
+    ``runs`` are run folders the command reads: ``out`` may be one of the
+    files medcne derives from a run in its folder (``qc.csv``,
+    ``propagated.csv``, ``viewer``), never anything else in it.
+    """
+    target = _resolved(out)
+    for run in runs:
+        run_dir = _resolved(run)
+        if target.parent == run_dir and target.name in RUN_OUTPUTS:
+            continue
+        if _inside(target, run_dir):
+            raise MedcneError(f"--out {out} is inside the run folder {run} that this command reads; "
+                              "choose an --out outside it")
+    for given in inputs:
+        if given is None:
+            continue
+        source = _resolved(given)
+        if _inside(target, source):
+            what = "is" if target == source else "is inside"
+            raise MedcneError(f"--out {out} {what} {given}, an input of this command; choose another --out")
+
+
+def dataset_inputs(data_path) -> list[Path]:
+    """What a command reading the dataset ``data_path`` may not write into: the dataset, and the
+    folder of a CSV list (its images are read from there)."""
+    if data_path is None:
+        return []
+    path = Path(data_path)
+    return [path, path.parent] if path.suffix.lower() in (".csv", ".tsv") else [path]
+
+
+def _digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _record(folder: Path) -> dict:
+    try:
+        obj = json.loads((folder / WRITTEN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(obj, dict) or obj.get("format") != WRITTEN_FORMAT or not isinstance(obj.get("files"), dict):
+        return {}
+    return obj["files"]
+
+
+def written_by_medcne(path) -> bool:
+    """Whether the file ``path`` is still exactly what medcne wrote there (see the module's docstring)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    entry = _record(path.parent).get(path.name)
+    if not isinstance(entry, dict) or entry.get("size") != path.stat().st_size:
+        return False
+    return entry == _digest(path)
+
+
+def remember(paths: Iterable) -> None:
+    """Add the files ``paths`` (just written) to their folders' records of what medcne wrote."""
+    by_folder: dict[Path, list[Path]] = {}
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            by_folder.setdefault(p.parent, []).append(p)
+    for folder, files in by_folder.items():
+        with lock(folder / WRITTEN_RECORD):
+            record = _record(folder)
+            record = {k: v for k, v in record.items() if (folder / k).is_file()}  # forget removed files
+            for p in files:
+                record[p.name] = _digest(p)
+            try:
+                write_json(folder / WRITTEN_RECORD, {"format": WRITTEN_FORMAT, "files": record})
+            except OSError:
+                pass  # the outputs are written; unrecorded, they are only never replaced (the safe side)
+
+
+def check_file(out, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Refuse to write the single file ``out`` when it exists and may not be replaced (one line)."""
+    out = Path(out)
+    if out.is_symlink():
+        raise MedcneError(f"--out {out} is a symbolic link; medcne never writes through one: choose another name")
+    if not out.exists():
+        return
+    if out.is_dir():
+        raise MedcneError(f"--out {out} is a folder; give a file name")
+    if not written_by_medcne(out):
+        raise MedcneError(f"--out {out} exists and was not written by medcne (or was changed since), so it is "
+                          "never replaced; choose another name, or move it away yourself")
+    if not overwrite:
+        raise MedcneError(f"--out {out} exists; pass {flag} to replace it or choose another name")
+
+
+@contextmanager
+def claim_files(outs, overwrite: bool, *, inputs: Iterable = (), runs: Iterable = (),
+                flag: str = "--overwrite") -> Iterator[list[Path]]:
+    """Write single files ``outs`` under the rule: lock each, check each, then record them as medcne's.
+
+    The body writes the files (atomically); on success each written file is
+    recorded (:func:`remember`), so that a later ``--overwrite`` may replace it.
+    """
+    outs = [Path(o) for o in ([outs] if isinstance(outs, (str, os.PathLike)) else outs)]
+    inputs, runs = list(inputs), list(runs)
+    with ExitStack() as stack:
+        for out in outs:
+            stack.enter_context(lock(out))
+        for out in outs:
+            refuse_inputs(out, inputs, runs=runs)
+            check_file(out, overwrite, flag)
+        yield outs
+        remember(outs)

@@ -1,0 +1,253 @@
+"""The one rule for what medcne writes (issue 23, data loss): each case of the hostile probe.
+
+Outputs are never an input of the command or inside one, a path is replaced
+only when medcne wrote it (a marker or record, not a name) and only with
+--overwrite/--force, one writer per output at a time (a lock naming the
+holder's pid), and a symbolic link at a staging name is never followed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medcne.cli import main
+from medcne.runs.folder import staging_path
+from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("wdata") / "data.npz")
+
+
+@pytest.fixture
+def run(data, tmp_path):
+    return make_run(tmp_path / "run", data)
+
+
+def refused(argv, capsys, *words) -> str:
+    """Run the CLI; it must exit 2 with one error line holding ``words``."""
+    assert main(argv) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def labels_csv(run: Path, path: Path) -> Path:
+    ids = np.load(run / "embedding.npz")["ids"][:6]
+    path.write_text("id,label\n" + "".join(f"{i},{'ab'[n % 2]}\n" for n, i in enumerate(ids)))
+    return path
+
+
+# -- 1. propagate: never onto the run it reads nor its dataset -------------------------------------
+@pytest.mark.parametrize("name", ["params.json", "model.pt", "embedding.csv"])
+def test_propagate_never_writes_onto_a_file_of_the_run(run, tmp_path, capsys, name):
+    ann = labels_csv(run, tmp_path / "ann.csv")
+    before = snapshot(run)
+    refused(["propagate", str(run), "--labels", str(ann), "--out", str(run / name), "--overwrite",
+             "--space", "map"], capsys, str(run))
+    assert snapshot(run) == before
+
+
+def test_propagate_never_writes_onto_the_runs_dataset(tmp_path, capsys):
+    data = make_data(tmp_path / "own" / "data.npz")  # its own copy: the code before this rule replaced it
+    run = make_run(tmp_path / "run", data)
+    ann = labels_csv(run, tmp_path / "ann.csv")
+    before = data.read_bytes()
+    refused(["propagate", str(run), "--labels", str(ann), "--out", str(data), "--overwrite", "--space", "map"],
+            capsys, "input")
+    assert data.read_bytes() == before
+
+
+def test_propagate_replaces_its_own_output_only_with_overwrite(run, tmp_path, capsys):
+    ann = labels_csv(run, tmp_path / "ann.csv")
+    from medcne.runs.outputs import written_by_medcne
+
+    argv = ["propagate", str(run), "--labels", str(ann), "--space", "map"]
+    assert main(argv) == 0 and written_by_medcne(run / "propagated.csv")
+    refused(argv, capsys, "--overwrite")
+    assert main([*argv, "--overwrite"]) == 0
+
+
+# -- 2. single-file outputs: no silent replacement, never a user's file -----------------------------
+def _plot(run, out, *extra):
+    return ["plot", str(run), "--out", str(out), *extra]
+
+
+def _compare(run, out, *extra):
+    return ["compare", str(run), "--out", str(out.with_suffix("")), *extra]
+
+
+def _preview(data, out, *extra):
+    return ["augment-preview", str(data), "--out", str(out), "--n-images", "2", "--n-views", "2", *extra]
+
+
+@pytest.mark.parametrize("command", [_plot, _compare, _preview])
+def test_a_users_file_is_never_replaced_with_or_without_overwrite(command, run, data, tmp_path, capsys):
+    source = data if command is _preview else run
+    out = tmp_path / ("fig.md" if command is _compare else "fig.png")
+    out.write_text("mine\n")
+    refused(command(source, out), capsys, str(out))
+    refused(command(source, out, "--overwrite"), capsys, "not written by medcne")
+    assert out.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("command", [_plot, _preview])
+def test_medcne_replaces_its_own_figure_only_with_overwrite(command, run, data, tmp_path, capsys):
+    source = data if command is _preview else run
+    out = tmp_path / "fig.png"
+    assert main(command(source, out)) == 0
+    capsys.readouterr()
+    refused(command(source, out), capsys, "--overwrite")
+    assert main(command(source, out, "--overwrite")) == 0
+    out.write_bytes(out.read_bytes() + b"edited")  # changed by the user since: theirs now
+    refused(command(source, out, "--overwrite"), capsys, "changed since")
+
+
+# -- 3. folders medcne did not write ------------------------------------------------------------------
+def test_fit_overwrite_refuses_a_folder_medcne_did_not_write(data, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name in ("map.png", "history.csv", "metrics.json"):
+        (mine / name).write_text(f"my {name}\n")
+    before = snapshot(mine)
+    refused(["fit", str(data), "--out", str(mine), "--overwrite", *TINY], capsys, "did not write", "map.png")
+    assert snapshot(mine) == before
+
+
+def test_baseline_force_keeps_files_medcne_did_not_write(run, data, capsys):
+    (run / "qc.csv").write_text("my qc\n")
+    (run / "propagated.csv").write_text("my labels\n")
+    assert main(["baseline", str(data), "--method", "tsne-pixels", "--out", str(run), "--force"]) == 0
+    assert (run / "qc.csv").read_text() == "my qc\n"
+    assert (run / "propagated.csv").read_text() == "my labels\n"
+    assert not (run / "model.pt").exists()  # the old run's own files went
+
+
+# -- 4. a CSV dataset's folder is an input ------------------------------------------------------------
+def test_fit_never_writes_into_the_folder_of_a_csv_dataset(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "csv2"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"i{i}.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "map.png")
+    (folder / "list.csv").write_text("path,label\n" + "".join(f"i{i}.png,{i % 2}\n" for i in range(8))
+                                     + "map.png,0\n")
+    before = snapshot(folder)
+    refused(["fit", str(folder / "list.csv"), "--out", str(folder), "--overwrite", *TINY], capsys, "input")
+    assert snapshot(folder) == before
+
+
+# -- 5. one writer per output -------------------------------------------------------------------------
+def hold_lock(out: Path, shared: bool = False):
+    """Another process holding the lock of ``out``, until killed."""
+    code = ("import sys, time; from medcne.runs.outputs import lock\n"
+            "with lock(sys.argv[1], shared=sys.argv[2] == '1'):\n    print('held', flush=True); time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out), "1" if shared else "0"], stdout=subprocess.PIPE,
+                            env=env, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_stops_at_once_naming_the_holder(run, data, capsys):
+    from medcne.runs.outputs import lock_path
+
+    proc = hold_lock(run)
+    try:
+        before = snapshot(run)
+        start = time.perf_counter()
+        refused(["fit", str(data), "--out", str(run), "--overwrite", *TINY], capsys, f"pid {proc.pid}")
+        assert time.perf_counter() - start < 30 and snapshot(run) == before
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not lock_path(run).exists() or main(["plot", str(run), "--out", str(run.parent / "m.png")]) == 0
+
+
+def test_files_written_into_a_run_share_its_lock_and_exclude_its_replacement(run, data, tmp_path, capsys):
+    ann = labels_csv(run, tmp_path / "ann.csv")
+    propagate = ["propagate", str(run), "--labels", str(ann), "--space", "map", "--overwrite"]
+    proc = hold_lock(run, shared=True)  # e.g. `medcne qc RUN` running
+    try:
+        assert main(propagate) == 0  # another command writing into the run: fine
+        refused(["fit", str(data), "--out", str(run), "--overwrite", *TINY], capsys, f"pid {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
+    proc = hold_lock(run)  # the run being replaced
+    try:
+        refused(propagate, capsys, f"pid {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- 6. the viewer folder ----------------------------------------------------------------------------
+def test_view_overwrite_keeps_a_users_file_in_the_viewer_folder(run, capsys):
+    assert main(["view", str(run)]) == 0
+    mine = run / "viewer" / "my-annotations.csv"
+    mine.write_text("id,new_label\n")
+    refused(["view", str(run), "--overwrite"], capsys, "my-annotations.csv")
+    assert mine.read_text() == "id,new_label\n"
+
+
+def test_view_removes_the_leftover_of_a_killed_build(run, capsys):
+    leftover = run / ".viewer.abcd1234"
+    (leftover / "sprites").mkdir(parents=True)
+    (leftover / "data.js").write_text("x")
+    assert main(["view", str(run)]) == 0
+    assert not leftover.exists()
+
+
+# -- 7. a symbolic link at the staging name ---------------------------------------------------------
+def test_a_symlink_at_the_staging_name_is_never_followed(run, data, tmp_path, capsys):
+    outside = make_run(tmp_path / "outside", data)
+    staging_path(run).symlink_to(outside)
+    before = snapshot(outside), snapshot(run)
+    refused(["fit", str(data), "--out", str(run), "--overwrite", *TINY], capsys, "symbolic link")
+    assert (snapshot(outside), snapshot(run)) == before
+
+
+def test_what_a_killed_run_left_does_not_block_a_new_one(data, tmp_path):
+    from medcne.runs import staging
+
+    out = tmp_path / "run"
+    work, _ = staging.begin(out, False, flag="--overwrite")  # a fit killed while training in place
+    (work / "params.json").write_text('{"method": "tsimcne", "data": {"path": "x"}, "finished": false}')
+    (work / "checkpoint.pt").write_bytes(b"partial")
+    (work / ".model.pt.abcd1234.tmp.pt").write_bytes(b"half")  # its atomic write of model.pt, killed
+    (work / ".qc.csv.medcne-lock").write_text("123\n")
+    assert staging.foreign(out) == []
+    assert main(["fit", str(data), "--out", str(out), "--overwrite", *TINY]) == 0
+    assert not (out / ".model.pt.abcd1234.tmp.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_locked_output_stops_every_process_of_a_run_of_two(run, data, tmp_path):
+    # Rank 0 takes the lock; refused, it must stop rank 1 too (not leave it waiting for rank 0).
+    proc = hold_lock(run)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "medcne", "fit", str(data), "--out", str(run), "--overwrite", "--nproc", "2",
+               *TINY]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"pid {proc.pid}" in done.stderr
