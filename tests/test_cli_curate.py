@@ -193,3 +193,23 @@ def test_propagate_bad_annotations_are_one_line(tmp_path, capsys, content, match
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1
     assert not (run / "propagated.csv").exists()
+
+
+def test_qc_and_propagate_carry_where_each_image_came_from(tmp_path, capsys):
+    from medcne.runs import write_embedding
+
+    run = make_run(tmp_path / "run", n=120)
+    r = read_run(run)
+    prov = {"slide": np.array([f"s{i % 3}" for i in range(120)]), "x": np.arange(120) * 96}
+    write_embedding(run, r.embedding, r.ids, r.labels, r.class_names, prov)  # a run of tiles
+    assert main(["qc", str(run)]) == 0
+    header, rows = read_csv(run / "qc.csv")
+    # "x" is taken by no qc column, so it keeps its name; slide and x follow the qc columns.
+    assert header == [*QC_COLUMNS, "slide", "x"] and [row[-2:] for row in rows[:2]] == [["s0", "0"], ["s1", "96"]]
+    ann = write_annotations(tmp_path / "ann.csv", r.ids[:8], np.array(r.class_names)[r.labels[:8]])
+    assert main(["propagate", str(run), "--labels", str(ann)]) == 0
+    header, rows = read_csv(run / "propagated.csv")
+    assert header == [*PROPAGATED_COLUMNS, "slide", "x"] and rows[5][-2:] == ["s2", "480"]
+    _, emb_rows = read_csv(run / "embedding.csv")
+    assert emb_rows[5][-2:] == ["s2", "480"]  # embedding.csv: x is taken there, so it is prov_x
+    assert read_csv(run / "embedding.csv")[0][-2:] == ["slide", "prov_x"]

@@ -34,7 +34,7 @@ from ..defaults import KNN_K
 from ..errors import MedcneError
 from ..io import csv_text, write_text
 from .evaluate import read_label_csv
-from .folder import MODEL, PROPAGATED, QC, Run
+from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_names, read_provenance
 from .outputs import claim_files, dataset_inputs, lock, remember, written_by_medcne
 from .staging import add_to_run, owned_files
 
@@ -146,7 +146,9 @@ def write_qc(run: Run, result) -> Path:
             f"{result.outlier_score[i]:.6g}", int(result.likely_outlier[i]),
         ]
 
-    return write_run_output(run, QC_FILE, csv_text(QC_COLUMNS, (row(i) for i in range(len(run.ids))), "\n"))
+    prov = run_provenance(run)
+    rows = ([*row(i), *(c[i] for c in prov.values())] for i in range(len(run.ids)))
+    return write_run_output(run, QC_FILE, csv_text([*QC_COLUMNS, *prov_names(prov, QC_COLUMNS)], rows, "\n"))
 
 
 def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str]]:
@@ -208,6 +210,12 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     return path, summary
 
 
+def run_provenance(run: Run) -> dict[str, np.ndarray]:
+    """Where each image of ``run`` came from (slide, x, y / series, slice...), as in its embedding.npz."""
+    path = run.path / EMBEDDING
+    return read_provenance(path, len(run.ids)) if path.is_file() else {}
+
+
 def run_inputs(run: Run) -> list[Path]:
     """The dataset a run was made from (and a CSV list's folder): inputs of commands that read the run."""
     path = (run.params.get("data") or {}).get("path")
@@ -234,8 +242,10 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
     codes, names = annotation_codes(run, labels_csv)
     X, space = run_points(run, space, None, data_path, device)
     pred, conf = propagate_labels(X, codes, method=method, k=k, device=device)
-    rows = ([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0)] for i in range(len(run.ids)))
-    path = write_text(out, csv_text(PROPAGATED_COLUMNS, rows, "\n"))
+    prov = run_provenance(run)
+    rows = ([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0), *(c[i] for c in prov.values())]
+            for i in range(len(run.ids)))
+    path = write_text(out, csv_text([*PROPAGATED_COLUMNS, *prov_names(prov, PROPAGATED_COLUMNS)], rows, "\n"))
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
                "space": space}

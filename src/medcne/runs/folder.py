@@ -109,7 +109,7 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None, pro
         if labels is not None:
             arrays["labels"] = np.asarray(labels, dtype=np.int64)
             arrays["class_names"] = np.asarray(class_names).astype(str)
-        arrays.update({f"prov_{k}": (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in provenance.items()})
+        arrays.update({f"{PREFIX}{k}": (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in provenance.items()})
         return save_npz(path, **arrays)
     if path.suffix != ".csv":
         raise MedcneError(f"{path}: output must end in .csv or .npz")
@@ -120,7 +120,7 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None, pro
     columns = list(provenance.values())
     rows = ([*(f"{v:.6g}" for v in row), "" if labels is None else class_names[int(labels[i])], ids[i],
              *(c[i] for c in columns)] for i, row in enumerate(embedding))
-    return write_text(path, csv_text(header + [f"prov_{k}" if k in header else k for k in provenance], rows))
+    return write_text(path, csv_text(header + prov_names(provenance, header), rows))
 
 
 def write_history(run, rows: list[dict]) -> Path:
@@ -128,6 +128,33 @@ def write_history(run, rows: list[dict]) -> Path:
     cells = ([(f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) if k in r else "" for k in HISTORY_COLUMNS]
              for r in rows)
     return write_text(Path(run) / HISTORY, csv_text(HISTORY_COLUMNS, cells))
+
+
+PREFIX = "prov_"  # provenance column NAME is the npz array prov_NAME
+
+
+def prov_names(prov: dict, taken) -> list[str]:
+    """CSV names of provenance columns written beside the ``taken`` columns (``prov_x`` where ``x`` is taken)."""
+    return [f"{PREFIX}{k}" if k in taken else k for k in prov]
+
+
+def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
+    """The ``prov_<column>`` arrays of ``embedding.npz`` as ``{column: array}`` (N values each).
+
+    An array of another length or shape is refused with one line naming the
+    file: it cannot be matched to the points.
+    """
+    found = {}
+    with np.load(npz_path, allow_pickle=False) as z:
+        for name in z.files:
+            if not name.startswith(PREFIX):
+                continue
+            a = z[name]
+            if a.shape != (n,):
+                raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
+                                  "make the run again")
+            found[name[len(PREFIX):]] = a
+    return found
 
 
 @dataclass

@@ -36,8 +36,9 @@ from ..errors import MedcneError
 from ..runfiles import VIEWER_DIR, VIEWER_FORMAT, VIEWER_MARKER
 from ..runs import Run, read_run
 from ..runs.curate import run_inputs
+from ..runs.folder import PREFIX, read_provenance
 from ..runs.outputs import lock, refuse_inputs
-from .provenance import PREFIX, column_values, copy_slide_thumbnails, data_folder, read_provenance
+from .provenance import column_values, copy_slide_thumbnails, data_folder
 from .qc import QC_FILE, SCORES, qc_meta, read_qc
 from .sprites import thumbnail_size, write_sprites
 

@@ -24,30 +24,10 @@ import numpy as np
 
 from ..errors import MedcneError
 
-PREFIX = "prov_"
 # The columns a tile needs for its box on the slide thumbnail.
 TILE_COLUMNS = ("slide", "x", "y", "tile_size")
 THUMBNAILS = "thumbnails"
 SLIDES = "slides"  # folder of the copied thumbnails in the page folder
-
-
-def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
-    """The ``prov_<column>`` arrays of ``embedding.npz`` as ``{column: array}`` (N values each).
-
-    An array of another length or shape is refused with one line naming the
-    file: it cannot be matched to the points.
-    """
-    found = {}
-    with np.load(npz_path, allow_pickle=False) as z:
-        for name in z.files:
-            if not name.startswith(PREFIX):
-                continue
-            a = z[name]
-            if a.shape != (n,):
-                raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
-                                  "make the run again")
-            found[name[len(PREFIX):]] = a
-    return found
 
 
 def column_values(a: np.ndarray) -> list | dict:
