@@ -11,7 +11,7 @@ import torch
 from ddphelpers import free_port
 from medcne import TSimCNE
 from medcne.datasets import from_array, load_dataset
-from medcne.errors import MedcneError
+from medcne.errors import DataError, MedcneError
 from medcne.train.store import ImageStore, StreamingStore, make_store
 from storehelpers import streamed_fit_entry, write_store
 
@@ -80,10 +80,11 @@ def test_automatic_choice(tmp_path, monkeypatch):
     lazy = load_dataset(write_store(tmp_path / "s", n=16, size=8))
     array = from_array(np.zeros((16, 8, 8, 3), np.uint8))
     assert isinstance(make_store(lazy, cpu), ImageStore)  # fits: in memory
-    monkeypatch.setattr("medcne.train.store.available_bytes", lambda: 1000)  # 16 x 192 bytes do not fit in 800
-    assert isinstance(make_store(lazy, cpu), StreamingStore)
     assert isinstance(make_store(array, cpu), ImageStore)  # already in memory
-    assert isinstance(make_store(lazy, cpu, stream=False), ImageStore)
+    monkeypatch.setattr("medcne.datasets.memory.available_bytes", lambda: 1000)  # 16 x 192 bytes do not fit in 800
+    assert isinstance(make_store(lazy, cpu), StreamingStore)
+    with pytest.raises(DataError, match="needs"):  # forced into memory that is not there: refused with the figure
+        make_store(lazy, cpu, stream=False)
     assert isinstance(make_store(array, cpu, stream=True), StreamingStore)
     with pytest.raises(MedcneError, match="stream must be"):
         make_store(lazy, cpu, stream="yes")

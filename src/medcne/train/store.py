@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..datasets import ImageSet
-from ..datasets.memory import MARGIN, available_bytes, check_memory
+from ..datasets.memory import check_memory, fits_in_memory
 from ..errors import MedcneError
 
 # Keep the data under this share of free GPU memory, so activations still fit.
@@ -145,13 +145,12 @@ class StreamingStore:
             worker.join()
 
 
-def fits_in_memory(data: ImageSet, device: torch.device) -> bool:
+def data_fits(data: ImageSet) -> bool:
     """Whether the images, as one uint8 tensor, fit in the memory available now (with room to spare)."""
     if not data.is_lazy:
         return True  # already in memory
     h, w, c = data.image_shape
-    free = available_bytes()
-    return free is None or len(data) * h * w * c <= MARGIN * free
+    return fits_in_memory(len(data) * h * w * c)
 
 
 def make_store(data: ImageSet, device: torch.device, stream="auto") -> ImageStore | StreamingStore:
@@ -165,5 +164,5 @@ def make_store(data: ImageSet, device: torch.device, stream="auto") -> ImageStor
     if stream not in STREAM_CHOICES:
         raise MedcneError(f"stream must be 'auto', True or False; got {stream!r}")
     if stream == "auto":
-        stream = not fits_in_memory(data, device)
+        stream = not data_fits(data)
     return StreamingStore(data, device) if stream else ImageStore(data, device)
