@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..curate.neighbours import auto_method
 from ..defaults import KNN_K
 from ..errors import MedcneError
 from ..io import write_text
@@ -214,7 +215,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     path = write_text(out, buf.getvalue())
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
-               "space": space}
+               "space": space,
+               "neighbours": auto_method(len(X) if method == "spreading" else int((codes >= 0).sum()), device)}
     check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
     if check is not None and check.any():
         truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]
