@@ -146,7 +146,8 @@ def test_convert_round_trip_equals_source(tmp_path, capsys):
     assert "nothing to add" in capsys.readouterr().out
     assert main(["convert", str(out), "--out", str(tmp_path / "copy"), "--subset", "50"]) == 0
     assert main(["convert", str(tmp_path / "copy"), "--out", str(out), "--append", "--part", "more"]) == 0
-    assert len(load_dataset(out)) == 350
+    both = load_dataset(out)
+    assert len(both) == 350 and both.ids[300].startswith("more/") and len(set(both.ids)) == 350
 
 
 def test_convert_refuses_a_foreign_folder(tmp_path, capsys):

@@ -77,5 +77,7 @@ def test_fit_and_embed_of_a_store_stay_far_below_its_size(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     peaks = json.loads(done.stdout.strip().splitlines()[-1])
     grown = peaks["whole"] - peaks["small"]
+    print(f"dataset {size / 2**20:.1f} MiB; peak RssAnon growth fitting + embedding it streamed "
+          f"{grown / 2**20:.1f} MiB; reading it whole {(peaks['read_whole'] - peaks['small']) / 2**20:.1f} MiB")
     assert grown < 0.3 * size, (grown, size, peaks)
     assert peaks["read_whole"] - peaks["small"] > 0.9 * size, peaks  # the measure would have caught it

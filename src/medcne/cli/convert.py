@@ -3,13 +3,16 @@
 The images are read and written block by block (never all in memory at once
 when the reader is lazy, as PCam's and a store's are); labels, ids and
 provenance columns come along. ``--append`` adds the data as a new part of an
-existing store; a part of the same name already there is skipped, so a rerun
-after an interruption resumes.
+existing store (its ids get the part's name in front, so that ids stay unique);
+a part of the same name already there is skipped, so a rerun after an
+interruption resumes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import MedcneError
 from .common import add_data_options, load_from_args
@@ -48,7 +51,9 @@ def run(args) -> int:
             return 0
         labels = None if data.labels is None else [data.class_names[i] for i in data.labels]
         blocks = (images for _, images in data.iter_chunks(BLOCK))
-        n = writer.add_part(name, blocks, labels=labels, ids=data.ids, provenance=data.provenance,
+        # Ids are unique within one source (often its row numbers): a part added later gets its name in front.
+        ids = data.ids if len(writer) == 0 else np.char.add(f"{name}/", data.ids.astype(str))
+        n = writer.add_part(name, blocks, labels=labels, ids=ids, provenance=data.provenance,
                            class_names=data.class_names)
         total, parts = len(writer), len(writer.manifest["parts"])
     print(f"wrote {n:,} images as part {name!r} to {out} (now {total:,} images in {parts} part(s))")
