@@ -65,12 +65,12 @@ def test_streamed_training_resumes_exactly(tmp_path):
 
 def test_a_read_error_in_the_background_reaches_training(tmp_path):
     data = load_dataset(write_store(tmp_path / "s", n=32, size=8))
-    stream = StreamingStore(data, torch.device("cpu"))
 
     def broken(indices):
         raise OSError("disk gone")
 
     data.images._read = broken
+    stream = StreamingStore(data, torch.device("cpu"))
     with pytest.raises(OSError, match="disk gone"):
         list(stream.batches(torch.arange(32), [slice(0, 8), slice(8, 16)]))
 

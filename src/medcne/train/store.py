@@ -19,6 +19,7 @@ import torch
 
 from ..datasets import ImageSet
 from ..datasets.memory import check_memory, fits_in_memory
+from ..datasets.store import StoreReader
 from ..errors import MedcneError
 
 # Keep the data under this share of free GPU memory, so activations still fit.
@@ -89,6 +90,11 @@ class StreamingStore:
     def __init__(self, data: ImageSet, device: torch.device, prefetch: int = PREFETCH):
         self.device = device
         self.images = data.images
+        reader = getattr(data.images, "_read", None)
+        # A whole store gathers in any order straight from its memory maps (no sort and re-order, as
+        # LazyImages does for readers that need increasing indices).
+        whole_store = isinstance(reader, StoreReader) and getattr(data.images, "_index", 0) is None
+        self._gather = reader if whole_store else data.images.__getitem__
         self.n = len(data)
         self.prefetch = max(int(prefetch), 1)
         self.pin = device.type == "cuda"
@@ -98,7 +104,7 @@ class StreamingStore:
         return self.n
 
     def _read(self, indices: np.ndarray) -> torch.Tensor:
-        block = torch.from_numpy(np.ascontiguousarray(self.images[indices])).permute(0, 3, 1, 2)
+        block = torch.from_numpy(np.ascontiguousarray(self._gather(indices))).permute(0, 3, 1, 2)
         self.read_count += len(indices)
         if not self.pin:
             return block.contiguous()
