@@ -149,19 +149,26 @@ class StoreWriter:
         except OSError:
             self._lock.close()
             raise MedcneError(f"{self.path}: another process is writing this store; wait for it to finish") from None
+        try:
+            self.manifest = self._open_manifest()
+            self._remove_unlisted()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_manifest(self) -> dict:
         if not (self.path / MARKER).is_file():
             write_text(self.path / MARKER, MARKER_TEXT)
-        if (self.path / MANIFEST).is_file():
-            self.manifest = read_manifest(self.path)
-            if tuple(self.manifest["image_shape"]) != self.image_shape:
-                self.close()
-                raise MedcneError(f"{self.path}: the store holds images of {tuple(self.manifest['image_shape'])}, "
-                                  f"not {self.image_shape}; resize with --size or choose another store")
-        else:
-            self.manifest = {"format": FORMAT, "version": VERSION, "image_shape": list(self.image_shape),
-                             "n": 0, "class_names": [], "parts": []}
-            write_json(self.path / MANIFEST, self.manifest)
-        self._remove_unlisted()
+        if not (self.path / MANIFEST).is_file():
+            manifest = {"format": FORMAT, "version": VERSION, "image_shape": list(self.image_shape),
+                        "n": 0, "class_names": [], "parts": []}
+            write_json(self.path / MANIFEST, manifest)
+            return manifest
+        manifest = read_manifest(self.path)
+        if tuple(manifest["image_shape"]) != self.image_shape:
+            raise MedcneError(f"{self.path}: the store holds images of {tuple(manifest['image_shape'])}, "
+                              f"not {self.image_shape}; resize with --size or choose another store")
+        return manifest
 
     def _remove_unlisted(self) -> None:
         """Remove the part folders a killed writer left behind (never listed, so never read)."""
