@@ -96,17 +96,37 @@ def data_path(data, store, batch: int) -> dict:
     return out
 
 
-def training(data, store, args) -> dict:
+class Watched(StreamingStore):
+    """StreamingStore that keeps the last instance, to read its read and wait times after a fit."""
+
+    last = None
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        Watched.last = self
+
+
+def training(data, store, args) -> tuple[dict, list]:
+    import medcne.train.store as train_store
+
+    train_store.StreamingStore = Watched  # make_store builds this one (restored below)
     rates: dict[str, list] = {"in memory": [], "streaming": []}
-    for _ in range(args.rounds):
-        for name, source, stream in (("in memory", data, False), ("streaming", store, True)):
-            w0, c0 = clocks()
-            est = TSimCNE(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=args.batch_size, width=args.width,
-                          device="cpu", random_state=0, verbose=False, stream=stream).fit(source)
-            w1, c1 = clocks()
-            row = est.history_[0]
-            rates[name].append((row["views_per_s"], w1 - w0, c1 - c0))
-    return rates
+    waits = []
+    try:
+        for _ in range(args.rounds):
+            for name, source, stream in (("in memory", data, False), ("streaming", store, True)):
+                w0, c0 = clocks()
+                est = TSimCNE(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=args.batch_size, width=args.width,
+                              device="cpu", random_state=0, verbose=False, stream=stream).fit(source)
+                w1, c1 = clocks()
+                row = est.history_[0]
+                rates[name].append((row["views_per_s"], w1 - w0, c1 - c0))
+                if stream:
+                    epoch = 2 * args.batch_size * (len(data) // args.batch_size) / row["views_per_s"]
+                    waits.append((Watched.last.wait_seconds, Watched.last.read_seconds, epoch))
+    finally:
+        train_store.StreamingStore = StreamingStore
+    return rates, waits
 
 
 def main() -> None:
@@ -134,7 +154,10 @@ def main() -> None:
         print(f"data path alone: in memory {dp['in memory']:,.0f} batches/s, streaming {dp['streaming']:,.0f} "
               f"batches/s (ratio {dp['streaming'] / dp['in memory']:.2f})")
         if not args.no_training:
-            rates = training(data, store, args)
+            rates, waits = training(data, store, args)
+            for wait, read, epoch in waits:
+                print(f"streamed epoch of {epoch:.1f} s: the training thread waited {wait:.2f} s for batches "
+                      f"({100 * wait / epoch:.1f}%); the background thread read for {read:.2f} s")
             for name, rows in rates.items():
                 shown = ", ".join(f"{v:,.0f} views/s ({w:.1f} s wall, {c:.1f} s CPU)" for v, w, c in rows)
                 print(f"training one epoch, {name}: {shown}")

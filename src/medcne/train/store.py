@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -99,6 +100,8 @@ class StreamingStore:
         self.prefetch = max(int(prefetch), 1)
         self.pin = device.type == "cuda"
         self.read_count = 0  # images read from the store (a test counts what each process reads)
+        # Seconds the background thread spent reading, and the training thread spent waiting for a batch.
+        self.read_seconds = self.wait_seconds = 0.0
 
     def __len__(self) -> int:
         return self.n
@@ -126,7 +129,9 @@ class StreamingStore:
         def produce() -> None:
             try:
                 for indices in jobs:
+                    t0 = time.perf_counter()
                     item = self._read(indices)
+                    self.read_seconds += time.perf_counter() - t0
                     while not stop.is_set():
                         try:
                             ready.put(item, timeout=0.1)
@@ -142,7 +147,9 @@ class StreamingStore:
         worker.start()
         try:
             for _ in jobs:
+                t0 = time.perf_counter()
                 item = ready.get()
+                self.wait_seconds += time.perf_counter() - t0
                 if isinstance(item, BaseException):
                     raise item
                 yield item.to(self.device, non_blocking=self.pin)
