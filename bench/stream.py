@@ -55,6 +55,7 @@ def write_store(data, path: Path) -> None:
 
 def random_batches(read, n: int, batch: int, batches: int, seed: int = 0) -> float:
     order = np.random.default_rng(seed).permutation(n)
+    batches = min(batches, n // batch)  # whole batches of distinct images only
     t0 = time.perf_counter()
     for s in range(batches):
         read(np.sort(order[s * batch : (s + 1) * batch]))
