@@ -158,3 +158,16 @@ def test_convert_refuses_a_foreign_folder(tmp_path, capsys):
     (foreign / "x.txt").write_text("x")
     assert main(["convert", str(src), "--out", str(foreign)]) == 2
     assert "medcne did not write" in capsys.readouterr().err
+
+
+def test_failed_conversion_leaves_no_new_folder(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "a.npz"
+    np.savez(src, images=images(4), labels=np.arange(4))
+
+    def full(self, path, blocks):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(StoreWriter, "_write_images", full)
+    assert main(["convert", str(src), "--out", str(tmp_path / "new")]) == 2
+    assert "no space left" in capsys.readouterr().err.lower()
+    assert not (tmp_path / "new").exists()

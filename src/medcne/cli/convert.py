@@ -10,6 +10,7 @@ interruption resumes.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..datasets.store import StoreWriter, is_store
+    from ..datasets.store import is_store
 
     out = Path(args.out)
     if is_store(out) and not args.append:
@@ -45,6 +46,18 @@ def run(args) -> int:
         raise MedcneError(f"--out {out} is a folder with files medcne did not write; choose a new or empty folder")
     data = load_from_args(args.data, args)
     name = args.part or Path(args.data).name
+    created = not out.exists()
+    try:
+        return _write(out, data, name)
+    except BaseException:
+        if created and out.is_dir():
+            shutil.rmtree(out)  # made by this command, and no part was committed to it
+        raise
+
+
+def _write(out: Path, data, name: str) -> int:
+    from ..datasets.store import StoreWriter
+
     with StoreWriter(out, data.image_shape) as writer:
         if writer.has_part(name):
             print(f"{out}: already holds part {name!r} ({len(writer):,} images); nothing to add")
