@@ -112,3 +112,19 @@ def test_two_processes_read_disjoint_shards(tmp_path):
     assert not set(reads[0].tolist()) & set(reads[1].tolist())
     assert sorted(np.concatenate(reads).tolist()) == list(range(48))
     assert ranks[0]["n"] == ranks[1]["n"] == 48
+
+
+@pytest.mark.slow
+def test_cli_fit_streams_a_store_and_embeds_it(tmp_path, capsys):
+    import json
+
+    from medcne.cli import main
+
+    store = write_store(tmp_path / "s", n=48)
+    tiny_cli = ["--epochs", "1,1,1", "--warmup", "0,0,0", "--width", "4", "--batch-size", "16", "--device", "cpu"]
+    assert main(["fit", str(store), "--out", str(tmp_path / "run"), "--stream", "on", *tiny_cli]) == 0
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["estimator"]["stream"] is True
+    assert main(["embed", str(tmp_path / "run"), str(store), "--out", str(tmp_path / "map.csv")]) == 0
+    assert len((tmp_path / "map.csv").read_text().splitlines()) == 49
+    assert main(["fit", str(store), "--out", str(tmp_path / "r2"), "--stream", "sometimes"]) == 2
+    assert "--stream" in capsys.readouterr().err
