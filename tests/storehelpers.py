@@ -42,11 +42,21 @@ def streamed_fit_entry(rank: int, world: int, port: int, store: str, out: str) -
         return original(self, indices)
 
     StreamingStore._read = logged
+    import medcne.models
+
+    embedded = []  # what each call of embed() was given: a rank's share must stay a lazy view of the store
+    original_embed = medcne.models.embed
+
+    def logged_embed(fn, images, *args, **kwargs):
+        embedded.append((type(images).__name__, len(images)))
+        return original_embed(fn, images, *args, **kwargs)
+
+    medcne.models.embed = logged_embed
     try:
         distributed.setup("cpu", timeout_s=60)
         est = TSimCNE(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=16, width=4, device="cpu",
                       random_state=0, verbose=False, stream=True).fit(load_dataset(store))
-        torch.save({"read": read, "n": len(est.embedding_)}, Path(out) / f"rank{rank}.pt")
+        torch.save({"read": read, "n": len(est.embedding_), "embedded": embedded}, Path(out) / f"rank{rank}.pt")
     except BaseException:
         (Path(out) / f"rank{rank}.err").write_text(traceback.format_exc())
         raise

@@ -112,6 +112,8 @@ def test_two_processes_read_disjoint_shards(tmp_path):
     assert not set(reads[0].tolist()) & set(reads[1].tolist())
     assert sorted(np.concatenate(reads).tolist()) == list(range(48))
     assert ranks[0]["n"] == ranks[1]["n"] == 48
+    # Placing the images: each rank embeds its half as a lazy view (read chunk by chunk), never as one array.
+    assert [r["embedded"] for r in ranks] == [[("LazyImages", 24)], [("LazyImages", 24)]]
 
 
 @pytest.mark.slow
