@@ -130,3 +130,14 @@ def test_cli_fit_streams_a_store_and_embeds_it(tmp_path, capsys):
     assert len((tmp_path / "map.csv").read_text().splitlines()) == 49
     assert main(["fit", str(store), "--out", str(tmp_path / "r2"), "--stream", "sometimes"]) == 2
     assert "--stream" in capsys.readouterr().err
+
+
+def test_training_that_stops_early_ends_the_reader_thread(tmp_path):
+    import threading
+
+    data = load_dataset(write_store(tmp_path / "s", n=64, size=8))
+    stream = StreamingStore(data, torch.device("cpu"), prefetch=1)
+    batches = stream.batches(torch.arange(64), [slice(i, i + 4) for i in range(0, 64, 4)])
+    next(batches)
+    batches.close()  # what happens when an error leaves the epoch
+    assert not any(t.name == "medcne-stream" for t in threading.enumerate())

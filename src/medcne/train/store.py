@@ -126,22 +126,26 @@ class StreamingStore:
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
+        def hand_over(item) -> bool:
+            """Queue ``item`` unless training stopped listening; whether it was queued."""
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce() -> None:
             try:
                 for indices in jobs:
                     t0 = time.perf_counter()
                     item = self._read(indices)
                     self.read_seconds += time.perf_counter() - t0
-                    while not stop.is_set():
-                        try:
-                            ready.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not hand_over(item):
                         return
             except BaseException as exc:  # handed to the training thread, which raises it
-                ready.put(exc)
+                hand_over(exc)
 
         worker = threading.Thread(target=produce, name="medcne-stream", daemon=True)
         worker.start()
