@@ -32,7 +32,7 @@ APPROX_ABOVE = 50_000
 METHODS = ("auto", "exact", "approximate")
 LIBRARIES = ("hnswlib", "pynndescent")
 # hnswlib's graph: links per node, and the candidate lists of construction and search.
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 100, 100  # 100: bench/RESULTS.md, issue 27
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 100, 100  # 100 rather than 200: bench/RESULTS.md
 
 
 @dataclass(frozen=True)
