@@ -91,6 +91,11 @@ class TSimCNE(BaseEstimator):
         With several processes (torchrun), BatchNorm over the global batch
         (:func:`medcne.train.distributed.convert_sync_batchnorm` says why);
         'auto': on whenever there is more than one process. No effect with one.
+    stream : 'auto' or bool
+        Read training batches from the dataset's store in the background instead
+        of holding all images in memory (:class:`medcne.train.store.StreamingStore`):
+        'auto' streams a lazily read dataset (an on-disk store, PCam) that does not
+        fit in memory. Same batches, same result either way.
 
     Attributes
     ----------
@@ -144,6 +149,7 @@ class TSimCNE(BaseEstimator):
         random_state=None,
         verbose: bool = True,
         sync_bn="auto",
+        stream="auto",
     ):
         self.dim = dim
         self.epochs = epochs
@@ -170,6 +176,7 @@ class TSimCNE(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.sync_bn = sync_bn
+        self.stream = stream
 
     # -- fitting -----------------------------------------------------------
     def fit(self, X, y=None, *, resume_from=None, callback=None, new_lr: bool = False) -> TSimCNE:
@@ -206,6 +213,7 @@ class TSimCNE(BaseEstimator):
             self.stages_, self.batch_size_, self.rank_batch_size_, self.device_, self.world_, loss=self.loss,
             sync_bn=self.sync_bn_, budget=self.budget_, compile=self.compile, verbose=self.verbose,
             knn_every=self.knn_every, checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
+            stream=self.stream,
         )
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:

@@ -114,6 +114,7 @@ RULES: Mapping[str, Rule] = {r.name: r for r in (
     Rule("random_state", _seed_ok, "None, an integer >= 0 or a numpy Generator", "--seed"),
     Rule("verbose", *_BOOL),
     Rule("sync_bn", *_AUTO_BOOL, "--no-sync-bn"),
+    Rule("stream", *_AUTO_BOOL, "--stream"),
 )}
 
 

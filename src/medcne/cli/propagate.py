@@ -35,7 +35,7 @@ def run(args) -> int:
     path, s = propagate_run(r, args.labels, args.out, space=args.space, method=args.method, k=args.k,
                             data_path=args.data, device=args.device, overwrite=args.overwrite)
     line = (f"{path}: {s['images']:,} images labelled from {s['annotated']} annotated ({s['classes']} classes, "
-            f"{s['space']} space); mean confidence {s['mean_confidence']:.2f}")
+            f"{s['space']} space, {s['neighbours']} neighbours); mean confidence {s['mean_confidence']:.2f}")
     if "agreement" in s:
         line += f"; {s['agreement']:.1f}% agree with the run's labels"
     print(line)

@@ -29,6 +29,7 @@ def run(args) -> int:
     path, result, space = qc_run(r, space=args.space, k=args.k, data_path=args.data, device=args.device)
     s = result.summary()
     labels = f"{s['label_errors']} likely label errors" if r.labels is not None else "no labels to check"
-    print(f"{path}: {len(r.ids):,} images, {space} space, k={min(args.k, len(r.ids) - 1)}")
+    print(f"{path}: {len(r.ids):,} images, {space} space, k={min(args.k, len(r.ids) - 1)}, "
+          f"{s['neighbours']} neighbours")
     print(f"{labels}, {s['duplicate_pairs']} near-duplicate pairs, {s['outliers']} outliers; see qc.csv")
     return 0

@@ -11,6 +11,10 @@ duplicates to float32 rounding.
 
 Brute force on a CPU costs N^2 D multiply-adds: minutes at PCam size
 (bench/RESULTS.md, section Curation); on a GPU (``device='cuda'``) seconds.
+Above :data:`APPROX_ABOVE` points on a CPU, ``method='auto'`` uses an
+approximate index instead (:func:`approximate_neighbours`, hnswlib, the
+``[ann]`` extra) when it is installed; :attr:`Neighbours.method` says which
+was used, and the commands print it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import MedcneError
+from ..errors import MedcneError, require
 
 MEMORY_MB = 512  # one block of float32 distances
+# Above this many points (on a CPU) 'auto' switches to an approximate index: bench/neighbours.py measured
+# hnswlib at recall@15 >= 0.99 on BloodMNIST, and exact brute force grows with N^2 (bench/RESULTS.md).
+APPROX_ABOVE = 50_000
+METHODS = ("auto", "exact", "approximate")
+LIBRARIES = ("hnswlib", "pynndescent")
+# hnswlib's graph: links per node, and the candidate lists of construction and search.
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 100, 100  # 100 rather than 200: bench/RESULTS.md
 
 
 @dataclass(frozen=True)
@@ -34,10 +45,13 @@ class Neighbours:
         Row indices into the reference points.
     distances : ndarray (N, k) float32
         Euclidean distances, ascending along each row.
+    method : str
+        ``'exact'``, or ``'approximate (LIBRARY)'`` for an approximate index.
     """
 
     indices: np.ndarray
     distances: np.ndarray
+    method: str = "exact"
 
     @property
     def k(self) -> int:
@@ -60,8 +74,9 @@ def as_points(X, name: str = "X") -> np.ndarray:
     return X
 
 
-def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: float = MEMORY_MB) -> Neighbours:
-    """Exact ``k`` nearest neighbours by Euclidean distance, in bounded memory.
+def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: float = MEMORY_MB,
+                       method: str = "auto") -> Neighbours:
+    """``k`` nearest neighbours by Euclidean distance: exact in bounded memory, or approximate for many points.
 
     Parameters
     ----------
@@ -76,6 +91,9 @@ def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: fl
         Where the products run ('cpu', 'cuda', 'auto').
     memory_mb : float
         Size of one block of distances (float32), the only N x M-shaped buffer.
+    method : {'auto', 'exact', 'approximate'}
+        'auto': exact on a GPU or up to :data:`APPROX_ABOVE` points, else
+        :func:`approximate_neighbours` when hnswlib is installed (else exact).
 
     Returns
     -------
@@ -95,6 +113,10 @@ def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: fl
         raise MedcneError(f"k must be between 1 and {available} (the points that can be neighbours); got {k}")
     k = int(k)
     dev = resolve_device(device)
+    if method not in METHODS:
+        raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method == "approximate" or (method == "auto" and auto_method(len(R), dev) != "exact"):
+        return approximate_neighbours(X, k, reference=None if reference is None else R)
     # Centring changes no distance but shrinks |x|^2, and with it the rounding of the product form.
     centre = R.mean(axis=0, dtype=np.float64).astype(np.float32)
     Rt = torch.from_numpy(R - centre).to(dev)
@@ -124,3 +146,62 @@ def _exact(Q: np.ndarray, R: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, n
         d[:, j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     order = np.argsort(d, axis=1, kind="stable")
     return np.take_along_axis(idx, order, 1), np.take_along_axis(d, order, 1).astype(np.float32)
+
+
+def auto_method(n: int, device="cpu") -> str:
+    """What ``method='auto'`` uses for ``n`` reference points on ``device`` (as :attr:`Neighbours.method` says it)."""
+    from ..device import resolve_device
+
+    if resolve_device(device).type == "cpu" and n > APPROX_ABOVE and _installed("hnswlib"):
+        return "approximate (hnswlib)"
+    return "exact"
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def approximate_neighbours(X, k: int, *, reference=None, library: str = "hnswlib", seed: int = 0) -> Neighbours:
+    """Approximate ``k`` nearest neighbours from an index (hnswlib's HNSW graph, or pynndescent).
+
+    Built in one thread with a fixed seed, so that a rerun gives the same
+    neighbours. The distances of the neighbours found are exact (recomputed as
+    in :func:`nearest_neighbours`); a point is never its own neighbour when
+    ``reference`` is None.
+    """
+    if library not in LIBRARIES:
+        raise MedcneError(f"library must be one of {', '.join(LIBRARIES)}; got {library!r}")
+    X = as_points(X)
+    R = X if reference is None else as_points(reference, "reference")
+    own = reference is None
+    if not 1 <= int(k) <= len(R) - own:
+        raise MedcneError(f"k must be between 1 and {len(R) - own} (the points that can be neighbours); got {k}")
+    k, want = int(k), min(int(k) + own, len(R))
+    if library == "hnswlib":
+        hnswlib = require("hnswlib", "ann")
+        index = hnswlib.Index(space="l2", dim=R.shape[1])
+        index.init_index(max_elements=len(R), ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_M, random_seed=seed)
+        index.set_num_threads(1)
+        index.add_items(R, np.arange(len(R)))
+        index.set_ef(max(HNSW_EF, want))
+        idx = index.knn_query(X, k=want)[0].astype(np.int64)
+    else:
+        pynndescent = require("pynndescent", "ann")
+        nnd = pynndescent.NNDescent(R, n_neighbors=max(want, 15), random_state=seed, n_jobs=1, low_memory=True)
+        idx = (nnd.neighbor_graph[0] if own else nnd.query(X, k=want)[0])[:, :want].astype(np.int64)
+    if own:
+        idx = _drop_self(idx, k)
+    indices, distances = _exact(X, R, idx)
+    return Neighbours(indices, distances, f"approximate ({library})")
+
+
+def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
+    """Each row without its own index (or without its last entry where the index missed itself)."""
+    rows = np.arange(len(idx))[:, None]
+    is_self = idx == rows
+    drop = np.where(is_self.any(1), is_self.argmax(1), idx.shape[1] - 1)
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[np.arange(len(idx)), drop] = False
+    return idx[keep].reshape(len(idx), -1)[:, :k]

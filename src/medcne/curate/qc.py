@@ -77,6 +77,8 @@ class QCResult:
     outlier_score : ndarray (N,) float
         Robust standard deviations from typical (see :func:`outlier_scores`).
     likely_outlier : ndarray (N,) bool
+    neighbours : str
+        How the neighbours were found: 'exact' or 'approximate (LIBRARY)'.
     """
 
     label_issue_score: np.ndarray
@@ -87,6 +89,7 @@ class QCResult:
     likely_duplicate: np.ndarray
     outlier_score: np.ndarray
     likely_outlier: np.ndarray
+    neighbours: str = "exact"
 
     def duplicate_pairs(self) -> np.ndarray:
         """Unordered pairs (i, j), i < j, of the likely duplicates; shape (P, 2)."""
@@ -100,6 +103,7 @@ class QCResult:
             "label_errors": int(self.likely_label_error.sum()),
             "duplicate_pairs": int(len(self.duplicate_pairs())),
             "outliers": int(self.likely_outlier.sum()),
+            "neighbours": self.neighbours,
         }
 
 
@@ -254,4 +258,4 @@ def quality_control(X, labels=None, *, checks: ImageChecks | None = None, k: int
     aligned = None if checks is None else aligned_distances(checks.thumbnails, nb.indices)
     dup, dist, dup_flag = near_duplicates(nb, aligned)
     out_score, out_flag = outlier_scores(nb, aligned, None if checks is None else checks.sharpness)
-    return QCResult(score, suggested, likely, dup, dist, dup_flag, out_score, out_flag)
+    return QCResult(score, suggested, likely, dup, dist, dup_flag, out_score, out_flag, nb.method)

@@ -14,12 +14,15 @@ from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam, read_pcam_folder
+from .store import is_store, read_store
 
-FORMATS = ("auto", "npz", "folder", "csv", "pcam", "dicom", "nifti")
+FORMATS = ("auto", "npz", "folder", "csv", "pcam", "store", "dicom", "nifti")
 
 
 def detect_format(path: Path) -> str:
     """Guess the reader from the path: extension, or folder contents."""
+    if is_store(path):
+        return "store"
     if path.is_dir():
         xs = sorted(path.glob("*_x.h5"))
         if xs and not any(is_image_file(p) for p in path.rglob("*")):
@@ -70,7 +73,8 @@ def load_dataset(
     ----------
     path : str or Path
         A ``.npz`` (MedMNIST layout or ``images``/``labels``), a folder with one
-        sub-folder per class, a ``.csv`` of image paths, or a PCam ``*_x.h5``.
+        sub-folder per class, a ``.csv`` of image paths, a PCam ``*_x.h5``, or
+        a store folder written by ``medcne convert`` (:mod:`.store`).
     split : {'train', 'val', 'test'}, optional
         One split only; by default all splits are joined, as the paper does.
     size : int or (H, W), optional
@@ -128,6 +132,8 @@ def load_dataset(
     elif fmt in ("dicom", "nifti"):
         data = _read_scans(fmt, path, size=size, channels=channels, skip_bad=skip_bad, label_column=label_column,
                            **scan_only)
+    elif fmt == "store":
+        data = read_store(path, size=size, channels=channels)
     else:
         if path.is_dir():  # all of PCam's files (train, valid, test) unless --split picks one
             data = read_pcam_folder(path, split=split, size=size, channels=channels)

@@ -79,3 +79,9 @@ def check_memory(nbytes: int, where: str, what: str, fix: str) -> None:
         f"{where}: {what} needs {format_bytes(nbytes)} of memory; about {format_bytes(available)} "
         f"is available; {fix}"
     )
+
+
+def fits_in_memory(nbytes: int) -> bool:
+    """Whether ``nbytes`` fit in the memory available now, with room to spare (unknown: assumed to fit)."""
+    available = available_bytes()
+    return available is None or nbytes <= MARGIN * available

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..curate.neighbours import auto_method
 from ..defaults import KNN_K
 from ..errors import MedcneError
 from ..io import csv_text, write_text
@@ -248,7 +249,8 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
     path = write_text(out, csv_text([*PROPAGATED_COLUMNS, *prov_names(prov, PROPAGATED_COLUMNS)], rows, "\n"))
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
-               "space": space}
+               "space": space,
+               "neighbours": auto_method(len(X) if method == "spreading" else int((codes >= 0).sum()), device)}
     check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
     if check is not None and check.any():
         truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map
+from ..datasets.memory import fits_in_memory
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
@@ -178,6 +179,8 @@ def evaluate_run(
             n, shape = len(data), data.image_shape
             if n * int(np.prod(shape)) * 4 > MAX_PIXEL_BYTES:
                 raise MedcneError(f"{n:,} images of {shape} do not fit the {MAX_PIXEL_BYTES >> 30} GB budget")
+            if data.is_lazy and not fits_in_memory(n * int(np.prod(shape)) * 4):
+                raise MedcneError(f"the pixels of {n:,} images of {shape} (float32) do not fit in the memory free now")
             pixels = data.to_numpy().reshape(n, -1).astype(np.float32) / 255.0
             out["neighbour_preservation"] = neighbour_preservation(pixels, Z, k=k, n_queries=n_queries)
             out["neighbour_preservation_space"] = "pixels"

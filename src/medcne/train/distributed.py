@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..datasets.imageset import LazyImages
 from ..errors import MedcneError
 from .loop import contrastive_step
 from .syncbn import (  # noqa: F401 (re-exported)
@@ -286,7 +287,9 @@ def embed_sharded(fn: Callable, images, device: torch.device, w: World | None = 
         return embed(fn, images, device)
     n = len(images)
     lo, hi = n * w.rank // w.size, n * (w.rank + 1) // w.size
-    part = embed(fn, images[lo:hi], device)
+    # A lazily read store stays lazy (a view of the rows), so a rank never reads its share whole at once.
+    mine = images.take(np.arange(lo, hi)) if isinstance(images, LazyImages) else images[lo:hi]
+    part = embed(fn, mine, device)
     return np.concatenate(gather_objects(part, w))
 
 

@@ -337,15 +337,15 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     store = job.store
     batch_gen = job.generators.batch
     order = torch.randperm(len(store), generator=batch_gen, device=batch_gen.device)
-    if not store.on_device:
-        order = order.to(store.images.device)  # once per epoch
+    # Only this process's rows of the order are read (a streaming store reads them ahead, in the background).
+    batches = store.batches(order, (shard(s, b, rank, world) for s in range(spe)))
     frozen = stage.train == "last"
     watch = LossWatch(store.device)
     for s in range(spe):
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = train_step(job, optimizer, order[shard(s, b, rank, world)], frozen)
+        loss = train_step(job, optimizer, next(batches), frozen)
         watch.add(loss)
         _check_finite(watch.poll(), stage, epoch, lr)
         if bar is not None:
@@ -356,11 +356,10 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
 
 
-def train_step(job: Job, optimizer: torch.optim.Optimizer, rows: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-    """One optimisation step on the images at ``rows`` of the store: two views of each, the
-    loss, backward, SGD. Returns the loss (a device tensor: reading it would wait for the device).
+def train_step(job: Job, optimizer: torch.optim.Optimizer, batch: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    """One optimisation step on a uint8 ``batch`` of images on the device: two views of each,
+    the loss, backward, SGD. Returns the loss (a device tensor: reading it would wait for the device).
     ``frozen``: only the head trains (stage 2)."""
-    batch = job.store.batch(rows)
     views = job.augment(torch.cat([batch, batch]), job.generators.augment)
     if uses_channels_last(job.store.device):
         views = views.contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,7 @@ from .loop import compile_backbone, steps_per_epoch, train
 from .monitor import Monitor
 from .rng import Generators, as_rng
 from .stages import Stage
-from .store import ImageStore
+from .store import make_store
 from .timing import StepTiming, expected_seconds, time_step
 
 # Above this projected training time on a CPU, the user is told plainly that it is too long.
@@ -51,6 +51,7 @@ class Settings:
     knn_every: int = 0
     checkpoint: object = None
     checkpoint_minutes: float = 10.0
+    stream: object = "auto"  # 'auto', True or False: see medcne.train.store.make_store
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def run_session(model: nn.Module, data, augment, gens: Generators, settings: Set
         stages, position, opt_state, elapsed = _resume(resume_from, model, gens, settings, record, len(data), new_lr)
     if s.sync_bn:
         model = distributed.convert_sync_batchnorm(model, s.device.type)
-    store = ImageStore(data, s.device)
+    store = make_store(data, s.device, s.stream)
     loss_fn = get_loss(s.loss)
     backbone = compile_backbone(model, not s.sync_bn) if s.compile else None  # one compile per run
     plan = None

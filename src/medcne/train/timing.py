@@ -56,7 +56,7 @@ def time_step(model, store: ImageStore, batch_size: int, augment, loss_fn, backb
             if cuda:
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            train_step(job, opt, torch.randint(len(store), (batch_size,), generator=g_rows))
+            train_step(job, opt, store.batch(torch.randint(len(store), (batch_size,), generator=g_rows)))
             if cuda:
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
