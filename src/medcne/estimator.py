@@ -46,7 +46,8 @@ from .train.duration import (
 from .train.loop import compile_backbone, steps_per_epoch, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
-from .train.stages import Stage, parse_epochs
+from .train.anneal import finish_schedule
+from .train.stages import Stage, epochs_record
 from .train.store import ImageStore
 
 QUICK_HINT = "`medcne fit ... --quick`"
@@ -81,6 +82,16 @@ class TSimCNE(BaseEstimator):
     loss : {'cauchy', 'cosine'}
         'cauchy' is t-SimCNE; 'cosine' is the SimCLR baseline (one stage,
         128-D output, temperature 0.5; use :meth:`features` for its map).
+    schedule : str
+        How training gets down to ``dim``: 'stages', the paper's three stages;
+        'anneal', the reference package's newer single stage (tsimcne 0.4): the
+        head keeps 128 outputs and the loss sees the first d, d going from 128
+        to ``dim`` along half a cosine over the planned training; Student-t
+        kernel with 1 degree of freedom (the Cauchy kernel); gradients clipped
+        at ±4 by value; it trains ``epochs`` epochs (one number, or the first of
+        three: the reference's 1000) with the first ``warmup`` (10). Settings:
+        'anneal:shape=piecewise-cosine,dof=2,end_share=0.1' (see
+        :class:`medcne.train.anneal.AnnealSpec`).
     preset : {'simclr', 'rot90', 'rotate'}
         Augmentations (see :class:`medcne.augment.Augmenter`).
     crop, jitter, grayscale : bool
@@ -152,6 +163,7 @@ class TSimCNE(BaseEstimator):
         warmup=PAPER["warmup"],
         head_init: str = HEAD_INIT,
         loss: str = "cauchy",
+        schedule: str = "stages",
         preset: str = PRESET,
         crop: bool = True,
         jitter: bool = True,
@@ -178,6 +190,7 @@ class TSimCNE(BaseEstimator):
         self.warmup = warmup
         self.head_init = head_init
         self.loss = loss
+        self.schedule = schedule
         self.preset = preset
         self.crop = crop
         self.jitter = jitter
@@ -249,6 +262,7 @@ class TSimCNE(BaseEstimator):
             backbone=backbone, progress=self.verbose, deadline=plan and plan.deadline, replan=plan,
             **distributed.training_arguments(self.world_, self.sync_bn_),
         )
+        finish_schedule(self.model_, pos.stages or self.stages_)
         if pos.stages is not None and pos.stages != self.stages_:
             self.stages_ = pos.stages
             if self.verbose and world.is_main:
@@ -332,8 +346,8 @@ class TSimCNE(BaseEstimator):
         params = self.get_params()
         params["random_state"] = params["random_state"] if isinstance(params["random_state"], int) else None
         params["checkpoint"] = None if params["checkpoint"] is None else str(params["checkpoint"])
-        params["epochs"] = list(parse_epochs(self.epochs))
-        params["warmup"] = list(parse_epochs(self.warmup))
+        params["epochs"] = epochs_record(self.epochs)
+        params["warmup"] = epochs_record(self.warmup, "warmup")
         return {"params": params, "resolved": self.resolved_params()}
 
     @classmethod

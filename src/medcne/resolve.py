@@ -18,7 +18,7 @@ from .errors import MedcneError
 from .models import check_model_args, use_small_stem
 from .train import distributed
 from .train.duration import parse_duration
-from .train.stages import default_lr, parse_epochs, simclr_stages, tsimcne_stages
+from .train.stages import annealed_schedule, default_lr, parse_epochs, simclr_stages, tsimcne_stages
 
 NUMBER = (int, float, np.number)
 
@@ -34,8 +34,12 @@ def resolve(est, data: ImageSet) -> dict:
     out: dict = {"batch_size_": int(min(est.batch_size, len(data)))}
     out["lr_"] = _lr(est.lr, out["batch_size_"])
     _check_numbers(est)
-    epochs, warmup = parse_epochs(est.epochs), parse_epochs(est.warmup, name="warmup")
-    if est.loss == "cosine":
+    annealed = annealed_schedule(getattr(est, "schedule", "stages"), est.epochs, est.warmup, out["lr_"], est.dim,
+                                 est.loss)
+    epochs, warmup = (None, None) if annealed else (parse_epochs(est.epochs), parse_epochs(est.warmup, name="warmup"))
+    if annealed:
+        out["stages_"] = annealed
+    elif est.loss == "cosine":
         out["stages_"] = simclr_stages(epochs[0], out["lr_"], warmup[0])
     else:
         out["stages_"] = tsimcne_stages(epochs, out["lr_"], est.dim, warmup, est.stage3_lr_factor,

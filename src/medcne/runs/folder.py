@@ -122,9 +122,12 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None) -> 
 
 
 def write_history(run, rows: list[dict]) -> Path:
-    """``history.csv``: one row per epoch (stage, epoch, loss, lr, views_per_s, knn)."""
+    """``history.csv``: one row per epoch (stage, epoch, loss, lr, views_per_s, knn; and dim,
+    the output dimensions the loss saw at the epoch's end, for an annealed run)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+    annealed = any("dim" in r for r in rows)
+    writer = csv.DictWriter(buf, fieldnames=(*HISTORY_COLUMNS, "dim") if annealed else HISTORY_COLUMNS,
+                            extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})

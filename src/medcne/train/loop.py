@@ -23,6 +23,7 @@ from ..defaults import MOMENTUM, WEIGHT_DECAY
 from ..device import amp_dtype
 from ..errors import DivergedError
 from ..models import uses_channels_last
+from .anneal import clip_gradients, loss_of_step
 from .progress import Progress
 from .rng import Generators
 from .stages import Stage, lr_at
@@ -346,26 +347,29 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        loss_fn, dim = loss_of_step(job.loss_fn, stage, epoch * spe + s, spe, store.device)
         batch = store.batch(order[shard(s, b, rank, world)])
         views = job.augment(torch.cat([batch, batch]), job.generators.augment)
         if layout:
             views = views.contiguous(memory_format=torch.channels_last)
         if job.replica is None:
-            loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
+            loss = contrastive_step(job.model, views, loss_fn, job.gather, job.backbone, frozen)
         else:  # several processes: the same step through the wrapper that averages the gradients
             z = job.replica(views)
-            loss = job.loss_fn(z if job.gather is None else job.gather(z))
+            loss = loss_fn(z if job.gather is None else job.gather(z))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clip_gradients(optimizer, stage)
         optimizer.step()
         watch.add(loss)
         _check_finite(watch.poll(), stage, epoch, lr)
         if bar is not None:
-            bar.step(watch.seen, lr, last=s == spe - 1)
+            bar.step(watch.seen, lr, last=s == spe - 1, dim=dim)
     total = float(watch.total)  # the one read per epoch that waits for the device
     _check_finite((spe, total), stage, epoch, lr)
     seconds = time.perf_counter() - t0
-    return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
+    row = {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
+    return row if dim is None else {**row, "dim": dim}
 
 
 def _check_finite(seen: tuple[int, float], stage: Stage, epoch: int, lr: float) -> None:

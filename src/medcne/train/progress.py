@@ -37,18 +37,22 @@ class Progress:
         self.stages = stages
         self.bar.total = sum(s.epochs for s in stages) * self.steps_per_epoch
 
-    def step(self, seen: tuple[int, float], lr: float, last: bool) -> None:
+    def step(self, seen: tuple[int, float], lr: float, last: bool, dim: int | None = None) -> None:
         """One step done; ``seen`` is (steps, summed loss) of the epoch as far as the host knows
-        it without waiting for the device (:class:`~.loop.LossWatch`)."""
+        it without waiting for the device (:class:`~.loop.LossWatch`); ``dim``: the output
+        dimensions the loss sees (dimension annealing), else None."""
         self.bar.update(1)
         steps, total = seen
         if steps and (last or self.bar.n % 10 == 0):
-            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", **self._left(), refresh=False)
+            shown = {} if dim is None else {"dim": dim}
+            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", **shown, **self._left(),
+                                 refresh=False)
 
     def epoch(self, si: int, row: dict) -> None:
         self.bar.set_description(describe(self.stages, si, row["epoch"]))
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", views_s=f"{row['views_per_s']:.0f}",
-                             **self._left())
+        shown = {"dim": row["dim"]} if "dim" in row else {}
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", **shown,
+                             views_s=f"{row['views_per_s']:.0f}", **self._left())
 
     def _left(self) -> dict:
         """Time left against the budget's deadline (negative: over it)."""
