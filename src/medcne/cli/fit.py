@@ -65,7 +65,12 @@ def add_parser(sub) -> None:
     g.add_argument("--quick", action="store_true", help="fast settings for a demo (minutes on a 2-core CPU)")
     g.add_argument("--preset", default=PRESET, choices=PRESETS,
                    help="augmentations; 'rotate' suits microscopy and pathology")
-    g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450)")
+    g.add_argument("--schedule", default="stages", metavar="{stages,anneal}",
+                   help="stages: the paper's three stages; anneal: one stage whose loss sees 128 output dims "
+                        "going down to --dim (the reference's newer method; settings as "
+                        "anneal:shape=cosine,dof=1,end_share=0,clip=4; see docs/schedules.md)")
+    g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450); with --schedule anneal "
+                                    "one number (reference: 1000) or the first of three")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")
     g.add_argument("--lr", help="peak learning rate (default auto: 0.03 * batch / 256); with --resume: continue "
                                "with this one (after a divergence)")
@@ -124,7 +129,7 @@ def training_params(args) -> dict:
         settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
         budget=args.budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
-        sync_bn=args.sync_bn,
+        sync_bn=args.sync_bn, schedule=args.schedule,
     )
 
 

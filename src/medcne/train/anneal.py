@@ -182,7 +182,7 @@ def _number(text: str, key: str, value: str) -> float:
 def keep_first(model, d: int) -> None:
     """Cut the model's last Linear to its first ``d`` outputs: the map the annealed loss saw at the end.
 
-    Exact: output ``k`` of the cut layer is output ``k`` of the full one.
+    Output ``k`` of the cut layer is output ``k`` of the full one (same weights and bias).
     """
     last = model.last_layer
     if last.out_features == d:
