@@ -32,6 +32,7 @@ from .models import TSimCNENet, embed
 from .resolve import resolve
 from .train import checkpoint as ckpt
 from .train import distributed
+from .train.anneal import finish_schedule
 from .train.duration import (
     RESERVE_SECONDS,
     RESERVE_SHARE,
@@ -46,7 +47,6 @@ from .train.duration import (
 from .train.loop import compile_backbone, steps_per_epoch, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
-from .train.anneal import finish_schedule
 from .train.stages import Stage, epochs_record
 from .train.store import ImageStore
 
