@@ -2,6 +2,7 @@
 that learn, resume exactly, follow a budget, compile once and never sync per step."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from medcne.datasets import from_array
 from medcne.errors import MedcneError
 from medcne.estimator import TSimCNE
 from medcne.losses import cauchy_infonce, student_t_infonce
+from medcne.metrics import knn_accuracy
 from medcne.models import TSimCNENet
 from medcne.train.anneal import (
     AnnealSpec,
@@ -180,8 +182,10 @@ def tiny(**kw):
 
 
 def test_an_annealed_fit_gives_a_map_and_records_its_schedule(tmp_path):
-    est = tiny(schedule="anneal:dof=2", dim=3).fit(tiny_images())
+    est = tiny(schedule="anneal:dof=2", dim=3, knn_every=3).fit(tiny_images())
     assert est.embedding_.shape == (48, 3) and est.model_.out_dim == 3
+    # The last periodic kNN scores the dims the loss saw last: the map itself.
+    assert est.history_[-1]["knn"] == pytest.approx(knn_accuracy(est.embedding_, tiny_images().labels))
     assert [r["dim"] for r in est.history_][-1] == 3 and est.history_[0]["dim"] > est.history_[-1]["dim"]
     np.testing.assert_allclose(est.transform(tiny_images()), est.embedding_, atol=1e-5)
     est.save(tmp_path / "m.pt")
@@ -282,3 +286,28 @@ def test_sweep_configs_take_a_schedule(tmp_path):
     bad.write_text(TINY_SWEEP + "\n[methods.x]\nmethod = 'tsimcne'\nschedule = 'annealing'\n", encoding="utf-8")
     assert main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_an_annealed_fit_in_two_processes(tmp_path):
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from medcne.datasets import SAMPLE_PATH
+
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "2",
+           "--schedule", "anneal", "--epochs", "2", "--warmup", "0", "--subset", "64", "--size", "16",
+           "--width", "2", "--batch-size", "16", "--device", "cpu"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resolved = json.loads((out / "params.json").read_text())["resolved"]
+    assert resolved["world_size"] == 2 and resolved["stages"][0]["anneal"]["end_dim"] == 2
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [r["dim"] for r in rows][-1] == "2" and int(rows[0]["dim"]) > 2
+    assert np.load(out / "embedding.npz")["embedding"].shape == (64, 2)
