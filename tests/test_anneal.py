@@ -311,3 +311,14 @@ def test_an_annealed_fit_in_two_processes(tmp_path):
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [r["dim"] for r in rows][-1] == "2" and int(rows[0]["dim"]) > 2
     assert np.load(out / "embedding.npz")["embedding"].shape == (64, 2)
+
+
+def test_a_bad_schedule_on_the_command_line_is_one_line(tmp_path, capsys):
+    from medcne.cli import main
+    from medcne.datasets import SAMPLE_PATH
+
+    out = tmp_path / "run"
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(out), "--schedule", "anneal:dof=0", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "degrees of freedom" in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
