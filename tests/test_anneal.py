@@ -233,7 +233,7 @@ def test_a_budget_scales_the_annealed_stage_and_keeps_its_shape():
 @pytest.mark.slow
 def test_a_budget_fit_with_annealing(tmp_path):
     data = np.random.default_rng(0).integers(0, 255, (64, 12, 12, 3), dtype=np.uint8)
-    est = tiny(epochs=4, warmup=2, budget="20s", checkpoint=tmp_path / "ck.pt").fit(data)
+    est = tiny(epochs=4, warmup=2, budget="40s", checkpoint=tmp_path / "ck.pt").fit(data)
     (stage,) = est.stages_
     assert stage.anneal is not None and len(est.history_) == stage.epochs
     # Whatever length the budget chose, the annealing ends at the map's dimension on the last epoch.
