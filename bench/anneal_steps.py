@@ -35,6 +35,9 @@ CONFIGS = {
     "anneal-dof2": ["--schedule", "anneal:dof=2", *A15],
     "anneal-dof0.5": ["--schedule", "anneal:dof=0.5", *A15],
     "anneal-noclip": ["--schedule", "anneal:clip=0", *A15],
+    # The paper's default augmentations, where rotations are not part of the views.
+    "stages-simclr": ["--epochs", "10,1,4", "--warmup", "2,0,1", "--stage3-lr-factor", "0.1", "--preset", "simclr"],
+    "anneal-simclr": ["--schedule", "anneal", *A15, "--preset", "simclr"],
 }
 WRAPPER = """
 import resource, subprocess, sys, time
