@@ -56,6 +56,16 @@ class TSimCNE(BaseEstimator):
     loss : {'cauchy', 'cosine'}
         'cauchy' is t-SimCNE; 'cosine' is the SimCLR baseline (one stage,
         128-D output, temperature 0.5; use :meth:`features` for its map).
+    schedule : str
+        How training gets down to ``dim``: 'stages', the paper's three stages;
+        'anneal', the reference package's newer single stage (tsimcne 0.4): the
+        head keeps 128 outputs and the loss sees the first d, d going from 128
+        to ``dim`` along half a cosine over the planned training; Student-t
+        kernel with 1 degree of freedom (the Cauchy kernel); gradients clipped
+        at ±4 by value; it trains ``epochs`` epochs (one number, or the first of
+        three: the reference's 1000) with the first ``warmup`` (10). Settings:
+        'anneal:shape=piecewise-cosine,dof=2,end_share=0.1' (see
+        :class:`medcne.train.anneal.AnnealSpec`).
     preset : {'simclr', 'rot90', 'rotate'}
         Augmentations (see :class:`medcne.augment.Augmenter`).
     crop, jitter, grayscale : bool
@@ -132,6 +142,7 @@ class TSimCNE(BaseEstimator):
         warmup=PAPER["warmup"],
         head_init: str = HEAD_INIT,
         loss: str = "cauchy",
+        schedule: str = "stages",
         preset: str = PRESET,
         crop: bool = True,
         jitter: bool = True,
@@ -159,6 +170,7 @@ class TSimCNE(BaseEstimator):
         self.warmup = warmup
         self.head_init = head_init
         self.loss = loss
+        self.schedule = schedule
         self.preset = preset
         self.crop = crop
         self.jitter = jitter

@@ -74,6 +74,37 @@ def cauchy_infonce(z: torch.Tensor) -> torch.Tensor:
 
 
 @_fp32
+def student_t_infonce(z: torch.Tensor, dof: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE with the Student-t similarity ``(1 + ||z_i - z_k||^2 / dof) ** (-(dof + 1) / 2)``.
+
+    ``dof = 1`` is :func:`cauchy_infonce`. (The reference package writes the
+    kernel with ``2 ||.||^2 / dof``: the same family, the map scaled by sqrt(2).)
+
+    Parameters
+    ----------
+    z : Tensor, shape (2B, d)
+        Rows i and i + B are the two views of image i.
+    dof : float
+        Degrees of freedom (> 0); large values approach a Gaussian kernel.
+    mask : Tensor, shape (d,), optional
+        Multiplies every row first: 0 drops an output dimension from the
+        distances (and from the gradients) while all shapes stay the same,
+        which is how dimension annealing shows the loss only the first dims.
+
+    Returns
+    -------
+    Tensor, shape ()
+        Mean loss over the 2B anchors, float32.
+    """
+    z = _check(z)
+    if mask is not None:
+        z = z * mask.to(z.dtype)
+    sq = (z * z).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
+    return infonce_from_logsim(torch.log1p(d2 / dof) * (-0.5 * (dof + 1.0)))
+
+
+@_fp32
 def cosine_infonce(z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """SimCLR loss (NT-Xent) with similarity ``exp(cos(z_i, z_k) / temperature)``.
 

@@ -59,8 +59,19 @@ def _choice(options) -> tuple[Callable[[object], bool], str]:
     return (lambda v: isinstance(v, str) and v in options), "one of " + ", ".join(map(repr, options))
 
 
+def _one_number(value) -> bool:
+    """One non-negative whole number (``20``, ``'20'``, ``[20]``): the epochs of an annealed run."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, str) and value.strip().isdigit():
+        return True
+    return _int(value) and value >= 0
+
+
 def _epochs_ok(name: str) -> Callable[[object], bool]:
     def ok(value) -> bool:
+        if _one_number(value):
+            return True
         try:
             parse_epochs(value, name=name)
         except MedcneError:
@@ -87,7 +98,7 @@ _AUTO_BOOL = (lambda v: v == "auto" or isinstance(v, (bool, np.bool_))), "'auto'
 
 RULES: Mapping[str, Rule] = {r.name: r for r in (
     Rule("dim", lambda v: _int(v) and v >= 1, "a positive integer (2 for a map, 3 for a 3D map)", "--dim"),
-    Rule("epochs", _epochs_ok("epochs"), "3 non-negative integers, one per stage, e.g. 1000,50,450", "--epochs"),
+    Rule("epochs", _epochs_ok("epochs"), "3 non-negative integers, one per stage, e.g. 1000,50,450 (one for the anneal schedule)", "--epochs"),
     Rule("batch_size", lambda v: _int(v) and v >= 2, "an integer >= 2 (paper: 1024)", "--batch-size"),
     Rule("lr", lambda v: v == "auto" or (_number(v) and v > 0), "a positive number or 'auto'", "--lr"),
     Rule("stage3_lr_factor", lambda v: _number(v) and v > 0, "a positive number (stage-3 lr / lr, paper: 0.001)",
@@ -115,6 +126,8 @@ RULES: Mapping[str, Rule] = {r.name: r for r in (
     Rule("verbose", *_BOOL),
     Rule("sync_bn", *_AUTO_BOOL, "--no-sync-bn"),
     Rule("stream", *_AUTO_BOOL, "--stream"),
+    Rule("schedule", lambda v: isinstance(v, str) and v.split(":")[0] in ("stages", "anneal"),
+         "'stages', 'anneal' or 'anneal:key=value,...'", "--schedule"),
 )}
 
 

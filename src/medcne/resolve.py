@@ -20,7 +20,14 @@ from .errors import MedcneError
 from .models import check_model_args, use_small_stem
 from .params import check_all, check_split, parse_epochs
 from .train import distributed
-from .train.stages import Stage, default_lr, simclr_stages, tsimcne_stages
+from .train.stages import (
+    Stage,
+    annealed_schedule,
+    default_lr,
+    epochs_record,
+    simclr_stages,
+    tsimcne_stages,
+)
 
 
 def resolve(est, data: ImageSet) -> dict:
@@ -30,8 +37,12 @@ def resolve(est, data: ImageSet) -> dict:
     check_all(est.get_params())
     out: dict = {"batch_size_": int(min(est.batch_size, len(data)))}
     out["lr_"] = default_lr(out["batch_size_"]) if est.lr == "auto" else float(est.lr)
-    epochs, warmup = parse_epochs(est.epochs), parse_epochs(est.warmup, name="warmup")
-    if est.loss == "cosine":
+    annealed = annealed_schedule(getattr(est, "schedule", "stages"), est.epochs, est.warmup, out["lr_"], est.dim,
+                                 est.loss)
+    epochs, warmup = (None, None) if annealed else (parse_epochs(est.epochs), parse_epochs(est.warmup, name="warmup"))
+    if annealed:
+        out["stages_"] = annealed
+    elif est.loss == "cosine":
         out["stages_"] = simclr_stages(epochs[0], out["lr_"], warmup[0])
     else:
         out["stages_"] = tsimcne_stages(epochs, out["lr_"], est.dim, warmup, est.stage3_lr_factor,
@@ -72,8 +83,8 @@ def record_params(est, stages=None) -> dict:
     params["random_state"] = params["random_state"] if isinstance(params["random_state"], (int, np.integer)) \
         else None
     params["checkpoint"] = None if params["checkpoint"] is None else str(params["checkpoint"])
-    params["epochs"] = list(parse_epochs(est.epochs))
-    params["warmup"] = list(parse_epochs(est.warmup, name="warmup"))
+    params["epochs"] = epochs_record(est.epochs)
+    params["warmup"] = epochs_record(est.warmup, "warmup")
     fill = getattr(est, "fill_", None)
     resolved = {
         "batch_size": est.batch_size_, "lr": est.lr_, "device": str(est.device_),

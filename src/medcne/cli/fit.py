@@ -67,7 +67,12 @@ def add_parser(sub) -> None:
                    help="the paper's settings and schedule (1000,50,450 epochs, width 64, batch 1024), also on a CPU")
     g.add_argument("--preset", default=PRESET, choices=PRESETS,
                    help="augmentations; 'rotate' suits microscopy and pathology")
-    g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450)")
+    g.add_argument("--schedule", default="stages", metavar="{stages,anneal}",
+                   help="stages: the paper's three stages; anneal: one stage whose loss sees 128 output dims "
+                        "going down to --dim (the reference's newer method; settings as "
+                        "anneal:shape=cosine,dof=1,end_share=0,clip=4; see docs/schedules.md)")
+    g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450); with --schedule anneal "
+                                    "one number (reference: 1000) or the first of three")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")
     g.add_argument("--lr", help="peak learning rate (default auto: 0.03 * batch / 256); with --resume: continue "
                                "with this one (after a divergence)")
@@ -130,6 +135,7 @@ def training_params(args) -> dict:
         budget=budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
         sync_bn=args.sync_bn, stream={"auto": "auto", "on": True, "off": False}[args.stream],
+        schedule=args.schedule,
     )
     check_all(params)
     return params

@@ -22,7 +22,8 @@ dataset x method x seed. Tables:
     ``batch_size`` for its trained cells.
 ``[methods.NAME]``
     ``method`` (``"tsimcne"`` or a baseline such as ``"tsne-pixels"``), its
-    options (t-SimCNE: ``preset``, ``crop``, ``jitter``, ``grayscale``,
+    options (t-SimCNE: ``schedule`` ('stages', or 'anneal' for dimension annealing, with
+    ``epochs`` then one number), ``preset``, ``crop``, ``jitter``, ``grayscale``,
     ``head_init``, any ``[training]`` key; ``tsne-simclr``: ``preset``, the
     switches, ``epochs``...), optional ``datasets`` (only these).
 """
@@ -50,8 +51,8 @@ METHODS = (TSIMCNE, *BASELINES)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 AUGMENT_KEYS = ("preset", "crop", "jitter", "grayscale")
-TRAINING_OPTIONS = ("epochs", "batch_size", "lr", "stage3_lr_factor", "warmup", "backbone", "width", "head_init",
-                    "dim", "device", "precision", "budget", "compile", "knn_every", "checkpoint_minutes",
+TRAINING_OPTIONS = ("schedule", "epochs", "batch_size", "lr", "stage3_lr_factor", "warmup", "backbone", "width",
+                    "head_init", "dim", "device", "precision", "budget", "compile", "knn_every", "checkpoint_minutes",
                     "small_stem", *AUGMENT_KEYS)
 SIMCLR_OPTIONS = ("epochs", "batch_size", "lr", "warmup", "backbone", "width", "device", "precision", *AUGMENT_KEYS)
 BASELINE_OPTIONS = {"tsne-resnet18": ("weights", "download"), "tsne-resnet152": ("weights", "download"),

@@ -109,7 +109,7 @@ def method_options(config: SweepConfig, dataset: Dataset, method: Method, overri
 def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overrides: dict) -> dict:
     """:class:`~medcne.TSimCNE` parameters: command line > method > dataset > ``[training]`` > quick > paper."""
     from ..device import resolve_device
-    from ..train.stages import parse_epochs
+    from ..train.stages import epochs_record
 
     quick = bool(overrides.get("quick") or config.training.get("quick", False))
     explicit = {**config.training, **dataset.training, **options, **overrides}
@@ -125,7 +125,8 @@ def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overr
     if budget is not None:
         explicit["budget"] = budget
     # One spelling ('12,1,6' on the command line, [12, 1, 6] in a file), so that specs compare equal.
-    settings["epochs"], settings["warmup"] = parse_epochs(settings["epochs"]), parse_epochs(settings["warmup"])
+    settings["epochs"] = tuple(epochs_record(settings["epochs"]))
+    settings["warmup"] = tuple(epochs_record(settings["warmup"], "warmup"))
     return {**settings, **{k: v for k, v in explicit.items() if k not in TRAINING_KEYS}}
 
 
@@ -136,11 +137,11 @@ def simclr_settings(config: SweepConfig, dataset: Dataset, options: dict, overri
     their stage-1 epochs (the paper's 1000 = its SimCLR epochs); then
     ``[simclr]``, then the method's own options.
     """
-    from ..train.stages import parse_epochs
+    from ..train.stages import first_epochs
 
     t = tsimcne_settings(config, dataset, {}, overrides)
-    base = dict(epochs=parse_epochs(t["epochs"])[0], batch_size=t["batch_size"], lr=t["lr"],
-                warmup=parse_epochs(t["warmup"])[0], width=t["width"], backbone=t["backbone"],
+    base = dict(epochs=first_epochs(t["epochs"]), batch_size=t["batch_size"], lr=t["lr"],
+                warmup=first_epochs(t["warmup"], "warmup"), width=t["width"], backbone=t["backbone"],
                 device=t.get("device", "auto"), precision=t.get("precision", "auto"))
     params = {**base, **config.simclr, **options}
     warmup = params["warmup"]

@@ -23,6 +23,7 @@ from ..defaults import MOMENTUM, WEIGHT_DECAY
 from ..device import amp_dtype
 from ..errors import DivergedError
 from ..models import uses_channels_last
+from .anneal import clip_gradients, loss_of_step
 from .progress import Progress
 from .rng import Generators
 from .stages import Stage, lr_at
@@ -345,31 +346,38 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = train_step(job, optimizer, next(batches), frozen)
+        loss_fn, dim = loss_of_step(job.loss_fn, stage, epoch * spe + s, spe, store.device)
+        loss = train_step(job, optimizer, next(batches), frozen, loss_fn, stage)
         watch.add(loss)
         _check_finite(watch.poll(), stage, epoch, lr)
         if bar is not None:
-            bar.step(watch.seen, lr, last=s == spe - 1)
+            bar.step(watch.seen, lr, last=s == spe - 1, dim=dim)
     total = float(watch.total)  # the one read per epoch that waits for the device
     _check_finite((spe, total), stage, epoch, lr)
     seconds = time.perf_counter() - t0
-    return {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
+    row = {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
+    return row if dim is None else {**row, "dim": dim}
 
 
-def train_step(job: Job, optimizer: torch.optim.Optimizer, batch: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+def train_step(job: Job, optimizer: torch.optim.Optimizer, batch: torch.Tensor, frozen: bool = False,
+               loss_fn: Loss | None = None, stage: Stage | None = None) -> torch.Tensor:
     """One optimisation step on a uint8 ``batch`` of images on the device: two views of each,
     the loss, backward, SGD. Returns the loss (a device tensor: reading it would wait for the device).
-    ``frozen``: only the head trains (stage 2)."""
+    ``frozen``: only the head trains (stage 2). ``loss_fn``: this step's loss (an annealed stage's
+    changes with the step; default ``job.loss_fn``); ``stage``: clips gradients where it asks to."""
+    loss_fn = job.loss_fn if loss_fn is None else loss_fn
     views = job.augment(torch.cat([batch, batch]), job.generators.augment)
     if uses_channels_last(job.store.device):
         views = views.contiguous(memory_format=torch.channels_last)
     if job.replica is None:
-        loss = contrastive_step(job.model, views, job.loss_fn, job.gather, job.backbone, frozen)
+        loss = contrastive_step(job.model, views, loss_fn, job.gather, job.backbone, frozen)
     else:  # several processes: the same step through the wrapper that averages the gradients
         z = job.replica(views)
-        loss = job.loss_fn(z if job.gather is None else job.gather(z))
+        loss = loss_fn(z if job.gather is None else job.gather(z))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if stage is not None:
+        clip_gradients(optimizer, stage)
     optimizer.step()
     return loss
 

@@ -78,7 +78,7 @@ class Monitor:
 
     def __call__(self, end: EpochEnd) -> None:
         if self.knn_every and end.row and end.position.epoch % self.knn_every == 0:
-            end.row["knn"] = self.knn(end.model)
+            end.row["knn"] = self.knn(end.model, end.row.get("dim"))
         due = time.monotonic() - self.last_save >= self.seconds_between
         save = self.checkpoint is not None and (end.stage_done or due)
         if self.world.active and self.checkpoint is not None:
@@ -112,12 +112,14 @@ class Monitor:
         """Training time so far, including the time before a resume."""
         return time.monotonic() - self.started
 
-    def knn(self, model: torch.nn.Module) -> float:
-        """kNN accuracy (%) of the current output on the fixed sample."""
+    def knn(self, model: torch.nn.Module, dim: int | None = None) -> float:
+        """kNN accuracy (%) of the current output on the fixed sample; of its first ``dim``
+        outputs when given (dimension annealing: the ones the loss sees now)."""
         was_training = model.training
         model.eval()
         z = embed(model, self.knn_images, self.device, chunk=512)
         model.train(was_training)
+        z = z if dim is None else z[:, :dim]
         return float(knn_accuracy(z, self.knn_labels))
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from .stages import Stage
+if TYPE_CHECKING:  # the command line imports this module, and must not load torch
+    from .stages import Stage
 
 
 def describe(stages: tuple[Stage, ...], si: int, epoch: int) -> str:
@@ -54,18 +56,22 @@ class Progress:
         else:  # seconds since the start, never past the budget's total
             self.bar.update(max(0, min(self.bar.total, round(time.monotonic() - self.started)) - self.bar.n))
 
-    def step(self, seen: tuple[int, float], lr: float, last: bool) -> None:
+    def step(self, seen: tuple[int, float], lr: float, last: bool, dim: int | None = None) -> None:
         """One step done; ``seen`` is (steps, summed loss) of the epoch as far as the host knows
-        it without waiting for the device (:class:`~.loop.LossWatch`)."""
+        it without waiting for the device (:class:`~.loop.LossWatch`); ``dim``: the output
+        dimensions the loss sees (dimension annealing), else None."""
         self._advance()
         steps, total = seen
         if steps and (last or self.bar.n % 10 == 0):
-            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", **self._left(), refresh=False)
+            shown = {} if dim is None else {"dim": dim}
+            self.bar.set_postfix(loss=f"{total / steps:.3f}", lr=f"{lr:.2g}", **shown, **self._left(),
+                                 refresh=False)
 
     def epoch(self, si: int, row: dict) -> None:
         self.bar.set_description(describe(self.stages, si, row["epoch"]))
-        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", views_s=f"{row['views_per_s']:.0f}",
-                             **self._left())
+        shown = {"dim": row["dim"]} if "dim" in row else {}
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", **shown,
+                             views_s=f"{row['views_per_s']:.0f}", **self._left())
 
     def _left(self) -> dict:
         """The plan and the time left against the budget's deadline (0:00 once past it)."""

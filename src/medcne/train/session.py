@@ -22,6 +22,7 @@ from ..losses import get_loss
 from ..params import say
 from . import checkpoint as ckpt
 from . import distributed
+from .anneal import finish_schedule
 from .budget import BudgetPlan, budget_stages, training_seconds
 from .loop import compile_backbone, steps_per_epoch, train
 from .monitor import Monitor
@@ -104,6 +105,7 @@ def run_session(model: nn.Module, data, augment, gens: Generators, settings: Set
         position=position, optimizer_state=opt_state, on_epoch=monitor, backbone=backbone, progress=s.verbose,
         deadline=plan and plan.deadline, replan=plan, **distributed.training_arguments(s.world, s.sync_bn),
     )
+    finish_schedule(model, pos.stages or stages)  # an annealed run keeps the outputs of its map
     if pos.stages is not None and pos.stages != stages:
         stages = pos.stages
         if s.verbose and s.world.is_main:

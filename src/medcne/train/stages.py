@@ -4,6 +4,9 @@ t-SimCNE (docs/design.md, "The method") trains in three stages: (1) everything, 
 128-D; (2) a fresh last Linear with output ``dim`` (2 for a map), trained alone;
 (3) everything again at a thousandth of the learning rate. Each stage is one
 frozen :class:`Stage`; :func:`medcne.train.loop.train` runs any tuple of them.
+The newer single stage of the reference (:func:`anneal_stages`) is one Stage
+with an :class:`~.anneal.AnnealSpec`: the dimension its loss sees goes down
+from 128 to the map's over the stage (:mod:`medcne.train.anneal`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..defaults import (
 )
 from ..errors import MedcneError
 from ..params import parse_epochs
+from .anneal import AnnealSpec, parse_schedule
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class Stage:
         :meth:`medcne.models.TSimCNENet.replace_last`).
     train : {'all', 'last'}
         Which parameters the (fresh) optimiser updates.
+    anneal : AnnealSpec or None
+        Dimension annealing: the loss sees the first ``d`` of the ``out_dim``
+        outputs, ``d`` a function of the share of the stage done; Student-t
+        kernel; gradients clipped by value. None: the loss of the run, all outputs.
     """
 
     name: str
@@ -60,8 +68,11 @@ class Stage:
     new_head: bool = False
     train: str = "all"
     head_init: str = HEAD_INIT
+    anneal: AnnealSpec | None = None
 
     def __post_init__(self):
+        if isinstance(self.anneal, dict):  # read back from a record (params.json, checkpoints)
+            object.__setattr__(self, "anneal", AnnealSpec(**self.anneal))
         if self.epochs < 0:
             raise MedcneError(f"epochs of stage {self.name!r} must be >= 0; got {self.epochs}")
         if not self.lr > 0:
@@ -106,6 +117,50 @@ def simclr_stages(epochs: int = SIMCLR_EPOCHS, lr: float = PAPER_LR, warmup: int
                   dim: int = PRETRAIN_DIM) -> tuple[Stage]:
     """The SimCLR baseline: one stage, 128-D output, all parameters."""
     return (Stage("simclr", int(epochs), lr, int(warmup), dim),)
+
+
+def anneal_stages(epochs: int, lr: float, warmup: int, spec: AnnealSpec) -> tuple[Stage]:
+    """The reference's single stage: all parameters, ``spec.start_dim`` outputs, annealed to ``spec.end_dim``."""
+    return (Stage("anneal", int(epochs), lr, int(warmup), spec.start_dim, anneal=spec),)
+
+
+def first_epochs(value, name: str = "epochs") -> int:
+    """One stage's epochs from ``value``: one number (``20``, ``'20'``) or the first of three
+    (``'1000,50,450'``: the three-stage form, as the SimCLR baseline reads it)."""
+    if isinstance(value, str) and "," not in value or isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            e = int(value)
+        except (TypeError, ValueError):
+            e = -1
+        if e < 0 or (isinstance(value, float) and e != value):
+            raise MedcneError(f"{name} must be a non-negative integer, or three separated by commas; got {value!r}")
+        return e
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        return first_epochs(value[0], name)
+    return parse_epochs(value, name=name)[0]
+
+
+def epochs_record(value, name: str = "epochs") -> list[int]:
+    """``value`` as the JSON list a record keeps: three numbers, or one (an annealed run's)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1 or isinstance(value, (int, float)) \
+            or isinstance(value, str) and "," not in value:
+        return [first_epochs(value, name)]
+    return list(parse_epochs(value, name=name))
+
+
+def annealed_schedule(schedule, epochs, warmup, lr: float, dim: int, loss: str) -> tuple[Stage] | None:
+    """The stages of ``schedule`` when it is 'anneal' (None for 'stages').
+
+    The annealed stage trains for ``epochs`` (one number, or the first of three)
+    with ``warmup`` epochs of warm-up (likewise), output 128-D annealed to ``dim``.
+    """
+    spec = parse_schedule(schedule, end_dim=dim, start_dim=PRETRAIN_DIM)
+    if spec is None:
+        return None
+    if loss != "cauchy":
+        raise MedcneError(f"schedule {schedule!r} trains t-SimCNE's own loss: use loss='cauchy' (got {loss!r}), "
+                          "or schedule='stages'")
+    return anneal_stages(first_epochs(epochs), lr, first_epochs(warmup, "warmup"), spec)
 
 
 def lr_at(stage: Stage, step: int, steps_per_epoch: int) -> float:
