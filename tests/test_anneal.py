@@ -217,7 +217,8 @@ def test_resume_mid_annealing_gives_the_same_map(tmp_path):
 
 
 def test_a_budget_scales_the_annealed_stage_and_keeps_its_shape():
-    from medcne.train.duration import StepTiming, budget_stages, replan_stages
+    from medcne.train.budget import budget_stages, replan_stages
+    from medcne.train.timing import StepTiming
 
     template = anneal_stages(12, 0.1, 2, AnnealSpec(shape="piecewise-cosine"))
     (planned,) = budget_stages(template, StepTiming(step=1.0, first=1.0), n=40, batch_size=10, seconds=120)
@@ -240,12 +241,15 @@ def test_a_budget_fit_with_annealing(tmp_path):
     assert est.history_[-1]["dim"] == 2 and est.model_.out_dim == 2
 
 
-def test_an_annealed_step_never_syncs():
-    from test_gpu_contract import audited_epoch, tiny_job
+def test_an_annealed_fit_never_syncs_in_a_step():
+    # The sync audit of the real loop (medcne.train.syncaudit) over an annealed fit: the dimension
+    # changes with the step, and the mask, the scheduled loss and the clipping stay on the device.
+    from test_syncaudit import audited_fit
 
-    job, _ = tiny_job("rotate")
-    stage = anneal_stages(2, 0.01, 0, AnnealSpec(start_dim=16))[0]  # tiny_job's head has 16 outputs
-    assert audited_epoch(job, stage) == ["_local_scalar_dense"]  # the one read of the epoch's loss
+    audit, est = audited_fit(3, schedule="anneal", dim=2)
+    assert audit.judged() >= 3 and audit.step_syncs() == [], audit.summary()
+    assert [[s.op for s in e.end] for e in audit.epochs] == [["_local_scalar_dense"]] * 3
+    assert len({r["dim"] for r in est.history_}) > 1
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ def images(n: int = 24, size: int = 12) -> np.ndarray:
 
 def audited_fit(epochs=(1, 0, 0), n: int = 24, **params):
     """A fit of 3 steps per epoch (a steady step in each) under the audit."""
-    kw = dict(epochs=epochs, warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", random_state=0,
+    kw = dict(epochs=epochs, warmup=0 if isinstance(epochs, int) else (0, 0, 0), batch_size=8, width=2, device="cpu", random_state=0,
               verbose=False, **params)
     with audit_training() as audit:
         est = TSimCNE(**kw).fit(images(n))
