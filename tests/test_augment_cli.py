@@ -51,7 +51,7 @@ def test_pick_images_cycles_through_classes():
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--preset", "rotation"], "`preset` must be one of 'simclr', 'rot90', 'rotate', 'none'; got 'rotation'"),
+        (["--preset", "rotation"], "--preset must be one of 'simclr', 'rot90', 'rotate', 'none'; got 'rotation'"),
         (["--n-views", "0"], "--n-views must be at least 1"),
         (["--fill", "grey"], "--fill must be 'border', 'black'"),
         (["--preset", "rotate", "--fill", "0.5,2,0.5"], "`fill` must be None or 1 or 3 numbers in [0, 1]"),

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import medcne.augment
+import medcne.estimator
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH
 
@@ -20,11 +21,11 @@ def augmenters(monkeypatch):
     seen = []
     real = medcne.augment.augmenter_for
 
-    def spy(images, preset, **switches):
+    def spy(images, preset, compile=False, **switches):
         seen.append((preset, switches))
-        return real(images, preset, **switches)
+        return real(images, preset, compile=compile, **switches)
 
-    monkeypatch.setattr(medcne.augment, "augmenter_for", spy)
+    monkeypatch.setattr(medcne.estimator, "augmenter_for", spy)  # where fit looks it up
     return seen
 
 
