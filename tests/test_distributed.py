@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from medcne.defaults import BUDGET_CPU
 import torch
 
 from ddphelpers import (
@@ -30,6 +28,7 @@ from ddphelpers import (
 )
 from medcne.cli import build_parser, main
 from medcne.datasets import SAMPLE_PATH
+from medcne.defaults import BUDGET_CPU
 from medcne.train import Generators, distributed
 from medcne.train.loop import shard, steps_per_epoch
 
