@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 
+from .. import __version__
 from ..errors import MedcneError
 from ..runs.tsimcne import end_progress_bars
 from .common import check_out_is_not_an_input
@@ -47,6 +48,8 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="medcne", description="2D maps of medical image datasets with t-SimCNE.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"medcne {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
