@@ -20,7 +20,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("cauchy", "cosine")  # t-SimCNE, SimCLR
 BASELINES = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")
 
-# -- t-SimCNE as in the paper (DESIGN.md section 1) ----------------------------
+# -- t-SimCNE as in the paper (docs/design.md, "The method") ----------------------------
 PAPER_EPOCHS = (1000, 50, 450)
 PAPER_WARMUP = (10, 0, 10)
 LR_PER_256 = 0.03  # peak learning rate = 0.03 * batch_size / 256

@@ -1,4 +1,4 @@
-"""Contrastive losses as pure functions of the outputs ``z`` (DESIGN.md section 1).
+"""Contrastive losses as pure functions of the outputs ``z`` (docs/design.md, "The method").
 
 Layout of ``z``: shape (2B, d), the first view of every image in rows 0..B-1 and
 the second view in rows B..2B-1, so that rows ``i`` and ``i + B`` are partners.

@@ -1,4 +1,4 @@
-"""Backbones and the projection head of t-SimCNE (DESIGN.md section 1).
+"""Backbones and the projection head of t-SimCNE (docs/design.md, "The method").
 
 A :class:`TSimCNENet` is a ResNet backbone giving the feature ``h`` (``num_features``
 wide: 512 for ResNet18/34 at width 64) and a head ``Linear(F, 1024), ReLU,

@@ -1,7 +1,7 @@
 """The augmentation presets of the paper and the validation of their parameters.
 
 A preset is a set of defaults; every value can be overridden by name. The
-values are those of SimCLR as t-SimCNE uses them (DESIGN.md, "Augmentations").
+values are those of SimCLR as t-SimCNE uses them (docs/design.md, "Augmentations").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The training stages as data, and the learning rate as a pure function of the step.
 
-t-SimCNE (DESIGN.md section 1) trains in three stages: (1) everything, output
+t-SimCNE (docs/design.md, "The method") trains in three stages: (1) everything, output
 128-D; (2) a fresh last Linear with output ``dim`` (2 for a map), trained alone;
 (3) everything again at a thousandth of the learning rate. Each stage is one
 frozen :class:`Stage`; :func:`medcne.train.loop.train` runs any tuple of them.
