@@ -63,11 +63,11 @@ demo: install viewer-assets
 
 test: install browser viewer-assets
 	$(BIN)/python -m pytest -q
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The documentation site (MkDocs + Material + mkdocstrings), built offline into site/.
 docs: install
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	@echo "documentation: site/index.html"
 
 lint: install

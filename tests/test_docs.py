@@ -93,7 +93,7 @@ def test_the_readme_and_the_pages_have_runnable_blocks():
 def test_every_substitution_finds_its_text(page):
     """A substitution whose text left the block would silently run the full-size command."""
     for m in MARKER.finditer(page.read_text(encoding="utf-8")):
-        for lang, _, subs in runnable_blocks(m.group(0)):
+        for _lang, _, subs in runnable_blocks(m.group(0)):
             for old, _new in subs:
                 assert old in m["code"], f"{page.name}: '{old}' is not in the block it should shorten"
 

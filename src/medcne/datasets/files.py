@@ -212,7 +212,7 @@ def _check_total(n: int, image_shape: tuple[int, ...], source: str) -> None:
 def _mixed_size_error(images: list[np.ndarray], files: list[Path], source: str) -> MixedSizeError:
     """The error for images of several sizes, naming one file of each size so the odd ones can be found."""
     first: dict[tuple[int, int], Path] = {}
-    for arr, f in zip(images, files):
+    for arr, f in zip(images, files, strict=True):
         first.setdefault(arr.shape[:2], f)
     sizes = sorted(first)
     listed = ", ".join(f"{h}x{w} (e.g. {printable(str(first[h, w]))})" for h, w in sizes[:5])
