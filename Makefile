@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_RUN ?= demo-run
 
-.PHONY: install demo test lint browser viewer-assets node clean
+.PHONY: install demo test docs lint browser viewer-assets node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,12 +53,25 @@ demo: install viewer-assets
 	@echo "map:     $(DEMO_RUN)/map.png"
 	@echo "metrics: $(DEMO_RUN)/metrics.json"
 	@echo "viewer:  $(DEMO_RUN)/viewer/index.html (open it in a browser)"
+	@echo
+	@echo "Next, on your own folder of images (one sub-folder per class):"
+	@echo "  source .venv/bin/activate"
+	@echo "  medcne info my_images/ --size 28"
+	@echo "  medcne fit my_images/ --size 28 --budget 15m --preset rotate --out my-run"
+	@echo "  medcne view my-run --open"
+	@echo "Documentation: make docs, then open site/index.html (sources in docs/)"
 
 test: install browser viewer-assets
 	$(BIN)/python -m pytest -q
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The documentation site (MkDocs + Material + mkdocstrings), built offline into site/.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "documentation: site/index.html"
 
 lint: install
 	$(BIN)/ruff check src tests bench scripts
 
 clean:
-	rm -rf $(VENV) $(DEMO_RUN) .pytest_cache src/medcne/viewer/static $(VIEWER_JS)/node_modules
+	rm -rf $(VENV) $(DEMO_RUN) site .pytest_cache src/medcne/viewer/static $(VIEWER_JS)/node_modules

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 
+from .. import __version__
 from ..errors import MedcneError
 from ..limits import check_args
 from ..params import for_cli, speak_as_cli
@@ -49,6 +50,8 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="medcne", description="2D maps of medical image datasets with t-SimCNE.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"medcne {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
         "baseline", help="a baseline map (t-SNE of pixels / ImageNet ResNet / SimCLR features, UMAP) as a run folder"
     )
     p.add_argument("data", help="a dataset, as for `medcne info`")
-    p.add_argument("--method", required=True, choices=BASELINES)
+    p.add_argument("--method", required=True, choices=BASELINES, help="the baseline to compute")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     p.add_argument("--jobs", type=int, help="t-SNE threads (default: all cores)")
@@ -23,10 +23,12 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("SimCLR (tsne-simclr)")
     g.add_argument("--epochs", type=int, default=SIMCLR_EPOCHS,
                    help=f"SimCLR training epochs (default {SIMCLR_EPOCHS}, as the paper)")
-    g.add_argument("--batch-size", type=int, default=PAPER["batch_size"])
+    g.add_argument("--batch-size", type=int, default=PAPER["batch_size"],
+                   help=f"images per SimCLR batch (default {PAPER['batch_size']}, as the paper)")
     g.add_argument("--width", type=int, default=PAPER["width"],
                    help=f"backbone base channels ({PAPER['width']} as the paper; 16 on a CPU)")
-    g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where to compute features and train SimCLR (auto: a GPU when there is one)")
     g.add_argument("--preset", choices=PRESETS, help=f"SimCLR's augmentations (default {PRESET}; the paper also rotate)")
     g.add_argument("--no-crop", action="store_true", help="ablation: no random resized crop")
     g.add_argument("--no-jitter", action="store_true", help="ablation: no colour jitter")

@@ -15,7 +15,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     """The reader options of :func:`medcne.datasets.load_dataset`."""
     g = p.add_argument_group("data")
     g.add_argument("--format", default="auto",
-                   choices=["auto", "npz", "folder", "csv", "pcam", "store", "dicom", "nifti"])
+                   choices=["auto", "npz", "folder", "csv", "pcam", "store", "dicom", "nifti"],
+                   help="how to read DATA (default auto: from the extension, or a folder)")
     g.add_argument("--split", choices=["train", "val", "test"], help="one split only (default: all joined)")
     g.add_argument("--size", help="resize on load, e.g. 28 or 96x96")
     g.add_argument("--channels", default="keep", choices=["keep", "rgb", "gray"],

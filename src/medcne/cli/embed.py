@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("data", help="the images to place (any format `medcne info` reads)")
     p.add_argument("--out", required=True, help="output .csv or .npz")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where to run the network (auto: a GPU when there is one)")
     add_data_options(p)
     p.set_defaults(func=run)
 

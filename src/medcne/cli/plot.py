@@ -18,7 +18,7 @@ KINDS = ("map", "thumbnails", "compare")
 def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="figures of runs: the map, the thumbnail map, maps side by side")
     p.add_argument("runs", nargs="+", metavar="RUN", help="a run folder (several for --kind compare)")
-    p.add_argument("--kind", default="map", choices=KINDS)
+    p.add_argument("--kind", default="map", choices=KINDS, help="which figure (default map)")
     p.add_argument("--out", required=True, metavar="FILE", help="output .png, .pdf or .svg")
     p.add_argument("--overwrite", action="store_true", help="replace --out when medcne wrote it (never another file)")
     p.add_argument("--color-by", metavar="COLUMN",

@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
                    help="auto: features when the run has a model, pixels for pixel baselines, else the map")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours (default {KNN_K})")
     p.add_argument("--data", help="the run's dataset, if it moved since the run was made")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where to compute features and neighbours (auto: a GPU when there is one)")
     p.set_defaults(func=run)
 
 

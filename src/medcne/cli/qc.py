@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--space", default="auto", choices=["auto", "features", "map", "pixels"],
                    help="auto: features when the run has a model, pixels for pixel baselines, else the map")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours per image (default {KNN_K})")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where to compute features and neighbours (auto: a GPU when there is one)")
     p.set_defaults(func=run)
 
 

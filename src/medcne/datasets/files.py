@@ -217,6 +217,19 @@ def _check_total(n: int, image_shape: tuple[int, ...], source: str) -> None:
     )
 
 
+def _mixed_size_error(images: list[np.ndarray], files: list[Path], source: str) -> MixedSizeError:
+    """The error for images of several sizes, naming one file of each size so the odd ones can be found."""
+    first: dict[tuple[int, int], Path] = {}
+    for arr, f in zip(images, files, strict=True):
+        first.setdefault(arr.shape[:2], f)
+    sizes = sorted(first)
+    listed = ", ".join(f"{h}x{w} (e.g. {printable(str(first[h, w]))})" for h, w in sizes[:5])
+    return MixedSizeError(
+        f"{source}: images have different sizes: {listed}{', ...' if len(sizes) > 5 else ''}; "
+        "pass `size` (e.g. 28) to resize them on load"
+    )
+
+
 def decode_files(files, ids, labels, class_names, *, source, size, channels, skip_bad, notes=None) -> ImageSet:
     """Decode image files; report unreadable ones together, check sizes agree and the memory suffices."""
     check_channels(channels)
@@ -252,11 +265,7 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
         raise DataError(f"{source}: none of the {len(files)} image files could be read")
     shapes = sorted({a.shape for a in images})
     if len({s[:2] for s in shapes}) > 1:
-        listed = ", ".join(f"{s[0]}x{s[1]}" for s in shapes[:5])
-        raise MixedSizeError(
-            f"{source}: images have different sizes ({listed}{', ...' if len(shapes) > 5 else ''}); "
-            "pass `size` (e.g. 28) to resize them on load"
-        )
+        raise _mixed_size_error(images, [files[i] for i in keep], source)
     if len({s[2] for s in shapes}) > 1:
         # Mixed gray and colour files: promote all to RGB rather than fail.
         images = [np.repeat(a, 3, axis=-1) if a.shape[2] == 1 else a for a in images]

@@ -1,4 +1,4 @@
-"""The run folder (docs/design.md, "Architecture"): its files, and reading and writing them.
+"""The run folder (docs/design.md, "A run is a folder"): its files, and reading and writing them.
 
 A run folder holds ``params.json``, ``embedding.npz`` / ``embedding.csv``,
 ``metrics.json``, ``map.png`` and, for trained runs, ``history.csv``,

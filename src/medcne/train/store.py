@@ -1,6 +1,6 @@
 """The dataset as one uint8 tensor, with batched gather onto the training device, or streamed.
 
-Speed comes from the data path (docs/design.md, "Architecture"): all images live in one
+Speed comes from the data path (docs/design.md, "Speed"): all images live in one
 N x C x H x W uint8 tensor, on the GPU when they fit, else in pinned host memory
 from which each batch is copied asynchronously. Batches are index tensors; no
 DataLoader, no per-image Python. A dataset larger than memory (an on-disk store)
