@@ -1,6 +1,6 @@
 """`medcne fit DATA --out RUN`: train t-SimCNE and write a run folder.
 
-The run folder (docs/design.md, "Architecture"): ``params.json``, ``history.csv`` (updated
+The run folder (docs/design.md, "A run is a folder"): ``params.json``, ``history.csv`` (updated
 after every epoch while training), ``checkpoint.pt`` (end of each stage and
 every ``--checkpoint-minutes``), ``model.pt``, ``embedding.npz``,
 ``embedding.csv``, ``metrics.json`` and ``map.png``.
