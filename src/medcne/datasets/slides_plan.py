@@ -15,7 +15,15 @@ import numpy as np
 from PIL import Image
 
 from ..errors import MedcneError
-from .slides import Scale, SlideGeometry, choose_scale, geometry_of, open_slide, read_tile, tile_grid
+from .slides import (
+    Scale,
+    SlideGeometry,
+    choose_scale,
+    geometry_of,
+    open_slide,
+    read_tile,
+    tile_grid,
+)
 from .slides_labels import label_for_slide, read_regions, region_labels
 from .slides_tissue import lowres_downsample, read_lowres, thumbnail, tissue_mask, tissue_share
 
