@@ -85,10 +85,18 @@ def find_slides(paths) -> list[tuple[Path, str]]:
 
 
 def store_module():
-    """The on-disk store (:mod:`medcne.datasets.store`): its ``StoreWriter`` and ``is_store``."""
-    from . import store
+    """The on-disk store (:mod:`medcne.datasets.store`): its ``StoreWriter`` and ``is_store``.
 
-    return store
+    Until that module is merged, :mod:`.slides_store` stands in with the same interface.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(f"{__package__}.store")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.store":
+            raise
+        return importlib.import_module(f"{__package__}.slides_store")
 
 
 def write_thumbnail(out: Path, plan: SlidePlan) -> list[Path]:
@@ -104,6 +112,7 @@ class _Committer:
     def __init__(self, out: Path, options: TileOptions, report: TileReport):
         self.out, self.options, self.report = out, options, report
         self.writer = None
+        self.created = not out.exists()  # only then may a run that commits nothing remove it
         if store_module().is_store(out):  # appending: a rerun resumes, a different tile size is refused
             self.open()
 
@@ -133,8 +142,11 @@ class _Committer:
         self.report.tiles += int(n)
 
     def close(self) -> None:
+        """Close the store; one this run created but put no slide into is removed (nothing half-written)."""
         if self.writer is not None:
             self.writer.close()
+        if self.created and not self.report.tiled and self.out.is_dir():
+            shutil.rmtree(self.out, ignore_errors=True)
 
 
 def _fail(report: TileReport, path: Path, sid: str, exc: SlideError, skip_bad: bool) -> None:
