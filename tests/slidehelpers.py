@@ -7,6 +7,7 @@ checked exactly.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,17 @@ def write_slide(path, level0: np.ndarray, mpp: float | None = 0.25, levels: int 
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def _first_blood(n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(BLOOD) as data:
+        return data["images"][:n], data["labels"][:n].reshape(-1)
+
+
 def blood_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` BloodMNIST images (28 x 28 x 3) and their labels; the test is skipped without the data."""
     if not BLOOD.is_file():
         pytest.skip(f"{BLOOD} not found (real data for this test)")
-    with np.load(BLOOD) as data:
-        images = data["images"][:2000]
-        labels = data["labels"][:2000].reshape(-1)
+    images, labels = _first_blood()
     pick = np.random.default_rng(seed).choice(len(images), n, replace=False)
     return images[pick], labels[pick]
 
