@@ -153,3 +153,17 @@ def test_a_file_that_is_no_slide_is_one_line(tmp_path):
         open_slide(bogus)
     with pytest.raises(SlideError, match="no such slide"):
         open_slide(Path(tmp_path / "missing.svs"))
+
+
+def test_transparent_parts_outside_the_scan_become_white():
+    from PIL import Image
+
+    from medcne.datasets.slides import to_rgb
+
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)
+    rgba[0, 1] = (100, 100, 100, 128)
+    out = to_rgb(Image.fromarray(rgba, "RGBA"))
+    assert out[0, 0].tolist() == [10, 20, 30] and out[1, 1].tolist() == [255, 255, 255]
+    assert out[0, 1].tolist() == [177, 177, 177]  # half transparent: blended with white
+    assert to_rgb(Image.fromarray(np.full((2, 2, 4), 7, np.uint8), "RGBA")).shape == (2, 2, 3)

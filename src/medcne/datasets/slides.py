@@ -208,13 +208,11 @@ def _reason(exc: BaseException) -> str:
 
 def to_rgb(region: Image.Image) -> np.ndarray:
     """An RGBA region from ``read_region`` as uint8 RGB, transparent parts (outside the scan) white."""
+    if region.getchannel("A").getextrema()[0] == 255:  # opaque, as tissue always is: no blending
+        return np.asarray(region.convert("RGB"))
     rgba = np.asarray(region)
-    alpha = rgba[..., 3]
-    rgb = rgba[..., :3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgb)
-    a = alpha[..., None].astype(np.float32) / 255
-    return (rgb * a + 255 * (1 - a) + 0.5).astype(np.uint8)
+    a = rgba[..., 3:].astype(np.float32) / 255
+    return (rgba[..., :3] * a + 255 * (1 - a) + 0.5).astype(np.uint8)
 
 
 def read_tile(slide, x: int, y: int, scale: Scale, tile_size: int, where: str = "slide") -> np.ndarray:

@@ -102,7 +102,7 @@ def store_module():
 def write_thumbnail(out: Path, plan: SlidePlan) -> list[Path]:
     """``thumbnails/<id>.png`` and ``.json`` in the store folder, each written atomically."""
     folder = out / THUMBNAILS
-    png = atomic_write(folder / f"{plan.slide_id}.png", lambda p: plan.thumbnail.save(p, format="PNG"))
+    png = atomic_write(folder / f"{plan.slide_id}.png", lambda p: plan.thumbnail.save(p, format="PNG", compress_level=1))
     return [png, write_json(folder / f"{plan.slide_id}.json", plan.thumbnail_info)]
 
 

@@ -62,9 +62,11 @@ def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.n
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
     """HSV saturation of uint8 RGB, scaled to 0-255 (float32)."""
-    rgb = rgb.astype(np.float32)
-    hi, lo = rgb.max(axis=-1), rgb.min(axis=-1)
-    return np.where(hi > 0, (hi - lo) / np.maximum(hi, 1) * 255, 0).astype(np.float32)
+    # Channel by channel: numpy reduces a last axis of length 3 slowly (0.8 s for 1.6 Mpx here).
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hi = np.maximum(np.maximum(r, g), b).astype(np.float32)
+    lo = np.minimum(np.minimum(r, g), b).astype(np.float32)
+    return (hi - lo) * 255 / np.maximum(hi, 1)
 
 
 def otsu_threshold(values: np.ndarray) -> float:
