@@ -74,6 +74,9 @@ def make_slide(path: Path, side: int, seed: int = 0) -> int:
 
 
 HWM = "int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+RSS = "int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')))"
+# CPU seconds of the process (user + system): less at the mercy of other programs than wall time.
+CPU = "sum(resource.getrusage(resource.RUSAGE_SELF)[:2])"
 
 
 def child(code: str) -> tuple[dict, float]:
@@ -88,28 +91,32 @@ def child(code: str) -> tuple[dict, float]:
 
 
 LOOP = """
-import json, time, numpy as np, openslide
+import json, resource, time, numpy as np, openslide
 from medcne.datasets.slides_plan import TileOptions, plan_path
 from pathlib import Path
 plan = plan_path(Path({slide!r}), "s", TileOptions(tile_size={tile}, mpp={mpp}))
 side = max(1, round({tile} * plan.scale.level_factor))
+xs, ys, level = plan.x.tolist(), plan.y.tolist(), plan.scale.level
+del plan
 slide = openslide.OpenSlide({slide!r})
-start = time.perf_counter()
-for x, y in zip(plan.x.tolist(), plan.y.tolist()):
-    a = np.asarray(slide.read_region((x, y), plan.scale.level, (side, side)))[..., :3]
-print(json.dumps({{"tiles": len(plan), "loop_s": time.perf_counter() - start, "rss_kb": {hwm}}}))
+rss0, cpu0, start = {rss}, {cpu}, time.perf_counter()
+for x, y in zip(xs, ys):
+    a = np.asarray(slide.read_region((x, y), level, (side, side)))[..., :3]
+print(json.dumps({{"tiles": len(xs), "loop_s": time.perf_counter() - start, "cpu_s": {cpu} - cpu0,
+                   "rss_kb": {hwm}, "rss_start_kb": rss0}}))
 """
 
 # The command's start (its parser imports every command, torch among them) is timed apart from the tiling.
 TILE_CLI = """
-import json, time
+import json, resource, time
 start = time.perf_counter()
 from medcne.cli import build_parser, main
 build_parser()
-started = time.perf_counter()
+rss0, cpu0, started = {rss}, {cpu}, time.perf_counter()
 rc = main({argv!r})
 assert rc == 0, rc
-print(json.dumps({{"start_s": started - start, "tile_s": time.perf_counter() - started, "rss_kb": {hwm}}}))
+print(json.dumps({{"start_s": started - start, "tile_s": time.perf_counter() - started, "cpu_s": {cpu} - cpu0,
+                   "rss_kb": {hwm}, "rss_start_kb": rss0}}))
 """
 
 
@@ -117,16 +124,19 @@ def measure(slide: Path, work: Path, tile: int, mpp: float) -> dict:
     """The loop, then `medcne tile`, on one slide; each in a fresh process."""
     store = work / f"{slide.stem}-store"
     shutil.rmtree(store, ignore_errors=True)
-    loop, _ = child(LOOP.format(slide=str(slide), tile=tile, mpp=mpp, hwm=HWM))
+    loop, _ = child(LOOP.format(slide=str(slide), tile=tile, mpp=mpp, hwm=HWM, rss=RSS, cpu=CPU))
     argv = ["tile", str(slide), "--out", str(store), "--tile-size", str(tile), "--mpp", str(mpp), "--quiet"]
-    ours, _ = child(TILE_CLI.format(argv=argv, hwm=HWM))
+    ours, _ = child(TILE_CLI.format(argv=argv, hwm=HWM, rss=RSS, cpu=CPU))
     n_ours = _count(store)
     shutil.rmtree(store, ignore_errors=True)
     per_loop, per_ours = loop["loop_s"] / loop["tiles"], ours["tile_s"] / n_ours
     return {"slide": slide.name, "tiles": n_ours, "loop_tiles": loop["tiles"], "loop_tiles_per_s": 1 / per_loop,
             "medcne_tiles_per_s": 1 / per_ours, "ratio": per_ours / per_loop, "medcne_start_s": ours["start_s"],
             "ratio_with_start": (ours["tile_s"] + ours["start_s"]) / n_ours / per_loop,
-            "loop_peak_rss_mb": loop["rss_kb"] / 1024, "medcne_peak_rss_mb": ours["rss_kb"] / 1024}
+            "cpu_ratio": (ours["cpu_s"] / n_ours) / (loop["cpu_s"] / loop["tiles"]),
+            "loop_peak_rss_mb": loop["rss_kb"] / 1024, "medcne_peak_rss_mb": ours["rss_kb"] / 1024,
+            # What tiling adds to the process it runs in (torch and the rest imported before).
+            "medcne_added_rss_mb": (ours["rss_kb"] - ours["rss_start_kb"]) / 1024}
 
 
 def _count(store: Path) -> int:
@@ -161,13 +171,13 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print("| slide | tiles kept | loop tiles/s | medcne tiles/s | ratio | ratio with start | loop peak RSS MB "
-          "| medcne peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| slide | tiles kept | loop tiles/s | medcne tiles/s | wall ratio | wall ratio with start | CPU ratio "
+          "| loop peak RSS MB | medcne peak RSS MB | medcne RSS added by tiling MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        rss = [f"{v:.0f}" for v in (r["loop_peak_rss_mb"], r["medcne_peak_rss_mb"])]
+        rss = [f"{r[k]:.0f}" for k in ("loop_peak_rss_mb", "medcne_peak_rss_mb", "medcne_added_rss_mb")]
         print(f"| {r['slide']} | {r['tiles']} | {r['loop_tiles_per_s']:.1f} | {r['medcne_tiles_per_s']:.1f} | "
-              f"{r['ratio']:.2f} | {r['ratio_with_start']:.2f} | {rss[0]} | {rss[1]} |")
+              f"{r['ratio']:.2f} | {r['ratio_with_start']:.2f} | {r['cpu_ratio']:.2f} | {' | '.join(rss)} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ THUMBNAIL_SIDE = 1024
 MAX_LOWRES_SIDE = 4096
 # Radius in mask pixels of the closing that fills small holes (nuclei-free gaps, fat).
 CLOSE_RADIUS = 2
-STRIP_BYTES = 64 << 20
+STRIP_BYTES = 16 << 20
 
 
 def lowres_downsample(geometry: SlideGeometry, tile_side: float) -> float:
@@ -54,6 +54,9 @@ def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.n
         n = min(rows, out_h * k - top)
         # read_region takes level-0 coordinates for the corner and level pixels for the size.
         region = slide.read_region((0, int(round(top * level_ds))), level, (out_w * k, n))
+        if k == 1:
+            out[top: top + n] = to_rgb(region)
+            continue
         strip = to_rgb(region).astype(np.float32)
         strip = strip.reshape(n // k, k, out_w, k, 3).mean(axis=(1, 3))
         out[top // k: top // k + n // k] = (strip + 0.5).astype(np.uint8)
@@ -121,8 +124,8 @@ def tissue_share(mask: np.ndarray, mask_downsample: float, x: np.ndarray, y: np.
     (at least one), parts beyond the mask count as glass.
     """
     h, w = mask.shape
-    table = np.zeros((h + 1, w + 1), np.int64)
-    table[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    table = np.zeros((h + 1, w + 1), np.int32)  # at most 4096 x 4096 mask pixels: int32 holds the sums
+    table[1:, 1:] = mask.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
     x0 = np.clip(np.round(x / mask_downsample).astype(np.int64), 0, w)
     y0 = np.clip(np.round(y / mask_downsample).astype(np.int64), 0, h)
     cells = max(1, round(side / mask_downsample))
