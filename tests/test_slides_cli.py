@@ -163,3 +163,10 @@ def test_workers_give_the_same_store_as_one_process(tmp_path, blood_slide):
     np.testing.assert_array_equal(np.asarray(a.images)[key(a)], np.asarray(b.images)[key(b)])
     assert sorted(a.ids) == sorted(b.ids)
     assert not list(tmp_path.glob(".two.tiling-*"))  # the scratch folder is gone
+
+
+def test_progress_bars_count_slides_and_tiles(tmp_path, blood_slide, capsys):
+    path, where, _ = blood_slide
+    assert main(["tile", "--tile-size", "28", str(path), "--out", str(tmp_path / "tiles")]) == 0
+    err = capsys.readouterr().err
+    assert "slides: 100%" in err and f"{len(where)}/{len(where)}" in err

@@ -44,8 +44,10 @@ class Bars(Progress):
     def begin(self, n_slides: int) -> None:
         from tqdm.auto import tqdm
 
-        self.slides = tqdm(total=n_slides, desc="slides", unit="slide", position=0, file=sys.stderr)
-        self.tile_bar = tqdm(total=0, desc="tiles", unit="tile", position=1, file=sys.stderr)
+        # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
+        every = 0.1 if sys.stderr.isatty() else 30.0
+        self.slides = tqdm(total=n_slides, desc="slides", unit="slide", position=0, mininterval=every)
+        self.tile_bar = tqdm(total=0, desc="tiles", unit="tile", position=1, mininterval=every, smoothing=0.1)
 
     def planned(self, n_tiles: int) -> None:
         self.tile_bar.total += n_tiles
