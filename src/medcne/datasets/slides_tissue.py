@@ -20,9 +20,11 @@ from .slides import SlideGeometry, level_for, to_rgb
 # Saturation (0-255) below which a pixel is glass whatever Otsu says: background of
 # H&E scans lies below about 10, stained tissue above 25.
 MIN_SATURATION = 15
-# Mask pixels per tile side wanted, and the bounds of the low-resolution image's longest side.
+# Mask pixels per tile side wanted, and the bounds of the low-resolution image's longest side
+# (at least MIN_LOWRES_SIDE for a thumbnail worth showing, at most MAX_LOWRES_SIDE for memory).
 MASK_PER_TILE = 16
 THUMBNAIL_SIDE = 1024
+MIN_LOWRES_SIDE = 512
 MAX_LOWRES_SIDE = 4096
 # Radius in mask pixels of the closing that fills small holes (nuclei-free gaps, fat).
 CLOSE_RADIUS = 2
@@ -32,7 +34,7 @@ STRIP_BYTES = 16 << 20
 def lowres_downsample(geometry: SlideGeometry, tile_side: float) -> float:
     """Level-0 pixels per pixel of the low-resolution image used for tissue and thumbnail."""
     longest = max(geometry.width, geometry.height)
-    wanted = min(tile_side / MASK_PER_TILE, longest / THUMBNAIL_SIDE)
+    wanted = min(tile_side / MASK_PER_TILE, longest / MIN_LOWRES_SIDE)
     return max(1.0, wanted, longest / MAX_LOWRES_SIDE)
 
 
