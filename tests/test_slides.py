@@ -77,7 +77,7 @@ def test_the_grid_holds_whole_tiles_only():
 
 
 def test_otsu_splits_two_populations_and_closing_fills_small_holes():
-    values = np.r_[np.full(500, 10), np.full(500, 120)]
+    values = np.r_[np.full(500, 10), np.full(500, 120)].astype(np.uint8)
     assert 10 <= otsu_threshold(values) < 120
     mask = np.ones((20, 20), bool)
     mask[8:10, 8:10] = False

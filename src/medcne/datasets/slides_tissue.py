@@ -29,6 +29,7 @@ MAX_LOWRES_SIDE = 4096
 # Radius in mask pixels of the closing that fills small holes (nuclei-free gaps, fat).
 CLOSE_RADIUS = 2
 STRIP_BYTES = 16 << 20
+ROWS = 256
 
 
 def lowres_downsample(geometry: SlideGeometry, tile_side: float) -> float:
@@ -66,17 +67,35 @@ def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.n
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
-    """HSV saturation of uint8 RGB, scaled to 0-255 (float32)."""
-    # Channel by channel: numpy reduces a last axis of length 3 slowly (0.8 s for 1.6 Mpx here).
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    hi = np.maximum(np.maximum(r, g), b).astype(np.float32)
-    lo = np.minimum(np.minimum(r, g), b).astype(np.float32)
-    return (hi - lo) * 255 / np.maximum(hi, 1)
+    """HSV saturation of uint8 RGB, scaled to 0-255, as uint8.
+
+    Computed in bands of rows so that the float temporaries stay small
+    (the low-resolution image of a large slide has millions of pixels).
+    """
+    out = np.empty(rgb.shape[:2], np.uint8)
+    for top in range(0, rgb.shape[0], ROWS):
+        band = rgb[top: top + ROWS]
+        # Channel by channel: numpy reduces a last axis of length 3 slowly.
+        r, g, b = band[..., 0], band[..., 1], band[..., 2]
+        hi = np.maximum(np.maximum(r, g), b).astype(np.float32)
+        lo = np.minimum(np.minimum(r, g), b)
+        out[top: top + ROWS] = ((hi - lo) * 255 / np.maximum(hi, 1) + 0.5).astype(np.uint8)
+    return out
+
+
+def histogram(values: np.ndarray) -> np.ndarray:
+    """Counts of each value 0-255 of a uint8 array (in bands: bincount copies its input to int64)."""
+    flat = values.reshape(-1)
+    step = ROWS * 4096
+    return sum(np.bincount(flat[i: i + step], minlength=256) for i in range(0, max(len(flat), 1), step))
 
 
 def otsu_threshold(values: np.ndarray) -> float:
-    """Otsu's threshold of values in 0-255 (256 bins): maximises the between-class variance."""
-    hist = np.bincount(np.clip(values.astype(np.int64).ravel(), 0, 255), minlength=256).astype(np.float64)
+    """Otsu's threshold of uint8 values (or of a 256-bin histogram): maximises the between-class variance."""
+    values = np.asarray(values)
+    if values.dtype != np.uint8:
+        values = np.clip(values, 0, 255).astype(np.uint8)
+    hist = histogram(values).astype(np.float64)
     total = hist.sum()
     if total == 0:
         return 255.0
