@@ -170,3 +170,15 @@ def test_progress_bars_count_slides_and_tiles(tmp_path, blood_slide, capsys):
     assert main(["tile", "--tile-size", "28", str(path), "--out", str(tmp_path / "tiles")]) == 0
     err = capsys.readouterr().err
     assert "slides: 100%" in err and f"{len(where)}/{len(where)}" in err
+
+
+@pytest.mark.slow
+def test_workers_report_a_bad_slide_in_one_line_or_skip_it(tmp_path, blood_slide, capsys):
+    bad = damage(write_slide(tmp_path / "bad.tiff", mosaic(n=40)[0]))
+    out = tmp_path / "tiles"
+    assert tile(bad, blood_slide[0], "--out", out, "--mpp", "0.5", "--workers", "2") == 2
+    assert "bad.tiff" in one_line(capsys)
+    assert tile(bad, blood_slide[0], "--out", out, "--mpp", "0.5", "--workers", "2", "--skip-bad") == 0
+    assert "skipped: " in capsys.readouterr().err
+    assert set(store_module().open_store(out).provenance["slide"].tolist()) == {"blood"}
+    assert not list(tmp_path.glob(".tiles.tiling-*"))

@@ -258,12 +258,16 @@ def _run_pool(todo, options: TileOptions, committer: _Committer, progress: Progr
         with context.Manager() as manager, ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
             messages = manager.Queue()
             pending = {pool.submit(_tile_to_scratch, p, s, options, scratch, messages): (p, s) for p, s in todo}
-            while pending:
-                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(messages, progress)
-                for future in done:
-                    path, sid = pending.pop(future)
-                    _finish(future, path, sid, committer, progress, skip_bad)
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    _drain(messages, progress)
+                    for future in done:
+                        path, sid = pending.pop(future)
+                        _finish(future, path, sid, committer, progress, skip_bad)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # slides not started are not started
+                raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
