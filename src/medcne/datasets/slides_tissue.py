@@ -146,7 +146,9 @@ def tissue_share(mask: np.ndarray, mask_downsample: float, x: np.ndarray, y: np.
     """
     h, w = mask.shape
     table = np.zeros((h + 1, w + 1), np.int32)  # at most 4096 x 4096 mask pixels: int32 holds the sums
-    table[1:, 1:] = mask.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
+    inner = table[1:, 1:]
+    np.cumsum(mask, axis=0, dtype=np.int32, out=inner)  # in place: no full-size temporaries
+    np.cumsum(inner, axis=1, out=inner)
     x0 = np.clip(np.round(x / mask_downsample).astype(np.int64), 0, w)
     y0 = np.clip(np.round(y / mask_downsample).astype(np.int64), 0, h)
     cells = max(1, round(side / mask_downsample))
