@@ -182,3 +182,28 @@ def test_workers_report_a_bad_slide_in_one_line_or_skip_it(tmp_path, blood_slide
     assert "skipped: " in capsys.readouterr().err
     assert set(store_module().open_store(out).provenance["slide"].tolist()) == {"blood"}
     assert not list(tmp_path.glob(".tiles.tiling-*"))
+
+
+@pytest.mark.slow
+def test_tiles_go_through_info_fit_qc_and_view(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    a = write_slide(tmp_path / "a.tiff", mosaic(seed=1)[0])
+    b = write_slide(tmp_path / "b.tiff", mosaic(seed=2)[0])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("slide,label\na,left\nb,right\n")
+    tiles, run = tmp_path / "tiles", tmp_path / "run"
+    assert tile(a, b, "--out", tiles, "--labels", labels) == 0
+    n_tiles = int(capsys.readouterr().out.split()[0])
+    assert main(["info", str(tiles)]) == 0
+    assert f"images:   {n_tiles}" in capsys.readouterr().out
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["fit", str(tiles), "--out", str(run), "--size", "16", "--epochs", "1,1,1", "--warmup", "0,0,0",
+                     "--width", "4", "--batch-size", "16", "--device", "cpu"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    assert main(["qc", str(run)]) == 0
+    assert main(["view", str(run), "--out", str(tmp_path / "view"), "--thumb", "6"]) == 0
+    with np.load(run / "embedding.npz") as emb:
+        assert len(emb["embedding"] if "embedding" in emb.files else emb[emb.files[0]]) == n_tiles

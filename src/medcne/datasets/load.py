@@ -13,12 +13,16 @@ from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam
+from .slides_store import is_store as is_tile_store
+from .slides_store import open_store as open_tile_store
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam")
 
 
 def detect_format(path: Path) -> str:
     """Guess the reader from the path: extension, or folder contents."""
+    if path.is_dir() and is_tile_store(path):
+        return "store"
     if path.is_dir():
         xs = sorted(path.glob("*_x.h5"))
         return "pcam" if xs and not any(is_image_file(p) for p in path.rglob("*")) else "folder"
@@ -104,6 +108,8 @@ def load_dataset(
             path, path_column=path_column, label_column=label_column,
             size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside,
         )
+    elif fmt == "store":  # tiles written by `medcne tile` (through the stand-in until the store is merged)
+        data = open_tile_store(path)
     else:
         if path.is_dir():
             xs = sorted(path.glob("*_x.h5"))
