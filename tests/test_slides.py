@@ -167,3 +167,15 @@ def test_transparent_parts_outside_the_scan_become_white():
     assert out[0, 0].tolist() == [10, 20, 30] and out[1, 1].tolist() == [255, 255, 255]
     assert out[0, 1].tolist() == [177, 177, 177]  # half transparent: blended with white
     assert to_rgb(Image.fromarray(np.full((2, 2, 4), 7, np.uint8), "RGBA")).shape == (2, 2, 3)
+
+
+def test_the_low_resolution_pass_never_exceeds_its_size(tmp_path):
+    from medcne.datasets.slides_tissue import MAX_LOWRES_SIDE, lowres_downsample, read_lowres
+
+    huge = SlideGeometry(((200_000, 100_000),), (1.0,), mpp=0.25, objective=None)
+    assert 200_000 / lowres_downsample(huge, tile_side=64) <= MAX_LOWRES_SIDE
+    path = write_slide(tmp_path / "flat.tiff", tissue_blob(size=512), levels=1)  # no pyramid: block means
+    slide = open_slide(path)
+    image, ds = read_lowres(slide, geometry_of(slide), 2.5)
+    assert ds == 3 and image.shape == (170, 170, 3)
+    assert image[60, 60].tolist() == [200, 80, 150] and image[0, 0].tolist() == [255, 255, 255]

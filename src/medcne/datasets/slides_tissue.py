@@ -40,15 +40,16 @@ def lowres_downsample(geometry: SlideGeometry, tile_side: float) -> float:
 
 
 def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.ndarray, float]:
-    """The slide as RGB uint8 at about ``downsample``; returns the image and its exact downsample.
+    """The slide as RGB uint8 at ``downsample`` or up to twice coarser; returns it and its exact downsample.
 
     Read from the coarsest level not coarser than asked, in strips of whole
-    rows, each reduced by an integer block mean, so memory stays near the size
-    of the result.
+    rows, each reduced by an integer block mean (factor rounded up), so memory
+    stays near the size of the result.
     """
     level = level_for(geometry, downsample)
     level_ds = geometry.downsamples[level]
-    k = max(1, int(downsample / level_ds + 1e-6))
+    # Rounded up, so the image is never larger than asked (its side stays within MAX_LOWRES_SIDE).
+    k = max(1, math.ceil(downsample / level_ds - 1e-6))
     width, height = geometry.dimensions[level]
     out_w, out_h = width // k, height // k
     rows = max(1, STRIP_BYTES // (4 * max(width, 1) * k)) * k
