@@ -212,3 +212,10 @@ def test_tiles_go_through_info_fit_qc_and_view(tmp_path, capsys):
     assert main(["view", str(run), "--out", str(tmp_path / "view"), "--thumb", "6"]) == 0
     with np.load(run / "embedding.npz") as emb:
         assert len(emb["embedding"] if "embedding" in emb.files else emb[emb.files[0]]) == n_tiles
+
+
+def test_magnification_on_a_slide_stating_only_mpp_is_noted(tmp_path, blood_slide, capsys):
+    out = tmp_path / "tiles"
+    assert tile(blood_slide[0], "--out", out, "--magnification", "10") == 0
+    assert "10x taken as 1 um/px" in capsys.readouterr().err
+    assert store_module().open_store(out).provenance["mpp"][0] == 1.0

@@ -150,6 +150,9 @@ def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlideP
         kept = np.array([lab is not None for lab in labels], bool)
         x, y, labels = x[kept], y[kept], [lab for lab in labels if lab is not None]
     thumb, _ = thumbnail(lowres)
+    if options.magnification is not None and geometry.objective is None:
+        notes.append(f"{path.name}: states no objective power; {options.magnification:g}x taken as "
+                     f"{scale.mpp:g} um/px")
     if not len(x):
         notes.append(f"{path.name}: no tiles (no tissue reaches --min-tissue {options.min_tissue:g})")
     return SlidePlan(slide_id, path, geometry, scale, x, y, side, labels, thumb, notes)
