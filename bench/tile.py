@@ -15,6 +15,7 @@ the same is run on a slide of SIDE/4 to show whether RSS depends on slide size.
 
     .venv/bin/python bench/tile.py                      # 40,960 px and 10,240 px slides
     .venv/bin/python bench/tile.py --side 20480 --keep  # smaller, keep the files in build/bench-tile
+    .venv/bin/python bench/tile.py --repeat 3           # each slide measured 3 times, in turn
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--mpp", type=float, default=0.5)
     parser.add_argument("--work", default=str(ROOT / "build" / "bench-tile"))
     parser.add_argument("--keep", action="store_true", help="keep the generated slides")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each slide this many times (loop, tiler, ...)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -166,8 +168,9 @@ def main() -> None:
             cells = make_slide(slide, side)
             print(f"wrote {slide.name}: {side} x {side} px, {cells} tissue cells, "
                   f"{slide.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.0f} s")
-            rows.append(measure(slide, work, args.tile, args.mpp))
-            print(json.dumps(rows[-1]))
+            for _ in range(args.repeat):  # alternating loop and tiler: a change of load hits both
+                rows.append(measure(slide, work, args.tile, args.mpp))
+                print(json.dumps(rows[-1]))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
