@@ -28,7 +28,7 @@ MIN_LOWRES_SIDE = 512
 MAX_LOWRES_SIDE = 4096
 # Radius in mask pixels of the closing that fills small holes (nuclei-free gaps, fat).
 CLOSE_RADIUS = 2
-STRIP_BYTES = 16 << 20
+STRIP_BYTES = 8 << 20
 ROWS = 256
 
 
@@ -61,9 +61,10 @@ def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.n
         if k == 1:
             out[top: top + n] = to_rgb(region)
             continue
-        strip = to_rgb(region).astype(np.float32)
-        strip = strip.reshape(n // k, k, out_w, k, 3).mean(axis=(1, 3))
-        out[top // k: top // k + n // k] = (strip + 0.5).astype(np.uint8)
+        blocks = to_rgb(region).reshape(n // k, k, out_w, k, 3)
+        # Summed in 16 bits where k * k * 255 fits: no float copy of the strip (4 times its bytes).
+        total = blocks.sum(axis=(1, 3), dtype=np.uint16 if k <= 16 else np.float64)
+        out[top // k: top // k + n // k] = (total + k * k // 2) // (k * k)
     return out, level_ds * k
 
 
