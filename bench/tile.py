@@ -142,9 +142,9 @@ def measure(slide: Path, work: Path, tile: int, mpp: float) -> dict:
 
 def _count(store: Path) -> int:
     sys.path.insert(0, str(ROOT / "src"))
-    from medcne.datasets.slides_tiling import store_module
+    from medcne.datasets.store import open_store
 
-    return len(store_module().open_store(store))
+    return len(open_store(store))
 
 
 def main() -> None:

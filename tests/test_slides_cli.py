@@ -11,7 +11,7 @@ pytest.importorskip("openslide")
 pytest.importorskip("tifffile")
 
 from medcne.cli import main  # noqa: E402
-from medcne.datasets.slides_tiling import store_module  # noqa: E402
+from medcne.datasets.store import open_store  # noqa: E402
 from slidehelpers import mosaic, tissue_blob, write_slide  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def test_a_mosaic_becomes_a_store_of_its_blood_cells_with_provenance_and_thumbna
     path, where, images = blood_slide
     out = tmp_path / "tiles"
     assert tile(path, "--out", out, "--mpp", "1.0") == 0
-    data = store_module().open_store(out)
+    data = open_store(out)
     assert len(data) == len(where) and data.image_shape == (28, 28, 3) and data.labels is None
     prov = data.provenance
     assert set(prov) >= {"slide", "level", "x", "y", "mpp", "tile_size"}
@@ -63,7 +63,7 @@ def test_a_rerun_resumes_and_a_new_slide_is_appended(tmp_path, blood_slide, caps
         assert (out / "manifest.json").stat().st_mtime_ns == manifest
     other = write_slide(tmp_path / "other.tiff", tissue_blob(), mpp=0.25)
     assert tile(path, other, "--out", out) == 0
-    slides = set(store_module().open_store(out).provenance["slide"].tolist())
+    slides = set(open_store(out).provenance["slide"].tolist())
     assert slides == {"blood", "other"}
     assert tile(path, "--out", out, "--tile-size", "32") == 2  # the store holds 28-pixel tiles
     one_line(capsys)
@@ -80,7 +80,7 @@ def test_region_annotations_label_tiles_and_outside_ones_are_dropped(tmp_path, b
          "properties": {"classification": {"name": "Tumor"}}}]}))
     out = tmp_path / "tiles"
     assert tile(path, "--out", out, "--annotations", notes, "--unlabelled", "drop") == 0
-    data = store_module().open_store(out)
+    data = open_store(out)
     assert len(data) == 1 and data.class_names == ["Tumor"]
     assert (data.provenance["x"][0], data.provenance["y"][0]) == (c * 112, r * 112)
 
@@ -90,7 +90,7 @@ def test_slide_labels_from_a_csv(tmp_path, blood_slide):
     labels.write_text("slide,label\nblood,leukaemia\n")
     out = tmp_path / "tiles"
     assert tile(blood_slide[0], "--out", out, "--labels", labels) == 0
-    data = store_module().open_store(out)
+    data = open_store(out)
     assert data.class_names == ["leukaemia"] and (data.labels == 0).all()
 
 
@@ -133,7 +133,7 @@ def test_skip_bad_notes_the_slide_and_keeps_the_others(tmp_path, blood_slide, ca
     out = tmp_path / "tiles"
     assert tile(bad, blood_slide[0], "--out", out, "--mpp", "0.5", "--skip-bad") == 0
     assert "skipped: " in capsys.readouterr().err
-    assert set(store_module().open_store(out).provenance["slide"].tolist()) == {"blood"}
+    assert set(open_store(out).provenance["slide"].tolist()) == {"blood"}
     assert sorted(p.name for p in (out / "thumbnails").iterdir()) == ["blood.json", "blood.png"]
 
 
@@ -163,7 +163,7 @@ def test_workers_give_the_same_store_as_one_process(tmp_path, blood_slide):
     one, two = tmp_path / "one", tmp_path / "two"
     assert tile(blood_slide[0], other, "--out", one) == 0
     assert tile(blood_slide[0], other, "--out", two, "--workers", "2") == 0
-    a, b = store_module().open_store(one), store_module().open_store(two)
+    a, b = open_store(one), open_store(two)
     key = lambda d: np.argsort(d.ids)  # noqa: E731 - parts may be committed in either order
     np.testing.assert_array_equal(np.asarray(a.images)[key(a)], np.asarray(b.images)[key(b)])
     assert sorted(a.ids) == sorted(b.ids)
@@ -185,7 +185,7 @@ def test_workers_report_a_bad_slide_in_one_line_or_skip_it(tmp_path, blood_slide
     assert "bad.tiff" in one_line(capsys)
     assert tile(bad, blood_slide[0], "--out", out, "--mpp", "0.5", "--workers", "2", "--skip-bad") == 0
     assert "skipped: " in capsys.readouterr().err
-    assert set(store_module().open_store(out).provenance["slide"].tolist()) == {"blood"}
+    assert set(open_store(out).provenance["slide"].tolist()) == {"blood"}
     assert not list(tmp_path.glob(".tiles.tiling-*"))
 
 
@@ -218,4 +218,4 @@ def test_magnification_on_a_slide_stating_only_mpp_is_noted(tmp_path, blood_slid
     out = tmp_path / "tiles"
     assert tile(blood_slide[0], "--out", out, "--magnification", "10") == 0
     assert "10x taken as 1 um/px" in capsys.readouterr().err
-    assert store_module().open_store(out).provenance["mpp"][0] == 1.0
+    assert open_store(out).provenance["mpp"][0] == 1.0

@@ -47,7 +47,7 @@ from .train.loop import compile_backbone, steps_per_epoch, train
 from .train.monitor import Monitor
 from .train.rng import Generators, as_rng
 from .train.stages import Stage, parse_epochs
-from .train.store import ImageStore
+from .train.store import make_store
 
 QUICK_HINT = "`medcne fit ... --quick`"
 
@@ -116,6 +116,11 @@ class TSimCNE(BaseEstimator):
         With several processes (torchrun), BatchNorm over the global batch
         (:func:`medcne.train.distributed.convert_sync_batchnorm` says why);
         'auto': on whenever there is more than one process. No effect with one.
+    stream : 'auto' or bool
+        Read training batches from the dataset's store in the background instead
+        of holding all images in memory (:class:`medcne.train.store.StreamingStore`):
+        'auto' streams a lazily read dataset (an on-disk store, PCam) that does not
+        fit in memory. Same batches, same result either way.
 
     Attributes
     ----------
@@ -169,6 +174,7 @@ class TSimCNE(BaseEstimator):
         random_state=None,
         verbose: bool = True,
         sync_bn="auto",
+        stream="auto",
     ):
         self.dim = dim
         self.epochs = epochs
@@ -195,6 +201,7 @@ class TSimCNE(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.sync_bn = sync_bn
+        self.stream = stream
 
     # -- fitting -----------------------------------------------------------
     def fit(self, X, y=None, *, resume_from=None, callback=None, new_lr: bool = False) -> TSimCNE:
@@ -227,7 +234,7 @@ class TSimCNE(BaseEstimator):
             position, opt_state, elapsed = self._resume(resume_from, gens, len(data), new_lr)
         if self.sync_bn_:
             self.model_ = distributed.convert_sync_batchnorm(self.model_, self.device_.type)
-        store = ImageStore(data, self.device_)
+        store = make_store(data, self.device_, self.stream)
         loss_fn = get_loss(self.loss)
         backbone = compile_backbone(self.model_, not self.sync_bn_) if self.compile else None  # one compile per run
         plan = None

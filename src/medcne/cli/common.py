@@ -14,7 +14,7 @@ from ..runs.folder import RUN_FILES
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """The reader options of :func:`medcne.datasets.load_dataset`."""
     g = p.add_argument_group("data")
-    g.add_argument("--format", default="auto", choices=["auto", "npz", "folder", "csv", "pcam"])
+    g.add_argument("--format", default="auto", choices=["auto", "npz", "folder", "csv", "pcam", "store"])
     g.add_argument("--split", choices=["train", "val", "test"], help="one split only (default: all joined)")
     g.add_argument("--size", help="resize on load, e.g. 28 or 96x96")
     g.add_argument("--channels", default="keep", choices=["keep", "rgb", "gray"],
@@ -48,7 +48,7 @@ def load_from_args(path, args: argparse.Namespace):
 # What each command writes with --out: a run folder (only its run files are
 # written), a folder replaced whole, one file, or REPORT.md/.csv/.png.
 OUT_KINDS = {"fit": "run", "baseline": "run", "view": "folder", "embed": "file", "plot": "file",
-             "augment-preview": "file", "compare": "report"}
+             "augment-preview": "file", "compare": "report", "convert": "folder"}
 # Options naming inputs: datasets (whose folder must not receive outputs), run folders, single files.
 INPUT_OPTIONS = {"data": "data", "run": "run", "runs": "run", "values": "file", "labels": "file", "weights": "file"}
 

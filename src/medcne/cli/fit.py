@@ -89,6 +89,8 @@ def add_parser(sub) -> None:
                    help="train in N processes on this machine, one per GPU (torchrun); --batch-size is global")
     g.add_argument("--no-sync-bn", dest="sync_bn", action="store_const", const=False, default="auto",
                    help="with several processes, BatchNorm per process instead of over the global batch")
+    g.add_argument("--stream", default="auto", choices=["auto", "on", "off"],
+                   help="read training batches from disk in the background (auto: when the data does not fit in memory)")
     add_data_options(p)
     p.set_defaults(func=run)
     global _PARSER
@@ -124,7 +126,7 @@ def training_params(args) -> dict:
         settings, lr=lr, dim=args.dim, head_init=args.head_init, preset=args.preset, precision=args.precision,
         budget=args.budget, device=args.device, compile=args.compile,
         knn_every=args.knn_every, checkpoint_minutes=args.checkpoint_minutes, random_state=args.seed,
-        sync_bn=args.sync_bn,
+        sync_bn=args.sync_bn, stream={"auto": "auto", "on": True, "off": False}[args.stream],
     )
 
 

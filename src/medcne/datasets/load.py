@@ -13,15 +13,14 @@ from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam
-from .slides_store import is_store as is_tile_store
-from .slides_store import open_store as open_tile_store
+from .store import is_store, read_store
 
-FORMATS = ("auto", "npz", "folder", "csv", "pcam")
+FORMATS = ("auto", "npz", "folder", "csv", "pcam", "store")
 
 
 def detect_format(path: Path) -> str:
     """Guess the reader from the path: extension, or folder contents."""
-    if path.is_dir() and is_tile_store(path):
+    if is_store(path):
         return "store"
     if path.is_dir():
         xs = sorted(path.glob("*_x.h5"))
@@ -61,7 +60,8 @@ def load_dataset(
     ----------
     path : str or Path
         A ``.npz`` (MedMNIST layout or ``images``/``labels``), a folder with one
-        sub-folder per class, a ``.csv`` of image paths, or a PCam ``*_x.h5``.
+        sub-folder per class, a ``.csv`` of image paths, a PCam ``*_x.h5``, or
+        a store folder written by ``medcne convert`` (:mod:`.store`).
     split : {'train', 'val', 'test'}, optional
         One split only; by default all splits are joined, as the paper does.
     size : int or (H, W), optional
@@ -108,8 +108,8 @@ def load_dataset(
             path, path_column=path_column, label_column=label_column,
             size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside,
         )
-    elif fmt == "store":  # tiles written by `medcne tile` (through the stand-in until the store is merged)
-        data = open_tile_store(path)
+    elif fmt == "store":
+        data = read_store(path, size=size, channels=channels)
     else:
         if path.is_dir():
             xs = sorted(path.glob("*_x.h5"))

@@ -26,6 +26,7 @@ from ..errors import MedcneError
 from ..io import atomic_write, write_json
 from .slides import SLIDE_SUFFIXES, SlideError
 from .slides_plan import SlidePlan, TileOptions, iter_blocks, plan_path
+from .store import StoreWriter, is_store
 
 THUMBNAILS = "thumbnails"
 BLOCK = 64
@@ -84,21 +85,6 @@ def find_slides(paths) -> list[tuple[Path, str]]:
     return [(p, s) for s, p in seen.items()]
 
 
-def store_module():
-    """The on-disk store (:mod:`medcne.datasets.store`): its ``StoreWriter`` and ``is_store``.
-
-    Until that module is merged, :mod:`.slides_store` stands in with the same interface.
-    """
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__package__}.store")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.store":
-            raise
-        return importlib.import_module(f"{__package__}.slides_store")
-
-
 def write_thumbnail(out: Path, plan: SlidePlan) -> list[Path]:
     """``thumbnails/<id>.png`` and ``.json`` in the store folder, each written atomically."""
     folder = out / THUMBNAILS
@@ -113,12 +99,12 @@ class _Committer:
         self.out, self.options, self.report = out, options, report
         self.writer = None
         self.created = not out.exists()  # only then may a run that commits nothing remove it
-        if store_module().is_store(out):  # appending: a rerun resumes, a different tile size is refused
+        if is_store(out):  # appending: a rerun resumes, a different tile size is refused
             self.open()
 
     def open(self) -> None:
         size = self.options.tile_size
-        self.writer = store_module().StoreWriter(self.out, (size, size, 3))
+        self.writer = StoreWriter(self.out, (size, size, 3))
 
     def has_part(self, name: str) -> bool:
         return self.writer is not None and self.writer.has_part(name)

@@ -337,8 +337,8 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     store = job.store
     batch_gen = job.generators.batch
     order = torch.randperm(len(store), generator=batch_gen, device=batch_gen.device)
-    if not store.on_device:
-        order = order.to(store.images.device)  # once per epoch
+    # Only this process's rows of the order are read (a streaming store reads them ahead, in the background).
+    batches = store.batches(order, (shard(s, b, rank, world) for s in range(spe)))
     layout = uses_channels_last(store.device)
     frozen = stage.train == "last"
     watch = LossWatch(store.device)
@@ -346,7 +346,7 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = store.batch(order[shard(s, b, rank, world)])
+        batch = next(batches)
         views = job.augment(torch.cat([batch, batch]), job.generators.augment)
         if layout:
             views = views.contiguous(memory_format=torch.channels_last)

@@ -1,18 +1,25 @@
-"""The dataset as one uint8 tensor, with batched gather onto the training device.
+"""The dataset as one uint8 tensor, with batched gather onto the training device, or streamed.
 
 Speed comes from the data path (DESIGN.md section 2): all images live in one
 N x C x H x W uint8 tensor, on the GPU when they fit, else in pinned host memory
 from which each batch is copied asynchronously. Batches are index tensors; no
-DataLoader, no per-image Python.
+DataLoader, no per-image Python. A dataset larger than memory (an on-disk store)
+is streamed instead (:class:`StreamingStore`): the same batches, read from disk
+by a background thread; :func:`make_store` chooses.
 """
 
 from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..datasets import ImageSet
-from ..datasets.memory import check_memory
+from ..datasets.memory import MARGIN, available_bytes, check_memory
+from ..errors import MedcneError
 
 # Keep the data under this share of free GPU memory, so activations still fit.
 GPU_DATA_SHARE = 0.4
@@ -52,3 +59,111 @@ class ImageStore:
             return self.images[indices.to(self.device)]
         # Indexing a pinned tensor gives an unpinned copy; pin it so the copy is async.
         return self.images[indices].pin_memory().to(self.device, non_blocking=True)
+
+    def batches(self, order: torch.Tensor, rows: Iterable[slice]) -> Iterator[torch.Tensor]:
+        """The batches ``order[r]`` for each ``r`` of ``rows`` (an epoch's, in the loop's order)."""
+        if not self.on_device:
+            order = order.to(self.images.device)  # once per epoch
+        for r in rows:
+            yield self.batch(order[r])
+
+
+# Batches gathered ahead by the background thread of a streaming store.
+PREFETCH = 4
+STREAM_CHOICES = ("auto", True, False)
+
+
+class StreamingStore:
+    """Batches gathered from a (lazily read) dataset by a background thread, a few ahead of training.
+
+    Nothing but the batches is held in memory: each epoch's order (drawn by the
+    loop as for :class:`ImageStore`) is cut into this process's batches, which
+    a thread reads from the store (``data.images``: a memory-mapped store, an
+    HDF5 file or an array) while the device trains on the previous ones. On
+    CUDA a batch is read into pinned memory and copied asynchronously. For the
+    same order the batches are the same tensors as :class:`ImageStore`'s.
+    """
+
+    on_device = False
+
+    def __init__(self, data: ImageSet, device: torch.device, prefetch: int = PREFETCH):
+        self.device = device
+        self.images = data.images
+        self.n = len(data)
+        self.prefetch = max(int(prefetch), 1)
+        self.pin = device.type == "cuda"
+        self.read_count = 0  # images read from the store (a test counts what each process reads)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _read(self, indices: np.ndarray) -> torch.Tensor:
+        block = torch.from_numpy(np.ascontiguousarray(self.images[indices])).permute(0, 3, 1, 2)
+        self.read_count += len(indices)
+        if not self.pin:
+            return block.contiguous()
+        out = torch.empty(block.shape, dtype=torch.uint8, pin_memory=True)
+        out.copy_(block)
+        return out
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """uint8 (len(indices), C, H, W) on the training device, read now."""
+        return self._read(indices.cpu().numpy()).to(self.device, non_blocking=self.pin)
+
+    def batches(self, order: torch.Tensor, rows: Iterable[slice]) -> Iterator[torch.Tensor]:
+        """The batches ``order[r]`` for each ``r`` of ``rows``, read by a background thread."""
+        order = order.cpu().numpy()
+        jobs = [order[r] for r in rows]
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for indices in jobs:
+                    item = self._read(indices)
+                    while not stop.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as exc:  # handed to the training thread, which raises it
+                ready.put(exc)
+
+        worker = threading.Thread(target=produce, name="medcne-stream", daemon=True)
+        worker.start()
+        try:
+            for _ in jobs:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item.to(self.device, non_blocking=self.pin)
+        finally:
+            stop.set()
+            worker.join()
+
+
+def fits_in_memory(data: ImageSet, device: torch.device) -> bool:
+    """Whether the images, as one uint8 tensor, fit in the memory available now (with room to spare)."""
+    if not data.is_lazy:
+        return True  # already in memory
+    h, w, c = data.image_shape
+    free = available_bytes()
+    return free is None or len(data) * h * w * c <= MARGIN * free
+
+
+def make_store(data: ImageSet, device: torch.device, stream="auto") -> ImageStore | StreamingStore:
+    """The training store for ``data``: in memory when it fits (or ``stream=False``), else streamed.
+
+    Parameters
+    ----------
+    stream : {'auto', True, False}
+        ``'auto'``: stream a lazily read dataset that does not fit in memory.
+    """
+    if stream not in STREAM_CHOICES:
+        raise MedcneError(f"stream must be 'auto', True or False; got {stream!r}")
+    if stream == "auto":
+        stream = not fits_in_memory(data, device)
+    return StreamingStore(data, device) if stream else ImageStore(data, device)

@@ -1,0 +1,55 @@
+"""`medcne convert DATA --out STORE`: copy any readable dataset into an on-disk image store.
+
+The images are read and written block by block (never all in memory at once
+when the reader is lazy, as PCam's and a store's are); labels, ids and
+provenance columns come along. ``--append`` adds the data as a new part of an
+existing store; a part of the same name already there is skipped, so a rerun
+after an interruption resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import MedcneError
+from .common import add_data_options, load_from_args
+
+BLOCK = 4096
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("convert", help="copy a dataset into an on-disk image store (for data larger than memory)",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("data", help="any dataset `medcne info` reads")
+    p.add_argument("--out", required=True, help="the store folder to create (or to add to, with --append)")
+    p.add_argument("--append", action="store_true", help="add the data to an existing store as a new part")
+    p.add_argument("--part", help="name of the new part (default: the dataset's file or folder name)")
+    add_data_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..datasets.store import StoreWriter, is_store
+
+    out = Path(args.out)
+    if is_store(out) and not args.append:
+        raise MedcneError(f"--out {out} is already a store; pass --append to add to it or choose another folder")
+    if args.append and out.exists() and not is_store(out):
+        raise MedcneError(f"--out {out} is not a medcne store, so --append cannot add to it; choose a store folder")
+    if out.exists() and not out.is_dir():
+        raise MedcneError(f"--out {out} exists and is not a folder; choose a new folder name")
+    if out.is_dir() and not is_store(out) and any(out.iterdir()):
+        raise MedcneError(f"--out {out} is a folder with files medcne did not write; choose a new or empty folder")
+    data = load_from_args(args.data, args)
+    name = args.part or Path(args.data).name
+    with StoreWriter(out, data.image_shape) as writer:
+        if writer.has_part(name):
+            print(f"{out}: already holds part {name!r} ({len(writer):,} images); nothing to add")
+            return 0
+        labels = None if data.labels is None else [data.class_names[i] for i in data.labels]
+        blocks = (images for _, images in data.iter_chunks(BLOCK))
+        n = writer.add_part(name, blocks, labels=labels, ids=data.ids, provenance=data.provenance,
+                           class_names=data.class_names)
+        total, parts = len(writer), len(writer.manifest["parts"])
+    print(f"wrote {n:,} images as part {name!r} to {out} (now {total:,} images in {parts} part(s))")
+    return 0
