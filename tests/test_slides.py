@@ -100,8 +100,9 @@ def test_a_white_slide_has_no_tissue():
     assert not tissue_mask(white).any()
 
 
-def test_mosaic_tiles_are_exactly_the_placed_blood_cells(tmp_path):
-    level0, where, images, _ = mosaic()
+@pytest.mark.parametrize("n", [20, 48])  # a third and three quarters of the slide covered
+def test_mosaic_tiles_are_exactly_the_placed_blood_cells(tmp_path, n):
+    level0, where, images, _ = mosaic(n=n)
     path = write_slide(tmp_path / "mosaic.tiff", level0, mpp=0.25)
     plan = plan_path(path, "mosaic", TileOptions(tile_size=28, mpp=1.0, min_tissue=0.5))
     assert plan.scale.level == 2 and plan.scale.level_factor == 1.0 and plan.side == 112
@@ -179,3 +180,22 @@ def test_the_low_resolution_pass_never_exceeds_its_size(tmp_path):
     image, ds = read_lowres(slide, geometry_of(slide), 2.5)
     assert ds == 3 and image.shape == (170, 170, 3)
     assert image[60, 60].tolist() == [200, 80, 150] and image[0, 0].tolist() == [255, 255, 255]
+
+
+def test_tiles_read_as_one_row_equal_tiles_read_one_by_one(tmp_path):
+    from medcne.datasets.slides import read_row, read_tile
+    from medcne.datasets.slides_plan import rows_of
+
+    level0, _, _, _ = mosaic(n=40)
+    path = write_slide(tmp_path / "m.tiff", level0)
+    plan = plan_path(path, "m", TileOptions(tile_size=28, mpp=1.0))
+    runs = rows_of(plan, 0, len(plan))
+    assert max(n for _, n in runs) > 1 and sum(n for _, n in runs) == len(plan)
+    slide = open_slide(path)
+    first, count = max(runs, key=lambda r: r[1])
+    row = read_row(slide, int(plan.x[first]), int(plan.y[first]), count, plan.scale, 28)
+    for k in range(count):
+        one = read_tile(slide, int(plan.x[first + k]), int(plan.y[first + k]), plan.scale, 28)
+        np.testing.assert_array_equal(row[k], one)
+    resized = plan_path(path, "m", TileOptions(tile_size=28, mpp=0.8))  # resized tiles: one by one
+    assert all(n == 1 for _, n in rows_of(resized, 0, len(resized)))

@@ -235,3 +235,21 @@ def read_tile(slide, x: int, y: int, scale: Scale, tile_size: int, where: str = 
     if side != tile_size:
         region = region.resize((tile_size, tile_size), Image.Resampling.BOX)
     return to_rgb(region)
+
+
+def read_row(slide, x: int, y: int, count: int, scale: Scale, tile_size: int, where: str = "slide") -> np.ndarray:
+    """``count`` tiles side by side from level-0 (x, y), read as one region; (count, T, T, 3) uint8.
+
+    Only for tiles read at their level's own size (``level_factor`` 1) from a
+    level with a whole downsample: then the tiles of one region are exactly
+    those read one by one, and one call replaces ``count`` (OpenSlide decodes
+    each stored tile once instead of once per tile cut from it).
+    """
+    openslide = openslide_module()
+    try:
+        region = slide.read_region((int(x), int(y)), scale.level, (count * tile_size, tile_size))
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"{where}: the tiles from x={x}, y={y} cannot be read ({_reason(exc)}); "
+                         "the file may be truncated or damaged") from exc
+    rgb = to_rgb(region).reshape(tile_size, count, tile_size, 3)
+    return rgb.transpose(1, 0, 2, 3)

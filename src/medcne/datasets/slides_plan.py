@@ -21,6 +21,7 @@ from .slides import (
     choose_scale,
     geometry_of,
     open_slide,
+    read_row,
     read_tile,
     tile_grid,
 )
@@ -167,6 +168,25 @@ def plan_path(path: Path, slide_id: str, options: TileOptions) -> SlidePlan:
         slide.close()
 
 
+def rows_of(plan: SlidePlan, start: int, stop: int, longest: int = 16) -> list[tuple[int, int]]:
+    """Runs ``(first, count)`` of tiles ``start:stop`` that lie side by side and can be read as one region.
+
+    Tiles are side by side when their y is equal and x one tile apart; runs
+    are formed only where :func:`read_row` gives the same pixels as tile by
+    tile reading (no resize, a whole level downsample), else each run is one tile.
+    """
+    level_ds = plan.geometry.downsamples[plan.scale.level]
+    joinable = plan.scale.level_factor == 1.0 and float(level_ds).is_integer() and float(plan.side).is_integer()
+    runs: list[tuple[int, int]] = []
+    for i in range(start, stop):
+        if (joinable and runs and runs[-1][1] < longest and plan.y[i] == plan.y[i - 1]
+                and plan.x[i] - plan.x[i - 1] == plan.side):
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
+
+
 def iter_blocks(plan: SlidePlan, tile_size: int, block: int = 64,
                 on_tiles: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
     """The plan's tiles as uint8 blocks of at most ``block`` x T x T x 3, in plan order.
@@ -175,13 +195,17 @@ def iter_blocks(plan: SlidePlan, tile_size: int, block: int = 64,
     is called after each block, for progress.
     """
     slide = open_slide(plan.path)
+    where = str(plan.path)
     try:
         for start in range(0, len(plan), block):
             stop = min(start + block, len(plan))
             out = np.empty((stop - start, tile_size, tile_size, 3), np.uint8)
-            for i in range(start, stop):
-                out[i - start] = read_tile(slide, int(plan.x[i]), int(plan.y[i]), plan.scale, tile_size,
-                                           where=str(plan.path))
+            for first, count in rows_of(plan, start, stop):
+                x, y, at = int(plan.x[first]), int(plan.y[first]), first - start
+                if count == 1:
+                    out[at] = read_tile(slide, x, y, plan.scale, tile_size, where=where)
+                else:
+                    out[at: at + count] = read_row(slide, x, y, count, plan.scale, tile_size, where=where)
             yield out
             if on_tiles is not None:
                 on_tiles(stop - start)
