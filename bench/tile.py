@@ -150,6 +150,7 @@ def _count(store: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=40960, help="level-0 side of the large slide (multiple of 8192)")
+    parser.add_argument("--sides", help="comma-separated level-0 sides instead of SIDE/4 and SIDE, e.g. 10240,81920")
     parser.add_argument("--tile", type=int, default=224)
     parser.add_argument("--mpp", type=float, default=0.5)
     parser.add_argument("--work", default=str(ROOT / "build" / "bench-tile"))
@@ -162,7 +163,8 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}; tile {args.tile} px at {args.mpp} um/px")
     rows = []
     try:
-        for side in (args.side // 4, args.side):
+        sides = [int(v) for v in args.sides.split(",")] if args.sides else [args.side // 4, args.side]
+        for side in sides:
             slide = work / f"slide{side}.tiff"
             start = time.perf_counter()
             cells = make_slide(slide, side)

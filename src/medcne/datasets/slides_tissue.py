@@ -27,10 +27,12 @@ MIN_SATURATION = 15
 MAX_SATURATION = 30
 # Mask pixels per tile side wanted, and the bounds of the low-resolution image's longest side
 # (at least MIN_LOWRES_SIDE for a thumbnail worth showing, at most MAX_LOWRES_SIDE for memory).
-MASK_PER_TILE = 16
+MASK_PER_TILE = 8
 THUMBNAIL_SIDE = 1024
 MIN_LOWRES_SIDE = 512
-MAX_LOWRES_SIDE = 4096
+# About 16 bytes per pixel while planning (image, saturation, mask, closing, summed areas): 2048
+# px a side bounds that near 70 MB (4096 gave 138 MB added on an 81,920-px slide).
+MAX_LOWRES_SIDE = 2048
 # Radius in mask pixels of the closing that fills small holes (nuclei-free gaps, fat).
 CLOSE_RADIUS = 2
 STRIP_BYTES = 8 << 20
@@ -147,7 +149,7 @@ def tissue_share(mask: np.ndarray, mask_downsample: float, x: np.ndarray, y: np.
     (at least one), parts beyond the mask count as glass.
     """
     h, w = mask.shape
-    table = np.zeros((h + 1, w + 1), np.int32)  # at most 4096 x 4096 mask pixels: int32 holds the sums
+    table = np.zeros((h + 1, w + 1), np.int32)  # at most 2048 x 2048 mask pixels: int32 holds the sums
     inner = table[1:, 1:]
     np.cumsum(mask, axis=0, dtype=np.int32, out=inner)  # in place: no full-size temporaries
     np.cumsum(inner, axis=1, out=inner)
