@@ -32,7 +32,7 @@ from .failures import describe
 # Order is the order of `medcne --help`.
 COMMANDS = (
     "info", "fetch", "augment_preview", "fit", "embed", "evaluate", "baseline", "compare", "plot", "view",
-    "sweep", "qc", "propagate", "convert",
+    "sweep", "qc", "propagate", "convert", "tile",
 )
 # What the shell reports for a process ended by SIGPIPE (128 + 13), as `yes | head` does.
 BROKEN_PIPE_STATUS = 141
