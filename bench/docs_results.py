@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -101,6 +102,31 @@ def main() -> None:
     path = ROOT / args.results
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    shutil.copyfile(out / "demo-run" / "map.png", ROOT / "docs" / "demo-map.png")  # the README's picture
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        if apply_figures(page, results):
+            print(f"figures updated in {page.relative_to(ROOT)}")
+
+
+FIGURE = re.compile(r"(<!--\s*fig\s+(?P<key>[\w.]+)\s*-->\s*)(?P<value>-?[0-9][0-9,]*(?:\.[0-9]+)?)")
+
+
+def apply_figures(page: Path, results: dict) -> bool:
+    """Write each figure a page quotes (``<!--fig demo.silhouette-->0.149``) from ``results``, keeping its
+    number of decimals; returns whether the page changed."""
+    def value(m: re.Match) -> str:
+        v = results
+        for part in m["key"].split("."):
+            v = v[part]
+        decimals = len(m["value"].partition(".")[2])
+        text = f"{float(v):,.{decimals}f}" if "," in m["value"] else f"{float(v):.{decimals}f}"
+        return m.group(1) + text
+
+    text = page.read_text(encoding="utf-8")
+    new = FIGURE.sub(value, text)
+    if new != text:
+        page.write_text(new, encoding="utf-8")
+    return new != text
 
 
 if __name__ == "__main__":
