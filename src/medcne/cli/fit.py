@@ -56,8 +56,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("fit", help="train t-SimCNE on a dataset and write a run folder with its 2D map",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("data", nargs="?", help="the dataset (see `medcne info`); not needed with --resume")
-    p.add_argument("--out", metavar="RUN", help="run folder to write (required, except with --resume)")
-    p.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
+    where = p.add_mutually_exclusive_group(required=True)  # one of the two, shown as required in the usage
+    where.add_argument("--out", metavar="RUN", help="run folder to write")
+    where.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out")
     g = p.add_argument_group(
         "training", "defaults: the paper's on a GPU; on a CPU, width 16 and batch 256, and a 15-minute --budget "
