@@ -212,6 +212,11 @@ def test_tiles_go_through_info_fit_qc_and_view(tmp_path, capsys):
     assert main(["view", str(run), "--out", str(tmp_path / "view"), "--thumb", "6"]) == 0
     with np.load(run / "embedding.npz") as emb:
         assert len(emb["embedding"] if "embedding" in emb.files else emb[emb.files[0]]) == n_tiles
+        assert set(np.unique(emb["prov_slide"])) == {"a", "b"}  # every tile keeps where it came from
+    qc_header = (run / "qc.csv").read_text().splitlines()[0].split(",")
+    assert {"slide", "level", "mpp", "tile_size"} <= set(qc_header)
+    # The page carries each tile's slide and position, and a copy of both slides' thumbnails for the box.
+    assert len(list((tmp_path / "view" / "slides").glob("*.png"))) == 2
 
 
 def test_magnification_on_a_slide_stating_only_mpp_is_noted(tmp_path, blood_slide, capsys):
