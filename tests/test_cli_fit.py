@@ -155,11 +155,3 @@ def test_the_cpu_rule_is_said_at_once_and_in_help(monkeypatch, capsys):
     assert "15m time budget" in out and "--paper" in out and seen["budget"] == "15m"
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["fit"]
     assert "15-minute --budget" in sub.format_help()
-
-
-def test_the_cpu_learning_rate_follows_a_batch_size_given():
-    from medcne.defaults import BUDGET_CPU
-
-    assert fit_params()["lr"] == BUDGET_CPU["lr"]
-    assert fit_params("--batch-size", "64")["lr"] == pytest.approx(BUDGET_CPU["lr"] * 64 / BUDGET_CPU["batch_size"])
-    assert fit_params("--batch-size", "64", "--lr", "0.5")["lr"] == 0.5

@@ -82,11 +82,7 @@ def training_settings(quick: bool, device_type: str, explicit: dict, budget: boo
     quick_values = (QUICK_GPU if device_type == "cuda" else QUICK_CPU) if quick else {}
     cpu_values = BUDGET_CPU if device_type == "cpu" and not paper else {}
     chosen = {k: v for k, v in explicit.items() if v is not None}
-    settings = {**PAPER, **cpu_values, **quick_values}
-    if "batch_size" in chosen and "lr" not in chosen and settings["lr"] != "auto":
-        # A learning rate chosen for one batch follows the batch linearly, as the paper's 0.03 * B / 256.
-        settings["lr"] = settings["lr"] * chosen["batch_size"] / settings["batch_size"]
-    return {**settings, **chosen}
+    return {**PAPER, **cpu_values, **quick_values, **chosen}
 
 
 def default_budget(device_type: str, *, budget=None, epochs=None, quick: bool = False, paper: bool = False):

@@ -77,7 +77,15 @@ function points() {
   return { x: nx, y: ny, valueA: labels.cur, valueB: state.valueB };
 }
 
-async function redraw() {
+// Draws run one after another: the library refuses a draw while the previous one is unfinished
+// (a quick succession of filter and legend clicks on a busy machine).
+let drawing = Promise.resolve();
+function redraw() {
+  drawing = drawing.then(drawNow, drawNow);
+  return drawing;
+}
+
+async function drawNow() {
   const filter = visibleIndices();
   resizePoints(); // the number shown may have changed
   await scatterplot.draw(points(), {
