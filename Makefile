@@ -71,7 +71,7 @@ docs: install
 	@echo "documentation: site/index.html"
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) $(DEMO_RUN) site .pytest_cache src/medcne/viewer/static $(VIEWER_JS)/node_modules

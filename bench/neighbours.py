@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from medcne.datasets import load_dataset  # noqa: E402
 from medcne.device import machine_name  # noqa: E402
 
 K = 15
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
@@ -49,7 +52,7 @@ def spaces(data, n_pca: int = 50) -> dict[str, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="/work/shared/data/bloodmnist28.npz")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bloodmnist28.npz"))
     ap.add_argument("--sizes", type=int, nargs="+", default=[4000, 17092])
     ap.add_argument("--spaces", nargs="+", default=["pca50", "pixels"])
     args = ap.parse_args()

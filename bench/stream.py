@@ -16,7 +16,7 @@ under ``build/`` and deleted afterwards):
 The store's files are in the page cache right after they are written, so this
 measures the cost of the streaming machinery, not of a cold disk.
 
-    PYTHONPATH=src .venv/bin/python bench/stream.py --data /work/shared/data/bloodmnist28.npz --rounds 2
+    PYTHONPATH=src .venv/bin/python bench/stream.py --data ../shared/data/bloodmnist28.npz --rounds 2
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def training(data, store, args) -> tuple[dict, list]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="/work/shared/data/bloodmnist28.npz")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bloodmnist28.npz"))
     ap.add_argument("--subset", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--width", type=int, default=16)
