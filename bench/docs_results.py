@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -27,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from medcne.device import machine_name  # noqa: E402  (the one way benchmarks name the machine)
+
 SAMPLE = "src/medcne/datasets/data/bloodmnist_sample.npz"
 
 
@@ -50,16 +52,6 @@ def metrics(run_dir: Path) -> dict:
         "neighbour_preservation": round(m["neighbour_preservation"], 3),
         "seconds": round(m.get("seconds") or 0.0),
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def qc_counts(stdout: str) -> dict:
@@ -91,7 +83,7 @@ def main() -> None:
         print(f"{name}: {wall[name]:.0f} s", flush=True)
     results = {
         "measured": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, torch "
+        "machine": f"{machine_name()}, torch "
                    + subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
                                     capture_output=True, text=True).stdout.strip(),
         "commands": {k: "medcne " + " ".join(v).replace(str(ROOT) + "/", "") for k, v in commands.items()},
