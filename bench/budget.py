@@ -43,6 +43,10 @@ CONFIGS = {
     "s3-0.3": ["--stage3-lr-factor", "0.3"],
     "batch128": ["--batch-size", "128", "--lr", "0.06"],
     "compile": ["--compile"],
+    # One annealed stage (docs/schedules.md) under the same budget and CPU settings.
+    "anneal": ["--schedule", "anneal"],
+    "anneal-pwcos": ["--schedule", "anneal:shape=piecewise-cosine"],
+    "anneal-pwcos-lr0.24": ["--schedule", "anneal:shape=piecewise-cosine", "--lr", "0.24"],
 }
 WRAPPER = """
 import resource, subprocess, sys, time
@@ -66,6 +70,17 @@ def metrics(run: Path) -> dict:
     return {k: m.get(k) for k in ("knn_accuracy", "knn_accuracy_mean", "knn_accuracy_std", "silhouette")}
 
 
+def feature_knn(run: Path, data: str, subset: int | None = None, seed: int = 0) -> float:
+    """kNN accuracy (one split) of the backbone features of the run's model on its training images."""
+    from medcne import TSimCNE
+    from medcne.datasets import load_dataset
+    from medcne.metrics import knn_accuracy
+
+    images = load_dataset(data, subset=subset, seed=seed)
+    est = TSimCNE.load(run / "model.pt", device="cpu")
+    return knn_accuracy(est.features(images), images.labels)
+
+
 def reference_tree(commit: str) -> Path:
     """A checkout of ``commit`` under build/ (git worktree; reused)."""
     tree = ROOT / "build" / f"ref-{commit}"
@@ -83,6 +98,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--reference", metavar="COMMIT", help="also run this commit's `fit --quick --preset rotate`")
     p.add_argument("--tsne", action="store_true", help="also t-SNE of pixels")
+    p.add_argument("--features", action="store_true",
+                   help="also the kNN accuracy of each run's backbone features (one split), beside its 2-D map's")
     p.add_argument("--out", default="build/budget-runs")
     p.add_argument("--log", default="build/budget-runs/results.jsonl")
     args = p.parse_args()
@@ -116,6 +133,8 @@ def main() -> None:
         row = {"config": name, "seed": seed, "exit": code, "wall_s": round(wall, 1), "peak_rss_gb": round(rss, 2),
                "load_before": round(load, 2), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                **(metrics(run) if code == 0 else {})}
+        if code == 0 and args.features and (run / "model.pt").exists():
+            row["feature_knn"] = feature_knn(run, args.data)
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
