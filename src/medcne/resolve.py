@@ -51,13 +51,16 @@ def resolve(est, data: ImageSet) -> dict:
     out["precision_"] = resolve_precision(est.precision, out["device_"])
     out["budget_"] = None if est.budget is None else parse_duration(est.budget)
     out["image_shape_"] = data.image_shape
+    # The data's own checks first (the batch split among the processes), then the model's; the world's
+    # values join the others last, so the memory check below sees the device as resolved above.
+    world = _world(est, out, len(data))
     check_model_args(est.backbone, data.image_shape[2], est.width, out["stages_"][-1].out_dim)
     out["small_stem_"] = use_small_stem(max(data.image_shape[:2]), est.small_stem)
     check_training_memory(est, out, data)
     from .augment import Augmenter
 
     Augmenter(est.preset, crop=est.crop, jitter=est.jitter, grayscale=est.grayscale)  # validates them
-    out.update(_world(est, out, len(data)))
+    out.update(world)
     return out
 
 
