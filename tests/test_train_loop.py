@@ -177,11 +177,11 @@ def test_duration_estimate_and_message():
 
 
 def test_training_data_too_large_for_memory_is_one_line(monkeypatch):
-    # A lazy store (PCam) becomes one uint8 tensor for training: checked against the memory first.
+    # The images become one uint8 tensor for training: make_store checks it against the memory first.
     from medcne.datasets import memory
     from medcne.errors import MedcneError
-    from medcne.train.store import to_nchw_tensor
+    from medcne.train.store import make_store
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
     with pytest.raises(MedcneError, match=r"training on 48 images of 16x16x3.*`subset`"):
-        to_nchw_tensor(tiny_images())
+        make_store(tiny_images(), torch.device("cpu"))

@@ -72,9 +72,18 @@ def check_memory(nbytes: int, where: str, what: str, fix: str) -> None:
     fix : str
         What the user can change, e.g. ``"choose a smaller --size"``.
     """
+    must_stream(nbytes, where, what, fix, may_stream=False)
+
+
+def must_stream(nbytes: int, where: str, what: str, fix: str, *, may_stream: bool) -> bool:
+    """The one decision about holding ``nbytes`` in memory: False when they fit; True when they
+    do not and ``may_stream`` (read them piece by piece instead); else DataError with the figures,
+    as :func:`check_memory` (same arguments)."""
     available = available_bytes()
     if available is None or nbytes <= MARGIN * available:
-        return
+        return False
+    if may_stream:
+        return True
     raise DataError(
         f"{where}: {what} needs {format_bytes(nbytes)} of memory; about {format_bytes(available)} "
         f"is available; {fix}"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..datasets import ImageSet
-from ..datasets.memory import check_memory, fits_in_memory
+from ..datasets.memory import must_stream
 from ..datasets.store import StoreReader
 from ..errors import MedcneError
 
@@ -28,11 +28,9 @@ GPU_DATA_SHARE = 0.4
 
 
 def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
-    """All images as an (N, C, H, W) uint8 CPU tensor (a lazy store is read in chunks)."""
+    """All images as an (N, C, H, W) uint8 CPU tensor (a lazy store is read in chunks); whether they
+    fit in memory is :func:`make_store`'s decision."""
     n, (h, w, c) = len(data), data.image_shape
-    # A lazily read store (PCam) becomes one tensor here: refuse, with the figure, what memory cannot hold.
-    check_memory(n * c * h * w, str(data.source), f"training on {n:,} images of {h}x{w}x{c} (one uint8 tensor)",
-                 "train on a `subset` of the images or a smaller `size`")
     out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
     for start, block in data.iter_chunks(4096):
         out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
@@ -162,16 +160,12 @@ class StreamingStore:
             worker.join()
 
 
-def data_fits(data: ImageSet) -> bool:
-    """Whether the images, as one uint8 tensor, fit in the memory available now (with room to spare)."""
-    if not data.is_lazy:
-        return True  # already in memory
-    h, w, c = data.image_shape
-    return fits_in_memory(len(data) * h * w * c)
-
-
 def make_store(data: ImageSet, device: torch.device, stream="auto") -> ImageStore | StreamingStore:
     """The training store for ``data``: in memory when it fits (or ``stream=False``), else streamed.
+
+    Memory is judged once, here: the images as one uint8 tensor fit, or (a
+    lazily read dataset, ``stream='auto'``) are streamed, or are refused with
+    the figures (a lazily read store such as PCam would become one tensor).
 
     Parameters
     ----------
@@ -180,6 +174,10 @@ def make_store(data: ImageSet, device: torch.device, stream="auto") -> ImageStor
     """
     if stream not in STREAM_CHOICES:
         raise MedcneError(f"stream must be 'auto', True or False; got {stream!r}")
-    if stream == "auto":
-        stream = not data_fits(data)
+    if stream is not True:
+        n, (h, w, c) = len(data), data.image_shape
+        stream = must_stream(n * c * h * w, str(data.source),
+                             f"training on {n:,} images of {h}x{w}x{c} (one uint8 tensor)",
+                             "train on a `subset` of the images or a smaller `size`",
+                             may_stream=stream == "auto" and data.is_lazy)
     return StreamingStore(data, device) if stream else ImageStore(data, device)
