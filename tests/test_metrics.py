@@ -183,3 +183,22 @@ def test_silhouette_torch_path_matches(monkeypatch):
     if not torch.cuda.is_available():
         monkeypatch.undo()
         assert silhouette(Z, y, device="auto") == pytest.approx(silhouette_score(Z, y), abs=1e-6)
+
+
+def test_silhouette_of_many_points_is_that_of_a_recorded_sample(monkeypatch):
+    """Above SILHOUETTE_EXACT_MAX points evaluate scores a seeded random sample and says so;
+    at or below it the silhouette is exact and nothing is recorded."""
+    from medcne.runs import evaluate as ev
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, 3000)
+    Z = rng.normal(size=(3000, 2)) + codes[:, None] * 1.5
+    out, notes = {}, []
+    assert ev._silhouette(Z, codes, out, notes) == pytest.approx(silhouette(Z, codes))
+    assert out == {} and notes == []
+    monkeypatch.setattr(ev, "SILHOUETTE_EXACT_MAX", 1000)
+    sampled = ev._silhouette(Z, codes, out, notes)
+    pick = np.sort(np.random.default_rng(0).choice(3000, 1000, replace=False))
+    assert sampled == pytest.approx(silhouette(Z[pick], codes[pick]))
+    assert sampled != pytest.approx(silhouette(Z, codes), abs=1e-9)
+    assert out == {"silhouette_sample": 1000} and "random sample of 1,000 of the 3,000 points" in notes[0]

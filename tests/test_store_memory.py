@@ -81,3 +81,53 @@ def test_fit_and_embed_of_a_store_stay_far_below_its_size(tmp_path):
           f"{grown / 2**20:.1f} MiB; reading it whole {(peaks['read_whole'] - peaks['small']) / 2**20:.1f} MiB")
     assert grown < 0.3 * size, (grown, size, peaks)
     assert peaks["read_whole"] - peaks["small"] > 0.9 * size, peaks  # the measure would have caught it
+
+
+LIMITED = textwrap.dedent("""
+    import sys
+    import torch
+    torch.set_num_threads(1)
+    from medcne import TSimCNE
+    from medcne.datasets import load_dataset
+
+    data = load_dataset(sys.argv[1])
+    if sys.argv[2] == "whole":
+        data.to_numpy()  # planted: the images read into memory, as a non-streaming path would
+    est = TSimCNE(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=256, width=2, device="cpu", random_state=0,
+                  verbose=False, stream=True).fit(data)
+    print("placed", len(est.transform(data)))
+""")
+
+
+def _store(path: Path, n: int, shape=(16, 16, 3)) -> int:
+    rng = np.random.default_rng(1)
+    with StoreWriter(path, shape) as w:
+        blocks = (rng.integers(0, 256, (min(25_000, n - s), *shape), dtype=np.uint8) for s in range(0, n, 25_000))
+        w.add_part("all", blocks, labels=None, ids=[str(i) for i in range(n)])
+    return n * int(np.prod(shape))
+
+
+@pytest.mark.slow
+def test_fit_and_embed_complete_under_a_cgroup_limit_below_baseline_plus_the_store(tmp_path):
+    """A real memory limit: the cgroup of the run is allowed its own needs (measured on a small store)
+    plus half of the large store's size, so a run that held the images would be killed; the streamed
+    fit and embedding complete, and the planted whole read is killed (the limit can fail)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from memlimit import cgroup_available, measure
+
+    why = cgroup_available()
+    if why:
+        pytest.skip(why)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    _store(tmp_path / "small", 2048)
+    size = _store(tmp_path / "large", 120_000)  # 88 MiB of pixels
+    argv = [sys.executable, "-c", LIMITED]
+    base = measure([*argv, str(tmp_path / "small"), "stream"], env=env, limit_bytes=4 * 2**30)
+    assert base["exit"] == 0, base["tail"]
+    limit = base["cgroup_peak"] + size // 2
+    done = measure([*argv, str(tmp_path / "large"), "stream"], env=env, limit_bytes=limit)
+    print(f"store {size / 2**20:.0f} MiB; cgroup peak on 2,048 images {base['cgroup_peak'] / 2**20:.0f} MiB; "
+          f"limit {limit / 2**20:.0f} MiB; peak streaming the store {done.get('cgroup_peak', 0) / 2**20:.0f} MiB")
+    assert done["exit"] == 0 and "placed 120000" in done["tail"], done["tail"]
+    planted = measure([*argv, str(tmp_path / "large"), "whole"], env=env, limit_bytes=limit)
+    assert planted["exit"] != 0, "reading the store whole was not stopped: the limit does not limit"

@@ -63,6 +63,9 @@ KNN_K = 15
 KNN_TEST_SIZE = 0.1
 KNN_SPLITS = 5  # splits averaged for knn_accuracy_mean
 PRESERVATION_QUERIES = 5000  # points scored for neighbourhood preservation
+# Silhouette is exact up to this many points (N^2 distances: about 40 s at 327,680 on 2 CPU cores);
+# above it, the silhouette of a seeded random sample of this many points.
+SILHOUETTE_EXACT_MAX = 400_000
 
 
 # A run on a CPU that names no schedule (no epochs, quick or budget) gets this time budget

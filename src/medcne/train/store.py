@@ -93,7 +93,7 @@ class StreamingStore:
         # A whole store gathers in any order straight from its memory maps (no sort and re-order, as
         # LazyImages does for readers that need increasing indices).
         whole_store = isinstance(reader, StoreReader) and getattr(data.images, "_index", 0) is None
-        self._gather = reader if whole_store else data.images.__getitem__
+        self._gather = reader.for_random_access() if whole_store else data.images.__getitem__
         self.n = len(data)
         self.prefetch = max(int(prefetch), 1)
         self.pin = device.type == "cuda"
