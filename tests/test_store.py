@@ -53,6 +53,27 @@ def test_reader_survives_pickling(tmp_path):
     assert data.labels is None
 
 
+def test_random_access_reader_reads_the_same_images_without_read_ahead(tmp_path, monkeypatch):
+    """Training gathers random images through a reader that advises the kernel against read-ahead
+    (one page per image from a cold disk); it reads exactly what the plain reader reads, and keeps
+    its advice across pickling (worker processes)."""
+    import mmap
+
+    from medcne.datasets import store as store_module
+
+    a, b = images(6, 1), images(5, 2)
+    store = write(tmp_path / "s", [("a", a, None), ("b", b, None)])
+    plain = open_store(store).images._read
+    advised = []
+    monkeypatch.setattr(store_module, "_advise_random", lambda m: advised.append(m.shape))
+    fast = pickle.loads(pickle.dumps(plain.for_random_access()))
+    order = np.array([10, 0, 7, 3, 3])
+    np.testing.assert_array_equal(fast(order), plain(order))
+    assert advised == [(6, 8, 8, 3), (5, 8, 8, 3)] and fast.random_access and not plain.random_access
+    if hasattr(mmap, "MADV_RANDOM"):  # the real advice runs on a real map without error
+        store_module._advise_random(np.load(store / "part-000000" / "images.npy", mmap_mode="r"))
+
+
 def test_refuses_other_shape_duplicate_part_and_foreign_folder(tmp_path):
     store = write(tmp_path / "s", [("a", images(4), None)])
     with pytest.raises(MedcneError, match="not \\(9, 9, 3\\)"):
