@@ -64,8 +64,9 @@ class TSimCNE(BaseEstimator):
         kernel with 1 degree of freedom (the Cauchy kernel); gradients clipped
         at ±4 by value; it trains ``epochs`` epochs (one number, or the first of
         three: the reference's 1000) with the first ``warmup`` (10). Settings:
-        'anneal:shape=piecewise-cosine,dof=2,end_share=0.1' (see
-        :class:`medcne.train.anneal.AnnealSpec`).
+        'anneal:shape=piecewise-cosine,dof=2,end_share=0.1'; 'temperature=learned'
+        and 'dof=learned' train those kernel values with the model (see
+        :class:`medcne.train.anneal.AnnealSpec` and docs/schedules.md).
     preset : {'simclr', 'rot90', 'rotate'}
         Augmentations (see :class:`medcne.augment.Augmenter`).
     crop, jitter, grayscale : bool
@@ -249,8 +250,10 @@ class TSimCNE(BaseEstimator):
         return dict(crop=self.crop, jitter=self.jitter, grayscale=self.grayscale)
 
     def _new_model(self, out_dim: int, generator=None) -> TSimCNENet:
+        # an annealed schedule's learned kernel values (temperature, dof), if any
+        learned = next((s.anneal.learned for s in self.stages_ if s.anneal is not None), ())
         return TSimCNENet(self.backbone, self.image_shape_[2], int(self.width), self.small_stem_, out_dim, generator,
-                          precision=self.precision_)
+                          precision=self.precision_, learned=learned)
 
     # -- the record: parameters and resolved values as JSON ----------------------
     def resolved_params(self, stages=None) -> dict:

@@ -74,22 +74,28 @@ def cauchy_infonce(z: torch.Tensor) -> torch.Tensor:
 
 
 @_fp32
-def student_t_infonce(z: torch.Tensor, dof: float = 1.0, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """InfoNCE with the Student-t similarity ``(1 + ||z_i - z_k||^2 / dof) ** (-(dof + 1) / 2)``.
+def student_t_infonce(z: torch.Tensor, dof: float | torch.Tensor = 1.0, mask: torch.Tensor | None = None,
+                      temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """InfoNCE with the Student-t similarity ``(1 + t ||z_i - z_k||^2 / dof) ** (-(dof + 1) / 2)``.
 
-    ``dof = 1`` is :func:`cauchy_infonce`. (The reference package writes the
-    kernel with ``2 ||.||^2 / dof``: the same family, the map scaled by sqrt(2).)
+    ``dof = 1`` and ``temperature`` ``t = 1`` is :func:`cauchy_infonce`. The
+    reference package writes the kernel ``(1 + T ||.||^2 / (dof / 2))`` with its
+    temperature ``T``, 0.5 by default: the same kernel, ``t = 2 T``.
 
     Parameters
     ----------
     z : Tensor, shape (2B, d)
         Rows i and i + B are the two views of image i.
-    dof : float
-        Degrees of freedom (> 0); large values approach a Gaussian kernel.
+    dof : float or Tensor
+        Degrees of freedom (> 0); large values approach a Gaussian kernel. A
+        scalar tensor (a learned dof) keeps its gradient.
     mask : Tensor, shape (d,), optional
         Multiplies every row first: 0 drops an output dimension from the
         distances (and from the gradients) while all shapes stay the same,
         which is how dimension annealing shows the loss only the first dims.
+    temperature : float or Tensor
+        Multiplies the squared distances (> 0); a scalar tensor (a learned
+        temperature) keeps its gradient.
 
     Returns
     -------
@@ -101,6 +107,8 @@ def student_t_infonce(z: torch.Tensor, dof: float = 1.0, mask: torch.Tensor | No
         z = z * mask.to(z.dtype)
     sq = (z * z).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
+    if isinstance(temperature, torch.Tensor) or temperature != 1.0:
+        d2 = d2 * temperature
     return infonce_from_logsim(torch.log1p(d2 / dof) * (-0.5 * (dof + 1.0)))
 
 

@@ -142,6 +142,9 @@ class TSimCNENet(nn.Module):
         Width of ``z`` (128 in stage 1, 2 afterwards).
     amp_dtype : torch.dtype or None
         Autocast dtype of the backbone (bf16 on GPUs); the head is always float32.
+    kernel : LearnedKernel
+        Only with ``learned`` (an annealed schedule's learned temperature or dof):
+        the loss's learned scalars, so that they are saved and trained with the model.
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class TSimCNENet(nn.Module):
         out_dim: int = PRETRAIN_DIM,
         generator: torch.Generator | None = None,
         precision: str = "fp32",
+        learned: tuple[str, ...] = (),
     ):
         super().__init__()
         check_model_args(backbone, in_channels, width, out_dim)
@@ -164,6 +168,8 @@ class TSimCNENet(nn.Module):
             nn.Linear(self.num_features, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, out_dim)
         )
         init_weights(self, generator)
+        if learned:  # after the draws of the weights: they are the same with or without it
+            self.kernel = LearnedKernel(learned)
 
     @property
     def out_dim(self) -> int:
@@ -210,6 +216,27 @@ class TSimCNENet(nn.Module):
         _init_linear(new, generator, init)
         self.head[-1] = new.to(device=old.weight.device, dtype=old.weight.dtype)
         return self.head[-1]
+
+
+class LearnedKernel(nn.Module):
+    """The annealed kernel's learned scalars as parameters of the model (``model.kernel``).
+
+    Each is stored as its logarithm (so it stays positive), starts at 1 (the
+    reference's start: temperature 0.5 in its units, dof 1) and trains with the
+    model: saved in its state dict, averaged over processes with its other
+    gradients, clipped with them; in an optimiser group of its own at
+    a hundredth of the learning rate (:func:`medcne.train.anneal.param_groups`).
+    """
+
+    def __init__(self, names: tuple[str, ...]):
+        super().__init__()
+        self.names = tuple(names)
+        for name in self.names:
+            self.register_parameter(f"log_{name}", nn.Parameter(torch.zeros(())))
+
+    def values(self) -> dict[str, torch.Tensor]:
+        """{name: exp(log value)}: tensors in the autograd graph (nothing read by the host)."""
+        return {name: getattr(self, f"log_{name}").exp() for name in self.names}
 
 
 def check_model_args(backbone: str, in_channels: int, width: int, out_dim: int) -> None:

@@ -70,8 +70,9 @@ def add_parser(sub) -> None:
                    help="augmentations; 'rotate' suits microscopy and pathology")
     g.add_argument("--schedule", default="stages", metavar="{stages,anneal}",
                    help="stages: the paper's three stages; anneal: one stage whose loss sees 128 output dims "
-                        "going down to --dim (the reference's newer method; settings as "
-                        "anneal:shape=cosine,dof=1,end_share=0,clip=4; see docs/schedules.md)")
+                        "going down to --dim (the reference's newer method); settings as anneal:key=value,... "
+                        "with keys shape, hold_share, end_share, dof, dof_end, temperature, clip (dof and "
+                        "temperature may be 'learned'; see docs/schedules.md)")
     g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450); with --schedule anneal "
                                     "one number (reference: 1000) or the first of three")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")

@@ -125,8 +125,9 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None, pro
 
 def write_history(run, rows: list[dict]) -> Path:
     """``history.csv``: one row per epoch (stage, epoch, loss, lr, views_per_s, knn; and dim,
-    the output dimensions the loss saw at the epoch's end, for an annealed run)."""
-    columns = (*HISTORY_COLUMNS, "dim") if any("dim" in r for r in rows) else HISTORY_COLUMNS
+    the output dimensions the loss saw at the epoch's end, for an annealed run; temperature
+    and dof at the epoch's end, where they are learned)."""
+    columns = (*HISTORY_COLUMNS, *(k for k in ("dim", "temperature", "dof") if any(k in r for r in rows)))
     cells = ([(f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) if k in r else "" for k in columns]
              for r in rows)
     return write_text(Path(run) / HISTORY, csv_text(columns, cells))

@@ -5,7 +5,9 @@ The newer schedule of the t-SimCNE authors (tsimcne 0.4): the head keeps its
 from ``start_dim`` (128) down to ``end_dim`` (2) over training; the kernel is a
 Student t with ``dof`` degrees of freedom (1: the Cauchy kernel of the paper);
 gradients are clipped by value. At the end the head keeps only its first
-``end_dim`` outputs (:func:`keep_first`), which is the map.
+``end_dim`` outputs (:func:`keep_first`), which is the map. The kernel's
+temperature (a scale of the squared distances) and ``dof`` may be learned
+(:class:`~medcne.models.LearnedKernel`): scalar parameters of the model, trained with it.
 
 Everything here is a pure function of the share of the planned training that
 is done, so a resumed run sees the same dimension at the same step, and a time
@@ -21,9 +23,11 @@ from dataclasses import asdict, dataclass
 from functools import partial
 
 import torch
+from torch import nn
 
 from ..errors import MedcneError
 from ..losses import student_t_infonce
+from ..models import LearnedKernel
 
 SHAPES = ("cosine", "linear", "piecewise-cosine", "piecewise-linear")
 # The reference's piecewise schedules: 2/3 of the epochs at full width, 1/8 going down, the rest at end_dim.
@@ -31,6 +35,10 @@ PIECEWISE_HOLD = 2 / 3
 PIECEWISE_END = 1 - 2 / 3 - 1 / 8
 DEFAULT_CLIP = 4.0
 SCHEDULES = ("stages", "anneal")
+LEARNED = "learned"
+KEYS = ("shape", "hold_share", "end_share", "dof", "dof_end", "temperature", "clip")
+# The learned scalars' share of the learning rate (the reference gives its loss's parameters lr / 100).
+KERNEL_LR_SCALE = 0.01
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,14 @@ class AnnealSpec:
     end_share : float or None
         Share of training at ``end_dim`` after the descent; None: 0 for
         'cosine' and 'linear', 5/24 for the piecewise shapes (the reference's).
-    dof : float
-        Degrees of freedom of the Student-t kernel at the start (1: Cauchy).
+    dof : float or 'learned'
+        Degrees of freedom of the Student-t kernel at the start (1: Cauchy);
+        'learned': a parameter of the model from 1 on (:class:`~medcne.models.LearnedKernel`).
     dof_end : float or None
         If given, ``dof`` goes to ``dof_end`` along a half cosine over training.
+    temperature : float or 'learned'
+        Multiplies the squared distances in the kernel (1: the kernel of the three
+        stages, the reference's temperature 0.5); 'learned': a parameter from 1 on.
     clip : float
         Gradients are clipped to ``[-clip, clip]`` element-wise (0: off).
     """
@@ -63,9 +75,10 @@ class AnnealSpec:
     end_dim: int = 2
     hold_share: float | None = None
     end_share: float | None = None
-    dof: float = 1.0
+    dof: float | str = 1.0
     dof_end: float | None = None
     clip: float = DEFAULT_CLIP
+    temperature: float | str = 1.0
 
     def __post_init__(self):
         if self.shape not in SHAPES:
@@ -77,11 +90,18 @@ class AnnealSpec:
         if not (0 <= hold and 0 <= end and hold + end < 1):
             raise MedcneError(f"anneal hold_share and end_share must be >= 0 and leave some training for the "
                               f"descent (sum < 1); got {hold:g} and {end:g}")
-        for name in ("dof", "dof_end"):
+        for name, what in (("dof", "degrees of freedom of the t kernel"), ("dof_end", "degrees of freedom at "
+                           "the end"), ("temperature", "scale of the squared distances in the kernel")):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
-                raise MedcneError(f"anneal {name} (degrees of freedom of the t kernel) must be a positive "
-                                  f"number (1: Cauchy); got {value!r}")
+            learnable = name != "dof_end"
+            if value is None and not learnable or value == LEARNED and learnable:
+                continue
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf):
+                raise MedcneError(f"anneal {name} ({what}) must be a positive number"
+                                  f"{' or ' + repr(LEARNED) if learnable else ''}; got {value!r}")
+        if self.dof == LEARNED and self.dof_end is not None:
+            raise MedcneError(f"anneal dof='learned' and dof_end={self.dof_end!r} do not go together: "
+                              "a learned dof follows its gradient, not a schedule; drop one")
         if not (isinstance(self.clip, (int, float)) and 0 <= self.clip < math.inf):
             raise MedcneError(f"anneal clip must be a number >= 0 (0: no clipping); got {self.clip!r}")
 
@@ -92,6 +112,11 @@ class AnnealSpec:
         hold = self.hold_share if self.hold_share is not None else (PIECEWISE_HOLD if piecewise else 0.0)
         end = self.end_share if self.end_share is not None else (PIECEWISE_END if piecewise else 0.0)
         return float(hold), float(end)
+
+    @property
+    def learned(self) -> tuple[str, ...]:
+        """Names of the kernel's learned values ('temperature', 'dof'), in that order."""
+        return tuple(n for n in ("temperature", "dof") if getattr(self, n) == LEARNED)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,10 +167,39 @@ def dim_mask(start_dim: int, d: int, device: torch.device) -> torch.Tensor:
     return mask
 
 
-def step_loss(spec: AnnealSpec, share: float, device: torch.device):
-    """The loss of a step at ``share`` of training: Student-t InfoNCE on the first ``dim_at`` outputs."""
+def param_groups(model: nn.Module, params: list) -> list:
+    """``params`` as optimiser groups: the model's learned kernel scalars in a group of their own
+    at ``KERNEL_LR_SCALE`` of the learning rate (``lr_scale``); just ``params`` without them."""
+    kernel = getattr(model, "kernel", None)
+    if kernel is None:
+        return params
+    ids = set(map(id, kernel.parameters()))
+    scalars = [p for p in params if id(p) in ids]
+    rest = [p for p in params if id(p) not in ids]
+    return [{"params": rest}] + ([{"params": scalars, "lr_scale": KERNEL_LR_SCALE}] if scalars else [])
+
+
+def kernel_values(model: nn.Module) -> dict[str, float]:
+    """The learned kernel's values for the epoch's history row ({} without one): read by the host,
+    so only once per epoch, after the epoch's loss has been read."""
+    kernel = getattr(model, "kernel", None)
+    if kernel is None:
+        return {}
+    with torch.no_grad():
+        return {name: float(v) for name, v in kernel.values().items()}
+
+
+def step_loss(spec: AnnealSpec, share: float, device: torch.device, kernel: LearnedKernel | None = None):
+    """The loss of a step at ``share`` of training: Student-t InfoNCE on the first ``dim_at`` outputs
+    (with the learned temperature and dof of ``kernel`` where the spec asks for them)."""
+    if spec.learned and kernel is None:
+        raise MedcneError(f"anneal {' and '.join(spec.learned)}='learned' needs the model's learned kernel "
+                          "(TSimCNENet(..., learned=spec.learned))")
     mask = dim_mask(spec.start_dim, dim_at(spec, share), device)
-    return partial(student_t_infonce, dof=dof_at(spec, share), mask=mask)
+    learned = kernel.values() if spec.learned else {}
+    dof = learned["dof"] if "dof" in learned else dof_at(spec, share)
+    temperature = learned["temperature"] if "temperature" in learned else float(spec.temperature)
+    return partial(student_t_infonce, dof=dof, mask=mask, temperature=temperature)
 
 
 def parse_schedule(text, end_dim: int = 2, start_dim: int = 128) -> AnnealSpec | None:
@@ -165,10 +219,11 @@ def parse_schedule(text, end_dim: int = 2, start_dim: int = 128) -> AnnealSpec |
     kwargs: dict = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = (s.strip() for s in item.partition("="))
-        if not eq or key not in ("shape", "hold_share", "end_share", "dof", "dof_end", "clip"):
-            raise MedcneError(f"schedule {text!r}: each setting must be key=value with key one of shape, "
-                              f"hold_share, end_share, dof, dof_end, clip; got {item!r}")
-        kwargs[key] = value if key == "shape" else _number(text, key, value)
+        if not eq or key not in KEYS:
+            raise MedcneError(f"schedule {text!r}: each setting must be key=value with key one of "
+                              f"{', '.join(KEYS)}; got {item!r}")
+        learnable = key in ("dof", "temperature") and value == LEARNED
+        kwargs[key] = value if key == "shape" or learnable else _number(text, key, value)
     return AnnealSpec(start_dim=start_dim, end_dim=end_dim, **kwargs)
 
 
@@ -176,7 +231,8 @@ def _number(text: str, key: str, value: str) -> float:
     try:
         return float(value)
     except ValueError:
-        raise MedcneError(f"schedule {text!r}: {key} must be a number; got {value!r}") from None
+        learnable = f" or {LEARNED!r}" if key in ("dof", "temperature") else ""
+        raise MedcneError(f"schedule {text!r}: {key} must be a number{learnable}; got {value!r}") from None
 
 
 def keep_first(model, d: int) -> None:
@@ -194,14 +250,16 @@ def keep_first(model, d: int) -> None:
         new.bias.copy_(bias)
 
 
-def loss_of_step(loss_fn, stage, step: int, steps_per_epoch: int, device: torch.device):
+def loss_of_step(loss_fn, stage, step: int, steps_per_epoch: int, device: torch.device,
+                 kernel: LearnedKernel | None = None):
     """(loss, dimension seen) of step ``step`` (0-based, within ``stage``): the run's
-    ``loss_fn`` and None for a stage without annealing."""
+    ``loss_fn`` and None for a stage without annealing. ``kernel``: the model's learned
+    kernel scalars, if any."""
     spec = stage.anneal
     if spec is None:
         return loss_fn, None
     share = share_of(step, stage.epochs, steps_per_epoch)
-    return step_loss(spec, share, device), dim_at(spec, share)
+    return step_loss(spec, share, device, kernel), dim_at(spec, share)
 
 
 def clip_gradients(optimizer: torch.optim.Optimizer, stage) -> None:

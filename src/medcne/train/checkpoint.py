@@ -87,8 +87,11 @@ def check_resume(checkpoint: dict, record: dict, n_images: int, ignore_lr: bool 
     (``ignore_lr``: except the learning rates, on purpose)."""
     saved, now = checkpoint["record"], record
 
-    def stages(r):
-        return [{k: v for k, v in s.items() if not (ignore_lr and k == "lr")} for s in r["resolved"]["stages"]]
+    def stages(r):  # through Stage: a record from before a setting was added reads with its default
+        from .stages import Stage
+
+        return [{k: v for k, v in Stage(**s).to_dict().items() if not (ignore_lr and k == "lr")}
+                for s in r["resolved"]["stages"]]
 
     pairs = [("stages", stages(saved), stages(now)),
              ("precision", saved["resolved"].get("precision"), now["resolved"].get("precision"))]

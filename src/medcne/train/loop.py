@@ -23,7 +23,7 @@ from ..defaults import MOMENTUM, WEIGHT_DECAY
 from ..device import amp_dtype
 from ..errors import DivergedError
 from ..models import uses_channels_last
-from .anneal import clip_gradients, loss_of_step
+from .anneal import clip_gradients, kernel_values, loss_of_step, param_groups
 from .progress import Progress
 from .rng import Generators
 from .stages import Stage, lr_at
@@ -131,7 +131,8 @@ def trainable_parameters(model: nn.Module, stage: Stage) -> list[nn.Parameter]:
 
 
 def make_optimizer(params, stage: Stage, device_type: str = "cpu") -> torch.optim.SGD:
-    """SGD with momentum and weight decay; fused into one kernel per step on CUDA."""
+    """SGD with momentum and weight decay; fused into one kernel per step on CUDA. ``params``:
+    parameters or groups (a group's ``lr_scale`` scales the learning rate of every step)."""
     params = list(params)
     fused = device_type == "cuda"
     return torch.optim.SGD(params, lr=stage.lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
@@ -147,7 +148,7 @@ def begin_stage(model: nn.Module, stage: Stage, generators: Generators, fresh: b
     if stage.new_head and fresh:
         model.replace_last(stage.out_dim, generators.init, stage.head_init)
     device_type = next(model.parameters()).device.type
-    return make_optimizer(trainable_parameters(model, stage), stage, device_type)
+    return make_optimizer(param_groups(model, trainable_parameters(model, stage)), stage, device_type)
 
 
 def contrastive_step(
@@ -342,11 +343,12 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     batches = store.batches(order, (shard(s, b, rank, world) for s in range(spe)))
     frozen = stage.train == "last"
     watch = LossWatch(store.device)
+    kernel = getattr(job.model, "kernel", None)  # learned kernel scalars of an annealed stage
     for s in range(spe):
         lr = lr_at(stage, epoch * spe + s, spe)
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss_fn, dim = loss_of_step(job.loss_fn, stage, epoch * spe + s, spe, store.device)
+            group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
+        loss_fn, dim = loss_of_step(job.loss_fn, stage, epoch * spe + s, spe, store.device, kernel)
         loss = train_step(job, optimizer, next(batches), frozen, loss_fn, stage)
         watch.add(loss)
         _check_finite(watch.poll(), stage, epoch, lr)
@@ -356,7 +358,7 @@ def run_epoch(job: Job, optimizer: torch.optim.Optimizer, stage: Stage, epoch: i
     _check_finite((spe, total), stage, epoch, lr)
     seconds = time.perf_counter() - t0
     row = {"loss": total / spe, "lr": lr, "views_per_s": 2 * b * world * spe / seconds}
-    return row if dim is None else {**row, "dim": dim}
+    return row if dim is None else {**row, "dim": dim, **kernel_values(job.model)}
 
 
 def train_step(job: Job, optimizer: torch.optim.Optimizer, batch: torch.Tensor, frozen: bool = False,

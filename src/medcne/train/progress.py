@@ -70,6 +70,7 @@ class Progress:
     def epoch(self, si: int, row: dict) -> None:
         self.bar.set_description(describe(self.stages, si, row["epoch"]))
         shown = {"dim": row["dim"]} if "dim" in row else {}
+        shown.update({k: f"{row[k]:.3g}" for k in ("temperature", "dof") if k in row})  # learned ones
         self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2g}", **shown,
                              views_s=f"{row['views_per_s']:.0f}", **self._left())
 
