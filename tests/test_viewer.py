@@ -21,7 +21,8 @@ from medcne.runs import write_embedding
 from medcne.viewer import build as build_mod
 from medcne.viewer import build_viewer, plan_layout, write_sprites
 from medcne.viewer.build import MARKER
-from medcne.viewer.sprites import make_tiles, thumbnail_size
+from medcne.viewer import sprites
+from medcne.viewer.sprites import make_tiles, thumbnail_sample, thumbnail_size
 
 
 def read_data(folder) -> dict:
@@ -89,6 +90,50 @@ def test_sprite_sheets_hold_each_image_at_its_place(tmp_path, channels):
         sheet = np.asarray(Image.open(tmp_path / sheets[s]["file"]))
         tile = sheet[row * 8:(row + 1) * 8, col * 8:(col + 1) * 8]
         np.testing.assert_array_equal(tile.reshape(images[i].shape), images[i])
+
+
+def test_a_thumbnail_sample_stays_within_the_pixel_budget_and_takes_the_given_points_first():
+    assert thumbnail_sample(1000, 10, pixels=100 * 1000) is None  # all fit
+    keep = thumbnail_sample(1000, 10, first=[999, 3, 3, 500], pixels=100 * 50)
+    assert len(keep) == 50 and np.all(np.diff(keep) > 0) and {3, 500, 999} <= set(keep.tolist())
+    np.testing.assert_array_equal(keep, thumbnail_sample(1000, 10, first=[999, 3, 500], pixels=100 * 50))
+    assert len(set(keep) & set(thumbnail_sample(1000, 10, pixels=100 * 50, seed=1))) < 50  # seeded draw
+    assert thumbnail_sample(1000, 10, first=range(100), pixels=100 * 50).tolist() == list(range(50))
+
+
+@pytest.mark.parametrize("max_side", [24, 80])  # several sheets; one sheet per block of images read
+def test_sprite_sheets_of_a_sample_hold_the_sampled_images_in_order(tmp_path, max_side):
+    images = np.random.default_rng(2).integers(0, 256, size=(5000, 8, 8, 3), dtype=np.uint8)
+    keep = np.sort(np.random.default_rng(3).choice(5000, 40, replace=False))
+    seen = np.zeros(5000, dtype=int)
+    layout, sheets = write_sprites(images, tmp_path / "sprites", 8, max_side=max_side, keep=keep,
+                                   on_batch=lambda start, b: seen.__setitem__(slice(start, start + len(b)), 1))
+    assert seen.all()  # every image passes on_batch (the page's brightness column needs all of them)
+    assert layout.n == 40 and len(sheets) == layout.n_sheets
+    for k in [0, 9, 10, 39]:
+        s, col, row = layout.locate(k)
+        sheet = np.asarray(Image.open(tmp_path / sheets[s]["file"]))
+        np.testing.assert_array_equal(sheet[row * 8:(row + 1) * 8, col * 8:(col + 1) * 8], images[keep[k]])
+
+
+def test_a_page_of_more_images_than_the_budget_holds_a_sample_with_qcs_pairs(tmp_path, fake_bundle, monkeypatch):
+    monkeypatch.setattr(sprites, "SPRITE_PIXELS", 5 * 12 * 12)  # 5 thumbnails of 12 px
+    run, images = make_run(tmp_path / "run", n=50)
+    labels = np.load(run / "embedding.npz")["labels"]
+    names = ["a", "b", "c"]
+    write_qc(run, [f"{i},{names[labels[i]]},0.1,,0,{dup},0.01,{int(bool(dup))},0.2,0" for i, dup in
+                   [(7, "41"), (8, "")]] + [f"41,{names[labels[41]]},0.1,,0,,,0,4.0,1"])
+    build_viewer(run, bundle=fake_bundle)
+    data = read_data(run / "viewer")
+    points = data["sprites"]["points"]
+    assert len(points) == 5 and points == sorted(points) and {7, 41} <= set(points)
+    bright = images.reshape(50, -1).mean(axis=1) / 255  # still measured on every image
+    np.testing.assert_allclose(data["columns"]["brightness"], bright, rtol=1e-5)
+    sheet = np.asarray(Image.open(run / "viewer" / data["sprites"]["sheets"][0]["file"]))
+    k = points.index(41)
+    cols = data["sprites"]["cols"]
+    row, col = divmod(k, cols)
+    np.testing.assert_array_equal(sheet[row * 12:(row + 1) * 12, col * 12:(col + 1) * 12], images[41])
 
 
 def test_large_images_are_shrunk_and_letterboxed():

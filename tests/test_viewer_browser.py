@@ -562,3 +562,53 @@ def test_colour_by_qc_score(page, qc_rows):
     assert float(page.locator("#ramp-hi").inner_text()) == pytest.approx(max(scores), rel=5e-3)
     options = page.eval_on_selector_all("#color-by option", "os => os.map(o => o.value)")
     assert {"label_issue_score", "duplicate_distance", "outlier_score"} <= set(options)
+
+
+@pytest.fixture(scope="module")
+def sampled_site(site, tmp_path_factory):
+    """The run of ``site`` in a page that holds thumbnails of a sample of 500 of its 2,000 images
+    (the pixel budget lowered to 500 thumbnails of 28 px), QC's flagged images and pairs among them."""
+    from medcne.viewer import sprites
+
+    index, data, _ = site
+    out = tmp_path_factory.mktemp("sampled") / "viewer"
+    saved, sprites.SPRITE_PIXELS = sprites.SPRITE_PIXELS, 500 * 28 * 28
+    try:
+        build_viewer(index.parent.parent, out)
+    finally:
+        sprites.SPRITE_PIXELS = saved
+    return out / "index.html", data
+
+
+def test_a_sampled_page_shows_the_thumbnails_it_holds_and_says_when_it_has_none(browser, sampled_site, qc_rows):
+    index, data = sampled_site
+    ctx, page, errors = open_page(browser, index)
+    try:
+        points = page.evaluate("MEDCNE_DATA.sprites.points")
+        flagged = [k for k, r in enumerate(qc_rows) if "1" in (r["likely_label_error"], r["likely_duplicate"],
+                                                               r["likely_outlier"])]
+        assert len(points) == 500 and set(flagged) <= set(points)
+        missing = next(i for i in range(len(data)) if i not in set(points))
+        page.evaluate("i => medcne.scatterplot.hover(i)", missing)
+        page.wait_for_selector(f"#hover[data-index='{missing}']", timeout=5000)
+        assert page.locator("#hover-image").get_attribute("data-no-thumb") is not None
+        assert "no thumbnail" in page.eval_on_selector("#hover-image", "e => getComputedStyle(e, '::after').content")
+        assert page.locator("[data-field=thumbnail]").inner_text() == \
+            "thumbnail: none: this page holds thumbnails of a sample of 500 of 2,000 images"
+
+        k = 123  # the sample's 124th point is tile 123
+        i = points[k]
+        page.evaluate("i => medcne.scatterplot.hover(i)", i)
+        page.wait_for_selector(f"#hover[data-index='{i}']", timeout=5000)
+        assert page.locator("#hover-image").get_attribute("data-no-thumb") is None
+        assert page.locator("[data-field=thumbnail]").count() == 0
+        tile, scale = 28, HOVER_SIDE // 28
+        sheet, col, row = plan_layout(500, tile).locate(k)
+        style = page.eval_on_selector("#hover-image", "e => [e.style.backgroundImage, e.style.backgroundPosition]")
+        assert style == [f'url("sprites/sheet-{sheet:03d}.png")', f"{-col * tile * scale}px {-row * tile * scale}px"]
+        shot = np.asarray(Image.open(io.BytesIO(page.locator("#hover-image").screenshot())).convert("RGB"))
+        seen = shot[scale // 2::scale, scale // 2::scale][:tile, :tile].astype(int)
+        assert np.abs(seen - data.images[i].astype(int)).mean() < 3
+    finally:
+        ctx.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"

@@ -19,7 +19,9 @@ def add_parser(sub) -> None:
                    help="replace the output folder when it holds a viewer built before "
                         "(a folder not made by `medcne view` is never replaced)")
     p.add_argument("--data", help="the run's dataset, if it moved since the run was made")
-    p.add_argument("--thumb", type=int, help="thumbnail side in pixels (default: image side, at most 64)")
+    p.add_argument("--thumb", type=int, help="thumbnail side in pixels (default: image side, at most 64); a page "
+                   "holds 400 million thumbnail pixels at most (a sample of the images beyond that), so smaller "
+                   "thumbnails cover more images")
     p.add_argument("--open", action="store_true", help="open the page in the web browser")
     p.set_defaults(func=run)
 

@@ -40,7 +40,7 @@ from ..runs.folder import PREFIX, read_provenance
 from ..runs.outputs import lock, refuse_inputs
 from .provenance import column_values, copy_slide_thumbnails, data_folder
 from .qc import QC_FILE, SCORES, qc_meta, read_qc
-from .sprites import thumbnail_size, write_sprites
+from .sprites import thumbnail_sample, thumbnail_size, write_sprites
 
 HERE = Path(__file__).parent
 BUNDLE = HERE / "static" / "medcne-viewer.js"
@@ -153,10 +153,11 @@ def _build(run: Run, out: Path, images, thumb, max_sheet: int, cols: dict, qc, b
             # Mean pixel value in [0, 1]: dark, blank or overexposed images stand out.
             brightness[start:start + len(batch)] = batch.reshape(len(batch), -1).mean(axis=1) / 255.0
 
-        layout, sheets = write_sprites(images, tmp / "sprites", tile, max_sheet, on_batch=measure)
+        keep = thumbnail_sample(n, tile, first=_shown_in_pairs(qc))
+        layout, sheets = write_sprites(images, tmp / "sprites", tile, max_sheet, on_batch=measure, keep=keep)
         cols = {"brightness": brightness, **cols}
         sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
-                       "sheets": sheets}
+                       "sheets": sheets, **({} if keep is None else {"points": keep.tolist()})}
         slides = copy_slide_thumbnails(prov, slide_folder, tmp)
         source = {"columns": {k: column_values(v) for k, v in prov.items()}, "slides": slides}
         (tmp / "data.js").write_text(_data_js(run, cols, sprite_info, qc, source), encoding="utf-8")
@@ -176,6 +177,16 @@ def _build(run: Run, out: Path, images, thumb, max_sheet: int, cols: dict, qc, b
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _shown_in_pairs(qc) -> np.ndarray | None:
+    """The points QC flags and their likely duplicates: the page lists them and shows each pair side by
+    side, so they come first when only a sample of the points gets thumbnails."""
+    if qc is None:
+        return None
+    flagged = np.flatnonzero(np.any(np.stack(list(qc.flags.values())), axis=0))
+    partners = qc.duplicate[flagged]
+    return np.concatenate([flagged, partners[partners >= 0]])
 
 
 def remove_leftovers(out: Path) -> list[Path]:

@@ -7,6 +7,10 @@ decode and hold without trouble.
 
 Tile ``i`` (in embedding order) lies on sheet ``i // per_sheet``, at column
 ``j % cols`` and row ``j // cols`` where ``j = i % per_sheet``.
+
+A page of millions of points holds thumbnails of a sample: at most
+``SPRITE_PIXELS`` thumbnail pixels (:func:`thumbnail_sample`); tile ``i`` is
+then the ``i``-th point of the sorted sample.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from ..errors import MedcneError
 
 MAX_SIDE = 4096
 THUMB_MAX = 64
+# Thumbnail pixels one page holds at most: 510,000 thumbnails of 28 px, 97,000 of 64 px. BloodMNIST's
+# sheets take about 2 bytes per pixel as PNG, so about 0.8 GB of sprites on disk at the most.
+SPRITE_PIXELS = 400_000_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,24 @@ def thumbnail_size(image_shape: tuple[int, int, int], requested: int | None = No
     return int(requested) if requested else min(side, THUMB_MAX)
 
 
+def thumbnail_sample(n: int, tile: int, first=None, pixels: int | None = None,
+                     seed: int = 0) -> np.ndarray | None:
+    """Sorted indices of the points that get a thumbnail, or None when all of them fit.
+
+    At most ``pixels // tile**2`` points (default :data:`SPRITE_PIXELS`): those of ``first`` (e.g. the
+    images QC flagged and their duplicates, which the page shows side by
+    side; the lowest indices when they alone pass the budget), then a seeded
+    random draw of the others.
+    """
+    budget = max(1, (SPRITE_PIXELS if pixels is None else pixels) // (tile * tile))
+    if n <= budget:
+        return None
+    first = np.unique(np.asarray([] if first is None else first, dtype=np.int64))[:budget]
+    rest = np.setdiff1d(np.arange(n), first, assume_unique=True)
+    drawn = np.random.default_rng(seed).choice(rest, budget - len(first), replace=False)
+    return np.sort(np.concatenate([first, drawn]))
+
+
 def make_tiles(images: np.ndarray, tile: int) -> np.ndarray:
     """Square ``tile`` x ``tile`` uint8 thumbnails of an N x H x W x C batch (letterboxed).
 
@@ -109,14 +134,15 @@ def pack_sheet(tiles: np.ndarray, cols: int) -> np.ndarray:
 def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
                   compress_level: int = 1,
                   on_batch: Callable[[int, np.ndarray], None] | None = None,
+                  keep: np.ndarray | None = None,
                   ) -> tuple[SpriteLayout, list[dict]]:
     """Write ``sheet-000.png``... into ``folder``; return the layout and one entry per sheet.
 
     Parameters
     ----------
     images : ndarray or LazyImages
-        uint8, N x H x W x C (C = 1 or 3), in embedding order. Read one sheet
-        at a time, so lazy stores (PCam) never load whole.
+        uint8, N x H x W x C (C = 1 or 3), in embedding order. Read a sheet's
+        worth at a time, so lazy stores (PCam) never load whole.
     folder : Path
         Where the sheets go (created).
     tile : int
@@ -125,8 +151,12 @@ def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
         zlib level of the PNGs; 1 because higher levels cost 40-60% more time
         for 1% smaller files on BloodMNIST (28.7 MB at 1, 28.4 MB at 6).
     on_batch : callable, optional
-        ``on_batch(start, images)`` for each sheet's images, so that callers
-        can compute per-image values without reading a lazy store twice.
+        ``on_batch(start, images)`` for every block of the images (all of
+        them, with or without ``keep``), so that callers can compute
+        per-image values without reading a lazy store twice.
+    keep : ndarray, optional
+        Sorted indices of the images that get a tile (:func:`thumbnail_sample`);
+        default all.
 
     Returns
     -------
@@ -136,17 +166,34 @@ def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    layout = plan_layout(len(images), tile, max_side)
-    sheets = []
-    for s in range(layout.n_sheets):
-        start, stop = layout.sheet_range(s)
-        batch = np.asarray(images[start:stop])
+    n = len(images)
+    layout = plan_layout(n if keep is None else len(keep), tile, max_side)
+    sheets: list[dict] = []
+    pending: list[np.ndarray] = []  # tiles not yet on a sheet
+
+    def flush(final: bool) -> None:
+        tiles = np.concatenate(pending) if pending else np.zeros((0, tile, tile, 1), np.uint8)
+        pending.clear()
+        while len(tiles) >= layout.per_sheet or (final and len(tiles)):
+            sheet = pack_sheet(tiles[: layout.per_sheet], layout.cols)
+            tiles = tiles[layout.per_sheet :]
+            name = f"sheet-{len(sheets):03d}.png"
+            Image.fromarray(sheet[:, :, 0] if sheet.shape[2] == 1 else sheet).save(
+                folder / name, compress_level=compress_level)
+            height, width = sheet.shape[:2]
+            sheets.append({"file": f"{folder.name}/{name}", "width": width, "height": height})
+        if len(tiles):
+            pending.append(tiles)
+
+    block = layout.per_sheet if keep is None else max(layout.per_sheet, 4096)
+    for start in range(0, n, block):
+        batch = np.asarray(images[start : start + block])
         if on_batch is not None:
             on_batch(start, batch)
-        sheet = pack_sheet(make_tiles(batch, tile), layout.cols)
-        name = f"sheet-{s:03d}.png"
-        mode_image = Image.fromarray(sheet[:, :, 0] if sheet.shape[2] == 1 else sheet)
-        mode_image.save(folder / name, compress_level=compress_level)
-        height, width = sheet.shape[:2]
-        sheets.append({"file": f"{folder.name}/{name}", "width": width, "height": height})
+        if keep is not None:
+            chosen = keep[(keep >= start) & (keep < start + len(batch))] - start
+            batch = batch[chosen]
+        pending.append(make_tiles(batch, tile))
+        flush(final=False)
+    flush(final=True)
     return layout, sheets

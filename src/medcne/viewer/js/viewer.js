@@ -119,10 +119,29 @@ function isShown(i) {
 }
 
 // ---- thumbnails from sprite sheets --------------------------------------
+// A page of millions of points holds thumbnails of a sample (sprites.points, sorted point
+// indices; build.py): tile k shows the sample's k-th point, -1 means no thumbnail.
+const tileOf = (() => {
+  const pts = D.sprites.points;
+  if (!pts) return (i) => i;
+  const slot = new Int32Array(N).fill(-1);
+  pts.forEach((p, k) => { slot[p] = k; });
+  return (i) => slot[i];
+})();
+const SAMPLE_NOTE = D.sprites.points
+  ? `none: this page holds thumbnails of a sample of ${fmt(D.sprites.points.length)} of ${fmt(N)} images`
+  : '';
+
 function showTile(el, i, side) {
   const s = D.sprites;
-  const sheet = Math.floor(i / s.perSheet);
-  const j = i % s.perSheet;
+  const k = tileOf(i);
+  el.toggleAttribute('data-no-thumb', k < 0);
+  if (k < 0) {
+    el.style.backgroundImage = 'none';
+    return;
+  }
+  const sheet = Math.floor(k / s.perSheet);
+  const j = k % s.perSheet;
   const scale = side / s.tile;
   const { file, width, height } = s.sheets[sheet];
   el.style.backgroundImage = `url("${file}")`;
@@ -143,6 +162,7 @@ function showPoint(i) {
     ...(a && a.source === 'suggested'
       ? [['suggested label', `${a.name} (${Math.round(a.agree * 100)}% of neighbours${a.pending ? ', to review' : ''})`]]
       : []),
+    ...(tileOf(i) < 0 ? [['thumbnail', SAMPLE_NOTE]] : []),
     ...qcLines(D, i),
     ...sourceLines(D, i),
     D.dim === 3 ? ['x, y, z', `${D.x[i]}, ${D.y[i]}, ${D.z[i]}`] : ['x, y', `${D.x[i]}, ${D.y[i]}`],
