@@ -47,6 +47,8 @@ CONFIGS = {
     "anneal": ["--schedule", "anneal"],
     "anneal-pwcos": ["--schedule", "anneal:shape=piecewise-cosine"],
     "anneal-pwcos-lr0.24": ["--schedule", "anneal:shape=piecewise-cosine", "--lr", "0.24"],
+    # the temperature learned, as the reference offers (it starts at the fixed value)
+    "anneal-pwcos-learnedT": ["--schedule", "anneal:shape=piecewise-cosine,temperature=learned"],
 }
 WRAPPER = """
 import resource, subprocess, sys, time

@@ -1,4 +1,4 @@
-"""Benchmark of the map viewer: build time, size on disk, first frame and pan frames in Chromium.
+"""Benchmark of the map viewer: build time, size on disk, first frame, pan frames and hover in Chromium.
 
 Builds pages for a large synthetic run (default 300,000 points with random
 28x28 RGB images) and for a 2,000-point baseline in the same run, then opens
@@ -8,6 +8,7 @@ first draw of all points. Prints the machine and ratios to the baseline.
 
     .venv/bin/python bench/viewer.py            # 300,000 vs 2,000 points
     .venv/bin/python bench/viewer.py --n 50000  # quicker
+    .venv/bin/python bench/viewer.py --n 1000000 --repeats 1  # a million points (thumbnails of a sample)
 """
 
 from __future__ import annotations
@@ -60,10 +61,29 @@ def folder_size(folder: Path) -> dict[str, int]:
     return sizes
 
 
+def measure_hover(page, moves: int = 20, seed: int = 0) -> float:
+    """Median ms from a mouse move onto a random point until the side panel shows the point under
+    the mouse (its id, label and thumbnail tile; the sprite sheet's download and decoding are not waited for)."""
+    box = page.locator("#canvas").bounding_box()
+    n = page.evaluate("MEDCNE_DATA.n")
+    times = []
+    for i in np.random.default_rng(seed).choice(n, moves, replace=False):
+        x, y = page.evaluate("i => medcne.screenPosition(i)", int(i))
+        before = page.evaluate("document.getElementById('hover').dataset.index || ''")
+        page.mouse.move(box["x"] + 5, box["y"] + 5)  # off the points' middle first
+        t0 = time.perf_counter()
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.wait_for_function("prev => (document.getElementById('hover').dataset.index || '') !== prev",
+                               arg=before, timeout=60_000)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def measure_page(browser, index: Path, repeats: int) -> dict[str, float]:
     """Medians over ``repeats`` loads: ms until data.js is parsed, until the first frame,
-    and ms per frame while the camera glides (a 2 s zoom transition, drawn every frame)."""
-    start, first, frames = [], [], []
+    ms per frame while the camera glides (a 2 s zoom transition, drawn every frame), and
+    ms from a mouse move to the hover panel (:func:`measure_hover`, on the first load)."""
+    start, first, frames, hover = [], [], [], []
     for _ in range(repeats):
         ctx = browser.new_context(viewport={"width": 1280, "height": 800})
         page = ctx.new_page()
@@ -82,9 +102,12 @@ def measure_page(browser, index: Path, repeats: int) -> dict[str, float]:
             return k;
         }""")
         frames.append(2000 / max(n_frames, 1))
+        if not hover:
+            page.evaluate("medcne.scatterplot.zoomToOrigin()")
+            hover.append(measure_hover(page))
         ctx.close()
     return {"data_ms": statistics.median(start), "first_frame_ms": statistics.median(first),
-            "pan_frame_ms": statistics.median(frames)}
+            "pan_frame_ms": statistics.median(frames), "hover_ms": hover[0]}
 
 
 def machine() -> str:
@@ -130,18 +153,19 @@ def main() -> None:
 
     base = results[args.baseline]
     print("| points | build s | on disk MB (data.js / sprites / js+html) | data parsed ms | first frame ms "
-          "| ms per frame, zooming |")
-    print("|---:|---:|---|---:|---:|---:|")
+          "| ms per frame, zooming | hover ms |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     for n, r in results.items():
         s = r["sizes"]
         mb = lambda b: f"{b / 1e6:.1f}"  # noqa: E731
         print(f"| {n:,} | {r['build_s']:.1f} | {mb(sum(s.values()))} ({mb(s['data.js'])} / {mb(s['sprites'])} / "
-              f"{mb(s['bundle+html'])}) | {r['data_ms']:.0f} | {r['first_frame_ms']:.0f} | {r['pan_frame_ms']:.1f} |")
+              f"{mb(s['bundle+html'])}) | {r['data_ms']:.0f} | {r['first_frame_ms']:.0f} | {r['pan_frame_ms']:.1f} "
+              f"| {r['hover_ms']:.0f} |")
     big = results[args.n]
     print(f"ratios {args.n:,} / {args.baseline:,} points ({args.n / args.baseline:.0f}x the points): "
           f"build {big['build_s'] / base['build_s']:.1f}x, first frame "
           f"{big['first_frame_ms'] / base['first_frame_ms']:.1f}x, frame while zooming "
-          f"{big['pan_frame_ms'] / base['pan_frame_ms']:.1f}x")
+          f"{big['pan_frame_ms'] / base['pan_frame_ms']:.1f}x, hover {big['hover_ms'] / base['hover_ms']:.1f}x")
     print(f"pages in {root}")
 
 
