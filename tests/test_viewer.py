@@ -19,9 +19,8 @@ from medcne.errors import MedcneError
 from medcne.io import write_json
 from medcne.runs import write_embedding
 from medcne.viewer import build as build_mod
-from medcne.viewer import build_viewer, plan_layout, write_sprites
+from medcne.viewer import build_viewer, plan_layout, sprites, write_sprites
 from medcne.viewer.build import MARKER
-from medcne.viewer import sprites
 from medcne.viewer.sprites import make_tiles, thumbnail_sample, thumbnail_size
 
 
