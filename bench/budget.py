@@ -49,6 +49,7 @@ CONFIGS = {
     "anneal-pwcos-lr0.24": ["--schedule", "anneal:shape=piecewise-cosine", "--lr", "0.24"],
     # the temperature learned, as the reference offers (it starts at the fixed value)
     "anneal-pwcos-learnedT": ["--schedule", "anneal:shape=piecewise-cosine,temperature=learned"],
+    "anneal-pwcos-learneddof": ["--schedule", "anneal:shape=piecewise-cosine,dof=learned"],
 }
 WRAPPER = """
 import resource, subprocess, sys, time

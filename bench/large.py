@@ -15,7 +15,10 @@ which also counts the store's pages in the page cache):
   ``--small`` images of the same store, the run then written for all of them);
 * ``embed``, ``evaluate`` and ``qc`` on that run;
 * with ``--limit GB``: the same commands again in a memory cgroup of that size
-  (bench/memlimit.py), which must be smaller than the store.
+  (bench/memlimit.py), which must be smaller than the store. A page of the
+  store already in the page cache stays charged to whoever read it first:
+  ``--drop-caches`` empties the cache before each limited step, so that the
+  limit counts every page the step reads.
 
 The store is deleted at the end unless ``--keep``.
 
@@ -86,6 +89,16 @@ write_tsimcne_run(out, est, data, {"path": str(Path(store).resolve())})
 """
 
 
+def drop_caches() -> bool:
+    """Write back dirty pages and empty the page cache (needs root); whether it was done."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError:
+        return False
+    return True
+
+
 def views_per_s(tail: str, batch: int = 256) -> float | None:
     """Training views/s from the progress bar's last step rate (two views per image)."""
     rates = re.findall(r"([\d.]+)step/s", tail)
@@ -105,6 +118,9 @@ def main() -> None:
     ap.add_argument("--dir", default=str(ROOT / "build" / "large"))
     ap.add_argument("--log", default=str(ROOT / "build" / "large.jsonl"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--drop-caches", action="store_true",
+                    help="empty the page cache before each limited step (root), so that every store page the "
+                         "step reads is charged to its cgroup, not to whoever read it before")
     args = ap.parse_args()
     from medcne.device import machine_name
 
@@ -167,8 +183,9 @@ def main() -> None:
                 continue
             if step == "place":
                 shutil.rmtree(run, ignore_errors=True)
+            cold = limit is not None and args.drop_caches and drop_caches()
             r = measure(commands(run)[step], env=env, limit_bytes=limit)
-            log(step + suffix, r)
+            log(step + suffix, {**r, **({"cold_cache": True} if cold else {})})
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
         print(f"deleted {work}")
