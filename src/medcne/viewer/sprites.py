@@ -172,7 +172,9 @@ def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
     pending: list[np.ndarray] = []  # tiles not yet on a sheet
 
     def flush(final: bool) -> None:
-        tiles = np.concatenate(pending) if pending else np.zeros((0, tile, tile, 1), np.uint8)
+        if not pending:
+            return
+        tiles = np.concatenate(pending)
         pending.clear()
         while len(tiles) >= layout.per_sheet or (final and len(tiles)):
             sheet = pack_sheet(tiles[: layout.per_sheet], layout.cols)
