@@ -38,6 +38,14 @@ def test_small_images_stay_raw_pixels_in_unit_range():
     np.testing.assert_allclose(X[3], imgs[3].reshape(-1) / 255, atol=1e-7)
 
 
+def test_raw_pixels_that_would_not_fit_are_refused_with_the_figures(monkeypatch):
+    from medcne.datasets import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)  # 20 x 2,352 float32 = 188,160 bytes
+    with pytest.raises(MedcneError, match=r"pixels of 20 images as float32 .* needs .*; use a `subset`"):
+        pixel_features(from_array(random_images(20, 28, 28)))
+
+
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_large_images_get_pca_to_50(monkeypatch, in_memory):
     if not in_memory:

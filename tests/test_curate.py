@@ -131,6 +131,12 @@ def test_quality_control_without_labels_scores_the_rest():
     assert len(res.outlier_score) == len(X) and res.duplicate_index.shape == (len(X),)
     with pytest.raises(MedcneError, match="at least 3 images"):
         quality_control(X[:2])
+    # a search already made stands for the points (qc lets the points go before the thumbnails)
+    again = quality_control(None, k=5, neighbours=nearest_neighbours(X, 5))
+    np.testing.assert_array_equal(again.outlier_score, res.outlier_score)
+    np.testing.assert_array_equal(again.duplicate_index, res.duplicate_index)
+    with pytest.raises(MedcneError, match="give the points X, or the neighbours"):
+        quality_control(None)
 
 
 def rings(n=300, seed=0):

@@ -62,3 +62,15 @@ def test_bad_method_or_library_refused():
         approximate_neighbours(X, 3, library="annoy")
     with pytest.raises(MedcneError, match="k must be between 1 and 19"):
         approximate_neighbours(X, 20)
+
+
+def test_blocks_of_queries_give_the_neighbours_of_one_query(monkeypatch):
+    # Queries and distance recomputation go a block of rows at a time (memory at millions of points).
+    X = clusters()
+    whole = approximate_neighbours(X, 10)
+    monkeypatch.setattr(nbmod, "QUERY_BLOCK", 7)
+    blocked = approximate_neighbours(X, 10)
+    np.testing.assert_array_equal(blocked.indices, whole.indices)
+    np.testing.assert_array_equal(blocked.distances, whole.distances)
+    exact = nearest_neighbours(X, 10, method="exact")
+    assert (blocked.indices == exact.indices).mean() > 0.95

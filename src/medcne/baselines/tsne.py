@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from ..datasets import ImageSet
+from ..datasets.memory import check_memory
 from ..errors import require
 
 # Pixel vectors longer than this are reduced by PCA first (the paper does so
@@ -27,6 +28,8 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
     """
     n, dim = len(data), int(np.prod(data.image_shape))
     if dim <= PCA_ABOVE:
+        check_memory(n * dim * 4, str(data.source), f"the pixels of {n:,} images as float32 ({dim:,} values each)",
+                     "use a `subset` of the images, or a space of features (qc's default)")
         X = np.empty((n, dim), dtype=np.float32)
         for start, imgs in data.iter_chunks(chunk):
             X[start : start + len(imgs)] = imgs.reshape(len(imgs), -1) / np.float32(255)

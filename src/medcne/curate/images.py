@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import MedcneError
 
 THUMB = 7  # thumbnail side: coarse enough to forgive a 1-2 px shift at 28 px, fine enough to tell cells apart
-CHUNK_MB = 64  # uint8 pixels read at a time
+CHUNK_MB = 16  # uint8 pixels read at a time (their float32 working copies take about 12 times that)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ APPROX_ABOVE = 50_000
 METHODS = ("auto", "exact", "approximate")
 LIBRARIES = ("hnswlib", "pynndescent")
 # hnswlib's graph: links per node, and the candidate lists of construction and search.
+QUERY_BLOCK = 65_536  # points queried at a time
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 100, 100  # 100 rather than 200: bench/RESULTS.md
 
 
@@ -138,12 +139,38 @@ def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: fl
     return Neighbours(indices, distances)
 
 
+def nearest_among_blocks(X, blocks, k: int, *, device="cpu") -> Neighbours:
+    """Exact ``k`` nearest neighbours of ``X`` among reference points given block by block.
+
+    ``blocks`` yields ``(start, points)``: rows ``start, start + 1, ...`` of the
+    reference (e.g. a store read in chunks). Each block is searched exactly
+    (:func:`nearest_neighbours`) and its best ``k`` merged with those found
+    before, so memory holds ``X``, one block and (len(X), 2k) candidates,
+    whatever the number of reference points. ``X``'s own rows are not excluded.
+    """
+    X = as_points(X)
+    k = int(k)
+    indices = np.empty((len(X), 0), dtype=np.int64)
+    distances = np.empty((len(X), 0), dtype=np.float32)
+    for start, block in blocks:
+        nb = nearest_neighbours(X, min(k, len(block)), reference=block, device=device, method="exact")
+        indices = np.concatenate([indices, nb.indices + int(start)], axis=1)
+        distances = np.concatenate([distances, nb.distances], axis=1)
+        order = np.argsort(distances, axis=1, kind="stable")[:, :k]  # ties: the earlier block first
+        indices, distances = np.take_along_axis(indices, order, 1), np.take_along_axis(distances, order, 1)
+    if indices.shape[1] < k:
+        raise MedcneError(f"k must be at most the {indices.shape[1]} reference points; got {k}")
+    return Neighbours(indices, distances)
+
+
 def _exact(Q: np.ndarray, R: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Direct distances of the kept neighbours, rows re-sorted by them."""
     d = np.empty(idx.shape, dtype=np.float64)
-    for j in range(idx.shape[1]):  # k passes over (rows, D): no (rows, k, D) buffer
-        diff = R[idx[:, j]].astype(np.float64) - Q
-        d[:, j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    for start in range(0, len(Q), QUERY_BLOCK):  # blocks of rows: no (N, D) float64 buffer
+        q, block = Q[start : start + QUERY_BLOCK], idx[start : start + QUERY_BLOCK]
+        for j in range(idx.shape[1]):  # k passes over (rows, D): no (rows, k, D) buffer
+            diff = R[block[:, j]].astype(np.float64) - q
+            d[start : start + len(q), j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     order = np.argsort(d, axis=1, kind="stable")
     return np.take_along_axis(idx, order, 1), np.take_along_axis(d, order, 1).astype(np.float32)
 
@@ -186,7 +213,10 @@ def approximate_neighbours(X, k: int, *, reference=None, library: str = "hnswlib
         index.set_num_threads(1)
         index.add_items(R, np.arange(len(R)))
         index.set_ef(max(HNSW_EF, want))
-        idx = index.knn_query(X, k=want)[0].astype(np.int64)
+        idx = np.empty((len(X), want), dtype=np.int64)
+        for start in range(0, len(X), QUERY_BLOCK):  # its (rows, want) labels and distances, a block at a time
+            idx[start : start + QUERY_BLOCK] = index.knn_query(X[start : start + QUERY_BLOCK], k=want)[0]
+        del index  # its copy of the points and its graph, before the distances are recomputed
     else:
         pynndescent = require("pynndescent", "ann")
         nnd = pynndescent.NNDescent(R, n_neighbors=max(want, 15), random_state=seed, n_jobs=1, low_memory=True)

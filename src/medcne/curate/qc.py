@@ -224,8 +224,9 @@ def quality_control(X, labels=None, *, checks: ImageChecks | None = None, k: int
 
     Parameters
     ----------
-    X : array (N, D)
-        The images as points (features, map coordinates or pixels).
+    X : array (N, D) or None
+        The images as points (features, map coordinates or pixels); None when
+        ``neighbours`` are given.
     labels : array (N,) int, optional
         Class indices (-1: unlabeled); without them the label-issue columns are NaN / -1.
     checks : ImageChecks, optional
@@ -245,7 +246,9 @@ def quality_control(X, labels=None, *, checks: ImageChecks | None = None, k: int
     -------
     QCResult
     """
-    n = len(X)
+    if X is None and neighbours is None:
+        raise MedcneError("give the points X, or the neighbours already found among them")
+    n = len(X) if X is not None else len(neighbours)
     if n < 3:
         raise MedcneError(f"quality control needs at least 3 images; got {n}")
     if checks is not None and len(checks) != n:

@@ -97,13 +97,37 @@ def _neighbours(X: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
     algorithm = "brute" if X.shape[1] > 15 else "auto"
     nn = NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(X)
-    idx = nn.kneighbors(X[queries], return_distance=False)
-    # The query itself is usually first, but exact duplicates may come first
-    # instead; drop the query where it appears, else the farthest neighbour.
-    is_self = idx == queries[:, None]
+    return without_query(nn.kneighbors(X[queries], return_distance=False), queries, k)
+
+
+def without_query(idx: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` neighbours of each query from its ``k + 1`` nearest points (itself among them, as a rule).
+
+    The query itself is usually first, but exact duplicates may come first
+    instead; the query is dropped where it appears, else the farthest point.
+    """
+    is_self = idx == np.asarray(queries)[:, None]
     has_self = is_self.any(axis=1)
     is_self[~has_self, -1] = True
     return idx[~is_self].reshape(len(queries), k)
+
+
+def preservation_queries(n: int, n_queries: int | None = None, seed: int = 0) -> np.ndarray:
+    """The points scored by neighbourhood preservation: all ``n``, or a seeded sorted sample of ``n_queries``."""
+    if n_queries is None or n_queries >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=int(n_queries), replace=False))
+
+
+def preserved_share(high: np.ndarray, Z, queries: np.ndarray, k: int) -> float:
+    """Mean share of the ``queries``' neighbours ``high`` (len(queries), k) among their k nearest in ``Z``."""
+    Z = as_points(Z)
+    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
+        raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
+    low = _neighbours(Z, queries, int(k))
+    # Members of each row of `high` also in the same row of `low` (k x k compares per point).
+    shared = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
+    return float(np.mean(shared) / k)
 
 
 def neighbour_preservation(X_high, Z, k: int = 15, n_queries: int | None = None, seed: int = 0) -> float:
@@ -135,12 +159,5 @@ def neighbour_preservation(X_high, Z, k: int = 15, n_queries: int | None = None,
         raise MedcneError(f"X_high has {len(X_high)} points but Z has {len(Z)}; give the same points")
     if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
         raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
-    if n_queries is None or n_queries >= len(Z):
-        queries = np.arange(len(Z))
-    else:
-        queries = np.sort(np.random.default_rng(seed).choice(len(Z), size=int(n_queries), replace=False))
-    high = _neighbours(X_high.astype(np.float32, copy=False), queries, int(k))
-    low = _neighbours(Z, queries, int(k))
-    # Members of each row of `high` also in the same row of `low` (k x k compares per point).
-    shared = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
-    return float(np.mean(shared) / k)
+    queries = preservation_queries(len(Z), n_queries, seed)
+    return preserved_share(_neighbours(X_high.astype(np.float32, copy=False), queries, int(k)), Z, queries, int(k))

@@ -83,9 +83,9 @@ def run_points(run: Run, space: str = "auto", data=None, data_path=None, device=
         return pixel_features(data)[0], space
     from ..estimator import TSimCNE
 
-    H = TSimCNE.load(run.path / MODEL, device=device).features(data)
-    norms = np.linalg.norm(H, axis=1, keepdims=True)
-    return (H / np.maximum(norms, 1e-12)).astype(np.float32), space
+    H = np.asarray(TSimCNE.load(run.path / MODEL, device=device).features(data), dtype=np.float32)
+    H /= np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)  # in place: one (N, D) array, not two
+    return H, space
 
 
 def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=None, device="auto"):
@@ -117,16 +117,22 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     space : str
         The space used.
     """
-    from ..curate import image_checks, quality_control
+    from ..curate import image_checks, nearest_neighbours, quality_control
 
     if int(k) < 1:
         raise MedcneError(f"k must be at least 1; got {k}")
     resolve_space(run, space)  # a wrong space fails before the images are read
     data = data if data is not None else run.load_images(data_path)
     X, space = run_points(run, space, data, data_path, device)
+    if len(X) < 3:
+        raise MedcneError(f"quality control needs at least 3 images; got {len(X)}")
+    # The search first, and the points let go before the thumbnails are made: at millions of images
+    # the points, the search's index and the thumbnails are each about a gigabyte.
+    nb = nearest_neighbours(X, min(int(k), len(X) - 1), device=device)
+    del X
     n_classes = len(run.class_names) if run.class_names else None
-    result = quality_control(X, run.labels, checks=image_checks(data.images), k=k, n_classes=n_classes,
-                             device=device)
+    result = quality_control(None, run.labels, checks=image_checks(data.images), n_classes=n_classes,
+                             neighbours=nb)
     return write_qc(run, result), result, space
 
 

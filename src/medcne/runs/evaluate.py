@@ -18,17 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map
-from ..datasets.memory import fits_in_memory
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
-from ..metrics import knn_accuracy, knn_accuracy_splits, neighbour_preservation, silhouette
+from ..metrics import knn_accuracy, knn_accuracy_splits, silhouette
+from ..metrics.knn import preservation_queries, preserved_share, without_query
 from .folder import METRICS, Run, read_json
 from .table import read_table
 
-# Pixels above this many float32 bytes are not loaded for neighbourhood
-# preservation (PCam: 327,680 x 27,648 values would be 36 GB).
-MAX_PIXEL_BYTES = 4 << 30
+# Pixels read at a time for neighbourhood preservation, in MB of float32 (the images are never held whole).
+PRESERVATION_BLOCK_MB = 64
 METRIC_KEYS = (
     "n_points", "k", "knn_accuracy", "knn_accuracy_mean", "knn_accuracy_std", "knn_splits", "silhouette",
     "n_labeled", "silhouette_sample", "neighbour_preservation", "neighbour_preservation_space", "neighbour_preservation_queries",
@@ -176,19 +175,38 @@ def evaluate_run(
     if preservation:
         try:
             data = data if data is not None else run.load_images(data_path)
-            n, shape = len(data), data.image_shape
-            if n * int(np.prod(shape)) * 4 > MAX_PIXEL_BYTES:
-                raise MedcneError(f"{n:,} images of {shape} do not fit the {MAX_PIXEL_BYTES >> 30} GB budget")
-            if data.is_lazy and not fits_in_memory(n * int(np.prod(shape)) * 4):
-                raise MedcneError(f"the pixels of {n:,} images of {shape} (float32) do not fit in the memory free now")
-            pixels = data.to_numpy().reshape(n, -1).astype(np.float32) / 255.0
-            out["neighbour_preservation"] = neighbour_preservation(pixels, Z, k=k, n_queries=n_queries)
+            out["neighbour_preservation"] = pixel_preservation(data, Z, k, n_queries)
             out["neighbour_preservation_space"] = "pixels"
-            out["neighbour_preservation_queries"] = int(min(n_queries or n, n))
+            out["neighbour_preservation_queries"] = int(min(n_queries or len(Z), len(Z)))
         except (MedcneError, FileNotFoundError) as exc:
             notes.append(f"neighbourhood preservation skipped: {exc}")
     out["notes"] = notes
     return out
+
+
+def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | None = PRESERVATION_QUERIES,
+                       block_mb: float = PRESERVATION_BLOCK_MB) -> float:
+    """Neighbourhood preservation of the map ``Z`` against the images' pixels (in [0, 1]), exact for
+    each scored point, reading the images block by block: the memory of one block, at any N.
+
+    The same score as :func:`medcne.metrics.neighbour_preservation` of the flattened pixels.
+    """
+    from ..curate.neighbours import nearest_among_blocks
+
+    if len(data) != len(Z):
+        raise MedcneError(f"the run has {len(Z)} points but its data {len(data)} images; give the run's own data")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
+        raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
+    queries = preservation_queries(len(Z), n_queries)
+    rows = max(1, int(block_mb * 2**20 // (4 * int(np.prod(data.image_shape)))))
+    blocks = ((start, _unit(images)) for start, images in data.iter_chunks(rows))
+    high = nearest_among_blocks(_unit(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
+    return preserved_share(without_query(high, queries, int(k)), Z, queries, int(k))
+
+
+def _unit(images: np.ndarray) -> np.ndarray:
+    """uint8 images as float32 rows of pixels in [0, 1]."""
+    return np.multiply(images.reshape(len(images), -1), np.float32(1 / 255), dtype=np.float32)
 
 
 def _silhouette(Z: np.ndarray, codes: np.ndarray, out: dict, notes: list[str]) -> float:

@@ -1,0 +1,80 @@
+"""Neighbourhood preservation against the pixels of a dataset read block by block (any number of images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medcne.curate.neighbours import nearest_among_blocks, nearest_neighbours
+from medcne.datasets import load_dataset
+from medcne.datasets.imageset import LazyImages
+from medcne.datasets.store import StoreWriter
+from medcne.errors import MedcneError
+from medcne.metrics import neighbour_preservation
+from medcne.runs.evaluate import pixel_preservation
+
+
+def test_blocks_give_the_exact_neighbours_of_the_whole():
+    rng = np.random.default_rng(0)
+    R, X = rng.normal(size=(300, 12)).astype(np.float32), rng.normal(size=(40, 12)).astype(np.float32)
+    whole = nearest_neighbours(X, 9, reference=R, method="exact")
+    blocks = ((s, R[s : s + 7]) for s in range(0, len(R), 7))  # 43 blocks, the last of 6 rows: fewer than k
+    found = nearest_among_blocks(X, blocks, 9)
+    np.testing.assert_array_equal(found.indices, whole.indices)
+    np.testing.assert_allclose(found.distances, whole.distances, rtol=1e-6)
+    with pytest.raises(MedcneError, match="at most the 5 reference points"):
+        nearest_among_blocks(X, [(0, R[:5])], 9)
+
+
+def _images(n=240, seed=1):
+    """Six groups of noisy copies of six images, and a map that keeps the groups apart (not the order within)."""
+    rng = np.random.default_rng(seed)
+    base, group = rng.integers(0, 256, (6, 10, 10, 3)), rng.integers(0, 6, n)
+    images = np.clip(base[group] + rng.integers(-40, 40, (n, 10, 10, 3)), 0, 255).astype(np.uint8)
+    return images, rng.normal(0, 10, (6, 2))[group] + rng.normal(0, 1, (n, 2))
+
+
+@pytest.mark.parametrize("n_queries", [None, 50])
+def test_pixel_preservation_equals_the_metric_on_the_pixels_held_whole(tmp_path, n_queries):
+    images, Z = _images()
+    with StoreWriter(tmp_path / "store", images.shape[1:]) as w:
+        w.add_part("a", images, labels=None, ids=[str(i) for i in range(len(images))])
+    data = load_dataset(tmp_path / "store")
+    expected = neighbour_preservation(images.reshape(len(images), -1) / 255.0, Z, k=15, n_queries=n_queries)
+    # block_mb gives blocks of 29 images: the last block is smaller than k + 1
+    got = pixel_preservation(data, Z, k=15, n_queries=n_queries, block_mb=29 * 300 * 4 / 2**20)
+    assert got == pytest.approx(expected)
+    assert 0.2 < got < 0.9  # neither the identity nor chance: the score depends on the neighbours found
+
+
+def test_evaluation_of_a_store_never_reads_it_whole(tmp_path, monkeypatch):
+    # The planted bug this guards: reading every image at once (np.asarray of the whole lazy store).
+    images, Z = _images(120)
+    with StoreWriter(tmp_path / "store", images.shape[1:]) as w:
+        w.add_part("a", images, labels=None, ids=[str(i) for i in range(len(images))])
+    data = load_dataset(tmp_path / "store")
+    expected = pixel_preservation(data, Z, k=10, n_queries=30)
+
+    def whole(self, *a, **k):
+        raise AssertionError("the whole store was read at once")
+
+    monkeypatch.setattr(LazyImages, "__array__", whole)
+    monkeypatch.setattr(type(data), "to_numpy", whole)
+    read = []
+    original = LazyImages.__getitem__
+    monkeypatch.setattr(LazyImages, "__getitem__", lambda self, key: read.append(len(original(self, key)))
+                        or original(self, key))
+    assert pixel_preservation(data, Z, k=10, n_queries=30, block_mb=40 * 300 * 4 / 2**20) == pytest.approx(expected)
+    assert sorted(read) == [30, 40, 40, 40]  # the 30 scored images, then every image in blocks of 40
+
+
+def test_pixel_preservation_refuses_other_data_or_k(tmp_path):
+    images, _ = _images(30)
+    from medcne.datasets.imageset import ImageSet
+
+    data = ImageSet(images=images, labels=None, class_names=None, ids=np.array([str(i) for i in range(30)]),
+                    source="x")
+    with pytest.raises(MedcneError, match="31 points but its data 30 images"):
+        pixel_preservation(data, np.zeros((31, 2)))
+    with pytest.raises(MedcneError, match="k must be an integer in 1..29"):
+        pixel_preservation(data, np.zeros((30, 2)), k=30)
