@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,20 @@ def test_pixel_preservation_refuses_other_data_or_k(tmp_path):
         pixel_preservation(data, np.zeros((31, 2)))
     with pytest.raises(MedcneError, match="k must be an integer in 1..29"):
         pixel_preservation(data, np.zeros((30, 2)), k=30)
+
+
+def test_scoring_more_images_than_fit_is_refused_with_the_option(tmp_path, monkeypatch, capsys):
+    from medcne.cli import main
+    from medcne.datasets import memory
+    from medcne.runs import make_baseline
+
+    images, _ = _images(60)
+    np.savez(tmp_path / "d.npz", images=images, labels=np.repeat([0, 1, 2], 20))
+    make_baseline(tmp_path / "d.npz", "tsne-pixels", tmp_path / "run", tsne_params={"n_iter": 10})
+    monkeypatch.setattr(memory, "available_bytes", lambda: 50_000)  # 60 x 300 float32 = 72,000 bytes
+    assert main(["evaluate", str(tmp_path / "run"), "--np-queries", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "note: neighbourhood preservation skipped: " in out and "score fewer images (--np-queries)" in out, out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "neighbour_preservation" not in metrics
+    assert any("score fewer images (`n_queries`)" in n for n in metrics["notes"]), metrics["notes"]

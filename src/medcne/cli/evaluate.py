@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..datasets.labels import read_labels_map
+    from ..params import say
     from ..runs import evaluate_and_write, format_metrics, read_label_csv, read_run
 
     overrides = read_label_csv(args.labels) if args.labels else None
@@ -41,5 +42,5 @@ def run(args) -> int:
             n_queries=args.np_queries or None, data_path=args.data, labels_map=labels_map,
             merge_rare=args.merge_rare,
         )
-        print(format_metrics(str(r.path), m))
+        say(format_metrics(str(r.path), m))  # its notes name the command's options
     return 0

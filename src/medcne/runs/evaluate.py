@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map
+from ..datasets.memory import check_memory
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
@@ -197,8 +198,10 @@ def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | Non
         raise MedcneError(f"the run has {len(Z)} points but its data {len(data)} images; give the run's own data")
     if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
         raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
-    queries = preservation_queries(len(Z), n_queries)
-    rows = max(1, int(block_mb * 2**20 // (4 * int(np.prod(data.image_shape)))))
+    queries, dim = preservation_queries(len(Z), n_queries), int(np.prod(data.image_shape))
+    check_memory(len(queries) * dim * 4, str(data.source), f"neighbourhood preservation of {len(queries):,} images "
+                 "(their pixels as float32)", "score fewer images (`n_queries`)")
+    rows = max(1, int(block_mb * 2**20 // (4 * dim)))
     blocks = ((start, _unit(images)) for start, images in data.iter_chunks(rows))
     high = nearest_among_blocks(_unit(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
     return preserved_share(without_query(high, queries, int(k)), Z, queries, int(k))
