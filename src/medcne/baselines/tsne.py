@@ -32,7 +32,7 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
                      "use a `subset` of the images, or a space of features (qc's default)")
         X = np.empty((n, dim), dtype=np.float32)
         for start, imgs in data.iter_chunks(chunk):
-            X[start : start + len(imgs)] = imgs.reshape(len(imgs), -1) / np.float32(255)
+            X[start : start + len(imgs)] = pixel_rows(imgs)
         return X, {"features": "pixels", "dim": dim, "pca": None}
     from sklearn.decomposition import PCA, IncrementalPCA
 
@@ -43,11 +43,16 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
     ipca = IncrementalPCA(PCA_DIMS, batch_size=chunk)
     for _, imgs in data.iter_chunks(chunk):
         if len(imgs) >= PCA_DIMS:  # a last chunk smaller than the components cannot be fitted
-            ipca.partial_fit(imgs.reshape(len(imgs), -1) / np.float32(255))
+            ipca.partial_fit(pixel_rows(imgs))
     Y = np.empty((n, PCA_DIMS), dtype=np.float32)
     for start, imgs in data.iter_chunks(chunk):
-        Y[start : start + len(imgs)] = ipca.transform(imgs.reshape(len(imgs), -1) / np.float32(255))
+        Y[start : start + len(imgs)] = ipca.transform(pixel_rows(imgs))
     return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "incremental"}
+
+
+def pixel_rows(images: np.ndarray) -> np.ndarray:
+    """uint8 images (n, H, W[, C]) as float32 rows of their pixels in [0, 1], shape (n, H*W*C)."""
+    return images.reshape(len(images), -1) / np.float32(255)
 
 
 def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> tuple[np.ndarray, dict]:

@@ -112,6 +112,12 @@ def without_query(idx: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return idx[~is_self].reshape(len(queries), k)
 
 
+def check_k(k, n: int) -> None:
+    """A neighbourhood size for ``n`` points: an integer in 1..n-1, else one line naming ``k``."""
+    if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
+        raise MedcneError(f"k must be an integer in 1..{n - 1}; got {k!r}")
+
+
 def preservation_queries(n: int, n_queries: int | None = None, seed: int = 0) -> np.ndarray:
     """The points scored by neighbourhood preservation: all ``n``, or a seeded sorted sample of ``n_queries``."""
     if n_queries is None or n_queries >= n:
@@ -122,8 +128,7 @@ def preservation_queries(n: int, n_queries: int | None = None, seed: int = 0) ->
 def preserved_share(high: np.ndarray, Z, queries: np.ndarray, k: int) -> float:
     """Mean share of the ``queries``' neighbours ``high`` (len(queries), k) among their k nearest in ``Z``."""
     Z = as_points(Z)
-    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
-        raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
+    check_k(k, len(Z))
     low = _neighbours(Z, queries, int(k))
     # Members of each row of `high` also in the same row of `low` (k x k compares per point).
     shared = (high[:, :, None] == low[:, None, :]).any(axis=2).sum(axis=1)
@@ -157,7 +162,6 @@ def neighbour_preservation(X_high, Z, k: int = 15, n_queries: int | None = None,
     Z = as_points(Z)
     if len(X_high) != len(Z):
         raise MedcneError(f"X_high has {len(X_high)} points but Z has {len(Z)}; give the same points")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
-        raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
+    check_k(k, len(Z))
     queries = preservation_queries(len(Z), n_queries, seed)
     return preserved_share(_neighbours(X_high.astype(np.float32, copy=False), queries, int(k)), Z, queries, int(k))

@@ -23,7 +23,7 @@ from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
 from ..metrics import knn_accuracy, knn_accuracy_splits, silhouette
-from ..metrics.knn import preservation_queries, preserved_share, without_query
+from ..metrics.knn import check_k, preservation_queries, preserved_share, without_query
 from .folder import METRICS, Run, read_json
 from .table import read_table
 
@@ -192,24 +192,19 @@ def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | Non
 
     The same score as :func:`medcne.metrics.neighbour_preservation` of the flattened pixels.
     """
+    from ..baselines.tsne import pixel_rows
     from ..curate.neighbours import nearest_among_blocks
 
     if len(data) != len(Z):
         raise MedcneError(f"the run has {len(Z)} points but its data {len(data)} images; give the run's own data")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(Z):
-        raise MedcneError(f"k must be an integer in 1..{len(Z) - 1}; got {k!r}")
+    check_k(k, len(Z))  # before the images are read
     queries, dim = preservation_queries(len(Z), n_queries), int(np.prod(data.image_shape))
     check_memory(len(queries) * dim * 4, str(data.source), f"neighbourhood preservation of {len(queries):,} images "
                  "(their pixels as float32)", "score fewer images (`n_queries`)")
     rows = max(1, int(block_mb * 2**20 // (4 * dim)))
-    blocks = ((start, _unit(images)) for start, images in data.iter_chunks(rows))
-    high = nearest_among_blocks(_unit(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
+    blocks = ((start, pixel_rows(images)) for start, images in data.iter_chunks(rows))
+    high = nearest_among_blocks(pixel_rows(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
     return preserved_share(without_query(high, queries, int(k)), Z, queries, int(k))
-
-
-def _unit(images: np.ndarray) -> np.ndarray:
-    """uint8 images as float32 rows of pixels in [0, 1]."""
-    return np.multiply(images.reshape(len(images), -1), np.float32(1 / 255), dtype=np.float32)
 
 
 def _silhouette(Z: np.ndarray, codes: np.ndarray, out: dict, notes: list[str]) -> float:
