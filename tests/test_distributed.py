@@ -355,7 +355,6 @@ def test_cuda_torchrun_with_one_process_is_the_one_process_path(tmp_path):
     assert resolved["world_size"] == 1 and resolved["sync_bn"] is False
 
 
-
 @pytest.mark.parametrize("rank", [0, 1])
 def test_only_rank_0_of_a_run_goes_through_the_interpreters_finalisation(rank):
     # Gloo's threads can abort a process in the interpreter's finalisation after a run that succeeded
