@@ -11,6 +11,7 @@ import torch
 from ddphelpers import free_port
 from medcne import TSimCNE
 from medcne.datasets import from_array, load_dataset
+from medcne.datasets.memory import training_streams
 from medcne.errors import DataError, MedcneError
 from medcne.train.store import ImageStore, StreamingStore, make_store
 from storehelpers import streamed_fit_entry, write_store
@@ -76,18 +77,30 @@ def test_a_read_error_in_the_background_reaches_training(tmp_path):
 
 
 def test_automatic_choice(tmp_path, monkeypatch):
-    cpu = torch.device("cpu")
     lazy = load_dataset(write_store(tmp_path / "s", n=16, size=8))
     array = from_array(np.zeros((16, 8, 8, 3), np.uint8))
-    assert isinstance(make_store(lazy, cpu), ImageStore)  # fits: in memory
-    assert isinstance(make_store(array, cpu), ImageStore)  # already in memory
+    assert not training_streams(lazy)  # fits: in memory
+    assert not training_streams(array)  # already in memory
     monkeypatch.setattr("medcne.datasets.memory.available_bytes", lambda: 1000)  # 16 x 192 bytes do not fit in 800
-    assert isinstance(make_store(lazy, cpu), StreamingStore)
+    assert training_streams(lazy)
     with pytest.raises(DataError, match="needs"):  # forced into memory that is not there: refused with the figure
-        make_store(lazy, cpu, stream=False)
-    assert isinstance(make_store(array, cpu, stream=True), StreamingStore)
-    with pytest.raises(MedcneError, match="stream must be"):
-        make_store(lazy, cpu, stream="yes")
+        training_streams(lazy, stream=False)
+    assert training_streams(array, stream=True)
+    cpu = torch.device("cpu")
+    assert isinstance(make_store(lazy, cpu, True), StreamingStore)
+    assert isinstance(make_store(lazy, cpu, False), ImageStore)
+
+
+def test_the_estimator_resolves_and_records_the_choice_before_training(tmp_path, monkeypatch):
+    lazy = load_dataset(write_store(tmp_path / "s", n=16, size=8))
+    est = TSimCNE(epochs=(1, 0, 0), batch_size=8, width=8, device="cpu")
+    assert est.validate(lazy).stream_ is False and est.record()["resolved"]["stream"] is False
+    monkeypatch.setattr("medcne.datasets.memory.available_bytes", lambda: 1000)
+    assert est.validate(lazy).stream_ is True and est.record()["resolved"]["stream"] is True
+    with pytest.raises(DataError, match="needs"):  # refused by validate, before anything is trained or written
+        TSimCNE(epochs=(1, 0, 0), stream=False, device="cpu").validate(lazy)
+    with pytest.raises(MedcneError, match="stream"):
+        TSimCNE(stream="yes").validate(lazy)
 
 
 @pytest.mark.slow
@@ -141,3 +154,17 @@ def test_training_that_stops_early_ends_the_reader_thread(tmp_path):
     next(batches)
     batches.close()  # what happens when an error leaves the epoch
     assert not any(t.name == "medcne-stream" for t in threading.enumerate())
+
+
+def test_a_store_that_can_neither_be_held_nor_streamed_is_refused_before_the_run_is_written(tmp_path, monkeypatch,
+                                                                                             capsys):
+    from medcne.cli import main
+
+    store = write_store(tmp_path / "s", n=16, size=8)
+    monkeypatch.setattr("medcne.datasets.memory.available_bytes", lambda: 1000)
+    out = tmp_path / "run"
+    assert main(["fit", str(store), "--out", str(out), "--stream", "off", "--epochs", "1,0,0", "--width", "4",
+                 "--batch-size", "8", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "needs" in err and "--subset" in err and "Traceback" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s"]

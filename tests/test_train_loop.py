@@ -177,11 +177,10 @@ def test_duration_estimate_and_message():
 
 
 def test_training_data_too_large_for_memory_is_one_line(monkeypatch):
-    # The images become one uint8 tensor for training: make_store checks it against the memory first.
+    # The images become one uint8 tensor for training: resolving the parameters checks it against the memory.
     from medcne.datasets import memory
     from medcne.errors import MedcneError
-    from medcne.train.store import make_store
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 10_000)
     with pytest.raises(MedcneError, match=r"training on 48 images of 16x16x3.*`subset`"):
-        make_store(tiny_images(), torch.device("cpu"))
+        TSimCNE(epochs=(1, 0, 0), device="cpu").validate(tiny_images())

@@ -117,6 +117,9 @@ class TSimCNE(BaseEstimator):
     budget_ : float or None
         The budget in seconds.
     small_stem_ : bool
+    stream_ : bool
+        Whether training streams the images (``stream`` resolved against the memory
+        available when the data were checked; recorded in params.json).
     image_shape_ : (H, W, C)
     fill_ : tuple of float or None
         Colour of the corners rotations uncover (the dataset's border colour).
@@ -226,7 +229,7 @@ class TSimCNE(BaseEstimator):
             self.stages_, self.batch_size_, self.rank_batch_size_, self.device_, self.world_, loss=self.loss,
             sync_bn=self.sync_bn_, budget=self.budget_, compile=self.compile, verbose=self.verbose,
             knn_every=self.knn_every, checkpoint=self.checkpoint, checkpoint_minutes=self.checkpoint_minutes,
-            stream=self.stream,
+            stream=self.stream_,
         )
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .datasets import ImageSet
+from .datasets.memory import training_streams
 from .device import resolve_device, resolve_precision
 from .durations import parse_duration
 from .errors import MedcneError
@@ -56,6 +57,7 @@ def resolve(est, data: ImageSet) -> dict:
     world = _world(est, out, len(data))
     check_model_args(est.backbone, data.image_shape[2], est.width, out["stages_"][-1].out_dim)
     out["small_stem_"] = use_small_stem(max(data.image_shape[:2]), est.small_stem)
+    out["stream_"] = training_streams(data, est.stream)  # images too large for memory: refused before training
     check_training_memory(est, out, data)
     from .augment import Augmenter
 
@@ -97,6 +99,7 @@ def record_params(est, stages=None) -> dict:
         "world_size": getattr(est, "world_", distributed.World()).size,
         "rank_batch_size": getattr(est, "rank_batch_size_", est.batch_size_),
         "sync_bn": getattr(est, "sync_bn_", False),
+        "stream": getattr(est, "stream_", False),
         # Known once fit has looked at the images (the dataset's border colour).
         "fill": None if fill is None else list(fill),
     }

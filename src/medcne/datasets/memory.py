@@ -90,7 +90,18 @@ def must_stream(nbytes: int, where: str, what: str, fix: str, *, may_stream: boo
     )
 
 
-def fits_in_memory(nbytes: int) -> bool:
-    """Whether ``nbytes`` fit in the memory available now, with room to spare (unknown: assumed to fit)."""
-    available = available_bytes()
-    return available is None or nbytes <= MARGIN * available
+def training_streams(data, stream="auto") -> bool:
+    """Whether training reads ``data``'s images batch by batch from disk (True) or holds them as one
+    uint8 tensor (False): the one place memory is judged for training.
+
+    ``stream``: True streams always; False holds them (refused with the figures when they
+    do not fit); ``'auto'`` streams a lazily read dataset (a store, PCam) that does not fit
+    and holds everything else, refusing an in-memory dataset that would not fit as one tensor.
+    """
+    if stream is True:
+        return True
+    n, (h, w, c) = len(data), data.image_shape
+    return must_stream(n * c * h * w, str(data.source),
+                       f"training on {n:,} images of {h}x{w}x{c} (one uint8 tensor)",
+                       "train on a `subset` of the images or a smaller `size`",
+                       may_stream=stream == "auto" and data.is_lazy)

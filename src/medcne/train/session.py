@@ -52,7 +52,7 @@ class Settings:
     knn_every: int = 0
     checkpoint: object = None
     checkpoint_minutes: float = 10.0
-    stream: object = "auto"  # 'auto', True or False: see medcne.train.store.make_store
+    stream: bool = False  # read the images batch by batch from disk (the estimator's resolved stream_)
 
 
 @dataclass(frozen=True)

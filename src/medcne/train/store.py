@@ -5,7 +5,7 @@ N x C x H x W uint8 tensor, on the GPU when they fit, else in pinned host memory
 from which each batch is copied asynchronously. Batches are index tensors; no
 DataLoader, no per-image Python. A dataset larger than memory (an on-disk store)
 is streamed instead (:class:`StreamingStore`): the same batches, read from disk
-by a background thread; :func:`make_store` chooses.
+by a background thread; the estimator resolves which (``stream_``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import numpy as np
 import torch
 
 from ..datasets import ImageSet
-from ..datasets.memory import must_stream
 from ..datasets.store import StoreReader
-from ..errors import MedcneError
 
 # Keep the data under this share of free GPU memory, so activations still fit.
 GPU_DATA_SHARE = 0.4
@@ -70,7 +68,6 @@ class ImageStore:
 
 # Batches gathered ahead by the background thread of a streaming store.
 PREFETCH = 4
-STREAM_CHOICES = ("auto", True, False)
 
 
 class StreamingStore:
@@ -160,24 +157,7 @@ class StreamingStore:
             worker.join()
 
 
-def make_store(data: ImageSet, device: torch.device, stream="auto") -> ImageStore | StreamingStore:
-    """The training store for ``data``: in memory when it fits (or ``stream=False``), else streamed.
-
-    Memory is judged once, here: the images as one uint8 tensor fit, or (a
-    lazily read dataset, ``stream='auto'``) are streamed, or are refused with
-    the figures (a lazily read store such as PCam would become one tensor).
-
-    Parameters
-    ----------
-    stream : {'auto', True, False}
-        ``'auto'``: stream a lazily read dataset that does not fit in memory.
-    """
-    if stream not in STREAM_CHOICES:
-        raise MedcneError(f"stream must be 'auto', True or False; got {stream!r}")
-    if stream is not True:
-        n, (h, w, c) = len(data), data.image_shape
-        stream = must_stream(n * c * h * w, str(data.source),
-                             f"training on {n:,} images of {h}x{w}x{c} (one uint8 tensor)",
-                             "train on a `subset` of the images or a smaller `size`",
-                             may_stream=stream == "auto" and data.is_lazy)
+def make_store(data: ImageSet, device: torch.device, stream: bool) -> ImageStore | StreamingStore:
+    """The training store for ``data``: streamed or in memory, as resolved before training
+    (:func:`medcne.datasets.memory.training_streams`)."""
     return StreamingStore(data, device) if stream else ImageStore(data, device)
