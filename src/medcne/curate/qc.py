@@ -107,6 +107,12 @@ class QCResult:
         }
 
 
+def check_enough_images(n: int) -> None:
+    """Quality control compares each image with its neighbours: it needs at least 3 images."""
+    if n < 3:
+        raise MedcneError(f"quality control needs at least 3 images; got {n}")
+
+
 def check_labels(labels, n: int) -> np.ndarray:
     """``labels`` as int64 of length ``n`` (-1 = unlabeled), or a one-line error."""
     labels = np.asarray(labels)
@@ -249,8 +255,7 @@ def quality_control(X, labels=None, *, checks: ImageChecks | None = None, k: int
     if X is None and neighbours is None:
         raise MedcneError("give the points X, or the neighbours already found among them")
     n = len(X) if X is not None else len(neighbours)
-    if n < 3:
-        raise MedcneError(f"quality control needs at least 3 images; got {n}")
+    check_enough_images(n)
     if checks is not None and len(checks) != n:
         raise MedcneError(f"checks are for {len(checks)} images but X has {n}; compute them on the same images")
     nb = neighbours if neighbours is not None else nearest_neighbours(X, min(int(k), n - 1), device=device)

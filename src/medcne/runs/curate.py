@@ -117,15 +117,14 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     space : str
         The space used.
     """
-    from ..curate import image_checks, nearest_neighbours, quality_control
+    from ..curate import check_enough_images, image_checks, nearest_neighbours, quality_control
 
     if int(k) < 1:
         raise MedcneError(f"k must be at least 1; got {k}")
     resolve_space(run, space)  # a wrong space fails before the images are read
     data = data if data is not None else run.load_images(data_path)
     X, space = run_points(run, space, data, data_path, device)
-    if len(X) < 3:
-        raise MedcneError(f"quality control needs at least 3 images; got {len(X)}")
+    check_enough_images(len(X))
     # The search first, and the points let go before the thumbnails are made: at millions of images
     # the points, the search's index and the thumbnails are each about a gigabyte.
     nb = nearest_neighbours(X, min(int(k), len(X) - 1), device=device)
