@@ -24,6 +24,14 @@ def test_evaluate_writes_metrics_json(tmp_path, capsys):
     assert f"kNN accuracy {m['knn_accuracy']:.1f}%" in out and "neighbourhood preservation" in out
 
 
+def test_scoring_every_image_records_how_many_were_scored(tmp_path):
+    run = make_run(tmp_path / "run", n=200)
+    assert main(["evaluate", str(run), "--np-queries", "0"]) == 0  # 0: every image
+    assert json.loads((run / "metrics.json").read_text())["neighbour_preservation_queries"] == 200
+    assert main(["evaluate", str(run), "--np-queries", "5000"]) == 0  # more than there are: every image
+    assert json.loads((run / "metrics.json").read_text())["neighbour_preservation_queries"] == 200
+
+
 def test_evaluate_several_runs_and_missing_data(tmp_path, capsys):
     data = tmp_path / "copy.npz"
     data.write_bytes(make_run.__globals__["SAMPLE_PATH"].read_bytes())

@@ -178,7 +178,7 @@ def evaluate_run(
             data = data if data is not None else run.load_images(data_path)
             out["neighbour_preservation"] = pixel_preservation(data, Z, k, n_queries)
             out["neighbour_preservation_space"] = "pixels"
-            out["neighbour_preservation_queries"] = int(min(n_queries or len(Z), len(Z)))
+            out["neighbour_preservation_queries"] = len(preservation_queries(len(Z), n_queries))
         except (MedcneError, FileNotFoundError) as exc:
             notes.append(f"neighbourhood preservation skipped: {exc}")
     out["notes"] = notes
