@@ -27,7 +27,7 @@ GPU_DATA_SHARE = 0.4
 
 def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
     """All images as an (N, C, H, W) uint8 CPU tensor (a lazy store is read in chunks); whether they
-    fit in memory is :func:`make_store`'s decision."""
+    fit in memory was decided with the parameters (:func:`medcne.datasets.memory.training_streams`)."""
     n, (h, w, c) = len(data), data.image_shape
     out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
     for start, block in data.iter_chunks(4096):
