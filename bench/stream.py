@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does: idle OpenMP threads sleep (set before torch)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep on a shared machine (before torch; medcne itself leaves it unset, docs/cpu.md)
 import torch  # noqa: E402
 
 from medcne import TSimCNE
