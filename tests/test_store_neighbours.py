@@ -74,3 +74,22 @@ def test_blocks_of_queries_give_the_neighbours_of_one_query(monkeypatch):
     np.testing.assert_array_equal(blocked.distances, whole.distances)
     exact = nearest_neighbours(X, 10, method="exact")
     assert (blocked.indices == exact.indices).mean() > 0.95
+
+
+def test_distances_of_long_vectors_are_recomputed_in_blocks_of_bounded_memory(monkeypatch):
+    # Pixels of 96 x 96 x 3 images are 27,648 values: the float64 differences of the exact distances go
+    # EXACT_BLOCK_MB at a time, not (rows, D) for every queried row at once.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.random((1000, 4096), dtype=np.float32)  # 16 MB
+    idx = rng.integers(0, 1000, (1000, 5))
+    whole = nbmod._exact(X, X, idx)
+    monkeypatch.setattr(nbmod, "EXACT_BLOCK_MB", 1)
+    tracemalloc.start()
+    blocked = nbmod._exact(X, X, idx)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    assert peak < 6 * 2**20, f"{peak / 2**20:.1f} MiB"  # all rows at once: 80 MiB

@@ -33,6 +33,7 @@ METHODS = ("auto", "exact", "approximate")
 LIBRARIES = ("hnswlib", "pynndescent")
 # hnswlib's graph: links per node, and the candidate lists of construction and search.
 QUERY_BLOCK = 65_536  # points queried at a time
+EXACT_BLOCK_MB = 64  # float64 differences of the distances recomputed at a time
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF = 16, 100, 100  # 100 rather than 200: bench/RESULTS.md
 
 
@@ -166,8 +167,11 @@ def nearest_among_blocks(X, blocks, k: int, *, device="cpu") -> Neighbours:
 def _exact(Q: np.ndarray, R: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Direct distances of the kept neighbours, rows re-sorted by them."""
     d = np.empty(idx.shape, dtype=np.float64)
-    for start in range(0, len(Q), QUERY_BLOCK):  # blocks of rows: no (N, D) float64 buffer
-        q, block = Q[start : start + QUERY_BLOCK], idx[start : start + QUERY_BLOCK]
+    # Blocks of rows whose (rows, D) float64 differences take EXACT_BLOCK_MB: at 96 x 96 x 3 pixels
+    # (27,648 values) 5,000 rows at once would be 1.1 GB per buffer.
+    rows = int(max(1, min(QUERY_BLOCK, EXACT_BLOCK_MB * 2**20 // (8 * max(1, Q.shape[1])))))
+    for start in range(0, len(Q), rows):
+        q, block = Q[start : start + rows], idx[start : start + rows]
         for j in range(idx.shape[1]):  # k passes over (rows, D): no (rows, k, D) buffer
             diff = R[block[:, j]].astype(np.float64) - q
             d[start : start + len(q), j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))

@@ -199,8 +199,8 @@ def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | Non
         raise MedcneError(f"the run has {len(Z)} points but its data {len(data)} images; give the run's own data")
     check_k(k, len(Z))  # before the images are read
     queries, dim = preservation_queries(len(Z), n_queries), int(np.prod(data.image_shape))
-    check_memory(len(queries) * dim * 4, str(data.source), f"neighbourhood preservation of {len(queries):,} images "
-                 "(their pixels as float32)", "score fewer images (`n_queries`)")
+    check_memory(2 * len(queries) * dim * 4, str(data.source), f"neighbourhood preservation of {len(queries):,} "
+                 "images (their pixels as float32, and the search's centred copy)", "score fewer images (`n_queries`)")
     rows = max(1, int(block_mb * 2**20 // (4 * dim)))
     blocks = ((start, pixel_rows(images)) for start, images in data.iter_chunks(rows))
     high = nearest_among_blocks(pixel_rows(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
