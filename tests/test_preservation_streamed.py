@@ -97,3 +97,20 @@ def test_scoring_more_images_than_fit_is_refused_with_the_option(tmp_path, monke
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "neighbour_preservation" not in metrics
     assert any("score fewer images (`n_queries`)" in n for n in metrics["notes"]), metrics["notes"]
+
+
+def test_the_memory_check_counts_the_centred_copy_of_the_scored_pixels(monkeypatch):
+    # The search holds the scored pixels twice (float32 rows and their centred copy): 2 x 30 x 300 x 4 bytes.
+    from medcne.datasets import memory
+    from medcne.datasets.imageset import ImageSet
+
+    images, _ = _images(30)
+    data = ImageSet(images=images, labels=None, class_names=None, ids=np.array([str(i) for i in range(30)]),
+                    source="x")
+    Z = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
+    once = 30 * int(np.prod(images.shape[1:])) * 4
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(1.5 * once / memory.MARGIN))  # once fits, twice not
+    with pytest.raises(MedcneError, match="score fewer images"):
+        pixel_preservation(data, Z, k=5, n_queries=None)
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(2.5 * once / memory.MARGIN))
+    assert 0 <= pixel_preservation(data, Z, k=5, n_queries=None) <= 1
