@@ -117,7 +117,8 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     space : str
         The space used.
     """
-    from ..curate import check_enough_images, image_checks, nearest_neighbours, quality_control
+    from ..curate import image_checks, nearest_neighbours, quality_control
+    from ..curate.qc import check_enough_images
 
     if int(k) < 1:
         raise MedcneError(f"k must be at least 1; got {k}")
