@@ -7,7 +7,8 @@ root. The limit counts the process's anonymous memory and the page cache it
 touches (a memory-mapped store's pages included): the kernel reclaims cache
 under the limit and kills the process when anonymous memory alone passes it.
 
-Used by bench/large.py and tests/test_store_memory.py.
+Used by bench/large.py and tests/test_store_memory.py; :func:`peak_growth` (one call's
+peak in this process) by bench/preservation_memory.py and bench/pixel_pca.py.
 """
 
 from __future__ import annotations
@@ -90,6 +91,30 @@ def _status(pid: int) -> dict[str, int]:
         if key in ("RssAnon", "RssFile", "VmRSS"):
             out[key] = int(value.split()[0]) * 1024
     return out
+
+
+def peak_growth(fn, every: float = 0.02):
+    """``fn()``'s result, the peak growth of this process's RssAnon while it ran (bytes,
+    sampled every ``every`` s) and its wall seconds. Run it in a fresh process: memory a
+    process freed earlier can be reused without growing RssAnon."""
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _status(os.getpid()).get("RssAnon", 0))
+            time.sleep(every)
+
+    base = _status(os.getpid()).get("RssAnon", 0)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        result = fn()
+    finally:
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+    return result, max(peak[0] - base, 0), seconds
 
 
 def _tree(pid: int) -> list[int]:

@@ -19,16 +19,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-
-def rss_anon() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memlimit import peak_growth  # noqa: E402
 
 
 def child(n: int, size: int, bounded: bool) -> dict:
@@ -43,20 +37,8 @@ def child(n: int, size: int, bounded: bool) -> dict:
     rng = np.random.default_rng(0)
     data = from_array(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8))
     Z = rng.normal(size=(n, 2)).astype(np.float32)
-    peak, done = [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_anon())
-            time.sleep(0.02)
-
-    base = rss_anon()
-    threading.Thread(target=sample, daemon=True).start()
-    start = time.perf_counter()
-    score = pixel_preservation(data, Z, 15, n)
-    seconds = time.perf_counter() - start
-    done.set()
-    return {"score": score, "seconds": seconds, "growth_gb": max(peak[0] - base, 0) / 2**30}
+    score, growth, seconds = peak_growth(lambda: pixel_preservation(data, Z, 15, n))
+    return {"score": score, "seconds": seconds, "growth_gb": growth / 2**30}
 
 
 def main() -> None:

@@ -57,6 +57,51 @@ def test_large_images_get_pca_to_50(monkeypatch, in_memory):
     assert X.std(0)[0] > X.std(0)[-1]  # components by decreasing variance
 
 
+def test_pca_that_would_not_fit_in_memory_runs_incrementally_and_says_so(monkeypatch):
+    from medcne.datasets import memory
+
+    imgs = random_images(110, 29, 29)  # 110 x 2,523 float32 = 1.1 MB, under PCA_IN_MEMORY_BYTES
+    # Room for the pixels once, not for them and the centred copy the randomized solver makes.
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(1.5 * 110 * 2523 * 4 / memory.MARGIN))
+    X, rec = pixel_features(from_array(imgs))
+    assert X.shape == (110, 50) and rec["pca_solver"] == "incremental"
+
+
+def test_incremental_pca_works_on_chunks_of_bounded_memory(monkeypatch):
+    import tracemalloc
+
+    import sklearn.decomposition  # noqa: F401  (its import is not the solver's memory)
+
+    monkeypatch.setattr(tsne_mod, "PCA_IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(tsne_mod, "IPCA_BLOCK_MB", 4)  # 207 rows of 2,523 float64 values
+    data = from_array(random_images(2000, 29, 29))  # 2,000 rows at once would be 40 MB as float64
+    tracemalloc.start()
+    try:
+        X, rec = pixel_features(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert X.shape == (2000, 50) and rec["pca_solver"] == "incremental"
+    # About six float64 copies of a chunk at the SVD (the chunk, centred, stacked, LAPACK's).
+    assert peak < 48 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_chunks_of_incremental_pca_hold_500_images_or_128_mb():
+    assert tsne_mod.ipca_rows(96 * 96 * 3) == 500
+    assert tsne_mod.ipca_rows(224 * 224 * 3) == 111  # 128 MB of float64 values
+    assert tsne_mod.ipca_rows(1024 * 1024 * 3) == 100  # twice the components, at least
+
+
+def test_incremental_pca_keeps_the_variance_of_pca_on_blood_cells(monkeypatch):
+    data = load_dataset(SAMPLE_PATH, size=32, subset=1200)  # 3,072 values per image
+    whole, rec = pixel_features(data)
+    assert rec["pca_solver"] == "randomized"
+    monkeypatch.setattr(tsne_mod, "PCA_IN_MEMORY_BYTES", 0)
+    chunked, rec = pixel_features(data)
+    assert rec["pca_solver"] == "incremental"
+    assert chunked.var(0).sum() == pytest.approx(whole.var(0).sum(), rel=0.005)
+
+
 # -- t-SNE -----------------------------------------------------------------------
 
 @pytest.mark.slow
