@@ -192,3 +192,37 @@ def test_failed_conversion_leaves_no_new_folder(tmp_path, monkeypatch, capsys):
     assert main(["convert", str(src), "--out", str(tmp_path / "new")]) == 2
     assert "no space left" in capsys.readouterr().err.lower()
     assert not (tmp_path / "new").exists()
+
+
+def test_a_store_of_large_images_is_read_a_bounded_chunk_at_a_time(tmp_path, monkeypatch):
+    """`medcne info` (find_problems), convert and the border colour read a store in chunks of
+    READ_CHUNK_MB, not of a fixed number of images (4,096 of 256 px were 805 MB)."""
+    import tracemalloc
+
+    from medcne import defaults
+    from medcne.augment import border_colour
+    from medcne.datasets.summary import find_problems
+
+    with StoreWriter(tmp_path / "s", (128, 128, 3)) as w:  # 49,152 bytes an image, 9.8 MB in all
+        w.add_part("a", images(200, shape=(128, 128, 3)), ids=[str(i) for i in range(200)])
+    data = load_dataset(tmp_path / "s")
+    monkeypatch.setattr(defaults, "READ_CHUNK_MB", 1)  # 21 images a chunk
+    assert [len(b) for _, b in data.iter_chunks()][:2] == [21, 21]
+    for read in (lambda: find_problems(data), lambda: border_colour(data.images),
+                 lambda: main(["convert", str(tmp_path / "s"), "--out", str(tmp_path / "copy")])):
+        tracemalloc.start()
+        try:
+            read()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 6 << 20, f"{peak / 2**20:.1f} MiB"  # a few 1 MB chunks, not the 9.8 MB store
+    np.testing.assert_array_equal(load_dataset(tmp_path / "copy").to_numpy(), data.to_numpy())
+
+
+def test_chunks_of_reading_hold_64_mb_of_images():
+    from medcne.defaults import chunk_rows
+
+    assert chunk_rows(256 * 256 * 3) == 341
+    assert chunk_rows(28 * 28 * 3) == 28_532
+    assert chunk_rows(100_000 * 100_000 * 3) == 1

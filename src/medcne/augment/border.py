@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..defaults import PRESET
+from ..defaults import PRESET, chunk_rows
 from ..errors import MedcneError
 from .augmenter import Augmenter
 from .geometry import needs_fill
 
 
-def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
+def border_colour(images, chunk: int | None = None) -> tuple[float, ...]:
     """Mean over all images of each image's mean border-pixel colour.
 
     The border is the outermost ring of pixels (first and last row and column),
@@ -23,8 +23,8 @@ def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
     images : ndarray (N, H, W, C), a lazy store of that shape, or Tensor (N, C, H, W)
         uint8 (0..255) or float in [0, 1], C in {1, 3}. Read ``chunk`` images at a time,
         so lazily read stores (e.g. ``ImageSet.images`` of PCam) never load whole.
-    chunk : int
-        Images per chunk.
+    chunk : int, optional
+        Images per chunk (default: :data:`medcne.defaults.READ_CHUNK_MB` of uint8 images).
 
     Returns
     -------
@@ -38,6 +38,7 @@ def border_colour(images, chunk: int = 4096) -> tuple[float, ...]:
         raise MedcneError(f"`images` must be a non-empty {layout} with C = 1 or 3; got shape {shape}")
     n = shape[0]
     h, w = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
+    chunk = chunk or chunk_rows(h * w * c)
     ring = np.zeros((h, w), dtype=bool)
     ring[[0, -1], :] = True
     ring[:, [0, -1]] = True

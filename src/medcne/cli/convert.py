@@ -18,8 +18,6 @@ import numpy as np
 from ..errors import MedcneError
 from .common import add_data_options, load_from_args
 
-BLOCK = 4096
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("convert", help="copy a dataset into an on-disk image store (for data larger than memory)",
@@ -63,7 +61,7 @@ def _write(out: Path, data, name: str) -> int:
             print(f"{out}: already holds part {name!r} ({len(writer):,} images); nothing to add")
             return 0
         labels = None if data.labels is None else [data.class_names[i] for i in data.labels]
-        blocks = (images for _, images in data.iter_chunks(BLOCK))
+        blocks = (images for _, images in data.iter_chunks())
         # Ids are unique within one source (often its row numbers): a part added later gets its name in front.
         ids = data.ids if len(writer) == 0 else np.char.add(f"{name}/", data.ids.astype(str))
         n = writer.add_part(name, blocks, labels=labels, ids=ids, provenance=data.provenance,

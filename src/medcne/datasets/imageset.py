@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..defaults import chunk_rows
 from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError
 
 
@@ -167,11 +168,13 @@ class ImageSet:
     def is_lazy(self) -> bool:
         return isinstance(self.images, LazyImages)
 
-    def iter_chunks(self, chunk: int = 4096):
+    def iter_chunks(self, chunk: int | None = None):
         """Yield ``(start, images)`` blocks of at most ``chunk`` uint8 images, in order.
 
         Works the same for in-memory arrays and lazy stores (read block by block).
+        ``chunk`` defaults to :data:`medcne.defaults.READ_CHUNK_MB` of images.
         """
+        chunk = chunk or chunk_rows(int(np.prod(self.image_shape)))
         for start in range(0, len(self), chunk):
             yield start, np.asarray(self.images[start : start + chunk])
 

@@ -9,7 +9,7 @@ from .imageset import ImageSet
 RARE_CLASS = 15  # fewer images than the kNN k of the paper's evaluation
 
 
-def find_problems(data: ImageSet, chunk: int = 4096) -> list[str]:
+def find_problems(data: ImageSet, chunk: int | None = None) -> list[str]:
     """Problems worth a look before training: duplicates, blank images, tiny classes."""
     problems = list(data.notes)
     if data.labels is None:

@@ -30,7 +30,7 @@ def to_nchw_tensor(data: ImageSet, pin: bool = False) -> torch.Tensor:
     fit in memory was decided with the parameters (:func:`medcne.datasets.memory.training_streams`)."""
     n, (h, w, c) = len(data), data.image_shape
     out = torch.empty((n, c, h, w), dtype=torch.uint8, pin_memory=pin)
-    for start, block in data.iter_chunks(4096):
+    for start, block in data.iter_chunks():
         out[start : start + len(block)] = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
     return out
 
