@@ -114,3 +114,19 @@ def test_head_init_is_validated():
 
     with pytest.raises(MedcneError, match="head_init"):
         tsimcne_stages((1, 1, 1), head_init="xavier")
+
+
+def test_embed_runs_256_images_a_pass_on_a_cpu_and_1024_on_an_accelerator():
+    from medcne.models import embed, embed_chunk
+
+    sizes = []
+
+    def fn(x):
+        sizes.append(len(x))
+        return x.reshape(len(x), -1)[:, :2]
+
+    images = np.random.default_rng(0).integers(0, 256, (600, 4, 4, 3), dtype=np.uint8)
+    out = embed(fn, images, torch.device("cpu"))
+    assert sizes == [256, 256, 88] and out.shape == (600, 2)
+    # A quarter of the activations on a CPU at the same speed (bench/embed_chunk.py); width on a GPU.
+    assert embed_chunk(torch.device("cuda")) == 1024 and embed_chunk(torch.device("cpu")) == 256

@@ -314,6 +314,13 @@ def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if uses_channels_last(device) else x
 
 
+def embed_chunk(device: torch.device) -> int:
+    """Images per forward pass of :func:`embed` on ``device``: 256 on a CPU, where they run as fast
+    per image as 1,024 and hold a quarter of the activations (1.25 against 0.30 GB for a ResNet-18
+    on 32 px images, bench/embed_chunk.py); 1,024 on an accelerator, which gains from the width."""
+    return 256 if torch.device(device).type == "cpu" else 1024
+
+
 @torch.no_grad()
 def embed(
     fn: Callable[[torch.Tensor], torch.Tensor],
@@ -321,7 +328,7 @@ def embed(
     device: torch.device,
     *,
     prepare: Callable[[np.ndarray, torch.device], torch.Tensor] = to_input,
-    chunk: int = 1024,
+    chunk: int | None = None,
 ) -> np.ndarray:
     """``fn`` of every image, chunk by chunk: the one batched inference of the package.
 
@@ -336,8 +343,8 @@ def embed(
         Where ``fn`` runs (a TSimCNENet method applies its own ``amp_dtype``).
     prepare : callable
         uint8 chunk -> input tensor on ``device`` (default :func:`to_input`).
-    chunk : int
-        Images per forward pass.
+    chunk : int, optional
+        Images per forward pass (default :func:`embed_chunk` of ``device``).
 
     Returns
     -------
@@ -345,6 +352,7 @@ def embed(
     """
     out = None
     n = len(images)
+    chunk = chunk or embed_chunk(device)
     for start in range(0, n, chunk):
         y = fn(prepare(np.asarray(images[start : start + chunk]), device)).float().cpu().numpy()
         if out is None:
