@@ -195,13 +195,15 @@ def test_failed_conversion_leaves_no_new_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_a_store_of_large_images_is_read_a_bounded_chunk_at_a_time(tmp_path, monkeypatch):
-    """`medcne info` (find_problems), convert and the border colour read a store in chunks of
-    READ_CHUNK_MB, not of a fixed number of images (4,096 of 256 px were 805 MB)."""
+    """`medcne info` (find_problems), convert, the border colour and the viewer's sprite sheets
+    read a store in chunks of READ_CHUNK_MB, not of a fixed number of images (4,096 of 256 px
+    were 805 MB; a sheet of 16 px tiles holds 65,536)."""
     import tracemalloc
 
     from medcne import defaults
     from medcne.augment import border_colour
     from medcne.datasets.summary import find_problems
+    from medcne.viewer.sprites import write_sprites
 
     with StoreWriter(tmp_path / "s", (128, 128, 3)) as w:  # 49,152 bytes an image, 9.8 MB in all
         w.add_part("a", images(200, shape=(128, 128, 3)), ids=[str(i) for i in range(200)])
@@ -209,6 +211,7 @@ def test_a_store_of_large_images_is_read_a_bounded_chunk_at_a_time(tmp_path, mon
     monkeypatch.setattr(defaults, "READ_CHUNK_MB", 1)  # 21 images a chunk
     assert [len(b) for _, b in data.iter_chunks()][:2] == [21, 21]
     for read in (lambda: find_problems(data), lambda: border_colour(data.images),
+                 lambda: write_sprites(data.images, tmp_path / "sheets", 16),  # the viewer's thumbnails
                  lambda: main(["convert", str(tmp_path / "s"), "--out", str(tmp_path / "copy")])):
         tracemalloc.start()
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..defaults import chunk_rows
 from ..errors import MedcneError
 
 MAX_SIDE = 4096
@@ -141,8 +142,9 @@ def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
     Parameters
     ----------
     images : ndarray or LazyImages
-        uint8, N x H x W x C (C = 1 or 3), in embedding order. Read a sheet's
-        worth at a time, so lazy stores (PCam) never load whole.
+        uint8, N x H x W x C (C = 1 or 3), in embedding order. Read
+        :data:`medcne.defaults.READ_CHUNK_MB` of images at a time, so lazy
+        stores (PCam) never load whole.
     folder : Path
         Where the sheets go (created).
     tile : int
@@ -187,7 +189,7 @@ def write_sprites(images, folder: Path, tile: int, max_side: int = MAX_SIDE,
         if len(tiles):
             pending.append(tiles)
 
-    block = layout.per_sheet if keep is None else max(layout.per_sheet, 4096)
+    block = chunk_rows(int(np.prod(images.shape[1:])))  # images read at a time, whatever a sheet holds
     for start in range(0, n, block):
         batch = np.asarray(images[start : start + block])
         if on_batch is not None:
