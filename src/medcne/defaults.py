@@ -73,9 +73,11 @@ SILHOUETTE_EXACT_MAX = 400_000
 READ_CHUNK_MB = 64
 
 
-def chunk_rows(bytes_per_image: int) -> int:
-    """Images of ``bytes_per_image`` bytes to read at a time (``READ_CHUNK_MB``, at least one)."""
-    return max(1, (READ_CHUNK_MB << 20) // max(1, int(bytes_per_image)))
+def chunk_rows(bytes_per_image: int, budget: int | None = None) -> int:
+    """Images of ``bytes_per_image`` bytes that fill ``budget`` bytes (default ``READ_CHUNK_MB``),
+    at least one: how many to read or convert at a time."""
+    budget = (READ_CHUNK_MB << 20) if budget is None else budget
+    return max(1, int(budget) // max(1, int(bytes_per_image)))
 
 
 # A run on a CPU that names no schedule (no epochs, quick or budget) gets this time budget

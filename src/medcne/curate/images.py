@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import chunk_rows
 from ..errors import MedcneError
 
 THUMB = 7  # thumbnail side: coarse enough to forgive a 1-2 px shift at 28 px, fine enough to tell cells apart
@@ -81,7 +82,7 @@ def image_checks(images, chunk_mb: float = CHUNK_MB) -> ImageChecks:
         thumbs[start : start + len(x)] = small.numpy()
         sharp[start : start + len(x)] = _sharpness(t.mean(3))
         start += len(x)
-        rows = max(1, int(chunk_mb * 2**20 // x[0].nbytes))  # the first image told the size
+        rows = chunk_rows(x[0].nbytes, chunk_mb * 2**20)  # the first image told the size
     return ImageChecks(thumbs, sharp)
 
 

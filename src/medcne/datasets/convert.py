@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..defaults import chunk_rows
 from ..errors import MedcneError, PixelRangeError
 from .memory import check_memory
 
@@ -92,7 +93,7 @@ def check_pixels(block: np.ndarray, where: str, offset: int = 0, index: np.ndarr
 
 def block_rows(image_bytes: int, block_bytes: int = _BLOCK_BYTES) -> int:
     """How many images of ``image_bytes`` each make a block of about ``block_bytes``."""
-    return max(1, block_bytes // max(1, image_bytes))
+    return chunk_rows(image_bytes, block_bytes)
 
 
 def to_uint8(images: np.ndarray, where: str, offset: int = 0, index: np.ndarray | None = None) -> np.ndarray:
