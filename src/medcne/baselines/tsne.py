@@ -8,6 +8,7 @@ import numpy as np
 
 from ..datasets import ImageSet
 from ..datasets.memory import check_memory, fits
+from ..defaults import chunk_rows
 from ..errors import require
 
 # Pixel vectors longer than this are reduced by PCA first (the paper does so
@@ -26,7 +27,7 @@ IPCA_ROWS = 10 * PCA_DIMS
 IPCA_BLOCK_MB = 128
 
 
-def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np.ndarray, dict]:
+def pixel_features(data: ImageSet, seed: int = 0, chunk: int | None = None) -> tuple[np.ndarray, dict]:
     """Images as vectors in [0, 1], shape (N, H*W*C), or (N, 50) by PCA when H*W*C > 2,500.
 
     Returns the features and a record of what was done (for ``params.json``).
@@ -35,7 +36,7 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
     available; otherwise incrementally, a few hundred images at a time
     (``pca_solver`` in the record says which), so that the full pixel matrix
     never sits in memory as floats. ``chunk``: images read at a time for raw
-    pixels.
+    pixels (default: 64 MB of them as float32).
     """
     n, dim = len(data), int(np.prod(data.image_shape))
     where = str(data.source)
@@ -43,7 +44,7 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int = 8192) -> tuple[np
         check_memory(n * dim * 4, where, f"the pixels of {n:,} images as float32 ({dim:,} values each)",
                      "use a `subset` of the images, or a space of features (qc's default)")
         X = np.empty((n, dim), dtype=np.float32)
-        for start, imgs in data.iter_chunks(chunk):
+        for start, imgs in data.iter_chunks(chunk or chunk_rows(dim * 4)):
             X[start : start + len(imgs)] = pixel_rows(imgs)
         return X, {"features": "pixels", "dim": dim, "pca": None}
     from sklearn.decomposition import PCA, IncrementalPCA
