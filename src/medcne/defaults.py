@@ -69,7 +69,7 @@ SILHOUETTE_EXACT_MAX = 400_000
 
 # -- reading -------------------------------------------------------------------
 # Images read from a dataset at a time, by bytes, so that large images do not make large
-# reads: 64 MB is 28,000 images of 28 x 28 x 3, 2,400 of 96 x 96 x 3, 440 of 224 x 224 x 3.
+# reads: 64 MB is about 28,500 images of 28 x 28 x 3, 2,400 of 96 x 96 x 3, 450 of 224 x 224 x 3.
 READ_CHUNK_MB = 64
 
 

@@ -317,7 +317,7 @@ def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
 def embed_chunk(device: torch.device) -> int:
     """Images per forward pass of :func:`embed` on ``device``: 256 on a CPU, where they run as fast
     per image as 1,024 and hold a quarter of the activations (1.25 against 0.30 GB for a ResNet-18
-    on 32 px images, bench/embed_chunk.py); 1,024 on an accelerator, which gains from the width."""
+    on 32 px images, bench/embed_chunk.py); 1,024 on an accelerator, as before (not measured there)."""
     return 256 if torch.device(device).type == "cpu" else 1024
 
 

@@ -49,8 +49,9 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int | None = None) -> t
         return X, {"features": "pixels", "dim": dim, "pca": None}
     from sklearn.decomposition import PCA, IncrementalPCA
 
-    # In memory: the pixels as float32 and the centred copy scikit-learn makes of them.
-    if n * dim * 4 <= PCA_IN_MEMORY_BYTES and fits(2 * n * dim * 4):
+    # In memory: the pixels as float32, the centred copy scikit-learn makes of them and, from
+    # disk, the uint8 images read whole.
+    if n * dim * 4 <= PCA_IN_MEMORY_BYTES and fits((8 + data.is_lazy) * n * dim):
         X = pixel_rows(data.to_numpy())
         Y = PCA(PCA_DIMS, svd_solver="randomized", random_state=seed).fit_transform(X).astype(np.float32)
         return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "randomized"}
