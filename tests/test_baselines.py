@@ -46,60 +46,59 @@ def test_raw_pixels_that_would_not_fit_are_refused_with_the_figures(monkeypatch)
         pixel_features(from_array(random_images(20, 28, 28)))
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_large_images_get_pca_to_50(monkeypatch, in_memory):
-    if not in_memory:
-        monkeypatch.setattr(tsne_mod, "PCA_IN_MEMORY_BYTES", 0)
-    imgs = random_images(110, 29, 29)  # 2,523 values per image > 2,500
-    X, rec = pixel_features(from_array(imgs), chunk=55)
-    assert X.shape == (110, 50) and rec["pca"] == 50
-    assert rec["pca_solver"] == ("randomized" if in_memory else "incremental")
-    assert X.std(0)[0] > X.std(0)[-1]  # components by decreasing variance
+def test_large_images_get_pca_to_50():
+    data = from_array(random_images(110, 29, 29))  # 2,523 values per image > 2,500
+    X, rec = pixel_features(data, seed=3)
+    assert X.shape == (110, 50) and X.dtype == np.float32 and rec["pca"] == 50
+    assert rec["pca_solver"] == "randomized, chunked" and rec["pca_power_iterations"] == 7
+    assert np.all(np.diff(X.var(0)) <= 1e-6)  # components by decreasing variance
+    np.testing.assert_array_equal(X, pixel_features(data, seed=3)[0])  # seeded
 
 
-def test_pca_that_would_not_fit_in_memory_runs_incrementally_and_says_so(monkeypatch):
-    from medcne.datasets import memory
+def test_pca_matches_an_exact_pca_of_blood_cells():
+    from sklearn.decomposition import PCA
 
-    imgs = random_images(110, 29, 29)  # 110 x 2,523 float32 = 1.1 MB, under PCA_IN_MEMORY_BYTES
-    # Room for the pixels once, not for them and the centred copy the randomized solver makes.
-    monkeypatch.setattr(memory, "available_bytes", lambda: int(1.5 * 110 * 2523 * 4 / memory.MARGIN))
-    X, rec = pixel_features(from_array(imgs))
-    assert X.shape == (110, 50) and rec["pca_solver"] == "incremental"
+    data = load_dataset(SAMPLE_PATH, size=32, subset=1200)  # 3,072 values per image
+    Y, _ = pixel_features(data)
+    X = data.to_numpy().reshape(len(data), -1) / np.float32(255)
+    exact = PCA(50, svd_solver="full").fit(X)
+    variances = Y.var(0, ddof=1)
+    np.testing.assert_allclose(variances[:10], exact.explained_variance_[:10], rtol=1e-4)
+    np.testing.assert_allclose(variances, exact.explained_variance_, rtol=0.02)
+    assert variances.sum() == pytest.approx(exact.explained_variance_.sum(), rel=1e-3)
+    # The exact first 10 components lie in the span of the 50 found (1.0 when they do).
+    E = exact.transform(X)[:, :10]
+    residual = E - Y @ np.linalg.lstsq(Y, E, rcond=None)[0]
+    assert (1 - (residual**2).sum(0) / (E**2).sum(0)).min() > 0.999
 
 
-def test_incremental_pca_works_on_chunks_of_bounded_memory(monkeypatch):
+def test_pca_reads_the_images_in_chunks_of_bounded_memory(monkeypatch):
     import tracemalloc
 
-    import sklearn.decomposition  # noqa: F401  (its import is not the solver's memory)
+    from medcne import defaults
 
-    monkeypatch.setattr(tsne_mod, "PCA_IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr(tsne_mod, "IPCA_BLOCK_MB", 4)  # 207 rows of 2,523 float64 values
-    data = from_array(random_images(2000, 29, 29))  # 2,000 rows at once would be 40 MB as float64
+    monkeypatch.setattr(defaults, "READ_CHUNK_MB", 1)  # 103 images of 2,523 float32 values
+    data = from_array(random_images(2000, 29, 29))  # 20 MB as float32
     tracemalloc.start()
     try:
-        X, rec = pixel_features(data)
+        X, _ = pixel_features(data)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert X.shape == (2000, 50) and rec["pca_solver"] == "incremental"
-    # About six float64 copies of a chunk at the SVD (the chunk, centred, stacked, LAPACK's).
-    assert peak < 48 << 20, f"{peak / 2**20:.0f} MiB"
+    assert X.shape == (2000, 50)
+    assert peak < 8 << 20, f"{peak / 2**20:.1f} MiB"  # a chunk and a few (N, 60) and (2,523, 60) matrices
 
 
-def test_chunks_of_incremental_pca_hold_500_images_or_128_mb():
-    assert tsne_mod.ipca_rows(96 * 96 * 3) == 500
-    assert tsne_mod.ipca_rows(224 * 224 * 3) == 111  # 128 MB of float64 values
-    assert tsne_mod.ipca_rows(1024 * 1024 * 3) == 100  # twice the components, at least
+def test_pca_of_a_store_equals_pca_of_the_same_images_in_memory(tmp_path):
+    from medcne.datasets.store import StoreWriter
 
-
-def test_incremental_pca_keeps_the_variance_of_pca_on_blood_cells(monkeypatch):
-    data = load_dataset(SAMPLE_PATH, size=32, subset=1200)  # 3,072 values per image
-    whole, rec = pixel_features(data)
-    assert rec["pca_solver"] == "randomized"
-    monkeypatch.setattr(tsne_mod, "PCA_IN_MEMORY_BYTES", 0)
-    chunked, rec = pixel_features(data)
-    assert rec["pca_solver"] == "incremental"
-    assert chunked.var(0).sum() == pytest.approx(whole.var(0).sum(), rel=0.005)
+    images = random_images(300, 29, 29)
+    with StoreWriter(tmp_path / "s", images.shape[1:]) as w:
+        w.add_part("a", images[:120], ids=[str(i) for i in range(120)])
+        w.add_part("b", images[120:], ids=[str(i) for i in range(120, 300)])
+    store = load_dataset(tmp_path / "s")
+    assert store.is_lazy
+    np.testing.assert_array_equal(pixel_features(store)[0], pixel_features(from_array(images))[0])
 
 
 # -- t-SNE -----------------------------------------------------------------------

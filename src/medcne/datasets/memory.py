@@ -79,20 +79,15 @@ def must_stream(nbytes: int, where: str, what: str, fix: str, *, may_stream: boo
     """The one decision about holding ``nbytes`` in memory: False when they fit; True when they
     do not and ``may_stream`` (read them piece by piece instead); else DataError with the figures,
     as :func:`check_memory` (same arguments)."""
-    if fits(nbytes):
+    available = available_bytes()
+    if available is None or nbytes <= MARGIN * available:
         return False
     if may_stream:
         return True
     raise DataError(
-        f"{where}: {what} needs {format_bytes(nbytes)} of memory; about {format_bytes(available_bytes())} "
+        f"{where}: {what} needs {format_bytes(nbytes)} of memory; about {format_bytes(available)} "
         f"is available; {fix}"
     )
-
-
-def fits(nbytes: int) -> bool:
-    """Whether ``nbytes`` fit in the memory available now, leaving the ``MARGIN`` (True when unknown)."""
-    available = available_bytes()
-    return available is None or nbytes <= MARGIN * available
 
 
 def training_streams(data, stream="auto") -> bool:

@@ -192,7 +192,7 @@ def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | Non
 
     The same score as :func:`medcne.metrics.neighbour_preservation` of the flattened pixels.
     """
-    from ..baselines.tsne import pixel_rows
+    from ..baselines.pca import pixel_rows
     from ..curate.neighbours import nearest_among_blocks
 
     if len(data) != len(Z):
