@@ -73,10 +73,15 @@ SILHOUETTE_EXACT_MAX = 400_000
 READ_CHUNK_MB = 64
 
 
+def read_chunk_bytes() -> int:
+    """``READ_CHUNK_MB`` in bytes."""
+    return READ_CHUNK_MB << 20
+
+
 def chunk_rows(bytes_per_image: int, budget: int | None = None) -> int:
     """Images of ``bytes_per_image`` bytes that fill ``budget`` bytes (default ``READ_CHUNK_MB``),
     at least one: how many to read or convert at a time."""
-    budget = (READ_CHUNK_MB << 20) if budget is None else budget
+    budget = read_chunk_bytes() if budget is None else budget
     return max(1, int(budget) // max(1, int(bytes_per_image)))
 
 

@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import read_chunk_bytes
 from ..errors import BadImageError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
 from .files import MAX_LISTED, printable
 from .imageset import ImageSet
-from .scancommon import check_unused, encode_with_missing, read_label_csv, stack_images
+from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
 from .scanfiles import (
     DICOMDIR,
     has_dicom_marker,
@@ -224,6 +225,14 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
     return _File(rel, frames, series, slices, keys, _phi_values(ds), colour)
 
 
+def _resize(files: list[_File], size) -> list[_File]:
+    """Resize the frames of ``files`` to ``size`` in place (as they are when ``size`` is None);
+    returns the files left at full resolution: none."""
+    for f in files:
+        f.frames[:] = [sized(frame, size) for frame in f.frames]
+    return []
+
+
 def _find(root: Path) -> tuple[list[Path], list[str]]:
     if root.is_file():
         return [root], []
@@ -236,21 +245,29 @@ def _listed(items: list[str]) -> str:
     return "; ".join(items[:MAX_LISTED]) + more
 
 
-def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool):
-    """(files read, notes, phi values seen) for every DICOM file under ``root``."""
+def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
+    """(files read, notes, phi values seen) for every DICOM file under ``root``, frames resized to ``size``."""
     pydicom = require("pydicom", "dicom")
     paths, notes = _find(root)
     read: list[_File] = []
     skipped: dict[str, list[str]] = {}
     bad: list[tuple[str, str, bool]] = []
+    # Frames are resized to `size` READ_CHUNK_MB at a time, not held at full resolution to the end.
+    # Not file by file: the allocator would then hand each file's temporaries back to the system
+    # and fault them in again for the next (twice the time, bench/scans_size.py).
+    unsized: list[_File] = []
     for path in paths:
         rel = relative_id(path, root)
         try:
             read.append(_read_file(path, rel, window, pydicom, keep_phi))
+            unsized.append(read[-1])
         except _Skip as exc:
             skipped.setdefault(str(exc), []).append(rel)
         except _Bad as exc:
             bad.append((rel, str(exc), isinstance(exc, _Codec)))
+        if size is not None and sum(fr.nbytes for f in unsized for fr in f.frames) > read_chunk_bytes():
+            unsized = _resize(unsized, size)
+    _resize(unsized, size)
     phi = set().union(*(f.phi for f in read)) if read and not keep_phi else set()
     shown = (lambda r: printable(r)) if keep_phi else (lambda r: printable(scrub(r, phi)))
     if bad and not skip_bad:
@@ -305,7 +322,7 @@ def read_dicom(
     root = Path(root)
     check_channels(channels)
     size, window = parse_size(size), parse_window(window)
-    read, notes, phi = _read_all(root, window, keep_phi, skip_bad)
+    read, notes, phi = _read_all(root, window, keep_phi, skip_bad, size)
     frames, owners, ids, series, slices, keys = [], [], [], [], [], []
     for f in read:
         rid = f.rel if keep_phi else scrub(f.rel, phi)

@@ -44,7 +44,7 @@ from ..errors import DataError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
 from .files import MAX_LISTED, printable
 from .imageset import ImageSet
-from .scancommon import check_unused, encode_with_missing, read_label_csv, stack_images
+from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
 from .scanfiles import is_nifti_name, relative_id, walk_files
 from .window import FILE, Window, auto_window, parse_window
 
@@ -223,7 +223,8 @@ def read_nifti(
             if drop_background and label == BACKGROUND:
                 background_dropped += 1
                 continue
-            for name, value in zip(rows, (img[..., None], rel, f"{rel}#{k}", rel, k, label), strict=True):
+            # Resized now, so that the volume is not kept alive by views of its slices.
+            for name, value in zip(rows, (sized(img[..., None], size), rel, f"{rel}#{k}", rel, k, label), strict=True):
                 rows[name].append(value)
     _notes(notes, bad, dropped_dims, background_dropped, axis)
     if not rows["images"]:

@@ -105,6 +105,15 @@ def check_unused(table: dict, used: set, notes: list[str], where: str) -> None:
         notes.append(f"{unused} row(s) of {where} match no image")
 
 
+def sized(img: np.ndarray, size) -> np.ndarray:
+    """One uint8 H x W x C image resized to ``size`` (H, W); as it is when ``size`` is None or already met.
+
+    Readers of scans resize each slice as they read it, so that a folder of
+    large slices is never held at full resolution when a ``size`` is asked for.
+    """
+    return resize_one(img, size) if size is not None and img.shape[:2] != tuple(size) else img
+
+
 def stack_images(images: list[np.ndarray], owners: list[str], *, size, channels: str, source: str,
                  notes: list[str]) -> np.ndarray:
     """uint8 H x W x C images -> one N x H x W x C array, resized to ``size`` when given.
@@ -128,7 +137,7 @@ def stack_images(images: list[np.ndarray], owners: list[str], *, size, channels:
                  "choose a smaller --size (or --subset)")
     out = np.empty((len(images), h, w, c), dtype=np.uint8)
     for i, img in enumerate(images):
-        img = resize_one(img, (h, w)) if size is not None and img.shape[:2] != (h, w) else img
+        img = sized(img, size)
         out[i] = np.repeat(img, 3, axis=-1) if img.shape[2] < c else img
     if c == 3 and any(img.shape[2] == 1 for img in images):
         notes.append("mixed one-channel and RGB images: all converted to RGB")
