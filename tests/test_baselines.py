@@ -53,6 +53,8 @@ def test_large_images_get_pca_to_50():
     assert rec["pca_solver"] == "randomized, chunked" and rec["pca_power_iterations"] == 7
     assert np.all(np.diff(X.var(0)) <= 1e-6)  # components by decreasing variance
     np.testing.assert_array_equal(X, pixel_features(data, seed=3)[0])  # seeded
+    few, rec = pixel_features(from_array(random_images(30, 29, 29)))
+    assert few.shape == (30, 30) and rec["pca"] == 30  # 30 images span at most 30 directions
 
 
 def test_pca_matches_an_exact_pca_of_blood_cells():

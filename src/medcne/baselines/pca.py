@@ -29,7 +29,8 @@ def pixel_rows(images: np.ndarray) -> np.ndarray:
 
 def chunked_pca(data: ImageSet, k: int, seed: int = 0, n_iter: int = N_ITER,
                 oversample: int = OVERSAMPLE) -> np.ndarray:
-    """The images' first ``k`` principal components, shape (N, k) float32, by decreasing variance.
+    """The images' first ``k`` principal components, shape (N, k) float32, by decreasing variance
+    (fewer when there are fewer images: N images span at most N directions).
 
     Pixels are taken in [0, 1] (uint8 / 255). The result is deterministic for
     a ``seed``; a component's sign is arbitrary, as for any PCA.

@@ -37,7 +37,7 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int | None = None) -> t
             X[start : start + len(imgs)] = pixel_rows(imgs)
         return X, {"features": "pixels", "dim": dim, "pca": None}
     Y = chunked_pca(data, PCA_DIMS, seed)
-    return Y, {"features": "pixels", "dim": dim, "pca": PCA_DIMS, "pca_solver": "randomized, chunked",
+    return Y, {"features": "pixels", "dim": dim, "pca": int(Y.shape[1]), "pca_solver": "randomized, chunked",
                "pca_power_iterations": N_ITER}
 
 
