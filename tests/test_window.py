@@ -23,6 +23,29 @@ def test_window_maps_its_range_onto_0_to_255():
     assert w.apply(np.zeros((2, 3), np.int16)).shape == (2, 3)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])  # F: NIfTI's voxel order
+def test_a_window_works_on_a_volume_a_slab_at_a_time(monkeypatch, order):
+    import tracemalloc
+
+    from medcne import defaults
+
+    monkeypatch.setattr(defaults, "READ_CHUNK_MB", 1)
+    values = np.asarray(np.random.default_rng(0).normal(0, 500, (128, 128, 100)), dtype=np.float32, order=order)
+    w = Window(400, 40)
+    tracemalloc.start()
+    try:
+        out = w.apply(values)  # 6.25 MB of float32: a whole float32 temporary would be as much
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 << 20, f"{peak / 2**20:.1f} MiB"  # the uint8 result (1.6 MB) and 1 MB slabs; whole: 7.8
+    assert out.flags.f_contiguous == (order == "F")  # slabs along the memory order (as fast as whole)
+    expected = np.clip(np.rint((values.astype(np.float64) - w.low) * 255 / w.width), 0, 255)
+    assert out.dtype == np.uint8 and out.shape == values.shape
+    assert np.abs(out.astype(int) - expected).max() <= 1  # float32 arithmetic: a rounding step at most
+    assert w.apply(np.float32(40)).shape == ()
+
+
 @pytest.mark.parametrize("spec, want", [
     (None, "auto"), ("auto", "auto"), ("FILE", "file"), ("lung", Window(1500, -600)),
     ("Soft-Tissue", Window(400, 50)), ("400,40", Window(400, 40)), (" 80 , 40 ", Window(80, 40)),

@@ -226,6 +226,7 @@ def read_nifti(
             # Resized now, so that the volume is not kept alive by views of its slices.
             for name, value in zip(rows, (sized(img[..., None], size), rel, f"{rel}#{k}", rel, k, label), strict=True):
                 rows[name].append(value)
+        del volume, seg, cut  # not alive while the next volume is read
     _notes(notes, bad, dropped_dims, background_dropped, axis)
     if not rows["images"]:
         raise EmptyDatasetError(f"{root}: no slices left to read; check the volumes (and drop_background)")

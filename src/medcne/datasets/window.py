@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import chunk_rows
 from ..errors import MedcneError
 
 # (width, level) in Hounsfield units: the windows radiologists use for CT.
@@ -59,12 +60,22 @@ class Window:
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """``values`` (any shape, any numeric dtype) as uint8 of the same shape."""
-        # One float32 temporary, worked in place: a CT volume is hundreds of MB as float32.
-        scaled = np.subtract(values, np.float32(self.low), dtype=np.float32)
-        scaled *= np.float32(255.0 / self.width)
-        np.rint(scaled, out=scaled)
-        np.clip(scaled, 0, 255, out=scaled)
-        return scaled.astype(np.uint8)
+        values = np.asarray(values)
+        if values.ndim == 0:
+            return self.apply(values.reshape(1)).reshape(())
+        if values.flags.f_contiguous and not values.flags.c_contiguous:  # NIfTI's order: slabs of the last axis
+            return self.apply(values.T).T
+        out = np.empty(values.shape, dtype=np.uint8)
+        # A float32 temporary of READ_CHUNK_MB at a time, worked in place: a CT volume is
+        # hundreds of MB as float32.
+        step = chunk_rows(4 * values[:1].size)
+        for start in range(0, len(values), step):
+            scaled = np.subtract(values[start : start + step], np.float32(self.low), dtype=np.float32)
+            scaled *= np.float32(255.0 / self.width)
+            np.rint(scaled, out=scaled)
+            np.clip(scaled, 0, 255, out=scaled)
+            out[start : start + step] = scaled
+        return out
 
 
 def parse_window(spec) -> str | Window:
@@ -115,7 +126,7 @@ def auto_window(values: np.ndarray) -> Window:
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
         return Window(1.0, 0.0)
-    low, high = np.percentile(flat, AUTO_PERCENTILES)
+    low, high = np.percentile(flat, AUTO_PERCENTILES, overwrite_input=True)  # flat is a copy
     if not high > low:
         return Window(1.0, float(low))
     return Window(float(high - low), float((high + low) / 2))
