@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..defaults import chunk_rows
 from ..errors import MedcneError, require
 
 MEMORY_MB = 512  # one block of float32 distances
@@ -169,7 +170,7 @@ def _exact(Q: np.ndarray, R: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, n
     d = np.empty(idx.shape, dtype=np.float64)
     # Blocks of rows whose (rows, D) float64 differences take EXACT_BLOCK_MB: at 96 x 96 x 3 pixels
     # (27,648 values) 5,000 rows at once would be 1.1 GB per buffer.
-    rows = max(1, min(QUERY_BLOCK, EXACT_BLOCK_MB * 2**20 // (8 * Q.shape[1])))  # points: D >= 1
+    rows = min(QUERY_BLOCK, chunk_rows(8 * Q.shape[1], EXACT_BLOCK_MB << 20))
     for start in range(0, len(Q), rows):
         q, block = Q[start : start + rows], idx[start : start + rows]
         for j in range(idx.shape[1]):  # k passes over (rows, D): no (rows, k, D) buffer

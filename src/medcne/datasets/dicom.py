@@ -226,8 +226,8 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
 
 
 def _resize(files: list[_File], size) -> list[_File]:
-    """Resize the frames of ``files`` to ``size`` in place (as they are when ``size`` is None);
-    returns the files left at full resolution: none."""
+    """Resize the frames of ``files`` to ``size`` in place; returns the files left at full
+    resolution: none."""
     for f in files:
         f.frames[:] = [sized(frame, size) for frame in f.frames]
     return []
@@ -256,17 +256,22 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
     # Not file by file: the allocator would then hand each file's temporaries back to the system
     # and fault them in again for the next (twice the time, bench/scans_size.py).
     unsized: list[_File] = []
+    held = 0  # their bytes
     for path in paths:
         rel = relative_id(path, root)
         try:
             read.append(_read_file(path, rel, window, pydicom, keep_phi))
-            unsized.append(read[-1])
         except _Skip as exc:
             skipped.setdefault(str(exc), []).append(rel)
+            continue
         except _Bad as exc:
             bad.append((rel, str(exc), isinstance(exc, _Codec)))
-        if size is not None and sum(fr.nbytes for f in unsized for fr in f.frames) > read_chunk_bytes():
-            unsized = _resize(unsized, size)
+            continue
+        if size is not None:
+            unsized.append(read[-1])
+            held += sum(frame.nbytes for frame in read[-1].frames)
+            if held > read_chunk_bytes():
+                unsized, held = _resize(unsized, size), 0
     _resize(unsized, size)
     phi = set().union(*(f.phi for f in read)) if read and not keep_phi else set()
     shown = (lambda r: printable(r)) if keep_phi else (lambda r: printable(scrub(r, phi)))

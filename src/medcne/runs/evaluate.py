@@ -19,7 +19,7 @@ import numpy as np
 
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map
 from ..datasets.memory import check_memory
-from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX
+from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX, chunk_rows
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
 from ..metrics import knn_accuracy, knn_accuracy_splits, silhouette
@@ -201,7 +201,7 @@ def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | Non
     queries, dim = preservation_queries(len(Z), n_queries), int(np.prod(data.image_shape))
     check_memory(2 * len(queries) * dim * 4, str(data.source), f"neighbourhood preservation of {len(queries):,} "
                  "images (their pixels as float32, and the search's centred copy)", "score fewer images (`n_queries`)")
-    rows = max(1, int(block_mb * 2**20 // (4 * dim)))
+    rows = chunk_rows(4 * dim, block_mb * 2**20)  # float32 pixels of block_mb
     blocks = ((start, pixel_rows(images)) for start, images in data.iter_chunks(rows))
     high = nearest_among_blocks(pixel_rows(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
     return preserved_share(without_query(high, queries, int(k)), Z, queries, int(k))
