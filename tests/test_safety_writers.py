@@ -251,3 +251,31 @@ def test_a_locked_output_stops_every_process_of_a_run_of_two(run, data, tmp_path
         proc.wait()
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"pid {proc.pid}" in done.stderr
+
+
+# -- 1b. nothing reading a run writes into the dataset the run was made from ---------------------------
+@pytest.fixture(scope="module")
+def folder_run(data, tmp_path_factory):
+    """A run of a folder of PNG images (one sub-folder per class), as `medcne fit my_images/` makes."""
+    from PIL import Image
+
+    z = np.load(data)
+    root = tmp_path_factory.mktemp("frun")
+    folder = root / "images"
+    for i, (img, label) in enumerate(zip(z["images"], z["labels"])):
+        (folder / str(z["class_names"][label])).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / str(z["class_names"][label]) / f"{i:03d}.png")
+    return make_run(root / "run", folder), folder
+
+
+@pytest.mark.parametrize("argv", [
+    ["plot", "{run}", "--out", "{data}/map.png"],
+    ["plot", "{run}", "--kind", "thumbnails", "--out", "{data}/basophil/thumbs.png"],
+    ["compare", "{run}", "--out", "{data}/report"],
+    ["embed", "{run}", "{other}", "--out", "{data}/placed.csv"],
+])
+def test_commands_reading_a_run_never_write_into_its_dataset(folder_run, data, argv, capsys):
+    run, folder = folder_run
+    before = snapshot(folder)
+    refused([a.format(run=run, data=folder, other=data) for a in argv], capsys, "input", str(folder))
+    assert snapshot(folder) == before

@@ -36,7 +36,7 @@ from ..errors import MedcneError
 from ..io import csv_text, write_text
 from .evaluate import read_label_csv
 from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_names, read_provenance
-from .outputs import claim_files, dataset_inputs, lock, remember, written_by_medcne
+from .outputs import claim_files, lock, remember, written_by_medcne
 from .staging import add_to_run, owned_files
 
 QC_FILE = QC
@@ -210,7 +210,7 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
     in_run = out.parent.resolve() == run.path.resolve()
     with lock(run.path, shared=True) if in_run else nullcontext(), \
-            claim_files(out, overwrite, inputs=[labels_csv, data_path, *run_inputs(run)], runs=[run.path]):
+            claim_files(out, overwrite, inputs=[labels_csv, data_path], runs=[run.path]):
         path, summary = _propagate(run, labels_csv, out, space, method, k, data_path, device)
     if path.parent.resolve() == run.path.resolve():
         add_to_run(run.path, path.name)
@@ -221,12 +221,6 @@ def run_provenance(run: Run) -> dict[str, np.ndarray]:
     """Where each image of ``run`` came from (slide, x, y / series, slice...), as in its embedding.npz."""
     path = run.path / EMBEDDING
     return read_provenance(path, len(run.ids)) if path.is_file() else {}
-
-
-def run_inputs(run: Run) -> list[Path]:
-    """The dataset a run was made from (and a CSV list's folder): inputs of commands that read the run."""
-    path = (run.params.get("data") or {}).get("path")
-    return dataset_inputs(path) if isinstance(path, str) else []
 
 
 def write_run_output(run: Run, name: str, text: str) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import write_json
-from ..runfiles import RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name
+from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name
 
 # Locks this process holds (path -> count): a command that locks an output and then calls a writer
 # that locks it again must not refuse itself.
@@ -147,9 +147,12 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
 
     ``runs`` are run folders the command reads: ``out`` may be one of the
     files medcne derives from a run in its folder (``qc.csv``,
-    ``propagated.csv``, ``viewer``), never anything else in it.
+    ``propagated.csv``, ``viewer``), never anything else in it. The dataset
+    each run was made from counts as an input too: a file written into it
+    would be read as one of its images (or break its format) the next time.
     """
     target = _resolved(out)
+    runs = list(runs)
     for run in runs:
         run_dir = _resolved(run)
         if target.parent == run_dir and target.name in RUN_OUTPUTS:
@@ -157,7 +160,7 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
         if _inside(target, run_dir):
             raise MedcneError(f"--out {out} is inside the run folder {run} that this command reads; "
                               "choose an --out outside it")
-    for given in inputs:
+    for given in [*inputs, *(p for run in runs for p in run_dataset(run))]:
         if given is None:
             continue
         source = _resolved(given)
@@ -173,6 +176,18 @@ def dataset_inputs(data_path) -> list[Path]:
         return []
     path = Path(data_path)
     return [path, path.parent] if path.suffix.lower() in (".csv", ".tsv") else [path]
+
+
+def run_dataset(run_dir) -> list[Path]:
+    """The dataset the run in ``run_dir`` was made from, as its ``params.json`` records it (and a CSV
+    list's folder); none when the folder holds no readable record."""
+    try:
+        params = json.loads((Path(run_dir) / PARAMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    data = params.get("data") if isinstance(params, dict) else None
+    path = data.get("path") if isinstance(data, dict) else None
+    return dataset_inputs(path) if isinstance(path, str) else []
 
 
 def _digest(path: Path) -> dict:

@@ -35,7 +35,6 @@ import numpy as np
 from ..errors import MedcneError
 from ..runfiles import VIEWER_DIR, VIEWER_FORMAT, VIEWER_MARKER
 from ..runs import Run, read_run
-from ..runs.curate import run_inputs
 from ..runs.folder import PREFIX, read_provenance
 from ..runs.outputs import lock, refuse_inputs
 from .provenance import column_values, copy_slide_thumbnails, data_folder
@@ -117,7 +116,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     if len(images) != n:
         raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
     out = Path(out) if out is not None else run.path / VIEWER_DIR
-    refuse_inputs(out, [data_path, *run_inputs(run)], runs=[run.path])
+    refuse_inputs(out, [data_path], runs=[run.path])
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
     qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}
