@@ -1,8 +1,8 @@
 """`medcne embed RUN DATA --out FILE`: place new images into the map of a run.
 
 The images go through the run's trained network without augmentation
-(deterministic). The size and channel options default to those the run was
-trained with. ``FILE`` ends in ``.csv`` (x, y, label, id) or ``.npz``.
+(deterministic). The size, channels, window and axis default to those the
+run read its own images with. ``FILE`` ends in ``.csv`` (x, y, label, id) or ``.npz``.
 """
 
 from __future__ import annotations
@@ -44,13 +44,34 @@ def _embed(run_dir: Path, out: Path, args) -> int:
 
     trained = read_run(run_dir).params.get("data") or {}  # a finished run with a finite map
     est = load_run_model(run_dir, device=args.device)
-    spec = data_spec(args)
-    # Images must match the training images; default to the run's resize/channels.
-    if spec["size"] is None:
-        spec["size"] = trained.get("size")
-    if spec["channels"] == "keep":
-        spec["channels"] = trained.get("channels", "keep")
+    spec = training_pixels(data_spec(args), trained, args.data)
     data = load_dataset(args.data, **spec)
     Z = est.transform(data)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     return len(data)
+
+
+# Reader options that decide the pixels the network sees: the new images get the run's unless given.
+# (The window and the axis apply only to scans: a run of CT slices may place a folder of PNG images.)
+PIXEL_OPTIONS = {"size": None, "channels": "keep", "window": None, "axis": None}
+SCAN_ONLY = {"window": ("dicom", "nifti"), "axis": ("nifti",)}
+
+
+def training_pixels(spec: dict, trained: dict, data_path) -> dict:
+    """``spec`` with the run's size, channels, window and axis where the command line gave none; a note
+    when a given one differs from the run's (the images are then placed as the network never saw them)."""
+    from ..datasets.load import detect_format
+
+    fmt = detect_format(Path(data_path)) if spec.get("format", "auto") == "auto" else spec["format"]
+    spec = dict(spec)
+    for name, default in PIXEL_OPTIONS.items():
+        recorded = trained.get(name)
+        if recorded is None or fmt not in SCAN_ONLY.get(name, (fmt,)):
+            continue
+        given = spec.get(name, default)
+        if given == default:
+            spec[name] = recorded
+        elif str(given) != str(recorded):
+            print(f"note: --{name} {given} differs from the run's {recorded}; the images are placed as the "
+                  "network never saw them during training")
+    return spec

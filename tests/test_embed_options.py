@@ -1,0 +1,70 @@
+"""`medcne embed` reads new images as the run read its own: size, channels, window and axis default to the run's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+nib = pytest.importorskip("nibabel")
+
+from medcne.cli import main  # noqa: E402
+from safetyhelpers import make_data  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def volumes(root: Path) -> Path:
+    """Two volumes whose axes have different lengths, so that each --axis gives other slices."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        root.mkdir(parents=True, exist_ok=True)
+        data = rng.uniform(-1000, 1000, (12, 10, 8)).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(root / f"{name}.nii.gz"))
+    return root
+
+
+FIT = ["--epochs", "1,0,0", "--warmup", "0,0,0", "--width", "4", "--batch-size", "8", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def scan_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed_scans")
+    data = volumes(root / "vols")
+    run = root / "run"
+    assert main(["fit", str(data), "--out", str(run), "--axis", "sagittal", "--window", "lung", "--size", "16",
+                 *FIT]) == 0
+    return run, data
+
+
+def read_csv(path: Path) -> dict[str, tuple[str, str]]:
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    return {r[3]: (r[0], r[1]) for r in rows}
+
+
+def test_embed_of_a_runs_own_scans_without_options_gives_its_map(scan_run, tmp_path, capsys):
+    run, data = scan_run
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(data), "--out", str(out), "--device", "cpu"]) == 0
+    placed, trained = read_csv(out), read_csv(run / "embedding.csv")
+    assert len(placed) == len(trained) == 24  # 12 sagittal slices per volume, not 8 axial ones
+    for i, (x, y) in trained.items():
+        assert np.allclose([float(v) for v in placed[i]], [float(x), float(y)], atol=1e-4), i
+
+
+def test_embed_says_when_a_given_option_differs_from_the_runs(scan_run, tmp_path, capsys):
+    run, data = scan_run
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(data), "--out", str(out), "--window", "bone", "--device", "cpu"]) == 0
+    assert "--window bone differs from the run's lung" in capsys.readouterr().out
+    assert len(read_csv(out)) == 24  # the run's axis still
+
+
+def test_a_scan_run_places_images_of_another_format(scan_run, tmp_path, capsys):
+    """The window and axis of a scan run do not apply to an npz (the size and channels do)."""
+    run, _ = scan_run
+    other = make_data(tmp_path / "other.npz", n=8)
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(other), "--out", str(out), "--channels", "gray", "--device", "cpu"]) == 0
+    assert len(read_csv(out)) == 8
