@@ -61,7 +61,7 @@ def add_parser(sub) -> None:
     where.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
     p.add_argument("--overwrite", action="store_true", help="replace the run files of an existing --out")
     g = p.add_argument_group(
-        "training", "defaults: the paper's on a GPU; on a CPU, width 16 and batch 256, and a 15-minute --budget "
+        "training", "defaults: the paper's on a GPU; on a CPU, width 16, batch 256 and lr 0.12, and a 15-minute --budget "
                     "when no --epochs, --quick or --budget is given (--paper: the paper's settings anywhere)")
     g.add_argument("--quick", action="store_true", help="fast settings for a demo (minutes on a 2-core CPU)")
     g.add_argument("--paper", action="store_true",
@@ -76,7 +76,8 @@ def add_parser(sub) -> None:
     g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450); with --schedule anneal "
                                     "one number (reference: 1000) or the first of three")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")
-    g.add_argument("--lr", help="peak learning rate (default auto: 0.03 * batch / 256); with --resume: continue "
+    g.add_argument("--lr", help="peak learning rate (paper: auto, 0.03 * batch / 256; the CPU settings: 0.12, "
+                               "--quick on a CPU: 0.06, whatever the batch); with --resume: continue "
                                "with this one (after a divergence)")
     g.add_argument("--stage3-lr-factor", type=float, help="stage-3 learning rate / lr (paper: 0.001)")
     g.add_argument("--warmup", help="warm-up epochs per stage (paper: 10,0,10)")
