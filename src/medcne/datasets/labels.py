@@ -8,6 +8,9 @@ every class with fewer than 100 images, leaving 7 classes).
 A map file is a CSV with two columns, old class name and new class name; an
 optional first row ``old,new`` is a header. The old name ``*`` stands for every
 class the file does not name. Classes the file does not name keep their names.
+Names in the file that are not classes of the data are left unused (noted), so
+that one map serves data sets that lack some classes; a map none of whose
+names is a class of the data is refused (it was meant for other data).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
+from .files import MAX_LISTED, printable
 from .imageset import ImageSet
 
 MERGED = "other (merged)"
@@ -46,8 +50,17 @@ def read_labels_map(path) -> dict[str, str]:
     return mapping
 
 
+def unknown_classes(mapping: dict[str, str], class_names: list[str]) -> list[str]:
+    """The old names of ``mapping`` (``*`` aside) that are not among ``class_names``."""
+    return [old for old in mapping if old != WILDCARD and old not in class_names]
+
+
 def map_labels(labels: np.ndarray, class_names: list[str], mapping: dict[str, str]):
     """Relabel integer ``labels`` (N,) by ``old -> new`` class names.
+
+    Old names that are not classes of the data are left unused (one map can
+    serve data sets that lack some classes), unless none of the names the map
+    gives is a class: then the map is refused as one meant for other data.
 
     Returns
     -------
@@ -57,10 +70,12 @@ def map_labels(labels: np.ndarray, class_names: list[str], mapping: dict[str, st
         The new classes, in the order of the first old class mapped to each;
         a class without images is left out.
     """
-    unknown = [old for old in mapping if old != WILDCARD and old not in class_names]
-    if unknown:
+    unknown = unknown_classes(mapping, class_names)
+    if unknown and len(unknown) == len(mapping) - (WILDCARD in mapping):
+        others = " (nor is any other name it maps)" if len(unknown) > 1 else ""
         raise MedcneError(
-            f"labels map: {unknown[0]!r} is not a class of the data; classes are {', '.join(map(repr, class_names))}"
+            f"labels map: {unknown[0]!r} is not a class of the data{others}; "
+            f"classes are {', '.join(map(repr, class_names))}"
         )
     present = set(np.unique(labels).tolist())
     new_of = [mapping.get(name, mapping.get(WILDCARD, name)) for name in class_names]
@@ -76,8 +91,13 @@ def labels_map(data: ImageSet, mapping) -> ImageSet:
         mapping = read_labels_map(source)
     labels, names = _labeled(data, "labels_map")
     new_labels, new_names = map_labels(labels, names, mapping)
-    note = f"labels mapped{f' by {source.name}' if source else ''}: {len(names)} classes -> {len(new_names)}"
-    return replace(data, labels=new_labels, class_names=new_names, notes=[*data.notes, note])
+    by = f" by {source.name}" if source else ""
+    notes = [f"labels mapped{by}: {len(names)} classes -> {len(new_names)}"]
+    if unknown := unknown_classes(mapping, names):
+        listed = ", ".join(repr(printable(n, 40)) for n in unknown[:MAX_LISTED])
+        notes.append(f"labels map{by}: {len(unknown)} name(s) are not classes of this data, left unused: {listed}"
+                     f"{', ...' if len(unknown) > MAX_LISTED else ''}")
+    return replace(data, labels=new_labels, class_names=new_names, notes=[*data.notes, *notes])
 
 
 def merge_rare(data: ImageSet, n: int) -> ImageSet:

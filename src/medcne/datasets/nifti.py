@@ -15,8 +15,10 @@ Slice k of a volume has the id ``PATH#k`` (PATH relative to the data folder,
 k counting from 0 in the canonical orientation) and the provenance columns
 ``volume`` (PATH) and ``slice`` (k). Values are windowed to 0..255 as described
 in :mod:`medcne.datasets.window` (stored values after the file's scale factor;
-CT in Hounsfield units). Volumes of more than three dimensions give their first
-volume (noted).
+CT in Hounsfield units); a volume holding NaN or infinite values is refused, as
+is one whose header states more data than an uncompressed file holds or than
+memory holds (all three skipped with ``skip_bad``). Volumes of more than three
+dimensions give their first volume (noted).
 
 Labels per slice come from a label CSV (:mod:`medcne.datasets.scancommon`:
 column ``volume``, optional ``slice``) or from a segmentation volume beside the
@@ -44,6 +46,7 @@ from ..errors import DataError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
 from .files import MAX_LISTED, printable
 from .imageset import ImageSet
+from .memory import check_memory
 from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
 from .scanfiles import is_nifti_name, relative_id, walk_files
 from .window import FILE, Window, auto_window, parse_window
@@ -83,19 +86,46 @@ def _load(path: Path, nib, what: str) -> tuple[np.ndarray, bool]:
     with warnings.catch_warnings(), _quiet(logging.getLogger("nibabel.global")):
         warnings.simplefilter("ignore")  # nibabel warns and logs on odd header fields it can read around
         try:
-            img = nib.as_closest_canonical(nib.load(str(path)))
-            data = np.asarray(img.dataobj, dtype=np.float32)
+            img = nib.load(str(path))
+            _check_size(img, path, what)
+            data = np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32)
+        except DataError:
+            raise
         except MemoryError:
-            raise MedcneError(f"{path}: the {what} is too large for the memory available") from None
+            raise DataError(f"{path}: the {what} is too large for the memory available") from None
         except Exception as exc:  # damaged headers and data make nibabel raise nearly anything
             raise DataError(f"{path}: not a readable NIfTI {what} ({type(exc).__name__}: "
-                            f"{printable(str(exc), 100)})") from None
+                            f"{printable(' '.join(str(exc).split()), 100)})") from None
     if data.ndim < 2:
         raise DataError(f"{path}: the {what} has {data.ndim} dimension(s); give 2-D or 3-D volumes")
+    _check_finite(data, path, what)
     dropped = data.ndim > 3 and any(n > 1 for n in data.shape[3:])
     if data.ndim > 3:
         data = data[(slice(None),) * 3 + (0,) * (data.ndim - 3)]
     return (data[..., None] if data.ndim == 2 else data), dropped
+
+
+def _check_size(img, path: Path, what: str) -> None:
+    """Refuse, before any voxel is read, a header that states more data than an uncompressed file
+    holds (damaged), or more than the memory available holds (its values and their float32 copy)."""
+    voxels, itemsize = int(np.prod(img.shape, dtype=object)), img.get_data_dtype().itemsize
+    offset = getattr(img.dataobj, "offset", None)  # the header's vox_offset as nibabel reads the data
+    if offset is not None and path.name.lower().endswith(".nii"):
+        need, have = int(offset) + voxels * itemsize, path.stat().st_size
+        if need > have:
+            raise DataError(f"{path}: damaged or truncated: the header states {need:,} bytes, the file holds "
+                            f"{have:,}; replace it, or pass --skip-bad to leave it out")
+    shape = "x".join(map(str, img.shape))
+    check_memory(voxels * (itemsize + 4), str(path), f"the {what} of {shape} voxels",
+                 "read it on a machine with more memory, or pass --skip-bad to leave it out")
+
+
+def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
+    """Refuse NaN and infinite values, as float pixels are refused elsewhere: no window makes them a grey."""
+    if data.size and not (np.isfinite(data.min()) and np.isfinite(data.max())):
+        count = data.size - int(np.count_nonzero(np.isfinite(data)))
+        raise DataError(f"{path}: the {what} holds {count:,} non-finite value(s) (NaN or infinity); replace them "
+                        "with numbers (e.g. numpy.nan_to_num) or pass --skip-bad to leave it out")
 
 
 @contextlib.contextmanager
@@ -158,6 +188,19 @@ def _find(root: Path) -> tuple[list[Path], dict[Path, Path], list[str]]:
     return volumes, segs, notes
 
 
+def _labels_beside(root: Path) -> str | None:
+    """A note when ``root`` is the ``images*`` folder of the Decathlon layout: the segmentations in
+    the ``labels*`` folder beside it are outside the folder given, so they are not read."""
+    root = root.resolve()
+    if not root.name.lower().startswith("images"):
+        return None
+    beside = root.parent / ("labels" + root.name[len("images"):])
+    if not (beside.is_dir() and any(is_nifti_name(f) for f in beside.iterdir())):
+        return None
+    return (f"segmentations lie beside this folder in {printable(beside.name)}/ but are not read; give the folder "
+            f"above ({printable(root.parent.name)}) to label the slices by them")
+
+
 def read_nifti(
     root,
     *,
@@ -203,6 +246,8 @@ def read_nifti(
     table = single = None
     if label_csv is not None:
         _, table, single = read_label_csv(label_csv, ("volume",), None, label_column)
+    elif not segs and root.is_dir() and (beside := _labels_beside(root)):
+        notes.append(beside)
     rows: dict[str, list] = {k: [] for k in ("images", "owners", "ids", "vols", "slices", "values")}
     bad: list[str] = []
     dropped_dims = background_dropped = 0
@@ -214,7 +259,7 @@ def read_nifti(
         except DataError as exc:
             if not skip_bad:
                 raise
-            bad.append(f"{printable(rel)} ({str(exc).split(': ', 1)[-1][:80]})")
+            bad.append(f"{printable(rel)} ({str(exc).split(': ', 1)[-1].split('; ')[0][:100]})")  # without the fix
             continue
         dropped_dims += dropped
         cut = _slices(_window_volume(volume, window, path), AXES[axis])
@@ -229,7 +274,10 @@ def read_nifti(
         del volume, seg, cut  # not alive while the next volume is read
     _notes(notes, bad, dropped_dims, background_dropped, axis)
     if not rows["images"]:
-        raise EmptyDatasetError(f"{root}: no slices left to read; check the volumes (and drop_background)")
+        why = "check the volumes (and drop_background)"
+        if len(bad) == len(volumes):
+            why = f"every volume was unreadable, e.g. {bad[0]}"
+        raise EmptyDatasetError(f"{root}: no slices left to read; {why}")
     labels = class_names = None
     if table is not None or segs:
         where = Path(label_csv).name if table is not None else "a segmentation volume"

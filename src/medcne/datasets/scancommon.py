@@ -68,6 +68,9 @@ def read_label_csv(path, keys: tuple[str, ...], key: str | None, label_column: s
             index = int(cells[s])
         except ValueError:
             raise DataError(f"{path}: line {line}: slice {printable(cells[s])!r} is not a whole number") from None
+        if index < 0:
+            raise DataError(f"{path}: line {line}: slice {index} is negative; slices count from 0 "
+                            "(leave it empty to label the whole volume)")
         _put(single, (value, index), label, path, line)
     return key, whole, single
 
