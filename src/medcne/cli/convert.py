@@ -5,7 +5,9 @@ when the reader is lazy, as PCam's and a store's are); labels, ids and
 provenance columns come along. ``--append`` adds the data as a new part of an
 existing store (its ids get the part's name in front, so that ids stay unique);
 a part of the same name already there is skipped, so a rerun after an
-interruption resumes.
+interruption resumes. The default name of a part read from DICOM files is a
+stable code of the file or folder name unless --keep-phi (folders are often
+named after a patient ID).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("data", help="any dataset `medcne info` reads")
     p.add_argument("--out", required=True, help="the store folder to create (or to add to, with --append)")
     p.add_argument("--append", action="store_true", help="add the data to an existing store as a new part")
-    p.add_argument("--part", help="name of the new part (default: the dataset's file or folder name)")
+    p.add_argument("--part", help="name of the new part (default: the dataset's file or folder name; "
+                                  "for DICOM data a code of it, unless --keep-phi)")
     add_data_options(p)
     p.set_defaults(func=run)
 
@@ -43,7 +46,7 @@ def run(args) -> int:
     if out.is_dir() and not is_store(out) and any(out.iterdir()):
         raise MedcneError(f"--out {out} is a folder with files medcne did not write; choose a new or empty folder")
     data = load_from_args(args.data, args)
-    name = args.part or Path(args.data).name
+    name = args.part or _default_part(args)
     created = not out.exists()
     try:
         return _write(out, data, name)
@@ -51,6 +54,16 @@ def run(args) -> int:
         if created and out.is_dir():
             shutil.rmtree(out)  # made by this command, and no part was committed to it
         raise
+
+
+def _default_part(args) -> str:
+    """The data's file or folder name; for DICOM data without --keep-phi, its stable code (as in the ids)."""
+    from ..datasets.load import detect_format
+    from ..datasets.scanfiles import short_hash
+
+    name = Path(args.data).name
+    fmt = detect_format(Path(args.data)) if args.format == "auto" else args.format
+    return short_hash(name, "x-") if fmt == "dicom" and not args.keep_phi else name
 
 
 def _write(out: Path, data, name: str) -> int:

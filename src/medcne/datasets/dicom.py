@@ -21,8 +21,9 @@ file states none).
 
 Patient identity (name, ID, birth date and the like) stays out of everything
 the reader returns unless ``keep_phi=True``: a path component that holds one of
-these values is replaced by a stable hash in ids and notes, and ``series`` is a
-hash of the SeriesInstanceUID (the UID itself with ``keep_phi``).
+these values, or the file's study, series or instance UID, is replaced by a
+stable hash in ids and notes, and ``series`` is a hash of the SeriesInstanceUID
+(the UID itself with ``keep_phi``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ LABEL_KEYS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "Patien
 # Attributes that identify a patient: their values never reach ids, notes or provenance without keep_phi.
 PHI_ATTRIBUTES = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
                   "PatientMotherBirthName", "PatientBirthDate", "AccessionNumber", "IssuerOfPatientID")
+# UIDs that folders and files are often named after: coded in ids as whole values (see scrub).
+UID_ATTRIBUTES = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+UID = re.compile(r"[0-9]+(?:\.[0-9]+)+")
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 CODECS_HINT = "install a decoder with `pip install 'medcne[dicom-codecs]'` (pylibjpeg with its JPEG and JPEG 2000 plugins)"
 
@@ -70,6 +74,10 @@ class _Codec(_Bad):
     """Pixel data in a compressed transfer syntax that no installed plugin decodes."""
 
 
+class _NoWindow(Exception):
+    """``--window file`` and a grey file that states no window: an error for the whole command."""
+
+
 @dataclass
 class _File:
     """What one DICOM file gave: its frames as uint8 H x W x C and what describes them."""
@@ -80,35 +88,42 @@ class _File:
     slices: list[int]
     keys: dict[str, str]
     phi: set[str] = field(default_factory=set)
+    uids: set[str] = field(default_factory=set)
     colour: bool = False
 
 
-def _phi_values(ds) -> set[str]:
-    """Lower-case identifying strings of ``ds`` (person names also split into their parts)."""
+def _phi_values(ds) -> tuple[set[str], set[str]]:
+    """Lower-case identifying strings of ``ds`` (person names also split into their parts), and its UIDs."""
     from pydicom.multival import MultiValue
 
     out: set[str] = set()
-    for attr in PHI_ATTRIBUTES:
+    uids: set[str] = set()
+    for attr in PHI_ATTRIBUTES + UID_ATTRIBUTES:
         value = ds.get(attr)
         for v in value if isinstance(value, (list, tuple, MultiValue)) else [value]:
             text = str(v or "").strip().lower()
-            if text:
+            if attr in UID_ATTRIBUTES and UID.fullmatch(text):
+                uids.add(text)
+            elif text:  # a malformed UID is matched like a patient ID
                 out.add(text)
                 out.update(p for p in re.split(r"[\^=\s]+", text) if len(p) >= 2)
-    return out
+    return out, uids
 
 
-def scrub(rel: str, phi: set[str]) -> str:
-    """``rel`` with every path component that holds a value of ``phi`` replaced by a stable hash.
+def scrub(rel: str, phi: set[str], uids: set[str] = frozenset()) -> str:
+    """``rel`` with every path component that holds a value of ``phi`` or a UID of ``uids`` replaced by a stable hash.
 
     A component holds a value when one of its word-like tokens equals it, or
-    (values of 4 characters or more) when it contains it.
+    (values of 4 characters or more) when it contains it. It holds a UID when
+    one of its dotted numbers (the runs of digits and dots, end dots left off)
+    is the whole UID: ``1.2.3.dcm`` holds ``1.2.3``, ``1.2.34`` does not.
     """
     parts = rel.split("/")
     for i, part in enumerate(parts):
         low = part.lower()
         tokens = set(re.split(r"[^0-9a-z]+", low))
-        if any(v in tokens or (len(v) >= 4 and v in low) for v in phi):
+        dotted = {t.strip(".") for t in re.split(r"[^0-9.]+", low)}
+        if not dotted.isdisjoint(uids) or any(v in tokens or (len(v) >= 4 and v in low) for v in phi):
             parts[i] = short_hash(part, "x-")
     return "/".join(parts)
 
@@ -163,7 +178,17 @@ def _decoder_available(pydicom, ts) -> bool:
         return False
 
 
-def _to_uint8(ds, arr: np.ndarray, window, pydicom, rel: str) -> tuple[list[np.ndarray], bool]:
+def _check_rescale(ds) -> None:
+    """Refuse a rescale slope or intercept that is not a finite number (NaN would make the image black)."""
+    if "ModalityLUTSequence" in ds:  # the LUT is used instead
+        return
+    for attr in ("RescaleSlope", "RescaleIntercept"):
+        value = ds.get(attr)
+        if value not in (None, "") and _first(value) is None:
+            raise _Bad(f"{attr} {printable(str(value))[:30]!r} is not a finite number")
+
+
+def _to_uint8(ds, arr: np.ndarray, window, pydicom) -> tuple[list[np.ndarray], bool]:
     """Frames of raw pixels -> uint8 H x W x C frames, and whether they are colour."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
@@ -175,11 +200,11 @@ def _to_uint8(ds, arr: np.ndarray, window, pydicom, rel: str) -> tuple[list[np.n
         scale = 255.0 / (2 ** min(bits, 32) - 1)
         out = arr if arr.dtype == np.uint8 else np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
         return [f for f in out], True
+    _check_rescale(ds)
     values = pydicom.pixels.apply_modality_lut(arr, ds)
     own = file_window(ds)
     if window == FILE and own is None:
-        raise MedcneError(f"{rel}: the file states no window (WindowCenter/WindowWidth); "
-                          "give --window as a preset such as soft-tissue or as WIDTH,LEVEL")
+        raise _NoWindow(_phi_values(ds))
     frames = []
     for v in values:
         w = window if isinstance(window, Window) else own or auto_window(v)
@@ -208,8 +233,8 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
             raise _Bad("not a DICOM file")
         arr = _decode(ds, pydicom, rel)
         try:
-            frames, colour = _to_uint8(ds, arr, window, pydicom, rel)
-        except MedcneError:
+            frames, colour = _to_uint8(ds, arr, window, pydicom)
+        except (MedcneError, _Bad, _NoWindow):
             raise
         except Exception as exc:  # a LUT or rescale that does not fit the pixels
             raise _Bad(f"pixel values cannot be converted ({type(exc).__name__})") from None
@@ -222,7 +247,7 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
         slices = [int(number) if number is not None else -1]
     keys = {k: str(ds.get(k, "") or "") for k in LABEL_KEYS if k != "path"}
     keys["path"] = rel
-    return _File(rel, frames, series, slices, keys, _phi_values(ds), colour)
+    return _File(rel, frames, series, slices, keys, *_phi_values(ds), colour)
 
 
 def _resize(files: list[_File], size) -> list[_File]:
@@ -245,8 +270,13 @@ def _listed(items: list[str]) -> str:
     return "; ".join(items[:MAX_LISTED]) + more
 
 
+def _identity(files: list[_File], more=(frozenset(), frozenset())) -> tuple[set[str], set[str]]:
+    """The identifying values and the UIDs of ``files`` (and ``more``): what :func:`scrub` codes."""
+    return set(more[0]).union(*(f.phi for f in files)), set(more[1]).union(*(f.uids for f in files))
+
+
 def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
-    """(files read, notes, phi values seen) for every DICOM file under ``root``, frames resized to ``size``."""
+    """(files read, notes, (phi values, UIDs) seen) for every DICOM file under ``root``, frames resized to ``size``."""
     pydicom = require("pydicom", "dicom")
     paths, notes = _find(root)
     read: list[_File] = []
@@ -267,14 +297,18 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
         except _Bad as exc:
             bad.append((rel, str(exc), isinstance(exc, _Codec)))
             continue
+        except _NoWindow as exc:
+            shown = printable(rel if keep_phi else scrub(rel, *_identity(read, exc.args[0])))
+            raise MedcneError(f"{shown}: the file states no window (WindowCenter/WindowWidth); "
+                              "give --window as a preset such as soft-tissue or as WIDTH,LEVEL") from None
         if size is not None:
             unsized.append(read[-1])
             held += sum(frame.nbytes for frame in read[-1].frames)
             if held > read_chunk_bytes():
                 unsized, held = _resize(unsized, size), 0
     _resize(unsized, size)
-    phi = set().union(*(f.phi for f in read)) if read and not keep_phi else set()
-    shown = (lambda r: printable(r)) if keep_phi else (lambda r: printable(scrub(r, phi)))
+    identity = (set(), set()) if keep_phi else _identity(read)
+    shown = (lambda r: printable(r)) if keep_phi else (lambda r: printable(scrub(r, *identity)))
     if bad and not skip_bad:
         codec = any(c for _, _, c in bad)
         listed = _listed([f"{shown(r)} ({why})" for r, why, _ in bad])
@@ -288,7 +322,7 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
     if not read:
         what = f"none of the {len(paths)} DICOM file(s) holds an image" if paths else "no DICOM files found"
         raise EmptyDatasetError(f"{root}: {what}; give a folder of DICOM image files (.dcm or files with the DICM marker)")
-    return read, notes, phi
+    return read, notes, identity
 
 
 def read_dicom(
@@ -327,10 +361,10 @@ def read_dicom(
     root = Path(root)
     check_channels(channels)
     size, window = parse_size(size), parse_window(window)
-    read, notes, phi = _read_all(root, window, keep_phi, skip_bad, size)
+    read, notes, identity = _read_all(root, window, keep_phi, skip_bad, size)
     frames, owners, ids, series, slices, keys = [], [], [], [], [], []
     for f in read:
-        rid = f.rel if keep_phi else scrub(f.rel, phi)
+        rid = f.rel if keep_phi else scrub(f.rel, *identity)
         frames += f.frames
         owners += [rid] * len(f.frames)
         ids += [rid] if len(f.frames) == 1 else [f"{rid}#{k}" for k in f.slices]

@@ -52,6 +52,7 @@ def walk_files(root: Path) -> tuple[list[Path], list[str]]:
     found: list[Path] = []
     skipped_medcne: list[str] = []
     unreadable: list[str] = []
+    broken = 0
 
     def onerror(exc: OSError) -> None:
         unreadable.append(Path(exc.filename).name if exc.filename else "?")
@@ -67,8 +68,12 @@ def walk_files(root: Path) -> tuple[list[Path], list[str]]:
                 continue
             keep.append(d)
         dirs[:] = keep
-        found += [here / f for f in files if not f.startswith(".") and (here / f).is_file()]
+        shown = [here / f for f in files if not f.startswith(".")]
+        found += [f for f in shown if f.is_file()]
+        broken += sum(f.is_symlink() and not f.exists() for f in shown)
     notes = []
+    if broken:  # counted, not named: a link's name may hold a patient ID
+        notes.append(f"skipped {broken} broken symbolic link(s) (their targets are missing)")
     if skipped_medcne:
         notes.append(f"skipped {len(skipped_medcne)} folder(s) written by medcne")
     if unreadable:
