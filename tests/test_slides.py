@@ -199,3 +199,23 @@ def test_tiles_read_as_one_row_equal_tiles_read_one_by_one(tmp_path):
         np.testing.assert_array_equal(row[k], one)
     resized = plan_path(path, "m", TileOptions(tile_size=28, mpp=0.8))  # resized tiles: one by one
     assert all(n == 1 for _, n in rows_of(resized, 0, len(resized)))
+
+
+def test_a_long_decoder_message_is_cut_at_a_word_with_an_ellipsis():
+    import openslide
+
+    from medcne.datasets.slides import read_tile
+
+    words = "TIFFRGBAImageGet failed, last error: ZIPDecode: Decoding error at scanline 128, " * 4
+
+    class Broken:
+        def read_region(self, *args):
+            raise openslide.OpenSlideError(words + "invalid code lengths set")
+
+    scale = choose_scale(GEOMETRY_40X, mpp=1.0)
+    with pytest.raises(SlideError) as err:
+        read_tile(Broken(), 0, 0, scale, 32, where="s.svs")
+    reason = str(err.value).split(" cannot be read (", 1)[1].split("); the file", 1)[0]
+    assert reason.endswith("...") and len(reason) <= 240
+    kept = reason[:-3]
+    assert words.startswith(kept) and words[len(kept)] in " ,;:"  # cut between words, not inside one

@@ -13,6 +13,7 @@ pytest.importorskip("tifffile")
 from medcne.cli import main  # noqa: E402
 from medcne.datasets.store import open_store  # noqa: E402
 from slidehelpers import mosaic, tissue_blob, write_slide  # noqa: E402
+from termhelpers import screen  # noqa: E402
 
 
 def tile(*args) -> int:
@@ -66,7 +67,8 @@ def test_a_rerun_resumes_and_a_new_slide_is_appended(tmp_path, blood_slide, caps
     slides = set(open_store(out).provenance["slide"].tolist())
     assert slides == {"blood", "other"}
     assert tile(path, "--out", out, "--tile-size", "32") == 2  # the store holds 28-pixel tiles
-    one_line(capsys)
+    line = one_line(capsys)
+    assert "--tile-size 28" in line and "--size" not in line.replace("--tile-size", "")
 
 
 def test_region_annotations_label_tiles_and_outside_ones_are_dropped(tmp_path, blood_slide):
@@ -92,6 +94,27 @@ def test_slide_labels_from_a_csv(tmp_path, blood_slide):
     assert tile(blood_slide[0], "--out", out, "--labels", labels) == 0
     data = open_store(out)
     assert data.class_names == ["leukaemia"] and (data.labels == 0).all()
+
+
+def test_label_csv_notes_say_empty_missing_or_matching_no_slide(tmp_path, blood_slide, capsys):
+    other = write_slide(tmp_path / "other.tiff", tissue_blob(), mpp=0.25)
+    third = write_slide(tmp_path / "third.tiff", tissue_blob(), mpp=0.25)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("slide,label\nblood,leukaemia\nother,\nslideX,normal\n")
+    assert tile(blood_slide[0], other, third, "--out", tmp_path / "tiles", "--labels", labels) == 0
+    err = capsys.readouterr().err
+    assert "other.tiff: has an empty label in the labels CSV" in err
+    assert "third.tiff: not in the labels CSV" in err
+    assert "1 row(s) name no slide given ('slideX')" in err
+    assert "blood.tiff" not in err
+
+
+def test_dropping_unlabelled_tiles_says_why_a_slide_gives_none(tmp_path, blood_slide, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("slide,label\nblood,\n")
+    assert tile(blood_slide[0], "--out", tmp_path / "tiles", "--labels", labels, "--unlabelled", "drop") == 2
+    line = one_line(capsys)
+    assert "unlabelled and --unlabelled drop leaves them out" in line and "no tissue" not in line
 
 
 def damage(path, level: int = 1):
@@ -145,7 +168,7 @@ def test_invalid_annotations_are_one_line_and_write_nothing(tmp_path, blood_slid
                                          '"properties": {"classification": {"name": "Tumor"}}}]}')
     out = tmp_path / "tiles"
     assert tile(blood_slide[0], "--out", out, "--annotations", notes) == 2
-    assert "blood.geojson: feature 0" in one_line(capsys)
+    assert "blood.geojson: feature 1 of 1" in one_line(capsys)
     assert not out.exists()
 
 
@@ -170,11 +193,101 @@ def test_workers_give_the_same_store_as_one_process(tmp_path, blood_slide):
     assert not list(tmp_path.glob(".two.tiling-*"))  # the scratch folder is gone
 
 
-def test_progress_bars_count_slides_and_tiles(tmp_path, blood_slide, capsys):
+def test_progress_bars_count_slides_and_tiles_on_a_terminal(tmp_path, blood_slide, capsys, monkeypatch):
     path, where, _ = blood_slide
+    monkeypatch.setattr("medcne.cli.tile.on_terminal", lambda: True)
     assert main(["tile", "--tile-size", "28", str(path), "--out", str(tmp_path / "tiles")]) == 0
-    err = capsys.readouterr().err
-    assert "slides: 100%" in err and f"{len(where)}/{len(where)}" in err
+    shown = screen(capsys.readouterr().err)
+    assert shown[0].startswith("slides: 100%") and shown[1].startswith("tiles: 100%")
+    assert f"{len(where)}/{len(where)}" in shown[1] and shown[2:] == [""]
+
+
+def test_on_a_terminal_an_error_follows_the_bars_on_the_next_line(tmp_path, capsys, monkeypatch):
+    bad = write_slide(tmp_path / "nores.tiff", tissue_blob(), mpp=None)
+    monkeypatch.setattr("medcne.cli.tile.on_terminal", lambda: True)
+    assert main(["tile", str(bad), "--out", str(tmp_path / "tiles")]) == 2
+    shown = screen(capsys.readouterr().err)
+    assert shown[0].startswith("slides:   0%") and shown[1].startswith("tiles: 0tile")
+    assert shown[2].startswith("medcne tile: error: ") and shown[3:] == [""]
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(tmp_path, blood_slide, capsys):
+    bad = write_slide(tmp_path / "nores.tiff", tissue_blob(), mpp=None)
+    assert main(["tile", "--tile-size", "28", str(blood_slide[0]), "--out", str(tmp_path / "tiles")]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["tile", str(bad), "--out", str(tmp_path / "other")]) == 2
+    assert one_line(capsys).startswith("medcne tile: error: ")
+
+
+@pytest.mark.parametrize("out", ["slides/sub", "slides", "slides/blood.tiff", "notes/tiles"])
+def test_an_out_inside_or_equal_to_an_input_is_refused(tmp_path, capsys, monkeypatch, out):
+    level0, _, _, _ = mosaic()
+    (tmp_path / "slides").mkdir()
+    (tmp_path / "notes").mkdir()
+    write_slide(tmp_path / "slides" / "blood.tiff", level0)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert tile("slides", "--out", out, "--annotations", "notes") == 2
+    assert "an input of this command; choose another --out" in one_line(capsys)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_helper_processes_exit_when_the_tiling_process_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    helper = ("import sys, time; from medcne.datasets.slides_tiling import _watch_parent; "
+              "_watch_parent(int(sys.argv[1])); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", "import os, subprocess, sys, time; "
+                               f"p = subprocess.Popen([sys.executable, '-c', {helper!r}, str(os.getpid())]); "
+                               "print(p.pid, flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(0.5)  # the helper's import, and its watch begins
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+
+    def running() -> bool:
+        try:
+            return " Z " not in open(f"/proc/{child}/stat").read()  # a zombie has ended
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    still = running()
+    if still:
+        os.kill(child, signal.SIGKILL)
+    assert not still
+
+
+def test_a_rerun_removes_the_scratch_a_killed_run_left_and_no_other_folder(tmp_path, blood_slide):
+    import os
+    import subprocess
+    import sys
+
+    from medcne.datasets.slides_scratch import make_scratch
+
+    out = tmp_path / "tiles"
+    kill = ("import os, signal, sys; from pathlib import Path; from medcne.datasets.slides_scratch import make_scratch; "
+            "s, _ = make_scratch(Path(sys.argv[1])); (s / 'a.npy').write_bytes(b'0' * 1000); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    subprocess.run([sys.executable, "-c", kill, str(out)], check=False, timeout=60)
+    (stale,) = tmp_path.glob(".tiles.tiling-*")
+    live, fd = make_scratch(out)  # a run still going: its marker is locked
+    look_alikes = [tmp_path / ".tiles.tiling-abcd1234", tmp_path / ".tiles.tiling-mine", tmp_path / ".other.tiling-x1y2z3w4"]
+    for folder in look_alikes:
+        folder.mkdir()
+        (folder / "keep.txt").write_text("the user's")
+    (look_alikes[1] / ".medcne-tiling").write_text("")  # named unlike mkdtemp's folders
+    try:
+        assert tile(blood_slide[0], "--out", out) == 0
+        assert not stale.exists() and live.is_dir() and all(f.is_dir() for f in look_alikes)
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.slow
@@ -224,3 +337,13 @@ def test_magnification_on_a_slide_stating_only_mpp_is_noted(tmp_path, blood_slid
     assert tile(blood_slide[0], "--out", out, "--magnification", "10") == 0
     assert "10x taken as 1 um/px" in capsys.readouterr().err
     assert open_store(out).provenance["mpp"][0] == 1.0
+
+
+def test_the_library_refuses_an_out_inside_the_slides_too(tmp_path, blood_slide):
+    from medcne.datasets.slides_plan import TileOptions
+    from medcne.datasets.slides_tiling import tile_slides
+    from medcne.errors import MedcneError
+
+    with pytest.raises(MedcneError, match="an input of this command"):
+        tile_slides([tmp_path], tmp_path / "tiles", TileOptions(tile_size=28))
+    assert not (tmp_path / "tiles").exists()

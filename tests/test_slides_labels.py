@@ -89,3 +89,12 @@ def test_slide_labels_by_id_or_file_name(tmp_path):
 def test_bad_label_csvs_are_one_line(tmp_path, text, fragment):
     with pytest.raises(DataError, match=fragment):
         read_slide_labels(write(tmp_path, text, name="labels.csv"))
+
+
+def test_features_are_numbered_from_one_as_listed(tmp_path):
+    good = feature([square(0, 0, 10, 10)], "Tumor")
+    line = feature([[[0, 0], [1, 1], [0, 0]]], "Tumor")
+    with pytest.raises(AnnotationError, match=r"s\.geojson: feature 2 of 2: a polygon ring has fewer than 3"):
+        read_regions(write(tmp_path, {"type": "FeatureCollection", "features": [good, line]}))
+    with pytest.raises(AnnotationError, match="feature 1 of 1: not a GeoJSON feature"):
+        read_regions(write(tmp_path, [{"type": "Feature", "properties": {}}]))

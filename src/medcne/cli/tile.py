@@ -9,6 +9,8 @@ from ..datasets.slides_labels import read_slide_labels
 from ..datasets.slides_plan import UNLABELLED_CHOICES, TileOptions
 from ..datasets.slides_tiling import Progress, tile_slides
 from ..errors import MedcneError
+from ..runs.outputs import refuse_inputs
+from ..train.progress import on_terminal, width_options
 
 
 def add_parser(sub) -> None:
@@ -37,17 +39,16 @@ def add_parser(sub) -> None:
 
 
 class Bars(Progress):
-    """Two tqdm bars on stderr: slides, and tiles (its total grows as slides are planned) with time left."""
+    """Two tqdm bars on the terminal: slides, and tiles (its total grows as slides are planned) with time left."""
 
     slides = tile_bar = None
 
     def begin(self, n_slides: int) -> None:
         from tqdm.auto import tqdm
 
-        # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
-        every = 0.1 if sys.stderr.isatty() else 30.0
-        self.slides = tqdm(total=n_slides, desc="slides", unit="slide", position=0, mininterval=every)
-        self.tile_bar = tqdm(total=0, desc="tiles", unit="tile", position=1, mininterval=every, smoothing=0.1)
+        width = width_options()
+        self.slides = tqdm(total=n_slides, desc="slides", unit="slide", position=0, **width)
+        self.tile_bar = tqdm(total=0, desc="tiles", unit="tile", position=1, smoothing=0.1, **width)
 
     def planned(self, n_tiles: int) -> None:
         self.tile_bar.total += n_tiles
@@ -60,7 +61,8 @@ class Bars(Progress):
         self.slides.update(1)
 
     def close(self) -> None:
-        for bar in (self.tile_bar, self.slides):
+        # The top bar first: each is left on its own line, and what is printed next starts on the line below.
+        for bar in (self.slides, self.tile_bar):
             if bar is not None:
                 bar.close()
 
@@ -84,11 +86,9 @@ def _options(args) -> TileOptions:
 
 def run(args) -> int:
     out = Path(args.out)
-    for given in args.slides:
-        if Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
-            raise MedcneError(f"--out {out} is one of the slides given; choose another --out")
+    refuse_inputs(out, [*args.slides, args.labels, args.annotations])
     options = _options(args)
-    bars = None if args.quiet else Bars()
+    bars = Bars() if not args.quiet and on_terminal() else None
     try:
         report = tile_slides(args.slides, out, options, workers=args.workers, skip_bad=args.skip_bad,
                              progress=bars)

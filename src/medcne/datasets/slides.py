@@ -202,9 +202,13 @@ def open_slide(path):
                          "check that the file is complete and in a format OpenSlide reads") from exc
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, longest: int = 240) -> str:
+    """The decoder's message on one line; a long one is cut at a word boundary, with an ellipsis."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) < 160 else text[:157] + "..."
+    if len(text) <= longest:
+        return text
+    cut = text[: longest - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "..."
 
 
 def _opaque(rgba: np.ndarray) -> bool:

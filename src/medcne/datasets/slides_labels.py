@@ -147,8 +147,8 @@ def read_regions(path) -> tuple[list[Region], int]:
         raise AnnotationError(f"{path}: not a GeoJSON FeatureCollection or list of features; "
                               "export the annotations from QuPath as GeoJSON")
     regions, unclassified = [], 0
-    for i, feature in enumerate(features):
-        region = _region(feature, f"{path}: feature {i}")
+    for i, feature in enumerate(features, start=1):  # counted as a person counts, as QuPath lists them
+        region = _region(feature, f"{path}: feature {i} of {len(features)}")
         if region is None:
             unclassified += 1
         else:

@@ -122,7 +122,9 @@ def _labels(options: TileOptions, slide_id: str, path: Path, cx, cy) -> tuple[li
     if options.slide_labels is not None:
         label = label_for_slide(options.slide_labels, slide_id, path.name)
         if label is None:
-            notes.append(f"{path.name}: not in the labels CSV")
+            listed = slide_id in options.slide_labels or path.name in options.slide_labels
+            why = "has an empty label in the labels CSV" if listed else "not in the labels CSV"
+            notes.append(f"{path.name}: {why}; its tiles are unlabelled")
         return [label] * n, notes
     if options.annotations is None:
         return [None] * n, notes
@@ -147,6 +149,7 @@ def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlideP
     keep = share >= max(options.min_tissue, 1e-9)  # a tile with no tissue at all is never kept
     x, y = x[keep], y[keep]
     labels, notes = _labels(options, slide_id, path, x + side / 2, y + side / 2)
+    tissue_tiles = len(x)
     if options.unlabelled == "drop":
         kept = np.array([lab is not None for lab in labels], bool)
         x, y, labels = x[kept], y[kept], [lab for lab in labels if lab is not None]
@@ -154,8 +157,11 @@ def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlideP
     if options.magnification is not None and geometry.objective is None:
         notes.append(f"{path.name}: states no objective power; {options.magnification:g}x taken as "
                      f"{scale.mpp:g} um/px")
-    if not len(x):
+    if not tissue_tiles:
         notes.append(f"{path.name}: no tiles (no tissue reaches --min-tissue {options.min_tissue:g})")
+    elif not len(x):
+        notes.append(f"{path.name}: no tiles (its {tissue_tiles} tiles of tissue are unlabelled and "
+                     "--unlabelled drop leaves them out)")
     return SlidePlan(slide_id, path, geometry, scale, x, y, side, labels, thumb, notes)
 
 

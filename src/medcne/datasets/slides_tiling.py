@@ -6,27 +6,33 @@ fails leaves nothing. Its thumbnail (``thumbnails/<id>.png`` and ``.json``) is
 written just before its part. With several workers, each process plans a slide
 and writes its tiles to a scratch file beside the output; the main process
 alone commits parts (the store's manifest has one writer) and removes the
-scratch.
+scratch. A scratch folder holds a marker that its run keeps locked; one whose
+marker nobody holds was left by a killed run and is removed by the next run
+into the same output.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_module
 import shutil
-import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import MedcneError
-from ..io import atomic_write, write_json
+from ..errors import DataError, MedcneError, OutputIsInputError
+from ..io import atomic_write, input_holding, write_json
 from .slides import SLIDE_SUFFIXES, SlideError
 from .slides_plan import SlidePlan, TileOptions, iter_blocks, plan_path
-from .store import StoreWriter, is_store
+from .slides_scratch import make_scratch, remove_stale_scratch
+from .store import StoreWriter, is_store, read_manifest
 
 THUMBNAILS = "thumbnails"
 BLOCK = 64
@@ -100,7 +106,22 @@ class _Committer:
         self.writer = None
         self.created = not out.exists()  # only then may a run that commits nothing remove it
         if is_store(out):  # appending: a rerun resumes, a different tile size is refused
+            self._check_shape()
             self.open()
+
+    def _check_shape(self) -> None:
+        """Refuse a store of other images than tiles of this size, naming the option that fits it."""
+        try:
+            held = tuple(read_manifest(self.out)["image_shape"])
+        except DataError:
+            return  # the store's writer says what is wrong with it
+        size = self.options.tile_size
+        if held == (size, size, 3):
+            return
+        if held[0] == held[1] and held[2] == 3:
+            raise MedcneError(f"--out {self.out}: the store holds tiles of {held[0]} pixels, not {size}; add slides "
+                              f"with --tile-size {held[0]}, or choose another --out")
+        raise MedcneError(f"--out {self.out}: the store holds images of {held}, not RGB tiles; choose another --out")
 
     def open(self) -> None:
         size = self.options.tile_size
@@ -162,14 +183,21 @@ def tile_slides(paths, out, options: TileOptions, *, workers: int = 1, skip_bad:
     ------
     SlideError
         A slide that cannot be read (unless ``skip_bad``), or no tiles at all.
+    MedcneError
+        ``out`` is, or lies inside, a slide or folder given, or the annotations folder.
     """
     options.check()
     if not isinstance(workers, int) or workers < 1:
         raise MedcneError(f"--workers must be a positive integer; got {workers!r}")
     out, progress = Path(out), progress or Progress()
+    if hit := input_holding(out, [*paths, options.annotations]):
+        raise OutputIsInputError(out, *hit)
     slides = find_slides(paths)
-    progress.begin(len(slides))
     report = TileReport()
+    if options.slide_labels is not None:
+        report.notes += _unmatched_labels(options.slide_labels, slides)
+    remove_stale_scratch(out)
+    progress.begin(len(slides))
     committer = _Committer(out, options, report)
     try:
         todo = []
@@ -191,6 +219,17 @@ def tile_slides(paths, out, options: TileOptions, *, workers: int = 1, skip_bad:
     return report
 
 
+def _unmatched_labels(labels: dict[str, str], slides: list[tuple[Path, str]]) -> list[str]:
+    """A note naming the rows of the labels CSV that match no slide given (by id or file name)."""
+    known = {sid for _, sid in slides} | {path.name for path, _ in slides}
+    unmatched = [name for name in labels if name not in known]
+    if not unmatched:
+        return []
+    shown = ", ".join(repr(name) for name in unmatched[:5]) + (f" and {len(unmatched) - 5} more"
+                                                               if len(unmatched) > 5 else "")
+    return [f"labels CSV: {len(unmatched)} row(s) name no slide given ({shown}); check the slide ids or file names"]
+
+
 def _run_here(todo, options: TileOptions, committer: _Committer, progress: Progress, skip_bad: bool) -> None:
     for path, sid in todo:
         try:
@@ -200,6 +239,20 @@ def _run_here(todo, options: TileOptions, committer: _Committer, progress: Progr
         except SlideError as exc:
             _fail(committer.report, path, sid, exc, skip_bad)
         progress.slide_done()
+
+
+def _watch_parent(parent: int, grace: float = 0.0) -> None:
+    """In a helper process (worker, queue manager): exit once the tiling process ``parent`` is gone
+    (killed), ``grace`` seconds later, instead of lingering and tiling on into a scratch folder nobody
+    will read. The queue's manager is given a grace, so that no worker outlives it and fails on it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        time.sleep(grace)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="medcne-watch-parent", daemon=True).start()
 
 
 def _tile_to_scratch(path: Path, sid: str, options: TileOptions, scratch: Path, messages) -> tuple[SlidePlan, Path]:
@@ -236,12 +289,14 @@ def _drain(messages, progress: Progress) -> None:
 def _run_pool(todo, options: TileOptions, committer: _Committer, progress: Progress, skip_bad: bool,
               workers: int) -> None:
     """Slides in worker processes (spawned: no OpenSlide handle or thread crosses a fork)."""
-    parent = committer.out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{committer.out.name}.tiling-", dir=parent))
+    scratch, marker = make_scratch(committer.out)
     context = multiprocessing.get_context("spawn")
+    me = os.getpid()
     try:
-        with context.Manager() as manager, ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+        manager = SyncManager(ctx=context)
+        manager.start(_watch_parent, (me, 2.0))
+        with manager, ProcessPoolExecutor(min(workers, len(todo)), mp_context=context,
+                                          initializer=_watch_parent, initargs=(me,)) as pool:
             messages = manager.Queue()
             pending = {pool.submit(_tile_to_scratch, p, s, options, scratch, messages): (p, s) for p, s in todo}
             try:
@@ -256,6 +311,7 @@ def _run_pool(todo, options: TileOptions, committer: _Committer, progress: Progr
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        os.close(marker)
 
 
 def _finish(future, path: Path, sid: str, committer: _Committer, progress: Progress, skip_bad: bool) -> None:

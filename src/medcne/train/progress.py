@@ -1,13 +1,36 @@
-"""The progress bar of training (tqdm): steps, stage and epoch, loss, learning rate, speed."""
+"""The progress bar of training (tqdm): steps, stage and epoch, loss, learning rate, speed.
+
+Bars are drawn on a terminal only: with stderr in a log file or a pipe there are
+none (what a run did is in its history).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line imports this module, and must not load torch
     from .stages import Stage
+
+
+def on_terminal() -> bool:
+    """Whether progress bars are drawn: stderr is a terminal, not a file or a pipe."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
+
+
+def width_options() -> dict:
+    """tqdm's size options: follow the terminal, or 80 x 24 on one that states no size (where tqdm would
+    draw empty lines)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):
+        size = os.terminal_size((0, 0))
+    return {"dynamic_ncols": True} if min(size) > 0 else {"ncols": 80, "nrows": 24}
 
 
 def describe(stages: tuple[Stage, ...], si: int, epoch: int) -> str:
@@ -40,10 +63,8 @@ class Progress:
             unit = "step"
         else:
             total, done, unit = max(1, round(deadline - self.started)), 0, "s"
-        # In a log file (not a terminal) every refresh is a new line: refresh rarely there.
-        interval = 0.1 if sys.stderr.isatty() else 30.0
         self.bar = tqdm(total=total, initial=done, desc=describe(stages, stage, epoch), unit=unit,
-                        dynamic_ncols=True, smoothing=0.1, mininterval=interval,
+                        disable=not on_terminal(), smoothing=0.1, mininterval=0.1, **width_options(),
                         bar_format=None if deadline is None else "{l_bar}{bar}| {n_fmt}/{total_fmt} s{postfix}")
 
     def restage(self, stages: tuple[Stage, ...]) -> None:
@@ -60,6 +81,8 @@ class Progress:
         """One step done; ``seen`` is (steps, summed loss) of the epoch as far as the host knows
         it without waiting for the device (:class:`~.loop.LossWatch`); ``dim``: the output
         dimensions the loss sees (dimension annealing), else None."""
+        if self.bar.disable:
+            return
         self._advance()
         steps, total = seen
         if steps and (last or self.bar.n % 10 == 0):
@@ -87,7 +110,10 @@ class Progress:
 
 
 def end_progress_bars() -> None:
-    """Close the progress bars an exception left open, so that the next line starts on a line of its own."""
+    """Close the progress bars an exception left open, so that the next line starts on a line of its own.
+
+    The top bar first: each then leaves its last state on its own line, the next line below them.
+    """
     tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+    for bar in sorted(getattr(getattr(tqdm, "tqdm", None), "_instances", ()), key=lambda b: abs(b.pos)):
         bar.close()
