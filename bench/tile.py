@@ -142,7 +142,7 @@ def measure(slide: Path, work: Path, tile: int, mpp: float) -> dict:
 
 def _count(store: Path) -> int:
     sys.path.insert(0, str(ROOT / "src"))
-    from medcne.datasets.store import open_store
+    from medcne.datasets.store_read import open_store
 
     return len(open_store(store))
 

@@ -262,7 +262,7 @@ def folder_run(data, tmp_path_factory):
     z = np.load(data)
     root = tmp_path_factory.mktemp("frun")
     folder = root / "images"
-    for i, (img, label) in enumerate(zip(z["images"], z["labels"])):
+    for i, (img, label) in enumerate(zip(z["images"], z["labels"], strict=True)):
         (folder / str(z["class_names"][label])).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / str(z["class_names"][label]) / f"{i:03d}.png")
     return make_run(root / "run", folder), folder

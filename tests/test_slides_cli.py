@@ -11,7 +11,7 @@ pytest.importorskip("openslide")
 pytest.importorskip("tifffile")
 
 from medcne.cli import main  # noqa: E402
-from medcne.datasets.store import open_store  # noqa: E402
+from medcne.datasets.store_read import open_store  # noqa: E402
 from slidehelpers import mosaic, tissue_blob, write_slide  # noqa: E402
 from termhelpers import screen  # noqa: E402
 

@@ -9,7 +9,8 @@ import pytest
 
 from medcne.cli import main
 from medcne.datasets import load_dataset, load_sample
-from medcne.datasets.store import StoreWriter, is_store, open_store
+from medcne.datasets.store import StoreWriter, check_store_folder, is_store
+from medcne.datasets.store_read import open_store
 from medcne.errors import DataError, MedcneError
 
 
@@ -59,7 +60,7 @@ def test_random_access_reader_reads_the_same_images_without_read_ahead(tmp_path,
     its advice across pickling (worker processes)."""
     import mmap
 
-    from medcne.datasets import store as store_module
+    from medcne.datasets import store_read as store_module
 
     a, b = images(6, 1), images(5, 2)
     store = write(tmp_path / "s", [("a", a, None), ("b", b, None)])
@@ -83,9 +84,72 @@ def test_refuses_other_shape_duplicate_part_and_foreign_folder(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(MedcneError, match="not a medcne store and not empty"):
+    with pytest.raises(MedcneError, match="not a medcne store"):
         StoreWriter(foreign, (8, 8, 3))
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("shape", "fix"), [((8, 8, 1), "--channels rgb to match"),
+                                           ((9, 9, 3), "--size 8 to match"),
+                                           ((8, 9, 1), "--size 8 --channels rgb to match")])
+def test_appending_other_images_names_the_option_that_differs(tmp_path, shape, fix):
+    store = write(tmp_path / "s", [("a", images(4), None)])
+    with pytest.raises(MedcneError, match=fix):
+        StoreWriter(store, shape)
+    StoreWriter(tmp_path / "g", (8, 8, 1)).close()
+    with pytest.raises(MedcneError, match="--channels gray to match"):
+        StoreWriter(tmp_path / "g", (8, 8, 3))
+
+
+def test_convert_append_of_other_channels_names_channels(tmp_path, capsys):
+    gray, rgb = tmp_path / "gray.npz", tmp_path / "rgb.npz"
+    np.savez(gray, images=images(3, shape=(8, 8, 1)))
+    np.savez(rgb, images=images(3))
+    assert main(["convert", str(rgb), "--out", str(tmp_path / "s")]) == 0
+    assert main(["convert", str(gray), "--out", str(tmp_path / "s"), "--append"]) == 2
+    assert "read the data with --channels rgb to match" in capsys.readouterr().err
+    assert main(["convert", str(gray), "--out", str(tmp_path / "s"), "--append", "--channels", "rgb"]) == 0
+
+
+def test_unlabelled_images_join_a_class_named_unlabelled(tmp_path):
+    """A part without labels added to a store that has a class 'unlabelled' (a converted store's):
+    one class of that name, and every image counted in it."""
+    store = write(tmp_path / "s", [("a", images(4), ["tumour", "unlabelled", "tissue", "tissue"]),
+                                   ("b", images(3), None)])
+    data = load_dataset(store)
+    assert data.class_names == ["tumour", "unlabelled", "tissue"]
+    assert list(data.labels) == [0, 1, 2, 2, 1, 1, 1]
+    only_missing = load_dataset(write(tmp_path / "t", [("a", images(2), ["cat", "dog"]), ("b", images(1), None)]))
+    assert only_missing.class_names == ["cat", "dog", "unlabelled"] and list(only_missing.labels) == [0, 1, 2]
+
+
+def test_provenance_of_parts_with_other_columns_is_kept_with_empty_values(tmp_path):
+    """Every column of every part is kept: '' (text) or NaN (numbers) in the images of a part without
+    it, with a note naming the part; a column of text in one part and numbers in another is text."""
+    with StoreWriter(tmp_path / "s", (8, 8, 3)) as w:
+        w.add_part("tiles", images(3), ids=["a", "b", "c"], provenance={
+            "slide": np.array(["s1"] * 3), "x": np.array([0, 96, 192]), "mpp": np.full(3, 0.5, np.float32)})
+        w.add_part("ct", images(2), ids=["d", "e"])
+        w.add_part("more", images(2), ids=["f", "g"], provenance={"x": np.array(["left", "right"]),
+                                                                 "slice": np.array([4, 5])})
+    data = load_dataset(tmp_path / "s")
+    prov = data.provenance
+    assert list(prov) == ["slide", "x", "mpp", "slice"]
+    assert list(prov["slide"]) == ["s1"] * 3 + [""] * 4
+    assert list(prov["x"]) == ["0", "96", "192", "", "", "left", "right"]
+    assert prov["mpp"].dtype == np.float32 and np.isnan(prov["mpp"][3:]).all() and prov["mpp"][0] == 0.5
+    assert np.isnan(prov["slice"][:5]).all() and list(prov["slice"][5:]) == [4, 5]
+    assert any("slide, x, mpp" in n and "'ct'" in n for n in data.notes)
+    numbers = load_dataset(write_parts(tmp_path / "n", {"a": {"x": np.array([1, 2])}, "b": {}}))
+    assert numbers.provenance["x"].dtype.kind == "f" and list(numbers.provenance["x"][:2]) == [1, 2]
+    assert np.isnan(numbers.provenance["x"][2:]).all()
+
+
+def write_parts(path, provenance_of):
+    with StoreWriter(path, (8, 8, 3)) as w:
+        for name, prov in provenance_of.items():
+            w.add_part(name, images(2), ids=[f"{name}{i}" for i in range(2)], provenance=prov)
+    return path
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_edge", "manifest", "meta"])
@@ -150,6 +214,17 @@ def test_store_without_manifest_or_parts_refused(tmp_path):
         open_store(store)
 
 
+def test_store_that_lost_its_manifest_is_called_damaged_and_never_emptied(tmp_path):
+    """A store whose parts are there but whose manifest.json is gone is still recognised as a store
+    (not read as a folder of class folders), refused as damaged, and a writer leaves its parts alone."""
+    store = write(tmp_path / "s", [("a", images(3), None), ("b", images(2), None)])
+    (store / "manifest.json").unlink()
+    for read in (lambda: load_dataset(store), lambda: StoreWriter(store, (8, 8, 3))):
+        with pytest.raises(DataError, match="a medcne store whose manifest.json is missing.*2 part folder.*again"):
+            read()
+    assert (store / "part-000000" / "images.npy").is_file() and (store / "part-000001" / "meta.npz").is_file()
+
+
 def test_convert_round_trip_equals_source(tmp_path, capsys):
     src = tmp_path / "sample.npz"
     sample = load_sample()
@@ -179,6 +254,20 @@ def test_convert_refuses_a_foreign_folder(tmp_path, capsys):
     (foreign / "x.txt").write_text("x")
     assert main(["convert", str(src), "--out", str(foreign)]) == 2
     assert "medcne did not write" in capsys.readouterr().err
+
+
+def test_store_writer_names_a_run_folder_as_such(tmp_path):
+    from medcne.runfiles import RUN_MARKER, RUN_MARKER_FORMAT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "params.json").write_text('{"method": "tsimcne", "data": {"path": "x.npz"}}')
+    (run / RUN_MARKER).write_text(f'{{"format": "{RUN_MARKER_FORMAT}", "files": ["params.json"]}}')
+    with pytest.raises(MedcneError, match="run is a medcne run folder, not a store; choose a new or empty folder"):
+        StoreWriter(run, (8, 8, 3))
+    with pytest.raises(MedcneError, match="^--out .*run is a medcne run folder"):
+        check_store_folder(run, f"--out {run}")
+    assert sorted(p.name for p in run.iterdir()) == [RUN_MARKER, "params.json"]
 
 
 def test_failed_conversion_leaves_no_new_folder(tmp_path, monkeypatch, capsys):

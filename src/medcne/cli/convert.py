@@ -34,17 +34,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..datasets.store import is_store
+    from ..datasets.store import check_store_folder, is_store, read_manifest
 
     out = Path(args.out)
+    if is_store(out):
+        read_manifest(out)  # a damaged store says so now, with or without --append
     if is_store(out) and not args.append:
         raise MedcneError(f"--out {out} is already a store; pass --append to add to it or choose another folder")
     if args.append and out.exists() and not is_store(out):
         raise MedcneError(f"--out {out} is not a medcne store, so --append cannot add to it; choose a store folder")
-    if out.exists() and not out.is_dir():
-        raise MedcneError(f"--out {out} exists and is not a folder; choose a new folder name")
-    if out.is_dir() and not is_store(out) and any(out.iterdir()):
-        raise MedcneError(f"--out {out} is a folder with files medcne did not write; choose a new or empty folder")
+    check_store_folder(out, f"--out {out}")
     data = load_from_args(args.data, args)
     name = args.part or _default_part(args)
     created = not out.exists()

@@ -14,7 +14,8 @@ from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam, read_pcam_folder
-from .store import is_store, read_store
+from .store import is_store
+from .store_read import read_store
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam", "store", "dicom", "nifti")
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import re
 import shutil
@@ -30,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, EmptyDatasetError, MedcneError
+from ..errors import DataError, MedcneError
 from ..io import write_json, write_text
-from .convert import convert_channels, resize_images
-from .imageset import ImageSet, LazyImages
+from ..runfiles import PARAMS, RUN_MARKER, VIEWER_MARKER
 
 MARKER = "MEDCNE_STORE"
 MANIFEST = "manifest.json"
@@ -50,9 +48,38 @@ MARKER_TEXT = "medcne image store: written by medcne (manifest.json lists the co
 
 
 def is_store(path) -> bool:
-    """Whether ``path`` is a folder written by :class:`StoreWriter` (marker and manifest present)."""
+    """Whether ``path`` is a folder written by :class:`StoreWriter` (its marker is there).
+
+    A marked folder whose manifest is missing or damaged is still a store: reading
+    it says so (:func:`read_manifest`) instead of trying it as another format.
+    """
     path = Path(path)
-    return path.is_dir() and (path / MARKER).is_file() and (path / MANIFEST).is_file()
+    return path.is_dir() and (path / MARKER).is_file()
+
+
+def _part_folders(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if PART_RE.fullmatch(p.name) and p.is_dir()]
+
+
+def check_store_folder(path, where: str | None = None) -> None:
+    """Refuse, with one line, a ``path`` a store may not be written to: a file, or a folder
+    that holds files and is not a store (saying what it is when medcne wrote it as something else).
+
+    ``where`` names the path in the message (default: the path itself).
+    """
+    path = Path(path)
+    where = where or str(path)
+    if path.exists() and not path.is_dir():
+        raise MedcneError(f"{where}: exists and is not a folder; choose a new store folder")
+    if not path.is_dir() or is_store(path) or not any(path.iterdir()):
+        return
+    if (path / RUN_MARKER).is_file() or (path / PARAMS).is_file():
+        what = "a medcne run folder, not a store"
+    elif (path / VIEWER_MARKER).is_file():
+        what = "a page folder of `medcne view`, not a store"
+    else:
+        what = "a folder with files medcne did not write (not a medcne store)"
+    raise MedcneError(f"{where} is {what}; choose a new or empty folder for the store")
 
 
 def _check_shape(image_shape) -> tuple[int, int, int]:
@@ -103,7 +130,12 @@ def read_manifest(path) -> dict:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: the store has no {MANIFEST}; it was never completed, write it again") from None
+        parts = len(_part_folders(path))
+        if not parts:
+            raise DataError(f"{path}: a medcne store whose {MANIFEST} is missing and that holds no part: it was "
+                            "never completed; convert the data again") from None
+        raise DataError(f"{path}: a medcne store whose {MANIFEST} is missing, so its {parts} part folder(s) cannot "
+                        "be checked or read: the store is damaged; convert the data again into a new folder") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: damaged {MANIFEST} ({type(exc).__name__}); write the store again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("parts"), list):
@@ -138,11 +170,7 @@ class StoreWriter:
     def __init__(self, path, image_shape: tuple[int, int, int]):
         self.path = Path(path)
         self.image_shape = _check_shape(image_shape)
-        if self.path.exists() and not self.path.is_dir():
-            raise MedcneError(f"{self.path}: exists and is not a folder; choose a new store folder")
-        if self.path.is_dir() and not (self.path / MARKER).is_file() and any(self.path.iterdir()):
-            raise MedcneError(f"{self.path}: a folder that is not a medcne store and not empty; "
-                              "choose a new or empty folder")
+        check_store_folder(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path / ".lock", "a")  # noqa: SIM115 - held until close()
         try:
@@ -160,15 +188,21 @@ class StoreWriter:
     def _open_manifest(self) -> dict:
         if not (self.path / MARKER).is_file():
             write_text(self.path / MARKER, MARKER_TEXT)
-        if not (self.path / MANIFEST).is_file():
+        if not (self.path / MANIFEST).is_file() and not _part_folders(self.path):
             manifest = {"format": FORMAT, "version": VERSION, "image_shape": list(self.image_shape),
                         "n": 0, "class_names": [], "parts": []}
             write_json(self.path / MANIFEST, manifest)
             return manifest
-        manifest = read_manifest(self.path)
-        if tuple(manifest["image_shape"]) != self.image_shape:
-            raise MedcneError(f"{self.path}: the store holds images of {tuple(manifest['image_shape'])}, "
-                              f"not {self.image_shape}; resize with --size or choose another store")
+        manifest = read_manifest(self.path)  # refuses a store whose parts lost their manifest: never emptied here
+        shape = tuple(manifest["image_shape"])
+        if shape != self.image_shape:
+            fixes = []
+            if shape[:2] != self.image_shape[:2]:
+                fixes.append(f"--size {shape[0]}" if shape[0] == shape[1] else f"--size {shape[0]}x{shape[1]}")
+            if shape[2] != self.image_shape[2]:
+                fixes.append("--channels " + ("rgb" if shape[2] == 3 else "gray"))
+            raise MedcneError(f"{self.path}: the store holds images of {shape}, not {self.image_shape}; "
+                              f"read the data with {' '.join(fixes)} to match, or choose another store")
         return manifest
 
     def _remove_unlisted(self) -> None:
@@ -289,131 +323,3 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _check_part(path: Path, part: dict, image_shape, verify: bool) -> None:
-    where = f"{path}: part {part.get('name')!r} ({part.get('dir')})"
-    folder = path / str(part.get("dir", ""))
-    images, meta = folder / "images.npy", folder / "meta.npz"
-    if not PART_RE.fullmatch(str(part.get("dir"))) or not images.is_file() or not meta.is_file():
-        raise DataError(f"{where} is missing; the store is damaged, write it again")
-    data_bytes = int(part["n"]) * int(np.prod(image_shape))
-    for file, key in ((images, "images_bytes"), (meta, "meta_bytes")):
-        if file.stat().st_size != part[key]:
-            raise DataError(f"{where}: {file.name} has {file.stat().st_size} bytes, the manifest says {part[key]}; "
-                            "the store is damaged (truncated or changed), write it again")
-    if _sha256_file(meta) != part["meta_sha256"] or _edge_sha256(images, data_bytes) != part["edge_sha256"]:
-        raise DataError(f"{where}: checksum mismatch; the store is damaged, write it again")
-    if verify and _sha256_file(images, HEADER_BYTES) != part["images_sha256"]:
-        raise DataError(f"{where}: the pixels' checksum does not match; the store is damaged, write it again")
-
-
-def _advise_random(array: np.ndarray) -> None:
-    """Tell the kernel that ``array``'s memory map is read at random places: a page fault then reads
-    that page, not the 128 KiB around it (50 times a 28 x 28 x 3 image, on a cold disk)."""
-    region = getattr(array, "_mmap", None)
-    if region is not None and hasattr(mmap, "MADV_RANDOM"):
-        try:
-            region.madvise(mmap.MADV_RANDOM)
-        except (OSError, ValueError):
-            pass  # advice only
-
-
-class StoreReader:
-    """Gathers images by global index from the parts' memory maps (picklable: reopens by path)."""
-
-    def __init__(self, files: list[Path], counts: list[int], random_access: bool = False):
-        self.files = [Path(f) for f in files]
-        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.random_access = random_access
-        self._maps = None
-
-    def _open(self) -> list[np.ndarray]:
-        if self._maps is None:
-            self._maps = [np.load(f, mmap_mode="r") for f in self.files]
-            if self.random_access:
-                for m in self._maps:
-                    _advise_random(m)
-        return self._maps
-
-    def for_random_access(self) -> StoreReader:
-        """The same images, read without the kernel's read-ahead (for batches of random indices)."""
-        return StoreReader(self.files, np.diff(self.offsets).tolist(), random_access=True)
-
-    def __getstate__(self) -> dict:
-        return {"files": self.files, "offsets": self.offsets, "random_access": self.random_access, "_maps": None}
-
-    def __call__(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Images at ``indices`` (any order), into ``out`` when given."""
-        maps = self._open()
-        indices = np.asarray(indices, dtype=np.int64)
-        if out is None:
-            out = np.empty((len(indices), *maps[0].shape[1:]), dtype=np.uint8)
-        parts = np.searchsorted(self.offsets, indices, side="right") - 1
-        for p in np.unique(parts):
-            where = np.flatnonzero(parts == p)
-            local = indices[where] - self.offsets[p]
-            if len(local) > 1 and local[-1] - local[0] == len(local) - 1 and np.all(np.diff(local) == 1):
-                out[where] = maps[p][local[0] : local[-1] + 1]  # a run: one sequential read
-            else:
-                out[where] = maps[p][local]
-        return out
-
-
-def open_store(path, *, verify: bool = False) -> ImageSet:
-    """The store at ``path`` as a lazy :class:`ImageSet` (pixels read on demand through np.memmap).
-
-    Sizes and checksums of metadata and pixel edges are checked; ``verify=True``
-    also hashes every pixel.
-    """
-    path = Path(path)
-    manifest = read_manifest(path)
-    shape = tuple(manifest["image_shape"])
-    parts = [p for p in manifest["parts"] if int(p.get("n", 0)) > 0]
-    if not parts:
-        raise EmptyDatasetError(f"{path}: the store holds no complete part yet; add images with `medcne convert`")
-    metas = []
-    for part in parts:
-        try:
-            _check_part(path, part, shape, verify)
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, MedcneError):
-                raise
-            raise DataError(f"{path}: {MANIFEST} entry of part {part.get('name')!r} is damaged; write the store again") from None
-        with np.load(path / part["dir"] / "meta.npz", allow_pickle=False) as z:
-            metas.append({k: z[k] for k in z.files})
-    codes = np.concatenate([m["labels"] for m in metas])
-    class_names = list(manifest["class_names"])
-    notes = []
-    if (codes < 0).all():
-        labels, class_names = None, None
-    elif (codes < 0).any():
-        notes.append(f"{int((codes < 0).sum())} unlabelled images form the class 'unlabelled'")
-        codes = np.where(codes < 0, len(class_names), codes)
-        labels, class_names = codes, [*class_names, "unlabelled"]
-    else:
-        labels = codes
-    keys = [k for k in metas[0] if k.startswith("prov_")]
-    provenance = {k[5:]: np.concatenate([m[k] for m in metas]) for k in keys if all(k in m for m in metas)}
-    reader = StoreReader([path / p["dir"] / "images.npy" for p in parts], [int(p["n"]) for p in parts])
-    images = LazyImages(reader, int(reader.offsets[-1]), shape)
-    return ImageSet(images, labels, class_names, np.concatenate([m["ids"] for m in metas]),
-                    source=str(path), notes=notes, provenance=provenance)
-
-
-def read_store(path, *, size=None, channels: str = "keep") -> ImageSet:
-    """:func:`open_store` for :func:`~medcne.datasets.load_dataset`: resized or recoloured on read when asked."""
-    data = open_store(path)
-    h, w, c = data.image_shape
-    out_c = {"keep": c, "rgb": 3, "gray": 1}[channels]
-    out_hw = size or (h, w)
-    if (*out_hw, out_c) == (h, w, c):
-        return data
-    reader, where = data.images._read, str(path)
-
-    def read(indices: np.ndarray) -> np.ndarray:
-        return resize_images(convert_channels(reader(indices), channels, where, []), size, where)
-
-    images = LazyImages(read, len(data), (*out_hw, out_c))
-    return ImageSet(images, data.labels, data.class_names, data.ids, source=data.source, notes=data.notes,
-                    provenance=data.provenance)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..datasets import ImageSet
-from ..datasets.store import StoreReader
+from ..datasets.store_read import StoreReader
 
 # Keep the data under this share of free GPU memory, so activations still fit.
 GPU_DATA_SHARE = 0.4

@@ -1,0 +1,175 @@
+"""Reading an on-disk image store (:mod:`.store`): its parts checked, then their pixels memory-mapped.
+
+:func:`open_store` gives a lazy :class:`~medcne.datasets.ImageSet` whose images
+are gathered from the parts' ``images.npy`` on demand (:class:`StoreReader`);
+labels, ids and provenance columns of all parts are joined.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, EmptyDatasetError, MedcneError
+from .convert import convert_channels, resize_images
+from .imageset import ImageSet, LazyImages
+from .scancommon import UNLABELLED
+from .store import HEADER_BYTES, MANIFEST, PART_RE, _edge_sha256, _sha256_file, read_manifest
+
+
+def _check_part(path: Path, part: dict, image_shape, verify: bool) -> None:
+    where = f"{path}: part {part.get('name')!r} ({part.get('dir')})"
+    folder = path / str(part.get("dir", ""))
+    images, meta = folder / "images.npy", folder / "meta.npz"
+    if not PART_RE.fullmatch(str(part.get("dir"))) or not images.is_file() or not meta.is_file():
+        raise DataError(f"{where} is missing; the store is damaged, write it again")
+    data_bytes = int(part["n"]) * int(np.prod(image_shape))
+    for file, key in ((images, "images_bytes"), (meta, "meta_bytes")):
+        if file.stat().st_size != part[key]:
+            raise DataError(f"{where}: {file.name} has {file.stat().st_size} bytes, the manifest says {part[key]}; "
+                            "the store is damaged (truncated or changed), write it again")
+    if _sha256_file(meta) != part["meta_sha256"] or _edge_sha256(images, data_bytes) != part["edge_sha256"]:
+        raise DataError(f"{where}: checksum mismatch; the store is damaged, write it again")
+    if verify and _sha256_file(images, HEADER_BYTES) != part["images_sha256"]:
+        raise DataError(f"{where}: the pixels' checksum does not match; the store is damaged, write it again")
+
+
+def _advise_random(array: np.ndarray) -> None:
+    """Tell the kernel that ``array``'s memory map is read at random places: a page fault then reads
+    that page, not the 128 KiB around it (50 times a 28 x 28 x 3 image, on a cold disk)."""
+    region = getattr(array, "_mmap", None)
+    if region is not None and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            region.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):
+            pass  # advice only
+
+
+class StoreReader:
+    """Gathers images by global index from the parts' memory maps (picklable: reopens by path)."""
+
+    def __init__(self, files: list[Path], counts: list[int], random_access: bool = False):
+        self.files = [Path(f) for f in files]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.random_access = random_access
+        self._maps = None
+
+    def _open(self) -> list[np.ndarray]:
+        if self._maps is None:
+            self._maps = [np.load(f, mmap_mode="r") for f in self.files]
+            if self.random_access:
+                for m in self._maps:
+                    _advise_random(m)
+        return self._maps
+
+    def for_random_access(self) -> StoreReader:
+        """The same images, read without the kernel's read-ahead (for batches of random indices)."""
+        return StoreReader(self.files, np.diff(self.offsets).tolist(), random_access=True)
+
+    def __getstate__(self) -> dict:
+        return {"files": self.files, "offsets": self.offsets, "random_access": self.random_access, "_maps": None}
+
+    def __call__(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images at ``indices`` (any order), into ``out`` when given."""
+        maps = self._open()
+        indices = np.asarray(indices, dtype=np.int64)
+        if out is None:
+            out = np.empty((len(indices), *maps[0].shape[1:]), dtype=np.uint8)
+        parts = np.searchsorted(self.offsets, indices, side="right") - 1
+        for p in np.unique(parts):
+            where = np.flatnonzero(parts == p)
+            local = indices[where] - self.offsets[p]
+            if len(local) > 1 and local[-1] - local[0] == len(local) - 1 and np.all(np.diff(local) == 1):
+                out[where] = maps[p][local[0] : local[-1] + 1]  # a run: one sequential read
+            else:
+                out[where] = maps[p][local]
+        return out
+
+
+def open_store(path, *, verify: bool = False) -> ImageSet:
+    """The store at ``path`` as a lazy :class:`ImageSet` (pixels read on demand through np.memmap).
+
+    Sizes and checksums of metadata and pixel edges are checked; ``verify=True``
+    also hashes every pixel.
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    shape = tuple(manifest["image_shape"])
+    parts = [p for p in manifest["parts"] if int(p.get("n", 0)) > 0]
+    if not parts:
+        raise EmptyDatasetError(f"{path}: the store holds no complete part yet; add images with `medcne convert`")
+    metas = []
+    for part in parts:
+        try:
+            _check_part(path, part, shape, verify)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, MedcneError):
+                raise
+            raise DataError(f"{path}: {MANIFEST} entry of part {part.get('name')!r} is damaged; write the store again") from None
+        with np.load(path / part["dir"] / "meta.npz", allow_pickle=False) as z:
+            metas.append({k: z[k] for k in z.files})
+    codes = np.concatenate([m["labels"] for m in metas])
+    class_names = list(manifest["class_names"])
+    notes = []
+    if (codes < 0).all():
+        labels, class_names = None, None
+    elif (codes < 0).any():
+        # Unlabelled images join a class of that name when the store has one (a converted store's).
+        if UNLABELLED not in class_names:
+            class_names.append(UNLABELLED)
+        notes.append(f"{int((codes < 0).sum())} unlabelled images are in the class {UNLABELLED!r}")
+        labels = np.where(codes < 0, class_names.index(UNLABELLED), codes)
+    else:
+        labels = codes
+    provenance = _join_provenance(metas, parts, notes)
+    reader = StoreReader([path / p["dir"] / "images.npy" for p in parts], [int(p["n"]) for p in parts])
+    images = LazyImages(reader, int(reader.offsets[-1]), shape)
+    return ImageSet(images, labels, class_names, np.concatenate([m["ids"] for m in metas]),
+                    source=str(path), notes=notes, provenance=provenance)
+
+
+def _join_provenance(metas: list[dict], parts: list[dict], notes: list[str]) -> dict[str, np.ndarray]:
+    """The parts' provenance columns, joined: every column any part has, its values left empty
+    ('' for text, NaN for numbers) in the images of parts without it (noted). A column that is
+    text in one part and numbers in another becomes text."""
+    keys = list(dict.fromkeys(k for m in metas for k in m if k.startswith("prov_")))
+    provenance, lacking = {}, {}
+    for key in keys:
+        text = any(m[key].dtype.kind == "U" for m in metas if key in m)
+        blocks = []
+        for part, m in zip(parts, metas, strict=True):
+            if key in m:
+                blocks.append(m[key].astype(str) if text else m[key])
+            else:
+                blocks.append(np.full(len(m["ids"]), "" if text else np.nan, dtype="U1" if text else np.float32))
+                lacking.setdefault(part["name"], []).append(key[5:])
+        provenance[key[5:]] = np.concatenate(blocks)
+    by_columns = {}
+    for name, columns in lacking.items():
+        by_columns.setdefault(tuple(columns), []).append(name)
+    for columns, names in by_columns.items():
+        n = sum(len(m["ids"]) for p, m in zip(parts, metas, strict=True) if p["name"] in names)
+        shown = ", ".join(map(repr, names[:5])) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        notes.append(f"provenance column(s) {', '.join(columns)} left empty ('' for text, NaN for numbers) "
+                     f"for the {n} images of part(s) {shown}, which do not have them")
+    return provenance
+
+
+def read_store(path, *, size=None, channels: str = "keep") -> ImageSet:
+    """:func:`open_store` for :func:`~medcne.datasets.load_dataset`: resized or recoloured on read when asked."""
+    data = open_store(path)
+    h, w, c = data.image_shape
+    out_c = {"keep": c, "rgb": 3, "gray": 1}[channels]
+    out_hw = size or (h, w)
+    if (*out_hw, out_c) == (h, w, c):
+        return data
+    reader, where = data.images._read, str(path)
+
+    def read(indices: np.ndarray) -> np.ndarray:
+        return resize_images(convert_channels(reader(indices), channels, where, []), size, where)
+
+    images = LazyImages(read, len(data), (*out_hw, out_c))
+    return ImageSet(images, data.labels, data.class_names, data.ids, source=data.source, notes=data.notes,
+                    provenance=data.provenance)
