@@ -20,7 +20,7 @@ from medcne.io import write_json
 from medcne.runs import write_embedding
 from medcne.viewer import build as build_mod
 from medcne.viewer import build_viewer, plan_layout, sprites, write_sprites
-from medcne.viewer.build import MARKER
+from medcne.viewer.pagefolder import MARKER
 from medcne.viewer.sprites import make_tiles, thumbnail_sample, thumbnail_size
 
 
@@ -197,7 +197,11 @@ def test_rebuild_replaces_the_old_page_with_overwrite(tmp_path, fake_bundle):
     run, _ = make_run(tmp_path / "run")
     out = tmp_path / "page"
     build_viewer(run, out, bundle=fake_bundle)
-    assert json.loads((out / MARKER).read_text()) == {"format": "medcne-viewer", "version": 1}
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["format"] == "medcne-viewer" and marker["version"] == 2
+    index = (out / "index.html").read_bytes()
+    assert marker["files"]["index.html"] == {"size": len(index), "sha256": hashlib.sha256(index).hexdigest()}
+    assert set(marker["files"]) == {"index.html", "data.js", "medcne-viewer.js", "sprites/sheet-000.png"}
     build_viewer(run, out, bundle=fake_bundle, overwrite=True)
     assert (out / "index.html").exists() and (out / MARKER).exists()
     (out / "stale.txt").write_text("old")  # a file medcne did not write: never deleted with the page

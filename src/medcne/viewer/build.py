@@ -12,9 +12,10 @@ in a ``<script>`` file because a page opened from ``file://`` may not
 
 The folder is built next to its destination and renamed into place, so a
 reader never sees a half-written page, and a failed build leaves the old one.
-An existing folder is replaced whole, so only a folder that holds the marker
-(one this module wrote) is ever replaced, and only when asked: anything else
-in it would be lost.
+An existing folder is replaced whole, so it is replaced only when asked, and
+only while everything in it, at any depth, is what this module wrote: the
+marker lists every file of the page with its size and sha256
+(:func:`.pagefolder.foreign_entry`). A file the user added or edited is never lost.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
-import re
 import shutil
 import string
 import tempfile
@@ -33,10 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
-from ..runfiles import VIEWER_DIR, VIEWER_FORMAT, VIEWER_MARKER
+from ..runfiles import VIEWER_DIR
 from ..runs import Run, read_run
 from ..runs.folder import PREFIX, read_provenance
 from ..runs.outputs import lock, refuse_inputs
+from .pagefolder import (
+    BUNDLE_NAME,
+    SPRITES,
+    check_out,
+    remove_leftovers,
+    replace_folder,
+    write_marker,
+)
 from .provenance import column_values, copy_slide_thumbnails, data_folder
 from .qc import QC_FILE, SCORES, qc_meta, read_qc
 from .sprites import thumbnail_sample, thumbnail_size, write_sprites
@@ -44,12 +51,6 @@ from .sprites import thumbnail_sample, thumbnail_size, write_sprites
 HERE = Path(__file__).parent
 BUNDLE = HERE / "static" / "medcne-viewer.js"
 TEMPLATE = HERE / "templates" / "index.html"
-BUNDLE_NAME = "medcne-viewer.js"
-MARKER = VIEWER_MARKER  # in every folder build_viewer writes: the licence to replace it
-MARKER_CONTENT = {"format": VIEWER_FORMAT, "version": 1}
-# What build_viewer writes into a page folder; anything else there is the user's (then never replaced).
-PAGE_ENTRIES = (MARKER, "index.html", "data.js", BUNDLE_NAME, "sprites")
-
 # Arrays of embedding.npz that are not per-point colour columns.
 _RESERVED = {"embedding", "ids", "labels", "class_names"}
 
@@ -77,7 +78,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     out : str or Path, optional
         Output folder; default ``RUN/viewer``. It may be missing or empty; an
         existing viewer folder (one with the ``.medcne-viewer`` marker) is
-        replaced whole when ``overwrite`` is true; any other folder is refused.
+        replaced whole when ``overwrite`` is true and it holds nothing but the
+        files the build wrote, unchanged; any other folder is refused.
     data_path : str or Path, optional
         Where the run's images are, when they moved since the run was made.
     images : array, optional
@@ -153,7 +155,7 @@ def _build(run: Run, out: Path, images, thumb, max_sheet: int, cols: dict, qc, b
             brightness[start:start + len(batch)] = batch.reshape(len(batch), -1).mean(axis=1) / 255.0
 
         keep = thumbnail_sample(n, tile, first=_shown_in_pairs(qc))
-        layout, sheets = write_sprites(images, tmp / "sprites", tile, max_sheet, on_batch=measure, keep=keep)
+        layout, sheets = write_sprites(images, tmp / SPRITES, tile, max_sheet, on_batch=measure, keep=keep)
         cols = {"brightness": brightness, **cols}
         sprite_info = {"tile": tile, "cols": layout.cols, "perSheet": layout.per_sheet,
                        "sheets": sheets, **({} if keep is None else {"points": keep.tolist()})}
@@ -165,9 +167,9 @@ def _build(run: Run, out: Path, images, thumb, max_sheet: int, cols: dict, qc, b
         page = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
             title=html.escape(title), bundle=BUNDLE_NAME)
         (tmp / "index.html").write_text(page, encoding="utf-8")
-        (tmp / MARKER).write_text(json.dumps(MARKER_CONTENT) + "\n", encoding="utf-8")
+        write_marker(tmp)
         check_out(out, overwrite)  # again: the build took a while, and someone may have used the folder
-        _replace_folder(tmp, out)
+        replace_folder(tmp, out)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.filename is None and exc.errno is not None:  # a failed write names no file: name the page
@@ -188,61 +190,6 @@ def _shown_in_pairs(qc) -> np.ndarray | None:
     return np.concatenate([flagged, partners[partners >= 0]])
 
 
-def remove_leftovers(out: Path) -> list[Path]:
-    """Remove the build folders a killed ``medcne view`` left beside ``out`` (called under its lock).
-
-    Only folders named as :func:`_build` and :func:`_replace_folder` name them
-    (``.NAME.XXXXXXXX``, ``.NAME.old-PID``) that hold nothing but a page's
-    entries are removed; returns them.
-    """
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.([a-z0-9_]{{8}}|old-\d+)")
-    found = []
-    for p in out.parent.iterdir() if out.parent.is_dir() else ():
-        if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink() and \
-                all(c.name in PAGE_ENTRIES for c in p.iterdir()):
-            shutil.rmtree(p)
-            found.append(p)
-    return found
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder whose replacement could lose someone's files.
-
-    Missing or empty: fine. Holding the marker: a viewer built before, replaced
-    only with ``overwrite``. Anything else is refused even with ``overwrite``:
-    a user's folder that happens to hold an ``index.html`` has lost its other
-    files this way before.
-    """
-    if not out.exists() and not out.is_symlink():
-        return
-    if not out.is_dir() or out.is_symlink():
-        raise MedcneError(f"{out}: exists and is not a folder; choose another --out")
-    if not any(out.iterdir()):
-        return
-    if not is_viewer_folder(out):
-        raise MedcneError(
-            f"{out}: exists and is not a viewer folder built by `medcne view` (no {MARKER} file), "
-            "so it is never replaced; choose another --out"
-        )
-    if not overwrite:
-        raise MedcneError(f"{out}: holds a viewer built before; pass --overwrite to replace it, "
-                          "or choose another --out")
-    others = sorted(p.name for p in out.iterdir() if p.name not in PAGE_ENTRIES)
-    if others:
-        raise MedcneError(f"{out}: holds files medcne did not write ({', '.join(others[:5])}), which replacing "
-                          "the page would delete; move them out of it, or choose another --out")
-
-
-def is_viewer_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds the marker that build_viewer writes into every page folder."""
-    marker = Path(folder) / MARKER
-    try:
-        content = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(content, dict) and content.get("format") == MARKER_CONTENT["format"]
-
-
 def run_key(run: Run) -> str:
     """Names the run for the page's browser storage of annotations.
 
@@ -252,18 +199,6 @@ def run_key(run: Run) -> str:
     """
     digest = hashlib.sha256("\n".join(str(i) for i in run.ids).encode("utf-8")).hexdigest()[:16]
     return f"{run.name}|{run.method}|{len(run.ids)}|{digest}"
-
-
-def _replace_folder(new: Path, dest: Path) -> None:
-    """Swap ``new`` into ``dest`` with renames (each atomic); only the old copy is deleted."""
-    os.chmod(new, 0o755)  # mkdtemp makes 0700 folders; a page folder should be readable
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        os.replace(new, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, dest)
 
 
 def _npz_columns(run: Run) -> dict[str, np.ndarray]:
