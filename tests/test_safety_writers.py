@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from medcne.cli import main
+from medcne.errors import MedcneError
 from medcne.runs.folder import staging_path
 from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot
 
@@ -195,6 +196,74 @@ def test_files_written_into_a_run_share_its_lock_and_exclude_its_replacement(run
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "{data}", "--out", "{run}", *TINY],  # without --overwrite: not told to pass it
+    ["fit", "--resume", "{run}"],  # not told that there is nothing to resume
+    ["baseline", "{data}", "--method", "tsne-pixels", "--out", "{run}"],
+    ["baseline", "{data}", "--method", "tsne-pixels", "--out", "{run}", "--force"],
+])
+def test_every_writer_of_a_locked_run_names_the_holder_before_any_other_check(run, data, capsys, argv):
+    (run / "params.json").write_text('{"method": "tsimcne", "data": {"path": "x"}, "finished": false}')
+    before = snapshot(run)
+    proc = hold_lock(run)  # a `medcne fit --out RUN` training
+    try:
+        line = refused([a.format(run=run, data=data) for a in argv], capsys, f"pid {proc.pid}")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "--overwrite" not in line and "--force" not in line and snapshot(run) == before
+
+
+def test_the_last_holder_removes_the_lock_file_and_none_before(run, capsys):
+    from medcne.runs.outputs import lock, lock_path
+
+    ann = labels_csv(run, run.parent / "ann.csv")
+    for argv in (["qc", str(run), "--space", "map"], ["view", str(run)],
+                 ["propagate", str(run), "--labels", str(ann), "--space", "map"]):
+        assert main(argv) == 0
+        assert not lock_path(run).exists(), argv  # `qc`, `view` and `propagate` hold the run's lock shared
+    proc = hold_lock(run, shared=True)
+    try:
+        with lock(run, shared=True):
+            pass
+        assert lock_path(run).exists()  # the other holder still has it: a replacement is still refused
+        with pytest.raises(MedcneError, match=f"pid {proc.pid}"), lock(run):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with lock(run, shared=True):
+        pass
+    assert not lock_path(run).exists()
+
+
+def test_a_newcomer_takes_the_new_lock_file_while_the_last_holder_removes_the_old_one(run, monkeypatch):
+    from medcne.runs import outputs
+
+    path = outputs.lock_path(run)
+    holder = outputs._acquire(path)  # the last holder, letting go: it removes the file, then unlocks
+    stale = os.open(path, os.O_RDWR)  # a newcomer opened the file just before
+    path.unlink()
+    opens, real_open = iter([stale]), os.open
+    monkeypatch.setattr(outputs.os, "open", lambda *a, **k: next(opens, None) or real_open(*a, **k))
+    try:
+        fd = outputs._acquire(path)  # refused on the old file, it takes the new one
+        assert outputs._names(path, fd)
+        os.close(fd)
+    finally:
+        os.close(holder)
+
+
+def test_qc_rewrites_its_own_csv_but_never_one_you_edited(run, capsys):
+    qc = ["qc", str(run), "--space", "map"]
+    assert main(qc) == 0 and main(qc) == 0  # what medcne wrote, unchanged: rewritten without --overwrite
+    with open(run / "qc.csv", "a") as fh:
+        fh.write("my note\n")
+    before = snapshot(run)
+    refused(qc, capsys, str(run / "qc.csv"), "move it away")
+    assert snapshot(run) == before
 
 
 # -- 6. the viewer folder ----------------------------------------------------------------------------

@@ -51,19 +51,20 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
     if method not in METHODS:
         raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     inputs = dataset_inputs(data_path)
-    staging.check(out, force, flag="--force", inputs=inputs)
-    spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
-    data = load_dataset(data_path, **spec)
-    with staging.writing(out, force, flag="--force", inputs=inputs) as work:
-        start = time.perf_counter()
-        Z, record = embed_baseline(data, method, **options)
-        seconds = time.perf_counter() - start
-        params = {"method": method, "data": {**spec, "path": str(Path(data_path).resolve())},
-                  "seed": options.get("seed", 0), **record}
-        write_json(work / PARAMS, {**params, FINISHED: False})
-        write_embedding(work, Z, data.ids, data.labels, data.class_names, data.provenance)
-        run = read_run(work, finished=False)
-        evaluate_and_write(run, extra={"seconds": round(seconds, 1)}, data=data)
-        save_map(work / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")
-        write_json(work / PARAMS, {**params, FINISHED: True})
+    with staging.locked(out):  # a second writer is told who is writing, before any check of `out`
+        staging.check(out, force, flag="--force", inputs=inputs)
+        spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
+        data = load_dataset(data_path, **spec)
+        with staging.writing(out, force, flag="--force", inputs=inputs) as work:
+            start = time.perf_counter()
+            Z, record = embed_baseline(data, method, **options)
+            seconds = time.perf_counter() - start
+            params = {"method": method, "data": {**spec, "path": str(Path(data_path).resolve())},
+                      "seed": options.get("seed", 0), **record}
+            write_json(work / PARAMS, {**params, FINISHED: False})
+            write_embedding(work, Z, data.ids, data.labels, data.class_names, data.provenance)
+            run = read_run(work, finished=False)
+            evaluate_and_write(run, extra={"seconds": round(seconds, 1)}, data=data)
+            save_map(work / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")
+            write_json(work / PARAMS, {**params, FINISHED: True})
     return read_run(out)

@@ -37,7 +37,7 @@ from ..io import csv_text, write_text
 from .evaluate import read_label_csv
 from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_cells, prov_names, read_provenance
 from .outputs import claim_files, lock, remember, written_by_medcne
-from .staging import add_to_run, owned_files
+from .staging import add_to_run
 
 QC_FILE = QC
 PROPAGATED_FILE = PROPAGATED
@@ -225,13 +225,14 @@ def run_provenance(run: Run) -> dict[str, np.ndarray]:
 
 
 def write_run_output(run: Run, name: str, text: str) -> Path:
-    """Write ``name`` (``qc.csv``) into the run folder, recorded as medcne's; a file of that name that
-    medcne did not write is never replaced."""
+    """Write ``name`` (``qc.csv``) into the run folder, recorded as medcne's; it replaces a file of
+    that name only while that file is exactly what medcne wrote (a file the user made or edited is
+    never replaced)."""
     path = run.path / name
     with lock(run.path, shared=True), lock(path):  # the run's lock: no replacement of the run meanwhile
-        if path.exists() and name not in owned_files(run.path) and not written_by_medcne(path):
-            raise MedcneError(f"{path}: exists and was not written by medcne, so it is never replaced; "
-                              "move it away, then run again")
+        if (path.exists() or path.is_symlink()) and not written_by_medcne(path):
+            raise MedcneError(f"{path}: exists and was not written by medcne (or was changed since), so it is "
+                              "never replaced; move it away, then run again")
         write_text(path, text)
         remember([path])
     add_to_run(run.path, name)

@@ -50,10 +50,12 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
     holds it. ``shared``: several commands may hold it together (those that
     write files into a run folder, e.g. ``qc.csv``), but not with an exclusive
     holder (one replacing the run). The lock file is opened without following
-    a symbolic link, and removed on release by an exclusive holder.
+    a symbolic link, and removed by the last holder on release (:func:`_release`).
     """
     path = lock_path(out)
-    key = str(path.resolve() if path.parent.exists() else path.absolute())
+    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.join(os.path.realpath(path.parent), path.name)
     if key in _HELD:
         _HELD[key][1] += 1
         try:
@@ -61,18 +63,15 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
         finally:
             _HELD[key][1] -= 1
         return
-    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
-    fd = _acquire(path, shared)
-    _HELD[key] = [fd, 1]
     try:
-        yield path
-    finally:
-        del _HELD[key]
+        fd = _acquire(path, shared)
+        _HELD[key] = [fd, 1]
         try:
-            if not shared:  # before the unlock: a newcomer re-checks the inode (see _acquire)
-                path.unlink(missing_ok=True)
+            yield path
         finally:
-            os.close(fd)
+            del _HELD[key]
+            _release(path, fd)
+    finally:
         for folder in made:  # folders made only to hold the lock of an output that was never written
             try:
                 folder.rmdir()
@@ -80,8 +79,25 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
                 break
 
 
+def _release(path: Path, fd: int) -> None:
+    """Let go of the lock ``fd`` of ``path``, removing the file when no other process holds it.
+
+    The last holder is the one that can take it exclusively (at once): it
+    removes the file before unlocking. A process that opened the file just
+    before finds, once it has the lock, that the name no longer leads to the
+    file it locked, and takes the new one (see :func:`_acquire`).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _names(path, fd):
+            path.unlink()
+    except OSError:
+        pass  # others hold it (they remove it), or it is gone already
+    finally:
+        os.close(fd)
+
+
 def _acquire(path: Path, shared: bool = False) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -92,16 +108,15 @@ def _acquire(path: Path, shared: bool = False) -> int:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not _names(path, fd):  # the last holder was removing it: take the new one
+                os.close(fd)
+                continue
             holder = _read_pid(fd)
             os.close(fd)
             out = path.parent / path.name[1:-len(".medcne-lock")]
             raise MedcneError(f"{out}: another medcne command (pid {holder}) is writing it; wait for it to end, "
                               "or choose another output") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
+        if _names(path, fd):
             try:
                 if shared:  # several holders: each adds its pid (read back, only the living ones count)
                     os.pwrite(fd, f"{os.getpid()}\n".encode(), os.fstat(fd).st_size)
@@ -113,6 +128,14 @@ def _acquire(path: Path, shared: bool = False) -> int:
             return fd
         os.close(fd)  # the holder removed the file as we opened it: take the new one
     raise MedcneError(f"{path}: could not take the lock; try again")
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still leads to the open lock file ``fd`` (its last holder removes it)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 def _read_pid(fd: int) -> str:
@@ -185,7 +208,7 @@ def run_dataset(run_dir) -> list[Path]:
     return dataset_inputs(path) if isinstance(path, str) else []
 
 
-def _digest(path: Path) -> dict:
+def file_digest(path: Path) -> dict:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -211,7 +234,7 @@ def written_by_medcne(path) -> bool:
     entry = _record(path.parent).get(path.name)
     if not isinstance(entry, dict) or entry.get("size") != path.stat().st_size:
         return False
-    return entry == _digest(path)
+    return entry == file_digest(path)
 
 
 def remember(paths: Iterable) -> None:
@@ -226,7 +249,7 @@ def remember(paths: Iterable) -> None:
             record = _record(folder)
             record = {k: v for k, v in record.items() if (folder / k).is_file()}  # forget removed files
             for p in files:
-                record[p.name] = _digest(p)
+                record[p.name] = file_digest(p)
             try:
                 write_json(folder / WRITTEN_RECORD, {"format": WRITTEN_FORMAT, "files": record})
             except OSError:

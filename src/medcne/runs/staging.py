@@ -1,7 +1,8 @@
 """Writing a run folder without ever losing the run it replaces, or anything medcne did not write.
 
 Every command that writes a run uses :func:`writing`: it takes the lock of the
-folder ``OUT`` (:func:`.outputs.lock`, held until the command ends), checks
+folder ``OUT`` (:func:`.outputs.lock`, held until the command ends; :func:`locked`
+takes it earlier, before the command's first look at ``OUT``), checks
 that ``OUT`` may be written (:func:`check`), and gives the folder to write
 into. The folder rule:
 
@@ -263,6 +264,20 @@ def discard(work: Path, out: Path | None = None, created: bool = False) -> None:
 
 
 @contextmanager
+def locked(out) -> Iterator[None]:
+    """Hold the lock of the run folder ``out`` (:func:`.outputs.lock`) for the body.
+
+    A command writing a run takes it before it looks at ``out`` at all, so that
+    a second writer is told at once who holds it, not to replace or resume the
+    run being written. With several processes rank 0 takes it, and a refusal
+    stops every rank. :func:`writing` takes it again (held already: at no cost).
+    """
+    with ExitStack() as held:
+        distributed.on_main(lambda: held.enter_context(lock(out)))
+        yield
+
+
+@contextmanager
 def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: Iterable = (),
             keep: Callable[[Path], bool] | None = None, resume: bool = False) -> Iterator[Path]:
     """Write a run for ``out`` under the rule: lock, check, begin, yield the folder, commit or discard.
@@ -293,10 +308,8 @@ def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: It
     out = Path(out)
     main = distributed.world().is_main
     state: dict = {}
-    held = ExitStack()  # the lock, taken by rank 0 inside on_main: a refusal then stops every rank
 
     def enter() -> None:
-        held.enter_context(lock(out))
         if resume:
             _check_staging(out)
             staged = staging_path(out)
@@ -304,7 +317,7 @@ def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: It
         else:
             state["work"], state["created"] = begin(out, replace, flag=flag, inputs=inputs)
 
-    with held:
+    with locked(out):
         distributed.on_main(enter)
         # Only rank 0 writes; the others name the same folder (a resumed replacement's staging folder).
         work = state.get("work") or (staging_path(out) if resume and staging_path(out).is_dir() else out)

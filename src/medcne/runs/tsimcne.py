@@ -88,24 +88,25 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
 
     out = Path(out)
     inputs = dataset_inputs(data_path)
-    # Refused before the data are read; with several processes rank 0 says why and all stop.
-    distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", inputs=inputs))
-    spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
-    data = load_dataset(data_path, **spec)
-    est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
-    if sum(s.epochs for s in est.stages_) == 0:
-        raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
-                          "give at least one epoch, e.g. --epochs 12,1,6")
-    if verbose and est.batch_size_ < est.batch_size:
-        print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
-    _note_labels(data, verbose)
-    data_record = {**spec, "path": str(Path(data_path).resolve())}
-    with staging.writing(out, overwrite, flag="--overwrite", inputs=inputs, keep=_resumable) as work:
-        distributed.on_main(
-            lambda: write_json(work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False}))
-        )
-        finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick)
-    return read_run(out) if finished else None
+    # The lock first: a second writer is told who is writing, before any check on what `out` holds.
+    with staging.locked(out):
+        # Refused before the data are read; with several processes rank 0 says why and all stop.
+        distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", inputs=inputs))
+        spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
+        data = load_dataset(data_path, **spec)
+        est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
+        if sum(s.epochs for s in est.stages_) == 0:
+            raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
+                              "give at least one epoch, e.g. --epochs 12,1,6")
+        if verbose and est.batch_size_ < est.batch_size:
+            print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
+        _note_labels(data, verbose)
+        data_record = {**spec, "path": str(Path(data_path).resolve())}
+        with staging.writing(out, overwrite, flag="--overwrite", inputs=inputs, keep=_resumable) as work:
+            distributed.on_main(lambda: write_json(
+                work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False})))
+            finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick)
+        return read_run(out) if finished else None
 
 
 def _note_labels(data, verbose: bool) -> None:
@@ -137,43 +138,44 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None
 
     out = Path(out)
     out = staging_target(out) or out
-    main = distributed.world().is_main
-    # Only rank 0 moves files; every process learns whether there is anything left to train.
-    if distributed.agree(main and staging.pending(out)):
-        if verbose and main:
-            print(f"completed the interrupted replacement of {out}")
-        return read_run(out) if main else None
-    staged = staging_path(out)
-    work = staged if staged.is_dir() and not staged.is_symlink() else out
-    if is_finished(work):
-        raise MedcneError(f"--resume {out}: the run is finished; nothing to resume")
-    saved = read_json(work / PARAMS)
-    if work != out and not (work / CHECKPOINT).exists():
-        raise MedcneError(
-            f"--resume {out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
-            f"to resume ({out} still holds the previous run); start the replacement again with "
-            f"`medcne fit DATA --out {out} --overwrite`"
-        )
-    if not saved or not (work / CHECKPOINT).exists():
-        raise MedcneError(
-            f"--resume {out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
-            f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
-            "(with --overwrite when the folder is not empty)"
-        )
-    if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
-        raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
-    if main:
-        remove_stale_temps(work, RUN_FILES)
-    data_record = dict(saved["data"])
-    spec = {k: v for k, v in data_record.items() if k != "path"}
-    data = load_dataset(data_record["path"], **spec)
-    est = TSimCNE(**saved["estimator"])
-    if lr is not None:
-        est.set_params(lr=float(lr))
-    with staging.writing(out, resume=True, keep=_resumable) as work:
-        finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
-                          quick=saved.get("quick", False), new_lr=lr is not None)
-    return read_run(out) if finished else None
+    with staging.locked(out):  # before anything is checked or moved (see fit_run)
+        main = distributed.world().is_main
+        # Only rank 0 moves files; every process learns whether there is anything left to train.
+        if distributed.agree(main and staging.pending(out)):
+            if verbose and main:
+                print(f"completed the interrupted replacement of {out}")
+            return read_run(out) if main else None
+        staged = staging_path(out)
+        work = staged if staged.is_dir() and not staged.is_symlink() else out
+        if is_finished(work):
+            raise MedcneError(f"--resume {out}: the run is finished; nothing to resume")
+        saved = read_json(work / PARAMS)
+        if work != out and not (work / CHECKPOINT).exists():
+            raise MedcneError(
+                f"--resume {out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
+                f"to resume ({out} still holds the previous run); start the replacement again with "
+                f"`medcne fit DATA --out {out} --overwrite`"
+            )
+        if not saved or not (work / CHECKPOINT).exists():
+            raise MedcneError(
+                f"--resume {out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
+                f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
+                "(with --overwrite when the folder is not empty)"
+            )
+        if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
+            raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
+        if main:
+            remove_stale_temps(work, RUN_FILES)
+        data_record = dict(saved["data"])
+        spec = {k: v for k, v in data_record.items() if k != "path"}
+        data = load_dataset(data_record["path"], **spec)
+        est = TSimCNE(**saved["estimator"])
+        if lr is not None:
+            est.set_params(lr=float(lr))
+        with staging.writing(out, resume=True, keep=_resumable) as work:
+            finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
+                              quick=saved.get("quick", False), new_lr=lr is not None)
+        return read_run(out) if finished else None
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..runfiles import VIEWER_FORMAT, VIEWER_MARKER
-from ..runs.outputs import _digest
+from ..runs.outputs import file_digest
 from .provenance import SLIDES
 
 BUNDLE_NAME = "medcne-viewer.js"
@@ -36,7 +36,7 @@ _BUILT_NAMES = re.compile(
 
 def write_marker(folder: Path) -> None:
     """Write the marker of a page just built in ``folder``, listing every file in it (last of all)."""
-    files = {rel: _digest(p) for rel, p in _entries(folder) if p.is_file()}
+    files = {rel: file_digest(p) for rel, p in _entries(folder) if p.is_file()}
     (folder / MARKER).write_text(json.dumps({**MARKER_CONTENT, "files": files}) + "\n", encoding="utf-8")
 
 
@@ -146,7 +146,7 @@ def foreign_entry(folder: Path) -> tuple[str, bool] | None:
         elif listed[rel].get("size") != p.stat().st_size:
             return rel, True
     for rel, p in entries:
-        if listed is not None and p.is_file() and _digest(p) != listed[rel]:
+        if listed is not None and p.is_file() and file_digest(p) != listed[rel]:
             return rel, True
     return None
 
