@@ -228,19 +228,19 @@ def test_subset_is_resized_alone(monkeypatch):
 
 
 def test_memory_of_a_file_dataset_is_checked_before_decoding(tmp_path, monkeypatch):
-    from PIL import Image
+    from PIL import ImageFile
 
     from medcne.datasets import memory
 
     build = _csv("path\n" + "".join(f"i{i}.png\n" for i in range(20)), images=[f"i{i}.png" for i in range(20)])
     path = build(tmp_path)
     monkeypatch.setattr(memory, "available_bytes", lambda: 8 << 30)
-    opened = []
-    real_open = Image.open
-    monkeypatch.setattr(Image, "open", lambda *a, **k: (opened.append(a[0]), real_open(*a, **k))[1])
-    with pytest.raises(errors.DataError, match=r"20 images of 60000x60000x1 .* needs 134\.1 GiB"):
-        load_dataset(path, size=60000)
-    assert opened == []  # refused before any file was decoded
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: (decoded.append(img), real_load(img))[1])
+    with pytest.raises(errors.DataError, match=r"20 images of 60000x60000x3 .* needs 402\.3 GiB"):
+        load_dataset(path, size=60000)  # RGB files: their channels are read from a header
+    assert decoded == []  # refused before any file was decoded
 
 
 def test_npz_too_large_for_memory_is_refused_before_reading(tmp_path, monkeypatch):

@@ -64,10 +64,15 @@ def activation_values(width: int, side: int, backbone: str = "resnet18") -> int:
     return total
 
 
+def weight_bytes(width: int, backbone: str = "resnet18") -> int:
+    """Bytes of the network's weights, their gradients and momentum in fp32."""
+    return 3 * 4 * model_parameters(width, backbone)
+
+
 def training_bytes(width: int, batch: int, side: int, backbone: str = "resnet18", processes: int = 1,
                    data_bytes: int = 0) -> int:
     """A lower bound of the memory a training run needs on one machine (see the module's docstring)."""
-    weights = 3 * 4 * model_parameters(width, backbone)  # weights, gradients, momentum
+    weights = weight_bytes(width, backbone)
     views = 2 * batch * activation_values(width, side, backbone) * 2
     return processes * (weights + data_bytes) + views
 
@@ -109,7 +114,15 @@ def check_args(args) -> None:
     if isinstance(width, int) and getattr(args, "command", "") in ("fit", "baseline"):
         # The weights alone: the batch is capped at the number of images and the images' side is not
         # known yet; resolve() checks the activations once the images are read.
-        check_training(width, 0, 8, processes=max(nproc or 1, 1))
+        check_weights(width, processes=max(nproc or 1, 1), backbone=getattr(args, "backbone", None) or "resnet18")
+
+
+def check_weights(width: int, processes: int = 1, backbone: str = "resnet18") -> None:
+    """Refuse a ``--width`` whose weights alone (with their gradients and momentum) cannot fit."""
+    need = processes * weight_bytes(width, backbone)
+    per = f", a copy in each of {processes} processes" if processes > 1 else ""
+    _refuse_memory(need, available_bytes(), f"--width {width} alone (the network's weights{per})",
+                   "lower --width (64 as in the paper; 16 or 32 on a CPU)")
 
 
 def _check_processes(n: int, device: str) -> None:

@@ -19,7 +19,7 @@ from ..defaults import BASELINES as METHODS
 from ..defaults import PRESET, SIMCLR_EPOCHS
 from ..errors import MedcneError
 from .resnet import MissingWeightsError, resnet_features
-from .tsne import PCA_ABOVE, PCA_DIMS, pixel_features, tsne, umap
+from .tsne import PCA_ABOVE, PCA_DIMS, check_points, pixel_features, tsne, umap
 
 __all__ = [
     "METHODS", "MissingWeightsError", "PCA_ABOVE", "PCA_DIMS", "embed_baseline",
@@ -85,6 +85,7 @@ def embed_baseline(
     """
     if method not in METHODS:
         raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_points(len(data), "UMAP" if method.startswith("umap") else "t-SNE")  # before any features
     if method.endswith("-pixels"):
         X, features = pixel_features(data, seed)
     elif method.startswith("tsne-resnet"):

@@ -9,7 +9,7 @@ import numpy as np
 from ..datasets import ImageSet
 from ..datasets.memory import check_memory
 from ..defaults import chunk_rows
-from ..errors import require
+from ..errors import MedcneError, require
 from .pca import N_ITER, chunked_pca, pixel_rows
 
 # Pixel vectors longer than this are reduced by PCA first (the paper does so
@@ -17,6 +17,17 @@ from .pca import N_ITER, chunked_pca, pixel_rows
 # does 48 x 48 x 1; 64 x 64 x 3 = 12,288 is reduced.
 PCA_ABOVE = 2500
 PCA_DIMS = 50
+# The fewest points t-SNE maps: openTSNE needs a neighbour for every point. umap-learn's spectral
+# start fails below n_components + 2 points (4 for a 2D map; it gives zeros for one).
+TSNE_MIN = 2
+
+
+def check_points(n: int, tool: str, n_components: int = 2) -> None:
+    """Refuse ``n`` points (images) that ``tool`` ('t-SNE' or 'UMAP') cannot map."""
+    least = TSNE_MIN if tool == "t-SNE" else n_components + 2
+    if n < least:
+        raise MedcneError(f"{tool} needs at least {least} images; got {n}; give more images "
+                          "(a larger `subset`, if one was given)")
 
 
 def pixel_features(data: ImageSet, seed: int = 0, chunk: int | None = None) -> tuple[np.ndarray, dict]:
@@ -60,6 +71,7 @@ def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> t
     record : dict
         The openTSNE settings used, for ``params.json``.
     """
+    check_points(len(X), "t-SNE")
     openTSNE = require("openTSNE", "baselines")
     jobs = int(n_jobs or os.cpu_count() or 1)
     Z = openTSNE.TSNE(random_state=seed, n_jobs=jobs, verbose=False, **params).fit(np.asarray(X))
@@ -69,6 +81,7 @@ def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> t
 
 def umap(X: np.ndarray, seed: int = 0, **params) -> tuple[np.ndarray, dict]:
     """UMAP (umap-learn, default settings) of ``X``, shape (N, D) -> (N, 2)."""
+    check_points(len(X), "UMAP", params.get("n_components", 2))
     umap_mod = require("umap", "umap")
     Z = umap_mod.UMAP(random_state=seed, **params).fit_transform(np.asarray(X))
     record = {"tool": "umap-learn", "version": getattr(umap_mod, "__version__", "?"), "random_state": seed, **params}

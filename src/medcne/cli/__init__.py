@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         end_progress_bars()
         message, status = (str(exc) if getattr(exc, "names_are_keys", False) else for_cli(str(exc)), 2) \
-            if isinstance(exc, MedcneError) else describe(exc, getattr(args, "out", None))
+            if isinstance(exc, MedcneError) else describe(exc, getattr(args, "out", None), args)
         print(f"medcne {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return status
     finally:

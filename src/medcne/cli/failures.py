@@ -21,6 +21,9 @@ from pathlib import Path
 # (io.atomic_write's files) and `.NAME.XXXXXXXX` (folders built with mkdtemp).
 _TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(\.tmp.*)?")
 
+# Options that ask for memory (argparse names), named after running out of it when the command has them.
+MEMORY_OPTIONS = ("subset", "size", "batch_size", "width", "grid")
+
 _OS_FIXES = {
     errno.ENOSPC: "no space left on the device; free some space (or write elsewhere) and run again",
     errno.EDQUOT: "disk quota exceeded; free some space (or write elsewhere) and run again",
@@ -50,19 +53,27 @@ def describe_os_error(exc: OSError, where=None) -> str:
     return f"{user_path(name)}: {fix}" if name is not None else fix
 
 
-def describe(exc: BaseException, where=None) -> tuple[str, int]:
+def _memory_fix(args) -> str:
+    """What to lower after running out of memory: the size options the command has, when known."""
+    flags = [f"--{name.replace('_', '-')}" for name in MEMORY_OPTIONS if hasattr(args, name)]
+    if not flags:
+        return "ask for less: fewer or smaller images, or smaller values of the command's options (see its --help)"
+    listed = f"{', '.join(flags[:-1])} or {flags[-1]}" if len(flags) > 1 else flags[0]
+    return f"ask for less: lower {listed}"
+
+
+def describe(exc: BaseException, where=None, args=None) -> tuple[str, int]:
     """One line (without the ``medcne COMMAND: error:`` prefix) and the exit status for ``exc``.
 
     ``where`` (the command's ``--out``) stands for the path of a file-system
-    error that names none.
+    error that names none; ``args`` (the parsed command line) lets a memory
+    error name the command's own size options.
     """
     kind = type(exc).__name__
     if isinstance(exc, OSError):
         return describe_os_error(exc, where), 2
     if isinstance(exc, MemoryError) or kind == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-        where = "the GPU" if kind == "OutOfMemoryError" else "memory"
-        return (f"out of memory ({where}); use fewer or smaller images (--subset, --size) "
-                "or a smaller --batch-size"), 2
+        return f"out of memory ({'the GPU' if kind == 'OutOfMemoryError' else 'memory'}); {_memory_fix(args)}", 2
     if isinstance(exc, UnicodeError):
         return f"a text file is not UTF-8 ({exc}); save it as UTF-8", 2
     if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):

@@ -240,6 +240,13 @@ def high_depth_to_uint8(img: Image.Image) -> np.ndarray:
     return ((a + 128) // 257).astype(np.uint8)
 
 
+def output_channels(mode: str, channels: str) -> int:
+    """The channels :func:`pil_to_array` gives an image of PIL ``mode`` (known from a file's header)."""
+    if channels != "keep":
+        return 3 if channels == "rgb" else 1
+    return 1 if mode in HIGH_DEPTH_MODES or mode in ("L", "1", "LA", "La") else 3
+
+
 def pil_to_array(img: Image.Image, channels: str, log: DecodeLog | None = None) -> np.ndarray:
     """A decoded PIL image -> uint8 H x W x C following the ``channels`` mode.
 

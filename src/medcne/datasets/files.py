@@ -29,7 +29,14 @@ from ..runfiles import (
     VIEWER_MARKER,
 )
 from ..runfiles import PARAMS as RUN_PARAMS
-from .convert import DecodeLog, check_channels, parse_size, pil_to_array, resize_one
+from .convert import (
+    DecodeLog,
+    check_channels,
+    output_channels,
+    parse_size,
+    pil_to_array,
+    resize_one,
+)
 from .imageset import ImageSet
 from .memory import check_memory
 
@@ -79,6 +86,7 @@ class FolderScan:
     unreadable: list[str] = field(default_factory=list)
     medcne: list[str] = field(default_factory=list)
     hidden: int = 0
+    other: dict[str, int] = field(default_factory=dict)  # files of other extensions: extension -> count
     _seen: set = field(default_factory=set)
 
     def _rel(self, path: Path) -> str:
@@ -109,8 +117,11 @@ class FolderScan:
                 self.medcne.append(f"{printable(self._rel(path))} ({medcne_output_kind(path)})")
             elif is_dir:
                 dirs.append(path)
-            elif is_file and path.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(path)  # a broken link or a file that is not regular too: decoding names it
+            else:
+                ext = path.suffix.lower() or "(no extension)"
+                self.other[ext] = self.other.get(ext, 0) + 1
         return sorted(files), sorted(dirs)
 
     def walk(self, folder: Path) -> list[Path]:
@@ -128,6 +139,10 @@ class FolderScan:
             out.append(f"ignored {self.hidden} hidden file(s) or folder(s) (names starting with '.')")
         if self.unreadable:
             out.append(f"skipped {len(self.unreadable)} unreadable folder(s): {', '.join(sorted(self.unreadable)[:MAX_LISTED])}")
+        if self.other:
+            listed = ", ".join(printable(e, 20) for e in sorted(self.other)[:MAX_LISTED])
+            out.append(f"skipped {sum(self.other.values())} file(s) that are not PNG, JPEG, TIFF or BMP: {listed}"
+                       f"{', ...' if len(self.other) > MAX_LISTED else ''}")
         return out
 
 
@@ -185,7 +200,8 @@ def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
     """Decode one file, or raise _BadFile with a short reason (never anything else)."""
     try:
         if not f.is_file():
-            raise _BadFile("missing" if not f.exists() else "not a regular file")
+            raise _BadFile("a broken link: its target is missing" if f.is_symlink() and not f.exists()
+                           else "missing" if not f.exists() else "not a regular file")
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte in it
         raise _BadFile(f"not a usable path: {type(exc).__name__}") from None
     with warnings.catch_warnings(record=True) as caught:
@@ -207,6 +223,18 @@ def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
         log.warned += 1
         log.warning = log.warning or str(caught[0].message).splitlines()[0][:120]
     return arr
+
+
+def _header_channels(f: Path, channels: str) -> int:
+    """The channels ``f`` will have, from its header (PIL decodes nothing on open); 1, the least, when
+    the header cannot be read (the first decoded image is checked again)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(f) as img:
+                return output_channels(img.mode, channels)
+    except Exception:  # any file the decoder refuses: it is named when decoded
+        return output_channels("L", channels)
 
 
 def _check_total(n: int, image_shape: tuple[int, ...], source: str) -> None:
@@ -234,8 +262,8 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
     """Decode image files; report unreadable ones together, check sizes agree and the memory suffices."""
     check_channels(channels)
     size = parse_size(size)
-    if size is not None:  # before decoding anything: at least one channel per pixel
-        _check_total(len(files), (*size, 3 if channels == "rgb" else 1), source)
+    if size is not None and files:  # before decoding anything
+        _check_total(len(files), (*size, _header_channels(files[0], channels)), source)
     images, bad, keep = [], [], []
     notes = list(notes or [])
     log = DecodeLog()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..datasets.memory import MARGIN, available_bytes, check_memory
 from ..errors import MedcneError
 from .maps import _as_map, class_colors
+
+# Peak memory per pixel of the canvas while it is drawn and saved: the RGBA canvas and
+# matplotlib's floating-point copies as it resamples it (measured: about 58 bytes).
+CANVAS_BYTES_PER_PIXEL = 64
+MAX_THUMB_PX = 64
 
 
 def thumbnail_grid(Z, grid: int = 25) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
@@ -42,6 +50,24 @@ def thumbnail_grid(Z, grid: int = 25) -> tuple[np.ndarray, np.ndarray, tuple[flo
     return np.c_[row[first], col[first]], first, (float(lo[0]), float(hi[1]), cell)
 
 
+def thumbnail_px(image_side: int, px: int | None = None) -> int:
+    """The side of a thumbnail, in pixels: ``px``, else the images' side up to 64."""
+    return px or min(image_side, MAX_THUMB_PX)
+
+
+def check_canvas(grid: int, px: int, name: str = "`grid`") -> None:
+    """Refuse a grid whose canvas (``grid`` thumbnails of ``px`` pixels a side) would not fit in memory.
+
+    The line names the largest grid that fits; ``name`` is the option as the user knows it.
+    """
+    side = grid * px
+    available = available_bytes()
+    largest = max(int(math.sqrt(MARGIN * (available or 0) / CANVAS_BYTES_PER_PIXEL)) // px, 1)
+    check_memory(side * side * CANVAS_BYTES_PER_PIXEL, f"{name} {grid}",
+                 f"a thumbnail canvas of {side:,} x {side:,} px ({px} px thumbnails)",
+                 f"use {name} {largest} or less")
+
+
 def _resize(images: np.ndarray, px: int) -> np.ndarray:
     """Nearest-neighbour resize of (M, H, W, C) uint8 to (M, px, px, 3): thumbnails only."""
     _, h, w, c = images.shape
@@ -75,7 +101,8 @@ def plot_thumbnails(
     grid : int
         Cells along the longer side.
     px : int, optional
-        Thumbnail side in pixels; default min(H, 64).
+        Thumbnail side in pixels; default min(H, 64). A canvas of ``grid * px`` pixels a
+        side that would not fit in memory is refused before any image is read.
     ax : Axes, optional
     title : str, optional
     border : int
@@ -90,6 +117,8 @@ def plot_thumbnails(
     if len(images) != len(Z):
         raise MedcneError(f"{len(images)} images for {len(Z)} points; give one image per point")
     cells, chosen, (x0, y_top, cell) = thumbnail_grid(Z, grid)
+    side = thumbnail_px(images.shape[1], px)
+    check_canvas(grid, side)
     if ax is None:
         import matplotlib.pyplot as plt
 
@@ -97,7 +126,6 @@ def plot_thumbnails(
     order = np.argsort(chosen)  # lazy stores read increasing indices fastest
     thumbs = np.empty((len(chosen), *np.asarray(images[chosen[order][:1]]).shape[1:]), dtype=np.uint8)
     thumbs[order] = np.asarray(images[chosen[order]])
-    side = px or min(thumbs.shape[1], 64)
     thumbs = _resize(thumbs, side)
     legend = None
     if labels is not None and border > 0:

@@ -41,6 +41,7 @@ def read_label_csv(path) -> dict[str, str]:
 
     The viewer's annotation export (``id, x, y, old_label, new_label``) works
     as is: rows with an empty ``new_label`` (points only selected) are ignored.
+    An id given two different labels is refused, naming both and their lines.
     """
     columns, rows = read_table(path, "--labels")
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
@@ -48,7 +49,28 @@ def read_label_csv(path) -> dict[str, str]:
         raise MissingColumnError(
             f"{path}: needs columns 'id' and 'label' (or 'new_label'); found {', '.join(columns) or 'none'}"
         )
-    return {row["id"]: row[column].strip() for row in rows if row[column].strip()}
+    found: dict[str, str] = {}
+    row_of: dict[str, int] = {}
+    for n, row in enumerate(rows):
+        i, label = row["id"], row[column].strip()
+        if not label:
+            continue
+        if found.setdefault(i, label) != label:
+            _conflict(path, i, (found[i], row_of[i]), (label, n))
+        row_of.setdefault(i, n)
+    return found
+
+
+def _conflict(path, id_: str, first: tuple[str, int], second: tuple[str, int]):
+    """Refuse an id labelled twice differently, naming both labels and their lines (``first``/``second``:
+    (label, row index))."""
+    from ..datasets.csvfile import read_table as read_cells
+
+    lines = [line for line, _ in read_cells(Path(path))[1]]  # read again, for line numbers: an error path
+    raise MedcneError(
+        f"{path}: id {id_!r} has two labels, {first[0]!r} (line {lines[first[1]]}) and "
+        f"{second[0]!r} (line {lines[second[1]]}); keep one of them"
+    )
 
 
 def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=None,

@@ -1,0 +1,34 @@
+"""t-SNE and UMAP refuse too few images with one line, in the library and on the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import random_images
+from medcne.baselines import embed_baseline, tsne, umap
+from medcne.cli import main
+from medcne.datasets import SAMPLE_PATH, from_array
+from medcne.errors import MedcneError
+
+
+@pytest.mark.parametrize("method, n, least", [("tsne-pixels", 1, 2), ("tsne-resnet18", 1, 2),
+                                              ("tsne-simclr", 1, 2), ("umap-pixels", 3, 4)])
+def test_every_method_refuses_fewer_images_than_its_reducer_maps(method, n, least):
+    with pytest.raises(MedcneError, match=rf"needs at least {least} images; got {n}"):
+        embed_baseline(from_array(random_images(n)), method, weights=None)
+
+
+def test_the_reducers_refuse_too_few_points():
+    with pytest.raises(MedcneError, match="t-SNE needs at least 2"):
+        tsne(np.zeros((1, 5), np.float32))
+    with pytest.raises(MedcneError, match="UMAP needs at least 5"):
+        umap(np.zeros((4, 5), np.float32), n_components=3)
+
+
+def test_cli_baseline_of_one_image_is_one_line(tmp_path, capsys):
+    out = tmp_path / "b1"
+    assert main(["baseline", str(SAMPLE_PATH), "--method", "tsne-pixels", "--subset", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "t-SNE needs at least 2 images; got 1" in err[0] and "--subset" in err[0], err
+    assert not out.exists()
