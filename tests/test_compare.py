@@ -110,3 +110,22 @@ def test_cli_plot_color_by_csv_column(tmp_path, capsys):
     assert main(["plot", str(run), "--color-by", "age", "--values", str(tmp_path / "meta.csv"),
                  "--out", str(tmp_path / "s.png"), "--overwrite"]) == 2
     assert "'age'" in capsys.readouterr().err
+
+
+def test_a_run_evaluated_on_other_labels_says_so_in_metrics_and_in_the_report(tmp_path, capsys):
+    """`medcne evaluate --labels-map` rewrites the run's metrics.json: the file and a later compare say
+    which labels scored it, so 2-class and 8-class scores are not read side by side unawares."""
+    a = make_run(tmp_path / "a", n=150, method="tsne-pixels")
+    b = make_run(tmp_path / "b", n=150, method="tsimcne")
+    two = tmp_path / "two.csv"
+    two.write_text("old,new\nbasophil,basophil\n*,other\n")
+    assert main(["evaluate", str(b), "--labels-map", str(two), "--no-preservation"]) == 0
+    labels = json.loads((b / "metrics.json").read_text())["labels"]
+    assert labels == {"classes": 2, "changed": ["labels mapped: 8 classes -> 2"]}
+    md = compare([a, b], tmp_path / "r")["md"].read_text()
+    assert "Scored on other labels than the runs' own" in md
+    assert "- tsimcne: 2 classes (labels mapped: 8 classes -> 2)" in md and "- tsne-pixels" not in md
+    # evaluated again on its own labels: the record goes
+    assert main(["evaluate", str(b), "--no-preservation"]) == 0
+    assert "labels" not in json.loads((b / "metrics.json").read_text())
+    assert "Scored on other labels" not in compare([a, b], tmp_path / "r", overwrite=True)["md"].read_text()

@@ -113,6 +113,15 @@ def to_markdown(rows: list[Row]) -> str:
     lines.append("kNN accuracy: k = 15, stratified 9:1 split; silhouette: all points, class labels; "
                  "neighbourhood preservation: share of the 15 nearest neighbours in pixel space kept in "
                  "the map (– where not computed: run `medcne evaluate`).")
+    relabelled = [r for r in rows if isinstance(r.run.metrics.get("labels"), dict)]
+    if relabelled:
+        lines.append("")
+        lines.append("Scored on other labels than the runs' own (`medcne evaluate` with --labels, --labels-map "
+                     "or --merge-rare), so not comparable with the other rows as they stand:")
+        for r in relabelled:
+            record = r.run.metrics["labels"]
+            what = "; ".join(record.get("changed") or []) or "labels changed"
+            lines.append(f"- {r.method}: {record.get('classes', '?')} classes ({what})")
     lines.append("")
     lines.append("Runs: " + ", ".join(f"`{r.run.path}`" for r in rows))
     return "\n".join(lines) + "\n"

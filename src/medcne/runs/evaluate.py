@@ -32,7 +32,7 @@ PRESERVATION_BLOCK_MB = 64
 METRIC_KEYS = (
     "n_points", "k", "knn_accuracy", "knn_accuracy_mean", "knn_accuracy_std", "knn_splits", "silhouette",
     "n_labeled", "silhouette_sample", "neighbour_preservation", "neighbour_preservation_space", "neighbour_preservation_queries",
-    "notes",
+    "notes", "labels",
 )
 
 
@@ -177,9 +177,12 @@ def evaluate_run(
         JSON-ready metrics; ``notes`` lists what was skipped and why.
     """
     Z = np.asarray(run.embedding, dtype=np.float64)
-    codes, _, notes = run_labels(run, overrides, labels_map, merge_rare)
+    codes, names, notes = run_labels(run, overrides, labels_map, merge_rare)
     keep = codes >= 0
     out: dict = {"n_points": int(len(Z)), "k": int(k)}
+    if overrides or labels_map is not None or merge_rare is not None:
+        # Scored on other labels than the run's own: said in metrics.json, so that compare can tell.
+        out["labels"] = {"classes": len(names), "changed": list(notes)}
     if keep.sum() < len(Z):
         notes.append(f"{int((~keep).sum())} unlabeled points left out of kNN accuracy and silhouette")
     problem = label_problem(codes[keep])
