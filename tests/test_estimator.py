@@ -159,7 +159,7 @@ def test_bad_parameters_name_themselves(kw, match):
 def test_misuse(fitted, tmp_path):
     with pytest.raises(MedcneError, match="not fitted"):
         TSimCNE().transform(images(n=2))
-    with pytest.raises(MedcneError, match="16, 16, 3"):
+    with pytest.raises(MedcneError, match="must be 16x16x3"):
         fitted.transform(images(n=2, size=20))
     with pytest.raises(MedcneError, match="X must be"):
         tiny().fit(42)

@@ -138,7 +138,12 @@ class ImageSet:
             self.labels = labels.astype(np.int64)
             if self.class_names is None:
                 self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
-            if self.labels.min() < 0 or self.labels.max() >= len(self.class_names):
+            if self.labels.min() < 0:
+                raise LabelMismatchError(
+                    f"{self.source}: labels must be class indices 0, 1, 2...; found negative labels (down to "
+                    f"{self.labels.min()}); give unlabelled images a class of their own, or leave them out"
+                )
+            if self.labels.max() >= len(self.class_names):
                 raise LabelMismatchError(
                     f"{self.source}: labels must lie in 0..{len(self.class_names) - 1} "
                     f"(one per class name); found {self.labels.min()}..{self.labels.max()}"
