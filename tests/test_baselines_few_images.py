@@ -32,3 +32,11 @@ def test_cli_baseline_of_one_image_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "t-SNE needs at least 2 images; got 1" in err[0] and "--subset" in err[0], err
     assert not out.exists()
+
+
+def test_tsne_of_identical_points_is_one_line_not_a_map_of_nan():
+    from medcne.baselines import tsne
+    from medcne.errors import MedcneError
+
+    with pytest.raises(MedcneError, match="no finite map of these 50 points"):
+        tsne(np.ones((50, 10), np.float32), n_iter=50, n_jobs=1)

@@ -74,7 +74,10 @@ def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> t
     check_points(len(X), "t-SNE")
     openTSNE = require("openTSNE", "baselines")
     jobs = int(n_jobs or os.cpu_count() or 1)
-    Z = openTSNE.TSNE(random_state=seed, n_jobs=jobs, verbose=False, **params).fit(np.asarray(X))
+    Z = np.asarray(openTSNE.TSNE(random_state=seed, n_jobs=jobs, verbose=False, **params).fit(np.asarray(X)))
+    if not np.isfinite(Z).all():  # e.g. every image the same: no distance to learn a map from
+        raise MedcneError(f"t-SNE gave no finite map of these {len(X):,} points: they are all (nearly) the same; "
+                          "check the images (medcne info names blank images and duplicates)")
     record = {"tool": "openTSNE", "version": openTSNE.__version__, "random_state": seed, **params}
     return np.asarray(Z, dtype=np.float32), record
 
