@@ -151,8 +151,12 @@ def csv_cell(value) -> str:
     A text that starts with ``= + - @``, a tab or a carriage return and is not
     a number gets a leading ``'`` (OWASP's rule); so does one that starts with
     ``'`` and then one of those or another ``'``, so that :func:`csv_value`
-    gives back exactly what was written. Other texts are unchanged.
+    gives back exactly what was written. Other texts are unchanged. A numpy
+    float (a value of an array, e.g. a provenance column with gaps) that is
+    NaN is an empty cell, and a whole one is written without ``.0``.
     """
+    if isinstance(value, np.floating):  # a number of an array: missing (NaN) is an empty cell, whole has no ".0"
+        value = "" if np.isnan(value) else int(value) if value.is_integer() else value
     text = "" if value is None else str(value)
     if _escaped_form(text) or (text.startswith(FORMULA_STARTS) and not _is_number(text)):
         return ESCAPE + text

@@ -35,7 +35,7 @@ from ..defaults import KNN_K
 from ..errors import MedcneError
 from ..io import csv_text, write_text
 from .evaluate import read_label_csv
-from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_cells, prov_names, read_provenance
+from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_names, read_provenance
 from .outputs import claim_files, lock, remember, written_by_medcne
 from .staging import add_to_run
 
@@ -154,8 +154,7 @@ def write_qc(run: Run, result) -> Path:
         ]
 
     prov = run_provenance(run)
-    cells = prov_cells(prov)
-    rows = ([*row(i), *(c[i] for c in cells)] for i in range(len(run.ids)))
+    rows = ([*row(i), *(c[i] for c in prov.values())] for i in range(len(run.ids)))
     return write_run_output(run, QC_FILE, csv_text([*QC_COLUMNS, *prov_names(prov, QC_COLUMNS)], rows, "\n"))
 
 
@@ -246,8 +245,7 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
     X, space = run_points(run, space, None, data_path, device)
     pred, conf = propagate_labels(X, codes, method=method, k=k, device=device)
     prov = run_provenance(run)
-    cells = prov_cells(prov)
-    rows = ([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0), *(c[i] for c in cells)]
+    rows = ([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0), *(c[i] for c in prov.values())]
             for i in range(len(run.ids)))
     path = write_text(out, csv_text([*PROPAGATED_COLUMNS, *prov_names(prov, PROPAGATED_COLUMNS)], rows, "\n"))
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),

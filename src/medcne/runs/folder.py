@@ -93,18 +93,6 @@ def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=No
     save_embedding_file(Path(run) / EMBEDDING_CSV, embedding, ids, labels, class_names, provenance)
 
 
-def prov_cells(provenance: dict) -> list:
-    """Provenance columns as CSV cells: a missing number (NaN, in a part of a store that lacks the
-    column) is an empty cell, and a whole number has no ``.0`` (a column with gaps is float)."""
-
-    def cells(column: np.ndarray):
-        if column.dtype.kind != "f":
-            return column
-        return ["" if np.isnan(v) else str(int(v)) if float(v).is_integer() else str(v) for v in column]
-
-    return [cells(np.asarray(c)) for c in provenance.values()]
-
-
 def save_embedding_file(path, embedding, ids, labels=None, class_names=None, provenance=None) -> Path:
     """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension.
 
@@ -129,7 +117,7 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None, pro
         f"dim{i}" for i in range(embedding.shape[1])
     ]
     header = [*axes, "label", "id"]
-    columns = prov_cells(provenance)
+    columns = list(provenance.values())
     rows = ([*(f"{v:.6g}" for v in row), "" if labels is None else class_names[int(labels[i])], ids[i],
              *(c[i] for c in columns)] for i, row in enumerate(embedding))
     return write_text(path, csv_text(header + prov_names(provenance, header), rows))
