@@ -338,12 +338,3 @@ def test_magnification_on_a_slide_stating_only_mpp_is_noted(tmp_path, blood_slid
     assert "10x taken as 1 um/px" in capsys.readouterr().err
     assert open_store(out).provenance["mpp"][0] == 1.0
 
-
-def test_the_library_refuses_an_out_inside_the_slides_too(tmp_path, blood_slide):
-    from medcne.datasets.slides_plan import TileOptions
-    from medcne.datasets.slides_tiling import tile_slides
-    from medcne.errors import MedcneError
-
-    with pytest.raises(MedcneError, match="an input of this command"):
-        tile_slides([tmp_path], tmp_path / "tiles", TileOptions(tile_size=28))
-    assert not (tmp_path / "tiles").exists()

@@ -51,14 +51,6 @@ class MissingColumnError(DataError):
     """A CSV lacks a column that was named."""
 
 
-class OutputIsInputError(MedcneError):
-    """An output path that is, or lies inside, one of the command's inputs (see :func:`medcne.io.input_holding`)."""
-
-    def __init__(self, out, given, same: bool):
-        super().__init__(f"--out {out} {'is' if same else 'is inside'} {given}, an input of this command; "
-                         "choose another --out")
-
-
 class DivergedError(MedcneError):
     """Training produced a non-finite loss (NaN or inf): the learning rate is too high for the data."""
 

@@ -90,19 +90,6 @@ def remove_stale_temps(folder, names) -> list[Path]:
     return found
 
 
-def input_holding(out, inputs) -> tuple[object, bool] | None:
-    """The first of ``inputs`` (paths; None is passed over) that ``out`` is or lies inside, links
-    resolved, and whether ``out`` is that input itself; None when there is none."""
-    target = Path(os.path.realpath(out))
-    for given in inputs:
-        if given is None:
-            continue
-        source = Path(os.path.realpath(given))
-        if target == source or source in target.parents:
-            return given, target == source
-    return None
-
-
 def write_bytes(path, data: bytes) -> Path:
     return atomic_write(path, lambda p: p.write_bytes(data))
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, MedcneError, OutputIsInputError
-from ..io import atomic_write, input_holding, write_json
+from ..errors import DataError, MedcneError
+from ..io import atomic_write, write_json
 from .slides import SLIDE_SUFFIXES, SlideError
 from .slides_plan import SlidePlan, TileOptions, iter_blocks, plan_path
 from .slides_scratch import make_scratch, remove_stale_scratch
@@ -184,14 +184,13 @@ def tile_slides(paths, out, options: TileOptions, *, workers: int = 1, skip_bad:
     SlideError
         A slide that cannot be read (unless ``skip_bad``), or no tiles at all.
     MedcneError
-        ``out`` is, or lies inside, a slide or folder given, or the annotations folder.
+        Bad options, or a store at ``out`` of other images. (That ``out`` is not
+        inside an input is checked by the command line, as for ``medcne convert``.)
     """
     options.check()
     if not isinstance(workers, int) or workers < 1:
         raise MedcneError(f"--workers must be a positive integer; got {workers!r}")
     out, progress = Path(out), progress or Progress()
-    if hit := input_holding(out, [*paths, options.annotations]):
-        raise OutputIsInputError(out, *hit)
     slides = find_slides(paths)
     report = TileReport()
     if options.slide_labels is not None:

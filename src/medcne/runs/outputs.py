@@ -28,8 +28,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from ..errors import MedcneError, OutputIsInputError
-from ..io import input_holding, write_json
+from ..errors import MedcneError
+from ..io import write_json
 from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name
 
 # Locks this process holds (path -> count): a command that locks an output and then calls a writer
@@ -183,8 +183,13 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
         if _inside(target, run_dir):
             raise MedcneError(f"--out {out} is inside the run folder {run} that this command reads; "
                               "choose an --out outside it")
-    if hit := input_holding(out, [*inputs, *(p for run in runs for p in run_dataset(run))]):
-        raise OutputIsInputError(out, *hit)
+    for given in [*inputs, *(p for run in runs for p in run_dataset(run))]:
+        if given is None:
+            continue
+        source = _resolved(given)
+        if _inside(target, source):
+            what = "is" if target == source else "is inside"
+            raise MedcneError(f"--out {out} {what} {given}, an input of this command; choose another --out")
 
 
 def dataset_inputs(data_path) -> list[Path]:
