@@ -69,3 +69,12 @@ def test_preview_on_bloodmnist(bloodmnist_path, tmp_path):
     assert main(["augment-preview", str(bloodmnist_path), "--preset", "rot90", "--out", str(out),
                  "--n-images", "2", "--n-views", "2"]) == 0
     assert Image.open(out).width > 100
+
+
+def test_a_preview_too_large_to_look_at_is_one_line_before_anything_is_read(tmp_path, capsys):
+    out = tmp_path / "views.png"
+    assert main(["augment-preview", str(tmp_path / "missing.npz"), "--out", str(out),
+                 "--n-images", "6", "--n-views", "100000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "make 600,006 panels" in err[0] and "at most 1,000" in err[0]
+    assert not out.exists()

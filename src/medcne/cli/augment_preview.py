@@ -16,6 +16,9 @@ from ..runs.outputs import check_file, claim_files, dataset_inputs, refuse_input
 from .common import add_data_options, load_from_args
 
 
+MAX_PANELS = 1000  # images x (views + 1) in one figure
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "augment-preview", help="draw random augmented views of a few images (check a preset)",
@@ -42,6 +45,10 @@ def run(args) -> int:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             raise MedcneError(f"{flag} must be at least 1; got {getattr(args, name)}")
+    panels = args.n_images * (args.n_views + 1)
+    if panels > MAX_PANELS:  # one matplotlib axes each: 240 x 9 panels took 100 s to draw
+        raise MedcneError(f"--n-images {args.n_images} x --n-views {args.n_views} make {panels:,} panels with the "
+                          f"originals; a preview draws at most {MAX_PANELS:,}: show fewer images or views")
     fill_spec = _parse_fill(args.fill)
     check_file(args.out, args.overwrite)  # before reading a possibly large dataset
     refuse_inputs(args.out, dataset_inputs(args.data))
