@@ -236,3 +236,11 @@ def test_info_and_fit_on_a_dicom_folder_keep_identity_out_of_every_file(tmp_path
         blob = f.read_bytes()
         for phi in (b"MRN12345", b"Doe_Jane", b"DOE^JANE", b"19700101"):
             assert phi not in blob, (f.name, phi)
+
+
+def test_a_label_csv_with_slices_is_refused_for_dicom(scans, tmp_path):
+    """A file is one DICOM image: rows labelling slices (a NIfTI table) would be dropped unseen."""
+    table = tmp_path / "slices.csv"
+    table.write_text("path,slice,label\nct/CT_small.dcm,0,ct\n")
+    with pytest.raises(MedcneError, match="1 row\\(s\\) fill the column 'slice'"):
+        read_dicom(scans, size=16, label_csv=table)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import read_chunk_bytes
-from ..errors import BadImageError, EmptyDatasetError, MedcneError, require
+from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
 from .files import MAX_LISTED, printable
 from .imageset import ImageSet
@@ -375,7 +375,10 @@ def read_dicom(
         notes.append(f"window {describe(window)} applies to grey images only; colour images were scaled by bit depth")
     labels = class_names = None
     if label_csv is not None:
-        key, table, _ = read_label_csv(label_csv, LABEL_KEYS, label_key, label_column)
+        key, table, by_slice = read_label_csv(label_csv, LABEL_KEYS, label_key, label_column)
+        if by_slice:  # a DICOM file is an image: labels are per file (path or SOPInstanceUID), not per slice
+            raise DataError(f"{label_csv}: {len(by_slice)} row(s) fill the column 'slice', which DICOM labels "
+                            "do not use; label each file by its path or SOPInstanceUID instead")
         values = [table.get(k[key]) for k in keys]
         labels, class_names = encode_with_missing(values, notes, Path(label_csv).name)
         check_unused(table, {k[key] for k in keys}, notes, Path(label_csv).name)
