@@ -129,3 +129,11 @@ def test_a_run_evaluated_on_other_labels_says_so_in_metrics_and_in_the_report(tm
     assert main(["evaluate", str(b), "--no-preservation"]) == 0
     assert "labels" not in json.loads((b / "metrics.json").read_text())
     assert "Scored on other labels" not in compare([a, b], tmp_path / "r", overwrite=True)["md"].read_text()
+
+
+def test_a_labels_map_name_the_run_lacks_is_noted_when_scoring(tmp_path):
+    from medcne.runs.evaluate import evaluate_run
+
+    run = read_run(make_run(tmp_path / "a", n=150, method="tsimcne"))
+    m = evaluate_run(run, labels_map={"basophil": "b", "melanoma": "m", "*": "other"}, preservation=False)
+    assert "labels map: 1 name(s) are not classes of this run, left unused: 'melanoma'" in m["notes"]

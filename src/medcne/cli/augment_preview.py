@@ -15,7 +15,6 @@ from ..io import atomic_write
 from ..runs.outputs import check_file, claim_files, dataset_inputs, refuse_inputs
 from .common import add_data_options, load_from_args
 
-
 MAX_PANELS = 1000  # images x (views + 1) in one figure
 
 
