@@ -25,7 +25,7 @@ def test_negative_labels_of_a_map_are_named_as_such():
 
 
 def test_images_of_another_shape_are_told_the_option_that_differs():
-    from medcne.estimator import _shape_mismatch
+    from medcne.datasets.imageset import shape_mismatch as _shape_mismatch
     from medcne.params import for_cli
 
     assert _shape_mismatch((28, 28, 3), (28, 28, 1)).endswith("read them with `channels` rgb")

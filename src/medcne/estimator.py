@@ -293,8 +293,7 @@ class TSimCNE(BaseEstimator):
     def _apply(self, method: str, X) -> np.ndarray:
         self._check_fitted()
         data = as_imageset(X)
-        if data.image_shape != tuple(self.image_shape_):
-            raise MedcneError(_shape_mismatch(tuple(self.image_shape_), data.image_shape))
+        data.check_shape(tuple(self.image_shape_))
         self.model_.eval()
         return embed(getattr(self.model_, method), data.images, self.device_)
 
@@ -318,15 +317,3 @@ class TSimCNE(BaseEstimator):
         est.model_.to(est.device_).eval()
         est.history_ = list(state["history"])
         return est
-
-
-def _shape_mismatch(trained: tuple, given: tuple) -> str:
-    """Why images of ``given`` shape cannot be mapped, naming only the reading option that differs."""
-    (h, w, c), (gh, gw, gc) = trained, given
-    fixes = []
-    if (gh, gw) != (h, w):
-        fixes.append(f"`size` {h if h == w else f'{h}x{w}'}")
-    if gc != c:
-        fixes.append(f"`channels` {'rgb' if c == 3 else 'gray'}")
-    return (f"images must be {h}x{w}x{c} like the training images; got {gh}x{gw}x{gc}; "
-            f"read them with {' and '.join(fixes)}")

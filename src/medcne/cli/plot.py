@@ -60,7 +60,6 @@ def run(args) -> int:
 
 def _draw(args):
     from ..plot import new_figure, plot_map, plot_thumbnails, save_figure
-    from ..plot.thumbnails import check_canvas, thumbnail_px
     from ..runs.compare import collect, compare_figure
 
     if args.kind == "compare":
@@ -76,7 +75,6 @@ def _draw(args):
         plot_map(Z, r.labels, r.class_names, ax=fig.add_subplot(), title=title, values=values)
     else:
         data = r.load_images(args.data)
-        check_canvas(args.grid, thumbnail_px(data.image_shape[0]), "--grid")  # before any image is read
         fig = new_figure(9, 9)
         plot_thumbnails(Z, data.images, r.labels, r.class_names, grid=args.grid, ax=fig.add_subplot(),
                         title=title)

@@ -138,16 +138,8 @@ class ImageSet:
             self.labels = labels.astype(np.int64)
             if self.class_names is None:
                 self.class_names = [str(c) for c in range(int(self.labels.max()) + 1)]
-            if self.labels.min() < 0:
-                raise LabelMismatchError(
-                    f"{self.source}: labels must be class indices 0, 1, 2...; found negative labels (down to "
-                    f"{self.labels.min()}); give unlabelled images a class of their own, or leave them out"
-                )
-            if self.labels.max() >= len(self.class_names):
-                raise LabelMismatchError(
-                    f"{self.source}: labels must lie in 0..{len(self.class_names) - 1} "
-                    f"(one per class name); found {self.labels.min()}..{self.labels.max()}"
-                )
+            if problem := label_range_problem(self.labels, len(self.class_names)):
+                raise LabelMismatchError(f"{self.source}: {problem}")
         if self.class_names is not None:
             self.class_names = [str(c) for c in self.class_names]
         if self.ids is None:
@@ -207,6 +199,11 @@ class ImageSet:
         return self.take(stratified_indices(self.labels, len(self), n, seed))
 
     # -- summaries ---------------------------------------------------------
+    def check_shape(self, wanted: tuple, like: str = "the training images") -> None:
+        """Refuse images of another shape than ``wanted`` (H, W, C), naming the reading option that differs."""
+        if self.image_shape != tuple(wanted):
+            raise MedcneError(shape_mismatch(tuple(wanted), self.image_shape, like))
+
     def class_counts(self) -> dict[str, int]:
         """Images per class name (empty when unlabeled)."""
         if self.labels is None:
@@ -271,3 +268,32 @@ def stratified_indices(labels: np.ndarray | None, n_total: int, n: int, seed: in
         for c, k in zip(classes, take, strict=True)
     ]
     return np.sort(np.concatenate(chosen))
+
+
+def reading_fixes(wanted: tuple, got: tuple) -> list[tuple[str, str]]:
+    """The reading options (``size``, ``channels``) and values that turn images of shape ``got``
+    (H, W, C) into ``wanted``: only those that differ."""
+    (h, w, c), (gh, gw, gc) = wanted, got
+    fixes = []
+    if (gh, gw) != (h, w):
+        fixes.append(("size", str(h) if h == w else f"{h}x{w}"))
+    if gc != c:
+        fixes.append(("channels", "rgb" if c == 3 else "gray"))
+    return fixes
+
+
+def shape_mismatch(wanted: tuple, got: tuple, like: str = "the training images") -> str:
+    """Why images of shape ``got`` are refused where ``wanted`` is needed, naming the option that differs."""
+    fixes = " and ".join(f"`{name}` {value}" for name, value in reading_fixes(wanted, got))
+    return (f"images must be {'x'.join(map(str, wanted))} like {like}; got {'x'.join(map(str, got))}; "
+            f"read them with {fixes}")
+
+
+def label_range_problem(labels: np.ndarray, n_classes: int) -> str | None:
+    """What is wrong with integer ``labels`` as indices of ``n_classes`` classes, or None."""
+    if len(labels) and labels.min() < 0:
+        return (f"labels must be class indices 0, 1, 2...; found negative labels (down to {labels.min()}); "
+                "give unlabelled ones a class of their own, or leave them out")
+    if len(labels) and labels.max() >= n_classes:
+        return f"labels must lie in 0..{n_classes - 1} (one per class name); found {labels.min()}..{labels.max()}"
+    return None

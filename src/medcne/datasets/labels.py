@@ -55,6 +55,16 @@ def unknown_classes(mapping: dict[str, str], class_names: list[str]) -> list[str
     return [old for old in mapping if old != WILDCARD and old not in class_names]
 
 
+def unused_note(mapping: dict[str, str], class_names: list[str], by: str = "", of: str = "this data") -> str | None:
+    """A note naming the old names of ``mapping`` that are not classes (of ``of``), left unused; None if none."""
+    unknown = unknown_classes(mapping, class_names)
+    if not unknown:
+        return None
+    listed = ", ".join(repr(printable(n, 40)) for n in unknown[:MAX_LISTED])
+    return (f"labels map{by}: {len(unknown)} name(s) are not classes of {of}, left unused: {listed}"
+            f"{', ...' if len(unknown) > MAX_LISTED else ''}")
+
+
 def map_labels(labels: np.ndarray, class_names: list[str], mapping: dict[str, str]):
     """Relabel integer ``labels`` (N,) by ``old -> new`` class names.
 
@@ -93,10 +103,8 @@ def labels_map(data: ImageSet, mapping) -> ImageSet:
     new_labels, new_names = map_labels(labels, names, mapping)
     by = f" by {source.name}" if source else ""
     notes = [f"labels mapped{by}: {len(names)} classes -> {len(new_names)}"]
-    if unknown := unknown_classes(mapping, names):
-        listed = ", ".join(repr(printable(n, 40)) for n in unknown[:MAX_LISTED])
-        notes.append(f"labels map{by}: {len(unknown)} name(s) are not classes of this data, left unused: {listed}"
-                     f"{', ...' if len(unknown) > MAX_LISTED else ''}")
+    if unused := unused_note(mapping, names, by, "this data"):
+        notes.append(unused)
     return replace(data, labels=new_labels, class_names=new_names, notes=[*data.notes, *notes])
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from ..errors import DataError, MedcneError
 from ..io import write_json, write_text
 from ..runfiles import PARAMS, RUN_MARKER, VIEWER_MARKER
+from .imageset import reading_fixes
 
 MARKER = "MEDCNE_STORE"
 MANIFEST = "manifest.json"
@@ -196,11 +197,7 @@ class StoreWriter:
         manifest = read_manifest(self.path)  # refuses a store whose parts lost their manifest: never emptied here
         shape = tuple(manifest["image_shape"])
         if shape != self.image_shape:
-            fixes = []
-            if shape[:2] != self.image_shape[:2]:
-                fixes.append(f"--size {shape[0]}" if shape[0] == shape[1] else f"--size {shape[0]}x{shape[1]}")
-            if shape[2] != self.image_shape[2]:
-                fixes.append("--channels " + ("rgb" if shape[2] == 3 else "gray"))
+            fixes = [f"--{name} {value}" for name, value in reading_fixes(shape, self.image_shape)]
             raise MedcneError(f"{self.path}: the store holds images of {shape}, not {self.image_shape}; "
                               f"read the data with {' '.join(fixes)} to match, or choose another store")
         return manifest

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.imageset import label_range_problem
 from ..errors import MedcneError
 from ..io import atomic_write
 
@@ -122,11 +123,8 @@ def plot_map(
         if labels.shape != (n,) or labels.dtype.kind not in "iu":
             raise MedcneError(f"labels must be {n} integer class indices; got {labels.dtype} {labels.shape}")
         n_classes = int(labels.max()) + 1 if class_names is None else len(class_names)
-        if labels.min() < 0:
-            raise MedcneError(f"labels must be class indices 0, 1, 2...; found negative labels (down to "
-                              f"{labels.min()}); give unlabelled points no labels, or a class of their own")
-        if labels.max() >= n_classes:
-            raise MedcneError(f"labels must lie in 0..{n_classes - 1} (one per class name); found up to {labels.max()}")
+        if problem := label_range_problem(labels, n_classes):
+            raise MedcneError(problem)
         class_names = [str(c) for c in (class_names if class_names is not None else range(n_classes))]
     size, alpha = point_style(n)
     order = np.random.default_rng(seed).permutation(n)

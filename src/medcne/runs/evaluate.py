@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map, unknown_classes
+from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map, unused_note
 from ..datasets.memory import check_memory
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX, chunk_rows
 from ..errors import MedcneError, MissingColumnError
@@ -89,9 +89,8 @@ def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=Non
         mapping = labels_map if isinstance(labels_map, dict) else read_labels_map(labels_map)
         codes[keep], new_names = map_labels(codes[keep], names, mapping)
         notes.append(f"labels mapped: {len(names)} classes -> {len(new_names)}")
-        if unknown := unknown_classes(mapping, names):
-            notes.append(f"labels map: {len(unknown)} name(s) are not classes of this run, left unused: "
-                         + ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else ""))
+        if unused := unused_note(mapping, names, of="this run"):
+            notes.append(unused)
         names = new_names
     if merge_rare is not None:
         codes[keep], names, rare = merge_rare_labels(codes[keep], names, merge_rare)
