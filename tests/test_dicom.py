@@ -134,6 +134,17 @@ def test_a_compressed_file_without_decoder_is_one_line_naming_the_install(scans,
     assert len(data) == 19 and any("skipped 1 unusable DICOM file(s): mr/jls.dcm" in n for n in data.notes)
 
 
+def test_a_decoder_failing_without_a_message_is_named_by_its_error(tmp_path, monkeypatch):
+    copy("MR_small_RLE.dcm", tmp_path / "rle.dcm")
+
+    def fails(self):
+        raise RuntimeError("")  # a decoder may raise with no message at all
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(fails))
+    with pytest.raises(BadImageError, match=r"rle.dcm \(compressed as 'RLE Lossless', not decoded \(RuntimeError\)\)"):
+        read_dicom(tmp_path)
+
+
 def test_hostile_files_each_give_one_line(tmp_path, capsys):
     only_report = tmp_path / "report"
     copy("reportsi.dcm", only_report / "sr.dcm")

@@ -38,7 +38,7 @@ import numpy as np
 from ..defaults import read_chunk_bytes
 from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
-from .files import MAX_LISTED, printable
+from .files import MAX_LISTED, printable, shortened
 from .imageset import ImageSet
 from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
 from .scanfiles import (
@@ -160,8 +160,9 @@ def _decode(ds, pydicom, path_text: str) -> np.ndarray:
     except Exception as exc:  # decoders raise RuntimeError, ValueError, NotImplementedError...
         if ts is not None and ts.is_compressed:
             decoder_ok = _decoder_available(pydicom, ts)
+            last_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
             reason = f"compressed as {ts.name!r}, " + (
-                "which no installed decoder reads" if not decoder_ok else f"not decoded ({str(exc).splitlines()[-1].strip()[:80]})")
+                "which no installed decoder reads" if not decoder_ok else f"not decoded ({shortened(last_line, 80)})")
             raise _Codec(reason) from None
         raise _Bad(f"pixel data cannot be decoded ({type(exc).__name__})") from None
     frames = int(_first(ds.get("NumberOfFrames")) or 1)

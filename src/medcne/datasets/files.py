@@ -55,6 +55,15 @@ def printable(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
 
 
+def shortened(text, longest: int = 240) -> str:
+    """A reader's message on one line; a long one is cut at a word boundary, with an ellipsis."""
+    text = " ".join(str(text).split())
+    if len(text) <= longest:
+        return text
+    cut = text[: longest - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "..."
+
+
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import DataError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
-from .files import MAX_LISTED, printable
+from .files import MAX_LISTED, printable, shortened
 from .imageset import ImageSet
 from .memory import check_memory
 from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
@@ -259,7 +259,7 @@ def read_nifti(
         except DataError as exc:
             if not skip_bad:
                 raise
-            bad.append(f"{printable(rel)} ({str(exc).split(': ', 1)[-1].split('; ')[0][:100]})")  # without the fix
+            bad.append(f"{printable(rel)} ({shortened(str(exc).split(': ', 1)[-1].split('; ')[0], 100)})")  # without the fix
             continue
         dropped_dims += dropped
         cut = _slices(_window_volume(volume, window, path), AXES[axis])

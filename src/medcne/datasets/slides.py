@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError, MedcneError, require
+from .files import shortened
 
 # Microns per pixel that scanners and QuPath take for a 1x objective: 10x is about 1 um/px.
 MPP_AT_1X = 10.0
@@ -202,13 +203,8 @@ def open_slide(path):
                          "check that the file is complete and in a format OpenSlide reads") from exc
 
 
-def _reason(exc: BaseException, longest: int = 240) -> str:
-    """The decoder's message on one line; a long one is cut at a word boundary, with an ellipsis."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) <= longest:
-        return text
-    cut = text[: longest - 3]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "..."
+def _reason(exc: BaseException) -> str:
+    return shortened(exc) or type(exc).__name__
 
 
 def _opaque(rgba: np.ndarray) -> bool:
