@@ -44,6 +44,7 @@ def test_shipped_configs_are_there_and_load():
 
 def test_paper_grid_on_the_data_here(tmp_path, monkeypatch):
     monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # a user's folder: the shipped config's labels map lies elsewhere, in medcne
     (tmp_path / "bloodmnist28.npz").write_bytes(SAMPLE_PATH.read_bytes())
     grid = cells(load_config("paper", data_dir=tmp_path), {"device": "cpu"})
     assert len(grid) == 6 * 12 * 3

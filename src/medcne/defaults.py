@@ -7,6 +7,7 @@ means changing one line. Imports nothing from medcne.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import MappingProxyType
 
 # -- choices -------------------------------------------------------------------
@@ -19,6 +20,13 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("cauchy", "cosine")  # t-SimCNE, SimCLR
 BASELINES = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")
+SWEEP_CONFIG_DIR = Path(__file__).resolve().parent / "sweep" / "configs"  # the shipped sweep configurations
+
+
+def shipped_configs() -> list[str]:
+    """Names of the sweep configurations shipped with medcne (``paper``, ``quick``, ...)."""
+    return sorted(p.stem for p in SWEEP_CONFIG_DIR.glob("*.toml"))
+
 
 # -- t-SimCNE as in the paper (docs/design.md, "The method") ----------------------------
 PAPER_EPOCHS = (1000, 50, 450)

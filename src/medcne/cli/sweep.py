@@ -1,7 +1,7 @@
 """`medcne sweep CONFIG --out DIR`: datasets x methods x seeds as run folders, resumable, with a report.
 
 CONFIG is a TOML file or a shipped configuration (``paper``, ``quick``,
-``head_init``); or give a dataset instead for the shorthand
+``head_init``, ``schedules``); or give a dataset instead for the shorthand
 ``medcne sweep DATA --presets simclr,rot90,rotate --seeds 3 --quick --out DIR``.
 Rerunning the same command skips finished cells and resumes interrupted ones;
 ``medcne sweep --report DIR`` writes the tables and figure at any time.
@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..defaults import BACKBONES, DEVICES, HEAD_INITS, PRECISIONS
+from ..defaults import BACKBONES, DEVICES, HEAD_INITS, PRECISIONS, shipped_configs
 from ..errors import MedcneError
 from ..params import check_all
 from .common import add_data_options, data_spec
 from .fit import parse_lr
 
 # Values of the data options when none is given (a config's datasets carry their own).
+SHIPPED = shipped_configs()
 DATA_DEFAULTS = dict(format="auto", channels="keep", seed=0, skip_bad=False, path_column="path", allow_outside=False)
 
 
@@ -26,14 +27,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="which augmentations suit my data? datasets x methods x seeds, resumable",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("config", nargs="?", metavar="CONFIG|DATA",
-                   help="a .toml config, a shipped one (paper, quick, head_init), or a dataset for the shorthand")
+                   help=f"a .toml config, a shipped one ({', '.join(SHIPPED)}), or a dataset for the shorthand")
     p.add_argument("--out", metavar="DIR", help="the sweep folder (one run folder per cell)")
     p.add_argument("--report", metavar="DIR", help="only write the report of the sweep in DIR")
     p.add_argument("--list", action="store_true", help="print the cells and their status; run nothing")
     p.add_argument("--data", action="append", metavar="PATH",
                    help="run the config on this dataset instead of its own (repeat for several)")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="where the config's relative dataset paths live (default $MEDCNE_DATA, else the config's folder)")
+                   help="where the config's relative dataset paths live (default $MEDCNE_DATA, else the config's "
+                        "[sweep] data_dir, else the config's folder)")
     p.add_argument("--datasets", help="only these datasets of the config (comma-separated)")
     p.add_argument("--methods", help="only these methods of the config (comma-separated)")
     g = p.add_argument_group("shorthand (a dataset instead of a config)")
@@ -126,7 +128,7 @@ def run(args) -> int:
     if args.report:
         return _print_report(write_report(args.report))
     if not args.config:
-        raise MedcneError("give a config (a .toml file, paper, quick) or a dataset, with --out DIR; "
+        raise MedcneError(f"give a config (a .toml file, {', '.join(SHIPPED)}) or a dataset, with --out DIR; "
                           "or --report DIR")
     config = build_config(args)
     if args.list:

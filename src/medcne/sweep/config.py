@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datasets.sample import SAMPLE_PATH
-from ..defaults import BASELINES
+from ..defaults import BASELINES, SWEEP_CONFIG_DIR, shipped_configs
 from ..errors import ConfigError, MedcneError
 
 try:
@@ -44,7 +44,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = SWEEP_CONFIG_DIR
 DATA_ENV = "MEDCNE_DATA"
 TSIMCNE = "tsimcne"
 METHODS = (TSIMCNE, *BASELINES)
@@ -124,7 +124,7 @@ class SweepConfig:
 
 def shipped() -> list[str]:
     """Names of the configurations shipped with medcne (``paper``, ``quick``, ...)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    return shipped_configs()
 
 
 def config_path(name_or_path) -> Path:
@@ -164,8 +164,9 @@ def load_config(name_or_path, data_dir=None, allow_outside: bool = False) -> Swe
     if not allow_outside:
         given = data_dir or os.environ.get(DATA_ENV)
         roots = [Path(given).expanduser()] if given else []
-        # The data bundled with medcne (the sample) is no one's private file: always readable.
-        check_inside(config, roots + ([Path.cwd()] if is_shipped else [path.parent]) + [SAMPLE_PATH.parent])
+        # What medcne ships (the sample, the shipped configs' labels maps) is no one's private file: always readable.
+        own = [Path.cwd(), CONFIG_DIR] if is_shipped else [path.parent]
+        check_inside(config, roots + own + [SAMPLE_PATH.parent])
     return config
 
 
