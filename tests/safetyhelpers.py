@@ -38,6 +38,16 @@ def make_run(folder: Path, data_path: Path) -> Path:
     return folder
 
 
+def stop_at_first_epoch(monkeypatch, exc=KeyboardInterrupt):
+    """Stop training at the end of its first epoch, after the checkpoint of that epoch was written."""
+    import medcne.runs.tsimcne as tsimcne
+
+    def stop(run, rows):
+        raise exc() if isinstance(exc, type) else exc
+
+    monkeypatch.setattr(tsimcne, "write_history", stop)
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every file and folder under ``root``: relative path -> sha256 of its bytes ('dir' for folders)."""
     out = {}

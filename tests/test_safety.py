@@ -28,7 +28,7 @@ from medcne.cli import main
 from medcne.errors import DivergedError, MedcneError
 from medcne.runs import read_run
 from medcne.runs.folder import FINISHED, is_finished, read_json, staging_path
-from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot
+from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot, stop_at_first_epoch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,14 +59,6 @@ def old(data, tmp_path):
     out = make_run(tmp_path / "run", data)
     (out / "notes.txt").write_text("mine\n")
     return out
-
-
-def stop_at_first_epoch(monkeypatch, exc=KeyboardInterrupt):
-    """Stop training at the end of its first epoch, after the checkpoint of that epoch was written."""
-    def stop(run, rows):
-        raise exc() if isinstance(exc, type) else exc
-
-    monkeypatch.setattr(tsimcne, "write_history", stop)
 
 
 def stop_before_first_checkpoint(monkeypatch, exc=KeyboardInterrupt):

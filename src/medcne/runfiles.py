@@ -30,6 +30,7 @@ RUN_FILES = (*TSIMCNE_FILES, QC, PROPAGATED)
 RUN_OUTPUTS = (QC, PROPAGATED, VIEWER_DIR)
 HISTORY_COLUMNS = ("stage", "epoch", "loss", "lr", "views_per_s", "knn")
 FINISHED = "finished"  # the key of params.json that a writer sets last
+FINGERPRINT = "data_fingerprint"  # the key of params.json: ImageSet.fingerprint of the training data
 
 # The mark of a run folder medcne wrote: JSON {"format": RUN_MARKER_FORMAT, "files": [names medcne wrote]}.
 RUN_MARKER = ".medcne-run"

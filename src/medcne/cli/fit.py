@@ -55,7 +55,8 @@ from .common import add_data_options, data_spec
 def add_parser(sub) -> None:
     p = sub.add_parser("fit", help="train t-SimCNE on a dataset and write a run folder with its 2D map",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("data", nargs="?", help="the dataset (see `medcne info`); not needed with --resume")
+    p.add_argument("data", nargs="?", help="the dataset (see `medcne info`); with --resume only where the run's "
+                   "dataset is now, if it moved")
     where = p.add_mutually_exclusive_group(required=True)  # one of the two, shown as required in the usage
     where.add_argument("--out", metavar="RUN", help="run folder to write")
     where.add_argument("--resume", metavar="RUN", help="continue the interrupted run in folder RUN")
@@ -165,11 +166,12 @@ def _fit(args) -> int:
     from ..train import distributed
 
     if args.resume:
+        refuse_changes(args)
         # --lr continues a run that diverged from its last good checkpoint with a lower learning rate.
         lr = parse_lr(args.lr)
         if lr is not None:
             check_all({"lr": lr})
-        result = resume_run(args.resume, lr=lr)
+        result = resume_run(args.resume, lr=lr, data_path=args.data)
     elif args.data is None or args.out is None:
         raise MedcneError("give a dataset and --out RUN (or --resume RUN to continue a run)")
     else:
@@ -186,6 +188,18 @@ def _fit(args) -> int:
         print(f"kNN accuracy {m['knn_accuracy']:.1f}%  silhouette {m['silhouette']:.3f}")
     print(f"map: {result.path / 'map.png'}")
     return 0
+
+
+RESUME_TAKES = ("resume", "data", "lr", "nproc", "help")  # what --resume reads; the run's record holds the rest
+
+
+def refuse_changes(args) -> None:
+    """Refuse options given with --resume that would change the run: it continues as it was made."""
+    given = [a.option_strings[-1] for a in _PARSER._actions
+             if a.option_strings and a.dest not in RESUME_TAKES and getattr(args, a.dest, None) not in (None, a.default)]
+    if given:
+        raise MedcneError(f"--resume continues {args.resume} with the settings and data it was made with, so "
+                          f"{', '.join(given)} cannot change it (only --lr can); start a new run with --out instead")
 
 
 # -- several processes on this machine -----------------------------------------------------

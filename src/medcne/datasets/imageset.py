@@ -7,6 +7,7 @@ not fit in memory, such as PCam.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from ..defaults import chunk_rows
 from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError
+
+FINGERPRINT_IMAGES = 64  # images whose pixels go into ImageSet.fingerprint
 
 
 class LazyImages:
@@ -174,6 +177,17 @@ class ImageSet:
         chunk = chunk or chunk_rows(int(np.prod(self.image_shape)))
         for start in range(0, len(self), chunk):
             yield start, np.asarray(self.images[start : start + chunk])
+
+    def fingerprint(self, sampled: int = FINGERPRINT_IMAGES) -> str:
+        """A short hash of the images' shape, ids, labels, class names and the pixels of ``sampled``
+        evenly spaced images: it changes when the data do, and reads only those images (a lazy store
+        stays on disk)."""
+        h = hashlib.sha256(repr((len(self), self.image_shape, self.class_names)).encode())
+        h.update("\0".join(self.ids).encode())
+        h.update(b"" if self.labels is None else self.labels.tobytes())
+        picked = np.unique(np.linspace(0, len(self) - 1, min(sampled, len(self))).astype(np.int64))
+        h.update(np.ascontiguousarray(self.images[picked]).tobytes())
+        return h.hexdigest()[:16]
 
     def to_numpy(self) -> np.ndarray:
         """All images as one in-memory uint8 array (reads a lazy store whole)."""

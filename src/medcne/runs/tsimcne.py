@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
+from ..runfiles import FINGERPRINT
 from ..train import distributed
 from ..train.progress import end_progress_bars
 from . import staging
@@ -102,10 +103,12 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
             print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
         _note_labels(data, verbose)
         data_record = {**spec, "path": str(Path(data_path).resolve())}
+        # What --resume checks the data against: a run continues only on the images it began with.
+        record = {"quick": bool(quick), FINGERPRINT: data.fingerprint()}
         with staging.writing(out, overwrite, flag="--overwrite", inputs=inputs, keep=_resumable) as work:
             distributed.on_main(lambda: write_json(
-                work / PARAMS, tsimcne_params(est, data_record, quick=bool(quick), **{FINISHED: False})))
-            finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, quick=quick)
+                work / PARAMS, tsimcne_params(est, data_record, **record, **{FINISHED: False})))
+            finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, record=record)
         return read_run(out) if finished else None
 
 
@@ -123,7 +126,7 @@ def _resumable(work: Path) -> bool:
     return (work / CHECKPOINT).is_file()
 
 
-def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None:
+def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=None) -> Run | None:
     """Continue the interrupted run ``out`` from its last checkpoint.
 
     ``out`` is the run folder (or its staging folder ``.OUT.medcne-new``): an
@@ -131,7 +134,10 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None
     moved into ``OUT`` when finished; one that was stopped while being moved
     in is completed without training. ``lr``: continue with this peak learning
     rate instead of the run's (after a divergence; the schedule is otherwise
-    the same, so the result is no longer that of an uninterrupted run).
+    the same, so the result is no longer that of an uninterrupted run); each
+    change is listed under ``lr_changes`` in params.json. ``data_path``: where
+    the run's dataset is now, when it moved. The data must be those the run
+    began with (their fingerprint in params.json), else the run is refused.
     """
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
@@ -167,21 +173,34 @@ def resume_run(out, verbose: bool = True, lr: float | None = None) -> Run | None
         if main:
             remove_stale_temps(work, RUN_FILES)
         data_record = dict(saved["data"])
+        if data_path is not None:
+            data_record["path"] = str(Path(data_path).resolve())
         spec = {k: v for k, v in data_record.items() if k != "path"}
         data = load_dataset(data_record["path"], **spec)
+        fingerprint = data.fingerprint()
+        if saved.get(FINGERPRINT, fingerprint) != fingerprint:  # a run of an older medcne has none
+            raise MedcneError(
+                f"--resume {out}: {data_record['path']} does not hold the images the run began with (their pixels, "
+                "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
+                f"start a new run with `medcne fit DATA --out NEW`")
         est = TSimCNE(**saved["estimator"])
+        record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint}
+        changes = list(saved.get("lr_changes", []))
         if lr is not None:
+            changes.append({"lr": float(lr), "was": saved.get("resolved", {}).get("lr")})
             est.set_params(lr=float(lr))
+        if changes:
+            record["lr_changes"] = changes
         with staging.writing(out, resume=True, keep=_resumable) as work:
             finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
-                              quick=saved.get("quick", False), new_lr=lr is not None)
+                              record=record, new_lr=lr is not None)
         return read_run(out) if finished else None
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
-           quick: bool = False, new_lr: bool = False) -> bool:
+           record: dict, new_lr: bool = False) -> bool:
     """Train (checkpoints in ``work``) and write the run into ``work``; :func:`staging.writing` moves it
-    into ``out``.
+    into ``out``. ``record``: what params.json says beside the estimator (quick, the data's fingerprint).
 
     With several processes only rank 0 writes (history, checkpoints, the run)
     and returns True; the others return False.
@@ -196,7 +215,7 @@ def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, ver
         if not main:
             return False
         est.set_params(checkpoint=None)  # the model file should not name this run's checkpoint
-        write_tsimcne_run(work, est, data, data_record, quick=quick)
+        write_tsimcne_run(work, est, data, data_record, **record)
     except BaseException as exc:
         if main:
             _stopped(work, out, exc, verbose)

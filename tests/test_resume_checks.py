@@ -1,0 +1,87 @@
+"""`fit --resume` continues a run as it was made: on its own data (checked by a fingerprint), with its
+own settings (other options refused), and a changed learning rate is recorded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from medcne.cli import main
+from medcne.datasets import load_dataset
+from medcne.runs import read_run
+from safetyhelpers import TINY, error_lines, make_data, snapshot, stop_at_first_epoch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def stopped(tmp_path, monkeypatch):
+    """A run interrupted after its first epoch's checkpoint, and its data."""
+    data = make_data(tmp_path / "data" / "data.npz")
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_at_first_epoch(m)
+        assert main(["fit", str(data), "--out", str(out), *TINY]) != 0
+    assert (out / "checkpoint.pt").exists()
+    return out, data
+
+
+@pytest.mark.parametrize("option", [["--width", "8"], ["--epochs", "2,1,1"], ["--overwrite"], ["--seed", "3"],
+                                    ["--subset", "20"], ["--budget", "1m"]])
+def test_options_that_would_change_the_run_are_refused(stopped, capsys, option):
+    out, _ = stopped
+    before = snapshot(out)
+    assert main(["fit", "--resume", str(out), *option]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and option[0] in lines[0] and "only --lr" in lines[0]
+    assert snapshot(out) == before
+
+
+def test_other_data_of_the_same_size_are_refused(stopped, capsys):
+    out, data = stopped
+    with np.load(data) as z:
+        arrays = dict(z)
+    arrays["images"] = np.ascontiguousarray(arrays["images"][::-1])  # the same images, other order
+    np.savez(data, **arrays)
+    before = snapshot(out)
+    assert main(["fit", "--resume", str(out)]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(data) in lines[0] and "does not hold the images the run began with" in lines[0]
+    assert snapshot(out) == before
+
+
+def test_moved_data_are_given_on_the_command_line_and_recorded(stopped, tmp_path):
+    out, data = stopped
+    moved = tmp_path / "elsewhere" / "data.npz"
+    moved.parent.mkdir()
+    shutil.move(data, moved)
+    assert main(["fit", "--resume", str(out), str(moved)]) == 0
+    run = read_run(out)
+    assert run.params["data"]["path"] == str(moved.resolve())
+    assert run.params["data_fingerprint"] == load_dataset(moved, size=16).fingerprint()
+
+
+def test_a_changed_learning_rate_is_recorded_beside_the_one_it_replaced(stopped):
+    out, _ = stopped
+    assert main(["fit", "--resume", str(out), "--lr", "0.01"]) == 0
+    params = json.loads((out / "params.json").read_text())
+    assert params["lr_changes"] == [{"lr": 0.01, "was": pytest.approx(0.12)}]
+
+
+def test_the_fingerprint_follows_pixels_ids_and_labels():
+    from medcne.datasets import ImageSet
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (200, 8, 8, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 200)
+    base = ImageSet(images, labels).fingerprint()
+    assert ImageSet(images.copy(), labels.copy()).fingerprint() == base
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1  # the first image is always among those read
+    assert ImageSet(changed, labels).fingerprint() != base
+    assert ImageSet(images, (labels + 1) % 3).fingerprint() != base
+    assert ImageSet(images, labels, ids=[f"x{i}" for i in range(200)]).fingerprint() != base
+    assert ImageSet(images[:199], labels[:199]).fingerprint() != base
