@@ -25,3 +25,22 @@ def test_the_weights_check_counts_each_process(monkeypatch):
     limits.check_weights(64)
     with pytest.raises(MedcneError, match="a copy in each of 2 processes"):
         limits.check_weights(64, processes=2)
+
+
+def test_the_training_check_names_parameters_in_python_and_options_on_the_command_line(monkeypatch, tmp_path,
+                                                                                        capsys):
+    import numpy as np
+
+    from medcne import TSimCNE
+
+    need = limits.training_bytes(16, 64, 28, "resnet18", 1, 0)
+    monkeypatch.setattr(limits, "available_bytes", lambda: need // 2)
+    X = np.zeros((64, 28, 28, 3), dtype=np.uint8)
+    with pytest.raises(MedcneError) as err:
+        TSimCNE(width=16, batch_size=64, device="cpu").validate(X)
+    assert "`width` 16, `batch_size` 64" in str(err.value) and "--" not in str(err.value)
+    out = tmp_path / "run"
+    assert main(["fit", str(SAMPLE_PATH), "--width", "16", "--batch-size", "64", "--size", "28", "--epochs", "1,0,0",
+                 "--device", "cpu", "--out", str(out)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "--width 16, --batch-size 64" in line and "lower --width or --batch-size" in line and not out.exists()

@@ -94,8 +94,9 @@ def check_training(width, batch: int, side: int, *, backbone: str = "resnet18", 
     need = training_bytes(width, batch, side, backbone, processes, data_bytes if device_free is None else 0)
     available = device_free if device_free is not None else available_bytes()
     where = "the GPU" if device_free is not None else f"{processes} process(es) on this machine"
-    _refuse_memory(need, available, f"training at --width {width}, --batch-size {batch} on {side} px images "
-                   f"({where})", "lower --width or --batch-size (or --nproc)")
+    # Named as parameters (`width`): the command line shows them as its options.
+    _refuse_memory(need, available, f"training at `width` {width}, `batch_size` {batch} on {side} px images "
+                   f"({where})", "lower `width` or `batch_size` (or run fewer processes)")
 
 
 def check_args(args) -> None:

@@ -98,7 +98,7 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
         if sum(s.epochs for s in est.stages_) == 0:
             raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
-                              "give at least one epoch, e.g. --epochs 12,1,6")
+                              "give at least one epoch, e.g. `epochs` 12,1,6")
         if verbose and est.batch_size_ < est.batch_size:
             print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
         _note_labels(data, verbose)
