@@ -121,16 +121,70 @@ def test_env_mirror_default_cache_and_size_suffix(server, payload, tmp_path, mon
     assert path.read_bytes() == payload
 
 
-def test_reuses_cached_file_and_replaces_a_corrupt_one(server, payload, tmp_path):
+def test_reuses_cached_file(server, payload, tmp_path):
     cache = tmp_path / "cache"
     first = fetch_medmnist("bloodmnist", root=cache, url=server.url)
     second = fetch_medmnist("bloodmnist", root=cache, url=server.url)
     assert first == second
     assert len(server.requests) == 1
-    first.write_bytes(payload[:100])  # e.g. truncated by a crashed copy
-    fetch_medmnist("bloodmnist", root=cache, url=server.url)
-    assert len(server.requests) == 2
     assert first.read_bytes() == payload
+
+
+def test_a_file_that_is_not_the_official_one_is_refused_and_left_alone(server, payload, tmp_path):
+    # The user's own data (or an edited, truncated copy) under the official name, in their data folder.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    mine = folder / "bloodmnist.npz"
+    mine.write_bytes(payload[:100])
+    with pytest.raises(MedcneError) as info:
+        fetch_medmnist("bloodmnist", root=folder, url=server.url)
+    message = str(info.value)
+    assert not isinstance(info.value, FetchError)
+    assert str(mine) in message and "not the official bloodmnist.npz" in message
+    assert "MD5 differs" in message and "move or rename it" in message and "`root`" in message
+    assert "\n" not in message
+    assert mine.read_bytes() == payload[:100]
+    assert [p.name for p in folder.iterdir()] == ["bloodmnist.npz"]  # no temp file either
+    assert server.requests == []
+
+
+def test_a_folder_under_the_files_name_is_refused(server, tmp_path):
+    (tmp_path / "bloodmnist.npz").mkdir()
+    with pytest.raises(MedcneError, match="it is not a file"):
+        fetch_medmnist("bloodmnist", root=tmp_path, url=server.url)
+    assert server.requests == []
+
+
+def test_cli_refuses_a_file_that_is_not_the_official_one(server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(fetch_module.MIRROR_ENV, server.url)
+    mine = tmp_path / "bloodmnist.npz"
+    mine.write_bytes(b"my curated data")
+    assert main(["fetch", "bloodmnist", "--root", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medcne fetch: error:")
+    assert str(mine) in lines[0] and "another --root" in lines[0]
+    assert mine.read_bytes() == b"my curated data"
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, float("nan"), float("inf"), 1e12, True, "60"])
+def test_timeout_must_be_positive_seconds(timeout, server, tmp_path):
+    with pytest.raises(MedcneError, match="^`timeout` must be a positive number of seconds"):
+        fetch_medmnist("bloodmnist", root=tmp_path / "cache", url=server.url, timeout=timeout)
+    assert server.requests == []
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "inf", "1e12"])
+def test_cli_timeout_must_be_positive_seconds(value, server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(fetch_module.MIRROR_ENV, server.url)
+    assert main(["fetch", "bloodmnist", "--root", str(tmp_path / "c"), "--timeout", value]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("medcne fetch: error: --timeout must be a positive number of seconds")
+    assert server.requests == []
 
 
 def test_wrong_md5_keeps_nothing(server, payload, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..datasets import fetch_medmnist
+from ..datasets.fetch import MAX_TIMEOUT
 from ..datasets.medmnist_info import MD5, SIZES
 
 
@@ -15,8 +16,10 @@ def add_parser(sub) -> None:
     p.add_argument("name", help=f"dataset, one of: {', '.join(MD5)}")
     p.add_argument("--size", type=int, default=28,
                    help=f"image size in pixels, one of {', '.join(map(str, SIZES))} (default: 28)")
-    p.add_argument("--root", help="cache folder (default: $MEDCNE_CACHE or ~/.cache/medcne)")
-    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for the server (default: 60)")
+    p.add_argument("--root", help="cache folder (default: $MEDCNE_CACHE or ~/.cache/medcne); a file of the "
+                   "dataset's name there that is not the official one is refused, never replaced")
+    p.add_argument("--timeout", type=float, default=60,
+                   help=f"seconds to wait for the server, at most {MAX_TIMEOUT} (default: 60)")
     p.set_defaults(func=run)
 
 

@@ -5,12 +5,18 @@ streamed to a temporary file in the same folder and renamed, so an interrupted
 or corrupted download never looks like a finished one. A body longer than the
 file can be (its arrays uncompressed, see ``medmnist_info.max_file_bytes``) is
 cut off there, not streamed to the end before the MD5 rejects it.
+
+A file already under the final name is reused when its MD5 matches; any other
+file there is not one of ours (ours only ever appear whole and checked), so it
+is refused and left as it is: medcne never replaces what it did not write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import math
+import numbers
 import os
 import sys
 import urllib.error
@@ -28,6 +34,8 @@ MIRROR_ENV = "MEDCNE_MEDMNIST_URL"
 _CHUNK = 1 << 20
 # Below this a progress bar is only noise (the tests' files, the small 28-pixel sets).
 _BAR_MIN_BYTES = 8 << 20
+# A day: far longer timeouts overflow the socket's clock (OverflowError) or never end in practice.
+MAX_TIMEOUT = 86_400
 
 
 def default_cache() -> Path:
@@ -43,6 +51,15 @@ def md5_of(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_timeout(timeout) -> None:
+    """Raise :class:`MedcneError` unless ``timeout`` is a positive number of seconds (at most a day)."""
+    if not (isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
+            and math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise MedcneError(
+            f"`timeout` must be a positive number of seconds, at most {MAX_TIMEOUT:,} (a day), e.g. 60; got {timeout!r}"
+        )
 
 
 def _expected_md5(name: str, size: int) -> str:
@@ -81,7 +98,7 @@ def fetch_medmnist(
         Base URL to download from instead of Zenodo (a mirror); default
         ``$MEDCNE_MEDMNIST_URL`` if set. The file name is appended to it.
     timeout : float
-        Seconds to wait for the server before giving up.
+        Seconds to wait for the server before giving up: positive, at most a day.
 
     Returns
     -------
@@ -92,18 +109,27 @@ def fetch_medmnist(
     Raises
     ------
     MedcneError
-        Unknown ``name`` or ``size``.
+        Unknown ``name`` or ``size``, a bad ``timeout``, or a file under the
+        file's name in ``root`` that is not the official one (it is left as it is).
     FetchError
         No network, the server failed, or the MD5 of the download is wrong.
     """
     name = str(name).lower()
     expected = _expected_md5(name, size)
+    check_timeout(timeout)
     folder = Path(root).expanduser() if root is not None else default_cache()
     target = folder / medmnist_info.file_name(name, size)
-    # A matching file is reused; a mismatching one (truncated by some other tool,
-    # an older release) is replaced below, atomically.
-    if target.is_file() and md5_of(target) == expected:
-        return target
+    # A matching file is reused. Anything else under that name (the user's own data,
+    # an edited copy, an older release, a folder or a link) was not written by us:
+    # our downloads appear only whole and checked. It is refused, never replaced.
+    if os.path.lexists(target):
+        if target.is_file() and md5_of(target) == expected:
+            return target
+        what = "its MD5 differs from the published one" if target.is_file() else "it is not a file"
+        raise MedcneError(
+            f"{target} exists but is not the official {target.name} ({what}), so medcne leaves it alone; "
+            "move or rename it, or pass another `root`"
+        )
 
     base = url or os.environ.get(MIRROR_ENV) or medmnist_info.ZENODO_BASE
     source = medmnist_info.official_url(name, size, base)
