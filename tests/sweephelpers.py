@@ -28,3 +28,39 @@ preset = "simclr"
 method = "tsimcne"
 preset = "rotate"
 """
+
+
+def fake_run(folder, knn: float, sil: float, seed: int) -> dict:
+    """A finished run folder (params, embedding, metrics) without training; returns its metrics."""
+    import numpy as np
+
+    from medcne.io import write_json
+    from medcne.runs import write_embedding
+
+    rng = np.random.default_rng(seed)
+    write_json(folder / "params.json", {"method": "fake"})
+    write_embedding(folder, rng.normal(size=(48, 2)), [str(i) for i in range(48)], rng.integers(0, 3, 48),
+                    ["a", "b", "c"])
+    metrics = {"knn_accuracy": knn, "silhouette": sil, "n_points": 48, "seconds": 60.0}
+    write_json(folder / "metrics.json", metrics)
+    return metrics
+
+
+def fake_cells(monkeypatch, fail=()) -> list[str]:
+    """Make the sweep's cells fake finished runs (no training); cells named in ``fail`` raise.
+    Returns the names of the cells run, in order."""
+    from types import SimpleNamespace
+
+    import medcne.sweep.run as sweep_run
+
+    ran = []
+
+    def run_cell(cell, folder, verbose=True):
+        ran.append(cell.name)
+        if cell.name in fail:
+            raise RuntimeError("planned failure")
+        folder.mkdir(parents=True, exist_ok=True)
+        return SimpleNamespace(metrics=fake_run(folder, 60.0 + cell.seed, 0.1, cell.seed))
+
+    monkeypatch.setattr(sweep_run, "run_cell", run_cell)
+    return ran

@@ -5,27 +5,18 @@ from __future__ import annotations
 import csv
 import statistics
 
-import numpy as np
 import pytest
 
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH
 from medcne.io import write_json
-from medcne.runs import write_embedding
 from medcne.sweep import cells, prepare_sweep, shorthand, write_report
 from medcne.sweep.report import answers, collect
 from medcne.sweep.run import CellProgress
+from sweephelpers import fake_run
 
 KNN = {"simclr": [60.0, 62.0, 64.0], "rotate": [70.0, 71.0, 75.0], "tsne-pixels": [65.0, 65.0, 66.0]}
 SIL = {"simclr": [0.05, 0.06, 0.07], "rotate": [0.15, 0.17, 0.20], "tsne-pixels": [0.02, 0.02, 0.03]}
-
-
-def fake_run(folder, knn: float, sil: float, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    write_json(folder / "params.json", {"method": "fake"})
-    write_embedding(folder, rng.normal(size=(48, 2)), [str(i) for i in range(48)], rng.integers(0, 3, 48),
-                    ["a", "b", "c"])
-    write_json(folder / "metrics.json", {"knn_accuracy": knn, "silhouette": sil, "n_points": 48, "seconds": 60.0})
 
 
 @pytest.fixture

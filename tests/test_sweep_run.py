@@ -17,7 +17,8 @@ import pytest
 
 import medcne.sweep.run as sweep_run
 from medcne.cli import main
-from sweephelpers import TINY_SWEEP
+from medcne.datasets import SAMPLE_PATH
+from sweephelpers import TINY_SWEEP, fake_cells
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CONFIG = TINY_SWEEP
@@ -155,3 +156,93 @@ def test_a_non_empty_folder_that_is_no_sweep_is_refused(tmp_path, capsys):
     assert main(["sweep", str(config), "--out", str(tmp_path / "mine")]) == 2
     assert "holds no sweep.json" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def shorthand_args(out, presets="simclr,rotate", seeds="2", epochs="1,1,1") -> list[str]:
+    """`medcne sweep` of the shorthand on 48 sample images (with fake_cells, nothing trains)."""
+    return ["sweep", str(SAMPLE_PATH), "--subset", "48", "--presets", presets, "--seeds", seeds, "--epochs", epochs,
+            "--width", "4", "--batch-size", "16", "--device", "cpu", "--quiet", "--out", str(out)]
+
+
+def read_status(out) -> dict[str, dict]:
+    with open(out / "cells.csv") as fh:
+        return {r["cell"]: r for r in csv.DictReader(fh)}
+
+
+# Holds the lock of the sweep folder argv[1] until its stdin closes.
+HOLDER = "import sys; from medcne.runs.outputs import lock; held = lock(sys.argv[1]); held.__enter__(); " \
+         "print('held', flush=True); sys.stdin.read()"
+
+
+def test_a_second_sweep_into_a_busy_folder_stops_at_once_naming_the_holder(tmp_path, monkeypatch, capsys):
+    ran = fake_cells(monkeypatch)
+    out = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(shorthand_args(out)) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"medcne sweep: error: {out}: another medcne command (pid {holder.pid}) is writing it; "
+                       "wait for it to end, or choose another output"]
+        assert ran == [] and not out.exists()  # nothing run, nothing written
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert main(shorthand_args(out)) == 0 and len(ran) == 4  # the holder gone: the sweep runs
+    assert not (tmp_path / ".sweep.medcne-lock").exists()
+
+
+def test_list_gives_the_verdict_of_the_sweep_on_cells_made_with_other_settings(tmp_path, monkeypatch, capsys):
+    fake_cells(monkeypatch)
+    out = tmp_path / "sweep"
+    assert main(shorthand_args(out)) == 0
+    capsys.readouterr()
+    assert main([*shorthand_args(out), "--list"]) == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.splitlines()] == ["finished"] * 4
+    assert main([*shorthand_args(out, epochs="2,1,1"), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and "finished" not in "\n".join(lines)
+    assert all("made with other settings (options.epochs: [1, 1, 1] then, [2, 1, 1] now)" in line
+               for line in lines[:4])
+    assert main(shorthand_args(out, epochs="2,1,1")) == 2
+    assert "was made with other settings (options.epochs" in capsys.readouterr().err
+
+
+def test_a_narrower_rerun_keeps_every_cell_in_cells_csv(tmp_path, monkeypatch, capsys):
+    fake_cells(monkeypatch, fail={"bloodmnist_sample/rotate/seed1"})
+    out = tmp_path / "sweep"
+    assert main(shorthand_args(out)) == 1
+    assert main(shorthand_args(out, presets="simclr", seeds="1")) == 0  # a failure outside its grid is not its own
+    rows = read_status(out)
+    assert {cell: r["status"] for cell, r in rows.items()} == {
+        "bloodmnist_sample/simclr/seed0": "finished", "bloodmnist_sample/rotate/seed0": "finished",
+        "bloodmnist_sample/simclr/seed1": "finished", "bloodmnist_sample/rotate/seed1": "failed"}
+    assert rows["bloodmnist_sample/rotate/seed1"]["message"] == "RuntimeError: planned failure"
+    assert rows["bloodmnist_sample/simclr/seed1"]["knn_accuracy"] == "61"
+    with open(out / "report.csv") as fh:
+        report = {r["method"]: r["n_seeds"] for r in csv.DictReader(fh)}
+    assert report == {"simclr": "2", "rotate": "1"}  # the same cells as cells.csv's finished ones
+
+
+def test_the_sweep_holds_its_folder_lock_from_its_first_look_to_its_report(tmp_path, monkeypatch):
+    import medcne.sweep as sweep
+
+    fake_cells(monkeypatch)
+    out = tmp_path / "sweep"
+    held = []
+
+    def check(real):
+        def wrapper(*args, **kwargs):
+            path = tmp_path / ".sweep.medcne-lock"
+            held.append(path.exists() and path.read_text().split() == [str(os.getpid())])
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(sweep, "cells", check(sweep.cells))  # before the sweep looks at its folder
+    monkeypatch.setattr(sweep, "run_cells", check(sweep.run_cells))  # between preparing and running
+    monkeypatch.setattr(sweep, "write_report", check(sweep.write_report))
+    assert main(shorthand_args(out, presets="simclr", seeds="1")) == 0
+    assert held == [True, True, True]
+    assert not (tmp_path / ".sweep.medcne-lock").exists()

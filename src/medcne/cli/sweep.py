@@ -9,6 +9,7 @@ Rerunning the same command skips finished cells and resumes interrupted ones;
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -123,18 +124,26 @@ def _select(config, args):
 
 
 def run(args) -> int:
-    from ..sweep import write_report
+    if args.report:  # --report and --list only read (every file of DIR is written atomically): no lock
+        from ..sweep import write_report
 
-    if args.report:
         return _print_report(write_report(args.report))
     if not args.config:
         raise MedcneError(f"give a config (a .toml file, {', '.join(SHIPPED)}) or a dataset, with --out DIR; "
                           "or --report DIR")
-    config = build_config(args)
     if args.list:
-        return _list(config, args)
+        return _list(build_config(args), args)
     if not args.out:
         raise MedcneError("give --out DIR: the sweep folder (or --list to see the cells)")
+    from ..runs.outputs import lock
+
+    # The sweep folder's lock (medcne.sweep.run.sweep_lock), held from before the sweep's modules are even
+    # imported to its report: a second sweep into DIR stops at once, naming this process.
+    with lock(Path(os.path.abspath(args.out))):
+        return _sweep(build_config(args), args)
+
+
+def _sweep(config, args) -> int:
     from ..sweep import run_sweep
 
     result = run_sweep(config, args.out, overrides(args), verbose=not args.quiet)
@@ -148,20 +157,27 @@ def run(args) -> int:
 
 
 def _list(config, args) -> int:
-    from ..sweep import cells, is_finished
+    """Print each cell with what a sweep into --out would do with it (the verdict of the sweep itself)."""
+    from ..sweep import cells
+    from ..sweep.run import FINISHED, NO_DATA, OTHER, cell_status, read_sweep
 
     out = Path(args.out) if args.out else None
+    specs = (read_sweep(out) or {}).get("cells", {}) if out is not None and out.is_dir() else {}
     plan = cells(config, overrides(args))
+    refused = False
     for cell in plan:
-        if cell.data_path is None:
-            status = "no data"
-        elif out is not None and is_finished(cell.folder(out)):
-            status = "finished"
+        if out is None:
+            status, message = (NO_DATA, "") if cell.data_path is None else ("to run", "")
         else:
-            status = "to run"
-        print(f"{cell.name:50s} {status}")
+            status, message = cell_status(cell, out, specs)
+        refused |= status == OTHER
+        shown = {FINISHED: "finished", NO_DATA: "no data", OTHER: f"made with other settings ({message})"}
+        print(f"{cell.name:50s} {shown.get(status, 'to run')}")
     for line in dict.fromkeys(c.missing for c in plan if c.missing):
         print(line)
+    if refused:
+        print("a sweep refuses cells made with other settings: rename the method in the config, or give another "
+              "--out")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from .config import SweepConfig, load_config, parse_config, shipped, shorthand, with_data
 from .grid import Cell, cells
 from .report import write_report
-from .run import FAILED, NO_DATA, SweepState, is_finished, prepare_sweep, run_cells
+from .run import FAILED, NO_DATA, SweepState, is_finished, prepare_sweep, run_cells, sweep_lock
 
 __all__ = [
     "Cell", "SweepConfig", "SweepState", "cells", "is_finished", "load_config", "parse_config", "prepare_sweep",
@@ -47,7 +47,8 @@ def run_sweep(config: SweepConfig, out, overrides: dict | None = None, verbose: 
         (paths and answer lines), ``failed`` and ``no_data`` (counts).
     """
     plan = cells(config, overrides)
-    state = prepare_sweep(config, Path(out), plan)
-    run_cells(state, verbose=verbose, echo=echo)
-    report = write_report(out)
+    with sweep_lock(out):  # one sweep writes a folder at a time, from its first look to its report
+        state = prepare_sweep(config, Path(out), plan)
+        run_cells(state, verbose=verbose, echo=echo)
+        report = write_report(out)
     return {"state": state, "report": report, "failed": state.count(FAILED), "no_data": state.count(NO_DATA)}

@@ -7,7 +7,10 @@ Python exception fails one cell and the sweep goes on; a crash of the process
 every finished folder and resumes an interrupted t-SimCNE cell from its
 checkpoint. The sweep folder holds ``sweep.json`` (the spec of every cell, to
 refuse mixing results made differently), ``cells.csv`` (the status of every
-cell, rewritten after each) and ``failures.log`` (tracebacks).
+cell it knows, also those of earlier, wider grids; rewritten after each) and
+``failures.log`` (tracebacks). One sweep writes a folder at a time
+(:func:`sweep_lock`); reading it (the report, ``--list``) needs no lock, as
+every file is written atomically.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MedcneError
-from ..io import csv_cell, write_json, write_text
+from ..io import csv_cell, csv_value, write_json, write_text
 from ..runs import fit_run, make_baseline, read_run, resume_run
 from ..runs.folder import CHECKPOINT, EMBEDDING, METRICS, PARAMS, read_json
+from ..runs.outputs import lock
 from .config import TSIMCNE, SweepConfig
 from .grid import Cell
 
@@ -31,8 +38,17 @@ SWEEP = "sweep.json"
 STATUS = "cells.csv"
 FAILURES = "failures.log"
 STATUS_COLUMNS = ("cell", "dataset", "method", "seed", "status", "seconds", "knn_accuracy", "silhouette", "message")
-# finished: there before this run; done: made now.
+# finished: there before this run; done: made now; other settings: finished, but not as now asked (refused).
 FINISHED, DONE, FAILED, NO_DATA, PENDING = "finished", "done", "failed", "no data", "pending"
+OTHER = "other settings"
+
+
+@contextmanager
+def sweep_lock(out) -> Iterator[None]:
+    """Hold the lock of the sweep folder ``out`` (:func:`medcne.runs.outputs.lock`, the file
+    ``.NAME.medcne-lock`` beside it): a second sweep into it stops at once, naming this process."""
+    with lock(Path(os.path.abspath(out))):
+        yield
 
 
 def is_finished(folder) -> bool:
@@ -47,34 +63,69 @@ def is_finished(folder) -> bool:
     return True
 
 
+def cell_status(cell: Cell, out: Path, specs: dict) -> tuple[str, str]:
+    """What a sweep into ``out`` does with ``cell``, and why: (status, message).
+
+    FINISHED (skipped); OTHER (finished, but its spec in ``specs``, those
+    ``sweep.json`` stored, differs from the one now asked for: refused; the
+    message names the first difference); NO_DATA; PENDING (to run).
+    """
+    if is_finished(cell.folder(out)):
+        old = specs.get(cell.name)
+        if old is not None and old != cell.spec():
+            return OTHER, _first_difference(old, cell.spec())
+        return FINISHED, ""
+    if cell.data_path is None:
+        return NO_DATA, cell.missing or ""
+    return PENDING, ""
+
+
+def read_sweep(out) -> dict | None:
+    """The sweep folder's ``sweep.json``, or None when there is none."""
+    path = Path(out) / SWEEP
+    return read_json(path) if path.exists() else None
+
+
 @dataclass
 class SweepState:
-    """What happened to each cell, for ``cells.csv`` and the summary."""
+    """What happened to each cell, for ``cells.csv`` and the summary.
+
+    ``cells`` are the cells of this run; ``order`` names every cell the sweep
+    folder knows (``sweep.json``), whose rows ``cells.csv`` lists.
+    """
 
     out: Path
     cells: list[Cell]
     rows: dict[str, dict] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
 
-    def set(self, cell: Cell, status: str, seconds: float | None = None, metrics: dict | None = None,
+    def set(self, cell: Cell | str, status: str, seconds: float | None = None, metrics: dict | None = None,
             message: str = "") -> None:
+        name = cell if isinstance(cell, str) else cell.name
+        dataset, method, seed = name.rsplit("/", 2)
         metrics = metrics or {}
-        self.rows[cell.name] = {
-            "cell": cell.name, "dataset": cell.dataset, "method": cell.method, "seed": cell.seed, "status": status,
+        self.rows[name] = {
+            "cell": name, "dataset": dataset, "method": method, "seed": seed.removeprefix("seed"), "status": status,
             "seconds": "" if seconds is None else f"{seconds:.1f}",
             "knn_accuracy": _fmt(metrics.get("knn_accuracy")), "silhouette": _fmt(metrics.get("silhouette")),
             "message": message,
         }
 
+    def set_finished(self, name: str) -> None:
+        metrics = read_json(self.out / name / METRICS)  # its seconds: the run's own, as the report's
+        self.set(name, FINISHED, metrics.get("seconds"), metrics=metrics)
+
     def count(self, *statuses: str) -> int:
-        return sum(1 for r in self.rows.values() if r["status"] in statuses)
+        """How many cells of this run have one of ``statuses``."""
+        return sum(1 for c in self.cells if self.rows[c.name]["status"] in statuses)
 
     def write(self) -> Path:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=STATUS_COLUMNS)
         writer.writeheader()
         # Messages and names may start like a formula: escaped for spreadsheets (medcne.io.csv_cell).
-        writer.writerows({k: csv_cell(v) for k, v in self.rows[c.name].items()}
-                         for c in self.cells if c.name in self.rows)
+        names = dict.fromkeys([*self.order, *(c.name for c in self.cells)])
+        writer.writerows({k: csv_cell(v) for k, v in self.rows[n].items()} for n in names if n in self.rows)
         return write_text(self.out / STATUS, buf.getvalue())
 
 
@@ -86,44 +137,68 @@ def prepare_sweep(config: SweepConfig, out, cells: list[Cell]) -> SweepState:
     with others made differently).
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise MedcneError(f"--out {out} is a file; give a folder")
-    stored = read_json(out / SWEEP) if (out / SWEEP).exists() else None
-    if stored is None and out.is_dir() and any(out.iterdir()):
-        raise MedcneError(f"--out {out} exists, is not empty and holds no {SWEEP}; choose a new or empty folder")
-    specs = dict((stored or {}).get("cells", {}))
-    for cell in cells:
-        old = specs.get(cell.name)
-        if old is not None and old != cell.spec() and is_finished(cell.folder(out)):
-            key = _first_difference(old, cell.spec())
-            raise MedcneError(
-                f"{cell.folder(out)} was made with other settings ({key}); rename the method in the config, "
-                "or give another --out"
-            )
-        specs[cell.name] = cell.spec()
-    order = list(dict.fromkeys([*(stored or {}).get("order", []), *(c.name for c in cells)]))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / SWEEP, {
-        "config": config.source, "description": config.description, "reference": config.reference,
-        "datasets": list(dict.fromkeys([*(stored or {}).get("datasets", []), *config.datasets])),
-        "methods": list(dict.fromkeys([*(stored or {}).get("methods", []), *config.methods])),
-        "order": order, "cells": specs,
-    })
-    state = SweepState(out, cells)
-    for cell in cells:
-        if is_finished(cell.folder(out)):
-            metrics = read_json(cell.folder(out) / METRICS)  # its seconds: the run's own, as the report's
-            state.set(cell, FINISHED, metrics.get("seconds"), metrics=metrics)
-        elif cell.data_path is None:
-            state.set(cell, NO_DATA, message=cell.missing or "")
-        else:
-            state.set(cell, PENDING)
-    state.write()
+    with sweep_lock(out):
+        if out.exists() and not out.is_dir():
+            raise MedcneError(f"--out {out} is a file; give a folder")
+        stored = read_sweep(out)
+        if stored is None and out.is_dir() and any(out.iterdir()):
+            raise MedcneError(f"--out {out} exists, is not empty and holds no {SWEEP}; choose a new or empty folder")
+        stored = stored or {}
+        specs = dict(stored.get("cells", {}))
+        verdicts = {cell.name: cell_status(cell, out, specs) for cell in cells}
+        for cell in cells:
+            status, message = verdicts[cell.name]
+            if status == OTHER:
+                raise MedcneError(f"{cell.folder(out)} was made with other settings ({message}); rename the method "
+                                  "in the config, or give another --out")
+            specs[cell.name] = cell.spec()
+        order = list(dict.fromkeys([*stored.get("order", []), *(c.name for c in cells)]))
+        earlier = _read_status(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / SWEEP, {
+            "config": config.source, "description": config.description, "reference": config.reference,
+            "datasets": list(dict.fromkeys([*stored.get("datasets", []), *config.datasets])),
+            "methods": list(dict.fromkeys([*stored.get("methods", []), *config.methods])),
+            "order": order, "cells": specs,
+        })
+        state = SweepState(out, cells, order=order)
+        for name in order:
+            status, message = verdicts.get(name) or _outside_status(out, name, earlier.get(name))
+            if status == FINISHED:
+                state.set_finished(name)
+            else:
+                state.set(name, status, message=message)
+        state.write()
     return state
+
+
+def _outside_status(out: Path, name: str, earlier: dict | None) -> tuple[str, str]:
+    """The status of a cell of an earlier grid that this run does not ask for: finished, else as
+    ``cells.csv`` last said (failed, no data...), else pending."""
+    if is_finished(out / name):
+        return FINISHED, ""
+    if earlier and earlier.get("status") not in (None, FINISHED, DONE):
+        return earlier["status"], earlier.get("message") or ""
+    return PENDING, ""
+
+
+def _read_status(out: Path) -> dict[str, dict]:
+    """The rows of ``cells.csv`` by cell (none when there is no readable one)."""
+    try:
+        with open(out / STATUS, encoding="utf-8", newline="") as fh:
+            return {csv_value(r["cell"]): {k: csv_value(v or "") for k, v in r.items() if k}
+                    for r in csv.DictReader(fh) if r.get("cell")}
+    except (OSError, ValueError, csv.Error):
+        return {}
 
 
 def run_cells(state: SweepState, verbose: bool = True, echo=print) -> SweepState:
     """Run every pending cell, recording each result; a failed cell does not stop the others."""
+    with sweep_lock(state.out):
+        return _run_cells(state, verbose, echo)
+
+
+def _run_cells(state: SweepState, verbose: bool, echo) -> SweepState:
     todo = [c for c in state.cells if state.rows[c.name]["status"] == PENDING]
     for line in dict.fromkeys(c.missing for c in state.cells if state.rows[c.name]["status"] == NO_DATA):
         echo(line)
