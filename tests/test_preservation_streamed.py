@@ -99,18 +99,30 @@ def test_scoring_more_images_than_fit_is_refused_with_the_option(tmp_path, monke
     assert any("score fewer images (`n_queries`)" in n for n in metrics["notes"]), metrics["notes"]
 
 
-def test_the_memory_check_counts_the_centred_copy_of_the_scored_pixels(monkeypatch):
-    # The search holds the scored pixels twice (float32 rows and their centred copy): 2 x 30 x 300 x 4 bytes.
+def test_the_memory_check_counts_what_the_search_holds_at_its_peak(monkeypatch):
+    # The estimate the check uses must cover what the search really holds (numpy's allocations, as
+    # tracemalloc sees them), without asking for much more.
+    import tracemalloc
+
+    from medcne.curate.neighbours import blocks_search_bytes
     from medcne.datasets import memory
     from medcne.datasets.imageset import ImageSet
 
-    images, _ = _images(30)
-    data = ImageSet(images=images, labels=None, class_names=None, ids=np.array([str(i) for i in range(30)]),
-                    source="x")
-    Z = np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)
-    once = 30 * int(np.prod(images.shape[1:])) * 4
-    monkeypatch.setattr(memory, "available_bytes", lambda: int(1.5 * once / memory.MARGIN))  # once fits, twice not
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (600, 32, 32, 3), dtype=np.uint8)
+    data = ImageSet(images=images, source="x")
+    Z = rng.normal(size=(600, 2)).astype(np.float32)
+    dim, block_mb = 32 * 32 * 3, 1.0
+    rows = int(block_mb * 2**20 // (4 * dim))
+    estimate = blocks_search_bytes(400, dim, 4 * dim * rows)
+    pixel_preservation(data.take(range(50)), Z[:50], k=5)  # imports and first-call caches, outside the count
+    tracemalloc.start()
+    try:
+        pixel_preservation(data, Z, k=5, n_queries=400, block_mb=block_mb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= estimate <= 2 * peak, (peak, estimate)
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(0.9 * estimate / memory.MARGIN))
     with pytest.raises(MedcneError, match="score fewer images"):
-        pixel_preservation(data, Z, k=5, n_queries=None)
-    monkeypatch.setattr(memory, "available_bytes", lambda: int(2.5 * once / memory.MARGIN))
-    assert 0 <= pixel_preservation(data, Z, k=5, n_queries=None) <= 1
+        pixel_preservation(data, Z, k=5, n_queries=400, block_mb=block_mb)

@@ -78,7 +78,7 @@ def as_points(X, name: str = "X") -> np.ndarray:
 
 
 def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: float = MEMORY_MB,
-                       method: str = "auto") -> Neighbours:
+                       method: str = "auto", centre: bool = True) -> Neighbours:
     """``k`` nearest neighbours by Euclidean distance: exact in bounded memory, or approximate for many points.
 
     Parameters
@@ -120,10 +120,11 @@ def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: fl
         raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if method == "approximate" or (method == "auto" and auto_method(len(R), dev) != "exact"):
         return approximate_neighbours(X, k, reference=None if reference is None else R)
-    # Centring changes no distance but shrinks |x|^2, and with it the rounding of the product form.
-    centre = R.mean(axis=0, dtype=np.float64).astype(np.float32)
-    Rt = torch.from_numpy(R - centre).to(dev)
-    Xt = Rt if reference is None else torch.from_numpy(X - centre).to(dev)
+    # Centring changes no distance but shrinks |x|^2, and with it the rounding of the product form
+    # (``centre=False``: the caller centred X and the reference already, on one centre).
+    middle = R.mean(axis=0, dtype=np.float64).astype(np.float32) if centre else np.float32(0)
+    Rt = torch.from_numpy(R - middle if centre else R).to(dev)
+    Xt = Rt if reference is None else torch.from_numpy(X - middle if centre else X).to(dev)
     r2 = (Rt * Rt).sum(1)
     rows = int(max(1, min(len(X), memory_mb * 2**20 // (4 * len(R)))))
     indices = np.empty((len(X), k), dtype=np.int64)
@@ -147,15 +148,20 @@ def nearest_among_blocks(X, blocks, k: int, *, device="cpu") -> Neighbours:
     ``blocks`` yields ``(start, points)``: rows ``start, start + 1, ...`` of the
     reference (e.g. a store read in chunks). Each block is searched exactly
     (:func:`nearest_neighbours`) and its best ``k`` merged with those found
-    before, so memory holds ``X``, one block and (len(X), 2k) candidates,
-    whatever the number of reference points. ``X``'s own rows are not excluded.
+    before, so memory holds ``X`` twice (as given, and centred once for all
+    blocks), one block and (len(X), 2k) candidates, whatever the number of
+    reference points (:func:`blocks_search_bytes`). ``X``'s own rows are not
+    excluded.
     """
     X = as_points(X)
+    middle = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    X = X - middle  # one centred copy for every block (any centre near the data serves the rounding)
     k = int(k)
     indices = np.empty((len(X), 0), dtype=np.int64)
     distances = np.empty((len(X), 0), dtype=np.float32)
     for start, block in blocks:
-        nb = nearest_neighbours(X, min(k, len(block)), reference=block, device=device, method="exact")
+        block = as_points(block, "reference") - middle
+        nb = nearest_neighbours(X, min(k, len(block)), reference=block, device=device, method="exact", centre=False)
         indices = np.concatenate([indices, nb.indices + int(start)], axis=1)
         distances = np.concatenate([distances, nb.distances], axis=1)
         order = np.argsort(distances, axis=1, kind="stable")[:, :k]  # ties: the earlier block first
@@ -163,6 +169,19 @@ def nearest_among_blocks(X, blocks, k: int, *, device="cpu") -> Neighbours:
     if indices.shape[1] < k:
         raise MedcneError(f"k must be at most the {indices.shape[1]} reference points; got {k}")
     return Neighbours(indices, distances)
+
+
+def blocks_search_bytes(n_queries: int, dim: int, block_bytes: int) -> int:
+    """Memory that :func:`nearest_among_blocks` holds at most for ``n_queries`` float32 query
+    points of ``dim`` values, searching reference blocks of ``block_bytes`` (float32) each.
+
+    The queries twice (as given and centred) and a byte a value (the NaN check), the block three
+    times (as read, centred, and their temporaries), and the rows of the exact re-ranking (a
+    gathered float32 row, its float64 copy and the difference); checked against tracemalloc's
+    peak in the tests.
+    """
+    exact_rows = min(n_queries, QUERY_BLOCK, chunk_rows(8 * dim, EXACT_BLOCK_MB << 20))
+    return 9 * n_queries * dim + 3 * block_bytes + 20 * exact_rows * dim
 
 
 def _exact(Q: np.ndarray, R: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

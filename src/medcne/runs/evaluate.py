@@ -220,15 +220,16 @@ def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | Non
     The same score as :func:`medcne.metrics.neighbour_preservation` of the flattened pixels.
     """
     from ..baselines.pca import pixel_rows
-    from ..curate.neighbours import nearest_among_blocks
+    from ..curate.neighbours import blocks_search_bytes, nearest_among_blocks
 
     if len(data) != len(Z):
         raise MedcneError(f"the run has {len(Z)} points but its data {len(data)} images; give the run's own data")
     check_k(k, len(Z))  # before the images are read
     queries, dim = preservation_queries(len(Z), n_queries), int(np.prod(data.image_shape))
-    check_memory(2 * len(queries) * dim * 4, str(data.source), f"neighbourhood preservation of {len(queries):,} "
-                 "images (their pixels as float32, and the search's centred copy)", "score fewer images (`n_queries`)")
     rows = chunk_rows(4 * dim, block_mb * 2**20)  # float32 pixels of block_mb
+    check_memory(blocks_search_bytes(len(queries), dim, 4 * dim * min(rows, len(data))), str(data.source),
+                 f"neighbourhood preservation of {len(queries):,} images (their pixels as float32, the search's "
+                 "centred copy and blocks of the others)", "score fewer images (`n_queries`)")
     blocks = ((start, pixel_rows(images)) for start, images in data.iter_chunks(rows))
     high = nearest_among_blocks(pixel_rows(np.asarray(data.images[queries])), blocks, int(k) + 1).indices
     return preserved_share(without_query(high, queries, int(k)), Z, queries, int(k))
