@@ -84,3 +84,19 @@ def test_the_cli_names_the_failing_commands_own_options_after_running_out_of_mem
     assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "out of memory (memory); ask for less: lower --grid" in err and "--batch-size" not in err
+
+
+def test_torch_running_out_of_cpu_memory_is_out_of_memory_not_a_bug(monkeypatch, capsys, tmp_path):
+    """torch's CPU allocator raises a RuntimeError (a process memory limit, as HPC schedulers set):
+    the line says out of memory and names the command's options (evaluate: --np-queries), exit 2."""
+    import torch
+
+    from medcne.cli import main
+
+    def oom(*args, **kwargs):
+        torch.empty(10**15, dtype=torch.uint8)  # more than any machine: the allocator's own error
+
+    monkeypatch.setattr("medcne.runs.read_run", oom)
+    assert main(["evaluate", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "out of memory (memory); ask for less:" in err and "--np-queries" in err and "bug" not in err, err

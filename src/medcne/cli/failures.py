@@ -22,7 +22,9 @@ from pathlib import Path
 _TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(\.tmp.*)?")
 
 # Options that ask for memory (argparse names), named after running out of it when the command has them.
-MEMORY_OPTIONS = ("subset", "size", "batch_size", "width", "grid")
+MEMORY_OPTIONS = ("subset", "size", "batch_size", "width", "grid", "np_queries")
+# How torch says its CPU allocator found no memory (a RuntimeError, not a MemoryError).
+CPU_ALLOCATOR_FAILED = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory")
 
 _OS_FIXES = {
     errno.ENOSPC: "no space left on the device; free some space (or write elsewhere) and run again",
@@ -72,6 +74,8 @@ def describe(exc: BaseException, where=None, args=None) -> tuple[str, int]:
     kind = type(exc).__name__
     if isinstance(exc, OSError):
         return describe_os_error(exc, where), 2
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in CPU_ALLOCATOR_FAILED):
+        return f"out of memory (memory); {_memory_fix(args)}", 2
     if isinstance(exc, MemoryError) or kind == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
         return f"out of memory ({'the GPU' if kind == 'OutOfMemoryError' else 'memory'}); {_memory_fix(args)}", 2
     if isinstance(exc, UnicodeError):

@@ -31,21 +31,72 @@ def _meminfo_available() -> int | None:
         return None
 
 
-def _cgroup_available() -> int | None:
-    # A container's limit (cgroup v2) can be far below the machine's free memory.
+UNLIMITED_V1 = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def _left(limit_file: Path, used_file: Path) -> int | None:
+    """limit - used of one cgroup's memory files, or None when it has no limit (or no files)."""
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit == "max":
+        limit = limit_file.read_text().strip()
+        if limit == "max" or int(limit) >= UNLIMITED_V1:
             return None
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        return max(int(limit) - used, 0)
+        return max(int(limit) - int(used_file.read_text().strip()), 0)
     except (OSError, ValueError):
         return None
 
 
+def _cgroup_available(root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")) -> int | None:
+    """Memory left under the limits of this process's cgroup and of every cgroup above it.
+
+    A container (``memory.max`` at the root of its cgroup v2 tree), a job or
+    scope nested deeper (``systemd-run -p MemoryMax=``, a batch scheduler's
+    cgroup, found through ``/proc/self/cgroup``), and cgroup v1's
+    ``memory.limit_in_bytes``: each can be far below the machine's free memory.
+    """
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        lines = []
+    found = []
+    for line in lines or ["0::/"]:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # cgroup v2
+            base, limit, used = root, "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):  # cgroup v1
+            base, limit, used = root / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        folder = base / path.strip("/")
+        for level in [folder, *folder.parents]:
+            if level == base.parent:
+                break
+            found.append(_left(level / limit, level / used))
+    found = [v for v in found if v is not None]
+    return min(found) if found else None
+
+
+def _rlimit_available() -> int | None:
+    """Memory left under this process's own limits (``ulimit -v`` / ``-d``, as HPC schedulers set them)."""
+    try:
+        import resource
+
+        status = Path("/proc/self/status").read_text()
+    except (ImportError, OSError):
+        return None
+    found = []
+    for name, field in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+        soft = resource.getrlimit(getattr(resource, name))[0]
+        if soft == resource.RLIM_INFINITY:
+            continue
+        used = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith(field + ":")), 0)
+        found.append(max(soft - used, 0))
+    return min(found) if found else None
+
+
 def available_bytes() -> int | None:
-    """Bytes of memory available now (the smaller of the machine's and the container's), or None if unknown."""
-    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    """Bytes of memory available now (the smallest of the machine's, the cgroups' and this process's
+    limits), or None if unknown."""
+    found = [v for v in (_meminfo_available(), _cgroup_available(), _rlimit_available()) if v is not None]
     return min(found) if found else None
 
 
