@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
+from ..params import say_notes
 from ..runfiles import FINGERPRINT
 from ..train import distributed
 from ..train.progress import end_progress_bars
@@ -95,6 +96,8 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", inputs=inputs))
         spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
         data = load_dataset(data_path, **spec)
+        if verbose and distributed.world().is_main:
+            say_notes(data.notes)  # skipped files, dropped alpha...: what `info` would say of these data
         est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
         if sum(s.epochs for s in est.stages_) == 0:
             raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
