@@ -213,3 +213,24 @@ def test_qc_and_propagate_carry_where_each_image_came_from(tmp_path, capsys):
     _, emb_rows = read_csv(run / "embedding.csv")
     assert emb_rows[5][-2:] == ["s2", "480"]  # embedding.csv: x is taken there, so it is prov_x
     assert read_csv(run / "embedding.csv")[0][-2:] == ["slide", "prov_x"]
+
+
+def test_qc_that_cannot_fit_is_refused_before_the_search_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from medcne.curate import qc as qc_module
+
+    run = make_run(tmp_path / "run", n=200, method="tsne-pixels")
+    searched = []
+    monkeypatch.setattr("medcne.curate.nearest_neighbours", lambda *a, **k: searched.append(1))
+    from medcne.datasets import memory
+
+    def little_left(*args):  # the images were read; the search would find 1,000 bytes left
+        with monkeypatch.context() as m:
+            m.setattr(memory, "available_bytes", lambda: 1000)
+            memory.check_memory(*args)
+
+    monkeypatch.setattr(qc_module, "check_memory", little_left)
+    assert main(["qc", str(run), "--space", "map"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "quality control of 200 images" in line and "--space map" in line, line
+    assert not (run / "qc.csv").exists() and not searched
+    assert qc_module.THUMB_BYTES == 588  # 7 x 7 x 3 float32, the figure the docs give

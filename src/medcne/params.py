@@ -188,7 +188,7 @@ OTHER_FLAGS: Mapping[str, str] = {
     "seed": "--seed", "skip_bad": "--skip-bad", "path_column": "--path-column", "label_column": "--label-column",
     "allow_outside": "--allow-outside", "labels_map": "--labels-map", "merge_rare": "--merge-rare",
     "weights": "--weights", "root": "--root", "out": "--out", "n_queries": "--np-queries", "grid": "--grid",
-    "timeout": "--timeout",
+    "timeout": "--timeout", "space": "--space",
 }
 
 

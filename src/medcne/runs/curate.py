@@ -118,7 +118,7 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
         The space used.
     """
     from ..curate import image_checks, nearest_neighbours, quality_control
-    from ..curate.qc import check_enough_images
+    from ..curate.qc import check_enough_images, check_qc_memory
 
     if int(k) < 1:
         raise MedcneError(f"k must be at least 1; got {k}")
@@ -126,6 +126,7 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     data = data if data is not None else run.load_images(data_path)
     X, space = run_points(run, space, data, data_path, device)
     check_enough_images(len(X))
+    check_qc_memory(X, min(int(k), len(X) - 1), str(run.path))
     # The search first, and the points let go before the thumbnails are made: at millions of images
     # the points, the search's index and the thumbnails are each about a gigabyte.
     nb = nearest_neighbours(X, min(int(k), len(X) - 1), device=device)
