@@ -234,3 +234,15 @@ def test_qc_that_cannot_fit_is_refused_before_the_search_and_writes_nothing(tmp_
     assert len(line.splitlines()) == 1 and "quality control of 200 images" in line and "--space map" in line, line
     assert not (run / "qc.csv").exists() and not searched
     assert qc_module.THUMB_BYTES == 588  # 7 x 7 x 3 float32, the figure the docs give
+
+
+def test_propagate_names_annotations_of_ids_the_run_lacks(tmp_path, capsys):
+    run = make_run(tmp_path / "run", n=200)
+    r = read_run(run)
+    names = np.array(r.class_names)
+    picked = np.concatenate([np.flatnonzero(r.labels == c)[:2] for c in np.unique(r.labels)])
+    ann = write_annotations(tmp_path / "ann.csv", [*r.ids[picked], "nope/x.png", "also/y.png"],
+                            [*names[r.labels[picked]], names[0], names[1]])
+    assert main(["propagate", str(run), "--labels", str(ann)]) == 0
+    out = capsys.readouterr().out
+    assert "note: 2 annotated ids are not images of this run and were left out (e.g. 'nope/x.png')" in out, out

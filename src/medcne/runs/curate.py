@@ -159,8 +159,9 @@ def write_qc(run: Run, result) -> Path:
     return write_run_output(run, QC_FILE, csv_text([*QC_COLUMNS, *prov_names(prov, QC_COLUMNS)], rows, "\n"))
 
 
-def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str]]:
-    """Class index per image from an annotation CSV (-1: not annotated) and the class names.
+def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[str]]:
+    """Class index per image from an annotation CSV (-1: not annotated), the class names, and the
+    annotated ids that are not images of the run (left out).
 
     Names the run already has keep their order; new names follow in order of appearance.
     """
@@ -179,7 +180,7 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str]]:
     codes = np.full(len(run.ids), -1, dtype=np.int64)
     for i in known:
         codes[index[i]] = names.index(found[i])
-    return codes, names
+    return codes, names, [i for i in found if i not in index]
 
 
 def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method: str = "spreading",
@@ -201,8 +202,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     -------
     path : Path
     summary : dict
-        ``annotated``, ``classes``, ``images``, ``mean_confidence``, ``space``, and
-        ``agreement`` (% of the other labeled images whose run label the
+        ``annotated``, ``classes``, ``images``, ``mean_confidence``, ``space``,
+        ``unknown_ids`` (annotated ids not in the run, left out), and ``agreement`` (% of the other labeled images whose run label the
         propagation gives) when the run has labels.
     """
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
@@ -242,7 +243,7 @@ def write_run_output(run: Run, name: str, text: str) -> Path:
 def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, device) -> tuple[Path, dict]:
     from ..curate import propagate_labels
 
-    codes, names = annotation_codes(run, labels_csv)
+    codes, names, unknown = annotation_codes(run, labels_csv)
     X, space = run_points(run, space, None, data_path, device)
     pred, conf = propagate_labels(X, codes, method=method, k=k, device=device)
     prov = run_provenance(run)
@@ -252,7 +253,8 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
                "space": space,
-               "neighbours": auto_method(len(X) if method == "spreading" else int((codes >= 0).sum()), device)}
+               "neighbours": auto_method(len(X) if method == "spreading" else int((codes >= 0).sum()), device),
+               "unknown_ids": unknown}
     check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
     if check is not None and check.any():
         truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]
