@@ -246,3 +246,27 @@ def test_propagate_names_annotations_of_ids_the_run_lacks(tmp_path, capsys):
     assert main(["propagate", str(run), "--labels", str(ann)]) == 0
     out = capsys.readouterr().out
     assert "note: 2 annotated ids are not images of this run and were left out (e.g. 'nope/x.png')" in out, out
+
+
+def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path, capsys):
+    run = make_run(tmp_path / "run", n=200)
+    r = read_run(run)
+    names = np.array(r.class_names)
+    hand = np.concatenate([np.flatnonzero(r.labels == c)[:3] for c in np.unique(r.labels)])
+    guessed = np.setdiff1d(np.arange(len(r.ids)), hand)[:50]
+    lines = ["id,x,y,old_label,new_label,source,confidence"]
+    lines += [f"{r.ids[i]},0,0,{names[r.labels[i]]},{names[r.labels[i]]},manual," for i in hand]
+    lines += [f"{r.ids[i]},0,0,{names[r.labels[i]]},{names[0]},suggested,0.40" for i in guessed]
+    (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
+    assert main(["propagate", str(run), "--labels", str(tmp_path / "export.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"from {len(hand)} annotated" in out and "note: 50 labels the viewer suggested" in out, out
+    header, rows = read_csv(run / "propagated.csv")
+    assert sum(row[3] == "1" for row in rows) == len(hand)
+    assert all(rows[i][3] == "0" for i in guessed)
+    only = tmp_path / "only.csv"
+    only.write_text("\n".join([lines[0], *lines[len(hand) + 1:]]) + "\n")
+    assert main(["propagate", str(run), "--labels", str(only), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "no hand-labelled rows (50 suggested labels" in capsys.readouterr().err
+    # evaluate scores a map against the labels as exported, accepted suggestions included
+    assert main(["evaluate", str(run), "--labels", str(tmp_path / "export.csv"), "--no-preservation"]) == 0

@@ -159,13 +159,16 @@ def write_qc(run: Run, result) -> Path:
     return write_run_output(run, QC_FILE, csv_text([*QC_COLUMNS, *prov_names(prov, QC_COLUMNS)], rows, "\n"))
 
 
-def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[str]]:
-    """Class index per image from an annotation CSV (-1: not annotated), the class names, and the
-    annotated ids that are not images of the run (left out).
+def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[str], list[str]]:
+    """Class index per image from an annotation CSV (-1: not annotated), the class names, the
+    annotated ids that are not images of the run, and the ids of the viewer's suggestions (both left out).
 
-    Names the run already has keep their order; new names follow in order of appearance.
+    Only labels a person gave are annotations: the viewer's export marks its own nearest-neighbour
+    suggestions ``source=suggested``, and propagation makes its own, with confidences. Names the
+    run already has keep their order; new names follow in order of appearance.
     """
-    found = read_label_csv(labels_csv)
+    suggested: list[str] = []
+    found = read_label_csv(labels_csv, skip_sources=("suggested",), skipped=suggested)
     index = {i: n for n, i in enumerate(run.ids)}
     known = [i for i in found if i in index]
     if not known:
@@ -173,6 +176,8 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[
         raise MedcneError(
             f"{labels_csv}: " + (f"none of its ids belong to run {run.path} (e.g. {example!r}); "
                                  "give annotations exported from this run's map" if found else
+                                 f"no hand-labelled rows ({len(suggested)} suggested labels, which are not "
+                                 "annotations; label some images in the viewer)" if suggested else
                                  "no annotated rows (every label is empty)")
         )
     names = [c for c in (run.class_names or []) if c in set(found.values())]
@@ -180,7 +185,7 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[
     codes = np.full(len(run.ids), -1, dtype=np.int64)
     for i in known:
         codes[index[i]] = names.index(found[i])
-    return codes, names, [i for i in found if i not in index]
+    return codes, names, [i for i in found if i not in index], suggested
 
 
 def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method: str = "spreading",
@@ -203,7 +208,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     path : Path
     summary : dict
         ``annotated``, ``classes``, ``images``, ``mean_confidence``, ``space``,
-        ``unknown_ids`` (annotated ids not in the run, left out), and ``agreement`` (% of the other labeled images whose run label the
+        ``unknown_ids`` (annotated ids not in the run), ``suggested_ids`` (the viewer's
+        suggestions, not hand labels: both left out), and ``agreement`` (% of the other labeled images whose run label the
         propagation gives) when the run has labels.
     """
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
@@ -243,7 +249,7 @@ def write_run_output(run: Run, name: str, text: str) -> Path:
 def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, device) -> tuple[Path, dict]:
     from ..curate import propagate_labels
 
-    codes, names, unknown = annotation_codes(run, labels_csv)
+    codes, names, unknown, suggested = annotation_codes(run, labels_csv)
     X, space = run_points(run, space, None, data_path, device)
     pred, conf = propagate_labels(X, codes, method=method, k=k, device=device)
     prov = run_provenance(run)
@@ -254,7 +260,7 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
                "space": space,
                "neighbours": auto_method(len(X) if method == "spreading" else int((codes >= 0).sum()), device),
-               "unknown_ids": unknown}
+               "unknown_ids": unknown, "suggested_ids": suggested}
     check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
     if check is not None and check.any():
         truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]

@@ -36,12 +36,14 @@ METRIC_KEYS = (
 )
 
 
-def read_label_csv(path) -> dict[str, str]:
+def read_label_csv(path, skip_sources: tuple[str, ...] = (), skipped: list | None = None) -> dict[str, str]:
     """Labels by image id from a CSV with columns ``id`` and ``label`` or ``new_label``.
 
-    The viewer's annotation export (``id, x, y, old_label, new_label``) works
-    as is: rows with an empty ``new_label`` (points only selected) are ignored.
-    An id given two different labels is refused, naming both and their lines.
+    The viewer's annotation export (``id, x, y, old_label, new_label, source``)
+    works as is: rows with an empty ``new_label`` (points only selected) are
+    ignored, and so are rows whose ``source`` is one of ``skip_sources`` (their
+    ids are added to ``skipped``). An id given two different labels is refused,
+    naming both and their lines.
     """
     columns, rows = read_table(path, "--labels")
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
@@ -54,6 +56,10 @@ def read_label_csv(path) -> dict[str, str]:
     for n, row in enumerate(rows):
         i, label = row["id"], row[column].strip()
         if not label:
+            continue
+        if (row.get("source") or "").strip() in skip_sources:
+            if skipped is not None:
+                skipped.append(i)
             continue
         if found.setdefault(i, label) != label:
             _conflict(path, i, (found[i], row_of[i]), (label, n))
