@@ -367,3 +367,50 @@ def test_only_rank_0_of_a_run_goes_through_the_interpreters_finalisation(rank):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "images" in done.stdout  # the command ran and its output was flushed
     assert ("finalised" in done.stdout) == (rank == 0), done.stdout[-500:]
+
+
+@pytest.mark.slow
+def test_killing_the_launcher_stops_its_processes_and_leaves_a_resumable_run(tmp_path):
+    # SIGKILL of `medcne fit --nproc 2` (the OOM killer, a scheduler): its workers must not train on and
+    # write the run; they stop as if interrupted, and the run resumes.
+    import psutil
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
+           "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
+    parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    workers: list = []
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            assert parent.poll() is None
+            time.sleep(0.2)
+        assert (out / "checkpoint.pt").exists(), "no checkpoint written"
+        workers = [p for p in psutil.Process(parent.pid).children(recursive=True) if "medcne" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=20)
+        assert not alive, [p.pid for p in alive]
+    finally:
+        for p in workers:
+            if p.is_running():
+                p.kill()
+    params = json.loads((out / "params.json").read_text())
+    assert params["finished"] is False and not (out / "embedding.npz").exists()
+    from medcne.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] >= 1  # the run can be resumed from here
+
+
+def test_a_missing_dataset_is_said_once_before_any_process_starts(tmp_path, capsys, monkeypatch):
+    import torch.distributed.run as torchrun
+
+    started = []
+    monkeypatch.setattr(torchrun, "run", lambda *a, **k: started.append(1))
+    assert main(["fit", str(tmp_path / "nodata"), "--out", str(tmp_path / "run"), "--nproc", "2",
+                 "--epochs", "1,0,0", *TINY_FIT]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"medcne fit: error: {tmp_path / 'nodata'}: no such file or folder; check the path"]
+    assert not started and not (tmp_path / "run").exists()

@@ -212,6 +212,7 @@ def launch(args) -> int:
     from torch.distributed.run import parse_args
     from torch.distributed.run import run as torchrun
 
+    from ..datasets.load import check_data_path
     from ..device import resolve_device
 
     n = args.nproc
@@ -220,6 +221,8 @@ def launch(args) -> int:
                           "one process per GPU; lower --nproc (or use --device cpu)")
     if not args.resume:
         check_split(training_params(args)["batch_size"], n)
+    if args.data is not None:  # said once here, not once by each process
+        check_data_path(args.data)
     # torchrun's default (and its warning about it): one thread per process
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)

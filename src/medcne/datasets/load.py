@@ -46,6 +46,14 @@ def detect_format(path: Path) -> str:
     )
 
 
+def check_data_path(path) -> Path:
+    """``path`` as a Path, or one line when nothing is there."""
+    path = Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"{path}: no such file or folder; check the path")
+    return path
+
+
 def load_dataset(
     path,
     *,
@@ -107,9 +115,7 @@ def load_dataset(
         (a MedcneError) for anything wrong with the data, with one line naming
         the file and the fix.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataNotFoundError(f"{path}: no such file or folder; check the path")
+    path = check_data_path(path)
     if format not in FORMATS:
         raise UnknownFormatError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
     check_channels(channels)

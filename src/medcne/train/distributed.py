@@ -24,8 +24,11 @@ one process none of this runs: no process group, no wrapper, no gather.
 
 from __future__ import annotations
 
+import _thread
 import inspect
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -108,6 +111,7 @@ def setup(device="auto", timeout_s: float | None = None) -> World:
     """
     if not launched() or (dist.is_available() and dist.is_initialized()):
         return world()
+    watch_launcher()
     from ..device import resolve_device
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -131,6 +135,33 @@ def setup(device="auto", timeout_s: float | None = None) -> World:
             "was started with the same --rdzv-endpoint (or MASTER_ADDR/MASTER_PORT) and can reach it"
         ) from None
     return world()
+
+
+LAUNCHER_POLL_S = 0.5  # how often a process looks whether its launcher is alive
+LAUNCHER_GRACE_S = 10.0  # then how long it may take to stop as if interrupted
+
+
+def watch_launcher(poll_s: float = LAUNCHER_POLL_S, grace_s: float = LAUNCHER_GRACE_S) -> threading.Thread:
+    """Stop this process when the one that launched it dies (``medcne fit --nproc`` or torchrun's
+    agent killed with SIGKILL, by the OOM killer or a scheduler): its processes would otherwise
+    train on, orphaned, and write the run.
+
+    The process is interrupted as by Ctrl-C (the run keeps its last checkpoint and can be
+    resumed; nothing is finished or moved in); one still blocked after ``grace_s`` (in a collective
+    with a process that is gone) leaves at once, the same checkpoint kept.
+    """
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        _thread.interrupt_main()
+        time.sleep(grace_s)
+        os._exit(130)
+
+    thread = threading.Thread(target=watch, name="medcne-launcher-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def teardown() -> None:
