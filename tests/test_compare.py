@@ -45,10 +45,10 @@ def test_report_files_group_datasets_as_columns(two_datasets, tmp_path, capsys):
     with open(tmp_path / "report.csv", newline="") as fh:
         table = list(csv.reader(fh))
     header = table[0]
-    assert header[0] == "method" and len(header) == 1 + 2 * 3  # two datasets x three metrics
+    assert header[0] == "method" and len(header) == 1 + 2 * 4  # two datasets x (three metrics, labels)
     assert [row[0] for row in table[1:]] == ["tsne-pixels", "tsimcne"]
     assert float(table[1][1]) == 12.5 and table[1][3] == "0.5"
-    assert table[2][4:] == ["", "", ""]  # tsimcne has no run on the second dataset
+    assert table[2][4] == "" and table[2][5:] == ["", "", "", ""]  # own labels; no run on the second dataset
     assert "| tsne-pixels | 12.5 | 0.250 | 0.500 |" in md and "–" in md
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrote" in capsys.readouterr().out
@@ -122,9 +122,15 @@ def test_a_run_evaluated_on_other_labels_says_so_in_metrics_and_in_the_report(tm
     assert main(["evaluate", str(b), "--labels-map", str(two), "--no-preservation"]) == 0
     labels = json.loads((b / "metrics.json").read_text())["labels"]
     assert labels == {"classes": 2, "changed": ["labels mapped: 8 classes -> 2"]}
-    md = compare([a, b], tmp_path / "r")["md"].read_text()
+    paths = compare([a, b], tmp_path / "r")
+    md = paths["md"].read_text()
     assert "Scored on other labels than the runs' own" in md
     assert "- tsimcne: 2 classes (labels mapped: 8 classes -> 2)" in md and "- tsne-pixels" not in md
+    import csv
+
+    table = {row["method"]: row for row in csv.DictReader(paths["csv"].open())}  # the CSV alone says it too
+    labels = next(k for k in table["tsimcne"] if k.endswith(":labels"))
+    assert table["tsimcne"][labels] == "2 classes (labels mapped: 8 classes -> 2)" and table["tsne-pixels"][labels] == ""
     # evaluated again on its own labels: the record goes
     assert main(["evaluate", str(b), "--no-preservation"]) == 0
     assert "labels" not in json.loads((b / "metrics.json").read_text())

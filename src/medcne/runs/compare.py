@@ -118,17 +118,24 @@ def to_markdown(rows: list[Row]) -> str:
         lines.append("")
         lines.append("Scored on other labels than the runs' own (`medcne evaluate` with --labels, --labels-map "
                      "or --merge-rare), so not comparable with the other rows as they stand:")
-        for r in relabelled:
-            record = r.run.metrics["labels"]
-            what = "; ".join(record.get("changed") or []) or "labels changed"
-            lines.append(f"- {r.method}: {record.get('classes', '?')} classes ({what})")
+        lines += [f"- {r.method}: {other_labels(r.run)}" for r in relabelled]
     lines.append("")
     lines.append("Runs: " + ", ".join(f"`{r.run.path}`" for r in rows))
     return "\n".join(lines) + "\n"
 
 
+def other_labels(run: Run) -> str:
+    """What a run was scored on when not its own labels (metrics.json's ``labels`` record), else ""."""
+    record = run.metrics.get("labels")
+    if not isinstance(record, dict):
+        return ""
+    what = "; ".join(record.get("changed") or []) or "labels changed"
+    return f"{record.get('classes', '?')} classes ({what})"
+
+
 def to_csv(rows: list[Row]) -> str:
-    """Machine-readable: full precision, one column per dataset and metric."""
+    """Machine-readable: full precision, one column per dataset and metric, and per dataset the
+    ``labels`` a run was scored on when they are not its own (empty for its own: comparable)."""
     datasets = list(dict.fromkeys(r.dataset for r in rows))
     names = short_names(datasets)
     methods = list(dict.fromkeys(r.method for r in rows))
@@ -140,8 +147,10 @@ def to_csv(rows: list[Row]) -> str:
             r = by.get((method, d))
             cells += ["" if r is None or r.metrics.get(k) is None else repr(float(r.metrics[k]))
                       for k, _, _ in COLUMNS]
+            cells.append("" if r is None else other_labels(r.run))
         body.append(cells)
-    return csv_text(["method"] + [f"{names[d]}:{key}" for d in datasets for key, _, _ in COLUMNS], body)
+    keys = [*(key for key, _, _ in COLUMNS), "labels"]
+    return csv_text(["method"] + [f"{names[d]}:{key}" for d in datasets for key in keys], body)
 
 
 def panel_maps(rows: list[Row]) -> list[dict]:
