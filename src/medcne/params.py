@@ -217,9 +217,3 @@ def speak_as_cli(on: bool = True) -> None:
 def say(message: str) -> None:
     """Print a message of the library to the user, with parameters named as the user knows them."""
     print(for_cli(message) if _CLI["on"] else message, flush=True)
-
-
-def say_notes(notes) -> None:
-    """Print what a reader noticed and handled (skipped files, dropped alpha...), one ``note:`` line each."""
-    for note in notes:
-        say(f"note: {note}")

@@ -40,14 +40,14 @@ def run(args) -> int:
 
 def _embed(run_dir: Path, out: Path, args) -> int:
     from ..datasets import load_dataset
-    from ..params import say_notes
     from ..runs import load_run_model, read_run, save_embedding_file
 
     trained = read_run(run_dir).params.get("data") or {}  # a finished run with a finite map
     est = load_run_model(run_dir, device=args.device)
     spec = training_pixels(data_spec(args), trained, args.data)
     data = load_dataset(args.data, **spec)
-    say_notes(data.notes)
+    for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
+        print(f"note: {note}")
     Z = est.transform(data)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     return len(data)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import write_json
-from ..params import say_notes
 from . import staging
 from .evaluate import evaluate_and_write
 from .folder import FINISHED, MAP, PARAMS, Run, read_run, write_embedding
@@ -56,7 +55,8 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         staging.check(out, force, flag="--force", inputs=inputs)
         spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
         data = load_dataset(data_path, **spec)
-        say_notes(data.notes)
+        for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
+            print(f"note: {note}")
         with staging.writing(out, force, flag="--force", inputs=inputs) as work:
             start = time.perf_counter()
             Z, record = embed_baseline(data, method, **options)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
-from ..params import say_notes
 from ..runfiles import FINGERPRINT
 from ..train import distributed
 from ..train.progress import end_progress_bars
@@ -96,15 +95,13 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", inputs=inputs))
         spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
         data = load_dataset(data_path, **spec)
-        if verbose and distributed.world().is_main:
-            say_notes(data.notes)  # skipped files, dropped alpha...: what `info` would say of these data
         est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
         if sum(s.epochs for s in est.stages_) == 0:
             raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
                               "give at least one epoch, e.g. `epochs` 12,1,6")
         if verbose and est.batch_size_ < est.batch_size:
             print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
-        _note_labels(data, verbose)
+        _note_data(data, verbose)
         data_record = {**spec, "path": str(Path(data_path).resolve())}
         # What --resume checks the data against: a run continues only on the images it began with.
         record = {"quick": bool(quick), FINGERPRINT: data.fingerprint()}
@@ -115,13 +112,16 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         return read_run(out) if finished else None
 
 
-def _note_labels(data, verbose: bool) -> None:
-    """Say before training when the labels cannot score the map (it is trained and written without metrics)."""
-    if data.labels is None:
+def _note_data(data, verbose: bool) -> None:
+    """Say before training what the reader noticed and handled (skipped files, dropped alpha...: what
+    `info` says of these data), and when the labels cannot score the map (it is trained and written
+    without metrics)."""
+    if not verbose or not distributed.world().is_main:
         return
-    labels = data.labels[data.labels >= 0]
-    problem = label_problem(labels) if len(labels) else None
-    if problem and verbose and distributed.world().is_main:
+    for note in data.notes:
+        print(f"note: {note}")
+    labels = data.labels[data.labels >= 0] if data.labels is not None else []
+    if problem := label_problem(labels) if len(labels) else None:
         print(f"note: the map is trained, but kNN accuracy and silhouette will be skipped: {problem}")
 
 
