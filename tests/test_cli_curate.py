@@ -217,6 +217,7 @@ def test_qc_and_propagate_carry_where_each_image_came_from(tmp_path, capsys):
 
 def test_qc_that_cannot_fit_is_refused_before_the_search_and_writes_nothing(tmp_path, capsys, monkeypatch):
     from medcne.curate import qc as qc_module
+    from medcne.runs import curate as runs_curate
 
     run = make_run(tmp_path / "run", n=200, method="tsne-pixels")
     searched = []
@@ -228,7 +229,7 @@ def test_qc_that_cannot_fit_is_refused_before_the_search_and_writes_nothing(tmp_
             m.setattr(memory, "available_bytes", lambda: 1000)
             memory.check_memory(*args)
 
-    monkeypatch.setattr(qc_module, "check_memory", little_left)
+    monkeypatch.setattr(runs_curate, "check_memory", little_left)
     assert main(["qc", str(run), "--space", "map"]) == 2
     line = capsys.readouterr().err.strip()
     assert len(line.splitlines()) == 1 and "quality control of 200 images" in line and "--space map" in line, line

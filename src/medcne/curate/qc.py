@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datasets.memory import check_memory
 from ..errors import MedcneError
 from .images import THUMB, ImageChecks, aligned_distances, robust_z
 from .neighbours import Neighbours, nearest_neighbours
@@ -117,16 +116,6 @@ def check_enough_images(n: int) -> None:
 # Per image, beside its points: the search index's graph (hnswlib, measured ~650 B), and afterwards
 # its 7 x 7 x 3 float32 thumbnail (588 B); per neighbour an int64 index and a float32 distance.
 INDEX_BYTES, THUMB_BYTES, NEIGHBOUR_BYTES = 650, 3 * THUMB * THUMB * 4, 12
-
-
-def check_qc_memory(X: np.ndarray, k: int, where: str) -> None:
-    """Refuse, before the neighbour search, a quality control whose search and thumbnails cannot fit
-    beside the points ``X`` (N, D) already held: the index's copy of the points and its graph, the
-    neighbours, then the thumbnails (bench/RESULTS.md measured 1.31 KB per image at D = 128)."""
-    n, d = X.shape
-    need = n * (4 * d + INDEX_BYTES + NEIGHBOUR_BYTES * int(k) + THUMB_BYTES)
-    check_memory(need, where, f"quality control of {n:,} images ({d}-D points: the search's index, "
-                 f"{k} neighbours each, then thumbnails)", "give it more memory, or use `space` map (2-D points)")
 
 
 def check_labels(labels, n: int) -> np.ndarray:
