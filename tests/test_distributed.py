@@ -281,16 +281,17 @@ def test_a_budget_with_two_processes_follows_rank_0s_schedule(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_nproc_2_stops_every_process_with_rank_0s_one_line(tmp_path):
+def test_torchrun_2_stops_every_process_with_rank_0s_one_line(tmp_path):
+    # Through torchrun itself (`medcne fit --nproc` refuses this --out before starting any process).
     out = tmp_path / "taken"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--nproc", "2",
-           "--epochs", "1,0,0", *TINY_FIT]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "medcne",
+           "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "1,0,0", *TINY_FIT]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()  # rank 0's line only: not rank 1's, not the launcher's
-    assert len(lines) == 1 and lines[0].startswith(f"medcne fit: error: --out {out}"), lines
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("medcne fit")]  # not torchrun's report
+    assert len(lines) == 1 and lines[0].startswith(f"medcne fit: error: --out {out}"), lines  # not rank 1's
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
@@ -369,48 +370,161 @@ def test_only_rank_0_of_a_run_goes_through_the_interpreters_finalisation(rank):
     assert ("finalised" in done.stdout) == (rank == 0), done.stdout[-500:]
 
 
-@pytest.mark.slow
-def test_killing_the_launcher_stops_its_processes_and_leaves_a_resumable_run(tmp_path):
-    # SIGKILL of `medcne fit --nproc 2` (the OOM killer, a scheduler): its workers must not train on and
-    # write the run; they stop as if interrupted, and the run resumes.
+def _workers(parent: subprocess.Popen, n: int = 2, timeout: float = 60) -> list:
+    """The processes that `medcne fit --nproc n` (``parent``) started, once they are there."""
     import psutil
 
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
-           "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
-    parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    workers: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert parent.poll() is None, "the command ended"
+        found = [p for p in psutil.Process(parent.pid).children() if "medcne" in " ".join(p.cmdline())]
+        if len(found) == n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{n} processes did not start")
+
+
+def _wait_for(path: Path, parent: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        assert parent.poll() is None, "the command ended"
+        time.sleep(0.1)
+    assert path.exists(), f"no {path.name} written"
+
+
+def _assert_gone_soon(workers: list, timeout: float = 15) -> None:
+    import psutil
+
     try:
-        deadline = time.monotonic() + 90
-        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
-            assert parent.poll() is None
-            time.sleep(0.2)
-        assert (out / "checkpoint.pt").exists(), "no checkpoint written"
-        workers = [p for p in psutil.Process(parent.pid).children(recursive=True) if "medcne" in " ".join(p.cmdline())]
-        assert len(workers) == 2
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        gone, alive = psutil.wait_procs(workers, timeout=20)
-        assert not alive, [p.pid for p in alive]
+        _, alive = psutil.wait_procs(workers, timeout=timeout)
+        assert not alive, f"still running {timeout} s after their launcher was killed: {[p.pid for p in alive]}"
     finally:
         for p in workers:
             if p.is_running():
                 p.kill()
+
+
+@pytest.mark.slow
+def test_killing_the_launcher_stops_its_processes_and_leaves_a_resumable_run(tmp_path):
+    # SIGKILL of `medcne fit --nproc 2` (the OOM killer, a scheduler): its processes (its own children,
+    # each in a session of its own, so no group signal reaches them) must not train on and write the
+    # run; they stop as if interrupted, and the run resumes.
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "30,0,0",
+           "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
+    parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    workers = _workers(parent)
+    _wait_for(out / "checkpoint.pt", parent)
+    parent.kill()
+    parent.wait()
+    _assert_gone_soon(workers)
     params = json.loads((out / "params.json").read_text())
     assert params["finished"] is False and not (out / "embedding.npz").exists()
-    from medcne.train.checkpoint import load_checkpoint
+    done = subprocess.run([sys.executable, "-m", "medcne", "fit", "--resume", str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((out / "params.json").read_text())["finished"] is True
 
-    assert load_checkpoint(out / "checkpoint.pt")["epoch"] >= 1  # the run can be resumed from here
+
+@pytest.mark.slow
+def test_a_launcher_killed_before_its_processes_watch_it_still_stops_them(tmp_path):
+    # Killed while its processes are still starting (importing torch): they must not wait on to join a
+    # group whose launcher is gone (minutes, at torch's rendezvous timeout), nor write anything.
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
+           "--nproc", "2", *TINY_FIT]
+    parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    workers = _workers(parent)
+    parent.kill()
+    parent.wait()
+    _assert_gone_soon(workers)
+    assert not out.exists()
 
 
-def test_a_missing_dataset_is_said_once_before_any_process_starts(tmp_path, capsys, monkeypatch):
+@pytest.mark.slow
+def test_sigterm_of_the_launcher_is_said_once(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
+           "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
+    parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    workers = _workers(parent)
+    try:
+        _wait_for(out / "checkpoint.pt", parent)
+        parent.terminate()
+        stdout, stderr = parent.communicate(timeout=60)
+    finally:
+        _assert_gone_soon(workers)
+    assert parent.returncode == 143
+    assert stderr.split("\r")[-1].strip().splitlines() == ["medcne fit: terminated"], stderr[-2000:]  # not torch's
+    assert stdout.count(f"interrupted; continue with `medcne fit --resume {out}`") == 1, stdout[-2000:]
+
+
+def test_a_launcher_already_gone_interrupts_the_process_at_once(monkeypatch):
+    # The process got to watching after its launcher had died: its parent is then another process.
+    monkeypatch.setenv(distributed.LAUNCHER_ENV, str(os.getppid() + 1_000_000))
+    with pytest.raises(KeyboardInterrupt):
+        distributed.watch_launcher(poll_s=0.01, grace_s=86400)  # no exit while the tests run
+        for _ in range(300):
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_an_interrupted_run_of_several_processes_is_said_by_rank_0_only(rank, capsys, monkeypatch, tmp_path):
+    from medcne.cli import Terminated
+
+    def terminated(*args, **kwargs):
+        raise Terminated()
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    monkeypatch.setattr(distributed, "setup", terminated)
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--epochs", "1,0,0", *TINY_FIT]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == (["medcne fit: terminated"] if rank == 0 else [])
+
+
+def test_sigterm_of_the_launcher_ends_it_quietly_with_its_status(capfd, monkeypatch, tmp_path):
+    # torchrun's agent logs a warning on a signal through loggers that set their own level; the
+    # processes it passes the signal on to say what happened.
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.agent.server import api
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    seen = []
+
+    def signalled(*args, **kwargs):
+        seen.append(os.environ.get(distributed.LAUNCHER_ENV))
+        api.logger.warning("Received 15 death signal, shutting down workers")
+        raise SignalException("Process got signal: 15", sigval=signal.SIGTERM)
+
+    monkeypatch.setattr(torchrun, "run", signalled)
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--nproc", "2", "--epochs", "1,0,0",
+                 *TINY_FIT]) == 143
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert seen == [str(os.getpid())] and distributed.LAUNCHER_ENV not in os.environ
+
+
+@pytest.mark.parametrize("case", ["missing data", "taken out", "resume changes"])
+def test_a_bad_command_is_said_once_before_any_process_starts(case, tmp_path, capsys, monkeypatch):
     import torch.distributed.run as torchrun
 
     started = []
     monkeypatch.setattr(torchrun, "run", lambda *a, **k: started.append(1))
-    assert main(["fit", str(tmp_path / "nodata"), "--out", str(tmp_path / "run"), "--nproc", "2",
-                 "--epochs", "1,0,0", *TINY_FIT]) == 2
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    argv, said = {
+        "missing data": ([str(tmp_path / "nodata"), "--out", str(tmp_path / "run")],
+                         f"{tmp_path / 'nodata'}: no such file or folder; check the path"),
+        "taken out": ([str(SAMPLE_PATH), "--out", str(taken)], f"--out {taken} holds files medcne did not write"),
+        "resume changes": (["--resume", str(taken), "--width", "4"], f"--resume continues {taken}"),
+    }[case]
+    extra = [] if case == "resume changes" else ["--epochs", "1,0,0", *TINY_FIT]
+    assert main(["fit", *argv, "--nproc", "2", *extra]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"medcne fit: error: {tmp_path / 'nodata'}: no such file or folder; check the path"]
-    assert not started and not (tmp_path / "run").exists()
+    assert len(lines) == 1 and lines[0].startswith(f"medcne fit: error: {said}"), lines
+    assert not started and not (tmp_path / "run").exists() and [p.name for p in taken.iterdir()] == ["notes.txt"]

@@ -30,6 +30,7 @@ batch (see :mod:`medcne.train.distributed`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 
@@ -152,11 +153,17 @@ def run(args) -> int:
         raise MedcneError(f"--nproc must be a positive number of processes; got {args.nproc}")
     if (args.nproc or 1) > 1 and not distributed.launched():
         return launch(args)
-    distributed.setup(args.device)  # under torchrun: join the other processes (nothing otherwise)
     try:
+        distributed.setup(args.device)  # under torchrun: join the other processes (nothing otherwise)
         return _fit(args)
     except distributed.ReportedError:
         return 2  # rank 0 has printed it
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or a launcher gone: process 0 says so, once
+        if distributed.local_rank_in_env() == 0:
+            raise
+        from . import Terminated
+
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
         distributed.teardown()
 
@@ -203,6 +210,9 @@ def refuse_changes(args) -> None:
 
 
 # -- several processes on this machine -----------------------------------------------------
+INTERRUPTED = {130: 130, -2: 130, 143: 143, -15: 143}  # a process's exit code -> this command's
+
+
 def launch(args) -> int:
     """Run this command in ``args.nproc`` processes through torchrun's own launcher (its library
     form, so that a failed process ends in one line instead of torchrun's report)."""
@@ -214,29 +224,55 @@ def launch(args) -> int:
 
     from ..datasets.load import check_data_path
     from ..device import resolve_device
+    from ..runs import staging
+    from ..runs.outputs import dataset_inputs
 
     n = args.nproc
     if resolve_device(args.device).type == "cuda" and n > torch.cuda.device_count():
         raise MedcneError(f"--nproc {n} but this machine has {torch.cuda.device_count()} GPU(s): "
                           "one process per GPU; lower --nproc (or use --device cpu)")
-    if not args.resume:
+    if args.resume:
+        refuse_changes(args)
+    else:
         check_split(training_params(args)["batch_size"], n)
-    if args.data is not None:  # said once here, not once by each process
+    if args.data is not None:  # said once here, before any process starts
         check_data_path(args.data)
+    if not args.resume:  # an --out that may not be written, likewise (process 0 checks it again, locked)
+        staging.check(args.out, args.overwrite, flag="--overwrite", inputs=dataset_inputs(args.data))
     # torchrun's default (and its warning about it): one thread per process
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
-        torchrun(parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "medcne", *worker_argv(args)]))
+        with quiet_launcher():
+            torchrun(parse_args(["--standalone", "--nproc-per-node", str(n), "-m", "medcne", *worker_argv(args)]))
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        if failure.exitcode in (2, 130, -2):  # it printed its one line (2), or was interrupted
-            return 130 if failure.exitcode != 2 else 2
+        if failure.exitcode == 2:  # it printed its one line
+            return 2
+        if failure.exitcode in INTERRUPTED:  # interrupted (Ctrl-C, SIGTERM): process 0 said so
+            return INTERRUPTED[failure.exitcode]
         raise MedcneError(f"process {rank} of {n} stopped (exit code {failure.exitcode}); its message is "
                           "above") from None
-    except SignalException:
-        return 130
+    except SignalException as exc:  # Ctrl-C or SIGTERM here: passed on to the processes; process 0 says so
+        return 128 + int(exc.sigval)
     return 0
+
+
+@contextlib.contextmanager
+def quiet_launcher():
+    """While torchrun's launcher runs here: its processes know this one as their launcher
+    (:func:`~medcne.train.distributed.watch_launcher`), and its log (a warning on Ctrl-C or
+    SIGTERM, a report of a failed process) is not shown: the processes say what happened.
+    Its loggers set their own level, so the log is switched off as a whole (nothing else runs here)."""
+    from ..train.distributed import LAUNCHER_ENV
+
+    before = logging.root.manager.disable
+    os.environ[LAUNCHER_ENV] = str(os.getpid())
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(before)
+        os.environ.pop(LAUNCHER_ENV, None)
 
 
 def worker_argv(args) -> list[str]:

@@ -137,8 +137,15 @@ def setup(device="auto", timeout_s: float | None = None) -> World:
     return world()
 
 
+LAUNCHER_ENV = "MEDCNE_LAUNCHER_PID"  # set by ``medcne fit --nproc`` for the processes it starts
 LAUNCHER_POLL_S = 0.5  # how often a process looks whether its launcher is alive
 LAUNCHER_GRACE_S = 10.0  # then how long it may take to stop as if interrupted
+
+
+def local_rank_in_env() -> int:
+    """This process's rank on its machine as torchrun set it (0 without torchrun), also before
+    :func:`setup`: process 0 of each machine speaks for the others on the same terminal."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def watch_launcher(poll_s: float = LAUNCHER_POLL_S, grace_s: float = LAUNCHER_GRACE_S) -> threading.Thread:
@@ -146,11 +153,14 @@ def watch_launcher(poll_s: float = LAUNCHER_POLL_S, grace_s: float = LAUNCHER_GR
     agent killed with SIGKILL, by the OOM killer or a scheduler): its processes would otherwise
     train on, orphaned, and write the run.
 
-    The process is interrupted as by Ctrl-C (the run keeps its last checkpoint and can be
-    resumed; nothing is finished or moved in); one still blocked after ``grace_s`` (in a collective
-    with a process that is gone) leaves at once, the same checkpoint kept.
+    The launcher is the process's parent (torchrun's agent runs inside ``medcne fit --nproc``,
+    which names itself in ``$MEDCNE_LAUNCHER_PID``, so that one already gone before this process
+    got here is noticed too). The process is interrupted as by Ctrl-C (the run keeps its last
+    checkpoint and can be resumed; nothing is finished or moved in); one still blocked after
+    ``grace_s`` (in a collective with a process that is gone, or joining a group whose launcher
+    is gone) leaves at once, the same checkpoint kept.
     """
-    parent = os.getppid()
+    parent = int(os.environ.get(LAUNCHER_ENV) or os.getppid())
 
     def watch():
         while os.getppid() == parent:
