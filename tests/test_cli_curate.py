@@ -246,7 +246,7 @@ def test_propagate_names_annotations_of_ids_the_run_lacks(tmp_path, capsys):
                             [*names[r.labels[picked]], names[0], names[1]])
     assert main(["propagate", str(run), "--labels", str(ann)]) == 0
     out = capsys.readouterr().out
-    assert "note: 2 annotated ids are not images of this run and were left out (e.g. 'nope/x.png')" in out, out
+    assert "note: 2 unknown ids ignored (not images of this run, e.g. 'nope/x.png')" in out, out
 
 
 def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path, capsys):
@@ -269,5 +269,7 @@ def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path,
     only.write_text("\n".join([lines[0], *lines[len(hand) + 1:]]) + "\n")
     assert main(["propagate", str(run), "--labels", str(only), "--out", str(tmp_path / "p.csv")]) == 2
     assert "no hand-labelled rows (50 suggested labels" in capsys.readouterr().err
-    # evaluate scores a map against the labels as exported, accepted suggestions included
+    # evaluate scores a map against the hand labels too, and says what it left out
     assert main(["evaluate", str(run), "--labels", str(tmp_path / "export.csv"), "--no-preservation"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 50 labels the viewer suggested" in out and f"{len(hand)} labels from the CSV" in out, out

@@ -106,7 +106,7 @@ def test_labels_csv_maps_names_onto_the_runs_classes(tmp_path):
     (tmp_path / "ann.csv").write_text("id,new_label\nimg0,a\nimg1,new class\nnope,a\n")
     codes, names, notes = run_labels(read_run(tmp_path), read_label_csv(tmp_path / "ann.csv"))
     assert names == ["b", "a", "new class"] and codes[0] == 1 and codes[1] == 2
-    assert (codes[2:] == labels[2:]).all() and "2 labels from the CSV, 1 unknown ids ignored" in notes
+    assert (codes[2:] == labels[2:]).all() and "2 labels from the CSV, 1 unknown ids ignored (not images of this run, e.g. 'nope')" in notes
     assert evaluate_run(read_run(tmp_path), {"img0": "a"}, preservation=False)["n_labeled"] == 200
 
 

@@ -32,8 +32,12 @@ def run(args) -> int:
     from ..datasets.labels import read_labels_map
     from ..params import say
     from ..runs import evaluate_and_write, format_metrics, read_label_csv, read_run
+    from ..runs.evaluate import suggestions_note
 
-    overrides = read_label_csv(args.labels) if args.labels else None
+    suggested: list[str] = []
+    overrides = read_label_csv(args.labels, skipped=suggested) if args.labels else None
+    if suggested:
+        say(f"note: {suggestions_note(suggested)}")
     labels_map = read_labels_map(args.labels_map) if args.labels_map else None  # once, before any run
     runs = [read_run(r) for r in args.runs]  # fail on a bad folder before any long work
     for r in runs:

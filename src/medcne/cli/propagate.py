@@ -40,10 +40,6 @@ def run(args) -> int:
     if "agreement" in s:
         line += f"; {s['agreement']:.1f}% agree with the run's labels"
     print(line)
-    if s["suggested_ids"]:
-        print(f"note: {len(s['suggested_ids'])} labels the viewer suggested (source 'suggested') were left out: "
-              "propagation starts from hand labels and gives its own confidences")
-    if s["unknown_ids"]:  # as evaluate says of a label CSV: an annotation that reached no image is named
-        print(f"note: {len(s['unknown_ids'])} annotated ids are not images of this run and were left out "
-              f"(e.g. {s['unknown_ids'][0]!r})")
+    for note in s["notes"]:  # the viewer's suggestions and unknown ids left out, in evaluate's words
+        print(f"note: {note}")
     return 0

@@ -78,9 +78,14 @@ def collect(runs: list[Run]) -> list[Row]:
     return rows
 
 
+def datasets_of(rows: list[Row]) -> list[str]:
+    """The rows' dataset keys, in order of first appearance (one column group each)."""
+    return list(dict.fromkeys(r.dataset for r in rows))
+
+
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, body (formatted cells) and the dataset labels, one row per method."""
-    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    datasets = datasets_of(rows)
     names = short_names(datasets)
     methods = list(dict.fromkeys(r.method for r in rows))
     by = {(r.method, r.dataset): r for r in rows}
@@ -118,7 +123,8 @@ def to_markdown(rows: list[Row]) -> str:
         lines.append("")
         lines.append("Scored on other labels than the runs' own (`medcne evaluate` with --labels, --labels-map "
                      "or --merge-rare), so not comparable with the other rows as they stand:")
-        lines += [f"- {r.method}: {other_labels(r.run)}" for r in relabelled]
+        on = {d: f" on {n}" for d, n in short_names(datasets_of(rows)).items()} if len(datasets) > 1 else {}
+        lines += [f"- {r.method}{on.get(r.dataset, '')}: {other_labels(r.run)}" for r in relabelled]
     lines.append("")
     lines.append("Runs: " + ", ".join(f"`{r.run.path}`" for r in rows))
     return "\n".join(lines) + "\n"
@@ -136,7 +142,7 @@ def other_labels(run: Run) -> str:
 def to_csv(rows: list[Row]) -> str:
     """Machine-readable: full precision, one column per dataset and metric, and per dataset the
     ``labels`` a run was scored on when they are not its own (empty for its own: comparable)."""
-    datasets = list(dict.fromkeys(r.dataset for r in rows))
+    datasets = datasets_of(rows)
     names = short_names(datasets)
     methods = list(dict.fromkeys(r.method for r in rows))
     by = {(r.method, r.dataset): r for r in rows}
@@ -155,7 +161,7 @@ def to_csv(rows: list[Row]) -> str:
 
 def panel_maps(rows: list[Row]) -> list[dict]:
     """Inputs of :func:`medcne.plot.plot_panels`: one panel per run, a row of panels per dataset."""
-    names = short_names(list(dict.fromkeys(r.dataset for r in rows)))
+    names = short_names(datasets_of(rows))
     maps = []
     for r in rows:
         m = r.metrics

@@ -36,7 +36,7 @@ from ..datasets.memory import check_memory
 from ..defaults import KNN_K
 from ..errors import MedcneError
 from ..io import csv_text, write_text
-from .evaluate import read_label_csv
+from .evaluate import read_label_csv, suggestions_note, unknown_ids_note
 from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_names, read_provenance
 from .outputs import claim_files, lock, remember, written_by_medcne
 from .staging import add_to_run
@@ -180,24 +180,19 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[
     run already has keep their order; new names follow in order of appearance.
     """
     suggested: list[str] = []
-    found = read_label_csv(labels_csv, skip_sources=("suggested",), skipped=suggested)
+    found = read_label_csv(labels_csv, skipped=suggested)  # the viewer's suggestions left out
     index = {i: n for n, i in enumerate(run.ids)}
-    known = [i for i in found if i in index]
-    if not known:
-        example = next(iter(found), None)
-        raise MedcneError(
-            f"{labels_csv}: " + (f"none of its ids belong to run {run.path} (e.g. {example!r}); "
-                                 "give annotations exported from this run's map" if found else
-                                 f"no hand-labelled rows ({len(suggested)} suggested labels, which are not "
-                                 "annotations; label some images in the viewer)" if suggested else
-                                 "no annotated rows (every label is empty)")
-        )
-    names = [c for c in (run.class_names or []) if c in set(found.values())]
-    names += [c for c in dict.fromkeys(found.values()) if c not in names]
+    unknown = [i for i in found if i not in index]
+    if len(unknown) == len(found):
+        raise MedcneError(f"{labels_csv}: none of its ids belong to run {run.path} (e.g. {unknown[0]!r}); "
+                          "give annotations exported from this run's map")
+    known = {index[i]: name for i, name in found.items() if i in index}
+    names = [c for c in (run.class_names or []) if c in set(known.values())]
+    names += [c for c in dict.fromkeys(known.values()) if c not in names]
     codes = np.full(len(run.ids), -1, dtype=np.int64)
-    for i in known:
-        codes[index[i]] = names.index(found[i])
-    return codes, names, [i for i in found if i not in index], suggested
+    for n, name in known.items():
+        codes[n] = names.index(name)
+    return codes, names, unknown, suggested
 
 
 def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method: str = "spreading",
@@ -221,7 +216,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     summary : dict
         ``annotated``, ``classes``, ``images``, ``mean_confidence``, ``space``,
         ``unknown_ids`` (annotated ids not in the run), ``suggested_ids`` (the viewer's
-        suggestions, not hand labels: both left out), and ``agreement`` (% of the other labeled images whose run label the
+        suggestions, not hand labels: both left out), ``notes`` (one line on each, as
+        ``evaluate`` words them), and ``agreement`` (% of the other labeled images whose run label the
         propagation gives) when the run has labels.
     """
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
@@ -232,6 +228,11 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     with lock(run.path, shared=True) if in_run else nullcontext(), \
             claim_files(out, overwrite, inputs=[labels_csv, data_path], runs=[run.path]):
         path, summary = _propagate(run, labels_csv, out, space, method, k, data_path, device)
+    summary["notes"] = []  # what the annotations gave that was left out, in evaluate's words
+    if summary["suggested_ids"]:
+        summary["notes"].append(suggestions_note(summary["suggested_ids"]))
+    if summary["unknown_ids"]:
+        summary["notes"].append(unknown_ids_note(summary["unknown_ids"]))
     if path.parent.resolve() == run.path.resolve():
         add_to_run(run.path, path.name)
     return path, summary

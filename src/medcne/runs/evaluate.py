@@ -36,14 +36,22 @@ METRIC_KEYS = (
 )
 
 
-def read_label_csv(path, skip_sources: tuple[str, ...] = (), skipped: list | None = None) -> dict[str, str]:
+SUGGESTED = ("suggested",)  # the viewer's export: ``source`` of the labels it suggested, not a person
+
+
+def read_label_csv(path, skip_sources: tuple[str, ...] = SUGGESTED, skipped: list | None = None) -> dict[str, str]:
     """Labels by image id from a CSV with columns ``id`` and ``label`` or ``new_label``.
 
     The viewer's annotation export (``id, x, y, old_label, new_label, source``)
     works as is: rows with an empty ``new_label`` (points only selected) are
     ignored, and so are rows whose ``source`` is one of ``skip_sources`` (their
-    ids are added to ``skipped``). An id given two different labels is refused,
-    naming both and their lines.
+    ids are added to ``skipped``). By default those are the viewer's suggestions
+    (accepted or not, exported as ``suggested``): votes of the nearest labelled
+    points on the map, not labels a person gave. Scoring a map against them
+    scores it against its own neighbourhoods, and propagation makes its own. A
+    file without a ``source`` column keeps every row. An id given two different
+    labels is refused, naming both and their lines, and so is a file with no
+    label left.
     """
     columns, rows = read_table(path, "--labels")
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
@@ -53,18 +61,35 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = (), skipped: list | Non
         )
     found: dict[str, str] = {}
     row_of: dict[str, int] = {}
+    left_out: list[str] = []
     for n, row in enumerate(rows):
         i, label = row["id"], row[column].strip()
         if not label:
             continue
         if (row.get("source") or "").strip() in skip_sources:
-            if skipped is not None:
-                skipped.append(i)
+            left_out.append(i)
             continue
         if found.setdefault(i, label) != label:
             _conflict(path, i, (found[i], row_of[i]), (label, n))
         row_of.setdefault(i, n)
+    if not found:
+        raise MedcneError(f"{path}: " + (
+            f"no hand-labelled rows ({len(left_out)} suggested labels, which are not annotations; "
+            "label some images in the viewer)" if left_out else "no annotated rows (every label is empty)"))
+    if skipped is not None:
+        skipped += left_out
     return found
+
+
+def suggestions_note(skipped) -> str:
+    """The note on the viewer's suggestions that :func:`read_label_csv` left out (``skipped``: their ids)."""
+    return (f"{len(skipped)} labels the viewer suggested (source 'suggested') were left out: only labels a "
+            "person gave count; to keep some, select those images in the viewer and label them")
+
+
+def unknown_ids_note(unknown) -> str:
+    """The note on labelled ids that are not images of the run (``unknown``: those ids, at least one)."""
+    return f"{len(unknown)} unknown ids ignored (not images of this run, e.g. {unknown[0]!r})"
 
 
 def _conflict(path, id_: str, first: tuple[str, int], second: tuple[str, int]):
@@ -124,7 +149,7 @@ def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.nda
                     names.append(label)
                 codes[index[i]] = names.index(label)
         changed = len(overrides) - len(unknown)
-        notes.append(f"{changed} labels from the CSV" + (f", {len(unknown)} unknown ids ignored" if unknown else ""))
+        notes.append(f"{changed} labels from the CSV" + (f", {unknown_ids_note(unknown)}" if unknown else ""))
     return codes, names, notes
 
 
