@@ -267,3 +267,33 @@ def audit(rank: int, world: int, out: Path) -> dict:
             "world": est.world_.size, "sync_bn": est.sync_bn_,
         }
     return found
+
+
+def refusals(rank: int, world: int, out: Path) -> dict:
+    """What each process raises when the checks before training fail: on every process (the real
+    ``fit_run`` with no epochs, ``resume_run`` of a folder with nothing to resume), on process 1
+    only, and on none."""
+    from medcne.datasets import SAMPLE_PATH
+    from medcne.errors import DataError, MedcneError
+    from medcne.runs import fit_run, resume_run
+    from medcne.train import distributed
+
+    def outcome(fn) -> tuple[str, str] | None:
+        try:
+            fn()
+        except MedcneError as exc:
+            return type(exc).__name__, str(exc)
+        return None
+
+    def only_on(failing: int) -> None:
+        with distributed.together():
+            if rank == failing:
+                raise DataError("an image here cannot be read")
+
+    params = {"epochs": (0, 0, 0), "batch_size": 16, "width": 2, "device": "cpu"}
+    return {
+        "zero_epochs": outcome(lambda: fit_run(SAMPLE_PATH, out / "zero", params, verbose=False)),
+        "nothing_to_resume": outcome(lambda: resume_run(out / "no-run", verbose=False)),
+        "rank_1_only": outcome(lambda: only_on(1)),
+        "none": outcome(lambda: only_on(-1)),
+    }

@@ -250,5 +250,5 @@ def test_a_pcam_folder_reads_all_its_files_and_split_picks_one(tmp_path):
     (tmp_path / "camelyonpatch_level_2_split_valid_x.h5").unlink()
     from medcne.errors import MedcneError
 
-    with pytest.raises(MedcneError, match="--split val needs exactly one"):
+    with pytest.raises(MedcneError, match="`split` val needs exactly one"):
         load_dataset(tmp_path, split="val")

@@ -169,7 +169,7 @@ def test_hostile_files_each_give_one_line(tmp_path, capsys):
 
 
 def test_mixed_sizes_are_refused_naming_a_file_of_each(scans):
-    with pytest.raises(MixedSizeError, match=r"10x10 \(dose/rtdose.dcm\), 16x16 \(cr/6154\).*128x128 \(ct/CT_small.dcm\).*--size"):
+    with pytest.raises(MixedSizeError, match=r"10x10 \(dose/rtdose.dcm\), 16x16 \(cr/6154\).*128x128 \(ct/CT_small.dcm\).*`size`"):
         read_dicom(scans)
 
 

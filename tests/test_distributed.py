@@ -155,7 +155,22 @@ def test_one_process_runs_nothing_distributed():
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    return out, run_ranks(["gather", "syncbn", "resume", "audit", "syncbn_compiles"], out, world=2, deadline=200)
+    return out, run_ranks(["gather", "syncbn", "resume", "audit", "syncbn_compiles", "refusals"], out, world=2,
+                          deadline=200)
+
+
+@pytest.mark.slow
+def test_checks_that_fail_on_every_process_are_said_by_process_0_only(two_ranks):
+    # The real fit_run and resume_run: every process reads the data and checks the parameters; a
+    # failure there was printed by each process (as MedcneError everywhere), now by process 0 only.
+    rank0, rank1 = (r["refusals"] for r in two_ranks[1])
+    for case, words in (("zero_epochs", "epochs are 0 in every stage"), ("nothing_to_resume", "nothing to resume")):
+        assert rank0[case][0] == "MedcneError" and words in rank0[case][1], (case, rank0[case])
+        assert rank1[case] == ("ReportedError", rank0[case][1]), case  # quiet: the CLI prints nothing for it
+    # A failure of process 1 alone is still said, by process 0, naming the process.
+    assert rank0["rank_1_only"] == ("MedcneError", "process 1 of 2: an image here cannot be read")
+    assert rank1["rank_1_only"] == ("ReportedError", "an image here cannot be read")
+    assert rank0["none"] is None and rank1["none"] is None
 
 
 @pytest.mark.slow

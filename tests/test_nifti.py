@@ -153,7 +153,7 @@ def test_more_dimensions_give_the_first_volume_and_mixed_sizes_are_refused(tmp_p
     mixed = tmp_path / "mixed"
     save(volume(), mixed / "a.nii.gz")
     save(np.zeros((6, 6, 3), np.float32), mixed / "b.nii.gz")
-    with pytest.raises(MixedSizeError, match=r"6x6 \(b.nii.gz\), 10x12 \(a.nii.gz\).*--size"):
+    with pytest.raises(MixedSizeError, match=r"6x6 \(b.nii.gz\), 10x12 \(a.nii.gz\).*`size`"):
         read_nifti(mixed)
     assert read_nifti(mixed, size=(8, 8)).image_shape == (8, 8, 1)
 

@@ -37,7 +37,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch, flags, auto):
     assert resolve_precision("auto", CPU) == auto
     assert resolve_precision("fp32", CPU) == "fp32"
     if auto == "fp32":
-        with pytest.raises(MedcneError, match="no native bf16.*--precision auto"):
+        with pytest.raises(MedcneError, match="no native bf16.*`precision` auto"):
             resolve_precision("bf16", CPU)
     else:
         assert resolve_precision("bf16", CPU) == "bf16"

@@ -269,7 +269,7 @@ def test_baseline_force_keeps_the_old_run_when_it_fails(old, data, tmp_path, mon
     pytest.importorskip("openTSNE")
     before = snapshot(old)
     with pytest.raises(MedcneError, match="already holds a finished run"):
-        staging.check(old, False, flag="--force", refuse_any=False)
+        staging.check(old, False, option="force", refuse_any=False)
 
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device", "x")

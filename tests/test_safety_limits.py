@@ -132,7 +132,7 @@ def test_a_sweep_config_reads_no_file_outside_its_folder(tmp_path):
     folder.mkdir()
     toml = folder / "s.toml"
     toml.write_text(f'[datasets.d]\npath = "{secret}"\n[methods.m]\nmethod = "tsne-pixels"\n')
-    with pytest.raises(MedcneError, match="--allow-outside") as caught:
+    with pytest.raises(MedcneError, match="`allow_outside`") as caught:
         load_config(toml)
     assert "root:" not in str(caught.value)
     assert load_config(toml, allow_outside=True).datasets["d"].paths == (str(secret),)

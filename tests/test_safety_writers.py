@@ -296,7 +296,7 @@ def test_what_a_killed_run_left_does_not_block_a_new_one(data, tmp_path):
     from medcne.runs import staging
 
     out = tmp_path / "run"
-    work, _ = staging.begin(out, False, flag="--overwrite")  # a fit killed while training in place
+    work, _ = staging.begin(out, False, option="overwrite")  # a fit killed while training in place
     (work / "params.json").write_text('{"method": "tsimcne", "data": {"path": "x"}, "finished": false}')
     (work / "checkpoint.pt").write_bytes(b"partial")
     (work / ".model.pt.abcd1234.tmp.pt").write_bytes(b"half")  # its atomic write of model.pt, killed

@@ -216,7 +216,7 @@ def test_a_viewer_folder_is_not_replaced_without_overwrite(tmp_path, fake_bundle
     build_viewer(run, bundle=fake_bundle)  # the default folder, RUN/viewer
     page = (run / "viewer" / "index.html").read_text()
     (run / "viewer" / "mine.txt").write_text("kept")
-    with pytest.raises(MedcneError, match=r"viewer: holds a viewer built before; pass --overwrite"):
+    with pytest.raises(MedcneError, match=r"viewer: holds a viewer built before; pass `overwrite`"):
         build_viewer(run, bundle=fake_bundle)
     assert (run / "viewer" / "mine.txt").read_text() == "kept"
     assert (run / "viewer" / "index.html").read_text() == page

@@ -371,5 +371,5 @@ def test_screenshot_tool_picks_a_pair_of_axes(browser, three, qc_run, tmp_path):
     xz = screenshot(three[0], tmp_path / "xz.png", axes="x/z", size=(900, 600), browser=browser)
     a, b = (np.asarray(Image.open(p).convert("L"), dtype=int) for p in (xy, xz))
     assert a.shape == b.shape and np.abs(a - b).mean() > 1  # another picture of the map
-    with pytest.raises(MedcneError, match=r"--axes x/z: the page has no axes menu \(a 2-D map\)"):
+    with pytest.raises(MedcneError, match=r"`axes` x/z: the page has no axes menu \(a 2-D map\)"):
         screenshot(qc_run[0], tmp_path / "no.png", axes="x/z", browser=browser)

@@ -86,7 +86,7 @@ def test_label_csv_keys_and_errors(tmp_path):
     with pytest.raises(DataError, match="line 2: empty 'label'"):
         read_label_csv(f, keys, None, None)
     f.write_text("path,kind\na,x\n")
-    with pytest.raises(MissingColumnError, match="--label-column"):
+    with pytest.raises(MissingColumnError, match="`label_column`"):
         read_label_csv(f, keys, None, None)
     with pytest.raises(DataError, match="no such file"):
         read_label_csv(tmp_path / "none.csv", keys, None, None)

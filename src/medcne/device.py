@@ -92,7 +92,7 @@ def resolve_precision(precision: str, device) -> str:
         what = "GPU" if device.type == "cuda" else "CPU (no AVX512-BF16 or AMX)"
         raise MedcneError(
             f"precision 'bf16' was asked for, but this {what} has no native bf16 and would emulate it slowly; "
-            "use --precision auto (float32 here) or fp32"
+            "use `precision` auto (float32 here) or fp32"
         )
     return "bf16" if native else "fp32"
 

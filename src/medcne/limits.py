@@ -103,7 +103,7 @@ def check_args(args) -> None:
     """Check the size-like options that ``args`` (a parsed command line) has, before the command runs."""
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
-        raise MedcneError(f"--seed must be between 0 and {SEED_MAX}; got {seed}")
+        raise MedcneError(f"`seed` must be between 0 and {SEED_MAX}; got {seed}")
     for name, least in AT_LEAST.items():
         value = getattr(args, name, None)
         if isinstance(value, int) and not isinstance(value, bool) and value < least:
@@ -133,11 +133,11 @@ def _check_processes(n: int, device: str) -> None:
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
     if gpus:
         if n > gpus:
-            raise MedcneError(f"--nproc {n} but this machine has {gpus} GPU(s): one process per GPU; "
-                              f"lower --nproc to at most {gpus}")
+            raise MedcneError(f"`nproc` {n} but this machine has {gpus} GPU(s): one process per GPU; "
+                              f"lower `nproc` to at most {gpus}")
         return
     cores = usable_cores()
     if n > cores:
-        raise MedcneError(f"--nproc {n} but this machine has {cores} CPU core(s) for this command and no GPU: "
+        raise MedcneError(f"`nproc` {n} but this machine has {cores} CPU core(s) for this command and no GPU: "
                           f"each process needs a core and its own copy of the model and data; "
-                          f"use at most --nproc {cores}")
+                          f"use at most `nproc` {cores}")

@@ -188,7 +188,12 @@ OTHER_FLAGS: Mapping[str, str] = {
     "seed": "--seed", "skip_bad": "--skip-bad", "path_column": "--path-column", "label_column": "--label-column",
     "allow_outside": "--allow-outside", "labels_map": "--labels-map", "merge_rare": "--merge-rare",
     "weights": "--weights", "root": "--root", "out": "--out", "n_queries": "--np-queries", "grid": "--grid",
-    "timeout": "--timeout", "space": "--space",
+    "timeout": "--timeout", "space": "--space", "overwrite": "--overwrite", "force": "--force",
+    "tile_size": "--tile-size", "window": "--window", "label_csv": "--label-csv", "label_key": "--label-key",
+    "mpp": "--mpp", "magnification": "--magnification", "min_tissue": "--min-tissue", "unlabelled": "--unlabelled",
+    "labels": "--labels", "annotations": "--annotations", "workers": "--workers", "presets": "--presets",
+    "baselines": "--baselines", "data": "--data", "data_dir": "--data-dir", "seeds": "--seeds",
+    "hover_id": "--hover-id", "axes": "--axes", "nproc": "--nproc", "values": "--values",
 }
 
 

@@ -238,7 +238,7 @@ def launch(args) -> int:
     if args.data is not None:  # said once here, before any process starts
         check_data_path(args.data)
     if not args.resume:  # an --out that may not be written, likewise (process 0 checks it again, locked)
-        staging.check(args.out, args.overwrite, flag="--overwrite", inputs=dataset_inputs(args.data))
+        staging.check(args.out, args.overwrite, option="overwrite", inputs=dataset_inputs(args.data))
     # torchrun's default (and its warning about it): one thread per process
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     try:

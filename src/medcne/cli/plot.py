@@ -36,7 +36,7 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
     Points missing from the CSV get NaN (numbers) or "" (categories).
     """
     path = Path(csv_path) if csv_path else run.path / EMBEDDING_CSV
-    columns, rows = read_table(path, "--values")
+    columns, rows = read_table(path, "values")
     if "id" not in columns or column not in columns:
         raise MissingColumnError(
             f"{path}: --color-by {column!r} needs columns 'id' and {column!r}; found {', '.join(columns) or 'none'}"

@@ -301,7 +301,7 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
         except _NoWindow as exc:
             shown = printable(rel if keep_phi else scrub(rel, *_identity(read, exc.args[0])))
             raise MedcneError(f"{shown}: the file states no window (WindowCenter/WindowWidth); "
-                              "give --window as a preset such as soft-tissue or as WIDTH,LEVEL") from None
+                              "give `window` as a preset such as soft-tissue or as WIDTH,LEVEL") from None
         if size is not None:
             unsized.append(read[-1])
             held += sum(frame.nbytes for frame in read[-1].frames)

@@ -114,10 +114,10 @@ def _check_size(img, path: Path, what: str) -> None:
         need, have = int(offset) + voxels * itemsize, path.stat().st_size
         if need > have:
             raise DataError(f"{path}: damaged or truncated: the header states {need:,} bytes, the file holds "
-                            f"{have:,}; replace it, or pass --skip-bad to leave it out")
+                            f"{have:,}; replace it, or pass `skip_bad` to leave it out")
     shape = "x".join(map(str, img.shape))
     check_memory(voxels * (itemsize + 4), str(path), f"the {what} of {shape} voxels",
-                 "read it on a machine with more memory, or pass --skip-bad to leave it out")
+                 "read it on a machine with more memory, or pass `skip_bad` to leave it out")
 
 
 def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
@@ -125,7 +125,7 @@ def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
     if data.size and not (np.isfinite(data.min()) and np.isfinite(data.max())):
         count = data.size - int(np.count_nonzero(np.isfinite(data)))
         raise DataError(f"{path}: the {what} holds {count:,} non-finite value(s) (NaN or infinity); replace them "
-                        "with numbers (e.g. numpy.nan_to_num) or pass --skip-bad to leave it out")
+                        "with numbers (e.g. numpy.nan_to_num) or pass `skip_bad` to leave it out")
 
 
 @contextlib.contextmanager
@@ -172,7 +172,7 @@ def _volume_labels(rel: str, n: int, seg: np.ndarray | None, table, single, axis
 
 def _window_volume(volume: np.ndarray, window, path: Path) -> np.ndarray:
     if window == FILE:
-        raise MedcneError(f"{path}: NIfTI files state no window; give --window as a preset such as "
+        raise MedcneError(f"{path}: NIfTI files state no window; give `window` as a preset such as "
                           "soft-tissue, as WIDTH,LEVEL, or auto")
     w = window if isinstance(window, Window) else auto_window(volume)
     return w.apply(volume)

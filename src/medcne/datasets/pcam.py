@@ -220,7 +220,7 @@ def read_pcam_folder(folder: Path, *, split: str | None = None, size=None, chann
         word = PCAM_SPLITS.get(split)
         xs = [p for p in xs if word is not None and _split_word(str(p)) == word]
         if len(xs) != 1:
-            raise DataError(f"{folder}: --split {split} needs exactly one '*{PCAM_SPLITS.get(split, split)}_x.h5' "
+            raise DataError(f"{folder}: `split` {split} needs exactly one '*{PCAM_SPLITS.get(split, split)}_x.h5' "
                             f"file in the folder; found {len(xs)}")
     parts = [read_pcam(p, size=size, channels=channels) for p in xs]
     return parts[0] if len(parts) == 1 else _join(parts, folder)
@@ -230,7 +230,7 @@ def _join(parts: list[ImageSet], folder: Path) -> ImageSet:
     shapes = {p.image_shape for p in parts}
     if len(shapes) > 1 or len({p.labels is None for p in parts}) > 1:
         raise DataError(f"{folder}: the PCam files differ in image size or in having labels ({sorted(shapes)}); "
-                        "pass one *_x.h5 file, or --split")
+                        "pass one *_x.h5 file, or `split`")
     starts = np.cumsum([0] + [len(p) for p in parts])
 
     def read(indices: np.ndarray) -> np.ndarray:  # increasing, unique: each file's share is too

@@ -34,13 +34,13 @@ def read_label_csv(path, keys: tuple[str, ...], key: str | None, label_column: s
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"--label-csv {path}: no such file; give a CSV with a key column and a label column")
+        raise DataError(f"`label_csv` {path}: no such file; give a CSV with a key column and a label column")
     columns, rows = read_table(path)
     label_column = label_column or "label"
     if label_column not in columns:
         raise MissingColumnError(
             f"{path}: no column '{printable(label_column)}' (columns: {printable(', '.join(columns)) or 'none'}); "
-            "name the label column with --label-column"
+            "name the label column with `label_column`"
         )
     found = [k for k in keys if k in columns]
     if key is not None and key not in keys:
@@ -48,7 +48,7 @@ def read_label_csv(path, keys: tuple[str, ...], key: str | None, label_column: s
     if key is None and len(found) != 1:
         what = f"several key columns ({', '.join(found)})" if found else "no key column"
         raise MissingColumnError(
-            f"{path}: {what}; give exactly one of {', '.join(keys)} (or choose one with --label-key)"
+            f"{path}: {what}; give exactly one of {', '.join(keys)} (or choose one with `label_key`)"
         )
     key = key or found[0]
     if key not in columns:
@@ -132,7 +132,7 @@ def stack_images(images: list[np.ndarray], owners: list[str], *, size, channels:
             listed = ", ".join(f"{h}x{w} ({printable(o, 80)})" for (h, w), o in sorted(first.items())[:4])
             raise MixedSizeError(
                 f"{source}: images have different sizes: {listed}{', ...' if len(first) > 4 else ''}; "
-                "pass --size (e.g. --size 64) to resize them on load"
+                "pass `size` (e.g. `size` 64) to resize them on load"
             )
     h, w = size or images[0].shape[:2]
     c = max(img.shape[2] for img in images)

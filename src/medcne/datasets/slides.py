@@ -139,11 +139,11 @@ def choose_scale(geometry: SlideGeometry, *, mpp: float | None = None, magnifica
         would need upsampling.
     """
     if (mpp is None) == (magnification is None):
-        raise MedcneError("give exactly one of --mpp and --magnification")
+        raise MedcneError("give exactly one of `mpp` and `magnification`")
     if mpp is not None:
         if geometry.mpp is None:
             raise SlideError(f"{where}: the slide states no resolution (no microns per pixel); "
-                             "tile it with --magnification if it states its objective power, or leave it out")
+                             "tile it with `magnification` if it states its objective power, or leave it out")
         downsample, out_mpp = mpp / geometry.mpp, float(mpp)
     elif geometry.objective is not None:
         downsample = geometry.objective / magnification

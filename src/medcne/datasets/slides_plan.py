@@ -62,18 +62,18 @@ class TileOptions:
     def check(self) -> None:
         """Refuse values that cannot work, naming the option and the fix."""
         if not isinstance(self.tile_size, int) or self.tile_size < 8:
-            raise MedcneError(f"--tile-size must be an integer of at least 8 pixels; got {self.tile_size!r}")
-        for name, value in (("--mpp", self.mpp), ("--magnification", self.magnification)):
+            raise MedcneError(f"`tile_size` must be an integer of at least 8 pixels; got {self.tile_size!r}")
+        for name, value in (("mpp", self.mpp), ("magnification", self.magnification)):
             if value is not None and not value > 0:
-                raise MedcneError(f"{name} must be a positive number; got {value!r}")
+                raise MedcneError(f"`{name}` must be a positive number; got {value!r}")
         if (self.mpp is None) == (self.magnification is None):
-            raise MedcneError("give exactly one of --mpp and --magnification")
+            raise MedcneError("give exactly one of `mpp` and `magnification`")
         if not 0 <= self.min_tissue <= 1:
-            raise MedcneError(f"--min-tissue is a share of a tile, 0 to 1; got {self.min_tissue!r}")
+            raise MedcneError(f"`min_tissue` is a share of a tile, 0 to 1; got {self.min_tissue!r}")
         if self.unlabelled not in UNLABELLED_CHOICES:
-            raise MedcneError(f"--unlabelled must be one of {', '.join(UNLABELLED_CHOICES)}; got {self.unlabelled!r}")
+            raise MedcneError(f"`unlabelled` must be one of {', '.join(UNLABELLED_CHOICES)}; got {self.unlabelled!r}")
         if self.slide_labels is not None and self.annotations is not None:
-            raise MedcneError("give --labels (one class per slide) or --annotations (regions), not both")
+            raise MedcneError("give `labels` (one class per slide) or `annotations` (regions), not both")
 
 
 @dataclass

@@ -119,9 +119,9 @@ class _Committer:
         if held == (size, size, 3):
             return
         if held[0] == held[1] and held[2] == 3:
-            raise MedcneError(f"--out {self.out}: the store holds tiles of {held[0]} pixels, not {size}; add slides "
-                              f"with --tile-size {held[0]}, or choose another --out")
-        raise MedcneError(f"--out {self.out}: the store holds images of {held}, not RGB tiles; choose another --out")
+            raise MedcneError(f"`out` {self.out}: the store holds tiles of {held[0]} pixels, not {size}; add slides "
+                              f"with `tile_size` {held[0]}, or choose another `out`")
+        raise MedcneError(f"`out` {self.out}: the store holds images of {held}, not RGB tiles; choose another `out`")
 
     def open(self) -> None:
         size = self.options.tile_size
@@ -189,7 +189,7 @@ def tile_slides(paths, out, options: TileOptions, *, workers: int = 1, skip_bad:
     """
     options.check()
     if not isinstance(workers, int) or workers < 1:
-        raise MedcneError(f"--workers must be a positive integer; got {workers!r}")
+        raise MedcneError(f"`workers` must be a positive integer; got {workers!r}")
     out, progress = Path(out), progress or Progress()
     slides = find_slides(paths)
     report = TileReport()
@@ -214,7 +214,7 @@ def tile_slides(paths, out, options: TileOptions, *, workers: int = 1, skip_bad:
         committer.close()
     if not report.tiles and not report.resumed:
         raise SlideError(f"no tiles from {len(slides)} slide(s): {'; '.join(report.notes) or 'nothing kept'}; "
-                         "lower --min-tissue or check the slides")
+                         "lower `min_tissue` or check the slides")
     return report
 
 

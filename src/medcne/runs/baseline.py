@@ -52,12 +52,12 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     inputs = dataset_inputs(data_path)
     with staging.locked(out):  # a second writer is told who is writing, before any check of `out`
-        staging.check(out, force, flag="--force", inputs=inputs)
+        staging.check(out, force, option="force", inputs=inputs)
         spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
         data = load_dataset(data_path, **spec)
         for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
             print(f"note: {note}")
-        with staging.writing(out, force, flag="--force", inputs=inputs) as work:
+        with staging.writing(out, force, option="force", inputs=inputs) as work:
             start = time.perf_counter()
             Z, record = embed_baseline(data, method, **options)
             seconds = time.perf_counter() - start

@@ -61,7 +61,7 @@ def resolve_space(run: Run, space: str = "auto") -> str:
         return "features" if has_model else "pixels" if run.method in PIXEL_METHODS else "map"
     if space == "features" and not has_model:
         raise MedcneError(
-            f"{run.path}: no {MODEL} (a {run.method} run keeps no model), so no features; use --space map or pixels"
+            f"{run.path}: no {MODEL} (a {run.method} run keeps no model), so no features; use `space` map or pixels"
         )
     return space
 
@@ -222,7 +222,7 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     """
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
     if Path(labels_csv).exists() and out.resolve() == Path(labels_csv).resolve():
-        raise MedcneError(f"--out {out} is the annotations file itself; choose another output path")
+        raise MedcneError(f"`out` {out} is the annotations file itself; choose another output path")
     # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
     in_run = out.parent.resolve() == run.path.resolve()
     with lock(run.path, shared=True) if in_run else nullcontext(), \

@@ -222,7 +222,7 @@ def unfinished_message(path: Path) -> str:
     staged = staging_path(path)
     if staged.is_dir():
         return (f"{path}: not a finished run: its replacement in {staged} was interrupted; "
-                f"complete it with `medcne fit --resume {path}`, or run again with --overwrite")
+                f"complete it with `medcne fit --resume {path}`, or run again with `overwrite`")
     if (path / CHECKPOINT).is_file():
         return f"{path}: not a finished run (training stopped); continue it with `medcne fit --resume {path}`"
     if not (path / EMBEDDING).exists() and not (path / PARAMS).exists():
@@ -250,7 +250,7 @@ def read_run(path, *, finished: bool = True) -> Run:
     if bad.any():
         raise DivergedError(
             f"{path}: {int(bad.sum())} points of {EMBEDDING} are not finite (NaN or inf), e.g. id "
-            f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower --lr)"
+            f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower `lr`)"
         )
     return Run(path, params, embedding, ids, labels, names, metrics)
 

@@ -181,15 +181,15 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
         if target.parent == run_dir and target.name in RUN_OUTPUTS:
             continue
         if _inside(target, run_dir):
-            raise MedcneError(f"--out {out} is inside the run folder {run} that this command reads; "
-                              "choose an --out outside it")
+            raise MedcneError(f"`out` {out} is inside the run folder {run} that this command reads; "
+                              "choose an `out` outside it")
     for given in [*inputs, *(p for run in runs for p in run_dataset(run))]:
         if given is None:
             continue
         source = _resolved(given)
         if _inside(target, source):
             what = "is" if target == source else "is inside"
-            raise MedcneError(f"--out {out} {what} {given}, an input of this command; choose another --out")
+            raise MedcneError(f"`out` {out} {what} {given}, an input of this command; choose another `out`")
 
 
 def dataset_inputs(data_path) -> list[Path]:
@@ -261,25 +261,25 @@ def remember(paths: Iterable) -> None:
                 pass  # the outputs are written; unrecorded, they are only never replaced (the safe side)
 
 
-def check_file(out, overwrite: bool, flag: str = "--overwrite") -> None:
+def check_file(out, overwrite: bool, option: str = "overwrite") -> None:
     """Refuse to write the single file ``out`` when it exists and may not be replaced (one line)."""
     out = Path(out)
     if out.is_symlink():
-        raise MedcneError(f"--out {out} is a symbolic link; medcne never writes through one: choose another name")
+        raise MedcneError(f"`out` {out} is a symbolic link; medcne never writes through one: choose another name")
     if not out.exists():
         return
     if out.is_dir():
-        raise MedcneError(f"--out {out} is a folder; give a file name")
+        raise MedcneError(f"`out` {out} is a folder; give a file name")
     if not written_by_medcne(out):
-        raise MedcneError(f"--out {out} exists and was not written by medcne (or was changed since), so it is "
+        raise MedcneError(f"`out` {out} exists and was not written by medcne (or was changed since), so it is "
                           "never replaced; choose another name, or move it away yourself")
     if not overwrite:
-        raise MedcneError(f"--out {out} exists; pass {flag} to replace it or choose another name")
+        raise MedcneError(f"`out` {out} exists; pass `{option}` to replace it or choose another name")
 
 
 @contextmanager
 def claim_files(outs, overwrite: bool, *, inputs: Iterable = (), runs: Iterable = (),
-                flag: str = "--overwrite") -> Iterator[list[Path]]:
+                option: str = "overwrite") -> Iterator[list[Path]]:
     """Write single files ``outs`` under the rule: lock each, check each, then record them as medcne's.
 
     The body writes the files (atomically); on success each written file is
@@ -292,6 +292,6 @@ def claim_files(outs, overwrite: bool, *, inputs: Iterable = (), runs: Iterable 
             stack.enter_context(lock(out))
         for out in outs:
             refuse_inputs(out, inputs, runs=runs)
-            check_file(out, overwrite, flag)
+            check_file(out, overwrite, option)
         yield outs
         remember(outs)

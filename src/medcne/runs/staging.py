@@ -128,7 +128,7 @@ def _check_staging(out: Path) -> Path:
     return staged
 
 
-def check(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Iterable = ()) -> None:
+def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: Iterable = ()) -> None:
     """Refuse, with one line, a run folder ``out`` that may not be written (see the module's docstring).
 
     ``inputs``: paths the command reads (the dataset, and its folder for
@@ -139,27 +139,27 @@ def check(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Ite
     out = Path(out)
     refuse_inputs(out, inputs)
     if out.exists() and not out.is_dir():
-        raise MedcneError(f"--out {out} is a file; give a folder path")
+        raise MedcneError(f"`out` {out} is a file; give a folder path")
     staged = _check_staging(out)
     complete = staged.is_dir() and read_json(staged / PARAMS).get(FINISHED) is True
     if staged.is_dir() and not complete and not replace:
         raise MedcneError(
-            f"--out {out}: an interrupted replacement of this run is in {staged}; continue it with "
-            f"`medcne fit --resume {out}`, or pass {flag} to start again"
+            f"`out` {out}: an interrupted replacement of this run is in {staged}; continue it with "
+            f"`medcne fit --resume {out}`, or pass `{option}` to start again"
         )
     nonempty = out.is_dir() and any(out.iterdir())
     if nonempty and not is_run_folder(out):
-        raise MedcneError(f"--out {out} holds files medcne did not write ({_named(foreign(out))}), so medcne never "
-                          "writes a run there, even with " + flag + "; choose another folder")
+        raise MedcneError(f"`out` {out} holds files medcne did not write ({_named(foreign(out))}), so medcne never "
+                          f"writes a run there, even with `{option}`; choose another folder")
     if (complete or nonempty) and not replace:
         finished = complete or is_finished(out)
         what = "already holds a finished run" if finished else "holds an unfinished run"
         resumable = not finished and (out / CHECKPOINT).exists()
         hint = f", `medcne fit --resume {out}` to continue it" if resumable else ""
-        raise MedcneError(f"--out {out} {what}; pass {flag} to replace its run files{hint}, or choose another folder")
+        raise MedcneError(f"`out` {out} {what}; pass `{option}` to replace its run files{hint}, or choose another folder")
 
 
-def begin(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Iterable = ()) -> tuple[Path, bool]:
+def begin(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: Iterable = ()) -> tuple[Path, bool]:
     """Make ready to write a run for ``out``; returns the folder to write into and whether ``out`` was created.
 
     Parameters
@@ -167,9 +167,10 @@ def begin(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Ite
     out : Path
         The run folder the user named.
     replace : bool
-        The user allowed replacing the run ``out`` holds (``flag``).
-    flag : str
-        The option that allows it, for messages ('--overwrite', '--force').
+        The user allowed replacing the run ``out`` holds (``option``).
+    option : str
+        The parameter that allows it, for messages ('overwrite', 'force'; the
+        command line names its flag).
     refuse_any, inputs
         As for :func:`check`.
 
@@ -180,7 +181,7 @@ def begin(out, replace: bool, *, flag: str, refuse_any: bool = True, inputs: Ite
         and whether ``out`` did not exist before.
     """
     out = Path(out)
-    check(out, replace, flag=flag, inputs=inputs)
+    check(out, replace, option=option, inputs=inputs)
     pending(out)
     staged = staging_path(out)
     discard(staged)  # an interrupted replacement that the user chose to start again
@@ -278,7 +279,7 @@ def locked(out) -> Iterator[None]:
 
 
 @contextmanager
-def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: Iterable = (),
+def writing(out, replace: bool = False, *, option: str = "overwrite", inputs: Iterable = (),
             keep: Callable[[Path], bool] | None = None, resume: bool = False) -> Iterator[Path]:
     """Write a run for ``out`` under the rule: lock, check, begin, yield the folder, commit or discard.
 
@@ -287,9 +288,9 @@ def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: It
     out : Path
         The run folder.
     replace : bool
-        The user allowed replacing the run ``out`` holds (``flag``).
-    flag : str
-        '--overwrite' or '--force', for messages.
+        The user allowed replacing the run ``out`` holds (``option``).
+    option : str
+        'overwrite' or 'force': the parameter named in messages.
     inputs : iterable of Path
         What the command reads (see :func:`check`).
     keep : callable, optional
@@ -315,7 +316,7 @@ def writing(out, replace: bool = False, *, flag: str = "--overwrite", inputs: It
             staged = staging_path(out)
             state["work"], state["created"] = (staged if staged.is_dir() else out), False
         else:
-            state["work"], state["created"] = begin(out, replace, flag=flag, inputs=inputs)
+            state["work"], state["created"] = begin(out, replace, option=option, inputs=inputs)
 
     with locked(out):
         distributed.on_main(enter)

@@ -23,7 +23,7 @@ def read_table(path, option: str) -> tuple[list[str], list[dict[str, str]]]:
     path : str or Path
         A comma-separated file (``.tsv``: tab-separated), UTF-8 (a byte-order mark is allowed).
     option : str
-        The command-line option that named it, for messages (e.g. '--labels').
+        The parameter that named it, for messages (e.g. 'labels'; the command line shows its option).
 
     Returns
     -------
@@ -32,7 +32,7 @@ def read_table(path, option: str) -> tuple[list[str], list[dict[str, str]]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise MedcneError(f"{option} {path}: no such file; give a CSV file")
+        raise MedcneError(f"`{option}` {path}: no such file; give a CSV file")
     header, body = read_cells(path)
     # Undo the escape of formula-like cells (medcne.io.csv_cell) that medcne's CSVs and the viewer's export carry.
     header = [csv_value(c) for c in header]

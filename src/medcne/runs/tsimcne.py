@@ -92,32 +92,33 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
     # The lock first: a second writer is told who is writing, before any check on what `out` holds.
     with staging.locked(out):
         # Refused before the data are read; with several processes rank 0 says why and all stop.
-        distributed.on_main(lambda: staging.check(out, overwrite, flag="--overwrite", inputs=inputs))
+        distributed.on_main(lambda: staging.check(out, overwrite, option="overwrite", inputs=inputs))
         spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
-        data = load_dataset(data_path, **spec)
-        est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
-        if sum(s.epochs for s in est.stages_) == 0:
-            raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
-                              "give at least one epoch, e.g. `epochs` 12,1,6")
-        if verbose and est.batch_size_ < est.batch_size:
-            print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
-        _note_data(data, verbose)
+        with distributed.together():  # every process reads and checks the same: one says what is wrong
+            data = load_dataset(data_path, **spec)
+            est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
+            if sum(s.epochs for s in est.stages_) == 0:
+                raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
+                                  "give at least one epoch, e.g. `epochs` 12,1,6")
+        _note_data(data, verbose, est)
         data_record = {**spec, "path": str(Path(data_path).resolve())}
         # What --resume checks the data against: a run continues only on the images it began with.
         record = {"quick": bool(quick), FINGERPRINT: data.fingerprint()}
-        with staging.writing(out, overwrite, flag="--overwrite", inputs=inputs, keep=_resumable) as work:
+        with staging.writing(out, overwrite, option="overwrite", inputs=inputs, keep=_resumable) as work:
             distributed.on_main(lambda: write_json(
                 work / PARAMS, tsimcne_params(est, data_record, **record, **{FINISHED: False})))
             finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, record=record)
         return read_run(out) if finished else None
 
 
-def _note_data(data, verbose: bool) -> None:
-    """Say before training what the reader noticed and handled (skipped files, dropped alpha...: what
-    `info` says of these data), and when the labels cannot score the map (it is trained and written
-    without metrics)."""
+def _note_data(data, verbose: bool, est=None) -> None:
+    """Say before training (process 0 of several) what the reader noticed and handled (skipped files,
+    dropped alpha...: what `info` says of these data), a batch larger than the data, and when the
+    labels cannot score the map (it is trained and written without metrics)."""
     if not verbose or not distributed.world().is_main:
         return
+    if est is not None and est.batch_size_ < est.batch_size:
+        print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
     for note in data.notes:
         print(f"note: {note}")
     labels = data.labels[data.labels >= 0] if data.labels is not None else []
@@ -154,39 +155,41 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             if verbose and main:
                 print(f"completed the interrupted replacement of {out}")
             return read_run(out) if main else None
-        staged = staging_path(out)
-        work = staged if staged.is_dir() and not staged.is_symlink() else out
-        if is_finished(work):
-            raise MedcneError(f"--resume {out}: the run is finished; nothing to resume")
-        saved = read_json(work / PARAMS)
-        if work != out and not (work / CHECKPOINT).exists():
-            raise MedcneError(
-                f"--resume {out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
-                f"to resume ({out} still holds the previous run); start the replacement again with "
-                f"`medcne fit DATA --out {out} --overwrite`"
-            )
-        if not saved or not (work / CHECKPOINT).exists():
-            raise MedcneError(
-                f"--resume {out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
-                f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
-                "(with --overwrite when the folder is not empty)"
-            )
-        if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
-            raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
-        if main:
-            remove_stale_temps(work, RUN_FILES)
-        data_record = dict(saved["data"])
-        if data_path is not None:
-            data_record["path"] = str(Path(data_path).resolve())
-        spec = {k: v for k, v in data_record.items() if k != "path"}
-        data = load_dataset(data_record["path"], **spec)
-        fingerprint = data.fingerprint()
-        if saved.get(FINGERPRINT, fingerprint) != fingerprint:  # a run of an older medcne has none
-            raise MedcneError(
-                f"--resume {out}: {data_record['path']} does not hold the images the run began with (their pixels, "
-                "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
-                f"start a new run with `medcne fit DATA --out NEW`")
-        est = TSimCNE(**saved["estimator"])
+        # Every process checks the same folder and data: one says what is wrong.
+        with distributed.together():
+            staged = staging_path(out)
+            work = staged if staged.is_dir() and not staged.is_symlink() else out
+            if is_finished(work):
+                raise MedcneError(f"{out}: the run is finished; nothing to resume")
+            saved = read_json(work / PARAMS)
+            if work != out and not (work / CHECKPOINT).exists():
+                raise MedcneError(
+                    f"{out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
+                    f"to resume ({out} still holds the previous run); start the replacement again with "
+                    f"`medcne fit DATA --out {out} --overwrite`"
+                )
+            if not saved or not (work / CHECKPOINT).exists():
+                raise MedcneError(
+                    f"{out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
+                    f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
+                    "(with `overwrite` when the folder is not empty)"
+                )
+            if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
+                raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
+            if main:
+                remove_stale_temps(work, RUN_FILES)
+            data_record = dict(saved["data"])
+            if data_path is not None:
+                data_record["path"] = str(Path(data_path).resolve())
+            spec = {k: v for k, v in data_record.items() if k != "path"}
+            data = load_dataset(data_record["path"], **spec)
+            fingerprint = data.fingerprint()
+            if saved.get(FINGERPRINT, fingerprint) != fingerprint:  # a run of an older medcne has none
+                raise MedcneError(
+                    f"{out}: {data_record['path']} does not hold the images the run began with (their pixels, "
+                    "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
+                    f"start a new run with `medcne fit DATA --out NEW`")
+            est = TSimCNE(**saved["estimator"])
         record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint}
         changes = list(saved.get("lr_changes", []))
         if lr is not None:
@@ -298,5 +301,5 @@ def load_run_model(run, device: str = "auto"):
     est = TSimCNE.load(path, device=device)
     if not all(torch.isfinite(t).all() for t in est.model_.state_dict().values() if t.is_floating_point()):
         raise DivergedError(f"{path}: the model's weights are not finite (NaN or inf): the run diverged; "
-                            "fit it again with a lower --lr")
+                            "fit it again with a lower `lr`")
     return est

@@ -188,7 +188,7 @@ def check_inside(config: SweepConfig, roots: list[Path]) -> None:
             if not inside(p):
                 raise MedcneError(f"{config.source}: datasets.{d.name}.{key} {p} is outside {where}; a config reads "
                                   "only files under its folder or the data folder, as a CSV dataset does: move "
-                                  "the file there, give --data-dir, or pass --allow-outside")
+                                  "the file there, give `data_dir`, or pass `allow_outside`")
 
 
 def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path | None = None) -> SweepConfig:
@@ -223,7 +223,7 @@ def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path 
     )
 
 
-def parse_seeds(value, where: str = "--seeds") -> tuple[int, ...]:
+def parse_seeds(value, where: str = "`seeds`") -> tuple[int, ...]:
     """A count N (seeds 0..N-1), a list of ints, or '0,1,2' -> the seeds."""
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
@@ -345,7 +345,7 @@ def with_data(config: SweepConfig, paths, load: dict) -> SweepConfig:
     for p in paths:
         name = dataset_name(p)
         if name in datasets:
-            raise MedcneError(f"--data: two datasets named {name!r} ({p}); give files with different names")
+            raise MedcneError(f"`data`: two datasets named {name!r} ({p}); give files with different names")
         options = {k: v for k, v in load.items() if v is not None}
         datasets[name] = Dataset(name, (str(Path(p).expanduser().resolve()),), options)
     # A method the file keeps for some of its datasets runs on the data given instead.
@@ -361,13 +361,13 @@ def shorthand(data_path, load: dict, presets, baselines, seeds) -> SweepConfig:
     methods = {}
     for preset in presets:
         if preset not in PRESETS:
-            raise MedcneError(f"--presets: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+            raise MedcneError(f"`presets`: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         methods[preset] = Method(preset, TSIMCNE, {"preset": preset})
     for baseline in baselines:
         if baseline not in BASELINES:
-            raise MedcneError(f"--baselines: unknown method {baseline!r}; choose from {', '.join(BASELINES)}")
+            raise MedcneError(f"`baselines`: unknown method {baseline!r}; choose from {', '.join(BASELINES)}")
         methods[baseline] = Method(baseline, baseline, {})
     if not methods:
-        raise MedcneError("give at least one preset (--presets simclr,rotate) or baseline (--baselines tsne-pixels)")
+        raise MedcneError("give at least one preset (`presets` simclr,rotate) or baseline (`baselines` tsne-pixels)")
     base = SweepConfig("command line", parse_seeds(seeds), {}, methods)
     return with_data(base, [data_path], load)

@@ -72,7 +72,7 @@ def cells(config: SweepConfig, overrides: dict | None = None) -> list[Cell]:
     """
     overrides = dict(overrides or {})
     if not config.datasets:
-        raise MedcneError(f"{config.source}: no datasets; give --data PATH (or add a [datasets.NAME] table)")
+        raise MedcneError(f"{config.source}: no datasets; give `data` PATH (or add a [datasets.NAME] table)")
     plan = []
     for dataset in config.datasets.values():
         path = config.dataset_path(dataset)

@@ -45,7 +45,7 @@ def collect(out) -> tuple[dict, list[Row]]:
     """``sweep.json`` and one row per dataset x method with the metrics of its finished cells."""
     out = Path(out)
     if not (out / SWEEP).exists():
-        raise MedcneError(f"{out}: not a sweep folder (no {SWEEP}); give the --out of `medcne sweep`")
+        raise MedcneError(f"{out}: not a sweep folder (no {SWEEP}); give the `out` of `medcne sweep`")
     sweep = read_json(out / SWEEP)
     rows: dict[tuple[str, str], Row] = {}
     for name in sweep["order"]:

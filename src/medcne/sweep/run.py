@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import csv_cell, csv_value, write_json, write_text
+from ..params import say
 from ..runs import fit_run, make_baseline, read_run, resume_run
 from ..runs.folder import CHECKPOINT, EMBEDDING, METRICS, PARAMS, read_json
 from ..runs.outputs import lock
@@ -139,10 +140,10 @@ def prepare_sweep(config: SweepConfig, out, cells: list[Cell]) -> SweepState:
     out = Path(out)
     with sweep_lock(out):
         if out.exists() and not out.is_dir():
-            raise MedcneError(f"--out {out} is a file; give a folder")
+            raise MedcneError(f"`out` {out} is a file; give a folder")
         stored = read_sweep(out)
         if stored is None and out.is_dir() and any(out.iterdir()):
-            raise MedcneError(f"--out {out} exists, is not empty and holds no {SWEEP}; choose a new or empty folder")
+            raise MedcneError(f"`out` {out} exists, is not empty and holds no {SWEEP}; choose a new or empty folder")
         stored = stored or {}
         specs = dict(stored.get("cells", {}))
         verdicts = {cell.name: cell_status(cell, out, specs) for cell in cells}
@@ -150,7 +151,7 @@ def prepare_sweep(config: SweepConfig, out, cells: list[Cell]) -> SweepState:
             status, message = verdicts[cell.name]
             if status == OTHER:
                 raise MedcneError(f"{cell.folder(out)} was made with other settings ({message}); rename the method "
-                                  "in the config, or give another --out")
+                                  "in the config, or give another `out`")
             specs[cell.name] = cell.spec()
         order = list(dict.fromkeys([*stored.get("order", []), *(c.name for c in cells)]))
         earlier = _read_status(out)
@@ -192,7 +193,7 @@ def _read_status(out: Path) -> dict[str, dict]:
         return {}
 
 
-def run_cells(state: SweepState, verbose: bool = True, echo=print) -> SweepState:
+def run_cells(state: SweepState, verbose: bool = True, echo=say) -> SweepState:
     """Run every pending cell, recording each result; a failed cell does not stop the others."""
     with sweep_lock(state.out):
         return _run_cells(state, verbose, echo)
@@ -251,7 +252,7 @@ def run_cell(cell: Cell, folder: Path, verbose: bool = True):
 class CellProgress:
     """A text progress bar over cells with an ETA from the cells done (one line per cell, log friendly)."""
 
-    def __init__(self, cells: list[Cell], echo=print, width: int = 20):
+    def __init__(self, cells: list[Cell], echo=say, width: int = 20):
         self.total, self.echo, self.width = len(cells), echo, width
         self.remaining = [(c.dataset, c.method) for c in cells]
         self.done: list[tuple[tuple[str, str], float]] = []

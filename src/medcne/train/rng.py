@@ -65,7 +65,7 @@ class Generators:
             if saved.get(name, here) != here:
                 raise MedcneError(
                     f"the checkpoint was made on {saved[name]}, and its random streams cannot continue on "
-                    f"{here}; resume with --device {saved[name]}, or start the run again"
+                    f"{here}; resume with `device` {saved[name]}, or start the run again"
                 )
             try:
                 getattr(self, name).set_state(state[name].cpu())

@@ -68,23 +68,23 @@ def check_out(out: Path, overwrite: bool) -> None:
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir() or out.is_symlink():
-        raise MedcneError(f"{out}: exists and is not a folder; choose another --out")
+        raise MedcneError(f"{out}: exists and is not a folder; choose another `out`")
     if not any(out.iterdir()):
         return
     if not is_viewer_folder(out):
         raise MedcneError(
             f"{out}: exists and is not a viewer folder built by `medcne view` (no {MARKER} file), "
-            "so it is never replaced; choose another --out"
+            "so it is never replaced; choose another `out`"
         )
     if not overwrite:
-        raise MedcneError(f"{out}: holds a viewer built before; pass --overwrite to replace it, "
-                          "or choose another --out")
+        raise MedcneError(f"{out}: holds a viewer built before; pass `overwrite` to replace it, "
+                          "or choose another `out`")
     if found := foreign_entry(out):
         rel, changed = found
         what = (f"{rel} was changed since medcne wrote it" if changed
                 else f"holds {rel}, which medcne did not write")
         raise MedcneError(f"{out}: {what}; replacing the page would delete it: move it out of the folder, "
-                          "or choose another --out")
+                          "or choose another `out`")
 
 
 def is_viewer_folder(folder: Path) -> bool:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import MedcneError, require
+from ..params import for_cli
 
 CHROMIUM = "/usr/bin/chromium"
 # Software WebGL (SwiftShader) works without a GPU; the network flags keep a
@@ -86,7 +87,7 @@ def _shoot(browser, index: Path, out: Path, hover_id, box, size, colour_by, qc_f
         if hover_id is not None:
             i = page.evaluate("id => MEDCNE_DATA.ids.indexOf(id)", str(hover_id))
             if i < 0:
-                raise MedcneError(f"--hover-id {hover_id}: no image with that id in {index}")
+                raise MedcneError(f"`hover_id` {hover_id}: no image with that id in {index}")
             # The library's own hover (as a mouse over the point would trigger), so a
             # neighbour drawn on top cannot take the place of the point asked for.
             page.evaluate("i => medcne.scatterplot.hover(i)", i)
@@ -103,7 +104,7 @@ def _choose_axes(page, axes: str) -> None:
     names = page.eval_on_selector_all("#axes option", "os => os.map(o => o.textContent)")
     wanted = axes.replace(" ", "").replace("/", " / ")
     if wanted not in names:
-        raise MedcneError(f"--axes {axes}: the page has {', '.join(names) or 'no axes menu (a 2-D map)'}")
+        raise MedcneError(f"`axes` {axes}: the page has {', '.join(names) or 'no axes menu (a 2-D map)'}")
     page.select_option("#axes", label=wanted)
     page.wait_for_timeout(600)  # the fit to the new pair moves the camera
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(screenshot(args.index, args.out, hover_id=args.hover_id, box=box, size=(w, h),
                          colour_by=args.colour_by, qc_filter=args.qc_filter, axes=args.axes))
     except MedcneError as e:  # one line, as the medcne commands print it
-        print(f"{ap.prog}: {e}", file=sys.stderr)
+        print(f"{ap.prog}: {for_cli(str(e))}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,0 +1,82 @@
+"""Library errors name Python parameters (`out`); the command line shows them as its options (--out).
+
+A message raised outside ``medcne.cli`` that printed ``--overwrite`` told a
+Python user about an option they do not have. The library writes the
+parameter in backticks and :func:`medcne.params.for_cli` turns it into the
+option on the command line. Commands quoted whole in backticks
+(```medcne fit --resume RUN```) are what to run in a shell, for either user.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from medcne.cli import main
+from medcne.errors import MedcneError
+from medcne.params import flag, for_cli
+from medcne.runs import staging
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "medcne"
+# torchrun's own options, in the messages of joining its process group: no medcne parameter sets them.
+LAUNCHER_OPTIONS = ("--nproc-per-node", "--rdzv-endpoint")
+BARE_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+
+def raised_messages(source: str) -> list[tuple[int, str]]:
+    """(line, the string parts of the exception) of each ``raise`` in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            parts = [n.value for n in ast.walk(node.exc) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            found.append((node.lineno, "".join(parts)))
+    return found
+
+
+def bare_flags(message: str) -> list[str]:
+    """The options a message names outside a command quoted in backticks."""
+    outside = re.sub(r"`[^`]*`", "", message)
+    return [f for f in BARE_FLAG.findall(outside) if f not in LAUNCHER_OPTIONS]
+
+
+def test_library_errors_name_parameters_not_options():
+    offenders = [
+        f"{path.relative_to(SRC)}:{line}: {flags}"
+        for path in sorted(SRC.rglob("*.py")) if "cli" not in path.relative_to(SRC).parts
+        for line, message in raised_messages(path.read_text(encoding="utf-8"))
+        if (flags := bare_flags(message))
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_check_finds_an_option_in_a_library_error():
+    # The check itself, on the kind of line it guards against (planted as it was before).
+    planted = 'raise MedcneError(f"--out {out} exists; pass --overwrite to replace it")'
+    assert bare_flags(raised_messages(planted)[0][1]) == ["--out", "--overwrite"]
+    assert bare_flags("continue with `medcne fit --resume RUN`") == []
+
+
+def test_each_parameter_a_library_error_names_has_its_option():
+    # Any backticked parameter of a message that has an option is shown as that option; a name without
+    # one (a Python-only argument such as `generator`) stays as it is.
+    assert for_cli("`out` x exists; pass `overwrite` to replace it") == "--out x exists; pass --overwrite to replace it"
+    assert for_cli("pass `force`; lower `min_tissue`; `tile_size` 96; `label_csv` f") == \
+        "pass --force; lower --min-tissue; --tile-size 96; --label-csv f"
+    assert for_cli("`generator` must be a torch.Generator") == "`generator` must be a torch.Generator"
+    for name in ("out", "overwrite", "force", "skip_bad", "window", "split", "nproc", "presets", "data_dir"):
+        assert flag(name) == "--" + name.replace("_", "-"), name
+
+
+def test_a_python_caller_is_told_the_parameter_and_the_command_line_its_option(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(MedcneError, match=r"^`out` .*mine holds files medcne did not write .* even with `overwrite`"):
+        staging.check(out, True, option="overwrite")
+    # The command line checks --out with the same function before it reads the data.
+    assert main(["fit", str(tmp_path / "data.npz"), "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --out " in err and "even with --overwrite" in err and "`" not in err, err
