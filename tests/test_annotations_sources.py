@@ -1,5 +1,6 @@
 """Which rows of an annotation CSV are labels a person gave: the viewer's export marks its own
-suggestions ``source=suggested``; `evaluate` and `propagate` both leave them out, and say so."""
+suggestions ``source=suggested``, and propagate's output marks the rows it filled in ``annotated=0``;
+`evaluate` and `propagate` both leave them out, and say so."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_the_reader_keeps_hand_labels_and_counts_the_suggestions(tmp_path, run):
     plain = tmp_path / "plain.csv"  # a hand-written CSV has no source column: every row counts
     plain.write_text("id,label\n" + "".join(f"{r.ids[i]},x\n" for i in guessed))
     assert len(read_label_csv(plain)) == len(guessed)
-    with pytest.raises(MedcneError, match=r"only\.csv: no hand-labelled rows \(60 suggested labels"):
+    with pytest.raises(MedcneError, match=r"only\.csv: no hand-labelled rows \(60 labels medcne guessed"):
         read_label_csv(export(tmp_path / "only.csv", r, [], guessed))
 
 
@@ -68,10 +69,30 @@ def test_propagate_notes_what_it_left_out_in_evaluates_words(tmp_path, run):
     _, s = propagate_run(r, path, tmp_path / "p.csv")
     assert s["annotated"] == len(hand) and s["suggested_ids"] == [r.ids[i] for i in guessed]
     assert s["notes"] == [
-        "60 labels the viewer suggested (source 'suggested') were left out: only labels a person gave count; "
-        "to keep some, select those images in the viewer and label them",
+        "60 labels medcne guessed (the viewer's suggestions, or propagated rows with annotated 0) were left out: "
+        "only labels a person gave count; to keep some, select those images in the viewer and label them",
         "2 unknown ids ignored (not images of this run, e.g. 'nope/x.png')",
     ]
+
+
+def test_propagates_own_output_read_back_keeps_only_the_annotated_rows(tmp_path, run, capsys):
+    # propagated.csv labels every image; its rows with annotated 0 are the propagation's guesses. Read back
+    # as annotations they became hand labels of confidence 1 (propagate) or the map's own score (evaluate).
+    r, hand, guessed = run
+    first, s1 = propagate_run(r, export(tmp_path / "export.csv", r, hand, guessed), tmp_path / "p1.csv")
+    assert s1["annotated"] == len(hand)
+    again, s2 = propagate_run(r, first, tmp_path / "p2.csv")
+    assert s2["annotated"] == len(hand) and len(s2["suggested_ids"]) == len(r.ids) - len(hand)
+    assert s2["notes"][0].startswith(f"{len(r.ids) - len(hand)} labels medcne guessed")
+    rows = [line.split(",") for line in again.read_text().splitlines()[1:]]
+    assert sum(row[3] == "1" for row in rows) == len(hand)  # annotated: the hand labels only
+    assert main(["evaluate", str(r.path), "--labels", str(first), "--no-preservation"]) == 0
+    assert f"note: {len(r.ids) - len(hand)} labels medcne guessed" in capsys.readouterr().out
+    record = json.loads((r.path / "metrics.json").read_text())["labels"]
+    assert record["changed"] == [f"{len(hand)} labels from the CSV"], record
+    plain = tmp_path / "plain.csv"  # an `annotated` column alone, all 1: every row is a person's
+    plain.write_text("id,label,annotated\n" + "".join(f"{r.ids[i]},x,1\n" for i in guessed))
+    assert len(read_label_csv(plain)) == len(guessed)
 
 
 def test_compare_names_the_dataset_of_a_run_scored_on_other_labels(tmp_path):

@@ -36,24 +36,28 @@ METRIC_KEYS = (
 )
 
 
-SUGGESTED = ("suggested",)  # the viewer's export: ``source`` of the labels it suggested, not a person
+# Labels medcne guessed, not a person: the viewer's suggestions (its export's ``source``), and the rows of
+# propagate's output that were not annotated (``annotated`` 0, read as the source "propagated").
+GUESSED = ("suggested", "propagated")
 
 
-def read_label_csv(path, skip_sources: tuple[str, ...] = SUGGESTED, skipped: list | None = None) -> dict[str, str]:
+def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list | None = None) -> dict[str, str]:
     """Labels by image id from a CSV with columns ``id`` and ``label`` or ``new_label``.
 
     The viewer's annotation export (``id, x, y, old_label, new_label, source``)
     works as is: rows with an empty ``new_label`` (points only selected) are
     ignored, and so are rows whose ``source`` is one of ``skip_sources`` (their
-    ids are added to ``skipped``). By default those are the viewer's suggestions
-    (accepted or not, exported as ``suggested``): votes of the nearest labelled
-    points on the map, not labels a person gave. Scoring a map against them
-    scores it against its own neighbourhoods, and propagation makes its own. A
-    file without a ``source`` column keeps every row. An id given two different
+    ids are added to ``skipped``). By default those are the labels medcne
+    guessed: the viewer's suggestions (accepted or not, exported as
+    ``suggested``), votes of the nearest labelled points on the map, and the
+    rows of :func:`~medcne.runs.curate.propagate_run`'s output with
+    ``annotated`` 0 (source ``propagated``), spread along the same
+    neighbourhoods. Scoring a map against them scores it against itself, and
+    propagation makes its own. A file with neither column keeps every row. An id given two different
     labels is refused, naming both and their lines, and so is a file with no
     label left.
     """
-    columns, rows = read_table(path, "--labels")
+    columns, rows = read_table(path, "labels")
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
     if "id" not in columns or column is None:
         raise MissingColumnError(
@@ -66,7 +70,7 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = SUGGESTED, skipped: lis
         i, label = row["id"], row[column].strip()
         if not label:
             continue
-        if (row.get("source") or "").strip() in skip_sources:
+        if _source(row) in skip_sources:
             left_out.append(i)
             continue
         if found.setdefault(i, label) != label:
@@ -74,17 +78,26 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = SUGGESTED, skipped: lis
         row_of.setdefault(i, n)
     if not found:
         raise MedcneError(f"{path}: " + (
-            f"no hand-labelled rows ({len(left_out)} suggested labels, which are not annotations; "
+            f"no hand-labelled rows ({len(left_out)} labels medcne guessed, which are not annotations; "
             "label some images in the viewer)" if left_out else "no annotated rows (every label is empty)"))
     if skipped is not None:
         skipped += left_out
     return found
 
 
+def _source(row: dict) -> str:
+    """Who gave a row's label: the viewer's ``source``, else "propagated" for a row propagate filled in."""
+    source = (row.get("source") or "").strip()
+    if not source and (row.get("annotated") or "").strip() == "0":
+        return "propagated"
+    return source
+
+
 def suggestions_note(skipped) -> str:
-    """The note on the viewer's suggestions that :func:`read_label_csv` left out (``skipped``: their ids)."""
-    return (f"{len(skipped)} labels the viewer suggested (source 'suggested') were left out: only labels a "
-            "person gave count; to keep some, select those images in the viewer and label them")
+    """The note on the guessed labels that :func:`read_label_csv` left out (``skipped``: their ids)."""
+    return (f"{len(skipped)} labels medcne guessed (the viewer's suggestions, or propagated rows with "
+            "annotated 0) were left out: only labels a person gave count; to keep some, select those images "
+            "in the viewer and label them")
 
 
 def unknown_ids_note(unknown) -> str:
