@@ -31,6 +31,8 @@ RUN_OUTPUTS = (QC, PROPAGATED, VIEWER_DIR)
 HISTORY_COLUMNS = ("stage", "epoch", "loss", "lr", "views_per_s", "knn")
 FINISHED = "finished"  # the key of params.json that a writer sets last
 FINGERPRINT = "data_fingerprint"  # the key of params.json: ImageSet.fingerprint of the training data
+# ... and of the images alone (no labels): what a reader of the run checks, so that fixed labels still read.
+IMAGES_FINGERPRINT = "images_fingerprint"
 
 # The mark of a run folder medcne wrote: JSON {"format": RUN_MARKER_FORMAT, "files": [names medcne wrote]}.
 RUN_MARKER = ".medcne-run"

@@ -178,13 +178,14 @@ class ImageSet:
         for start in range(0, len(self), chunk):
             yield start, np.asarray(self.images[start : start + chunk])
 
-    def fingerprint(self, sampled: int = FINGERPRINT_IMAGES) -> str:
+    def fingerprint(self, sampled: int = FINGERPRINT_IMAGES, labels: bool = True) -> str:
         """A short hash of the images' shape, ids, labels, class names and the pixels of ``sampled``
         evenly spaced images: it changes when the data do, and reads only those images (a lazy store
-        stays on disk)."""
-        h = hashlib.sha256(repr((len(self), self.image_shape, self.class_names)).encode())
+        stays on disk). ``labels=False``: of the images alone (shape, ids, pixels), which stays the
+        same when only the labels were corrected."""
+        h = hashlib.sha256(repr((len(self), self.image_shape, *((self.class_names,) if labels else ()))).encode())
         h.update("\0".join(self.ids).encode())
-        h.update(b"" if self.labels is None else self.labels.tobytes())
+        h.update(b"" if self.labels is None or not labels else self.labels.tobytes())
         picked = np.unique(np.linspace(0, len(self) - 1, min(sampled, len(self))).astype(np.int64))
         h.update(np.ascontiguousarray(self.images[picked]).tobytes())
         return h.hexdigest()[:16]

@@ -43,6 +43,7 @@ from ..runfiles import (  # noqa: F401  (re-exported: the names every run reader
     FINISHED,
     HISTORY,
     HISTORY_COLUMNS,
+    IMAGES_FINGERPRINT,
     MAP,
     METRICS,
     MODEL,
@@ -193,6 +194,12 @@ class Run:
         if len(data) != len(self.ids) or not np.array_equal(data.ids, self.ids):
             raise MedcneError(
                 f"{self.path}: the images of {path} do not match the run's ids; pass the data the run was made from"
+            )
+        recorded = self.params.get(IMAGES_FINGERPRINT)  # none in a run of an older medcne: the ids only
+        if recorded is not None and recorded != data.fingerprint(labels=False):
+            raise MedcneError(
+                f"{self.path}: the images of {path} have the run's ids but other pixels (or size or channels) than "
+                "the images the run was made from; pass the data the run was made from"
             )
         return data
 

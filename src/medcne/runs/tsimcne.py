@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
-from ..runfiles import FINGERPRINT
+from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
 from ..train import distributed
 from ..train.progress import end_progress_bars
 from . import staging
@@ -270,7 +270,8 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
     from ..plot import save_map
 
     out = Path(out)
-    extra = {k: v for k, v in extra.items() if k != FINISHED}
+    # What the run's readers (qc, view, plot, evaluate) check when they read its images again.
+    extra = {IMAGES_FINGERPRINT: data.fingerprint(labels=False), **{k: v for k, v in extra.items() if k != FINISHED}}
     write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: False}))
     write_history(out, est.history_)
     est.save(out / MODEL)

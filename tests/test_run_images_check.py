@@ -1,0 +1,61 @@
+"""A command that reads a run's images again (qc, view, plot, evaluate) checks they are the run's own:
+the ids, and a fingerprint of the pixels that params.json keeps. Corrected labels still read."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medcne.cli import main
+from medcne.errors import MedcneError
+from medcne.runfiles import IMAGES_FINGERPRINT
+from medcne.runs import make_baseline, read_run
+from safetyhelpers import error_lines, make_data, make_run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def rewrite(path, **changes):
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays.update(changes)
+    np.savez(path, **arrays)
+
+
+@pytest.fixture
+def run(tmp_path):
+    data = make_data(tmp_path / "data" / "data.npz")
+    return make_run(tmp_path / "run", data), data
+
+
+def test_the_images_of_a_run_are_checked_by_their_pixels_not_only_their_ids(run, capsys):
+    out, data = run
+    assert IMAGES_FINGERPRINT in json.loads((out / "params.json").read_text())
+    with np.load(data) as z:
+        images, labels = z["images"], z["labels"]
+    rewrite(data, labels=(labels + 1) % 8)  # labels corrected: the run's images are the same
+    assert len(read_run(out).load_images()) == len(images)
+    rewrite(data, images=np.ascontiguousarray(255 - images))  # same ids (positions), other pixels
+    with pytest.raises(MedcneError, match="have the run's ids but other pixels"):
+        read_run(out).load_images()
+    assert main(["qc", str(out), "--space", "pixels"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "other pixels" in lines[0] and not (out / "qc.csv").exists()
+
+
+def test_a_run_without_the_record_is_read_by_its_ids_as_before(run):
+    out, data = run
+    params = json.loads((out / "params.json").read_text())
+    del params[IMAGES_FINGERPRINT]  # a run of an older medcne
+    (out / "params.json").write_text(json.dumps(params))
+    with np.load(data) as z:
+        rewrite(data, images=np.ascontiguousarray(255 - z["images"]))
+    assert len(read_run(out).load_images()) == 48
+
+
+def test_a_baseline_records_its_images_too(tmp_path):
+    data = make_data(tmp_path / "data.npz", n=24)
+    r = make_baseline(data, "tsne-pixels", tmp_path / "b", tsne_params={"n_iter": 10})
+    assert r.params[IMAGES_FINGERPRINT] == read_run(r.path).load_images().fingerprint(labels=False)
