@@ -118,7 +118,7 @@ def test_tsne_of_pixels_separates_blood_cells():
 
 
 def test_unknown_method():
-    with pytest.raises(MedcneError, match="method must be one of"):
+    with pytest.raises(MedcneError, match="`method` must be one of"):
         embed_baseline(from_array(random_images(5, 8, 8)), "pca")
 
 

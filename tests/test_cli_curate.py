@@ -68,7 +68,7 @@ def test_qc_writes_every_image_with_the_exact_columns_and_prints_the_summary(tmp
 def test_auto_space_of_baselines(tmp_path, method, space):
     r = read_run(make_run(tmp_path / "run", n=30, method=method))
     assert resolve_space(r) == space and resolve_space(r, "map") == "map"
-    with pytest.raises(MedcneError, match="space must be one of"):
+    with pytest.raises(MedcneError, match="`space` must be one of"):
         resolve_space(r, "feature")
 
 
@@ -261,7 +261,7 @@ def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path,
     (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
     assert main(["propagate", str(run), "--labels", str(tmp_path / "export.csv")]) == 0
     out = capsys.readouterr().out
-    assert f"from {len(hand)} annotated" in out and "note: 50 labels the viewer suggested" in out, out
+    assert f"from {len(hand)} annotated" in out and "note: 50 labels medcne guessed" in out, out
     header, rows = read_csv(run / "propagated.csv")
     assert sum(row[3] == "1" for row in rows) == len(hand)
     assert all(rows[i][3] == "0" for i in guessed)
@@ -272,4 +272,4 @@ def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path,
     # evaluate scores a map against the hand labels too, and says what it left out
     assert main(["evaluate", str(run), "--labels", str(tmp_path / "export.csv"), "--no-preservation"]) == 0
     out = capsys.readouterr().out
-    assert "note: 50 labels the viewer suggested" in out and f"{len(hand)} labels from the CSV" in out, out
+    assert "note: 50 labels medcne guessed" in out and f"{len(hand)} labels from the CSV" in out, out

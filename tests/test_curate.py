@@ -172,7 +172,7 @@ def test_propagation_reaches_a_group_without_annotations_and_rejects_bad_input()
     assert (pred[true == 2] == 1).all() and (conf > 0.5).all()  # the nearest annotations fill it
     with pytest.raises(MedcneError, match="at least two classes"):
         propagate_labels(X, np.where(np.arange(len(X)) < 3, 0, -1))
-    with pytest.raises(MedcneError, match="method must be one of"):
+    with pytest.raises(MedcneError, match="`method` must be one of"):
         propagate_labels(X, given, method="lp")
 
 

@@ -95,7 +95,7 @@ def test_the_files_own_window_and_the_automatic_one(tmp_path):
     auto = read_dicom(shipped("CT_small.dcm")).images  # no window stated: 0.5-99.5 percentiles
     assert auto.min() == 0 and auto.max() == 255
     assert 0.003 < (auto == 255).mean() < 0.02
-    with pytest.raises(MedcneError, match="window must be"):
+    with pytest.raises(MedcneError, match="`window` must be"):
         read_dicom(mr, window="lungs")
 
 

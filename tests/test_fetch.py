@@ -253,7 +253,7 @@ def test_cli_prints_the_path(server, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     (["fetch", "nosuchmnist"], "name must be one of"),
-    (["fetch", "bloodmnist", "--size", "30"], "size must be one of"),
+    (["fetch", "bloodmnist", "--size", "30"], "--size must be one of"),
     (["fetch", "bloodmnist"], "/bloodmnist.npz"),  # offline: the closed port of no_internet
 ])
 def test_cli_errors_are_one_line_exit_2(argv, expected, tmp_path, capsys):

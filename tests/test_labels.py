@@ -103,7 +103,7 @@ def test_bad_inputs_name_the_option(tmp_path):
     with pytest.raises(MedcneError, match="merge_rare: .* has no labels"):
         merge_rare(unlabeled, 3)
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(MedcneError, match="merge_rare must be a positive integer"):
+        with pytest.raises(MedcneError, match="`merge_rare` must be a positive integer"):
             merge_rare(labeled([3, 3], ["a", "b"]), bad)
 
 

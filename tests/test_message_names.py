@@ -52,11 +52,41 @@ def test_library_errors_name_parameters_not_options():
     assert not offenders, "\n".join(offenders)
 
 
+UNQUOTED = re.compile(r"(?<![`\w.(])([a-z][a-z0-9_]*)(?: must\b|=)")
+# Words that are also the name of an option but mean something else in these messages.
+OTHER_MEANING = {
+    ("curate/qc.py", "labels"), ("datasets/imageset.py", "labels"), ("plot/maps.py", "labels"),  # arrays
+    ("plot/maps.py", "values"),  # an array, not the --values CSV of `medcne plot`
+    ("datasets/window.py", "width"),  # the intensity window's width, not the network's
+    ("viewer/sprites.py", "size"),  # a thumbnail's size in pixels, not the images' --size
+}
+
+
+def unquoted_parameters(message: str) -> list[str]:
+    """Parameters with an option that a message names without backticks ("subset must", "size=")."""
+    outside = re.sub(r"`[^`]*`", "", message)
+    return [m.group(1) for m in UNQUOTED.finditer(outside) if flag(m.group(1))]
+
+
+def test_library_errors_quote_the_parameters_the_command_line_has_options_for():
+    # Unquoted, the command line cannot show its option: "subset must be ..." instead of "--subset must be ...".
+    offenders = [
+        f"{path.relative_to(SRC)}:{line}: {names}"
+        for path in sorted(SRC.rglob("*.py")) if "cli" not in path.relative_to(SRC).parts
+        for line, message in raised_messages(path.read_text(encoding="utf-8"))
+        if (names := [n for n in unquoted_parameters(message)
+                      if (str(path.relative_to(SRC)), n) not in OTHER_MEANING])
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
 def test_the_check_finds_an_option_in_a_library_error():
     # The check itself, on the kind of line it guards against (planted as it was before).
     planted = 'raise MedcneError(f"--out {out} exists; pass --overwrite to replace it")'
     assert bare_flags(raised_messages(planted)[0][1]) == ["--out", "--overwrite"]
     assert bare_flags("continue with `medcne fit --resume RUN`") == []
+    assert unquoted_parameters("subset=5 is larger; subset must be positive; `size` must be") == ["subset", "subset"]
+    assert unquoted_parameters("torch.Generator(device=x); `generator` must be") == []
 
 
 def test_each_parameter_a_library_error_names_has_its_option():

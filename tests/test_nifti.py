@@ -61,7 +61,7 @@ def test_the_three_axes(tmp_path):
     sagittal = read_nifti(path, axis="sagittal", window="4000,1000")
     assert sagittal.images[11, 7, 9, 0] == 255  # slice x=11, bottom row, anterior on the right
     assert sagittal.ids[11] == "v.nii.gz#11" and sagittal.provenance["slice"][11] == 11
-    with pytest.raises(MedcneError, match="axis must be one of"):
+    with pytest.raises(MedcneError, match="`axis` must be one of"):
         read_nifti(path, axis="transverse")
 
 

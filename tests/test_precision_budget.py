@@ -54,7 +54,7 @@ def test_bf16_on_a_cpu_without_it_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 def test_precision_is_validated():
-    with pytest.raises(MedcneError, match="precision must be one of"):
+    with pytest.raises(MedcneError, match="`precision` must be one of"):
         resolve_precision("fp16", CPU)
 
 

@@ -27,9 +27,9 @@ def resolve_device(device="auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in DEVICES and not name.startswith("cuda:"):
-        raise MedcneError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
+        raise MedcneError(f"`device` must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MedcneError(f"device={name!r} but PyTorch sees no GPU; use device='cpu' or 'auto'")
+        raise MedcneError(f"`device` {name!r} but PyTorch sees no GPU; use `device` 'cpu' or 'auto'")
     return torch.device(name)
 
 
@@ -84,7 +84,7 @@ def resolve_precision(precision: str, device) -> str:
     """``'auto'`` -> ``'bf16'`` where :func:`native_bf16`, else ``'fp32'``; ``'bf16'`` where the
     device cannot is an error that says what to use instead."""
     if precision not in PRECISIONS:
-        raise MedcneError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}")
+        raise MedcneError(f"`precision` must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}")
     if precision == "fp32":
         return "fp32"
     native = native_bf16(device)

@@ -241,13 +241,13 @@ class LearnedKernel(nn.Module):
 
 def check_model_args(backbone: str, in_channels: int, width: int, out_dim: int) -> None:
     if backbone not in BACKBONES:
-        raise MedcneError(f"backbone must be one of {', '.join(map(repr, BACKBONES))}; got {backbone!r}")
+        raise MedcneError(f"`backbone` must be one of {', '.join(map(repr, BACKBONES))}; got {backbone!r}")
     if in_channels not in (1, 3):
         raise MedcneError(f"images must have 1 or 3 channels; got {in_channels}")
     if not isinstance(width, int) or width < 1:
-        raise MedcneError(f"width must be a positive integer (64 as in the paper; 16 or 32 on CPU); got {width!r}")
+        raise MedcneError(f"`width` must be a positive integer (64 as in the paper; 16 or 32 on CPU); got {width!r}")
     if not isinstance(out_dim, int) or out_dim < 1:
-        raise MedcneError(f"dim must be a positive integer (2 for a map, 3 for a 3D map); got {out_dim!r}")
+        raise MedcneError(f"`dim` must be a positive integer (2 for a map, 3 for a 3D map); got {out_dim!r}")
 
 
 def use_small_stem(image_size: int, small_stem: bool | str = "auto") -> bool:
@@ -276,7 +276,7 @@ def _init_linear(m: nn.Linear, generator: torch.Generator | None, weights: str =
     # PyTorch's default distribution (as nn.Linear.reset_parameters), seeded; the
     # weights may instead be standard normal (the reference's stage-2 layer).
     if weights not in HEAD_INITS:
-        raise MedcneError(f"head_init must be one of {', '.join(map(repr, HEAD_INITS))}; got {weights!r}")
+        raise MedcneError(f"`head_init` must be one of {', '.join(map(repr, HEAD_INITS))}; got {weights!r}")
     bound = 1.0 / math.sqrt(m.in_features)
     with torch.no_grad():
         if weights == "normal":

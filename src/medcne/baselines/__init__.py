@@ -84,7 +84,7 @@ def embed_baseline(
         Everything resolved, for ``params.json``.
     """
     if method not in METHODS:
-        raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise MedcneError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     check_points(len(data), "UMAP" if method.startswith("umap") else "t-SNE")  # before any features
     if method.endswith("-pixels"):
         X, features = pixel_features(data, seed)

@@ -117,7 +117,7 @@ def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: fl
     k = int(k)
     dev = resolve_device(device)
     if method not in METHODS:
-        raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise MedcneError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     if method == "approximate" or (method == "auto" and auto_method(len(R), dev) != "exact"):
         return approximate_neighbours(X, k, reference=None if reference is None else R)
     # Centring changes no distance but shrinks |x|^2, and with it the rounding of the product form

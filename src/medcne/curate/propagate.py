@@ -60,7 +60,7 @@ def propagate_labels(X, labels, *, method: str = "spreading", k: int = 15, devic
         Share of the winning class, 1 for annotated images.
     """
     if method not in METHODS:
-        raise MedcneError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+        raise MedcneError(f"`method` must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
     labels = check_labels(labels, len(X))
     seeds = labels >= 0
     if len(np.unique(labels[seeds])) < 2:

@@ -77,7 +77,7 @@ def read_npz(path: Path, *, split: str | None = None, size=None, channels="keep"
 
 def _check_split(split: str | None) -> None:
     if split is not None and split not in MEDMNIST_SPLITS:
-        raise MedcneError(f"split must be one of 'train', 'val', 'test' or unset (all); got {split!r}")
+        raise MedcneError(f"`split` must be one of 'train', 'val', 'test' or unset (all); got {split!r}")
 
 
 def _labels_1d(labels: np.ndarray, where: str, notes: list[str]) -> np.ndarray | None:
@@ -166,7 +166,7 @@ def _split_selection(npz: NpzArrays, split: str | None, n: int) -> np.ndarray | 
     """Indices of the images of ``split``, checking the ``split`` array whenever it is present."""
     if "split" not in npz.keys:
         if split is not None:
-            raise DataError(f"{npz.path}: has no 'split' array, so split={split!r} cannot be chosen; leave it unset")
+            raise DataError(f"{npz.path}: has no 'split' array, so `split` {split!r} cannot be chosen; leave it unset")
         return None
     codes = _per_image(npz, "split", n)
     if codes.dtype.kind not in "iu" or codes.ndim != 1 or not np.isin(codes, list(SPLIT_CODES.values())).all():
@@ -249,7 +249,7 @@ def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: st
     if len(shapes) > 1 and size is None:
         from ..errors import MixedSizeError
 
-        raise MixedSizeError(f"{source}: items have different shapes {sorted(shapes)[:3]}; pass size= to resize")
+        raise MixedSizeError(f"{source}: items have different shapes {sorted(shapes)[:3]}; pass `size` to resize")
     if size is not None:
         images = [resize_images(prepare_array(a[None], source, None, "keep", []), parse_size(size))[0] for a in images]
     lab = None if any(v is None for v in labels) else np.asarray(labels)

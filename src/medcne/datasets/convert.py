@@ -30,7 +30,7 @@ CHANNEL_MODES = ("keep", "rgb", "gray")
 def check_channels(channels: str) -> str:
     if channels not in CHANNEL_MODES:
         raise MedcneError(
-            f"channels must be one of {', '.join(repr(c) for c in CHANNEL_MODES)}; got {channels!r}"
+            f"`channels` must be one of {', '.join(repr(c) for c in CHANNEL_MODES)}; got {channels!r}"
         )
     return channels
 
@@ -44,12 +44,12 @@ def parse_size(size) -> tuple[int, int] | None:
         try:
             size = tuple(int(p) for p in parts) if len(parts) > 1 else int(parts[0])
         except ValueError:
-            raise MedcneError(f"size must be an integer such as 28 or HxW such as 96x96; got {size!r}") from None
+            raise MedcneError(f"`size` must be an integer such as 28 or HxW such as 96x96; got {size!r}") from None
     if isinstance(size, (int, np.integer)):
         size = (int(size), int(size))
     size = tuple(int(s) for s in size)
     if len(size) != 2 or min(size) < 1:
-        raise MedcneError(f"size must be a positive integer or (height, width); got {size!r}")
+        raise MedcneError(f"`size` must be a positive integer or (height, width); got {size!r}")
     return size
 
 

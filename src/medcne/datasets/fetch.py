@@ -71,7 +71,7 @@ def _expected_md5(name: str, size: int) -> str:
     sizes = table[name]
     if size not in sizes:
         raise MedcneError(
-            f"size must be one of {', '.join(str(s) for s in sorted(sizes))} for {name}; got {size!r}"
+            f"`size` must be one of {', '.join(str(s) for s in sorted(sizes))} for {name}; got {size!r}"
         )
     return sizes[size]
 

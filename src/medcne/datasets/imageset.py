@@ -263,11 +263,11 @@ def stratified_indices(labels: np.ndarray | None, n_total: int, n: int, seed: in
     counts add up to ``n`` exactly.
     """
     if not isinstance(n, (int, np.integer)) or n < 1:
-        raise MedcneError(f"subset must be a positive integer; got {n!r}")
+        raise MedcneError(f"`subset` must be a positive integer; got {n!r}")
     if n > n_total:
         raise MedcneError(
-            f"subset={n} is larger than the dataset ({n_total} images); "
-            f"choose at most {n_total} or leave subset unset"
+            f"`subset` {n} is larger than the dataset ({n_total} images); "
+            f"choose at most {n_total} or leave `subset` unset"
         )
     rng = np.random.default_rng(seed)
     if labels is None:

@@ -126,7 +126,7 @@ def merge_rare_labels(labels: np.ndarray, names: list[str], n: int) -> tuple[np.
     """:func:`merge_rare` on integer ``labels`` (N,) and class ``names``: new labels, new names,
     and the names merged (none: the inputs back)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise MedcneError(f"merge_rare must be a positive integer (a class size in images); got {n!r}")
+        raise MedcneError(f"`merge_rare` must be a positive integer (a class size in images); got {n!r}")
     counts = np.bincount(labels, minlength=len(names))
     rare = [name for name, c in zip(names, counts, strict=True) if 0 < c < n]
     if not rare:

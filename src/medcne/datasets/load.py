@@ -117,7 +117,7 @@ def load_dataset(
     """
     path = check_data_path(path)
     if format not in FORMATS:
-        raise UnknownFormatError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+        raise UnknownFormatError(f"`format` must be one of {', '.join(FORMATS)}; got {format!r}")
     check_channels(channels)
     size = parse_size(size)
     fmt = detect_format(path) if format == "auto" else format

@@ -239,7 +239,7 @@ def read_nifti(
     nib = require("nibabel", "nifti")
     root = Path(root)
     if axis not in AXES:
-        raise MedcneError(f"axis must be one of {', '.join(AXES)}; got {axis!r}")
+        raise MedcneError(f"`axis` must be one of {', '.join(AXES)}; got {axis!r}")
     check_channels(channels)
     size, window = parse_size(size), parse_window(window)
     volumes, segs, notes = _find(root)

@@ -101,7 +101,7 @@ def parse_window(spec) -> str | Window:
         except ValueError:
             pass
     raise MedcneError(
-        f"window must be 'auto', 'file', a preset ({', '.join(PRESETS)}) or 'WIDTH,LEVEL' such as "
+        f"`window` must be 'auto', 'file', a preset ({', '.join(PRESETS)}) or 'WIDTH,LEVEL' such as "
         f"'400,40'; got {spec!r}"
     )
 
@@ -112,7 +112,7 @@ def _checked(width, level, spec) -> Window:
     except (TypeError, ValueError):
         raise MedcneError(f"window width and level must be numbers; got {spec!r}") from None
     if not (np.isfinite(width) and np.isfinite(level)) or width <= 0:
-        raise MedcneError(f"window width must be a positive number and the level finite; got {spec!r}")
+        raise MedcneError(f"`window` {spec!r}: the width must be a positive number and the level finite")
     return Window(width, level)
 
 

@@ -36,7 +36,7 @@ def thumbnail_grid(Z, grid: int = 25) -> tuple[np.ndarray, np.ndarray, tuple[flo
     """
     Z = _as_map(Z)
     if not isinstance(grid, (int, np.integer)) or grid < 1:
-        raise MedcneError(f"grid must be a positive integer; got {grid!r}")
+        raise MedcneError(f"`grid` must be a positive integer; got {grid!r}")
     lo, hi = Z.min(axis=0), Z.max(axis=0)
     cell = float(max((hi - lo).max(), 1e-12)) / grid
     col = np.minimum(((Z[:, 0] - lo[0]) / cell).astype(np.int64), grid - 1)

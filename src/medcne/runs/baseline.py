@@ -50,7 +50,7 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
 
     out = Path(out)
     if method not in METHODS:
-        raise MedcneError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise MedcneError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     inputs = dataset_inputs(data_path)
     with staging.locked(out):  # a second writer is told who is writing, before any check of `out`
         staging.check(out, force, option="force", inputs=inputs)

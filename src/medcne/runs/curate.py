@@ -55,7 +55,7 @@ PIXEL_METHODS = ("tsne-pixels", "umap-pixels")  # baselines made from the pixels
 def resolve_space(run: Run, space: str = "auto") -> str:
     """``auto`` -> ``features`` when the run has a model, ``pixels`` for a pixel baseline, else ``map``."""
     if space not in SPACES:
-        raise MedcneError(f"space must be one of {', '.join(map(repr, SPACES))}; got {space!r}")
+        raise MedcneError(f"`space` must be one of {', '.join(map(repr, SPACES))}; got {space!r}")
     has_model = (run.path / MODEL).exists()
     if space == "auto":
         return "features" if has_model else "pixels" if run.method in PIXEL_METHODS else "map"

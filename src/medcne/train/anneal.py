@@ -209,11 +209,11 @@ def parse_schedule(text, end_dim: int = 2, start_dim: int = 128) -> AnnealSpec |
     dimensions (which come from the head and the map's ``dim``).
     """
     if not isinstance(text, str):
-        raise MedcneError(f"schedule must be 'stages' or 'anneal' (optionally 'anneal:key=value,...'); got {text!r}")
+        raise MedcneError(f"`schedule` must be 'stages' or 'anneal' (optionally 'anneal:key=value,...'); got {text!r}")
     name, _, rest = text.partition(":")
     name = name.strip()
     if name not in SCHEDULES or (name == "stages" and rest):
-        raise MedcneError(f"schedule must be 'stages' or 'anneal' (optionally 'anneal:key=value,...'); got {text!r}")
+        raise MedcneError(f"`schedule` must be 'stages' or 'anneal' (optionally 'anneal:key=value,...'); got {text!r}")
     if name == "stages":
         return None
     kwargs: dict = {}

@@ -78,7 +78,7 @@ class Stage:
         if not self.lr > 0:
             raise MedcneError(f"lr of stage {self.name!r} must be positive; got {self.lr}")
         if self.head_init not in HEAD_INITS:
-            raise MedcneError(f"head_init must be one of {', '.join(map(repr, HEAD_INITS))}; got {self.head_init!r}")
+            raise MedcneError(f"`head_init` must be one of {', '.join(map(repr, HEAD_INITS))}; got {self.head_init!r}")
         if self.train not in ("all", "last"):
             raise MedcneError(f"train of stage {self.name!r} must be 'all' or 'last'; got {self.train!r}")
 
@@ -159,7 +159,7 @@ def annealed_schedule(schedule, epochs, warmup, lr: float, dim: int, loss: str) 
         return None
     if loss != "cauchy":
         raise MedcneError(f"schedule {schedule!r} trains t-SimCNE's own loss: use loss='cauchy' (got {loss!r}), "
-                          "or schedule='stages'")
+                          "or `schedule` 'stages'")
     return anneal_stages(first_epochs(epochs), lr, first_epochs(warmup, "warmup"), spec)
 
 
