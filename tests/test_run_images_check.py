@@ -59,3 +59,17 @@ def test_a_baseline_records_its_images_too(tmp_path):
     data = make_data(tmp_path / "data.npz", n=24)
     r = make_baseline(data, "tsne-pixels", tmp_path / "b", tsne_params={"n_iter": 10})
     assert r.params[IMAGES_FINGERPRINT] == read_run(r.path).load_images().fingerprint(labels=False)
+
+
+def test_images_handed_in_from_python_are_checked_the_same_way(run):
+    from medcne.datasets import load_dataset
+    from medcne.runs import evaluate_and_write
+
+    out, data = run
+    with np.load(data) as z:
+        other = np.ascontiguousarray(255 - z["images"])
+    np.savez(data.parent / "other.npz", images=other)
+    m = evaluate_and_write(read_run(out), data=load_dataset(data.parent / "other.npz"))
+    assert "neighbour_preservation" not in m
+    assert any("the images given have the run's ids but other pixels" in n for n in m["notes"]), m["notes"]
+    assert "neighbour_preservation" in evaluate_and_write(read_run(out), data=load_dataset(data))

@@ -139,3 +139,21 @@ def test_a_leftover_build_holding_a_users_file_deep_inside_is_kept(tmp_path):
     (kept / "sprites" / "mine.txt").write_text("mine")
     assert remove_leftovers(out) == [gone]
     assert (kept / "sprites" / "mine.txt").read_text() == "mine"
+
+
+def test_a_replaced_run_takes_its_page_along_unless_the_page_holds_a_users_file(tmp_path, fake_bundle):
+    # The page shows the run's map: after `fit --overwrite` it would show the replaced one.
+    from medcne.runs import fit_run
+    from safetyhelpers import make_data
+    from safetyhelpers import make_run as make_real_run
+
+    data = make_data(tmp_path / "data" / "data.npz", n=32)
+    run = make_real_run(tmp_path / "run", data)
+    build_viewer(run, bundle=fake_bundle)
+    params = dict(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu")
+    fit_run(data, run, params, overwrite=True, verbose=False)
+    assert not (run / "viewer").exists() and (run / "map.png").exists()
+    build_viewer(run, bundle=fake_bundle)
+    (run / "viewer" / "my-notes.txt").write_text("mine")
+    fit_run(data, run, params, overwrite=True, verbose=False)
+    assert (run / "viewer" / "my-notes.txt").read_text() == "mine" and (run / "viewer" / "index.html").exists()

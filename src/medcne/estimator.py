@@ -303,8 +303,13 @@ class TSimCNE(BaseEstimator):
 
     # -- persistence -------------------------------------------------------
     def save(self, path) -> Path:
-        """Write the fitted model: a plain dict (record, state dict, history), atomically."""
+        """Write the fitted model: a plain dict (record, state dict, history), atomically.
+
+        ``path`` may name a model file medcne wrote (it is replaced once the new one is
+        written), never another file, a folder, or a file in a run folder.
+        """
         self._check_fitted()
+        ckpt.check_target(path, (ckpt.MODEL_FORMAT, ckpt.OLD_MODEL_FORMAT), "model file", "path")
         return ckpt.save_model(path, self.model_, self.record(), self.history_)
 
     @classmethod

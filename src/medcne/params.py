@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ RULES: Mapping[str, Rule] = {r.name: r for r in (
     Rule("verbose", *_BOOL),
     Rule("sync_bn", *_AUTO_BOOL, "--no-sync-bn"),
     Rule("stream", *_AUTO_BOOL, "--stream"),
+    Rule("checkpoint", lambda v: v is None or isinstance(v, (str, os.PathLike)), "None or a file path"),
     Rule("schedule", lambda v: isinstance(v, str) and v.split(":")[0] in ("stages", "anneal"),
          "'stages', 'anneal' or 'anneal:key=value,...'", "--schedule"),
 )}

@@ -21,6 +21,8 @@ from .errors import MedcneError
 from .models import check_model_args, use_small_stem
 from .params import check_all, check_split, parse_epochs
 from .train import distributed
+from .train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .train.checkpoint import check_target
 from .train.stages import (
     Stage,
     annealed_schedule,
@@ -36,6 +38,8 @@ def resolve(est, data: ImageSet) -> dict:
     if len(data) < 2:
         raise MedcneError(f"need at least 2 images to train; got {len(data)}")
     check_all(est.get_params())
+    if est.checkpoint is not None:  # never written over a file medcne did not write
+        check_target(est.checkpoint, (CHECKPOINT_FORMAT,), "checkpoint", "checkpoint", run_folder_ok=True)
     out: dict = {"batch_size_": int(min(est.batch_size, len(data)))}
     out["lr_"] = default_lr(out["batch_size_"]) if est.lr == "auto" else float(est.lr)
     annealed = annealed_schedule(getattr(est, "schedule", "stages"), est.epochs, est.warmup, out["lr_"], est.dim,

@@ -40,6 +40,7 @@ RUN_MARKER_FORMAT = "medcne-run-1"
 # The mark of a page folder of `medcne view`.
 VIEWER_MARKER = ".medcne-viewer"
 VIEWER_FORMAT = "medcne-viewer"
+VIEWER_SLIDES = "slides"  # the folder of the copied slide thumbnails in a page folder
 VIEWER_FILES = ("index.html", "medcne-viewer.js")
 # The record, in a folder, of the single files medcne wrote there (figures, CSVs, reports), each with
 # its size and sha256: a file is replaced only while it is still what medcne wrote.

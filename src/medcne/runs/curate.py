@@ -78,7 +78,7 @@ def run_points(run: Run, space: str = "auto", data=None, data_path=None, device=
     space = resolve_space(run, space)
     if space == "map":
         return np.asarray(run.embedding, dtype=np.float32), space
-    data = data if data is not None else run.load_images(data_path)
+    data = run.check_images(data) if data is not None else run.load_images(data_path)
     if space == "pixels":
         from ..baselines.tsne import pixel_features
 
@@ -125,7 +125,7 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     if int(k) < 1:
         raise MedcneError(f"k must be at least 1; got {k}")
     resolve_space(run, space)  # a wrong space fails before the images are read
-    data = data if data is not None else run.load_images(data_path)
+    data = run.check_images(data) if data is not None else run.load_images(data_path)
     X, space = run_points(run, space, data, data_path, device)
     check_enough_images(len(X))
     check_qc_memory(X, min(int(k), len(X) - 1), str(run.path))

@@ -246,7 +246,7 @@ def evaluate_run(
         notes.append(f"kNN accuracy and silhouette skipped: {problem}")
     if preservation:
         try:
-            data = data if data is not None else run.load_images(data_path)
+            data = run.check_images(data) if data is not None else run.load_images(data_path)
             out["neighbour_preservation"] = pixel_preservation(data, Z, k, n_queries)
             out["neighbour_preservation_space"] = "pixels"
             out["neighbour_preservation_queries"] = len(preservation_queries(len(Z), n_queries))

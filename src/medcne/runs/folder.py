@@ -190,15 +190,18 @@ class Run:
         spec.pop("path", None)
         if path is None:
             raise MedcneError(f"{self.path}: params.json names no data; pass the data path explicitly")
-        data = load_dataset(path, **spec)
+        return self.check_images(load_dataset(path, **spec), path)
+
+    def check_images(self, data, path=None):
+        """``data`` when they are the images of this run (its ids, and the fingerprint of their pixels
+        that params.json keeps), else one line naming the run and ``path`` (where they were read)."""
+        where = f"the images of {path}" if path is not None else "the images given"
         if len(data) != len(self.ids) or not np.array_equal(data.ids, self.ids):
-            raise MedcneError(
-                f"{self.path}: the images of {path} do not match the run's ids; pass the data the run was made from"
-            )
+            raise MedcneError(f"{self.path}: {where} do not match the run's ids; pass the data the run was made from")
         recorded = self.params.get(IMAGES_FINGERPRINT)  # none in a run of an older medcne: the ids only
         if recorded is not None and recorded != data.fingerprint(labels=False):
             raise MedcneError(
-                f"{self.path}: the images of {path} have the run's ids but other pixels (or size or channels) than "
+                f"{self.path}: {where} have the run's ids but other pixels (or size or channels) than "
                 "the images the run was made from; pass the data the run was made from"
             )
         return data

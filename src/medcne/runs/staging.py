@@ -19,8 +19,10 @@ into. The folder rule:
   naming what is there.
 
 :func:`commit` is idempotent: it first makes ``OUT`` unfinished (removes its
-``params.json``), removes the old run files the new run does not have, moves
-the new files in and moves ``params.json`` last. If it is stopped half-way,
+``params.json``), removes the old run files the new run does not have (and
+the ``viewer/`` page of the old map, while it holds only what medcne built:
+:func:`.pagemarks.retire_page`), moves the new files in and moves
+``params.json`` last. If it is stopped half-way,
 ``OUT`` reads as unfinished and the next :func:`begin` or ``fit --resume OUT``
 (:func:`pending`) runs it again to the end.
 """
@@ -34,7 +36,14 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import remove_stale_temps, stale_temps, write_json
-from ..runfiles import LOCK_SUFFIX, RUN_MARKER, RUN_MARKER_FORMAT, TSIMCNE_FILES, WRITTEN_RECORD
+from ..runfiles import (
+    LOCK_SUFFIX,
+    RUN_MARKER,
+    RUN_MARKER_FORMAT,
+    TSIMCNE_FILES,
+    VIEWER_DIR,
+    WRITTEN_RECORD,
+)
 from ..train import distributed
 from .folder import (
     CHECKPOINT,
@@ -47,6 +56,7 @@ from .folder import (
     staging_path,
 )
 from .outputs import lock, refuse_inputs
+from .pagemarks import retire_page
 
 MAX_NAMED = 5
 
@@ -221,6 +231,7 @@ def commit(work: Path, out: Path) -> None:
     for name in old:
         if name not in keep:
             (out / name).unlink(missing_ok=True)
+    retire_page(out / VIEWER_DIR)  # it shows the replaced run's map (kept when it holds a file of the user's)
     for name in keep:
         if name != PARAMS and (work / name).exists():
             os.replace(work / name, out / name)

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
 from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
+from ..train import checkpoint as ckpt
 from ..train import distributed
 from ..train.progress import end_progress_bars
 from . import staging
@@ -274,7 +275,7 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
     extra = {IMAGES_FINGERPRINT: data.fingerprint(labels=False), **{k: v for k, v in extra.items() if k != FINISHED}}
     write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: False}))
     write_history(out, est.history_)
-    est.save(out / MODEL)
+    ckpt.save_model(out / MODEL, est.model_, est.record(), est.history_)  # est.save refuses a run folder's files
     Z = est.embedding_
     write_embedding(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     run = read_run(out, finished=False)

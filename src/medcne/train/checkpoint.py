@@ -16,6 +16,7 @@ import torch
 
 from ..errors import MedcneError
 from ..io import atomic_write
+from ..runfiles import RUN_MARKER
 from .loop import Position
 from .rng import Generators
 
@@ -50,6 +51,35 @@ def _read(path, fmt: str, what: str, missing: str, fix: str) -> dict:
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise MedcneError(f"{path}: not a medcne {what} (format {fmt}); {fix}")
     return state
+
+
+def file_format(path) -> str | None:
+    """The ``format`` a medcne checkpoint or model file states, None for any other file (read
+    memory-mapped: its tensors are not read)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return state.get("format") if isinstance(state, dict) and isinstance(state.get("format"), str) else None
+
+
+def check_target(path, formats: tuple[str, ...], what: str, param: str, run_folder_ok: bool = False) -> Path:
+    """Refuse, in one line naming parameter ``param``, to write a ``what`` at ``path`` over something medcne did
+    not write: a folder, a symbolic link, or an existing file that is not a medcne file of ``formats`` (known
+    by the format it states, not by its name). Unless ``run_folder_ok``, a path in a run folder is refused
+    too: a run's files are written with its map, by ``fit_run``."""
+    path = Path(path)
+    if path.is_symlink():
+        raise MedcneError(f"`{param}` {path} is a symbolic link; medcne never writes through one: choose another name")
+    if path.is_dir():
+        raise MedcneError(f"`{param}` {path} is a folder; give a file name, e.g. {path / 'model.pt'}")
+    if not run_folder_ok and (path.parent / RUN_MARKER).exists():
+        raise MedcneError(f"`{param}` {path} is in the run folder {path.parent}, whose files medcne writes together "
+                          "with its map; save it elsewhere")
+    if path.exists() and file_format(path) not in formats:
+        raise MedcneError(f"`{param}` {path} exists and is not a medcne {what}, so medcne never replaces it; "
+                          "choose another name")
+    return path
 
 
 # -- checkpoints -----------------------------------------------------------------

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError
+from ..runfiles import VIEWER_SLIDES
 
 # The columns a tile needs for its box on the slide thumbnail.
 TILE_COLUMNS = ("slide", "x", "y", "tile_size")
 THUMBNAILS = "thumbnails"
-SLIDES = "slides"  # folder of the copied thumbnails in the page folder
+SLIDES = VIEWER_SLIDES  # folder of the copied thumbnails in the page folder
 
 
 def column_values(a: np.ndarray) -> list | dict:

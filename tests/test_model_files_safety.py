@@ -1,0 +1,55 @@
+"""`TSimCNE.save` and the `checkpoint` parameter write only over medcne's own model and checkpoint
+files (known by the format they state), never over a user's file, a folder, or a run folder's files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medcne import TSimCNE
+from medcne.errors import MedcneError
+from medcne.runfiles import RUN_MARKER
+from medcne.train.checkpoint import file_format
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+IMAGES = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+TINY = dict(epochs=(0, 0, 0), warmup=(0, 0, 0), batch_size=8, width=2, device="cpu", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return TSimCNE(**TINY).fit(IMAGES)
+
+
+def test_save_never_replaces_a_file_medcne_did_not_write(tmp_path, fitted):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my thesis notes\n")
+    with pytest.raises(MedcneError, match=r"^`path` .*notes.txt exists and is not a medcne model file"):
+        fitted.save(notes)
+    assert notes.read_text() == "my thesis notes\n"
+    with pytest.raises(MedcneError, match=r"^`path` .* is a folder; give a file name"):
+        fitted.save(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RUN_MARKER).write_text("{}")
+    with pytest.raises(MedcneError, match=r"is in the run folder .*; save it elsewhere"):
+        fitted.save(run / "model.pt")
+    assert not (run / "model.pt").exists()
+    model = fitted.save(tmp_path / "model.pt")  # its own model file: replaced, as a notebook cell run again does
+    assert file_format(model) == "medcne-model/2"
+    assert fitted.save(model) == model and TSimCNE.load(model).width == 2
+
+
+def test_a_checkpoint_is_never_written_over_a_users_file(tmp_path):
+    mine = tmp_path / "results.csv"
+    mine.write_text("a,b\n1,2\n")
+    with pytest.raises(MedcneError, match=r"^`checkpoint` .*results.csv exists and is not a medcne checkpoint"):
+        TSimCNE(**TINY, checkpoint=mine).validate(IMAGES)
+    assert mine.read_text() == "a,b\n1,2\n"
+    with pytest.raises(MedcneError, match=r"^`checkpoint` must be None or a file path; got 123"):
+        TSimCNE(**TINY, checkpoint=123).validate(IMAGES)
+    ckpt = tmp_path / "ckpt.pt"
+    TSimCNE(**{**TINY, "epochs": (1, 0, 0)}, checkpoint=ckpt, checkpoint_minutes=0).fit(IMAGES)
+    assert file_format(ckpt) == "medcne-checkpoint/2"
+    TSimCNE(**{**TINY, "epochs": (1, 0, 0)}, checkpoint=ckpt, checkpoint_minutes=0).fit(IMAGES)  # its own: replaced
+    assert file_format(mine) is None and file_format(tmp_path / "missing.pt") is None
