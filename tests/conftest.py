@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+# The key of the codes standing in for patient identity: one for the tests and the commands they start,
+# so that no test makes a key in the user's ~/.config (tests of the key file set their own folder).
+os.environ.setdefault("MEDCNE_IDENTITY_KEY", "medcne-tests")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BLOODMNIST = SHARED_DATA / "bloodmnist28.npz"

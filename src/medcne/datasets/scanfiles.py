@@ -10,11 +10,11 @@ Needs neither pydicom nor nibabel.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from .files import IMAGE_SUFFIXES, medcne_output_kind
+from .identity import code
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -101,8 +101,9 @@ def scan_format(folder: Path) -> str | None:
 
 
 def short_hash(text: str, prefix: str) -> str:
-    """A stable 12-hex-digit stand-in for ``text`` (the same text gives the same stand-in)."""
-    return prefix + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """A stable 12-hex-digit stand-in for ``text`` (the same text and key give the same stand-in), keyed so
+    that it does not give ``text`` back (:mod:`.identity`)."""
+    return code(text, prefix)
 
 
 def relative_id(path: Path, root: Path) -> str:
