@@ -147,6 +147,33 @@ def test_from_torch_dataset():
     assert data.images[3].max() == round(0.3 * 255)
 
 
+def test_a_torch_dataset_of_one_hot_labels_or_mixed_channels_is_refused_or_converted_as_asked():
+    import torch
+
+    from medcne.errors import MedcneError
+
+    class Items(torch.utils.data.Dataset):
+        def __init__(self, items):
+            self.items = items
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            return self.items[i]
+
+    rgb, gray = random_images(3, size=8), random_images(2, size=8, channels=1)
+    one_hot = Items([(Image.fromarray(rgb[0]), torch.nn.functional.one_hot(torch.tensor(2), 8))])
+    with pytest.raises(MedcneError, match="the label of item 0 holds 8 values"):  # its first value was taken
+        from_torch_dataset(one_hot)
+    mixed = Items([(Image.fromarray(a), 0) for a in [*rgb, *gray]])
+    for kwargs in ({}, {"size": 8}):  # same size: the channels differ, and `size` cannot help
+        with pytest.raises(MedcneError, match="items have 1 and 3 channels; pass `channels` 'rgb' or 'gray'"):
+            from_torch_dataset(mixed, **kwargs)
+    assert from_torch_dataset(mixed, channels="rgb").image_shape == (8, 8, 3)
+    assert from_torch_dataset(mixed, size=4, channels="gray").image_shape == (4, 4, 1)
+
+
 def test_pcam_h5_is_read_lazily(tmp_path):
     h5py = pytest.importorskip("h5py")
     x = random_images(10, 12)

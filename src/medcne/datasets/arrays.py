@@ -13,7 +13,7 @@ from ..errors import (
     MedcneError,
     UnknownFormatError,
 )
-from .convert import parse_size, prepare_array, resize_images
+from .convert import prepare_array
 from .files import printable
 from .imageset import ImageSet, int_labels
 from .medmnist_info import class_names_for
@@ -243,18 +243,37 @@ def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: st
             if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
                 arr = np.moveaxis(arr, 0, -1)
         images.append(arr)
-        # Kept as given: from_array refuses fractional or text labels instead of truncating them.
-        labels.append(None if label is None else np.asarray(label).reshape(-1)[0])
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1 and size is None:
-        from ..errors import MixedSizeError
-
-        raise MixedSizeError(f"{source}: items have different shapes {sorted(shapes)[:3]}; pass `size` to resize")
-    if size is not None:
-        images = [resize_images(prepare_array(a[None], source, None, "keep", []), parse_size(size))[0] for a in images]
+        labels.append(None if label is None else _one_label(label, i, source))
+    if size is not None or len({a.shape for a in images}) > 1:
+        images = _same_shape(images, size, channels, source)
     lab = None if any(v is None for v in labels) else np.asarray(labels)
     names = list(getattr(dataset, "classes", []) or []) or None
     return from_array(np.stack(images), lab, names, channels=channels, source=source)
+
+
+def _one_label(label, i: int, source: str):
+    """Item ``i``'s label as one value, kept as given: from_array refuses fractional or text labels
+    instead of truncating them, and a label of several values (a one-hot vector) is refused here."""
+    values = np.asarray(label).reshape(-1)
+    if values.size != 1:
+        raise DataError(f"{source}: the label of item {i} holds {values.size} values (a one-hot vector?); "
+                        "give one class index per image (e.g. label.argmax())")
+    return values[0]
+
+
+def _same_shape(images: list[np.ndarray], size, channels: str, source: str) -> list[np.ndarray]:
+    """Items of different sizes or channel counts made alike: resized to ``size`` and converted by
+    ``channels``, or one line naming the parameter that would make them alike."""
+    from ..errors import MixedSizeError
+
+    items = [prepare_array(a[None], source, size, channels, [])[0] for a in images]
+    shapes = {a.shape for a in items}
+    if len({sh[:2] for sh in shapes}) > 1:
+        raise MixedSizeError(f"{source}: items have different shapes {sorted(shapes)[:3]}; pass `size` to resize")
+    if len(shapes) > 1:
+        raise MixedSizeError(f"{source}: items have {' and '.join(str(sh[2]) for sh in sorted(shapes))} channels; "
+                             "pass `channels` 'rgb' or 'gray' to convert them")
+    return items
 
 
 def as_imageset(X) -> ImageSet:
