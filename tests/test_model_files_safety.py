@@ -53,3 +53,22 @@ def test_a_checkpoint_is_never_written_over_a_users_file(tmp_path):
     assert file_format(ckpt) == "medcne-checkpoint/2"
     TSimCNE(**{**TINY, "epochs": (1, 0, 0)}, checkpoint=ckpt, checkpoint_minutes=0).fit(IMAGES)  # its own: replaced
     assert file_format(mine) is None and file_format(tmp_path / "missing.pt") is None
+
+
+def test_a_resume_from_python_is_refused_on_other_images_or_another_seed(tmp_path):
+    from medcne.errors import MedcneError as Refused
+
+    ckpt = tmp_path / "ckpt.pt"
+    params = dict(TINY, epochs=(2, 0, 0), checkpoint=ckpt, checkpoint_minutes=0, random_state=0)
+
+    def stop(end):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        TSimCNE(**params).fit(IMAGES, callback=stop)
+    other = np.ascontiguousarray(255 - IMAGES)  # as many images, other pixels: only the count was compared
+    with pytest.raises(Refused, match="cannot resume: the checkpoint was trained on other images"):
+        TSimCNE(**params).fit(other, resume_from=ckpt)
+    with pytest.raises(Refused, match="cannot resume: `random_state` was 0 in the checkpoint but is 1 now"):
+        TSimCNE(**{**params, "random_state": 1}).fit(IMAGES, resume_from=ckpt)
+    assert TSimCNE(**params).fit(IMAGES, resume_from=ckpt).embedding_.shape == (16, 2)

@@ -24,7 +24,7 @@ FORMAT = "medcne-checkpoint/2"
 MODEL_FORMAT = "medcne-model/2"
 OLD_MODEL_FORMAT = "medcne-model/1"  # medcne 0.1 before the record: still read
 # What must match between an interrupted run and its resume.
-RESUME_PARAMS = ("backbone", "width", "batch_size", "loss", "preset", "crop", "jitter", "grayscale")
+RESUME_PARAMS = ("backbone", "width", "batch_size", "loss", "preset", "crop", "jitter", "grayscale", "random_state")
 
 
 def _cpu(obj):
@@ -84,9 +84,11 @@ def check_target(path, formats: tuple[str, ...], what: str, param: str, run_fold
 
 # -- checkpoints -----------------------------------------------------------------
 def make_checkpoint(model, optimizer, position: Position, generators: Generators, record: dict,
-                    n_images: int, elapsed: float = 0.0) -> dict:
-    """A checkpoint as a plain dict (all tensors on the CPU)."""
+                    n_images: int, elapsed: float = 0.0, data_fingerprint: str | None = None) -> dict:
+    """A checkpoint as a plain dict (all tensors on the CPU); ``data_fingerprint``: of the training images
+    (:meth:`~medcne.datasets.ImageSet.fingerprint`), which a resume must give again."""
     return {
+        "data_fingerprint": data_fingerprint,
         "format": FORMAT,
         "record": record,
         "n_images": int(n_images),
@@ -112,9 +114,11 @@ def load_checkpoint(path) -> dict:
                  "start the run again")
 
 
-def check_resume(checkpoint: dict, record: dict, n_images: int, ignore_lr: bool = False) -> None:
+def check_resume(checkpoint: dict, record: dict, n_images: int, ignore_lr: bool = False,
+                 data_fingerprint: str | None = None) -> None:
     """Refuse to resume ``checkpoint`` with other parameters or data than it was made with
-    (``ignore_lr``: except the learning rates, on purpose)."""
+    (``ignore_lr``: except the learning rates, on purpose); the data by their number and, when the
+    checkpoint has it, their ``data_fingerprint``."""
     saved, now = checkpoint["record"], record
 
     def stages(r):  # through Stage: a record from before a setting was added reads with its default
@@ -129,7 +133,8 @@ def check_resume(checkpoint: dict, record: dict, n_images: int, ignore_lr: bool 
     for key, before, after in pairs:
         if before != after:
             raise MedcneError(
-                f"cannot resume: {key} was {before!r} in the checkpoint but is {after!r} now; "
+                f"cannot resume: {'the schedule' if key == 'stages' else f'`{key}`'} was {before!r} in the "
+                f"checkpoint but is {after!r} now; "
                 "resume with the parameters of the interrupted run"
             )
     if checkpoint["n_images"] != n_images:
@@ -137,6 +142,10 @@ def check_resume(checkpoint: dict, record: dict, n_images: int, ignore_lr: bool 
             f"cannot resume: the checkpoint was trained on {checkpoint['n_images']} images, not {n_images}; "
             "pass the same data"
         )
+    saved_data = checkpoint.get("data_fingerprint")  # none in a checkpoint of an earlier medcne
+    if saved_data is not None and data_fingerprint is not None and saved_data != data_fingerprint:
+        raise MedcneError("cannot resume: the checkpoint was trained on other images (their pixels, ids or labels "
+                          "differ), and training continues only on its own data; pass the same data")
 
 
 def restore(checkpoint: dict, model, generators: Generators, stages) -> tuple[Position, dict | None]:

@@ -66,6 +66,8 @@ class Monitor:
         self.generators = generators
         self.record = record
         self.n_images = len(data)
+        # Saved with each checkpoint, so that a resume on other images is refused (64 images read, once).
+        self.data_fingerprint = data.fingerprint() if checkpoint is not None and self.world.is_main else None
         self.knn_every = knn_every if data.labels is not None and self.world.is_main else 0
         if self.knn_every:
             idx = np.sort(np.random.default_rng(0).permutation(len(data))[:KNN_POINTS])
@@ -88,7 +90,7 @@ class Monitor:
             streams = self._rank_streams()
             if self.world.is_main:
                 ck = make_checkpoint(end.model, end.optimizer, end.position, self.generators, self._record(end),
-                                     self.n_images, self.seconds())
+                                     self.n_images, self.seconds(), self.data_fingerprint)
                 if streams is not None:
                     ck["rng"]["augment_ranks"] = streams
                 save_checkpoint(self.checkpoint, ck)

@@ -84,7 +84,7 @@ def run_session(model: nn.Module, data, augment, gens: Generators, settings: Set
     s, stages = settings, settings.stages
     position, opt_state, elapsed = None, None, 0.0
     if resume_from is not None:
-        stages, position, opt_state, elapsed = _resume(resume_from, model, gens, settings, record, len(data), new_lr)
+        stages, position, opt_state, elapsed = _resume(resume_from, model, gens, settings, record, data, new_lr)
     if s.sync_bn:
         model = distributed.convert_sync_batchnorm(model, s.device.type)
     store = make_store(data, s.device, s.stream)
@@ -118,14 +118,14 @@ def place(model: nn.Module, images, settings: Settings):
     return distributed.final_embedding(model, images, settings.device, settings.world)
 
 
-def _resume(path, model, gens: Generators, s: Settings, record, n: int, new_lr: bool):
+def _resume(path, model, gens: Generators, s: Settings, record, data, new_lr: bool):
     saved = ckpt.load_checkpoint(path)
     stages = s.stages
     if s.budget is not None:
         # The budget chose the schedule when the run started: keep it, do not choose again.
         chosen = tuple(Stage(**d) for d in saved["record"]["resolved"]["stages"])
         stages = tuple(replace(c, lr=new.lr) for c, new in zip(chosen, stages, strict=True)) if new_lr else chosen
-    ckpt.check_resume(saved, record(stages), n, ignore_lr=new_lr)
+    ckpt.check_resume(saved, record(stages), len(data), ignore_lr=new_lr, data_fingerprint=data.fingerprint())
     position, opt_state = ckpt.restore(saved, model, gens, stages)
     note = distributed.resume_note(saved, s.world, s.batch_size)
     if note and s.verbose:
