@@ -52,8 +52,8 @@ def test_a_copy_is_the_nearest_at_distance_zero_and_a_point_never_its_own():
 
 
 @pytest.mark.parametrize("X,k,match", [
-    (np.zeros((5, 2)), 5, "k must be between 1 and 4"),
-    (np.zeros((5, 2)), 0, "k must be between"),
+    (np.zeros((5, 2)), 5, "`k` must be between 1 and 4"),
+    (np.zeros((5, 2)), 0, "`k` must be between"),
     (np.zeros(5), 1, "2-D array"),
     (np.array([[0.0, np.nan], [1, 1], [2, 2]]), 1, "NaN"),
 ])

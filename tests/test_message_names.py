@@ -13,6 +13,7 @@ import ast
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medcne.cli import main
@@ -21,6 +22,7 @@ from medcne.params import flag, for_cli
 from medcne.runs import staging
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medcne"
+SAMPLE = SRC / "datasets" / "data" / "bloodmnist_sample.npz"
 # torchrun's own options, in the messages of joining its process group: no medcne parameter sets them.
 LAUNCHER_OPTIONS = ("--nproc-per-node", "--rdzv-endpoint")
 BARE_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
@@ -110,3 +112,32 @@ def test_a_python_caller_is_told_the_parameter_and_the_command_line_its_option(t
     assert main(["fit", str(tmp_path / "data.npz"), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert "error: --out " in err and "even with --overwrite" in err and "`" not in err, err
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, subset=10, seed=-1),
+     "`seed` must be an integer >= 0; got -1"),
+    (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, subset=10, seed=1.5),
+     "`seed` must be an integer >= 0; got 1.5"),
+    (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, size=16.5),
+     "`size` must be a positive integer or (height, width); got 16.5"),
+    (lambda: __import__("medcne.runs").runs.resume_run("no-run", lr="abc"), "`lr` must be a positive number; got 'abc'"),
+    (lambda: __import__("medcne").TSimCNE(epochs=(1, 1, 1.5)).validate(np.zeros((4, 8, 8, 3), np.uint8)),
+     "`epochs` must be 3 non-negative integers, e.g. 1000,50,450; got (1, 1, 1.5)"),  # was cut to 1 epoch
+])
+def test_python_callers_get_the_parameter_named_not_numpys_error(call, words):
+    # numpy's "expected non-negative integer", "'float' object is not iterable" and float("abc") named nothing.
+    with pytest.raises(MedcneError) as caught:
+        call()
+    assert str(caught.value) == words
+
+
+def test_propagate_names_its_own_parameter_for_a_missing_annotations_file(tmp_path):
+    from evalhelpers import make_run
+    from medcne.runs import read_run
+    from medcne.runs.curate import propagate_run
+
+    run = read_run(make_run(tmp_path / "run", n=20))
+    with pytest.raises(MedcneError, match=r"^`labels_csv` .*nosuch.csv: no such file"):
+        propagate_run(run, tmp_path / "nosuch.csv", tmp_path / "p.csv")
+    assert for_cli("`labels_csv` x.csv: no such file") == "--labels x.csv: no such file"

@@ -167,7 +167,7 @@ def test_neighbour_preservation_images_and_errors():
     assert 0 <= neighbour_preservation(imgs, Z, k=5) <= 1
     with pytest.raises(MedcneError, match="same points"):
         neighbour_preservation(imgs[:10], Z, k=5)
-    with pytest.raises(MedcneError, match="k must"):
+    with pytest.raises(MedcneError, match="`k` must"):
         neighbour_preservation(imgs, Z, k=60)
 
 

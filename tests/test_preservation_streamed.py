@@ -78,7 +78,7 @@ def test_pixel_preservation_refuses_other_data_or_k(tmp_path):
                     source="x")
     with pytest.raises(MedcneError, match="31 points but its data 30 images"):
         pixel_preservation(data, np.zeros((31, 2)))
-    with pytest.raises(MedcneError, match="k must be an integer in 1..29"):
+    with pytest.raises(MedcneError, match="`k` must be an integer in 1..29"):
         pixel_preservation(data, np.zeros((30, 2)), k=30)
 
 

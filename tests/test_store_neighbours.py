@@ -60,7 +60,7 @@ def test_bad_method_or_library_refused():
         nearest_neighbours(X, 3, method="fast")
     with pytest.raises(MedcneError, match="library must be"):
         approximate_neighbours(X, 3, library="annoy")
-    with pytest.raises(MedcneError, match="k must be between 1 and 19"):
+    with pytest.raises(MedcneError, match="`k` must be between 1 and 19"):
         approximate_neighbours(X, 20)
 
 

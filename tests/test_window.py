@@ -124,7 +124,7 @@ def test_scan_folders_are_detected_and_image_folders_are_not(tmp_path):
 def test_scan_options_on_other_data_are_refused(tmp_path, capsys):
     from medcne.datasets import SAMPLE_PATH, load_dataset
 
-    with pytest.raises(UnknownFormatError, match="window applies to DICOM and NIfTI data only"):
+    with pytest.raises(UnknownFormatError, match="`window` applies to DICOM and NIfTI data only"):
         load_dataset(SAMPLE_PATH, window="lung")
     assert main(["info", str(SAMPLE_PATH), "--axis", "coronal"]) == 2
     assert "axis applies to DICOM and NIfTI" in capsys.readouterr().err

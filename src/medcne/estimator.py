@@ -67,8 +67,9 @@ class TSimCNE(BaseEstimator):
         'anneal:shape=piecewise-cosine,dof=2,end_share=0.1'; 'temperature=learned'
         and 'dof=learned' train those kernel values with the model (see
         :class:`medcne.train.anneal.AnnealSpec` and docs/schedules.md).
-    preset : {'simclr', 'rot90', 'rotate'}
-        Augmentations (see :class:`medcne.augment.Augmenter`).
+    preset : {'simclr', 'rot90', 'rotate', 'none'}
+        Augmentations (see :class:`medcne.augment.Augmenter`); 'none' keeps the orientation (crops and
+        colour only, no flips: a mirrored organ stays another image).
     crop, jitter, grayscale : bool
         Ablations of the augmentations.
     backbone : {'resnet18', 'resnet34', 'resnet50'}

@@ -172,6 +172,8 @@ def parse_epochs(epochs, n: int = 3, name: str = "epochs") -> tuple[int, ...]:
                 f"`{name}` must be {n} integers separated by commas, e.g. {example}; got {epochs!r}"
             ) from None
     try:
+        if any(isinstance(e, bool) or (isinstance(e, float) and not e.is_integer()) for e in epochs):
+            raise ValueError  # 1.5 epochs would be cut to 1
         epochs = tuple(int(e) for e in epochs)
     except (TypeError, ValueError):
         raise MedcneError(f"`{name}` must be {n} non-negative integers, e.g. {example}; got {epochs!r}") from None
@@ -195,7 +197,8 @@ OTHER_FLAGS: Mapping[str, str] = {
     "mpp": "--mpp", "magnification": "--magnification", "min_tissue": "--min-tissue", "unlabelled": "--unlabelled",
     "labels": "--labels", "annotations": "--annotations", "workers": "--workers", "presets": "--presets",
     "baselines": "--baselines", "data": "--data", "data_dir": "--data-dir", "seeds": "--seeds",
-    "hover_id": "--hover-id", "axes": "--axes", "nproc": "--nproc", "values": "--values", "method": "--method", "axis": "--axis",
+    "hover_id": "--hover-id", "axes": "--axes", "nproc": "--nproc", "values": "--values", "method": "--method", "axis": "--axis", "k": "--k", "labels_csv": "--labels", "keep_phi": "--keep-phi",
+    "drop_background": "--drop-background",
 }
 
 

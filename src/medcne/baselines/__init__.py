@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets import ImageSet
+from ..datasets.convert import check_seed
 from ..defaults import BASELINES as METHODS
 from ..defaults import PRESET, SIMCLR_EPOCHS
 from ..errors import MedcneError
@@ -85,6 +86,7 @@ def embed_baseline(
     """
     if method not in METHODS:
         raise MedcneError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
+    check_seed(seed)
     check_points(len(data), "UMAP" if method.startswith("umap") else "t-SNE")  # before any features
     if method.endswith("-pixels"):
         X, features = pixel_features(data, seed)

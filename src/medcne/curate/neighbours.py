@@ -113,7 +113,7 @@ def nearest_neighbours(X, k: int, *, reference=None, device="cpu", memory_mb: fl
         raise MedcneError(f"reference has {R.shape[1]} dimensions but X has {X.shape[1]}; give points of the same space")
     available = len(R) - (reference is None)
     if not 1 <= int(k) <= available:
-        raise MedcneError(f"k must be between 1 and {available} (the points that can be neighbours); got {k}")
+        raise MedcneError(f"`k` must be between 1 and {available} (the points that can be neighbours); got {k}")
     k = int(k)
     dev = resolve_device(device)
     if method not in METHODS:
@@ -167,7 +167,7 @@ def nearest_among_blocks(X, blocks, k: int, *, device="cpu") -> Neighbours:
         order = np.argsort(distances, axis=1, kind="stable")[:, :k]  # ties: the earlier block first
         indices, distances = np.take_along_axis(indices, order, 1), np.take_along_axis(distances, order, 1)
     if indices.shape[1] < k:
-        raise MedcneError(f"k must be at most the {indices.shape[1]} reference points; got {k}")
+        raise MedcneError(f"`k` must be at most the {indices.shape[1]} reference points; got {k}")
     return Neighbours(indices, distances)
 
 
@@ -228,7 +228,7 @@ def approximate_neighbours(X, k: int, *, reference=None, library: str = "hnswlib
     R = X if reference is None else as_points(reference, "reference")
     own = reference is None
     if not 1 <= int(k) <= len(R) - own:
-        raise MedcneError(f"k must be between 1 and {len(R) - own} (the points that can be neighbours); got {k}")
+        raise MedcneError(f"`k` must be between 1 and {len(R) - own} (the points that can be neighbours); got {k}")
     k, want = int(k), min(int(k) + own, len(R))
     if library == "hnswlib":
         hnswlib = require("hnswlib", "ann")

@@ -35,6 +35,12 @@ def check_channels(channels: str) -> str:
     return channels
 
 
+def check_seed(seed, name: str = "seed") -> None:
+    """A seed is an integer >= 0 (numpy's own error otherwise names no parameter)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise MedcneError(f"`{name}` must be an integer >= 0; got {seed!r}")
+
+
 def parse_size(size) -> tuple[int, int] | None:
     """``None``, an int, or (H, W) -> (H, W) or None."""
     if size is None:
@@ -45,12 +51,14 @@ def parse_size(size) -> tuple[int, int] | None:
             size = tuple(int(p) for p in parts) if len(parts) > 1 else int(parts[0])
         except ValueError:
             raise MedcneError(f"`size` must be an integer such as 28 or HxW such as 96x96; got {size!r}") from None
-    if isinstance(size, (int, np.integer)):
+    given = size
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (int(size), int(size))
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
-        raise MedcneError(f"`size` must be a positive integer or (height, width); got {size!r}")
-    return size
+    whole = isinstance(size, (tuple, list)) and all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+    if not whole or len(size) != 2 or min(size) < 1:  # 16.5 was an internal TypeError, (16.5, 16) cut to 16
+        raise MedcneError(f"`size` must be a positive integer or (height, width); got {given!r}")
+    return tuple(int(s) for s in size)
 
 
 # Float and integer arrays are checked and converted in blocks of about this many

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import DataNotFoundError, UnknownFormatError
 from . import scanfiles
 from .arrays import read_npz
-from .convert import check_channels, parse_size, resize_images
+from .convert import check_channels, check_seed, parse_size, resize_images
 from .csvfile import read_csv
 from .files import is_image_file, read_folder
 from .imageset import ImageSet
@@ -119,13 +119,14 @@ def load_dataset(
     if format not in FORMATS:
         raise UnknownFormatError(f"`format` must be one of {', '.join(FORMATS)}; got {format!r}")
     check_channels(channels)
+    check_seed(seed)
     size = parse_size(size)
     fmt = detect_format(path) if format == "auto" else format
     scan_only = dict(window=window, axis=axis, keep_phi=keep_phi, label_csv=label_csv, label_key=label_key,
                      drop_background=drop_background)
     given = [k for k, v in scan_only.items() if v not in (None, False)]
     if given and fmt not in ("dicom", "nifti"):
-        raise UnknownFormatError(f"{given[0]} applies to DICOM and NIfTI data only; {path} is read as {fmt}")
+        raise UnknownFormatError(f"`{given[0]}` applies to DICOM and NIfTI data only; {path} is read as {fmt}")
     if fmt == "npz":
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
         data = read_npz(path, split=split, size=None if subset else size, channels=channels)

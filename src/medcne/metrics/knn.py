@@ -61,10 +61,10 @@ def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, se
         raise MedcneError(f"test_size must lie strictly between 0 and 1; got {test_size!r}")
     train, test = _split(codes, test_size, seed)
     if not isinstance(k, (int, np.integer)) or k < 1:
-        raise MedcneError(f"k must be a positive integer; got {k!r}")
+        raise MedcneError(f"`k` must be a positive integer; got {k!r}")
     if len(test) == 0 or len(train) < k:
         raise MedcneError(
-            f"k={k} needs at least {k} training points and one test point; got {len(train)} and "
+            f"`k` {k} needs at least {k} training points and one test point; got {len(train)} and "
             f"{len(test)} from {len(Z)} points: use a smaller k or more points"
         )
     clf = KNeighborsClassifier(n_neighbors=int(k)).fit(Z[train], codes[train])
@@ -115,7 +115,7 @@ def without_query(idx: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 def check_k(k, n: int) -> None:
     """A neighbourhood size for ``n`` points: an integer in 1..n-1, else one line naming ``k``."""
     if not isinstance(k, (int, np.integer)) or not 1 <= k < n:
-        raise MedcneError(f"k must be an integer in 1..{n - 1}; got {k!r}")
+        raise MedcneError(f"`k` must be an integer in 1..{n - 1}; got {k!r}")
 
 
 def preservation_queries(n: int, n_queries: int | None = None, seed: int = 0) -> np.ndarray:

@@ -123,7 +123,7 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     from ..curate.qc import check_enough_images
 
     if int(k) < 1:
-        raise MedcneError(f"k must be at least 1; got {k}")
+        raise MedcneError(f"`k` must be at least 1; got {k}")
     resolve_space(run, space)  # a wrong space fails before the images are read
     data = run.check_images(data) if data is not None else run.load_images(data_path)
     X, space = run_points(run, space, data, data_path, device)
@@ -180,7 +180,7 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[
     run already has keep their order; new names follow in order of appearance.
     """
     suggested: list[str] = []
-    found = read_label_csv(labels_csv, skipped=suggested)  # the viewer's suggestions left out
+    found = read_label_csv(labels_csv, skipped=suggested, option="labels_csv")  # the viewer's suggestions left out
     index = {i: n for n, i in enumerate(run.ids)}
     unknown = [i for i in found if i not in index]
     if len(unknown) == len(found):

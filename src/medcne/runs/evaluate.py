@@ -41,7 +41,8 @@ METRIC_KEYS = (
 GUESSED = ("suggested", "propagated")
 
 
-def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list | None = None) -> dict[str, str]:
+def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list | None = None,
+                   option: str = "labels") -> dict[str, str]:
     """Labels by image id from a CSV with columns ``id`` and ``label`` or ``new_label``.
 
     The viewer's annotation export (``id, x, y, old_label, new_label, source``)
@@ -55,9 +56,9 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list 
     neighbourhoods. Scoring a map against them scores it against itself, and
     propagation makes its own. A file with neither column keeps every row. An id given two different
     labels is refused, naming both and their lines, and so is a file with no
-    label left.
+    label left. ``option``: the parameter that named the file, for messages.
     """
-    columns, rows = read_table(path, "labels")
+    columns, rows = read_table(path, option)
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
     if "id" not in columns or column is None:
         raise MissingColumnError(

@@ -147,6 +147,8 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
     from ..datasets import load_dataset
     from ..estimator import TSimCNE
 
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
+        raise MedcneError(f"`lr` must be a positive number; got {lr!r}")  # float("abc") named nothing
     out = Path(out)
     out = staging_target(out) or out
     with staging.locked(out):  # before anything is checked or moved (see fit_run)

@@ -118,7 +118,7 @@ class SweepConfig:
     def missing_message(self, dataset: Dataset) -> str:
         """One line: which file the dataset needs and where to put it."""
         where = " or ".join(str(self._full(p)) for p in dataset.paths)
-        hint = (dataset.fetch or "give its path in the config or --data-dir DIR").replace("{dir}", str(self.data_dir))
+        hint = (dataset.fetch or "give its path in the config or `data_dir` DIR").replace("{dir}", str(self.data_dir))
         return f"dataset {dataset.name}: {where} not found; {hint}"
 
 

@@ -220,7 +220,7 @@ def parse_schedule(text, end_dim: int = 2, start_dim: int = 128) -> AnnealSpec |
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = (s.strip() for s in item.partition("="))
         if not eq or key not in KEYS:
-            raise MedcneError(f"schedule {text!r}: each setting must be key=value with key one of "
+            raise MedcneError(f"`schedule` {text!r}: each setting must be key=value with key one of "
                               f"{', '.join(KEYS)}; got {item!r}")
         learnable = key in ("dof", "temperature") and value == LEARNED
         kwargs[key] = value if key == "shape" or learnable else _number(text, key, value)
@@ -232,7 +232,7 @@ def _number(text: str, key: str, value: str) -> float:
         return float(value)
     except ValueError:
         learnable = f" or {LEARNED!r}" if key in ("dof", "temperature") else ""
-        raise MedcneError(f"schedule {text!r}: {key} must be a number{learnable}; got {value!r}") from None
+        raise MedcneError(f"`schedule` {text!r}: {key} must be a number{learnable}; got {value!r}") from None
 
 
 def keep_first(model, d: int) -> None:
