@@ -72,3 +72,11 @@ def test_a_resume_from_python_is_refused_on_other_images_or_another_seed(tmp_pat
     with pytest.raises(Refused, match="cannot resume: `random_state` was 0 in the checkpoint but is 1 now"):
         TSimCNE(**{**params, "random_state": 1}).fit(IMAGES, resume_from=ckpt)
     assert TSimCNE(**params).fit(IMAGES, resume_from=ckpt).embedding_.shape == (16, 2)
+
+
+def test_one_image_or_a_boolean_mask_is_refused_with_what_to_give(fitted):
+    with pytest.raises(MedcneError, match=r"^X is one image of 8x8x3; give a batch of images, e.g. X\[None\]"):
+        fitted.transform(IMAGES[0])  # was read as 8 images of 8 x 3
+    assert fitted.transform(IMAGES[0][None]).shape == (1, 2)
+    with pytest.raises(MedcneError, match="cannot use images of dtype bool"):  # 0/1 pixels: near-black images
+        fitted.transform(IMAGES > 127)

@@ -293,6 +293,9 @@ class TSimCNE(BaseEstimator):
 
     def _apply(self, method: str, X) -> np.ndarray:
         self._check_fitted()
+        if getattr(X, "shape", None) is not None and tuple(X.shape) in {tuple(self.image_shape_), tuple(self.image_shape_[:2])}:
+            raise MedcneError(f"X is one image of {'x'.join(map(str, X.shape))}; give a batch of images, "
+                              "e.g. X[None] for one")  # else read as H images of W x C
         data = as_imageset(X)
         data.check_shape(tuple(self.image_shape_))
         self.model_.eval()
@@ -315,7 +318,9 @@ class TSimCNE(BaseEstimator):
 
     @classmethod
     def load(cls, path, device: str = "auto") -> TSimCNE:
-        """Read a model written by :meth:`save` (``weights_only=True``: no code runs)."""
+        """Read a model written by :meth:`save` (``weights_only=True``: no code runs). The map of the
+        training images is not in the file (a run keeps it in ``embedding.npz``): ``embedding_`` is
+        unset; :meth:`transform` places any images."""
         state = ckpt.load_model(path)
         est = cls.from_record(state["record"], device)
         est.model_ = est._new_model(state["out_dim"])

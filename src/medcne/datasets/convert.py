@@ -113,7 +113,7 @@ def to_uint8(images: np.ndarray, where: str, offset: int = 0, index: np.ndarray 
     images = np.asarray(images)
     if images.dtype == np.uint8:
         return images
-    if images.dtype.kind not in "fiub" or images.ndim == 0:
+    if images.dtype.kind not in "fiu" or images.ndim == 0:  # bool: masks, not images (0/1 would be near black)
         raise MedcneError(f"{where}: cannot use images of dtype {images.dtype}; pass uint8 or float in [0, 1]")
     out = np.empty(images.shape, dtype=np.uint8)
     step = block_rows(images[:1].nbytes * 8)  # room for float64 temporaries
