@@ -318,3 +318,15 @@ def test_chunks_of_reading_hold_64_mb_of_images():
     assert chunk_rows(256 * 256 * 3) == 341
     assert chunk_rows(28 * 28 * 3) == 28_532
     assert chunk_rows(100_000 * 100_000 * 3) == 1
+
+
+def test_convert_append_of_a_part_already_there_counts_that_part(tmp_path, capsys):
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    np.savez(first, images=images(30), labels=np.arange(30) % 3)
+    np.savez(second, images=images(7, seed=1), labels=np.arange(7) % 3)
+    out = tmp_path / "store"
+    assert main(["convert", str(first), "--out", str(out)]) == 0
+    assert main(["convert", str(second), "--out", str(out), "--append", "--part", "second"]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(second), "--out", str(out), "--append", "--part", "second"]) == 0
+    assert "already holds part 'second' (7 images); nothing to add" in capsys.readouterr().out

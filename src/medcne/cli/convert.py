@@ -70,7 +70,7 @@ def _write(out: Path, data, name: str) -> int:
 
     with StoreWriter(out, data.image_shape) as writer:
         if writer.has_part(name):
-            print(f"{out}: already holds part {name!r} ({len(writer):,} images); nothing to add")
+            print(f"{out}: already holds part {name!r} ({writer.part_size(name):,} images); nothing to add")
             return 0
         labels = None if data.labels is None else [data.class_names[i] for i in data.labels]
         blocks = (images for _, images in data.iter_chunks())

@@ -9,6 +9,7 @@ from ..datasets.slides_labels import read_slide_labels
 from ..datasets.slides_plan import UNLABELLED_CHOICES, TileOptions
 from ..datasets.slides_tiling import Progress, tile_slides
 from ..errors import MedcneError
+from ..params import for_cli
 from ..runs.outputs import refuse_inputs
 from ..train.progress import on_terminal, width_options
 
@@ -96,7 +97,7 @@ def run(args) -> int:
         if bars is not None:
             bars.close()
     for note in report.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {for_cli(note)}", file=sys.stderr)
     done = f"{report.tiles} tiles from {len(report.tiled)} slide(s) into {out}"
     extra = [f"{len(report.resumed)} already there" if report.resumed else "",
              f"{len(report.skipped)} without tiles or skipped" if report.skipped else ""]

@@ -155,7 +155,7 @@ def choose_scale(geometry: SlideGeometry, *, mpp: float | None = None, magnifica
         raise SlideError(f"{where}: the slide states neither its objective power nor its microns per pixel, "
                          "so no magnification can be chosen; leave this slide out")
     if downsample < 1 - LEVEL_SLACK:
-        asked = f"--mpp {mpp}" if mpp is not None else f"--magnification {magnification}"
+        asked = f"`mpp` {mpp}" if mpp is not None else f"`magnification` {magnification}"
         raise SlideError(f"{where}: {asked} is finer than the slide's full resolution "
                          f"({_resolution_text(geometry)}); ask for a coarser resolution")
     downsample = max(downsample, 1.0)

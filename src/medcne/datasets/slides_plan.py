@@ -74,6 +74,9 @@ class TileOptions:
             raise MedcneError(f"`unlabelled` must be one of {', '.join(UNLABELLED_CHOICES)}; got {self.unlabelled!r}")
         if self.slide_labels is not None and self.annotations is not None:
             raise MedcneError("give `labels` (one class per slide) or `annotations` (regions), not both")
+        if self.annotations is not None and not Path(self.annotations).is_dir():
+            raise MedcneError(f"`annotations` {self.annotations}: not a folder; give the folder of "
+                              "<slide id>.geojson files")
 
 
 @dataclass
@@ -128,7 +131,7 @@ def _labels(options: TileOptions, slide_id: str, path: Path, cx, cy) -> tuple[li
         return [label] * n, notes
     if options.annotations is None:
         return [None] * n, notes
-    geojson = options.annotations / f"{slide_id}.geojson"
+    geojson = Path(options.annotations) / f"{slide_id}.geojson"
     if not geojson.is_file():
         notes.append(f"{path.name}: no annotations ({geojson.name} not found)")
         return [None] * n, notes
@@ -136,6 +139,21 @@ def _labels(options: TileOptions, slide_id: str, path: Path, cx, cy) -> tuple[li
     if unclassified:
         notes.append(f"{geojson.name}: {unclassified} annotation(s) without a class left out")
     return region_labels(regions, cx, cy), notes
+
+
+def check_annotations(options: TileOptions, slides) -> None:
+    """Read the GeoJSON of every slide of ``slides`` (``(path, slide id)`` pairs) that has one.
+
+    Done before any slide is tiled, so that a file that cannot label tiles
+    stops the run before anything is written, not after other slides were
+    committed; each slide's plan reads its file again.
+    """
+    if options.annotations is None:
+        return
+    for _, slide_id in slides:
+        geojson = Path(options.annotations) / f"{slide_id}.geojson"
+        if geojson.is_file():
+            read_regions(geojson)
 
 
 def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlidePlan:
@@ -158,10 +176,10 @@ def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlideP
         notes.append(f"{path.name}: states no objective power; {options.magnification:g}x taken as "
                      f"{scale.mpp:g} um/px")
     if not tissue_tiles:
-        notes.append(f"{path.name}: no tiles (no tissue reaches --min-tissue {options.min_tissue:g})")
+        notes.append(f"{path.name}: no tiles (no tissue reaches `min_tissue` {options.min_tissue:g})")
     elif not len(x):
         notes.append(f"{path.name}: no tiles (its {tissue_tiles} tiles of tissue are unlabelled and "
-                     "--unlabelled drop leaves them out)")
+                     "`unlabelled` drop leaves them out)")
     return SlidePlan(slide_id, path, geometry, scale, x, y, side, labels, thumb, notes)
 
 

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, MedcneError
+from ..errors import MedcneError
 from ..io import atomic_write, write_json
 from .slides import SLIDE_SUFFIXES, SlideError
-from .slides_plan import SlidePlan, TileOptions, iter_blocks, plan_path
+from .slides_plan import SlidePlan, TileOptions, check_annotations, iter_blocks, plan_path
 from .slides_scratch import make_scratch, remove_stale_scratch
-from .store import StoreWriter, is_store, read_manifest
+from .store import StoreWriter, is_store
+from .store_tiles import THUMBNAILS, slide_record, slides_in_store, store_record
 
-THUMBNAILS = "thumbnails"
 BLOCK = 64
 
 
@@ -105,30 +105,12 @@ class _Committer:
         self.out, self.options, self.report = out, options, report
         self.writer = None
         self.created = not out.exists()  # only then may a run that commits nothing remove it
-        if is_store(out):  # appending: a rerun resumes, a different tile size is refused
-            self._check_shape()
+        if is_store(out):  # appending (checked by slides_in_store): hold the store's lock from the start
             self.open()
-
-    def _check_shape(self) -> None:
-        """Refuse a store of other images than tiles of this size, naming the option that fits it."""
-        try:
-            held = tuple(read_manifest(self.out)["image_shape"])
-        except DataError:
-            return  # the store's writer says what is wrong with it
-        size = self.options.tile_size
-        if held == (size, size, 3):
-            return
-        if held[0] == held[1] and held[2] == 3:
-            raise MedcneError(f"`out` {self.out}: the store holds tiles of {held[0]} pixels, not {size}; add slides "
-                              f"with `tile_size` {held[0]}, or choose another `out`")
-        raise MedcneError(f"`out` {self.out}: the store holds images of {held}, not RGB tiles; choose another `out`")
 
     def open(self) -> None:
         size = self.options.tile_size
-        self.writer = StoreWriter(self.out, (size, size, 3))
-
-    def has_part(self, name: str) -> bool:
-        return self.writer is not None and self.writer.has_part(name)
+        self.writer = StoreWriter(self.out, (size, size, 3), tiling=store_record(self.options))
 
     def commit(self, plan: SlidePlan, blocks: Iterator[np.ndarray]) -> None:
         self.report.notes += plan.notes
@@ -140,7 +122,8 @@ class _Committer:
         thumbs = write_thumbnail(self.out, plan)
         try:
             n = self.writer.add_part(plan.slide_id, blocks, labels=plan.labels, ids=plan.ids,
-                                     provenance=plan.provenance)
+                                     provenance=plan.provenance,
+                                     tiling=slide_record(self.options, plan.slide_id, plan.path))
         except BaseException:
             for path in thumbs:  # the part was not committed: its thumbnail goes too
                 path.unlink(missing_ok=True)
@@ -184,28 +167,33 @@ def tile_slides(paths, out, options: TileOptions, *, workers: int = 1, skip_bad:
     SlideError
         A slide that cannot be read (unless ``skip_bad``), or no tiles at all.
     MedcneError
-        Bad options, or a store at ``out`` of other images. (That ``out`` is not
-        inside an input is checked by the command line, as for ``medcne convert``.)
+        Bad options, a store at ``out`` of other images or tiles of another
+        scale, or a part of ``out`` named as a slide that is not its tiles.
+        (That ``out`` is not inside an input is checked by the command line, as
+        for ``medcne convert``.)
+    AnnotationError
+        A GeoJSON file that cannot label tiles: every slide's is read before
+        anything is written.
     """
     options.check()
     if not isinstance(workers, int) or workers < 1:
         raise MedcneError(f"`workers` must be a positive integer; got {workers!r}")
     out, progress = Path(out), progress or Progress()
     slides = find_slides(paths)
-    report = TileReport()
+    held, notes = slides_in_store(out, options, slides)  # refusals first: nothing is written before them
+    todo = [(path, sid) for path, sid in slides if sid not in held]
+    check_annotations(options, todo)
+    report = TileReport(notes=notes)
     if options.slide_labels is not None:
         report.notes += _unmatched_labels(options.slide_labels, slides)
     remove_stale_scratch(out)
     progress.begin(len(slides))
     committer = _Committer(out, options, report)
     try:
-        todo = []
-        for path, sid in slides:
-            if committer.has_part(sid):
+        for _, sid in slides:
+            if sid in held:
                 report.resumed.append(sid)
                 progress.slide_done()
-            else:
-                todo.append((path, sid))
         if workers == 1 or len(todo) <= 1:
             _run_here(todo, options, committer, progress, skip_bad)
         else:

@@ -166,11 +166,16 @@ class StoreWriter:
         opened for appending when it is a store. Any other folder is refused.
     image_shape : tuple
         (H, W, C) of every image; an existing store of another shape is refused.
+    tiling : dict, optional
+        How a store of slide tiles was cut (`medcne tile`): recorded in the
+        manifest of a new store, so that a later run can check that it cuts
+        tiles of the same scale; an existing store keeps its own record.
     """
 
-    def __init__(self, path, image_shape: tuple[int, int, int]):
+    def __init__(self, path, image_shape: tuple[int, int, int], tiling: dict | None = None):
         self.path = Path(path)
         self.image_shape = _check_shape(image_shape)
+        self.tiling = tiling
         check_store_folder(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.path / ".lock", "a")  # noqa: SIM115 - held until close()
@@ -192,6 +197,8 @@ class StoreWriter:
         if not (self.path / MANIFEST).is_file() and not _part_folders(self.path):
             manifest = {"format": FORMAT, "version": VERSION, "image_shape": list(self.image_shape),
                         "n": 0, "class_names": [], "parts": []}
+            if self.tiling is not None:
+                manifest["tiling"] = dict(self.tiling)
             write_json(self.path / MANIFEST, manifest)
             return manifest
         manifest = read_manifest(self.path)  # refuses a store whose parts lost their manifest: never emptied here
@@ -212,14 +219,19 @@ class StoreWriter:
 
     def has_part(self, name: str) -> bool:
         """Whether a part of this name is already committed (a rerun skips it)."""
-        return any(p["name"] == str(name) for p in self.manifest["parts"])
+        return self.part_size(name) is not None
+
+    def part_size(self, name: str) -> int | None:
+        """The number of images of the committed part ``name`` (None when there is none), for messages."""
+        return next((int(p["n"]) for p in self.manifest["parts"] if p["name"] == str(name)), None)
 
     def __len__(self) -> int:
         return int(self.manifest["n"])
 
     def add_part(self, name: str, images: np.ndarray | Iterable[np.ndarray], *,
                  labels: Sequence[str | None] | None = None, ids: Sequence[str],
-                 provenance: dict[str, np.ndarray] | None = None, class_names: Sequence[str] | None = None) -> int:
+                 provenance: dict[str, np.ndarray] | None = None, class_names: Sequence[str] | None = None,
+                 tiling: dict | None = None) -> int:
         """Write one part and commit it; returns the number of images added.
 
         Parameters
@@ -237,6 +249,10 @@ class StoreWriter:
         class_names : sequence of str, optional
             All the classes of the source, in its order: registered first, so a
             converted dataset keeps its class codes (and classes without images).
+        tiling : dict, optional
+            The options a slide's tiles were cut with, recorded in the part's
+            manifest entry (committed with it), so a later run can tell when it
+            would have cut them otherwise.
         """
         name = str(name)
         if self.has_part(name):
@@ -257,6 +273,8 @@ class StoreWriter:
         part = {"name": name, "dir": final.name, "n": n, "images_bytes": HEADER_BYTES + data_bytes,
                 "images_sha256": sha, "edge_sha256": _edge_sha256(final / "images.npy", data_bytes),
                 "meta_bytes": (final / "meta.npz").stat().st_size, "meta_sha256": _sha256_file(final / "meta.npz")}
+        if tiling is not None:
+            part["tiling"] = dict(tiling)
         manifest = dict(self.manifest, parts=[*self.manifest["parts"], part], n=self.manifest["n"] + n)
         write_json(self.path / MANIFEST, manifest)  # the commit: only now does a reader see the part
         self.manifest = manifest

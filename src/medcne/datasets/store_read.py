@@ -17,6 +17,7 @@ from .convert import convert_channels, resize_images
 from .imageset import ImageSet, LazyImages
 from .scancommon import UNLABELLED
 from .store import HEADER_BYTES, MANIFEST, PART_RE, _edge_sha256, _sha256_file, read_manifest
+from .store_tiles import THUMBNAILS
 
 
 def _check_part(path: Path, part: dict, image_shape, verify: bool) -> None:
@@ -99,7 +100,7 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
     shape = tuple(manifest["image_shape"])
     parts = [p for p in manifest["parts"] if int(p.get("n", 0)) > 0]
     if not parts:
-        raise EmptyDatasetError(f"{path}: the store holds no complete part yet; add images with `medcne convert`")
+        raise EmptyDatasetError(_empty_message(path, manifest))
     metas = []
     for part in parts:
         try:
@@ -128,6 +129,14 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
     images = LazyImages(reader, int(reader.offsets[-1]), shape)
     return ImageSet(images, labels, class_names, np.concatenate([m["ids"] for m in metas]),
                     source=str(path), notes=notes, provenance=provenance)
+
+
+def _empty_message(path: Path, manifest: dict) -> str:
+    """Why a store holds no image, and its fix: a tiling run stopped before its first slide is resumed."""
+    if manifest.get("tiling") is not None or (path / THUMBNAILS).is_dir():
+        return (f"{path}: a store of slide tiles that holds no complete slide yet (its tiling stopped before the "
+                "first slide was committed); run the same `medcne tile` command again")
+    return f"{path}: the store holds no complete part yet; add images with `medcne convert`"
 
 
 def _join_provenance(metas: list[dict], parts: list[dict], notes: list[str]) -> dict[str, np.ndarray]:
