@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..defaults import BASELINES, DEVICES, PAPER, PRESET, PRESETS, SIMCLR_EPOCHS
 from ..errors import MedcneError
+from ..params import for_cli
 from .common import add_data_options, data_spec
 
 
@@ -52,5 +53,5 @@ def run(args) -> int:
                           f"drop them for {args.method}")
     result = make_baseline(args.data, args.method, args.out, data_spec(args), force=args.force, **options)
     print(f"wrote {result.path}/ (params.json, embedding.npz, embedding.csv, metrics.json, map.png)")
-    print(format_metrics(str(result.path), result.metrics))
+    print(for_cli(format_metrics(str(result.path), result.metrics)))  # its notes name the options
     return 0

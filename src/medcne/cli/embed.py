@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..defaults import DEVICES
 from ..errors import MedcneError
+from ..params import for_cli
 from ..runs.outputs import claim_files, dataset_inputs
 from .common import add_data_options, data_spec
 
@@ -47,7 +48,7 @@ def _embed(run_dir: Path, out: Path, args) -> int:
     spec = training_pixels(data_spec(args), trained, args.data)
     data = load_dataset(args.data, **spec)
     for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
-        print(f"note: {note}")
+        print(f"note: {for_cli(note)}")
     Z = est.transform(data)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     return len(data)

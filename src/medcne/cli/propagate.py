@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..defaults import DEVICES, KNN_K
+from ..params import for_cli
 
 
 def add_parser(sub) -> None:
@@ -41,5 +42,5 @@ def run(args) -> int:
         line += f"; {s['agreement']:.1f}% agree with the run's labels"
     print(line)
     for note in s["notes"]:  # the viewer's suggestions and unknown ids left out, in evaluate's words
-        print(f"note: {note}")
+        print(f"note: {for_cli(note)}")
     return 0
