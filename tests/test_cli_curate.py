@@ -268,7 +268,7 @@ def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path,
     only = tmp_path / "only.csv"
     only.write_text("\n".join([lines[0], *lines[len(hand) + 1:]]) + "\n")
     assert main(["propagate", str(run), "--labels", str(only), "--out", str(tmp_path / "p.csv")]) == 2
-    assert "no hand-labelled rows (50 suggested labels" in capsys.readouterr().err
+    assert "no hand-labelled rows (50 labels medcne guessed" in capsys.readouterr().err
     # evaluate scores a map against the hand labels too, and says what it left out
     assert main(["evaluate", str(run), "--labels", str(tmp_path / "export.csv"), "--no-preservation"]) == 0
     out = capsys.readouterr().out

@@ -73,3 +73,21 @@ def test_images_handed_in_from_python_are_checked_the_same_way(run):
     assert "neighbour_preservation" not in m
     assert any("the images given have the run's ids but other pixels" in n for n in m["notes"]), m["notes"]
     assert "neighbour_preservation" in evaluate_and_write(read_run(out), data=load_dataset(data))
+
+
+def test_a_run_read_again_from_other_data_says_so_without_the_readers_advice(run, tmp_path, capsys):
+    # The reader's own fix ("choose at most 30 or leave --subset unset") cannot be followed: the subset,
+    # size and the rest are the run's. evaluate --data and fit --resume DATA say what to give instead.
+    out, data = run
+    small = tmp_path / "small.npz"
+    with np.load(data) as z:
+        np.savez(small, images=z["images"][:30], labels=z["labels"][:30])
+    params = json.loads((out / "params.json").read_text())
+    params["data"]["subset"] = 48  # as a run made with --subset 48
+    (out / "params.json").write_text(json.dumps(params))
+    with pytest.raises(MedcneError) as caught:
+        read_run(out).load_images(small)
+    message = str(caught.value)
+    assert "its data cannot be read as the run read them (subset 48) from" in message, message
+    assert message.endswith("is larger than the dataset (30 images); give the dataset the run was made from "
+                            "(`data_path`)") and "choose at most" not in message

@@ -223,7 +223,7 @@ def test_resume_refuses_another_learning_rate_without_asking(data, tmp_path, mon
     ck = load_checkpoint(out / "checkpoint.pt")
     changed = json.loads(json.dumps(ck["record"]))
     changed["resolved"]["stages"][0]["lr"] *= 10
-    with pytest.raises(MedcneError, match="cannot resume: stages"):
+    with pytest.raises(MedcneError, match="cannot resume: the schedule"):
         check_resume(ck, changed, ck["n_images"])
     check_resume(ck, changed, ck["n_images"], ignore_lr=True)
 

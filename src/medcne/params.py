@@ -197,7 +197,7 @@ OTHER_FLAGS: Mapping[str, str] = {
     "mpp": "--mpp", "magnification": "--magnification", "min_tissue": "--min-tissue", "unlabelled": "--unlabelled",
     "labels": "--labels", "annotations": "--annotations", "workers": "--workers", "presets": "--presets",
     "baselines": "--baselines", "data": "--data", "data_dir": "--data-dir", "seeds": "--seeds",
-    "hover_id": "--hover-id", "axes": "--axes", "nproc": "--nproc", "values": "--values", "method": "--method", "axis": "--axis", "k": "--k", "labels_csv": "--labels", "keep_phi": "--keep-phi",
+    "hover_id": "--hover-id", "axes": "--axes", "nproc": "--nproc", "values": "--values", "method": "--method", "axis": "--axis", "k": "--k", "labels_csv": "--labels", "data_path": "--data", "keep_phi": "--keep-phi",
     "drop_background": "--drop-background",
 }
 

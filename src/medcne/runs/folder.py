@@ -25,6 +25,7 @@ right after ``embedding.npz``). :func:`read_run` refuses anything else.
 
 from __future__ import annotations
 
+import inspect
 import json
 import zipfile
 import zlib
@@ -183,14 +184,13 @@ class Run:
 
     def load_images(self, data_path=None):
         """The images of this run, in embedding order (re-read from ``params['data']``)."""
-        from ..datasets import load_dataset
-
         spec = dict(self.params.get("data") or {})
         path = data_path or spec.pop("path", None)
         spec.pop("path", None)
         if path is None:
             raise MedcneError(f"{self.path}: params.json names no data; pass the data path explicitly")
-        return self.check_images(load_dataset(path, **spec), path)
+        data = read_as_recorded(path, spec, self.path, "give the dataset the run was made from (`data_path`)")
+        return self.check_images(data, path)
 
     def check_images(self, data, path=None):
         """``data`` when they are the images of this run (its ids, and the fingerprint of their pixels
@@ -205,6 +205,22 @@ class Run:
                 "the images the run was made from; pass the data the run was made from"
             )
         return data
+
+
+def read_as_recorded(path, spec: dict, run_path, fix: str):
+    """The dataset at ``path`` read with the options a run recorded (``spec``). A failure is said as the
+    run's, with ``fix``: the reader's own advice (another `subset` or `size`) cannot be followed here,
+    since those options are the run's."""
+    from ..datasets import load_dataset
+
+    try:
+        return load_dataset(path, **spec)
+    except MedcneError as exc:
+        problem = str(exc).split("; ")[0]
+        defaults = {k: v.default for k, v in inspect.signature(load_dataset).parameters.items()}
+        given = ", ".join(f"{k} {v}" for k, v in spec.items() if v != defaults.get(k)) or "no options"
+        raise MedcneError(f"{run_path}: its data cannot be read as the run read them ({given}) from {path}: "
+                          f"{problem}; {fix}") from None
 
 
 def read_json(path) -> dict:

@@ -35,6 +35,7 @@ from .folder import (
     TSIMCNE_FILES,
     Run,
     is_finished,
+    read_as_recorded,
     read_json,
     read_run,
     staging_path,
@@ -144,7 +145,6 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
     the run's dataset is now, when it moved. The data must be those the run
     began with (their fingerprint in params.json), else the run is refused.
     """
-    from ..datasets import load_dataset
     from ..estimator import TSimCNE
 
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
@@ -185,7 +185,8 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             if data_path is not None:
                 data_record["path"] = str(Path(data_path).resolve())
             spec = {k: v for k, v in data_record.items() if k != "path"}
-            data = load_dataset(data_record["path"], **spec)
+            data = read_as_recorded(data_record["path"], spec, out, "give the dataset the run began with "
+                                    f"(`medcne fit --resume {out} DATA` where it moved)")
             fingerprint = data.fingerprint()
             if saved.get(FINGERPRINT, fingerprint) != fingerprint:  # a run of an older medcne has none
                 raise MedcneError(
