@@ -99,6 +99,25 @@ def test_the_files_own_window_and_the_automatic_one(tmp_path):
         read_dicom(mr, window="lungs")
 
 
+def test_an_invalid_window_in_the_file_is_named_with_its_values(tmp_path, capsys):
+    """A width of 0 is a window the file states wrongly, not "no window": the values say which."""
+    ds = pydicom.dcmread(shipped("MR_small.dcm"))  # states WindowCenter 600, WindowWidth 1600
+    ds.WindowWidth = 0
+    ds.save_as(tmp_path / "zero.dcm")
+    with pytest.raises(MedcneError, match=r"zero.dcm: the file states an invalid window \(WindowWidth 0(\.0)?, "
+                       r"WindowCenter 600(\.0)?; the width must be a positive number\); give `window` as a preset"):
+        read_dicom(tmp_path / "zero.dcm", window="file")
+    assert main(["info", str(tmp_path), "--window", "file"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "an invalid window" in err and "give --window as a preset" in err
+    assert read_dicom(tmp_path / "zero.dcm").images.max() == 255  # auto: the percentiles instead
+    del ds.WindowCenter
+    ds.WindowWidth = 400
+    ds.save_as(tmp_path / "zero.dcm")
+    with pytest.raises(MedcneError, match=r"invalid window \(WindowWidth 400(\.0)?, WindowCenter none;"):
+        read_dicom(tmp_path / "zero.dcm", window="file")
+
+
 def test_monochrome1_is_inverted(tmp_path):
     cr = shipped("dicomdirtests/77654033/CR1/6154")
     ds = pydicom.dcmread(cr)
@@ -157,10 +176,13 @@ def test_hostile_files_each_give_one_line(tmp_path, capsys):
     with pytest.raises(BadImageError, match="2 DICOM file") as info:
         read_dicom(truncated)
     assert sorted(info.value.bad_files) == ["a.dcm", "garbage.dcm"]
+    # Python users read the parameter, the command line's users the option
+    assert str(info.value).endswith("fix or remove them, or pass `skip_bad` to leave them out")
     for folder in (only_report, truncated):
         assert main(["info", str(folder), "--format", "dicom"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.endswith("fix or remove them, or pass --skip-bad to leave them out")
     assert len(read_dicom(truncated, skip_bad=True)) == 1
     run = tmp_path / "run"  # refused before anything is written
     assert main(["fit", str(truncated), "--out", str(run), "--epochs", "1,1,1", "--device", "cpu"]) == 2

@@ -40,7 +40,15 @@ from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, r
 from .convert import check_channels, parse_size
 from .files import MAX_LISTED, printable, shortened
 from .imageset import ImageSet
-from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
+from .scancommon import (
+    check_resized,
+    check_unused,
+    encode_with_missing,
+    read_label_csv,
+    sized,
+    stack_images,
+    stated_frames,
+)
 from .scanfiles import (
     DICOMDIR,
     has_dicom_marker,
@@ -49,7 +57,17 @@ from .scanfiles import (
     short_hash,
     walk_files,
 )
-from .window import AUTO, FILE, Window, auto_window, describe, parse_window
+from .window import (
+    AUTO,
+    FILE,
+    Window,
+    auto_window,
+    describe,
+    file_window,
+    first_number,
+    parse_window,
+    unusable_window,
+)
 
 LABEL_KEYS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "path")
 # Attributes that identify a patient: their values never reach ids, notes or provenance without keep_phi.
@@ -75,7 +93,8 @@ class _Codec(_Bad):
 
 
 class _NoWindow(Exception):
-    """``--window file`` and a grey file that states no window: an error for the whole command."""
+    """``--window file`` and a grey file that states no usable window: an error for the whole command.
+    Its args: the file's identity (phi values, UIDs) and what it states instead (None: nothing)."""
 
 
 @dataclass
@@ -128,30 +147,6 @@ def scrub(rel: str, phi: set[str], uids: set[str] = frozenset()) -> str:
     return "/".join(parts)
 
 
-def _first(value) -> float | None:
-    """The first number of a DICOM value (one number, or several), or None."""
-    if value is None:
-        return None
-    if not isinstance(value, (str, bytes, int, float)):
-        try:
-            value = value[0]
-        except (TypeError, IndexError, KeyError):
-            return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
-
-
-def file_window(ds) -> Window | None:
-    """The window the file states (the first of WindowWidth / WindowCenter), or None."""
-    width, level = _first(ds.get("WindowWidth")), _first(ds.get("WindowCenter"))
-    if width is None or level is None or not width > 0:
-        return None
-    return Window(width, level)
-
-
 def _decode(ds, pydicom, path_text: str) -> np.ndarray:
     """All frames of ``ds``: (F, H, W) or (F, H, W, 3)."""
     ts = getattr(ds, "file_meta", None) and ds.file_meta.get("TransferSyntaxUID")
@@ -165,7 +160,7 @@ def _decode(ds, pydicom, path_text: str) -> np.ndarray:
                 "which no installed decoder reads" if not decoder_ok else f"not decoded ({shortened(last_line, 80)})")
             raise _Codec(reason) from None
         raise _Bad(f"pixel data cannot be decoded ({type(exc).__name__})") from None
-    frames = int(_first(ds.get("NumberOfFrames")) or 1)
+    frames = int(first_number(ds.get("NumberOfFrames")) or 1)
     colour = int(ds.get("SamplesPerPixel", 1) or 1) == 3
     if frames == 1 or arr.ndim == (3 if colour else 2):
         arr = arr[None]
@@ -185,7 +180,7 @@ def _check_rescale(ds) -> None:
         return
     for attr in ("RescaleSlope", "RescaleIntercept"):
         value = ds.get(attr)
-        if value not in (None, "") and _first(value) is None:
+        if value not in (None, "") and first_number(value) is None:
             raise _Bad(f"{attr} {printable(str(value))[:30]!r} is not a finite number")
 
 
@@ -205,7 +200,7 @@ def _to_uint8(ds, arr: np.ndarray, window, pydicom) -> tuple[list[np.ndarray], b
     values = pydicom.pixels.apply_modality_lut(arr, ds)
     own = file_window(ds)
     if window == FILE and own is None:
-        raise _NoWindow(_phi_values(ds))
+        raise _NoWindow(_phi_values(ds), unusable_window(ds))
     frames = []
     for v in values:
         w = window if isinstance(window, Window) else own or auto_window(v)
@@ -244,7 +239,7 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
     if len(frames) > 1:
         slices = list(range(1, len(frames) + 1))
     else:
-        number = _first(ds.get("InstanceNumber"))
+        number = first_number(ds.get("InstanceNumber"))
         slices = [int(number) if number is not None else -1]
     keys = {k: str(ds.get(k, "") or "") for k in LABEL_KEYS if k != "path"}
     keys["path"] = rel
@@ -252,8 +247,7 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
 
 
 def _resize(files: list[_File], size) -> list[_File]:
-    """Resize the frames of ``files`` to ``size`` in place; returns the files left at full
-    resolution: none."""
+    """Resize the frames of ``files`` to ``size`` in place; returns those left at full size: none."""
     for f in files:
         f.frames[:] = [sized(frame, size) for frame in f.frames]
     return []
@@ -276,10 +270,13 @@ def _identity(files: list[_File], more=(frozenset(), frozenset())) -> tuple[set[
     return set(more[0]).union(*(f.phi for f in files)), set(more[1]).union(*(f.uids for f in files))
 
 
-def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
+def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, channels="keep"):
     """(files read, notes, (phi values, UIDs) seen) for every DICOM file under ``root``, frames resized to ``size``."""
     pydicom = require("pydicom", "dicom")
     paths, notes = _find(root)
+    if size is not None:
+        frames, colour = stated_frames(paths, pydicom)
+        check_resized(frames, size, colour, channels, str(root), f"{frames:,} image(s)")
     read: list[_File] = []
     skipped: dict[str, list[str]] = {}
     bad: list[tuple[str, str, bool]] = []
@@ -300,7 +297,9 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
             continue
         except _NoWindow as exc:
             shown = printable(rel if keep_phi else scrub(rel, *_identity(read, exc.args[0])))
-            raise MedcneError(f"{shown}: the file states no window (WindowCenter/WindowWidth); "
+            states = "no window (WindowCenter/WindowWidth)" if exc.args[1] is None else \
+                f"an invalid window ({exc.args[1]}; the width must be a positive number)"
+            raise MedcneError(f"{shown}: the file states {states}; "
                               "give `window` as a preset such as soft-tissue or as WIDTH,LEVEL") from None
         if size is not None:
             unsized.append(read[-1])
@@ -313,8 +312,8 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None):
     if bad and not skip_bad:
         codec = any(c for _, _, c in bad)
         listed = _listed([f"{shown(r)} ({why})" for r, why, _ in bad])
-        fix = CODECS_HINT + ", or pass --skip-bad to leave them out" if codec else \
-            "fix or remove them, or pass --skip-bad to leave them out"
+        fix = CODECS_HINT + ", or pass `skip_bad` to leave them out" if codec else \
+            "fix or remove them, or pass `skip_bad` to leave them out"
         raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {listed}; {fix}", [r for r, _, _ in bad])
     if bad:
         notes.append(f"skipped {len(bad)} unusable DICOM file(s): {_listed([shown(r) for r, _, _ in bad])}")
@@ -362,7 +361,7 @@ def read_dicom(
     root = Path(root)
     check_channels(channels)
     size, window = parse_size(size), parse_window(window)
-    read, notes, identity = _read_all(root, window, keep_phi, skip_bad, size)
+    read, notes, identity = _read_all(root, window, keep_phi, skip_bad, size, channels)
     frames, owners, ids, series, slices, keys = [], [], [], [], [], []
     for f in read:
         rid = f.rel if keep_phi else scrub(f.rel, *identity)

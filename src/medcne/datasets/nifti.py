@@ -47,7 +47,14 @@ from .convert import check_channels, parse_size
 from .files import MAX_LISTED, printable, shortened
 from .imageset import ImageSet
 from .memory import check_memory
-from .scancommon import check_unused, encode_with_missing, read_label_csv, sized, stack_images
+from .scancommon import (
+    check_resized,
+    check_unused,
+    encode_with_missing,
+    read_label_csv,
+    sized,
+    stack_images,
+)
 from .scanfiles import is_nifti_name, relative_id, walk_files
 from .window import FILE, Window, auto_window, parse_window
 
@@ -118,6 +125,37 @@ def _check_size(img, path: Path, what: str) -> None:
     shape = "x".join(map(str, img.shape))
     check_memory(voxels * (itemsize + 4), str(path), f"the {what} of {shape} voxels",
                  "read it on a machine with more memory, or pass `skip_bad` to leave it out")
+
+
+def _stated_slices(volumes: list[Path], nib, axis: int) -> int:
+    """How many slices along ``axis`` (in the canonical orientation) the headers of ``volumes`` state,
+    read without their voxels, so that what a `size` needs is checked before the first slice is
+    resized. A volume refused on its own (unreadable, damaged, or larger than memory:
+    :func:`_check_size`; left out with `skip_bad`) counts nothing here."""
+    count = 0
+    for path in volumes:
+        with warnings.catch_warnings(), _quiet(logging.getLogger("nibabel.global")):
+            warnings.simplefilter("ignore")
+            try:
+                img = nib.load(str(path))
+                _check_size(img, path, "volume")
+                turned = nib.orientations.io_orientation(img.affine)[:, 0]  # voxel axis i -> canonical axis
+                count += next(n for i, n in enumerate((*img.shape, 1, 1)[:3]) if int(turned[i]) == axis)
+            except Exception:  # named when the volume is read
+                continue
+    return count
+
+
+def _check_stated(volumes: list[Path], nib, axis: int, size, channels: str, root: Path, droppable) -> None:
+    """Refuse a `size` whose slices will not fit in memory, before any voxel is read. Of volumes in
+    ``droppable`` (with a segmentation, under `drop_background`) the slices kept are known only once
+    read: they count as none, and at least one slice is kept in all (the check before stacking counts them)."""
+    if size is None:
+        return
+    n = _stated_slices([v for v in volumes if v not in droppable], nib, axis)
+    lower = any(v in droppable for v in volumes)
+    n = max(n, 1) if lower else n
+    check_resized(n, size, False, channels, str(root), f"{'at least ' if lower else ''}{n:,} slice(s)")
 
 
 def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
@@ -248,6 +286,7 @@ def read_nifti(
         _, table, single = read_label_csv(label_csv, ("volume",), None, label_column)
     elif not segs and root.is_dir() and (beside := _labels_beside(root)):
         notes.append(beside)
+    _check_stated(volumes, nib, AXES[axis], size, channels, root, segs if drop_background and table is None else {})
     rows: dict[str, list] = {k: [] for k in ("images", "owners", "ids", "vols", "slices", "values")}
     bad: list[str] = []
     dropped_dims = background_dropped = 0

@@ -1,5 +1,6 @@
-"""What the DICOM and NIfTI readers share: labels from a CSV keyed by a scan attribute, and
-stacking 2-D images of possibly different sizes into one array.
+"""What the DICOM and NIfTI readers share: labels from a CSV keyed by a scan attribute, the memory
+a ``size`` needs (checked from the files' headers before any pixel is read), and stacking 2-D
+images of possibly different sizes into one array.
 
 A label CSV has one key column and one label column (``label`` unless named).
 The key column is named after what it holds: for DICOM a DICOM attribute
@@ -12,6 +13,7 @@ the class ``unlabelled`` (noted).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,11 @@ from .convert import convert_channels, resize_one
 from .csvfile import read_table
 from .files import printable
 from .memory import check_memory
+from .window import first_number
 
 UNLABELLED = "unlabelled"
+# The fix for scans that do not fit: `subset` would not help, it is drawn after every scan is read.
+SMALLER = "choose a smaller `size`, or read a folder with fewer scans"
 
 
 def read_label_csv(path, keys: tuple[str, ...], key: str | None, label_column: str | None):
@@ -108,6 +113,44 @@ def check_unused(table: dict, used: set, notes: list[str], where: str) -> None:
         notes.append(f"{unused} row(s) of {where} match no image")
 
 
+def check_resized(count: int, size, colour: bool, channels: str, source: str, what: str) -> None:
+    """Refuse ``count`` images (``what``, e.g. ``"1,200 slices"``) resized to ``size`` when they will not
+    fit in memory, before the first is resized (readers count them from the files' headers). Colour
+    images and ``channels='rgb'`` take 3 bytes a pixel, grey ones 1.
+
+    They are held twice at the end, resized and then stacked into one array (as the folder reader
+    counts its images): without this, a large ``size`` ran out of memory while resizing, and the
+    check of :func:`stack_images` came too late.
+    """
+    if size is None or count <= 0:
+        return
+    (h, w), c = size, 3 if colour or channels == "rgb" else 1
+    check_memory(2 * count * h * w * c, source, f"{what} of {h}x{w}x{c} (resized, then stacked into one array)",
+                 SMALLER)
+
+
+def stated_frames(paths: list[Path], pydicom) -> tuple[int, bool]:
+    """(frames, whether any is colour) that the headers of DICOM files ``paths`` state, read without
+    their pixels: what a `size` needs is known before the first frame is decoded (see
+    :func:`check_resized`). A file that cannot be read counts nothing here (the reader names it),
+    and none counts more frames than it has bytes for (8 a frame at least), so that a lying
+    header does not refuse the whole folder."""
+    frames, colour = 0, False
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            if "Rows" not in ds:  # no image: a report, a plan, a DICOMDIR
+                continue
+            frames += max(1, min(int(first_number(ds.get("NumberOfFrames")) or 1), path.stat().st_size // 8))
+            colour = colour or int(ds.get("SamplesPerPixel", 1) or 1) == 3 or \
+                str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR"
+        except Exception:  # damaged files raise nearly anything
+            continue
+    return frames, colour
+
+
 def sized(img: np.ndarray, size) -> np.ndarray:
     """One uint8 H x W x C image resized to ``size`` (H, W); as it is when ``size`` is None or already met.
 
@@ -136,8 +179,7 @@ def stack_images(images: list[np.ndarray], owners: list[str], *, size, channels:
             )
     h, w = size or images[0].shape[:2]
     c = max(img.shape[2] for img in images)
-    check_memory(len(images) * h * w * c, source, f"{len(images):,} images of {h}x{w}x{c}",
-                 "choose a smaller --size (or --subset)")
+    check_memory(len(images) * h * w * c, source, f"{len(images):,} images of {h}x{w}x{c}", SMALLER)
     out = np.empty((len(images), h, w, c), dtype=np.uint8)
     for i, img in enumerate(images):
         img = sized(img, size)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..defaults import chunk_rows
 from ..errors import MedcneError
+from .files import printable
 
 # (width, level) in Hounsfield units: the windows radiologists use for CT.
 PRESETS: dict[str, tuple[float, float]] = {
@@ -130,6 +131,55 @@ def auto_window(values: np.ndarray) -> Window:
     if not high > low:
         return Window(1.0, float(low))
     return Window(float(high - low), float((high + low) / 2))
+
+
+def first_number(value) -> float | None:
+    """The first number of a DICOM value (one number, or several), or None (absent, not a number, not finite)."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes, int, float)):
+        try:
+            value = value[0]
+        except (TypeError, IndexError, KeyError):
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def file_window(ds) -> Window | None:
+    """The window a DICOM file ``ds`` states (the first of WindowWidth / WindowCenter), or None when it
+    states none or one that cannot be applied (see :func:`unusable_window`)."""
+    width, level = first_number(ds.get("WindowWidth")), first_number(ds.get("WindowCenter"))
+    if width is None or level is None or not width > 0:
+        return None
+    return Window(width, level)
+
+
+def unusable_window(ds) -> str | None:
+    """What a DICOM file states as its window when :func:`file_window` cannot use it (a width of 0, a
+    level that is not a number, one of the two missing), e.g. ``"WindowWidth 0.0, WindowCenter 40"``;
+    None when it states a usable window or none at all. An invalid window is not "no window": saying
+    which values are wrong lets the user find the files their scanner or converter damaged."""
+    values = [ds.get(name) for name in ("WindowWidth", "WindowCenter")]
+    if file_window(ds) is not None or all(v in (None, "") for v in values):
+        return None
+    shown = [_first_text(v) for v in values]
+    return f"WindowWidth {shown[0]}, WindowCenter {shown[1]}"
+
+
+def _first_text(value) -> str:
+    """The first of a DICOM value's items as short text ('none' when absent)."""
+    if value in (None, ""):
+        return "none"
+    if not isinstance(value, (str, bytes, int, float)):
+        try:
+            value = value[0]
+        except (TypeError, IndexError, KeyError):
+            pass
+    return printable(value.decode("latin-1") if isinstance(value, bytes) else str(value), 24)
 
 
 def describe(window: str | Window) -> str:
