@@ -68,3 +68,13 @@ def test_a_scan_run_places_images_of_another_format(scan_run, tmp_path, capsys):
     out = tmp_path / "placed.csv"
     assert main(["embed", str(run), str(other), "--out", str(out), "--channels", "gray", "--device", "cpu"]) == 0
     assert len(read_csv(out)) == 8
+
+
+def test_embed_refuses_another_size_before_reading(scan_run, tmp_path, capsys):
+    # It used to note "--size 28 differs ... placed as the network never saw them", then fail on the shape.
+    run, data = scan_run
+    for option in (["--size", "28"], ["--size", "28x16"]):
+        assert main(["embed", str(run), str(data), "--out", str(tmp_path / "x.csv"), *option, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{option[0]} {option[1]} differs from the run's" in err and "leave " + option[0] + " out" in err, err
+        assert len(err.splitlines()) == 1 and not (tmp_path / "x.csv").exists()

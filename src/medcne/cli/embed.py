@@ -62,7 +62,9 @@ SCAN_ONLY = {"window": ("dicom", "nifti"), "axis": ("nifti",)}
 
 def training_pixels(spec: dict, trained: dict, data_path) -> dict:
     """``spec`` with the run's size, channels, window and axis where the command line gave none; a note
-    when a given one differs from the run's (the images are then placed as the network never saw them)."""
+    when a given window or axis differs from the run's (the images are then placed as the network never
+    saw them), and a refusal for another size (the network takes only images of its own size)."""
+    from ..datasets.convert import parse_size
     from ..datasets.load import detect_format
 
     fmt = detect_format(Path(data_path)) if spec.get("format", "auto") == "auto" else spec["format"]
@@ -74,7 +76,10 @@ def training_pixels(spec: dict, trained: dict, data_path) -> dict:
         given = spec.get(name, default)
         if given == default:
             spec[name] = recorded
-        elif str(given) != str(recorded):
+        elif name == "size" and parse_size(given) != parse_size(recorded):  # the network takes only its own
+            raise MedcneError(f"--{name} {given} differs from the run's {recorded}: the network places only "
+                              f"images of the size it was trained on; leave --{name} out to read them as the run did")
+        elif name != "size" and str(given) != str(recorded):
             print(f"note: --{name} {given} differs from the run's {recorded}; the images are placed as the "
                   "network never saw them during training")
     return spec
