@@ -56,7 +56,7 @@ def test_auto_switches_above_the_threshold_and_says_so(monkeypatch):
 
 def test_bad_method_or_library_refused():
     X = clusters(20)
-    with pytest.raises(MedcneError, match="method must be"):
+    with pytest.raises(MedcneError, match="`method` must be"):
         nearest_neighbours(X, 3, method="fast")
     with pytest.raises(MedcneError, match="library must be"):
         approximate_neighbours(X, 3, library="annoy")
