@@ -348,3 +348,22 @@ def test_commands_reading_a_run_never_write_into_its_dataset(folder_run, data, a
     before = snapshot(folder)
     refused([a.format(run=run, data=folder, other=data) for a in argv], capsys, "input", str(folder))
     assert snapshot(folder) == before
+
+
+def test_a_replaced_run_keeps_a_qc_csv_the_user_edited_and_drops_one_medcne_wrote(tmp_path):
+    # qc.csv describes the old map and goes with it, but once edited it is the user's (as `medcne qc` says).
+    from medcne.runs import fit_run
+    from safetyhelpers import make_data, make_run
+
+    data = make_data(tmp_path / "data" / "data.npz", n=32)
+    run = make_run(tmp_path / "run", data)
+    params = dict(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu")
+    assert main(["qc", str(run), "--space", "map"]) == 0
+    fit_run(data, run, params, overwrite=True, verbose=False)
+    assert not (run / "qc.csv").exists()  # medcne's, unchanged: it described the replaced map
+    assert main(["qc", str(run), "--space", "map"]) == 0
+    with open(run / "qc.csv", "a", encoding="utf-8") as fh:
+        fh.write("# my review notes\n")
+    edited = (run / "qc.csv").read_text()
+    fit_run(data, run, params, overwrite=True, verbose=False)
+    assert (run / "qc.csv").read_text() == edited

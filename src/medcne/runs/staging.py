@@ -40,6 +40,7 @@ from ..runfiles import (
     LOCK_SUFFIX,
     RUN_MARKER,
     RUN_MARKER_FORMAT,
+    RUN_OUTPUTS,
     TSIMCNE_FILES,
     VIEWER_DIR,
     WRITTEN_RECORD,
@@ -55,7 +56,7 @@ from .folder import (
     run_files,
     staging_path,
 )
-from .outputs import lock, refuse_inputs
+from .outputs import lock, refuse_inputs, written_by_medcne
 from .pagemarks import retire_page
 
 MAX_NAMED = 5
@@ -229,7 +230,9 @@ def commit(work: Path, out: Path) -> None:
     if PARAMS in old:
         (out / PARAMS).unlink(missing_ok=True)  # from here on `out` reads as unfinished
     for name in old:
-        if name not in keep:
+        # qc.csv or propagated.csv edited since medcne wrote it is the user's now: it stays (unmarked)
+        derived_and_edited = name in RUN_OUTPUTS and (out / name).exists() and not written_by_medcne(out / name)
+        if name not in keep and not derived_and_edited:
             (out / name).unlink(missing_ok=True)
     retire_page(out / VIEWER_DIR)  # it shows the replaced run's map (kept when it holds a file of the user's)
     for name in keep:
