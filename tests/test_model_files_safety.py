@@ -32,7 +32,7 @@ def test_save_never_replaces_a_file_medcne_did_not_write(tmp_path, fitted):
     run = tmp_path / "run"
     run.mkdir()
     (run / RUN_MARKER).write_text("{}")
-    with pytest.raises(MedcneError, match=r"is in the run folder .*; save it elsewhere"):
+    with pytest.raises(MedcneError, match=r"is in the unfinished run folder .*; save it elsewhere"):
         fitted.save(run / "model.pt")
     assert not (run / "model.pt").exists()
     model = fitted.save(tmp_path / "model.pt")  # its own model file: replaced, as a notebook cell run again does
@@ -53,6 +53,27 @@ def test_a_checkpoint_is_never_written_over_a_users_file(tmp_path):
     assert file_format(ckpt) == "medcne-checkpoint/2"
     TSimCNE(**{**TINY, "epochs": (1, 0, 0)}, checkpoint=ckpt, checkpoint_minutes=0).fit(IMAGES)  # its own: replaced
     assert file_format(mine) is None and file_format(tmp_path / "missing.pt") is None
+
+
+def test_a_finished_runs_checkpoint_and_an_older_runs_model_are_never_written_over(tmp_path, fitted):
+    import json
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / RUN_MARKER).write_text("{}")
+    (finished / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}, "finished": True}))
+    with pytest.raises(MedcneError, match=r"^`checkpoint` .* is in the finished run folder"):
+        TSimCNE(**TINY, checkpoint=finished / "checkpoint.pt").validate(IMAGES)
+    older = tmp_path / "older"  # a run written before the marker: its params.json says what it is
+    older.mkdir()
+    (older / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}, "finished": True}))
+    with pytest.raises(MedcneError, match=r"^`path` .* is in the finished run folder"):
+        fitted.save(older / "model.pt")
+    unfinished = tmp_path / "unfinished"  # fit_run's own checkpoint, in the run it is writing
+    unfinished.mkdir()
+    (unfinished / RUN_MARKER).write_text("{}")
+    (unfinished / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}, "finished": False}))
+    TSimCNE(**TINY, checkpoint=unfinished / "checkpoint.pt").validate(IMAGES)
 
 
 def test_a_resume_from_python_is_refused_on_other_images_or_another_seed(tmp_path):

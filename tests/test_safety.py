@@ -28,6 +28,7 @@ from medcne.cli import main
 from medcne.errors import DivergedError, MedcneError
 from medcne.runs import read_run
 from medcne.runs.folder import FINISHED, is_finished, read_json, staging_path
+from medcne.runs.outputs import remember
 from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot, stop_at_first_epoch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -337,6 +338,7 @@ def test_a_replaced_run_drops_the_qc_of_the_old_one(old, data):
     (old / "propagated.csv").write_text("id,label\n")
     staging.add_to_run(old, "qc.csv")  # as `medcne qc` and `medcne propagate` record what they write
     staging.add_to_run(old, "propagated.csv")
+    remember([old / "qc.csv", old / "propagated.csv"])  # with their checksums (an edited one stays)
     assert main(["fit", str(data), "--out", str(old), "--overwrite", *TINY]) == 0
     assert not (old / "qc.csv").exists() and not (old / "propagated.csv").exists()
     assert (old / "notes.txt").read_text() == "mine\n"

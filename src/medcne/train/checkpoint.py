@@ -10,13 +10,14 @@ read with ``torch.load(weights_only=True)``: no pickled objects, no code runs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from ..errors import MedcneError
 from ..io import atomic_write
-from ..runfiles import RUN_MARKER
+from ..runfiles import FINISHED, PARAMS, RUN_MARKER
 from .loop import Position
 from .rng import Generators
 
@@ -66,20 +67,35 @@ def file_format(path) -> str | None:
 def check_target(path, formats: tuple[str, ...], what: str, param: str, run_folder_ok: bool = False) -> Path:
     """Refuse, in one line naming parameter ``param``, to write a ``what`` at ``path`` over something medcne did
     not write: a folder, a symbolic link, or an existing file that is not a medcne file of ``formats`` (known
-    by the format it states, not by its name). Unless ``run_folder_ok``, a path in a run folder is refused
-    too: a run's files are written with its map, by ``fit_run``."""
+    by the format it states, not by its name). A path in a run folder is refused too, since a run's files
+    are written with its map; with ``run_folder_ok`` (a checkpoint, which fit_run keeps in the run it
+    writes) only in a finished run."""
     path = Path(path)
     if path.is_symlink():
         raise MedcneError(f"`{param}` {path} is a symbolic link; medcne never writes through one: choose another name")
     if path.is_dir():
         raise MedcneError(f"`{param}` {path} is a folder; give a file name, e.g. {path / 'model.pt'}")
-    if not run_folder_ok and (path.parent / RUN_MARKER).exists():
-        raise MedcneError(f"`{param}` {path} is in the run folder {path.parent}, whose files medcne writes together "
-                          "with its map; save it elsewhere")
+    run = _run_in(path.parent)
+    if run is not None and (not run_folder_ok or run == "finished"):
+        raise MedcneError(f"`{param}` {path} is in the {run} run folder {path.parent}, whose files medcne writes "
+                          "together with its map; save it elsewhere")
     if path.exists() and file_format(path) not in formats:
         raise MedcneError(f"`{param}` {path} exists and is not a medcne {what}, so medcne never replaces it; "
                           "choose another name")
     return path
+
+
+def _run_in(folder: Path) -> str | None:
+    """'finished' or 'unfinished' when ``folder`` holds a run of medcne (its marker, or the params.json of a
+    run written before the marker existed), else None."""
+    try:
+        params = json.loads((folder / PARAMS).read_text(encoding="utf-8")) if (folder / PARAMS).is_file() else {}
+    except (OSError, ValueError):
+        params = {}
+    params = params if isinstance(params, dict) else {}
+    if not (folder / RUN_MARKER).exists() and not ("method" in params and "data" in params):
+        return None
+    return "finished" if params.get(FINISHED) is True else "unfinished"
 
 
 # -- checkpoints -----------------------------------------------------------------
