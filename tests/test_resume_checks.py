@@ -85,3 +85,20 @@ def test_the_fingerprint_follows_pixels_ids_and_labels():
     assert ImageSet(images, (labels + 1) % 3).fingerprint() != base
     assert ImageSet(images, labels, ids=[f"x{i}" for i in range(200)]).fingerprint() != base
     assert ImageSet(images[:199], labels[:199]).fingerprint() != base
+
+
+def test_other_pixels_where_a_sample_would_not_look_are_refused(tmp_path, monkeypatch, capsys):
+    # 1,936 of 2,000 images changed (all but the 64 the old fingerprint sampled) trained on to the end.
+    data = make_data(tmp_path / "data" / "data.npz", n=120)
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_at_first_epoch(m)
+        assert main(["fit", str(data), "--out", str(out), *TINY]) != 0
+    with np.load(data) as z:
+        arrays = dict(z)
+    skipped = np.setdiff1d(np.arange(120), np.unique(np.linspace(0, 119, 64).astype(np.int64)))[0]
+    arrays["images"] = arrays["images"].copy()
+    arrays["images"][skipped] = 255 - arrays["images"][skipped]
+    np.savez(data, **arrays)
+    assert main(["fit", "--resume", str(out)]) == 2
+    assert "does not hold the images the run began with" in capsys.readouterr().err

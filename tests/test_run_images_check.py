@@ -91,3 +91,17 @@ def test_a_run_read_again_from_other_data_says_so_without_the_readers_advice(run
     assert "its data cannot be read as the run read them (subset 48) from" in message, message
     assert message.endswith("is larger than the dataset (30 images); give the dataset the run was made from "
                             "(`data_path`)") and "choose at most" not in message
+
+
+def test_images_changed_where_a_sample_would_not_look_are_refused_too(tmp_path):
+    # A fingerprint of 64 sampled images let 136 of 200 other images through (wrong thumbnails and scores).
+    data = make_data(tmp_path / "data" / "data.npz", n=200)
+    out = make_run(tmp_path / "run", data)
+    with np.load(data) as z:
+        images = z["images"].copy()
+    sampled = np.unique(np.linspace(0, len(images) - 1, 64).astype(np.int64))
+    skipped = np.setdiff1d(np.arange(len(images)), sampled)[0]
+    images[skipped] = 255 - images[skipped]  # one image a sample of 64 skips
+    rewrite(data, images=images)
+    with pytest.raises(MedcneError, match="have the run's ids but other pixels"):
+        read_run(out).load_images()

@@ -16,7 +16,9 @@ import numpy as np
 from ..defaults import chunk_rows
 from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError
 
-FINGERPRINT_IMAGES = 64  # images whose pixels go into ImageSet.fingerprint
+FINGERPRINT_IMAGES = 64  # images whose pixels go into ImageSet.fingerprint by default
+FINGERPRINT_ALL_BYTES = 256 << 20  # fingerprint(sampled=None): every image up to this size...
+FINGERPRINT_SPREAD = 4096  # ... else this many, spread over the set
 
 
 class LazyImages:
@@ -178,15 +180,21 @@ class ImageSet:
         for start in range(0, len(self), chunk):
             yield start, np.asarray(self.images[start : start + chunk])
 
-    def fingerprint(self, sampled: int = FINGERPRINT_IMAGES, labels: bool = True) -> str:
-        """A short hash of the images' shape, ids, labels, class names and the pixels of ``sampled``
-        evenly spaced images: it changes when the data do, and reads only those images (a lazy store
-        stays on disk). ``labels=False``: of the images alone (shape, ids, pixels), which stays the
-        same when only the labels were corrected."""
+    def fingerprint(self, sampled: int | None = FINGERPRINT_IMAGES, labels: bool = True) -> str:
+        """A short hash of the images' shape, ids, labels, class names and pixels: it changes when the
+        data do. The pixels are those of ``sampled`` evenly spaced images (a lazy store reads only
+        those); ``sampled=None``: every image while they hold at most 256 MB (read in blocks), else
+        4,096 spread over the set. ``labels=False``: of the images alone (shape, ids, pixels), which
+        stays the same when only the labels were corrected."""
         h = hashlib.sha256(repr((len(self), self.image_shape, *((self.class_names,) if labels else ()))).encode())
         h.update("\0".join(self.ids).encode())
         h.update(b"" if self.labels is None or not labels else self.labels.tobytes())
-        picked = np.unique(np.linspace(0, len(self) - 1, min(sampled, len(self))).astype(np.int64))
+        if sampled is None and len(self) * int(np.prod(self.image_shape)) <= FINGERPRINT_ALL_BYTES:
+            for _, block in self.iter_chunks():
+                h.update(np.ascontiguousarray(block).tobytes())
+            return h.hexdigest()[:16]
+        k = FINGERPRINT_SPREAD if sampled is None else sampled
+        picked = np.unique(np.linspace(0, len(self) - 1, min(k, len(self))).astype(np.int64))
         h.update(np.ascontiguousarray(self.images[picked]).tobytes())
         return h.hexdigest()[:16]
 

@@ -63,7 +63,7 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
             Z, record = embed_baseline(data, method, **options)
             seconds = time.perf_counter() - start
             params = {"method": method, "data": {**spec, "path": str(Path(data_path).resolve())},
-                      "seed": options.get("seed", 0), **record, IMAGES_FINGERPRINT: data.fingerprint(labels=False)}
+                      "seed": options.get("seed", 0), **record, IMAGES_FINGERPRINT: data.fingerprint(sampled=None, labels=False)}
             write_json(work / PARAMS, {**params, FINISHED: False})
             write_embedding(work, Z, data.ids, data.labels, data.class_names, data.provenance)
             run = read_run(work, finished=False)

@@ -199,7 +199,7 @@ class Run:
         if len(data) != len(self.ids) or not np.array_equal(data.ids, self.ids):
             raise MedcneError(f"{self.path}: {where} do not match the run's ids; pass the data the run was made from")
         recorded = self.params.get(IMAGES_FINGERPRINT)  # none in a run of an older medcne: the ids only
-        if recorded is not None and recorded != data.fingerprint(labels=False):
+        if recorded is not None and recorded != data.fingerprint(sampled=None, labels=False):
             raise MedcneError(
                 f"{self.path}: {where} have the run's ids but other pixels (or size or channels) than "
                 "the images the run was made from; pass the data the run was made from"

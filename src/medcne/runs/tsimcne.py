@@ -105,7 +105,8 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         _note_data(data, verbose, est)
         data_record = {**spec, "path": str(Path(data_path).resolve())}
         # What --resume checks the data against: a run continues only on the images it began with.
-        record = {"quick": bool(quick), FINGERPRINT: data.fingerprint()}
+        record = {"quick": bool(quick), FINGERPRINT: data.fingerprint(),
+                  IMAGES_FINGERPRINT: data.fingerprint(sampled=None, labels=False)}  # every image, up to 256 MB
         with staging.writing(out, overwrite, option="overwrite", inputs=inputs, keep=_resumable) as work:
             distributed.on_main(lambda: write_json(
                 work / PARAMS, tsimcne_params(est, data_record, **record, **{FINISHED: False})))
@@ -188,13 +189,14 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             data = read_as_recorded(data_record["path"], spec, out, "give the dataset the run began with "
                                     f"(`medcne fit --resume {out} DATA` where it moved)")
             fingerprint = data.fingerprint()
-            if saved.get(FINGERPRINT, fingerprint) != fingerprint:  # a run of an older medcne has none
+            images = data.fingerprint(sampled=None, labels=False) if IMAGES_FINGERPRINT in saved else None
+            if saved.get(FINGERPRINT, fingerprint) != fingerprint or saved.get(IMAGES_FINGERPRINT) != images:
                 raise MedcneError(
                     f"{out}: {data_record['path']} does not hold the images the run began with (their pixels, "
                     "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
                     f"start a new run with `medcne fit DATA --out NEW`")
             est = TSimCNE(**saved["estimator"])
-        record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint}
+        record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint, IMAGES_FINGERPRINT: images}
         changes = list(saved.get("lr_changes", []))
         if lr is not None:
             changes.append({"lr": float(lr), "was": saved.get("resolved", {}).get("lr")})
@@ -275,7 +277,9 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
 
     out = Path(out)
     # What the run's readers (qc, view, plot, evaluate) check when they read its images again.
-    extra = {IMAGES_FINGERPRINT: data.fingerprint(labels=False), **{k: v for k, v in extra.items() if k != FINISHED}}
+    extra = {k: v for k, v in extra.items() if k != FINISHED and v is not None}
+    if IMAGES_FINGERPRINT not in extra:  # written from Python without fit_run's record
+        extra[IMAGES_FINGERPRINT] = data.fingerprint(sampled=None, labels=False)
     write_json(out / PARAMS, tsimcne_params(est, data_record, **extra, **{FINISHED: False}))
     write_history(out, est.history_)
     ckpt.save_model(out / MODEL, est.model_, est.record(), est.history_)  # est.save refuses a run folder's files

@@ -67,7 +67,7 @@ class Monitor:
         self.record = record
         self.n_images = len(data)
         # Saved with each checkpoint, so that a resume on other images is refused (64 images read, once).
-        self.data_fingerprint = data.fingerprint() if checkpoint is not None and self.world.is_main else None
+        self.data_fingerprint = data.fingerprint(sampled=None) if checkpoint is not None and self.world.is_main else None
         self.knn_every = knn_every if data.labels is not None and self.world.is_main else 0
         if self.knn_every:
             idx = np.sort(np.random.default_rng(0).permutation(len(data))[:KNN_POINTS])

@@ -125,7 +125,7 @@ def _resume(path, model, gens: Generators, s: Settings, record, data, new_lr: bo
         # The budget chose the schedule when the run started: keep it, do not choose again.
         chosen = tuple(Stage(**d) for d in saved["record"]["resolved"]["stages"])
         stages = tuple(replace(c, lr=new.lr) for c, new in zip(chosen, stages, strict=True)) if new_lr else chosen
-    ckpt.check_resume(saved, record(stages), len(data), ignore_lr=new_lr, data_fingerprint=data.fingerprint())
+    ckpt.check_resume(saved, record(stages), len(data), ignore_lr=new_lr, data_fingerprint=data.fingerprint(sampled=None))
     position, opt_state = ckpt.restore(saved, model, gens, stages)
     note = distributed.resume_note(saved, s.world, s.batch_size)
     if note and s.verbose:
