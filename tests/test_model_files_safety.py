@@ -101,3 +101,13 @@ def test_one_image_or_a_boolean_mask_is_refused_with_what_to_give(fitted):
     assert fitted.transform(IMAGES[0][None]).shape == (1, 2)
     with pytest.raises(MedcneError, match="cannot use images of dtype bool"):  # 0/1 pixels: near-black images
         fitted.transform(IMAGES > 127)
+
+
+def test_fitting_one_colour_image_or_simclr_without_epochs_is_refused():
+    with pytest.raises(MedcneError, match=r"an array of 8x8x3 is one colour image, not 8 images of 8x3"):
+        TSimCNE(**TINY).fit_transform(IMAGES[0])  # was trained on 8 "images" of 8 x 3 pixels
+    from medcne.baselines import simclr_features
+    from medcne.datasets import from_array
+
+    with pytest.raises(MedcneError, match=r"^`epochs` of the SimCLR network must be an integer >= 1"):
+        simclr_features(from_array(IMAGES), epochs=0)

@@ -41,7 +41,8 @@ class TSimCNE(BaseEstimator):
         Output dimension of the map (2; 3 for a 3D map).
     epochs : tuple of 3 ints or str
         Epochs of the three stages (paper: 1000, 50, 450). With ``loss='cosine'``
-        only the first number is used.
+        only the first number is used. ``(0, 0, 0)`` gives the map of the untrained
+        network, a baseline (``fit_run`` and the command line refuse it).
     batch_size : int
         Images per batch (2 views each); capped at the dataset size.
     lr : float or 'auto'

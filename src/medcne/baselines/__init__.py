@@ -41,7 +41,11 @@ def simclr_features(data: ImageSet, seed: int = 0, preset: str = PRESET, crop: b
     from ..estimator import TSimCNE
 
     params = dict(simclr, preset=preset, crop=crop, jitter=jitter, grayscale=grayscale)
-    epochs = int(params.pop("epochs", SIMCLR_EPOCHS))
+    epochs = params.pop("epochs", SIMCLR_EPOCHS)
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise MedcneError(f"`epochs` of the SimCLR network must be an integer >= 1 (its features untrained are "
+                          f"not SimCLR's); got {epochs!r}")
+    epochs = int(epochs)
     est = TSimCNE(loss="cosine", epochs=(epochs, 0, 0), random_state=seed, **params)
     H = est.fit(data).features(data)
     record = {"features": "simclr", "dim": int(H.shape[1]), "epochs": epochs, "random_state": seed,

@@ -44,6 +44,10 @@ def from_array(
         Shape (N,) or (N, 1).
     """
     notes: list[str] = []
+    shape = getattr(images, "shape", ())
+    if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > shape[-1]:  # N x H x W images 3 px wide?
+        raise MedcneError(f"{source}: an array of {'x'.join(map(str, shape))} is one colour image, not "
+                          f"{shape[0]} images of {shape[1]}x{shape[2]}; give a batch of images, e.g. X[None] for one")
     arr = prepare_array(images, source, size, channels, notes)
     if labels is not None:
         labels = np.asarray(labels)
