@@ -105,3 +105,30 @@ def test_images_changed_where_a_sample_would_not_look_are_refused_too(tmp_path):
     rewrite(data, images=images)
     with pytest.raises(MedcneError, match="have the run's ids but other pixels"):
         read_run(out).load_images()
+
+
+def test_ids_that_differ_say_what_else_than_other_data_can_make_them_differ(run):
+    out, data = run
+    r = read_run(out)
+    from medcne.datasets import load_dataset
+
+    other = load_dataset(data, subset=40)
+    r.params["data"]["subset"] = 40  # a run drawn by label
+    with pytest.raises(MedcneError, match=r"a `subset` is drawn class by class, so corrected labels draw other"):
+        r.check_images(other)
+    r.params["data"].pop("subset")
+    r.ids = np.array([f"x-{i:012x}/IM{i}.dcm" for i in range(len(r.ids))])  # DICOM ids under coded folders
+    with pytest.raises(MedcneError, match=r"depend on the key \(MEDCNE_IDENTITY_KEY or .*identity.key\)"):
+        r.check_images(other)
+
+
+@pytest.mark.parametrize("bad", [-1, 0, 1.5, True])
+def test_the_number_of_images_preservation_scores_is_checked(run, bad, capsys):
+    from medcne.runs import evaluate_and_write
+
+    out, _ = run
+    with pytest.raises(MedcneError, match=r"^`n_queries` must be a positive integer, or None for every image"):
+        evaluate_and_write(read_run(out), n_queries=bad)
+    if bad == -1:  # an internal error on the command line before
+        assert main(["evaluate", str(out), "--np-queries", "-1"]) == 2
+        assert "--np-queries must be a positive integer" in capsys.readouterr().err

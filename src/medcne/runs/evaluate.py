@@ -223,6 +223,9 @@ def evaluate_run(
     dict
         JSON-ready metrics; ``notes`` lists what was skipped and why.
     """
+    if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer))
+                                  or n_queries < 1):  # -1 was an internal error, 1.5 was taken
+        raise MedcneError(f"`n_queries` must be a positive integer, or None for every image; got {n_queries!r}")
     Z = np.asarray(run.embedding, dtype=np.float64)
     codes, names, notes = run_labels(run, overrides, labels_map, merge_rare)
     keep = codes >= 0

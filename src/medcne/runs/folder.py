@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -162,6 +163,9 @@ def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
     return found
 
 
+_CODED = re.compile(r"(^|/)[xs]-[0-9a-f]{12}(/|$)")  # a code of datasets.identity in an id
+
+
 @dataclass
 class Run:
     """What a run folder holds, read back."""
@@ -197,7 +201,8 @@ class Run:
         that params.json keeps), else one line naming the run and ``path`` (where they were read)."""
         where = f"the images of {path}" if path is not None else "the images given"
         if len(data) != len(self.ids) or not np.array_equal(data.ids, self.ids):
-            raise MedcneError(f"{self.path}: {where} do not match the run's ids; pass the data the run was made from")
+            raise MedcneError(f"{self.path}: {where} do not match the run's ids; pass the data the run was made "
+                              f"from{self._why_ids_differ()}")
         recorded = self.params.get(IMAGES_FINGERPRINT)  # none in a run of an older medcne: the ids only
         if recorded is not None and recorded != data.fingerprint(sampled=None, labels=False):
             raise MedcneError(
@@ -205,6 +210,17 @@ class Run:
                 "the images the run was made from; pass the data the run was made from"
             )
         return data
+
+    def _why_ids_differ(self) -> str:
+        """What besides other data makes the same data give other ids: a subset drawn by label, or the
+        key of the codes that stand in for patient identity (DICOM)."""
+        why = []
+        if (self.params.get("data") or {}).get("subset") is not None:
+            why.append("a `subset` is drawn class by class, so corrected labels draw other images")
+        if any(_CODED.search(str(i)) for i in self.ids[:100]):
+            why.append("the codes standing in for patient identity depend on the key (MEDCNE_IDENTITY_KEY or "
+                       "~/.config/medcne/identity.key): use the one the run was made with")
+        return f" ({'; '.join(why)})" if why else ""
 
 
 def read_as_recorded(path, spec: dict, run_path, fix: str):
