@@ -523,7 +523,7 @@ def test_sigterm_of_the_launcher_ends_it_quietly_with_its_status(capfd, monkeypa
     assert seen == [str(os.getpid())] and distributed.LAUNCHER_ENV not in os.environ
 
 
-@pytest.mark.parametrize("case", ["missing data", "taken out", "resume changes"])
+@pytest.mark.parametrize("case", ["missing data", "taken out", "resume changes", "resume lr"])
 def test_a_bad_command_is_said_once_before_any_process_starts(case, tmp_path, capsys, monkeypatch):
     import torch.distributed.run as torchrun
 
@@ -537,8 +537,9 @@ def test_a_bad_command_is_said_once_before_any_process_starts(case, tmp_path, ca
                          f"{tmp_path / 'nodata'}: no such file or folder; check the path"),
         "taken out": ([str(SAMPLE_PATH), "--out", str(taken)], f"--out {taken} holds files medcne did not write"),
         "resume changes": (["--resume", str(taken), "--width", "4"], f"--resume continues {taken}"),
+        "resume lr": (["--resume", str(taken), "--lr", "auto"], "--lr of a resume must be a positive number"),
     }[case]
-    extra = [] if case == "resume changes" else ["--epochs", "1,0,0", *TINY_FIT]
+    extra = [] if case.startswith("resume") else ["--epochs", "1,0,0", *TINY_FIT]
     assert main(["fit", *argv, "--nproc", "2", *extra]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"medcne fit: error: {said}"), lines

@@ -174,11 +174,7 @@ def _fit(args) -> int:
 
     if args.resume:
         refuse_changes(args)
-        # --lr continues a run that diverged from its last good checkpoint with a lower learning rate.
-        lr = parse_lr(args.lr)
-        if lr is not None:
-            check_all({"lr": lr})
-        result = resume_run(args.resume, lr=lr, data_path=args.data)
+        result = resume_run(args.resume, lr=resume_lr(args), data_path=args.data)
     elif args.data is None or args.out is None:
         raise MedcneError("give a dataset and --out RUN (or --resume RUN to continue a run)")
     else:
@@ -195,6 +191,15 @@ def _fit(args) -> int:
         print(f"kNN accuracy {m['knn_accuracy']:.1f}%  silhouette {m['silhouette']:.3f}")
     print(f"map: {result.path / 'map.png'}")
     return 0
+
+
+def resume_lr(args) -> float | None:
+    """The --lr of a resume: a new peak rate, to continue a run that diverged from its last good checkpoint
+    with a lower one (checked before any process starts; 'auto' would be the run's own rate)."""
+    lr = parse_lr(args.lr)
+    if lr is not None and (isinstance(lr, str) or not lr > 0):
+        raise MedcneError(f"--lr of a resume must be a positive number, the new peak rate; got {args.lr}")
+    return lr
 
 
 RESUME_TAKES = ("resume", "data", "lr", "nproc", "help")  # what --resume reads; the run's record holds the rest
@@ -233,6 +238,7 @@ def launch(args) -> int:
                           "one process per GPU; lower --nproc (or use --device cpu)")
     if args.resume:
         refuse_changes(args)
+        resume_lr(args)
     else:
         check_split(training_params(args)["batch_size"], n)
     if args.data is not None:  # said once here, before any process starts
