@@ -62,11 +62,13 @@ def test_a_finished_runs_checkpoint_and_an_older_runs_model_are_never_written_ov
     finished.mkdir()
     (finished / RUN_MARKER).write_text("{}")
     (finished / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}, "finished": True}))
+    (finished / "embedding.npz").write_bytes(b"")
     with pytest.raises(MedcneError, match=r"^`checkpoint` .* is in the finished run folder"):
         TSimCNE(**TINY, checkpoint=finished / "checkpoint.pt").validate(IMAGES)
     older = tmp_path / "older"  # a run written before the marker: its params.json says what it is
     older.mkdir()
     (older / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}, "finished": True}))
+    (older / "embedding.npz").write_bytes(b"")
     with pytest.raises(MedcneError, match=r"^`path` .* is in the finished run folder"):
         fitted.save(older / "model.pt")
     unfinished = tmp_path / "unfinished"  # fit_run's own checkpoint, in the run it is writing

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import MedcneError
 from ..io import atomic_write
-from ..runfiles import FINISHED, PARAMS, RUN_MARKER
+from ..runfiles import EMBEDDING, FINISHED, PARAMS, RUN_MARKER
 from .loop import Position
 from .rng import Generators
 
@@ -95,7 +95,8 @@ def _run_in(folder: Path) -> str | None:
     params = params if isinstance(params, dict) else {}
     if not (folder / RUN_MARKER).exists() and not ("method" in params and "data" in params):
         return None
-    return "finished" if params.get(FINISHED) is True else "unfinished"
+    finished = params.get(FINISHED) is True and (folder / EMBEDDING).is_file()  # as the run readers tell
+    return "finished" if finished else "unfinished"
 
 
 # -- checkpoints -----------------------------------------------------------------
