@@ -83,3 +83,17 @@ def tissue_blob(size: int = 512, box=(128, 128, 256, 320)) -> np.ndarray:
     t, left, b, r = box
     level0[t:b, left:r] = (200, 80, 150)
     return level0
+
+
+def tile(*args) -> int:
+    """``medcne tile --quiet --tile-size 28 ARGS...``: its exit status."""
+    from medcne.cli import main
+
+    return main(["tile", "--quiet", "--tile-size", "28", *map(str, args)])
+
+
+def one_line(capsys) -> str:
+    """What the command said on stderr, which must be one line."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err

@@ -143,3 +143,31 @@ def test_evaluate_applies_the_label_recipes_of_fit(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'melanoma' is not a class" in err[0]
     assert main(["evaluate", str(tmp_path), "--merge-rare", "0"]) == 2
+
+
+def files_of(folder):
+    """Every file of ``folder`` with its bytes: what a refused command must leave as it was."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_bad_number_of_splits_names_the_option(tmp_path, capsys):
+    from medcne.errors import MedcneError
+    from medcne.metrics import knn_accuracy_splits
+
+    with pytest.raises(MedcneError, match=r"^`n_splits` must be a positive integer; got 0"):
+        knn_accuracy_splits(np.zeros((20, 2)), np.arange(20) % 2, n_splits=0)
+    run = make_run(tmp_path / "run", n=100)
+    before = files_of(run)
+    assert main(["evaluate", str(run), "--splits", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "medcne evaluate: error: --splits must be a positive integer; got 0"
+    assert files_of(run) == before
+
+
+def test_data_given_that_is_not_there_is_refused_before_writing(tmp_path, capsys):
+    run = make_run(tmp_path / "run", n=100)
+    before = files_of(run)
+    # Before, metrics.json was rewritten with only a note that preservation was skipped, and the exit was 0.
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "moved.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data {tmp_path / 'moved.npz'}: no such file or folder" in err and len(err.strip().splitlines()) == 1
+    assert files_of(run) == before

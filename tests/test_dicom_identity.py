@@ -1,9 +1,11 @@
-"""The DICOM reader keeps patient identity out of paths named by UIDs, store part names and the
-`--window file` error; non-finite rescale values are bad files. Tiny synthetic files."""
+"""The DICOM reader keeps patient identity out of paths named by UIDs, store part names, the
+`--window file` error and the messages about files left out; non-finite rescale values are bad
+files. Tiny synthetic files, and pydicom's shipped files renamed after their UIDs."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 
 pydicom = pytest.importorskip("pydicom")
 
+from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.dataelem import RawDataElement  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.tag import Tag  # noqa: E402
@@ -18,6 +21,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian  # noqa: E402
 
 from medcne.cli import main  # noqa: E402
 from medcne.datasets.dicom import read_dicom, scrub  # noqa: E402
+from medcne.datasets.dicom_identity import code_uid_like  # noqa: E402
 from medcne.datasets.scanfiles import short_hash  # noqa: E402
 from medcne.errors import BadImageError  # noqa: E402
 
@@ -117,3 +121,122 @@ def test_a_broken_link_is_counted_in_a_note_without_its_name(tmp_path):
     assert len(data) == 1
     assert "skipped 1 broken symbolic link(s) (their targets are missing)" in data.notes
     assert no_phi(" ".join(data.notes))
+
+
+NAN_SOP, GARBAGE, CUT = "1.2.826.0.1.3680043.8.498.942", "1.2.826.0.1.3680043.8.498.999", "1.2.826.0.1.3680043.8.498.777"
+
+
+def shipped(name: str) -> Path:
+    """A test file shipped inside the pydicom wheel; never downloaded."""
+    found = get_testdata_file(name, download=False)
+    assert found is not None, f"{name} is not shipped with pydicom"
+    return Path(found)
+
+
+def by_uid(root: Path, name: str, ds=None) -> tuple[str, str, str]:
+    """Copy shipped file ``name`` (or save ``ds``, read from it) to STUDY/SERIES/SOP.dcm under ``root``;
+    the coded path the messages should show."""
+    header = ds or pydicom.dcmread(shipped(name), force=True)
+    study, series, sop = str(header.StudyInstanceUID), str(header.SeriesInstanceUID), str(header.SOPInstanceUID)
+    path = root / study / series / f"{sop}.dcm"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if ds is None:
+        shutil.copyfile(shipped(name), path)
+    else:
+        ds.save_as(path)
+    return f"{study}/{series}/{sop}.dcm", "/".join(short_hash(p, "x-") for p in (study, series, sop + ".dcm")), sop
+
+
+@pytest.fixture
+def named_by_uids(tmp_path) -> tuple[Path, dict[str, tuple[str, str]]]:
+    """The probe's folder: files named after their SOPInstanceUID in folders named after their study
+    and series UIDs. Two images (CT, RT dose), a CT with RescaleSlope nan and a truncated MR (bad), a
+    structured report (no pixel data); under misc/, a file that is not DICOM and one cut off in its
+    header, named like UIDs. Returns the folder and {what: (path, coded path)} of the files left out."""
+    root = tmp_path / "probe"
+    by_uid(root, "CT_small.dcm")
+    by_uid(root, "rtdose.dcm")
+    nan = pydicom.dcmread(shipped("CT_small.dcm"))
+    nan.SOPInstanceUID = nan.file_meta.MediaStorageSOPInstanceUID = NAN_SOP
+    tag = Tag("RescaleSlope")
+    nan[tag] = RawDataElement(tag, "DS", 4, b"nan ", 0, False, True)
+    left_out = {"nan": by_uid(root, "CT_small.dcm", nan)[:2], "truncated": by_uid(root, "MR_truncated.dcm")[:2],
+                "report": by_uid(root, "reportsi.dcm")[:2]}
+    (root / "misc").mkdir()
+    (root / "misc" / f"{GARBAGE}.dcm").write_bytes(b"\x00\x01not dicom" * 3)
+    (root / "misc" / f"{CUT}.dcm").write_bytes(shipped("CT_small.dcm").read_bytes()[:400])  # no UIDs left
+    for what, uid in (("garbage", GARBAGE), ("cut", CUT)):
+        left_out[what] = (f"misc/{uid}.dcm", f"misc/{short_hash(uid + '.dcm', 'x-')}")
+    return root, left_out
+
+
+def no_uid(text: str, root: Path) -> bool:
+    """No name of a file or folder under ``root`` that holds a UID appears in ``text``."""
+    return not any(p.name in text for p in root.rglob("*") if "." in p.stem and p.stem[0].isdigit())
+
+
+def test_messages_about_files_left_out_code_their_own_uids(named_by_uids, capsys):
+    root, left_out = named_by_uids
+    assert main(["info", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and no_uid(err, root), err
+    assert "3 DICOM file(s) cannot be used" in err and "--skip-bad" in err
+    for what in ("nan", "truncated", "garbage"):
+        assert left_out[what][1] in err, what
+    assert f"{left_out['nan'][1]} (RescaleSlope 'nan' is not a finite number)" in err
+    assert main(["info", str(root), "--skip-bad", "--size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "images:   16" in out and no_uid(out, root), out
+    unusable, no_image = (line for line in out.splitlines() if line.strip().startswith("- skipped"))
+    assert all(left_out[w][1] in unusable for w in ("nan", "truncated", "garbage"))
+    assert "without an image (no pixel data)" in no_image and all(left_out[w][1] in no_image for w in ("report", "cut"))
+    with pytest.raises(BadImageError) as info:
+        read_dicom(root)
+    assert sorted(info.value.bad_files) == sorted(left_out[w][1] for w in ("nan", "truncated", "garbage"))
+
+
+def test_keep_phi_keeps_the_names_of_files_left_out(named_by_uids, capsys):
+    root, left_out = named_by_uids
+    assert main(["info", str(root), "--keep-phi"]) == 2
+    err = capsys.readouterr().err
+    assert f"{NAN_SOP}.dcm (RescaleSlope 'nan'" in err and f"misc/{GARBAGE}.dcm (not a DICOM file)" in err
+    notes = " ".join(read_dicom(root, skip_bad=True, keep_phi=True, size=16).notes)
+    assert f"misc/{CUT}.dcm" in notes and left_out["report"][0][-40:] in notes  # long paths are cut in the middle
+    with pytest.raises(BadImageError) as info:
+        read_dicom(root, keep_phi=True)
+    assert sorted(info.value.bad_files) == sorted(left_out[w][0] for w in ("nan", "truncated", "garbage"))
+
+
+def test_only_names_like_uids_are_coded_for_a_file_without_its_uids():
+    assert code_uid_like("v1.2/scan_2.dcm/1.2.3") == f"v1.2/scan_2.dcm/{short_hash('1.2.3', 'x-')}"
+    assert code_uid_like("x-0123456789ab/IM_1.2.840.5.dcm") == f"x-0123456789ab/{short_hash('IM_1.2.840.5.dcm', 'x-')}"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fit_notes_the_files_left_out_by_their_codes(named_by_uids, tmp_path, capsys):
+    root, left_out = named_by_uids
+    run = tmp_path / "run"
+    assert main(["fit", str(root), "--skip-bad", "--out", str(run), "--size", "16", "--epochs", "1,1,1",
+                 "--warmup", "0,0,0", "--width", "4", "--batch-size", "16", "--device", "cpu"]) == 0
+    said = "".join(capsys.readouterr())
+    assert no_uid(said, root) and all(coded in said for _, coded in left_out.values())
+    for f in run.iterdir():
+        assert no_uid(f.read_bytes().decode("latin-1"), root), f.name
+
+
+def test_a_damaged_header_value_gives_one_line_or_is_passed_over(tmp_path, capsys):
+    """pydicom raises as it converts a value of the wrong length: a damaged PatientBirthDate is passed
+    over, a damaged InstanceNumber makes the file bad; its name still coded, never a traceback."""
+    for attr in ("PatientBirthDate", "InstanceNumber"):
+        ds = pydicom.dcmread(shipped("CT_small.dcm"))
+        tag = Tag(attr)
+        ds[tag] = RawDataElement(tag, "US", 3, b"\x01\x02\x03", 0, False, True)
+        coded = by_uid(tmp_path / attr, "CT_small.dcm", ds)[1]
+        if attr == "PatientBirthDate":
+            assert read_dicom(tmp_path / attr).ids.tolist() == [coded]
+            continue
+        assert main(["info", str(tmp_path / attr)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{coded} (a header value cannot be read (BytesLengthException))" in err, err
+        assert len(err.splitlines()) == 1 and no_uid(err, tmp_path / attr)

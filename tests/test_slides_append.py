@@ -16,17 +16,7 @@ from medcne.datasets.slides import SlideError, SlideGeometry, choose_scale  # no
 from medcne.datasets.slides_plan import TileOptions  # noqa: E402
 from medcne.datasets.slides_tiling import tile_slides  # noqa: E402
 from medcne.datasets.store_read import open_store  # noqa: E402
-from slidehelpers import tissue_blob, write_slide  # noqa: E402
-
-
-def tile(*args) -> int:
-    return main(["tile", "--quiet", "--tile-size", "28", *map(str, args)])
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
+from slidehelpers import one_line, tile, tissue_blob, write_slide  # noqa: E402
 
 
 def snapshot(folder) -> dict:

@@ -12,18 +12,8 @@ pytest.importorskip("tifffile")
 
 from medcne.cli import main  # noqa: E402
 from medcne.datasets.store_read import open_store  # noqa: E402
-from slidehelpers import mosaic, tissue_blob, write_slide  # noqa: E402
+from slidehelpers import mosaic, one_line, tile, tissue_blob, write_slide  # noqa: E402
 from termhelpers import screen  # noqa: E402
-
-
-def tile(*args) -> int:
-    return main(["tile", "--quiet", "--tile-size", "28", *map(str, args)])
-
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture()

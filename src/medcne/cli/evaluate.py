@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES
+from ..errors import MedcneError
 
 
 def add_parser(sub) -> None:
@@ -34,6 +37,9 @@ def run(args) -> int:
     from ..runs import evaluate_and_write, format_metrics, read_label_csv, read_run
     from ..runs.evaluate import suggestions_note
 
+    if args.data is not None and not Path(args.data).exists():
+        # Given on purpose: refused before any metrics.json is rewritten with only a note that it was not there.
+        raise MedcneError(f"--data {args.data}: no such file or folder; give the dataset the runs were made from")
     suggested: list[str] = []
     overrides = read_label_csv(args.labels, skipped=suggested) if args.labels else None
     if suggested:

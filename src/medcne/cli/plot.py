@@ -51,7 +51,22 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
         return np.array(raw, dtype=str)
 
 
+def check_values(args) -> None:
+    """--values is the table --color-by reads, and both colour the map only: refused, before anything is
+    written, where they would be ignored or the table is not there, rather than drawing a figure without
+    the colours they were given for."""
+    if args.values is not None and not args.color_by:
+        raise MedcneError(f"--values {args.values} is read only with --color-by COLUMN (one of its columns); "
+                          "add --color-by, or leave out --values")
+    if args.color_by and args.kind != "map":
+        raise MedcneError(f"--color-by colours --kind map only; got --kind {args.kind}")
+    if args.values is not None and not Path(args.values).is_file():
+        raise MedcneError(f"--values {args.values}: no such file; give a CSV with an 'id' column and the "
+                          f"--color-by column {args.color_by!r}")
+
+
 def run(args) -> int:
+    check_values(args)
     with claim_files(args.out, args.overwrite, inputs=[args.values, args.data], runs=args.runs):
         out = _draw(args)
     print(f"wrote {out}")

@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
                    help="where the config's relative dataset paths live (default $MEDCNE_DATA, else the config's "
                         "[sweep] data_dir, else the config's folder)")
     p.add_argument("--datasets", help="only these datasets of the config (comma-separated)")
-    p.add_argument("--methods", help="only these methods of the config (comma-separated)")
+    p.add_argument("--methods", help="only these methods of the config, or of the shorthand's --presets and "
+                   "--baselines (comma-separated)")
     g = p.add_argument_group("shorthand (a dataset instead of a config)")
     g.add_argument("--presets", default=None, help="t-SimCNE presets, e.g. simclr,rot90,rotate (the default)")
     g.add_argument("--baselines", default="", help="baseline methods too, e.g. tsne-pixels,tsne-simclr")
@@ -72,7 +73,10 @@ def overrides(args) -> dict:
     given = dict(quick=args.quick or None, paper=args.paper or None, epochs=args.epochs, warmup=args.warmup, batch_size=args.batch_size,
                  lr=lr, width=args.width, backbone=args.backbone, head_init=args.head_init, device=args.device,
                  precision=args.precision, budget=args.budget)
-    return {k: v for k, v in given.items() if v is not None}
+    given = {k: v for k, v in given.items() if v is not None}
+    # Checked as given, so that a bad value names its option, whatever config it would go into.
+    check_all(given)
+    return given
 
 
 def build_config(args):
@@ -91,7 +95,8 @@ def build_config(args):
             raise MedcneError("give the dataset once: either DATA or --data PATH")
         presets = (args.presets or "simclr,rot90,rotate").split(",")
         baselines = [b for b in args.baselines.split(",") if b]
-        return shorthand(target, spec, [p.strip() for p in presets if p.strip()], baselines, args.seeds or 1)
+        config = shorthand(target, spec, [p.strip() for p in presets if p.strip()], baselines, args.seeds or 1)
+        return _select(config, args)
     if args.presets or args.baselines:
         raise MedcneError("--presets and --baselines are for the shorthand (a dataset); a config lists its methods")
     config = load_config(target, data_dir=args.data_dir, allow_outside=args.allow_outside)
@@ -110,15 +115,23 @@ def build_config(args):
 
 
 def _select(config, args):
+    """``config`` with only the --datasets and --methods given (in their order); an unknown name is refused,
+    also in the shorthand, whose methods are its --presets and --baselines."""
+    from ..sweep.config import COMMAND_LINE
+
+    shorthand = {"datasets": "DATA", "methods": "--presets and --baselines"}
     for key in ("datasets", "methods"):
         chosen = getattr(args, key)
-        if not chosen:
+        if chosen is None:
             continue
         table = getattr(config, key)
+        source = shorthand[key] if config.source == COMMAND_LINE else config.source
         names = [n.strip() for n in chosen.split(",") if n.strip()]
+        if not names:
+            raise MedcneError(f"--{key}: give names separated by commas; choose from {', '.join(table)}")
         for n in names:
             if n not in table:
-                raise MedcneError(f"--{key}: no {key[:-1]} {n!r} in {config.source}; choose from {', '.join(table)}")
+                raise MedcneError(f"--{key}: no {key[:-1]} {n!r} in {source}; choose from {', '.join(table)}")
         setattr(config, key, {n: table[n] for n in names})
     return config
 

@@ -23,12 +23,12 @@ Patient identity (name, ID, birth date and the like) stays out of everything
 the reader returns unless ``keep_phi=True``: a path component that holds one of
 these values, or the file's study, series or instance UID, is replaced by a
 stable hash in ids and notes, and ``series`` is a hash of the SeriesInstanceUID
-(the UID itself with ``keep_phi``).
+(the UID itself with ``keep_phi``). Messages about files left out code what
+their own headers state too (:mod:`.dicom_identity`).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ import numpy as np
 from ..defaults import read_chunk_bytes
 from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, require
 from .convert import check_channels, parse_size
+from .dicom_identity import Identity, coded, phi_values, scrub, shown, states_its_uids, union
 from .files import MAX_LISTED, printable, shortened
 from .imageset import ImageSet
 from .scancommon import (
@@ -70,22 +71,24 @@ from .window import (
 )
 
 LABEL_KEYS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "path")
-# Attributes that identify a patient: their values never reach ids, notes or provenance without keep_phi.
-PHI_ATTRIBUTES = ("PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName",
-                  "PatientMotherBirthName", "PatientBirthDate", "AccessionNumber", "IssuerOfPatientID")
-# UIDs that folders and files are often named after: coded in ids as whole values (see scrub).
-UID_ATTRIBUTES = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-UID = re.compile(r"[0-9]+(?:\.[0-9]+)+")
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 CODECS_HINT = "install a decoder with `pip install 'medcne[dicom-codecs]'` (pylibjpeg with its JPEG and JPEG 2000 plugins)"
 
 
-class _Skip(Exception):
+class _Unused(Exception):
+    """A file that is not used; the message is the reason shown to the user. ``identity``: what its
+    header gave (see :mod:`.dicom_identity`), ``uids_unknown``: whether that lacks any of its UIDs."""
+
+    identity: Identity = (frozenset(), frozenset())
+    uids_unknown = True
+
+
+class _Skip(_Unused):
     """A DICOM file that holds no image (a note, not an error)."""
 
 
-class _Bad(Exception):
-    """A file that cannot be used; the message is the reason shown to the user."""
+class _Bad(_Unused):
+    """A file that cannot be used."""
 
 
 class _Codec(_Bad):
@@ -109,42 +112,6 @@ class _File:
     phi: set[str] = field(default_factory=set)
     uids: set[str] = field(default_factory=set)
     colour: bool = False
-
-
-def _phi_values(ds) -> tuple[set[str], set[str]]:
-    """Lower-case identifying strings of ``ds`` (person names also split into their parts), and its UIDs."""
-    from pydicom.multival import MultiValue
-
-    out: set[str] = set()
-    uids: set[str] = set()
-    for attr in PHI_ATTRIBUTES + UID_ATTRIBUTES:
-        value = ds.get(attr)
-        for v in value if isinstance(value, (list, tuple, MultiValue)) else [value]:
-            text = str(v or "").strip().lower()
-            if attr in UID_ATTRIBUTES and UID.fullmatch(text):
-                uids.add(text)
-            elif text:  # a malformed UID is matched like a patient ID
-                out.add(text)
-                out.update(p for p in re.split(r"[\^=\s]+", text) if len(p) >= 2)
-    return out, uids
-
-
-def scrub(rel: str, phi: set[str], uids: set[str] = frozenset()) -> str:
-    """``rel`` with every path component that holds a value of ``phi`` or a UID of ``uids`` replaced by a stable hash.
-
-    A component holds a value when one of its word-like tokens equals it, or
-    (values of 4 characters or more) when it contains it. It holds a UID when
-    one of its dotted numbers (the runs of digits and dots, end dots left off)
-    is the whole UID: ``1.2.3.dcm`` holds ``1.2.3``, ``1.2.34`` does not.
-    """
-    parts = rel.split("/")
-    for i, part in enumerate(parts):
-        low = part.lower()
-        tokens = set(re.split(r"[^0-9a-z]+", low))
-        dotted = {t.strip(".") for t in re.split(r"[^0-9.]+", low)}
-        if not dotted.isdisjoint(uids) or any(v in tokens or (len(v) >= 4 and v in low) for v in phi):
-            parts[i] = short_hash(part, "x-")
-    return "/".join(parts)
 
 
 def _decode(ds, pydicom, path_text: str) -> np.ndarray:
@@ -200,7 +167,7 @@ def _to_uint8(ds, arr: np.ndarray, window, pydicom) -> tuple[list[np.ndarray], b
     values = pydicom.pixels.apply_modality_lut(arr, ds)
     own = file_window(ds)
     if window == FILE and own is None:
-        raise _NoWindow(_phi_values(ds), unusable_window(ds))
+        raise _NoWindow(phi_values(ds), unusable_window(ds))
     frames = []
     for v in values:
         w = window if isinstance(window, Window) else own or auto_window(v)
@@ -210,7 +177,7 @@ def _to_uint8(ds, arr: np.ndarray, window, pydicom) -> tuple[list[np.ndarray], b
 
 
 def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
-    """One DICOM file as frames; raises _Skip (no image) or _Bad (unusable)."""
+    """One DICOM file as frames; raises _Skip (no image) or _Bad (unusable), with the identity its header gave."""
     if path.name == DICOMDIR:
         raise _Skip("DICOMDIR")
     with warnings.catch_warnings():
@@ -220,20 +187,33 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
             ds = pydicom.dcmread(path, force=True)
         except Exception as exc:  # InvalidDicomError, EOFError, OSError...: damaged files raise nearly anything
             raise _Bad(f"not readable as DICOM ({type(exc).__name__})") from None
-        sop = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ds.get("SOPClassUID", "")))
-        if sop == DICOMDIR_SOP_CLASS:
-            raise _Skip("DICOMDIR")
-        if "PixelData" not in ds:
-            if "SOPClassUID" in ds or has_dicom_marker(path):
-                raise _Skip("no pixel data")
-            raise _Bad("not a DICOM file")
-        arr = _decode(ds, pydicom, rel)
         try:
-            frames, colour = _to_uint8(ds, arr, window, pydicom)
-        except (MedcneError, _Bad, _NoWindow):
+            return _from_dataset(ds, path, rel, window, pydicom, keep_phi)
+        except (MedcneError, _NoWindow, MemoryError):
             raise
-        except Exception as exc:  # a LUT or rescale that does not fit the pixels
-            raise _Bad(f"pixel values cannot be converted ({type(exc).__name__})") from None
+        except Exception as exc:  # pydicom raises as it converts a damaged value (BytesLengthException...)
+            unused = exc if isinstance(exc, _Unused) else _Bad(f"a header value cannot be read ({type(exc).__name__})")
+            # messages about the file code the names its header identifies
+            unused.identity, unused.uids_unknown = phi_values(ds), not states_its_uids(ds)
+            raise unused from None
+
+
+def _from_dataset(ds, path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
+    """The frames of the DICOM dataset ``ds`` read from ``path``; raises _Skip or _Bad."""
+    sop = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ds.get("SOPClassUID", "")))
+    if sop == DICOMDIR_SOP_CLASS:
+        raise _Skip("DICOMDIR")
+    if "PixelData" not in ds:
+        if "SOPClassUID" in ds or has_dicom_marker(path):
+            raise _Skip("no pixel data")
+        raise _Bad("not a DICOM file")
+    arr = _decode(ds, pydicom, rel)
+    try:
+        frames, colour = _to_uint8(ds, arr, window, pydicom)
+    except (MedcneError, _Bad, _NoWindow):
+        raise
+    except Exception as exc:  # a LUT or rescale that does not fit the pixels
+        raise _Bad(f"pixel values cannot be converted ({type(exc).__name__})") from None
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     series = uid if keep_phi and uid else short_hash(uid or str(Path(rel).parent), "s-")
     if len(frames) > 1:
@@ -243,7 +223,7 @@ def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
         slices = [int(number) if number is not None else -1]
     keys = {k: str(ds.get(k, "") or "") for k in LABEL_KEYS if k != "path"}
     keys["path"] = rel
-    return _File(rel, frames, series, slices, keys, *_phi_values(ds), colour)
+    return _File(rel, frames, series, slices, keys, *phi_values(ds), colour)
 
 
 def _resize(files: list[_File], size) -> list[_File]:
@@ -265,9 +245,9 @@ def _listed(items: list[str]) -> str:
     return "; ".join(items[:MAX_LISTED]) + more
 
 
-def _identity(files: list[_File], more=(frozenset(), frozenset())) -> tuple[set[str], set[str]]:
-    """The identifying values and the UIDs of ``files`` (and ``more``): what :func:`scrub` codes."""
-    return set(more[0]).union(*(f.phi for f in files)), set(more[1]).union(*(f.uids for f in files))
+def _identity(files: list[_File]) -> Identity:
+    """The identifying values and the UIDs of ``files``: what :func:`scrub` codes in ids."""
+    return set().union(*(f.phi for f in files)), set().union(*(f.uids for f in files))
 
 
 def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, channels="keep"):
@@ -278,8 +258,7 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, cha
         frames, colour = stated_frames(paths, pydicom)
         check_resized(frames, size, colour, channels, str(root), f"{frames:,} image(s)")
     read: list[_File] = []
-    skipped: dict[str, list[str]] = {}
-    bad: list[tuple[str, str, bool]] = []
+    unused: list[tuple[str, _Unused]] = []
     # Frames are resized to `size` READ_CHUNK_MB at a time, not held at full resolution to the end.
     # Not file by file: the allocator would then hand each file's temporaries back to the system
     # and fault them in again for the next (twice the time, bench/scans_size.py).
@@ -289,18 +268,12 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, cha
         rel = relative_id(path, root)
         try:
             read.append(_read_file(path, rel, window, pydicom, keep_phi))
-        except _Skip as exc:
-            skipped.setdefault(str(exc), []).append(rel)
-            continue
-        except _Bad as exc:
-            bad.append((rel, str(exc), isinstance(exc, _Codec)))
+        except _Unused as exc:
+            unused.append((rel, exc))
             continue
         except _NoWindow as exc:
-            shown = printable(rel if keep_phi else scrub(rel, *_identity(read, exc.args[0])))
-            states = "no window (WindowCenter/WindowWidth)" if exc.args[1] is None else \
-                f"an invalid window ({exc.args[1]}; the width must be a positive number)"
-            raise MedcneError(f"{shown}: the file states {states}; "
-                              "give `window` as a preset such as soft-tissue or as WIDTH,LEVEL") from None
+            seen = union(_identity(read), exc.args[0], *(e.identity for _, e in unused))
+            raise _no_window(shown(rel, seen, keep_phi), exc.args[1]) from None
         if size is not None:
             unsized.append(read[-1])
             held += sum(frame.nbytes for frame in read[-1].frames)
@@ -308,21 +281,41 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, cha
                 unsized, held = _resize(unsized, size), 0
     _resize(unsized, size)
     identity = (set(), set()) if keep_phi else _identity(read)
-    shown = (lambda r: printable(r)) if keep_phi else (lambda r: printable(scrub(r, *identity)))
-    if bad and not skip_bad:
-        codec = any(c for _, _, c in bad)
-        listed = _listed([f"{shown(r)} ({why})" for r, why, _ in bad])
-        fix = CODECS_HINT + ", or pass `skip_bad` to leave them out" if codec else \
-            "fix or remove them, or pass `skip_bad` to leave them out"
-        raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {listed}; {fix}", [r for r, _, _ in bad])
-    if bad:
-        notes.append(f"skipped {len(bad)} unusable DICOM file(s): {_listed([shown(r) for r, _, _ in bad])}")
-    for why, rels in sorted(skipped.items()):
-        notes.append(f"skipped {len(rels)} DICOM file(s) without an image ({why}): {_listed([shown(r) for r in rels])}")
+    # Messages code the names that any header identifies, those of the files left out included.
+    _report_unused(root, unused, union(identity, *(e.identity for _, e in unused)), keep_phi, skip_bad, notes)
     if not read:
         what = f"none of the {len(paths)} DICOM file(s) holds an image" if paths else "no DICOM files found"
         raise EmptyDatasetError(f"{root}: {what}; give a folder of DICOM image files (.dcm or files with the DICM marker)")
     return read, notes, identity
+
+
+def _no_window(name: str, stated) -> MedcneError:
+    """The error for `window` 'file' and the file ``name`` that states no usable window (``stated``: what it states)."""
+    states = "no window (WindowCenter/WindowWidth)" if stated is None else \
+        f"an invalid window ({stated}; the width must be a positive number)"
+    return MedcneError(f"{name}: the file states {states}; "
+                       "give `window` as a preset such as soft-tissue or as WIDTH,LEVEL")
+
+
+def _report_unused(root: Path, unused: list[tuple[str, _Unused]], seen: Identity, keep_phi: bool, skip_bad: bool,
+                   notes: list[str]) -> None:
+    """Refuse the files that cannot be used (unless ``skip_bad``) and note those left out, their names
+    coded with ``seen`` (see :mod:`.dicom_identity`)."""
+    named = [(coded(rel, seen, keep_phi, exc.uids_unknown), exc) for rel, exc in unused]
+    bad = [(name, exc) for name, exc in named if isinstance(exc, _Bad)]
+    if bad and not skip_bad:
+        listed = _listed([f"{printable(name)} ({exc})" for name, exc in bad])
+        fix = CODECS_HINT + ", or pass `skip_bad` to leave them out" if any(isinstance(e, _Codec) for _, e in bad) \
+            else "fix or remove them, or pass `skip_bad` to leave them out"
+        raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {listed}; {fix}", [n for n, _ in bad])
+    if bad:
+        notes.append(f"skipped {len(bad)} unusable DICOM file(s): {_listed([printable(n) for n, _ in bad])}")
+    skipped: dict[str, list[str]] = {}
+    for name, exc in named:
+        if isinstance(exc, _Skip):
+            skipped.setdefault(str(exc), []).append(printable(name))
+    for why, shown_names in sorted(skipped.items()):
+        notes.append(f"skipped {len(shown_names)} DICOM file(s) without an image ({why}): {_listed(shown_names)}")
 
 
 def read_dicom(

@@ -54,6 +54,29 @@ def check_data_path(path) -> Path:
     return path
 
 
+# The options of the DICOM and NIfTI readers: refused for other data.
+SCAN_OPTIONS = ("window", "axis", "keep_phi", "label_csv", "label_key", "drop_background")
+
+
+def check_read_options(path, format: str = "auto", channels: str = "keep", seed: int = 0, size=None,
+                       **scan_options) -> str | None:
+    """The checks :func:`load_dataset` makes before it reads a pixel (also for a sweep, before its cells
+    run); returns the format ``path`` is read as. With ``path`` None (data not there yet, or a folder of
+    scans not worth walking) the format is not looked for, nor the scan options checked against it."""
+    if format not in FORMATS:
+        raise UnknownFormatError(f"`format` must be one of {', '.join(FORMATS)}; got {format!r}")
+    check_channels(channels)
+    check_seed(seed)
+    parse_size(size)
+    if path is None:
+        return None
+    given = [k for k in SCAN_OPTIONS if scan_options.get(k) not in (None, False)]
+    fmt = detect_format(path) if format == "auto" else format
+    if given and fmt not in ("dicom", "nifti"):
+        raise UnknownFormatError(f"`{given[0]}` applies to DICOM and NIfTI data only; {path} is read as {fmt}")
+    return fmt
+
+
 def load_dataset(
     path,
     *,
@@ -116,17 +139,10 @@ def load_dataset(
         the file and the fix.
     """
     path = check_data_path(path)
-    if format not in FORMATS:
-        raise UnknownFormatError(f"`format` must be one of {', '.join(FORMATS)}; got {format!r}")
-    check_channels(channels)
-    check_seed(seed)
-    size = parse_size(size)
-    fmt = detect_format(path) if format == "auto" else format
     scan_only = dict(window=window, axis=axis, keep_phi=keep_phi, label_csv=label_csv, label_key=label_key,
                      drop_background=drop_background)
-    given = [k for k, v in scan_only.items() if v not in (None, False)]
-    if given and fmt not in ("dicom", "nifti"):
-        raise UnknownFormatError(f"`{given[0]}` applies to DICOM and NIfTI data only; {path} is read as {fmt}")
+    fmt = check_read_options(path, format=format, channels=channels, seed=seed, size=size, **scan_only)
+    size = parse_size(size)
     if fmt == "npz":
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
         data = read_npz(path, split=split, size=None if subset else size, channels=channels)

@@ -58,7 +58,7 @@ def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, se
     Z = as_points(Z)
     codes, _ = as_labels(labels, len(Z))
     if not 0 < test_size < 1:
-        raise MedcneError(f"test_size must lie strictly between 0 and 1; got {test_size!r}")
+        raise MedcneError(f"`test_size` must lie strictly between 0 and 1; got {test_size!r}")
     train, test = _split(codes, test_size, seed)
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise MedcneError(f"`k` must be a positive integer; got {k!r}")
@@ -82,7 +82,7 @@ def knn_accuracy_splits(
         One accuracy per split; report ``.mean()`` and ``.std()``.
     """
     if not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
-        raise MedcneError(f"n_splits must be a positive integer; got {n_splits!r}")
+        raise MedcneError(f"`n_splits` must be a positive integer; got {n_splits!r}")
     return np.array([knn_accuracy(Z, labels, k, test_size, seed + i) for i in range(n_splits)])
 
 

@@ -23,6 +23,7 @@ from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
 from ..train import checkpoint as ckpt
 from ..train import distributed
 from ..train.progress import end_progress_bars
+from ..train.stages import check_trains
 from . import staging
 from .evaluate import evaluate_and_write, label_problem
 from .folder import (
@@ -99,9 +100,7 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         with distributed.together():  # every process reads and checks the same: one says what is wrong
             data = load_dataset(data_path, **spec)
             est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
-            if sum(s.epochs for s in est.stages_) == 0:
-                raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
-                                  "give at least one epoch, e.g. `epochs` 12,1,6")
+            check_trains(est.stages_)
         _note_data(data, verbose, est)
         data_record = {**spec, "path": str(Path(data_path).resolve())}
         # What --resume checks the data against: a run continues only on the images it began with.

@@ -49,6 +49,9 @@ DATA_ENV = "MEDCNE_DATA"
 TSIMCNE = "tsimcne"
 METHODS = (TSIMCNE, *BASELINES)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+# The source of a configuration made from command-line options (:func:`shorthand`): its messages name
+# options (--budget), where a file's name its keys.
+COMMAND_LINE = "command line"
 
 AUGMENT_KEYS = ("preset", "crop", "jitter", "grayscale")
 TRAINING_OPTIONS = ("schedule", "epochs", "batch_size", "lr", "stage3_lr_factor", "warmup", "backbone", "width",
@@ -70,13 +73,15 @@ KEYS = {
 
 @dataclass(frozen=True)
 class Dataset:
-    """One ``[datasets.NAME]`` table: candidate paths, reader options, fetch hint, training overrides."""
+    """One ``[datasets.NAME]`` table: candidate paths, reader options, fetch hint, training overrides;
+    ``command_line``: given as ``data`` with the command line's data options (messages name those options)."""
 
     name: str
     paths: tuple[str, ...]
     load: dict
     fetch: str | None = None
     training: dict = field(default_factory=dict)
+    command_line: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,7 @@ def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path 
 
 def parse_seeds(value, where: str = "`seeds`") -> tuple[int, ...]:
     """A count N (seeds 0..N-1), a list of ints, or '0,1,2' -> the seeds."""
+    given = value  # what the message quotes, not what was left of it
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
         try:
@@ -236,7 +242,7 @@ def parse_seeds(value, where: str = "`seeds`") -> tuple[int, ...]:
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         if len(set(value)) == len(value):
             return tuple(value)
-    raise MedcneError(f"{where} must be a count N (seeds 0..N-1) or a list of distinct integers; got {value!r}")
+    raise MedcneError(f"{where} must be a count N (seeds 0..N-1) or a list of distinct integers; got {given!r}")
 
 
 def _dataset(err: _Errors, name: str, table, files: Path) -> Dataset:
@@ -347,7 +353,7 @@ def with_data(config: SweepConfig, paths, load: dict) -> SweepConfig:
         if name in datasets:
             raise MedcneError(f"`data`: two datasets named {name!r} ({p}); give files with different names")
         options = {k: v for k, v in load.items() if v is not None}
-        datasets[name] = Dataset(name, (str(Path(p).expanduser().resolve()),), options)
+        datasets[name] = Dataset(name, (str(Path(p).expanduser().resolve()),), options, command_line=True)
     # A method the file keeps for some of its datasets runs on the data given instead.
     methods = {n: Method(m.name, m.method, m.options, None) for n, m in config.methods.items()}
     return SweepConfig(config.source, config.seeds, datasets, methods, config.training, config.simclr,
@@ -369,5 +375,5 @@ def shorthand(data_path, load: dict, presets, baselines, seeds) -> SweepConfig:
         methods[baseline] = Method(baseline, baseline, {})
     if not methods:
         raise MedcneError("give at least one preset (`presets` simclr,rotate) or baseline (`baselines` tsne-pixels)")
-    base = SweepConfig("command line", parse_seeds(seeds), {}, methods)
+    base = SweepConfig(COMMAND_LINE, parse_seeds(seeds), {}, methods)
     return with_data(base, [data_path], load)

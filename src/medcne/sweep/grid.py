@@ -16,7 +16,7 @@ import numpy as np
 
 from ..defaults import TRAINING_KEYS, default_budget, training_settings
 from ..errors import ConfigError, MedcneError
-from .config import TSIMCNE, Dataset, Method, SweepConfig
+from .config import COMMAND_LINE, TSIMCNE, Dataset, Method, SweepConfig
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ def cells(config: SweepConfig, overrides: dict | None = None) -> list[Cell]:
     plan = []
     for dataset in config.datasets.values():
         path = config.dataset_path(dataset)
+        check_data_options(config, dataset, path)
         missing = None if path is not None else config.missing_message(dataset)
         for method in config.methods.values():
             if method.datasets is None or dataset.name in method.datasets:
@@ -93,7 +94,7 @@ def method_options(config: SweepConfig, dataset: Dataset, method: Method, overri
     try:
         if method.method == TSIMCNE:
             params = tsimcne_settings(config, dataset, method.options, overrides)
-            _check_estimator(params)
+            _check_trains(_check_estimator(params))
             return params
         options = {k: v for k, v in method.options.items()}
         if method.method == "tsne-simclr":
@@ -103,7 +104,33 @@ def method_options(config: SweepConfig, dataset: Dataset, method: Method, overri
             _check_estimator({**simclr, "loss": "cosine", "epochs": (epochs, 0, 0)})
         return options
     except (MedcneError, TypeError, ValueError) as exc:
+        if config.source == COMMAND_LINE:  # the shorthand's methods are its presets and baselines
+            raise MedcneError(f"{method.name} on {dataset.name}: {exc}") from None
         raise ConfigError(f"{config.source}: methods.{method.name} on {dataset.name}: {exc}") from None
+
+
+def check_data_options(config: SweepConfig, dataset: Dataset, path: Path | None) -> None:
+    """Refuse reader options that would fail every cell of ``dataset`` at its first read, after the sweep
+    folder was made: the checks :func:`medcne.datasets.load_dataset` makes before it reads a pixel."""
+    try:
+        _check_load(dataset.load, path)
+    except MedcneError as exc:
+        if dataset.command_line or config.source == COMMAND_LINE:  # data options of the command line
+            raise MedcneError(str(exc)) from None
+        raise ConfigError(f"{config.source}: datasets.{dataset.name}: {exc}") from None
+
+
+def _check_load(load: dict, path: Path | None) -> None:
+    from ..datasets.labels import merge_rare_labels, read_labels_map
+    from ..datasets.load import SCAN_OPTIONS, check_read_options
+
+    scans = any(load.get(k) not in (None, False) for k in SCAN_OPTIONS)  # a folder of scans is walked only then
+    checked = ("format", "channels", "seed", "size", *SCAN_OPTIONS)
+    check_read_options(path if scans else None, **{k: v for k, v in load.items() if k in checked})
+    if load.get("labels_map") is not None:
+        read_labels_map(load["labels_map"])
+    if load.get("merge_rare") is not None:
+        merge_rare_labels(np.zeros(0, dtype=int), [], load["merge_rare"])  # its rule, on no labels
 
 
 def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overrides: dict) -> dict:
@@ -149,9 +176,17 @@ def simclr_settings(config: SweepConfig, dataset: Dataset, options: dict, overri
     return params
 
 
-def _check_estimator(params: dict) -> None:
-    """Let the estimator check every value on two dummy images (no training)."""
+def _check_estimator(params: dict):
+    """Let the estimator check every value on two dummy images (no training); the checked estimator."""
     from ..datasets import ImageSet
     from ..estimator import TSimCNE
 
-    TSimCNE(**{**params, "verbose": False}).validate(ImageSet(np.zeros((2, 32, 32, 3), dtype=np.uint8)))
+    return TSimCNE(**{**params, "verbose": False}).validate(ImageSet(np.zeros((2, 32, 32, 3), dtype=np.uint8)))
+
+
+def _check_trains(est) -> None:
+    """A t-SimCNE cell trains at least one epoch: `medcne fit`'s rule, checked before any cell runs
+    rather than in each cell (where it failed them all after the sweep folder was made)."""
+    from ..train.stages import check_trains
+
+    check_trains(est.stages_)

@@ -175,3 +175,11 @@ def lr_at(stage: Stage, step: int, steps_per_epoch: int) -> float:
         return stage.lr * (step + 1) / warm
     rest = max(total - warm, 1)
     return stage.lr * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / rest))
+
+
+def check_trains(stages) -> None:
+    """Refuse a schedule of no epoch at all: the map would be the untrained network's (the estimator
+    allows it as a baseline; a run and a sweep cell refuse it)."""
+    if sum(s.epochs for s in stages) == 0:
+        raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
+                          "give at least one epoch, e.g. `epochs` 12,1,6")
