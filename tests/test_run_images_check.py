@@ -132,3 +132,11 @@ def test_the_number_of_images_preservation_scores_is_checked(run, bad, capsys):
     if bad == -1:  # an internal error on the command line before
         assert main(["evaluate", str(out), "--np-queries", "-1"]) == 2
         assert "--np-queries must be a positive integer" in capsys.readouterr().err
+
+
+def test_too_few_images_for_preservation_is_said_without_an_option_baseline_lacks(tmp_path):
+    from medcne.runs import make_baseline
+
+    data = make_data(tmp_path / "data.npz", n=8)
+    r = make_baseline(data, "tsne-pixels", tmp_path / "b", tsne_params={"n_iter": 10, "perplexity": 2})
+    assert "neighbourhood preservation skipped: it needs more than k=15 images; got 8" in r.metrics["notes"]

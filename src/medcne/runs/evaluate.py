@@ -248,7 +248,9 @@ def evaluate_run(
         )
     else:
         notes.append(f"kNN accuracy and silhouette skipped: {problem}")
-    if preservation:
+    if preservation and len(Z) <= k:  # said plainly: the check's own words name `k`, an option baseline lacks
+        notes.append(f"neighbourhood preservation skipped: it needs more than k={k} images; got {len(Z)}")
+    elif preservation:
         try:
             data = run.check_images(data) if data is not None else run.load_images(data_path)
             out["neighbour_preservation"] = pixel_preservation(data, Z, k, n_queries)
