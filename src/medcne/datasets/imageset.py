@@ -117,6 +117,9 @@ class ImageSet:
     source: str = "<array>"
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, np.ndarray] = field(default_factory=dict)
+    # The digest of the pixels fingerprint(sampled=None) hashes, read once: a run's writer, its checkpoints
+    # and its evaluation all ask for it (an ImageSet's images are not changed in place).
+    _pixel_digest: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         shape = tuple(self.images.shape)
@@ -189,14 +192,28 @@ class ImageSet:
         h = hashlib.sha256(repr((len(self), self.image_shape, *((self.class_names,) if labels else ()))).encode())
         h.update("\0".join(self.ids).encode())
         h.update(b"" if self.labels is None or not labels else self.labels.tobytes())
-        if sampled is None and len(self) * int(np.prod(self.image_shape)) <= FINGERPRINT_ALL_BYTES:
-            for _, block in self.iter_chunks():
-                h.update(np.ascontiguousarray(block).tobytes())
-            return h.hexdigest()[:16]
-        k = FINGERPRINT_SPREAD if sampled is None else sampled
-        picked = np.unique(np.linspace(0, len(self) - 1, min(k, len(self))).astype(np.int64))
-        h.update(np.ascontiguousarray(self.images[picked]).tobytes())
+        if sampled is None:
+            h.update(self._all_pixels_digest())
+        else:
+            h.update(self._sampled_pixels(sampled).tobytes())
         return h.hexdigest()[:16]
+
+    def _sampled_pixels(self, k: int) -> np.ndarray:
+        picked = np.unique(np.linspace(0, len(self) - 1, min(k, len(self))).astype(np.int64))
+        return np.ascontiguousarray(self.images[picked])
+
+    def _all_pixels_digest(self) -> bytes:
+        """SHA-256 of every image while they hold at most 256 MB (read in blocks), else of 4,096 spread
+        over the set; computed once per ImageSet."""
+        if self._pixel_digest is None:
+            h = hashlib.sha256()
+            if len(self) * int(np.prod(self.image_shape)) <= FINGERPRINT_ALL_BYTES:
+                for _, block in self.iter_chunks():
+                    h.update(np.ascontiguousarray(block).tobytes())
+            else:
+                h.update(self._sampled_pixels(FINGERPRINT_SPREAD).tobytes())
+            self._pixel_digest = h.digest()
+        return self._pixel_digest
 
     def to_numpy(self) -> np.ndarray:
         """All images as one in-memory uint8 array (reads a lazy store whole)."""

@@ -122,11 +122,16 @@ def merge_rare(data: ImageSet, n: int) -> ImageSet:
     return replace(data, labels=new_labels, class_names=new_names, notes=[*data.notes, note])
 
 
+def check_merge_rare(n) -> None:
+    """``merge_rare`` is a class size in images, a positive integer."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise MedcneError(f"`merge_rare` must be a positive integer (a class size in images); got {n!r}")
+
+
 def merge_rare_labels(labels: np.ndarray, names: list[str], n: int) -> tuple[np.ndarray, list[str], list[str]]:
     """:func:`merge_rare` on integer ``labels`` (N,) and class ``names``: new labels, new names,
     and the names merged (none: the inputs back)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise MedcneError(f"`merge_rare` must be a positive integer (a class size in images); got {n!r}")
+    check_merge_rare(n)
     counts = np.bincount(labels, minlength=len(names))
     rare = [name for name, c in zip(names, counts, strict=True) if 0 < c < n]
     if not rare:

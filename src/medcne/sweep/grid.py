@@ -121,7 +121,7 @@ def check_data_options(config: SweepConfig, dataset: Dataset, path: Path | None)
 
 
 def _check_load(load: dict, path: Path | None) -> None:
-    from ..datasets.labels import merge_rare_labels, read_labels_map
+    from ..datasets.labels import check_merge_rare, read_labels_map
     from ..datasets.load import SCAN_OPTIONS, check_read_options
 
     scans = any(load.get(k) not in (None, False) for k in SCAN_OPTIONS)  # a folder of scans is walked only then
@@ -130,7 +130,7 @@ def _check_load(load: dict, path: Path | None) -> None:
     if load.get("labels_map") is not None:
         read_labels_map(load["labels_map"])
     if load.get("merge_rare") is not None:
-        merge_rare_labels(np.zeros(0, dtype=int), [], load["merge_rare"])  # its rule, on no labels
+        check_merge_rare(load["merge_rare"])
 
 
 def tsimcne_settings(config: SweepConfig, dataset: Dataset, options: dict, overrides: dict) -> dict:
