@@ -392,11 +392,22 @@ def _workers(parent: subprocess.Popen, n: int = 2, timeout: float = 60) -> list:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert parent.poll() is None, "the command ended"
-        found = [p for p in psutil.Process(parent.pid).children() if "medcne" in " ".join(p.cmdline())]
+        found = [p for p in psutil.Process(parent.pid).children() if "medcne" in " ".join(_cmdline(p))]
         if len(found) == n:
             return found
         time.sleep(0.05)
     raise AssertionError(f"{n} processes did not start")
+
+
+def _cmdline(process) -> list[str]:
+    """A process's command line; none for one that has just ended (a zombie, or gone): torch's
+    launcher starts short-lived helpers beside its workers."""
+    import psutil
+
+    try:
+        return process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
 def _wait_for(path: Path, parent: subprocess.Popen, timeout: float = 90) -> None:
