@@ -62,7 +62,7 @@ def test_read_run_errors(tmp_path):
 
 def test_provenance_cells_leave_a_missing_number_empty_and_whole_numbers_without_a_point(tmp_path):
     """A store whose parts lack a column gives NaN there (float): the CSV shows '' and 96, not nan and 96.0."""
-    from medcne.runs.folder import save_embedding_file
+    from medcne.embedfile import save_embedding_file
 
     prov = {"slide": np.array(["a", "", "b"]), "x": np.array([96.0, np.nan, 192.0]),
             "mpp": np.array([0.2527, 0.5, np.nan], dtype=np.float32), "level": np.array([0, 1, 2])}

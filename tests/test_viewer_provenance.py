@@ -11,7 +11,7 @@ from PIL import Image
 from medcne.errors import MedcneError
 from medcne.io import write_json
 from medcne.runs import write_embedding
-from medcne.runs.folder import read_provenance
+from medcne.embedfile import read_provenance
 from medcne.viewer import build_viewer
 from medcne.viewer.provenance import (
     column_values,

@@ -19,7 +19,16 @@ DEVICES = ("auto", "cpu", "cuda")
 # (CUDA; CPUs with AVX512-BF16 or AMX), else float32. Head, loss and map are always float32.
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("cauchy", "cosine")  # t-SimCNE, SimCLR
-BASELINES = ("tsne-pixels", "tsne-resnet18", "tsne-resnet152", "tsne-simclr", "umap-pixels")
+# The paper's baselines: each maps features of the images (the pixels, ImageNet ResNet features, SimCLR's
+# backbone) to 2D with a reducer (t-SNE, UMAP).
+BASELINE_PARTS = {
+    "tsne-pixels": ("pixels", "tsne"),
+    "tsne-resnet18": ("resnet18", "tsne"),
+    "tsne-resnet152": ("resnet152", "tsne"),
+    "tsne-simclr": ("simclr", "tsne"),
+    "umap-pixels": ("pixels", "umap"),
+}
+BASELINES = tuple(BASELINE_PARTS)
 SWEEP_CONFIG_DIR = Path(__file__).resolve().parent / "sweep" / "configs"  # the shipped sweep configurations
 
 

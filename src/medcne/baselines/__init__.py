@@ -16,8 +16,8 @@ import numpy as np
 
 from ..datasets import ImageSet
 from ..datasets.convert import check_seed
+from ..defaults import BASELINE_PARTS, PRESET, SIMCLR_EPOCHS
 from ..defaults import BASELINES as METHODS
-from ..defaults import PRESET, SIMCLR_EPOCHS
 from ..errors import MedcneError
 from .resnet import MissingWeightsError, resnet_features
 from .tsne import PCA_ABOVE, PCA_DIMS, check_points, pixel_features, tsne, umap
@@ -91,14 +91,15 @@ def embed_baseline(
     if method not in METHODS:
         raise MedcneError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     check_seed(seed)
-    check_points(len(data), "UMAP" if method.startswith("umap") else "t-SNE")  # before any features
-    if method.endswith("-pixels"):
+    kind, reducer = BASELINE_PARTS[method]
+    check_points(len(data), "UMAP" if reducer == "umap" else "t-SNE")  # before any features
+    if kind == "pixels":
         X, features = pixel_features(data, seed)
-    elif method.startswith("tsne-resnet"):
-        X, features = resnet_features(data, method.split("-", 1)[1], weights, download)
-    else:
+    elif kind == "simclr":
         X, features = simclr_features(data, seed, **(simclr or {}))
-    if method.startswith("umap"):
+    else:
+        X, features = resnet_features(data, kind, weights, download)
+    if reducer == "umap":
         Z, reducer = umap(X, seed)
     else:
         Z, reducer = tsne(X, seed, n_jobs, **(tsne_params or {}))

@@ -40,16 +40,16 @@ def pixel_features(data: ImageSet, seed: int = 0, chunk: int | None = None) -> t
     them as float32).
     """
     n, dim = len(data), int(np.prod(data.image_shape))
-    if dim <= PCA_ABOVE:
-        check_memory(n * dim * 4, str(data.source), f"the pixels of {n:,} images as float32 ({dim:,} values each)",
-                     "use a `subset` of the images, or a space of features (qc's default)")
-        X = np.empty((n, dim), dtype=np.float32)
-        for start, imgs in data.iter_chunks(chunk or chunk_rows(dim * 4)):
-            X[start : start + len(imgs)] = pixel_rows(imgs)
-        return X, {"features": "pixels", "dim": dim, "pca": None}
-    Y = chunked_pca(data, PCA_DIMS, seed)
-    return Y, {"features": "pixels", "dim": dim, "pca": int(Y.shape[1]), "pca_solver": "randomized, chunked",
-               "pca_power_iterations": N_ITER}
+    if dim > PCA_ABOVE:
+        Y = chunked_pca(data, PCA_DIMS, seed)
+        return Y, {"features": "pixels", "dim": dim, "pca": int(Y.shape[1]), "pca_solver": "randomized, chunked",
+                   "pca_power_iterations": N_ITER}
+    check_memory(n * dim * 4, str(data.source), f"the pixels of {n:,} images as float32 ({dim:,} values each)",
+                 "use a `subset` of the images, or a space of features (qc's default)")
+    X = np.empty((n, dim), dtype=np.float32)
+    for start, imgs in data.iter_chunks(chunk or chunk_rows(dim * 4)):
+        X[start : start + len(imgs)] = pixel_rows(imgs)
+    return X, {"features": "pixels", "dim": dim, "pca": None}
 
 
 def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> tuple[np.ndarray, dict]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..embedfile import write_embedding
 from ..errors import MedcneError
 from ..io import write_json
 from ..runfiles import IMAGES_FINGERPRINT
 from . import staging
 from .evaluate import evaluate_and_write
-from .folder import FINISHED, MAP, PARAMS, Run, read_run, write_embedding
+from .folder import FINISHED, MAP, PARAMS, Run, read_run
 from .outputs import dataset_inputs
 
 

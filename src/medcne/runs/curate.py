@@ -33,11 +33,12 @@ import numpy as np
 from ..curate.neighbours import auto_method
 from ..curate.qc import INDEX_BYTES, NEIGHBOUR_BYTES, THUMB_BYTES
 from ..datasets.memory import check_memory
-from ..defaults import KNN_K
+from ..defaults import BASELINE_PARTS, KNN_K
+from ..embedfile import prov_names, read_provenance
 from ..errors import MedcneError
 from ..io import csv_text, write_text
 from .evaluate import read_label_csv, suggestions_note, unknown_ids_note
-from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, prov_names, read_provenance
+from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run
 from .outputs import claim_files, lock, remember, written_by_medcne
 from .staging import add_to_run
 
@@ -49,7 +50,7 @@ QC_COLUMNS = (
 )
 PROPAGATED_COLUMNS = ("id", "label", "confidence", "annotated")
 SPACES = ("auto", "features", "map", "pixels")
-PIXEL_METHODS = ("tsne-pixels", "umap-pixels")  # baselines made from the pixels themselves
+PIXEL_METHODS = tuple(m for m, (kind, _) in BASELINE_PARTS.items() if kind == "pixels")  # maps of the pixels themselves
 
 
 def resolve_space(run: Run, space: str = "auto") -> str:

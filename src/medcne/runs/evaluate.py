@@ -314,7 +314,8 @@ def write_metrics(run: Run, metrics: dict) -> Path:
 def evaluate_and_write(run: Run, extra: dict | None = None, **options) -> dict:
     """:func:`evaluate_run` (``options``) then :func:`write_metrics` with ``extra`` keys
     (e.g. ``seconds``) beside the metrics; returns what was written."""
-    write_metrics(run, {**(extra or {}), **evaluate_run(run, **options)})
+    metrics = evaluate_run(run, **options)
+    write_metrics(run, {**(extra or {}), **metrics})
     return run.metrics
 
 

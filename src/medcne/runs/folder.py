@@ -9,11 +9,8 @@ viewer) reads these files and never retrains.
 and ``"data"``: the keyword arguments of :func:`medcne.datasets.load_dataset`
 plus ``"path"`` (absolute), so the images of a run can be read again.
 
-``embedding.npz`` holds ``embedding`` (float32, N x d), ``ids`` (str, N) and,
-when labeled, ``labels`` (int64, N) and ``class_names`` (str, C); the data's
-provenance columns (``ImageSet.provenance``: where each image came from, such
-as ``series`` and ``slice``) as ``prov_<column>`` (N each). ``embedding.csv``
-has the columns x, y, label, id, then one per provenance column.
+``embedding.npz`` / ``embedding.csv`` hold the points with their ids, labels
+and provenance columns (:mod:`medcne.embedfile`).
 
 A run is *finished* when ``params.json`` says ``"finished": true``: writers
 put ``false`` there first and rewrite it with ``true`` after their last file,
@@ -28,15 +25,21 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..embedfile import (  # noqa: F401  (re-exported: the run's embedding files, read and written there)
+    PREFIX,
+    prov_names,
+    read_embedding,
+    read_provenance,
+    save_embedding_file,
+    write_embedding,
+)
 from ..errors import DivergedError, MedcneError
-from ..io import csv_text, save_npz, write_text
+from ..io import csv_text, write_text
 from ..runfiles import (  # noqa: F401  (re-exported: the names every run reader used from here)
     BASELINE_FILES,
     CHECKPOINT,
@@ -90,42 +93,6 @@ def is_finished(path) -> bool:
     return flag is True
 
 
-def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=None, provenance=None) -> None:
-    """Write ``embedding.npz`` and ``embedding.csv`` (x, y[, z...], label, id, provenance columns)."""
-    save_embedding_file(Path(run) / EMBEDDING, embedding, ids, labels, class_names, provenance)
-    save_embedding_file(Path(run) / EMBEDDING_CSV, embedding, ids, labels, class_names, provenance)
-
-
-def save_embedding_file(path, embedding, ids, labels=None, class_names=None, provenance=None) -> Path:
-    """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension.
-
-    ``provenance`` (column name -> array of N) goes to ``prov_<column>`` arrays
-    of the npz and to columns after ``id`` in the CSV (``prov_<column>`` there
-    too when the name is already a column, such as ``x``).
-    """
-    path = Path(path)
-    embedding = np.asarray(embedding, dtype=np.float32)
-    ids = np.asarray(ids).astype(str)
-    provenance = {str(k): np.asarray(v) for k, v in (provenance or {}).items()}
-    if path.suffix == ".npz":
-        arrays = {"embedding": embedding, "ids": ids}
-        if labels is not None:
-            arrays["labels"] = np.asarray(labels, dtype=np.int64)
-            arrays["class_names"] = np.asarray(class_names).astype(str)
-        arrays.update({f"{PREFIX}{k}": (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in provenance.items()})
-        return save_npz(path, **arrays)
-    if path.suffix != ".csv":
-        raise MedcneError(f"{path}: output must end in .csv or .npz")
-    axes = ["x", "y", "z"][: embedding.shape[1]] if embedding.shape[1] <= 3 else [
-        f"dim{i}" for i in range(embedding.shape[1])
-    ]
-    header = [*axes, "label", "id"]
-    columns = list(provenance.values())
-    rows = ([*(f"{v:.6g}" for v in row), "" if labels is None else class_names[int(labels[i])], ids[i],
-             *(c[i] for c in columns)] for i, row in enumerate(embedding))
-    return write_text(path, csv_text(header + prov_names(provenance, header), rows))
-
-
 def write_history(run, rows: list[dict]) -> Path:
     """``history.csv``: one row per epoch (stage, epoch, loss, lr, views_per_s, knn; and dim,
     the output dimensions the loss saw at the epoch's end, for an annealed run; temperature
@@ -134,33 +101,6 @@ def write_history(run, rows: list[dict]) -> Path:
     cells = ([(f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]) if k in r else "" for k in columns]
              for r in rows)
     return write_text(Path(run) / HISTORY, csv_text(columns, cells))
-
-
-PREFIX = "prov_"  # provenance column NAME is the npz array prov_NAME
-
-
-def prov_names(prov: dict, taken) -> list[str]:
-    """CSV names of provenance columns written beside the ``taken`` columns (``prov_x`` where ``x`` is taken)."""
-    return [f"{PREFIX}{k}" if k in taken else k for k in prov]
-
-
-def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
-    """The ``prov_<column>`` arrays of ``embedding.npz`` as ``{column: array}`` (N values each).
-
-    An array of another length or shape is refused with one line naming the
-    file: it cannot be matched to the points.
-    """
-    found = {}
-    with np.load(npz_path, allow_pickle=False) as z:
-        for name in z.files:
-            if not name.startswith(PREFIX):
-                continue
-            a = z[name]
-            if a.shape != (n,):
-                raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
-                                  "make the run again")
-            found[name[len(PREFIX):]] = a
-    return found
 
 
 _CODED = re.compile(r"(^|/)[xs]-[0-9a-f]{12}(/|$)")  # a code of datasets.identity in an id
@@ -287,7 +227,7 @@ def read_run(path, *, finished: bool = True) -> Run:
         raise MedcneError(unfinished_message(path))
     params = read_json(path / PARAMS)
     metrics = read_json(path / METRICS)
-    embedding, ids, labels, names = _read_embedding(path / EMBEDDING)
+    embedding, ids, labels, names = read_embedding(path / EMBEDDING)
     bad = ~np.isfinite(embedding).all(axis=1)
     if bad.any():
         raise DivergedError(
@@ -295,29 +235,3 @@ def read_run(path, *, finished: bool = True) -> Run:
             f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower `lr`)"
         )
     return Run(path, params, embedding, ids, labels, names, metrics)
-
-
-def _read_embedding(path: Path):
-    """The arrays of an ``embedding.npz``, checked against each other."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            embedding = np.asarray(z["embedding"])
-            ids = z["ids"].astype(str)
-            labels = z["labels"] if "labels" in z.files else None
-            names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise MedcneError(
-            f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"
-        ) from None
-    n = len(embedding) if embedding.ndim else 0
-    problem = None
-    if embedding.ndim != 2 or embedding.dtype.kind not in "fiu":
-        problem = f"embedding has shape {embedding.shape} and type {embedding.dtype}, not N x d numbers"
-    elif ids.shape != (n,):
-        problem = f"{len(ids)} ids for {n} points"
-    elif labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or names is None
-                                 or (n and (labels.min() < 0 or labels.max() >= len(names)))):
-        problem = "labels do not match the points or the class names"
-    if problem:
-        raise MedcneError(f"{path}: damaged ({problem}); make the run again")
-    return embedding, ids, labels, names

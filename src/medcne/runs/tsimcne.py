@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..embedfile import write_embedding
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
 from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
@@ -41,7 +42,6 @@ from .folder import (
     read_run,
     staging_path,
     staging_target,
-    write_embedding,
     write_history,
 )
 from .outputs import dataset_inputs

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..embedfile import PREFIX, read_provenance
 from ..errors import MedcneError
 from ..runfiles import VIEWER_DIR
 from ..runs import Run, read_run
-from ..runs.folder import PREFIX, read_provenance
 from ..runs.outputs import lock, refuse_inputs
 from .pagefolder import (
     BUNDLE_NAME,

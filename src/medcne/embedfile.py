@@ -1,0 +1,119 @@
+"""The embedding file: points with their ids, labels and provenance, as ``.npz`` and ``.csv``.
+
+One format, written by every run (``embedding.npz`` / ``embedding.csv``) and
+by ``medcne embed``, and read by the run reader, curation and the viewer:
+
+- ``.npz``: ``embedding`` (float32, N x d), ``ids`` (str, N) and, when
+  labeled, ``labels`` (int64, N) and ``class_names`` (str, C); each
+  provenance column NAME (``ImageSet.provenance``: where each image came
+  from, such as ``series`` and ``slice``) as the array ``prov_NAME`` (N).
+- ``.csv``: the columns x, y[, z] (``dim0``... above three), label, id, then one
+  per provenance column (``prov_NAME`` where NAME is already a column).
+
+Every file is written whole or not at all (:mod:`medcne.io`).
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MedcneError
+from .io import csv_text, save_npz, write_text
+from .runfiles import EMBEDDING, EMBEDDING_CSV
+
+PREFIX = "prov_"  # provenance column NAME is the npz array prov_NAME
+
+
+def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=None, provenance=None) -> None:
+    """Write a run's ``embedding.npz`` and ``embedding.csv``."""
+    for name in (EMBEDDING, EMBEDDING_CSV):
+        save_embedding_file(Path(run) / name, embedding, ids, labels, class_names, provenance)
+
+
+def save_embedding_file(path, embedding, ids, labels=None, class_names=None, provenance=None) -> Path:
+    """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension."""
+    path = Path(path)
+    if path.suffix not in (".npz", ".csv"):
+        raise MedcneError(f"{path}: output must end in .csv or .npz")
+    embedding = np.asarray(embedding, dtype=np.float32)
+    ids = np.asarray(ids).astype(str)
+    provenance = {str(k): np.asarray(v) for k, v in (provenance or {}).items()}
+    if path.suffix == ".csv":
+        text = _csv(embedding, ids, labels, class_names, provenance)
+        return write_text(path, text)
+    arrays = {"embedding": embedding, "ids": ids}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, dtype=np.int64)
+        arrays["class_names"] = np.asarray(class_names).astype(str)
+    arrays.update({f"{PREFIX}{k}": (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in provenance.items()})
+    return save_npz(path, **arrays)
+
+
+def _csv(embedding: np.ndarray, ids: np.ndarray, labels, class_names, provenance: dict) -> str:
+    axes = ["x", "y", "z"][: embedding.shape[1]] if embedding.shape[1] <= 3 else [
+        f"dim{i}" for i in range(embedding.shape[1])
+    ]
+    header = [*axes, "label", "id"]
+    header += prov_names(provenance, header)
+    columns = list(provenance.values())
+    rows = ([*(f"{v:.6g}" for v in row), "" if labels is None else class_names[int(labels[i])], ids[i],
+             *(c[i] for c in columns)] for i, row in enumerate(embedding))
+    return csv_text(header, rows)
+
+
+def prov_names(prov: dict, taken) -> list[str]:
+    """CSV names of provenance columns written beside the ``taken`` columns (``prov_x`` where ``x`` is taken)."""
+    return [f"{PREFIX}{k}" if k in taken else k for k in prov]
+
+
+def read_embedding(path: Path):
+    """The arrays of an ``embedding.npz`` (embedding, ids, labels, class names), checked against each other.
+
+    A damaged file, or arrays that do not fit together, is refused with one
+    line naming the file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            embedding = np.asarray(z["embedding"])
+            ids = z["ids"].astype(str)
+            labels = z["labels"] if "labels" in z.files else None
+            names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MedcneError(
+            f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"
+        ) from None
+    n = len(embedding) if embedding.ndim else 0
+    problem = None
+    if embedding.ndim != 2 or embedding.dtype.kind not in "fiu":
+        problem = f"embedding has shape {embedding.shape} and type {embedding.dtype}, not N x d numbers"
+    elif ids.shape != (n,):
+        problem = f"{len(ids)} ids for {n} points"
+    elif labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or names is None
+                                 or (n and (labels.min() < 0 or labels.max() >= len(names)))):
+        problem = "labels do not match the points or the class names"
+    if problem:
+        raise MedcneError(f"{path}: damaged ({problem}); make the run again")
+    return embedding, ids, labels, names
+
+
+def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
+    """The ``prov_<column>`` arrays of ``embedding.npz`` as ``{column: array}`` (N values each).
+
+    An array of another length or shape is refused with one line naming the
+    file: it cannot be matched to the points.
+    """
+    found = {}
+    with np.load(npz_path, allow_pickle=False) as z:
+        for name in z.files:
+            if not name.startswith(PREFIX):
+                continue
+            a = z[name]
+            if a.shape != (n,):
+                raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
+                                  "make the run again")
+            found[name[len(PREFIX):]] = a
+    return found
