@@ -1,7 +1,8 @@
 """The embedding file: points with their ids, labels and provenance, as ``.npz`` and ``.csv``.
 
 One format, written by every run (``embedding.npz`` / ``embedding.csv``) and
-by ``medcne embed``, and read by the run reader, curation and the viewer:
+by ``medcne embed``; the run reader (:func:`medcne.runs.read_run`) checks its
+arrays, curation and the viewer read its provenance columns:
 
 - ``.npz``: ``embedding`` (float32, N x d), ``ids`` (str, N) and, when
   labeled, ``labels`` (int64, N) and ``class_names`` (str, C); each
@@ -15,8 +16,6 @@ Every file is written whole or not at all (:mod:`medcne.io`).
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,36 +67,6 @@ def _csv(embedding: np.ndarray, ids: np.ndarray, labels, class_names, provenance
 def prov_names(prov: dict, taken) -> list[str]:
     """CSV names of provenance columns written beside the ``taken`` columns (``prov_x`` where ``x`` is taken)."""
     return [f"{PREFIX}{k}" if k in taken else k for k in prov]
-
-
-def read_embedding(path: Path):
-    """The arrays of an ``embedding.npz`` (embedding, ids, labels, class names), checked against each other.
-
-    A damaged file, or arrays that do not fit together, is refused with one
-    line naming the file.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            embedding = np.asarray(z["embedding"])
-            ids = z["ids"].astype(str)
-            labels = z["labels"] if "labels" in z.files else None
-            names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise MedcneError(
-            f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"
-        ) from None
-    n = len(embedding) if embedding.ndim else 0
-    problem = None
-    if embedding.ndim != 2 or embedding.dtype.kind not in "fiu":
-        problem = f"embedding has shape {embedding.shape} and type {embedding.dtype}, not N x d numbers"
-    elif ids.shape != (n,):
-        problem = f"{len(ids)} ids for {n} points"
-    elif labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or names is None
-                                 or (n and (labels.min() < 0 or labels.max() >= len(names)))):
-        problem = "labels do not match the points or the class names"
-    if problem:
-        raise MedcneError(f"{path}: damaged ({problem}); make the run again")
-    return embedding, ids, labels, names
 
 
 def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:

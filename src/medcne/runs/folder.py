@@ -25,6 +25,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,6 @@ import numpy as np
 from ..embedfile import (  # noqa: F401  (re-exported: the run's embedding files, read and written there)
     PREFIX,
     prov_names,
-    read_embedding,
     read_provenance,
     save_embedding_file,
     write_embedding,
@@ -227,7 +228,7 @@ def read_run(path, *, finished: bool = True) -> Run:
         raise MedcneError(unfinished_message(path))
     params = read_json(path / PARAMS)
     metrics = read_json(path / METRICS)
-    embedding, ids, labels, names = read_embedding(path / EMBEDDING)
+    embedding, ids, labels, names = _read_embedding(path / EMBEDDING)
     bad = ~np.isfinite(embedding).all(axis=1)
     if bad.any():
         raise DivergedError(
@@ -235,3 +236,33 @@ def read_run(path, *, finished: bool = True) -> Run:
             f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower `lr`)"
         )
     return Run(path, params, embedding, ids, labels, names, metrics)
+
+
+def _read_embedding(path: Path):
+    """The arrays of an ``embedding.npz`` (embedding, ids, labels, class names), checked against each other.
+
+    A damaged file, or arrays that do not fit together, is refused with one
+    line naming the file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            embedding = np.asarray(z["embedding"])
+            ids = z["ids"].astype(str)
+            labels = z["labels"] if "labels" in z.files else None
+            names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise MedcneError(
+            f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"
+        ) from None
+    n = len(embedding) if embedding.ndim else 0
+    problem = None
+    if embedding.ndim != 2 or embedding.dtype.kind not in "fiu":
+        problem = f"embedding has shape {embedding.shape} and type {embedding.dtype}, not N x d numbers"
+    elif ids.shape != (n,):
+        problem = f"{len(ids)} ids for {n} points"
+    elif labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or names is None
+                                 or (n and (labels.min() < 0 or labels.max() >= len(names)))):
+        problem = "labels do not match the points or the class names"
+    if problem:
+        raise MedcneError(f"{path}: damaged ({problem}); make the run again")
+    return embedding, ids, labels, names
