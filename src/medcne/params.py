@@ -151,6 +151,13 @@ def check_all(params: Mapping[str, object]) -> None:
             check(name, value)
 
 
+def check_new_lr(lr) -> None:
+    """The ``lr`` of a resume: a new peak rate, to continue a run that diverged from its last good
+    checkpoint with a lower one (None: the run's own; 'auto' would be the run's own too, so it is refused)."""
+    if lr is not None and not (_number(lr) and lr > 0):
+        raise MedcneError(f"`lr` of a resume must be a positive number, the new peak rate; got {lr!r}")
+
+
 def check_split(batch_size: int, processes: int, capped_at: int | None = None) -> None:
     """The global batch must divide evenly among the processes of a run."""
     if processes > 1 and batch_size % processes:

@@ -49,7 +49,7 @@ from ..defaults import (
     training_settings,
 )
 from ..errors import MedcneError
-from ..params import check_all, check_split
+from ..params import check_all, check_new_lr, check_split
 from .common import add_data_options, data_spec
 
 
@@ -197,8 +197,7 @@ def resume_lr(args) -> float | None:
     """The --lr of a resume: a new peak rate, to continue a run that diverged from its last good checkpoint
     with a lower one (checked before any process starts; 'auto' would be the run's own rate)."""
     lr = parse_lr(args.lr)
-    if lr is not None and (isinstance(lr, str) or not lr > 0):
-        raise MedcneError(f"--lr of a resume must be a positive number, the new peak rate; got {args.lr}")
+    check_new_lr(lr)
     return lr
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from ..embedfile import write_embedding
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
+from ..params import check_new_lr
 from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
 from ..train import checkpoint as ckpt
 from ..train import distributed
@@ -147,7 +148,7 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
     """
     from ..estimator import TSimCNE
 
-    _check_new_lr(lr)
+    check_new_lr(lr)
     out = Path(out)
     out = staging_target(out) or out
     with staging.locked(out):  # before anything is checked or moved (see fit_run)
@@ -205,12 +206,6 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
                               record=record, new_lr=lr is not None)
         return read_run(out) if finished else None
-
-
-def _check_new_lr(lr) -> None:
-    """A resume's new peak learning rate is a positive number (float("abc") named nothing)."""
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise MedcneError(f"`lr` must be a positive number; got {lr!r}")
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
