@@ -116,9 +116,9 @@ def test_a_python_caller_is_told_the_parameter_and_the_command_line_its_option(t
 
 @pytest.mark.parametrize("call, words", [
     (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, subset=10, seed=-1),
-     "`seed` must be an integer >= 0; got -1"),
+     "`seed` must be an integer from 0 to 4294967295; got -1"),
     (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, subset=10, seed=1.5),
-     "`seed` must be an integer >= 0; got 1.5"),
+     "`seed` must be an integer from 0 to 4294967295; got 1.5"),
     (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, size=16.5),
      "`size` must be a positive integer or (height, width); got 16.5"),
     (lambda: __import__("medcne.runs").runs.resume_run("no-run", lr="abc"), "`lr` of a resume must be a positive number, the new peak rate; got 'abc'"),

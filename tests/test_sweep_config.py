@@ -109,6 +109,8 @@ def test_shorthand_builds_presets_and_baselines():
     (lambda t: t.replace("seeds = 2", "seeds = 2\ndatasets = ['blood']"), "sweep.datasets: no dataset 'blood'"),
     (lambda t: t.replace("seeds = 2", "seeds = 2\nmethods = ['rot']"), "sweep.methods: no method 'rot'"),
     (lambda t: t.replace("seeds = 2", "seeds = 'many'"), "sweep.seeds must be"),
+    (lambda t: t.replace("seeds = 2", "seeds = [-1, 2]"), "sweep.seeds must be"),
+    (lambda t: t.replace("seeds = 2", "seeds = [0, 4294967296]"), "sweep.seeds must be"),
     (lambda t: t.replace("[training]", "[training]\nepoch = 3"), "training.epoch: unknown key"),
     (lambda t: t.replace("subset = 48", "subset = 48\nlabels = 'x'"), "datasets.sample.labels: unknown key"),
     (lambda t: t.replace('preset = "rotate"', 'preset = "rotation"'), "methods.rotate on sample: `preset` must be"),

@@ -19,8 +19,8 @@ import os
 
 from .datasets.memory import available_bytes, format_bytes
 from .errors import MedcneError
+from .params import check_seed
 
-SEED_MAX = 2**32 - 1
 # (block kind, blocks per stage) of each backbone, as medcne.models builds them.
 ARCHITECTURES = {"resnet18": (2, (2, 2, 2, 2)), "resnet34": (2, (3, 4, 6, 3)), "resnet50": (3, (3, 4, 6, 3))}
 HEAD_HIDDEN = 1024
@@ -101,9 +101,8 @@ def check_training(width, batch: int, side: int, *, backbone: str = "resnet18", 
 
 def check_args(args) -> None:
     """Check the size-like options that ``args`` (a parsed command line) has, before the command runs."""
-    seed = getattr(args, "seed", None)
-    if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
-        raise MedcneError(f"`seed` must be between 0 and {SEED_MAX}; got {seed}")
+    if isinstance(getattr(args, "seed", None), int):
+        check_seed(args.seed)
     for name, least in AT_LEAST.items():
         value = getattr(args, name, None)
         if isinstance(value, int) and not isinstance(value, bool) and value < least:

@@ -90,8 +90,25 @@ def _duration_ok(value) -> bool:
     return True
 
 
-def _seed_ok(value) -> bool:
-    return value is None or (_int(value) and 0 <= value < 2**63) or isinstance(value, np.random.Generator)
+# The largest seed: every consumer takes it (numpy's RandomState, which openTSNE and UMAP use, stops here).
+SEED_MAX = 2**32 - 1
+SEED_MUST = f"an integer from 0 to {SEED_MAX}"
+
+
+def seed_ok(value) -> bool:
+    """Whether ``value`` is a seed: an integer from 0 to :data:`SEED_MAX`."""
+    return _int(value) and 0 <= value <= SEED_MAX
+
+
+def _random_state_ok(value) -> bool:
+    return value is None or seed_ok(value) or isinstance(value, np.random.Generator)
+
+
+def check_seed(seed, name: str = "seed") -> None:
+    """A seed (of the readers' subset, of the baselines) is an integer from 0 to :data:`SEED_MAX`;
+    numpy's own error would name no parameter."""
+    if not seed_ok(seed):
+        raise MedcneError(f"`{name}` must be {SEED_MUST}; got {seed!r}")
 
 
 _BOOL = (lambda v: isinstance(v, (bool, np.bool_))), "True or False"
@@ -123,7 +140,7 @@ RULES: Mapping[str, Rule] = {r.name: r for r in (
     Rule("knn_every", lambda v: _int(v) and v >= 0, "an integer >= 0 (0: off)", "--knn-every"),
     Rule("checkpoint_minutes", lambda v: _number(v) and v >= 0, "a number >= 0 (0: every epoch)",
          "--checkpoint-minutes"),
-    Rule("random_state", _seed_ok, "None, an integer >= 0 or a numpy Generator", "--seed"),
+    Rule("random_state", _random_state_ok, f"None, {SEED_MUST} or a numpy Generator", "--seed"),
     Rule("verbose", *_BOOL),
     Rule("sync_bn", *_AUTO_BOOL, "--no-sync-bn"),
     Rule("stream", *_AUTO_BOOL, "--stream"),

@@ -35,12 +35,6 @@ def check_channels(channels: str) -> str:
     return channels
 
 
-def check_seed(seed, name: str = "seed") -> None:
-    """A seed is an integer >= 0 (numpy's own error otherwise names no parameter)."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise MedcneError(f"`{name}` must be an integer >= 0; got {seed!r}")
-
-
 def parse_size(size) -> tuple[int, int] | None:
     """``None``, an int, or (H, W) -> (H, W) or None."""
     if size is None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataNotFoundError, UnknownFormatError
+from ..params import check_seed
 from . import scanfiles
 from .arrays import read_npz
-from .convert import check_channels, check_seed, parse_size, resize_images
+from .convert import check_channels, parse_size, resize_images
 from .csvfile import read_csv
 from .files import is_image_file, read_folder
 from .imageset import ImageSet

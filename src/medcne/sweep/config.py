@@ -38,6 +38,7 @@ from pathlib import Path
 from ..datasets.sample import SAMPLE_PATH
 from ..defaults import BASELINES, SWEEP_CONFIG_DIR, shipped_configs
 from ..errors import ConfigError, MedcneError
+from ..params import SEED_MUST, seed_ok
 
 try:
     import tomllib
@@ -239,10 +240,10 @@ def parse_seeds(value, where: str = "`seeds`") -> tuple[int, ...]:
             value = None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(value))
-    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
-        if len(set(value)) == len(value):
-            return tuple(value)
-    raise MedcneError(f"{where} must be a count N (seeds 0..N-1) or a list of distinct integers; got {given!r}")
+    if isinstance(value, list) and value and all(seed_ok(s) for s in value) and len(set(value)) == len(value):
+        return tuple(value)
+    raise MedcneError(f"{where} must be a count N (seeds 0..N-1) or a list of distinct seeds, each {SEED_MUST}; "
+                      f"got {given!r}")
 
 
 def _dataset(err: _Errors, name: str, table, files: Path) -> Dataset:
