@@ -141,3 +141,34 @@ def test_propagate_names_its_own_parameter_for_a_missing_annotations_file(tmp_pa
     with pytest.raises(MedcneError, match=r"^`labels_csv` .*nosuch.csv: no such file"):
         propagate_run(run, tmp_path / "nosuch.csv", tmp_path / "p.csv")
     assert for_cli("`labels_csv` x.csv: no such file") == "--labels x.csv: no such file"
+
+
+def _noted(real):
+    """load_dataset whose data carry a reader's note that names a parameter (as the slide reader's do)."""
+    def load(*args, **kwargs):
+        data = real(*args, **kwargs)
+        data.notes = [*data.notes, "a.tiff: no tiles (no tissue reaches `min_tissue` 0.5)"]
+        return data
+    return load
+
+
+def test_the_notes_fit_and_baseline_print_name_options_on_the_command_line(tmp_path, capsys, monkeypatch):
+    import medcne.datasets
+    from medcne.datasets import SAMPLE_PATH
+    from medcne.params import speak_as_cli
+    from medcne.runs import tsimcne
+
+    monkeypatch.setattr(medcne.datasets, "load_dataset", _noted(medcne.datasets.load_dataset))
+    assert main(["baseline", str(SAMPLE_PATH), "--method", "tsne-pixels", "--subset", "60",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "note: a.tiff: no tiles (no tissue reaches --min-tissue 0.5)" in capsys.readouterr().out
+    data = medcne.datasets.load_dataset(SAMPLE_PATH, subset=20)
+    speak_as_cli(False)  # the Python API names the parameter
+    tsimcne._note_data(data, verbose=True)
+    assert "reaches `min_tissue` 0.5" in capsys.readouterr().out
+    speak_as_cli(True)
+    try:
+        tsimcne._note_data(data, verbose=True)
+    finally:
+        speak_as_cli(False)
+    assert "reaches --min-tissue 0.5" in capsys.readouterr().out

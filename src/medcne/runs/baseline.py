@@ -14,6 +14,7 @@ from pathlib import Path
 from ..embedfile import write_embedding
 from ..errors import MedcneError
 from ..io import write_json
+from ..params import say
 from ..runfiles import IMAGES_FINGERPRINT
 from . import staging
 from .evaluate import evaluate_and_write
@@ -58,7 +59,7 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
         data = load_dataset(data_path, **spec)
         for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
-            print(f"note: {note}")
+            say(f"note: {note}")
         with staging.writing(out, force, option="force", inputs=inputs) as work:
             start = time.perf_counter()
             Z, record = embed_baseline(data, method, **options)

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..embedfile import write_embedding
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
-from ..params import check_new_lr
+from ..params import check_new_lr, say
 from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
 from ..train import checkpoint as ckpt
 from ..train import distributed
@@ -121,12 +121,12 @@ def _note_data(data, verbose: bool, est=None) -> None:
     if not verbose or not distributed.world().is_main:
         return
     if est is not None and est.batch_size_ < est.batch_size:
-        print(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
+        say(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
     for note in data.notes:
-        print(f"note: {note}")
+        say(f"note: {note}")
     labels = data.labels[data.labels >= 0] if data.labels is not None else []
     if problem := label_problem(labels) if len(labels) else None:
-        print(f"note: the map is trained, but kNN accuracy and silhouette will be skipped: {problem}")
+        say(f"note: the map is trained, but kNN accuracy and silhouette will be skipped: {problem}")
 
 
 def _resumable(work: Path) -> bool:
