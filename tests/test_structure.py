@@ -187,3 +187,21 @@ def test_commands_that_do_not_train_start_without_torch(argv):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "PYTHONPATH": str(SRC)})
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout[-500:] + out.stderr[-500:]
+
+
+def literal_file_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """String constants of ``tree`` that are a run file's name (e.g. ``run / "embedding.npz"``)."""
+    from medcne.runfiles import RUN_FILES
+
+    return [(n.lineno, n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in RUN_FILES]
+
+
+def test_the_run_file_names_are_written_in_runfiles_only():
+    typed = {f"{path.relative_to(SRC)}:{line}": name for mod, path in MODULES.items() if mod != "medcne.runfiles"
+             for line, name in literal_file_names(ast.parse(path.read_text(encoding="utf-8")))}
+    assert not typed, f"use the names of medcne.runfiles: {typed}"
+
+
+def test_the_file_name_scan_sees_a_typed_name():
+    assert literal_file_names(ast.parse('p = run.path / "embedding.npz"\nq = "embedding.npz holds"')) == [
+        (1, "embedding.npz")]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medcne.embedfile import read_provenance
 from medcne.errors import MedcneError
 from medcne.io import write_json
 from medcne.runs import write_embedding
-from medcne.embedfile import read_provenance
 from medcne.viewer import build_viewer
 from medcne.viewer.provenance import (
     column_values,

@@ -12,8 +12,8 @@ from medcne.datasets.load import detect_format
 from medcne.datasets.scancommon import read_label_csv, stack_images
 from medcne.datasets.scanfiles import scan_format, walk_files
 from medcne.datasets.window import PRESETS, Window, auto_window, describe, parse_window
-from medcne.errors import DataError, MedcneError, MissingColumnError, UnknownFormatError
 from medcne.embedfile import save_embedding_file
+from medcne.errors import DataError, MedcneError, MissingColumnError, UnknownFormatError
 
 
 def test_window_maps_its_range_onto_0_to_255():

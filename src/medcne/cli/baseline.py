@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..defaults import BASELINES, DEVICES, PAPER, PRESET, PRESETS, SIMCLR_EPOCHS
 from ..errors import MedcneError
 from ..params import for_cli
+from ..runfiles import BASELINE_FILES
 from .common import add_data_options, data_spec
 
 
@@ -52,6 +53,6 @@ def run(args) -> int:
         raise MedcneError(f"--preset and --no-crop/--no-jitter/--no-grayscale apply to --method tsne-simclr only; "
                           f"drop them for {args.method}")
     result = make_baseline(args.data, args.method, args.out, data_spec(args), force=args.force, **options)
-    print(f"wrote {result.path}/ (params.json, embedding.npz, embedding.csv, metrics.json, map.png)")
+    print(f"wrote {result.path}/ ({', '.join(BASELINE_FILES)})")
     print(for_cli(format_metrics(str(result.path), result.metrics)))  # its notes name the options
     return 0

@@ -50,6 +50,7 @@ from ..defaults import (
 )
 from ..errors import MedcneError
 from ..params import check_all, check_new_lr, check_split
+from ..runfiles import MAP
 from .common import add_data_options, data_spec
 
 
@@ -189,7 +190,7 @@ def _fit(args) -> int:
     m = result.metrics
     if "knn_accuracy" in m:
         print(f"kNN accuracy {m['knn_accuracy']:.1f}%  silhouette {m['silhouette']:.3f}")
-    print(f"map: {result.path / 'map.png'}")
+    print(f"map: {result.path / MAP}")
     return 0
 
 

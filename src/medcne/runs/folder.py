@@ -133,7 +133,7 @@ class Run:
         path = data_path or spec.pop("path", None)
         spec.pop("path", None)
         if path is None:
-            raise MedcneError(f"{self.path}: params.json names no data; pass the data path explicitly")
+            raise MedcneError(f"{self.path}: {PARAMS} names no data; pass the data path explicitly")
         data = read_as_recorded(path, spec, self.path, "give the dataset the run was made from (`data_path`)")
         return self.check_images(data, path)
 

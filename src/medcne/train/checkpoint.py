@@ -17,7 +17,7 @@ import torch
 
 from ..errors import MedcneError
 from ..io import atomic_write
-from ..runfiles import EMBEDDING, FINISHED, PARAMS, RUN_MARKER
+from ..runfiles import EMBEDDING, FINISHED, MODEL, PARAMS, RUN_MARKER
 from .loop import Position
 from .rng import Generators
 
@@ -74,7 +74,7 @@ def check_target(path, formats: tuple[str, ...], what: str, param: str, run_fold
     if path.is_symlink():
         raise MedcneError(f"`{param}` {path} is a symbolic link; medcne never writes through one: choose another name")
     if path.is_dir():
-        raise MedcneError(f"`{param}` {path} is a folder; give a file name, e.g. {path / 'model.pt'}")
+        raise MedcneError(f"`{param}` {path} is a folder; give a file name, e.g. {path / MODEL}")
     run = _run_in(path.parent)
     if run is not None and (not run_folder_ok or run == "finished"):
         raise MedcneError(f"`{param}` {path} is in the {run} run folder {path.parent}, whose files medcne writes "

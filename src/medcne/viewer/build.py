@@ -33,7 +33,7 @@ import numpy as np
 
 from ..embedfile import PREFIX, read_provenance
 from ..errors import MedcneError
-from ..runfiles import VIEWER_DIR
+from ..runfiles import EMBEDDING, VIEWER_DIR
 from ..runs import Run, read_run
 from ..runs.outputs import lock, refuse_inputs
 from .pagefolder import (
@@ -103,14 +103,14 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         run = read_run(run)
     if run.embedding.ndim != 2 or run.embedding.shape[1] not in (2, 3):
         raise MedcneError(
-            f"{run.path}: the viewer needs a 2-D or 3-D embedding; embedding.npz holds shape "
+            f"{run.path}: the viewer needs a 2-D or 3-D embedding; {EMBEDDING} holds shape "
             f"{tuple(run.embedding.shape)}"
         )
     n = len(run.ids)
     bad = ~np.isfinite(run.embedding).all(axis=1)
     if bad.any():
         raise MedcneError(
-            f"{run.path}: {int(bad.sum())} points of embedding.npz are not finite (NaN or inf), "
+            f"{run.path}: {int(bad.sum())} points of {EMBEDDING} are not finite (NaN or inf), "
             f"e.g. id {str(run.ids[bad][0])!r}; the run diverged, so fit it again"
         )
     if images is None:
@@ -122,7 +122,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
     qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}
-    prov = read_provenance(run.path / "embedding.npz", n)
+    prov = read_provenance(run.path / EMBEDDING, n)
     cols = {**_npz_columns(run), **qc_cols, **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
     for name, values in cols.items():
         if values.shape != (n,):
@@ -204,7 +204,7 @@ def run_key(run: Run) -> str:
 def _npz_columns(run: Run) -> dict[str, np.ndarray]:
     """Per-point numeric arrays that a run stored in embedding.npz beside the standard ones."""
     found = {}
-    with np.load(run.path / "embedding.npz", allow_pickle=False) as z:
+    with np.load(run.path / EMBEDDING, allow_pickle=False) as z:
         for name in z.files:
             a = z[name]
             # prov_* columns say where an image came from: shown as text, not as colours.
