@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..datasets import load_dataset
+from ..datasets.load import SCAN_OPTIONS
 from ..errors import MedcneError
 from ..runs.folder import RUN_FILES
 
@@ -62,10 +63,10 @@ def data_spec(args: argparse.Namespace) -> dict:
 
 def scan_spec(args: argparse.Namespace) -> dict:
     """The DICOM and NIfTI keyword arguments given on the command line (none when not given)."""
-    spec = dict(window=args.window, axis=args.axis, keep_phi=args.keep_phi or None,
-                label_csv=str(Path(args.label_csv).resolve()) if args.label_csv else None,
-                label_key=args.label_key, drop_background=args.drop_background or None)
-    return {k: v for k, v in spec.items() if v is not None}
+    spec = {k: getattr(args, k) for k in SCAN_OPTIONS if getattr(args, k) not in (None, False)}
+    if "label_csv" in spec:
+        spec["label_csv"] = str(Path(spec["label_csv"]).resolve())  # recorded in params.json, read from anywhere
+    return spec
 
 
 def load_from_args(path, args: argparse.Namespace):
