@@ -11,8 +11,8 @@ from medcne import TSimCNE
 from medcne.baselines import embed_baseline
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, from_array, load_dataset
+from medcne.datasets.seeds import SEED_MAX, check_seed, seed_ok
 from medcne.errors import MedcneError
-from medcne.params import SEED_MAX, check_seed, seed_ok
 from medcne.sweep.config import parse_seeds
 
 TOO_BIG = SEED_MAX + 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .datasets.seeds import SEED_MUST, seed_ok
 from .defaults import (
     BACKBONES,
     DEVICES,
@@ -90,25 +91,8 @@ def _duration_ok(value) -> bool:
     return True
 
 
-# The largest seed: every consumer takes it (numpy's RandomState, which openTSNE and UMAP use, stops here).
-SEED_MAX = 2**32 - 1
-SEED_MUST = f"an integer from 0 to {SEED_MAX}"
-
-
-def seed_ok(value) -> bool:
-    """Whether ``value`` is a seed: an integer from 0 to :data:`SEED_MAX`."""
-    return _int(value) and 0 <= value <= SEED_MAX
-
-
 def _random_state_ok(value) -> bool:
     return value is None or seed_ok(value) or isinstance(value, np.random.Generator)
-
-
-def check_seed(seed, name: str = "seed") -> None:
-    """A seed (of the readers' subset, of the baselines) is an integer from 0 to :data:`SEED_MAX`;
-    numpy's own error would name no parameter."""
-    if not seed_ok(seed):
-        raise MedcneError(f"`{name}` must be {SEED_MUST}; got {seed!r}")
 
 
 _BOOL = (lambda v: isinstance(v, (bool, np.bool_))), "True or False"

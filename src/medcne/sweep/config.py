@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datasets.sample import SAMPLE_PATH
+from ..datasets.seeds import SEED_MUST, seed_ok
 from ..defaults import BASELINES, SWEEP_CONFIG_DIR, shipped_configs
 from ..errors import ConfigError, MedcneError
-from ..params import SEED_MUST, seed_ok
 
 try:
     import tomllib
