@@ -54,7 +54,9 @@ def test_pick_images_cycles_through_classes():
         (["--preset", "rotation"], "--preset must be one of 'simclr', 'rot90', 'rotate', 'none'; got 'rotation'"),
         (["--n-views", "0"], "--n-views must be at least 1"),
         (["--fill", "grey"], "--fill must be 'border', 'black'"),
-        (["--preset", "rotate", "--fill", "0.5,2,0.5"], "`fill` must be None or 1 or 3 numbers in [0, 1]"),
+        (["--preset", "rotate", "--fill", "0.5,2,0.5"], "--fill must be 1 or 3 numbers in [0, 1], one per channel"),
+        (["--fill", "0.1,0.2"], "--fill must be 'border', 'black' or 1 or 3 comma-separated numbers"),
+        (["--channels", "gray", "--fill", "0.5,0.5,0.5"], "--fill has 3 values but the images have 1 channel"),
     ],
 )
 def test_preview_errors_are_one_line_and_exit_2(tmp_path, capsys, extra, message):

@@ -142,8 +142,5 @@ def _fill(fill) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         values = ()
     if len(values) not in (1, 3) or not all(0.0 <= v <= 1.0 for v in values):
-        raise MedcneError(
-            "`fill` must be None or 1 or 3 numbers in [0, 1] (one per channel, "
-            f"e.g. from medcne.augment.border_colour(images)); got {fill!r}"
-        )
+        raise MedcneError(f"`fill` must be 1 or 3 numbers in [0, 1], one per channel; got {fill!r}")
     return values

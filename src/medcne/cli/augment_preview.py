@@ -79,11 +79,13 @@ def _parse_fill(text: str):
     if text in ("border", "black"):
         return None if text == "black" else "border"
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise MedcneError(
-            f"--fill must be 'border', 'black' or comma-separated numbers in [0, 1]; got {text!r}"
-        ) from None
+        values = ()
+    if len(values) not in (1, 3):  # the values themselves are checked by the augmentations' own rule
+        raise MedcneError(f"--fill must be 'border', 'black' or 1 or 3 comma-separated numbers in [0, 1] "
+                          f"(one per channel); got {text!r}")
+    return values
 
 
 def _short(source: str) -> str:
