@@ -1,10 +1,14 @@
-"""Exceptions for bad user input.
+"""Exceptions for bad user input, and the two checks that every layer makes.
 
 Every error a user can cause derives from :class:`MedcneError` (a ``ValueError``),
-so the CLI can print its one-line message and exit with status 2.
+so the CLI can print its one-line message and exit with status 2. The checks:
+an optional package is installed (:func:`require`), and a seed holds to the one
+rule for seeds (:func:`check_seed`).
 """
 
 from __future__ import annotations
+
+import numbers
 
 
 class MedcneError(ValueError):
@@ -81,3 +85,22 @@ class ConfigError(MedcneError):
     command line keeps as they are (it does not turn them into its options)."""
 
     names_are_keys = True
+
+
+# The one rule for seeds, for every seed medcne takes: the estimator's `random_state`, the readers'
+# `seed` (which images a subset draws), the baselines' and the metrics' `seed`, a sweep's `seeds`.
+# The bound is the largest seed numpy's RandomState takes (openTSNE, UMAP and scikit-learn's splits
+# seed with it), so a seed one of them takes is never refused by another.
+SEED_MAX = 2**32 - 1
+SEED_MUST = f"an integer from 0 to {SEED_MAX}"
+
+
+def seed_ok(value) -> bool:
+    """Whether ``value`` is a seed: an integer from 0 to :data:`SEED_MAX`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
+
+
+def check_seed(seed, name: str = "seed") -> None:
+    """Refuse a seed outside the rule, naming parameter ``name`` (numpy's own error would name none)."""
+    if not seed_ok(seed):
+        raise MedcneError(f"`{name}` must be {SEED_MUST}; got {seed!r}")

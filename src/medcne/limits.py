@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 
 from .datasets.memory import available_bytes, format_bytes
-from .datasets.seeds import check_seed
-from .errors import MedcneError
+from .errors import MedcneError, check_seed
 
 # (block kind, blocks per stage) of each backbone, as medcne.models builds them.
 ARCHITECTURES = {"resnet18": (2, (2, 2, 2, 2)), "resnet34": (2, (3, 4, 6, 3)), "resnet50": (3, (3, 4, 6, 3))}

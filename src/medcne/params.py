@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets.seeds import SEED_MUST, seed_ok
 from .defaults import (
     BACKBONES,
     DEVICES,
@@ -34,7 +33,7 @@ from .defaults import (
     PRESETS,
 )
 from .durations import parse_duration
-from .errors import MedcneError
+from .errors import SEED_MUST, MedcneError, seed_ok
 
 
 @dataclass(frozen=True)

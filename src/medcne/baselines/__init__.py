@@ -15,10 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets import ImageSet
-from ..datasets.seeds import check_seed
 from ..defaults import BASELINE_PARTS, PRESET, SIMCLR_EPOCHS
 from ..defaults import BASELINES as METHODS
-from ..errors import MedcneError
+from ..errors import MedcneError, check_seed
 from .resnet import MissingWeightsError, resnet_features
 from .tsne import PCA_ABOVE, PCA_DIMS, check_points, pixel_features, tsne, umap
 

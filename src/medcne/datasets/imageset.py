@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..defaults import chunk_rows
-from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError
+from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError, check_seed
 
 FINGERPRINT_IMAGES = 64  # images whose pixels go into ImageSet.fingerprint by default
 FINGERPRINT_ALL_BYTES = 256 << 20  # fingerprint(sampled=None): every image up to this size...
@@ -294,6 +294,7 @@ def stratified_indices(labels: np.ndarray | None, n_total: int, n: int, seed: in
             f"`subset` {n} is larger than the dataset ({n_total} images); "
             f"choose at most {n_total} or leave `subset` unset"
         )
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     if labels is None:
         return np.sort(rng.choice(n_total, size=n, replace=False))

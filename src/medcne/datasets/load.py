@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataNotFoundError, UnknownFormatError
+from ..errors import DataNotFoundError, UnknownFormatError, check_seed
 from . import scanfiles
 from .arrays import read_npz
 from .convert import check_channels, parse_size, resize_images
@@ -14,7 +14,6 @@ from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import read_pcam, read_pcam_folder
-from .seeds import check_seed
 from .store import is_store
 from .store_read import read_store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..defaults import KNN_K, KNN_SPLITS, KNN_TEST_SIZE
-from ..errors import MedcneError
+from ..errors import SEED_MAX, MedcneError, check_seed
 from ._validate import as_labels, as_points
 
 
@@ -59,6 +59,7 @@ def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, se
     codes, _ = as_labels(labels, len(Z))
     if not 0 < test_size < 1:
         raise MedcneError(f"`test_size` must lie strictly between 0 and 1; got {test_size!r}")
+    check_seed(seed)
     train, test = _split(codes, test_size, seed)
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise MedcneError(f"`k` must be a positive integer; got {k!r}")
@@ -74,7 +75,8 @@ def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, se
 def knn_accuracy_splits(
     Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, n_splits: int = KNN_SPLITS, seed: int = 0
 ) -> np.ndarray:
-    """kNN accuracy (%) over ``n_splits`` stratified splits (seeds ``seed``, ``seed+1``...).
+    """kNN accuracy (%) over ``n_splits`` stratified splits (seeds ``seed``, ``seed+1``..., past
+    :data:`~medcne.errors.SEED_MAX` counted on from 0).
 
     Returns
     -------
@@ -83,7 +85,8 @@ def knn_accuracy_splits(
     """
     if not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
         raise MedcneError(f"`n_splits` must be a positive integer; got {n_splits!r}")
-    return np.array([knn_accuracy(Z, labels, k, test_size, seed + i) for i in range(n_splits)])
+    check_seed(seed)
+    return np.array([knn_accuracy(Z, labels, k, test_size, (seed + i) % (SEED_MAX + 1)) for i in range(n_splits)])
 
 
 def _neighbours(X: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -120,6 +123,7 @@ def check_k(k, n: int) -> None:
 
 def preservation_queries(n: int, n_queries: int | None = None, seed: int = 0) -> np.ndarray:
     """The points scored by neighbourhood preservation: all ``n``, or a seeded sorted sample of ``n_queries``."""
+    check_seed(seed)
     if n_queries is None or n_queries >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=int(n_queries), replace=False))

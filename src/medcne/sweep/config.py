@@ -36,9 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..datasets.sample import SAMPLE_PATH
-from ..datasets.seeds import SEED_MUST, seed_ok
 from ..defaults import BASELINES, SWEEP_CONFIG_DIR, shipped_configs
-from ..errors import ConfigError, MedcneError
+from ..errors import SEED_MUST, ConfigError, MedcneError, seed_ok
 
 try:
     import tomllib
@@ -229,6 +228,9 @@ def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path 
     )
 
 
+MOST_SEEDS = 1000  # a count of seeds (one run each) beyond any sweep: more is a typo
+
+
 def parse_seeds(value, where: str = "`seeds`") -> tuple[int, ...]:
     """A count N (seeds 0..N-1), a list of ints, or '0,1,2' -> the seeds."""
     given = value  # what the message quotes, not what was left of it
@@ -238,12 +240,12 @@ def parse_seeds(value, where: str = "`seeds`") -> tuple[int, ...]:
             value = int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
         except (ValueError, IndexError):
             value = None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MOST_SEEDS:
         return tuple(range(value))
     if isinstance(value, list) and value and all(seed_ok(s) for s in value) and len(set(value)) == len(value):
         return tuple(value)
-    raise MedcneError(f"{where} must be a count N (seeds 0..N-1) or a list of distinct seeds, each {SEED_MUST}; "
-                      f"got {given!r}")
+    raise MedcneError(f"{where} must be a count N from 1 to {MOST_SEEDS} (seeds 0..N-1) or a list of distinct "
+                      f"seeds, each {SEED_MUST}; got {given!r}")
 
 
 def _dataset(err: _Errors, name: str, table, files: Path) -> Dataset:
