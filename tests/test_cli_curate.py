@@ -164,6 +164,9 @@ def test_propagate_refuses_to_overwrite(tmp_path, capsys):
     before = ann.read_text()
     assert main(["propagate", str(run), "--labels", str(ann), "--out", str(ann), "--overwrite"]) == 2
     assert "annotations file itself" in capsys.readouterr().err and ann.read_text() == before
+    for name in ("labels.npz", "labels.txt", "labels"):  # propagate writes a CSV whatever the name said
+        assert main(["propagate", str(run), "--labels", str(ann), "--out", str(tmp_path / name)]) == 2
+        assert "--out" in capsys.readouterr().err and not (tmp_path / name).exists()
     mine = tmp_path / "mine.csv"
     mine.write_text("precious\n")
     for flag in ([], ["--overwrite"]):  # a file medcne did not write is never replaced

@@ -222,6 +222,8 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
         propagation gives) when the run has labels.
     """
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
+    if out.suffix.lower() != ".csv":
+        raise MedcneError(f"`out` {out} must end in .csv: propagate writes a CSV table (id, label, confidence...)")
     if Path(labels_csv).exists() and out.resolve() == Path(labels_csv).resolve():
         raise MedcneError(f"`out` {out} is the annotations file itself; choose another output path")
     # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
