@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from medcne import TSimCNE
-from medcne.baselines import embed_baseline
+from medcne.baselines import embed_baseline, tsne
+from medcne.baselines.pca import chunked_pca
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, from_array, load_dataset
 from medcne.errors import SEED_MAX, MedcneError, check_seed, seed_ok
@@ -38,6 +39,8 @@ def test_the_largest_seed_is_one_numpy_randomstate_takes():
     lambda seed: knn_accuracy(POINTS, LABELS, seed=seed),
     lambda seed: knn_accuracy_splits(POINTS, LABELS, seed=seed),
     lambda seed: neighbour_preservation(POINTS, POINTS, k=3, n_queries=10, seed=seed),
+    lambda seed: tsne(POINTS, seed=seed),
+    lambda seed: chunked_pca(from_array(np.zeros((4, 8, 8, 3), np.uint8)), 2, seed=seed),
 ])
 def test_every_entry_refuses_a_seed_past_the_largest_with_one_rule(give):
     with pytest.raises(MedcneError, match="4294967295"):

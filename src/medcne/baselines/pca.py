@@ -17,6 +17,7 @@ import numpy as np
 
 from ..datasets import ImageSet
 from ..defaults import chunk_rows
+from ..errors import check_seed
 
 N_ITER = 7  # scikit-learn's 'auto' for few components
 OVERSAMPLE = 10  # scikit-learn's n_oversamples
@@ -35,6 +36,7 @@ def chunked_pca(data: ImageSet, k: int, seed: int = 0, n_iter: int = N_ITER,
     Pixels are taken in [0, 1] (uint8 / 255). The result is deterministic for
     a ``seed``; a component's sign is arbitrary, as for any PCA.
     """
+    check_seed(seed)
     n, dim = len(data), int(np.prod(data.image_shape))
     rows = chunk_rows(dim * 4)  # one chunk of float32 pixels
     width = min(k + oversample, n, dim)

@@ -9,7 +9,7 @@ import numpy as np
 from ..datasets import ImageSet
 from ..datasets.memory import check_memory
 from ..defaults import chunk_rows
-from ..errors import MedcneError, require
+from ..errors import MedcneError, check_seed, require
 from .pca import N_ITER, chunked_pca, pixel_rows
 
 # Pixel vectors longer than this are reduced by PCA first (the paper does so
@@ -72,6 +72,7 @@ def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> t
         The openTSNE settings used, for ``params.json``.
     """
     check_points(len(X), "t-SNE")
+    check_seed(seed)
     openTSNE = require("openTSNE", "baselines")
     jobs = int(n_jobs or os.cpu_count() or 1)
     Z = np.asarray(openTSNE.TSNE(random_state=seed, n_jobs=jobs, verbose=False, **params).fit(np.asarray(X)))
@@ -85,6 +86,7 @@ def tsne(X: np.ndarray, seed: int = 0, n_jobs: int | None = None, **params) -> t
 def umap(X: np.ndarray, seed: int = 0, **params) -> tuple[np.ndarray, dict]:
     """UMAP (umap-learn, default settings) of ``X``, shape (N, D) -> (N, 2)."""
     check_points(len(X), "UMAP", params.get("n_components", 2))
+    check_seed(seed)
     umap_mod = require("umap", "umap")
     Z = umap_mod.UMAP(random_state=seed, **params).fit_transform(np.asarray(X))
     record = {"tool": "umap-learn", "version": getattr(umap_mod, "__version__", "?"), "random_state": seed, **params}
