@@ -91,7 +91,7 @@ def test_empty_batch():
         (dict(jitter_p=1.5), ["`jitter_p`", "probability", "1.5"]),
         (dict(grayscale_p="a lot"), ["`grayscale_p`", "'a lot'"]),
         (dict(rotation=30), ["'rotation'", "choose from", "hflip_p"]),
-        (dict(fill=(0.5, 2.0, 0.1)), ["`fill`", "[0, 1]", "border_colour"]),
+        (dict(fill=(0.5, 2.0, 0.1)), ["`fill`", "[0, 1]", "border colour"]),
         (dict(crop="yes"), ["`crop`", "True or False"]),
     ],
 )

@@ -167,6 +167,7 @@ def test_propagate_refuses_to_overwrite(tmp_path, capsys):
     for name in ("labels.npz", "labels.txt", "labels"):  # propagate writes a CSV whatever the name said
         assert main(["propagate", str(run), "--labels", str(ann), "--out", str(tmp_path / name)]) == 2
         assert "--out" in capsys.readouterr().err and not (tmp_path / name).exists()
+        assert not list(tmp_path.glob(f"*{name}*"))  # nor a lock or a temporary file
     mine = tmp_path / "mine.csv"
     mine.write_text("precious\n")
     for flag in ([], ["--overwrite"]):  # a file medcne did not write is never replaced

@@ -142,5 +142,6 @@ def _fill(fill) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         values = ()
     if len(values) not in (1, 3) or not all(0.0 <= v <= 1.0 for v in values):
-        raise MedcneError(f"`fill` must be 1 or 3 numbers in [0, 1], one per channel; got {fill!r}")
+        raise MedcneError(f"`fill` must be 1 or 3 numbers in [0, 1], one per channel, such as the images' border "
+                          f"colour; got {fill!r}")
     return values

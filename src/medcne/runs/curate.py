@@ -222,14 +222,14 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
         propagation gives) when the run has labels.
     """
     out = Path(out) if out is not None else run.path / PROPAGATED_FILE
-    if out.suffix.lower() != ".csv":
-        raise MedcneError(f"`out` {out} must end in .csv: propagate writes a CSV table (id, label, confidence...)")
     if Path(labels_csv).exists() and out.resolve() == Path(labels_csv).resolve():
         raise MedcneError(f"`out` {out} is the annotations file itself; choose another output path")
     # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
     in_run = out.parent.resolve() == run.path.resolve()
     with lock(run.path, shared=True) if in_run else nullcontext(), \
             claim_files(out, overwrite, inputs=[labels_csv, data_path], runs=[run.path]):
+        if out.suffix.lower() != ".csv":  # after the rule's checks: an input named is said as such
+            raise MedcneError(f"`out` {out} must end in .csv: propagate writes a CSV table (id, label, confidence...)")
         path, summary = _propagate(run, labels_csv, out, space, method, k, data_path, device)
     summary["notes"] = []  # what the annotations gave that was left out, in evaluate's words
     if summary["suggested_ids"]:
