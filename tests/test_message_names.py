@@ -201,3 +201,12 @@ def test_the_notes_fit_and_baseline_print_name_options_on_the_command_line(tmp_p
     finally:
         speak_as_cli(False)
     assert "reaches --min-tissue 0.5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("typed", ["0", "1e400", "abc", "-1"])
+def test_a_resume_lr_refused_is_quoted_as_typed(tmp_path, capsys, typed):
+    # the parsed value read "got 0.0" for 0 and "got inf" for 1e400
+    assert main(["fit", "--resume", str(tmp_path / "run"), f"--lr={typed}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(f"--lr of a resume must be a positive number, the new peak rate; "
+                                             f"got {typed}"), err

@@ -151,11 +151,13 @@ def check_all(params: Mapping[str, object]) -> None:
             check(name, value)
 
 
-def check_new_lr(lr) -> None:
+def check_new_lr(lr, given: str | None = None) -> None:
     """The ``lr`` of a resume: a new peak rate, to continue a run that diverged from its last good
-    checkpoint with a lower one (None: the run's own; 'auto' would be the run's own too, so it is refused)."""
+    checkpoint with a lower one (None: the run's own; 'auto' would be the run's own too, so it is refused).
+    ``given``: the value as the user typed it, for the message (the command line's text)."""
     if lr is not None and not (_number(lr) and lr > 0):
-        raise MedcneError(f"`lr` of a resume must be a positive number, the new peak rate; got {lr!r}")
+        raise MedcneError(f"`lr` of a resume must be a positive number, the new peak rate; "
+                          f"got {given if given is not None else repr(lr)}")
 
 
 def check_split(batch_size: int, processes: int, capped_at: int | None = None) -> None:

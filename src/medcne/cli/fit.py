@@ -198,7 +198,7 @@ def resume_lr(args) -> float | None:
     """The --lr of a resume: a new peak rate, to continue a run that diverged from its last good checkpoint
     with a lower one (checked before any process starts; 'auto' would be the run's own rate)."""
     lr = parse_lr(args.lr)
-    check_new_lr(lr)
+    check_new_lr(lr, given=args.lr)
     return lr
 
 
