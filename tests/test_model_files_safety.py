@@ -76,6 +76,13 @@ def test_a_finished_runs_checkpoint_and_an_older_runs_model_are_never_written_ov
     (unfinished / RUN_MARKER).write_text("{}")
     (unfinished / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}, "finished": False}))
     TSimCNE(**TINY, checkpoint=unfinished / "checkpoint.pt").validate(IMAGES)
+    oldest = tmp_path / "oldest"  # finished before runs recorded "finished": both embedding files say so
+    oldest.mkdir()
+    (oldest / "params.json").write_text(json.dumps({"method": "tsimcne", "data": {}}))
+    (oldest / "embedding.npz").write_bytes(b"")
+    (oldest / "embedding.csv").write_text("x,y,label,id\n")
+    with pytest.raises(MedcneError, match=r"^`checkpoint` .* is in the finished run folder"):
+        TSimCNE(**TINY, checkpoint=oldest / "checkpoint.pt").validate(IMAGES)
 
 
 def test_a_resume_from_python_is_refused_on_other_images_or_another_seed(tmp_path):

@@ -7,6 +7,8 @@ wrote), the run writers, the viewer and the plots agree on them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 PARAMS = "params.json"
 HISTORY = "history.csv"
 MODEL = "model.pt"
@@ -61,3 +63,13 @@ def staging_name(name: str) -> str:
 def lock_name(name: str) -> str:
     """The lock file's name for the output ``name``."""
     return f".{name}{LOCK_SUFFIX}"
+
+
+def finished_by(params: dict, folder: Path) -> bool:
+    """Whether a run folder whose params.json holds ``params`` (and whose embedding.npz is there) is
+    finished: its writer set ``finished`` last; a run written before medcne recorded this counts as
+    finished when both embedding files are there."""
+    flag = params.get(FINISHED)
+    if flag is None:  # written before medcne recorded it
+        return (Path(folder) / EMBEDDING_CSV).is_file()
+    return flag is True

@@ -59,6 +59,7 @@ from ..runfiles import (  # noqa: F401  (re-exported: the names every run reader
     RUN_FILES,
     STAGING_SUFFIX,
     TSIMCNE_FILES,
+    finished_by,
     staging_name,
 )
 
@@ -88,10 +89,7 @@ def is_finished(path) -> bool:
     path = Path(path)
     if not (path / PARAMS).is_file() or not (path / EMBEDDING).is_file():
         return False
-    flag = read_json(path / PARAMS).get(FINISHED)
-    if flag is None:  # written before medcne recorded it
-        return (path / EMBEDDING_CSV).is_file()
-    return flag is True
+    return finished_by(read_json(path / PARAMS), path)
 
 
 def write_history(run, rows: list[dict]) -> Path:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
+from ..datasets.files import medcne_output_kind
 from ..errors import MedcneError
 from ..io import atomic_write
-from ..runfiles import EMBEDDING, FINISHED, MODEL, PARAMS, RUN_MARKER
+from ..runfiles import EMBEDDING, MODEL, PARAMS, finished_by
 from .loop import Position
 from .rng import Generators
 
@@ -86,16 +87,16 @@ def check_target(path, formats: tuple[str, ...], what: str, param: str, run_fold
 
 
 def _run_in(folder: Path) -> str | None:
-    """'finished' or 'unfinished' when ``folder`` holds a run of medcne (its marker, or the params.json of a
-    run written before the marker existed), else None."""
+    """'finished' or 'unfinished' when ``folder`` holds a run of medcne (as the dataset readers tell one),
+    else None."""
+    if medcne_output_kind(folder) != "run":
+        return None
     try:
         params = json.loads((folder / PARAMS).read_text(encoding="utf-8")) if (folder / PARAMS).is_file() else {}
     except (OSError, ValueError):
         params = {}
     params = params if isinstance(params, dict) else {}
-    if not (folder / RUN_MARKER).exists() and not ("method" in params and "data" in params):
-        return None
-    finished = params.get(FINISHED) is True and (folder / EMBEDDING).is_file()  # as the run readers tell
+    finished = (folder / EMBEDDING).is_file() and finished_by(params, folder)  # as the run readers tell
     return "finished" if finished else "unfinished"
 
 
