@@ -133,15 +133,22 @@ def auto_window(values: np.ndarray) -> Window:
     return Window(float(high - low), float((high + low) / 2))
 
 
+def _first_item(value):
+    """The first item of a DICOM value of several (a MultiValue), the value itself when it is one; None when
+    a sequence has no first item."""
+    if value is None or isinstance(value, (str, bytes, int, float)):
+        return value
+    try:
+        return value[0]
+    except (TypeError, IndexError, KeyError):
+        return None
+
+
 def first_number(value) -> float | None:
     """The first number of a DICOM value (one number, or several), or None (absent, not a number, not finite)."""
+    value = _first_item(value)
     if value is None:
         return None
-    if not isinstance(value, (str, bytes, int, float)):
-        try:
-            value = value[0]
-        except (TypeError, IndexError, KeyError):
-            return None
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -174,11 +181,8 @@ def _first_text(value) -> str:
     """The first of a DICOM value's items as short text ('none' when absent)."""
     if value in (None, ""):
         return "none"
-    if not isinstance(value, (str, bytes, int, float)):
-        try:
-            value = value[0]
-        except (TypeError, IndexError, KeyError):
-            pass
+    first = _first_item(value)
+    value = value if first is None else first
     return printable(value.decode("latin-1") if isinstance(value, bytes) else str(value), 24)
 
 
