@@ -16,6 +16,7 @@ import numpy as np
 
 from ..defaults import TRAINING_KEYS, default_budget, training_settings
 from ..errors import ConfigError, MedcneError
+from ..train.stages import check_trains
 from .config import COMMAND_LINE, TSIMCNE, Dataset, Method, SweepConfig
 
 
@@ -94,7 +95,7 @@ def method_options(config: SweepConfig, dataset: Dataset, method: Method, overri
     try:
         if method.method == TSIMCNE:
             params = tsimcne_settings(config, dataset, method.options, overrides)
-            _check_trains(_check_estimator(params))
+            check_trains(_check_estimator(params).stages_)  # fit's rule, before any cell runs (not in each)
             return params
         options = {k: v for k, v in method.options.items()}
         if method.method == "tsne-simclr":
@@ -183,10 +184,3 @@ def _check_estimator(params: dict):
 
     return TSimCNE(**{**params, "verbose": False}).validate(ImageSet(np.zeros((2, 32, 32, 3), dtype=np.uint8)))
 
-
-def _check_trains(est) -> None:
-    """A t-SimCNE cell trains at least one epoch: `medcne fit`'s rule, checked before any cell runs
-    rather than in each cell (where it failed them all after the sweep folder was made)."""
-    from ..train.stages import check_trains
-
-    check_trains(est.stages_)
