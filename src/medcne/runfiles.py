@@ -7,8 +7,6 @@ wrote), the run writers, the viewer and the plots agree on them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 PARAMS = "params.json"
 HISTORY = "history.csv"
 MODEL = "model.pt"
@@ -65,11 +63,11 @@ def lock_name(name: str) -> str:
     return f".{name}{LOCK_SUFFIX}"
 
 
-def finished_by(params: dict, folder: Path) -> bool:
-    """Whether a run folder whose params.json holds ``params`` (and whose embedding.npz is there) is
-    finished: its writer set ``finished`` last; a run written before medcne recorded this counts as
-    finished when both embedding files are there."""
+def finished_by(params: dict, folder) -> bool:
+    """Whether a run folder (a ``pathlib.Path``) whose params.json holds ``params`` (and whose
+    embedding.npz is there) is finished: its writer set ``finished`` last; a run written before medcne
+    recorded this counts as finished when both embedding files are there."""
     flag = params.get(FINISHED)
     if flag is None:  # written before medcne recorded it
-        return (Path(folder) / EMBEDDING_CSV).is_file()
+        return (folder / EMBEDDING_CSV).is_file()
     return flag is True
