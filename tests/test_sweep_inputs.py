@@ -56,6 +56,13 @@ def test_no_epochs_at_all_is_refused_before_the_sweep_folder_is_made(tmp_path, c
     assert "epochs are 0 in every stage" in err
 
 
+def test_a_config_cell_broken_by_a_command_line_value_names_the_option(tmp_path, capsys):
+    # One epoch count is good for an annealed run, not for the quick config's three stages: the value
+    # is the command line's, so the option is named, not the config key.
+    err = refused(tmp_path, capsys, "quick", "--data", S, "--epochs", "0")
+    assert "--epochs must be 3 non-negative integers" in err and "`" not in err
+
+
 @pytest.mark.parametrize("options, said", [
     (["--window", "lung"], "--window applies to DICOM and NIfTI data only"),
     (["--size", "foo"], "--size must be"),

@@ -220,6 +220,11 @@ def flag(name: str) -> str | None:
 _NAMED = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
+def named_in(message: str) -> set[str]:
+    """The parameter names ``message`` gives in backticks."""
+    return set(_NAMED.findall(message))
+
+
 def for_cli(message: str) -> str:
     """``message`` with each backticked parameter name replaced by its command-line option."""
     return _NAMED.sub(lambda m: flag(m.group(1)) or m.group(0), message)

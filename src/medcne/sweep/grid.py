@@ -16,6 +16,7 @@ import numpy as np
 
 from ..defaults import TRAINING_KEYS, default_budget, training_settings
 from ..errors import ConfigError, MedcneError
+from ..params import named_in
 from ..train.stages import check_trains
 from .config import COMMAND_LINE, TSIMCNE, Dataset, Method, SweepConfig
 
@@ -105,7 +106,9 @@ def method_options(config: SweepConfig, dataset: Dataset, method: Method, overri
             _check_estimator({**simclr, "loss": "cosine", "epochs": (epochs, 0, 0)})
         return options
     except (MedcneError, TypeError, ValueError) as exc:
-        if config.source == COMMAND_LINE:  # the shorthand's methods are its presets and baselines
+        # The shorthand's methods are its presets and baselines; a value from the command line (which
+        # wins over the file) is named by its option.
+        if config.source == COMMAND_LINE or named_in(str(exc)) & overrides.keys():
             raise MedcneError(f"{method.name} on {dataset.name}: {exc}") from None
         raise ConfigError(f"{config.source}: methods.{method.name} on {dataset.name}: {exc}") from None
 
