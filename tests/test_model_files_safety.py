@@ -105,15 +105,17 @@ def test_a_resume_from_python_is_refused_on_other_images_or_another_seed(tmp_pat
 
 
 def test_one_image_or_a_boolean_mask_is_refused_with_what_to_give(fitted):
-    with pytest.raises(MedcneError, match=r"^X is one image of 8x8x3; give a batch of images, e.g. X\[None\]"):
+    with pytest.raises(MedcneError, match=r"^X: an array of 8x8x3 is one image, not 8 images of 8x3; give a batch of images, e.g. X\[None\]"):
         fitted.transform(IMAGES[0])  # was read as 8 images of 8 x 3
+    with pytest.raises(MedcneError, match=r"^X: an array of 8x8 is one image, not 8 images of 8"):
+        fitted.transform(IMAGES[0, :, :, 0])  # one grey image: only the model knows its shape
     assert fitted.transform(IMAGES[0][None]).shape == (1, 2)
     with pytest.raises(MedcneError, match="cannot use images of dtype bool"):  # 0/1 pixels: near-black images
         fitted.transform(IMAGES > 127)
 
 
 def test_fitting_one_colour_image_or_simclr_without_epochs_is_refused():
-    with pytest.raises(MedcneError, match=r"an array of 8x8x3 is one colour image, not 8 images of 8x3"):
+    with pytest.raises(MedcneError, match=r"^X: an array of 8x8x3 is one image, not 8 images of 8x3"):
         TSimCNE(**TINY).fit_transform(IMAGES[0])  # was trained on 8 "images" of 8 x 3 pixels
     from medcne.baselines import simclr_features
     from medcne.datasets import from_array

@@ -294,10 +294,7 @@ class TSimCNE(BaseEstimator):
 
     def _apply(self, method: str, X) -> np.ndarray:
         self._check_fitted()
-        if getattr(X, "shape", None) is not None and tuple(X.shape) in {tuple(self.image_shape_), tuple(self.image_shape_[:2])}:
-            raise MedcneError(f"X is one image of {'x'.join(map(str, X.shape))}; give a batch of images, "
-                              "e.g. X[None] for one")  # else read as H images of W x C
-        data = as_imageset(X)
+        data = as_imageset(X, image_shape=tuple(self.image_shape_))
         data.check_shape(tuple(self.image_shape_))
         self.model_.eval()
         return embed(getattr(self.model_, method), data.images, self.device_)

@@ -33,6 +33,7 @@ def from_array(
     size=None,
     channels: str = "keep",
     source: str = "<array>",
+    image_shape: tuple[int, ...] | None = None,
 ) -> ImageSet:
     """An ImageSet from a numpy array.
 
@@ -42,12 +43,12 @@ def from_array(
         N x H x W, N x H x W x C or N x C x H x W; uint8, or float in [0, 1].
     labels : array of int, optional
         Shape (N,) or (N, 1).
+    image_shape : tuple, optional
+        (H, W, C) of one image, when the caller knows it (a fitted model): an
+        array of that shape, or of (H, W), is refused as one image.
     """
     notes: list[str] = []
-    shape = getattr(images, "shape", ())
-    if len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > shape[-1]:  # N x H x W images 3 px wide?
-        raise MedcneError(f"{source}: an array of {'x'.join(map(str, shape))} is one colour image, not "
-                          f"{shape[0]} images of {shape[1]}x{shape[2]}; give a batch of images, e.g. X[None] for one")
+    _refuse_one_image(tuple(getattr(images, "shape", ())), image_shape, source)
     arr = prepare_array(images, source, size, channels, notes)
     if labels is not None:
         labels = np.asarray(labels)
@@ -280,14 +281,28 @@ def _same_shape(images: list[np.ndarray], size, channels: str, source: str) -> l
     return items
 
 
-def as_imageset(X) -> ImageSet:
-    """An ImageSet from an ImageSet, an image array (numpy or torch), or a torch Dataset."""
+def _refuse_one_image(shape: tuple[int, ...], image_shape, source: str) -> None:
+    """Refuse one image given where a batch is wanted: it would be read as H images of W x C."""
+    if image_shape is not None:
+        one = shape in {tuple(image_shape), tuple(image_shape[:2])}
+    else:  # N x H x W images 3 or 4 pixels wide are not what anyone means
+        one = len(shape) == 3 and shape[-1] in (3, 4) and min(shape[:2]) > shape[-1]
+    if one:
+        raise MedcneError(f"{source}: an array of {'x'.join(map(str, shape))} is one image, not {shape[0]} images "
+                          f"of {'x'.join(map(str, shape[1:]))}; give a batch of images, e.g. X[None] for one")
+
+
+def as_imageset(X, image_shape: tuple[int, ...] | None = None) -> ImageSet:
+    """An ImageSet from an ImageSet, an image array (numpy or torch), or a torch Dataset.
+
+    ``image_shape``: (H, W, C) of one image when the caller knows it; an array
+    of one such image is refused (see :func:`from_array`)."""
     if isinstance(X, ImageSet):
         return X
     if isinstance(X, np.ndarray):
-        return from_array(X)
+        return from_array(X, source="X", image_shape=image_shape)
     if type(X).__module__.startswith("torch") and hasattr(X, "numpy"):  # a tensor, without importing torch
-        return from_array(X.detach().cpu().numpy())
+        return from_array(X.detach().cpu().numpy(), source="X", image_shape=image_shape)
     if hasattr(X, "__getitem__") and hasattr(X, "__len__"):
         return from_torch_dataset(X)
     raise MedcneError(
