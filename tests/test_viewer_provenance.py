@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medcne.embedfile import read_provenance
+from medcne.embedfile import read_columns, read_provenance
 from medcne.errors import MedcneError
 from medcne.io import write_json
 from medcne.runs import write_embedding
@@ -42,6 +42,8 @@ def test_read_provenance_takes_prov_arrays_only(tmp_path):
     prov = read_provenance(path, 3)
     assert sorted(prov) == ["slide", "x"]
     assert prov["slide"].tolist() == ["s", "s", "t"]
+    prov, stored = read_columns(path, 3)  # the viewer's one read: the score is a colour column
+    assert sorted(prov) == ["slide", "x"] and list(stored) == ["score"] and stored["score"].tolist() == [1, 1, 1]
 
 
 def test_a_provenance_column_of_the_wrong_length_is_one_line(tmp_path):

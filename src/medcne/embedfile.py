@@ -69,20 +69,34 @@ def prov_names(prov: dict, taken) -> list[str]:
     return [f"{PREFIX}{k}" if k in taken else k for k in prov]
 
 
-def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
-    """The ``prov_<column>`` arrays of ``embedding.npz`` as ``{column: array}`` (N values each).
+CORE = ("embedding", "ids", "labels", "class_names")  # the arrays every embedding.npz may hold
 
-    An array of another length or shape is refused with one line naming the
-    file: it cannot be matched to the points.
+
+def read_columns(npz_path, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The per-point arrays of ``embedding.npz`` beside its core ones, in one read: the provenance
+    columns (``prov_<column>`` as ``{column: array}``) and the other numeric arrays of one number per
+    point (``{name: float array}``, e.g. a score stored beside the map).
+
+    A provenance array of another length or shape is refused with one line
+    naming the file: it cannot be matched to the points. Another array that
+    is not one number per point is left out.
     """
-    found = {}
+    prov, numeric = {}, {}
     with np.load(npz_path, allow_pickle=False) as z:
         for name in z.files:
-            if not name.startswith(PREFIX):
+            if name in CORE:
                 continue
             a = z[name]
-            if a.shape != (n,):
-                raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
-                                  "make the run again")
-            found[name[len(PREFIX):]] = a
-    return found
+            if name.startswith(PREFIX):
+                if a.shape != (n,):
+                    raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
+                                      "make the run again")
+                prov[name[len(PREFIX):]] = a
+            elif a.shape == (n,) and a.dtype.kind in "iuf":
+                numeric[name] = a.astype(float)
+    return prov, numeric
+
+
+def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
+    """The provenance columns of ``embedding.npz`` (see :func:`read_columns`)."""
+    return read_columns(npz_path, n)[0]

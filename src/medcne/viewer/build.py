@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embedfile import PREFIX, read_provenance
+from ..embedfile import read_columns
 from ..errors import MedcneError
 from ..runfiles import EMBEDDING, VIEWER_DIR
 from ..runs import Run, read_run
@@ -51,8 +51,6 @@ from .sprites import thumbnail_sample, thumbnail_size, write_sprites
 HERE = Path(__file__).parent
 BUNDLE = HERE / "static" / "medcne-viewer.js"
 TEMPLATE = HERE / "templates" / "index.html"
-# Arrays of embedding.npz that are not per-point colour columns.
-_RESERVED = {"embedding", "ids", "labels", "class_names"}
 
 
 def check_bundle(bundle: Path | None = None) -> Path:
@@ -122,8 +120,9 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
     qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}
-    prov = read_provenance(run.path / EMBEDDING, n)
-    cols = {**_npz_columns(run), **qc_cols, **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
+    # prov_* columns say where an image came from (shown as text); other stored numbers are colours.
+    prov, stored = read_columns(run.path / EMBEDDING, n)
+    cols = {**stored, **qc_cols, **{k: np.asarray(v, float) for k, v in (columns or {}).items()}}
     for name, values in cols.items():
         if values.shape != (n,):
             raise MedcneError(f"column {name!r} has shape {values.shape}; give one number per point ({n})")
@@ -199,18 +198,6 @@ def run_key(run: Run) -> str:
     """
     digest = hashlib.sha256("\n".join(str(i) for i in run.ids).encode("utf-8")).hexdigest()[:16]
     return f"{run.name}|{run.method}|{len(run.ids)}|{digest}"
-
-
-def _npz_columns(run: Run) -> dict[str, np.ndarray]:
-    """Per-point numeric arrays that a run stored in embedding.npz beside the standard ones."""
-    found = {}
-    with np.load(run.path / EMBEDDING, allow_pickle=False) as z:
-        for name in z.files:
-            a = z[name]
-            # prov_* columns say where an image came from: shown as text, not as colours.
-            if name not in _RESERVED and not name.startswith(PREFIX) and a.ndim == 1 and len(a) == len(run.ids) and a.dtype.kind in "iuf":
-                found[name] = a.astype(float)
-    return found
 
 
 def _numbers(values) -> str:
