@@ -40,3 +40,29 @@ def test_tsne_of_identical_points_is_one_line_not_a_map_of_nan():
 
     with pytest.raises(MedcneError, match="no finite map of these 50 points"):
         tsne(np.ones((50, 10), np.float32), n_iter=50, n_jobs=1)
+
+
+def test_a_map_of_too_few_labeled_images_for_knn_is_written_with_a_note(tmp_path, capsys):
+    # 12 images of 2 classes: too few for k = 15. The map was trained and then refused with a message
+    # naming --k (an option baseline and fit lack), leaving an unfinished run that no command finished.
+    data = tmp_path / "few.npz"
+    np.savez(data, images=random_images(12), labels=np.repeat([0, 1], 6))
+    out = tmp_path / "run"
+    assert main(["baseline", str(data), "--method", "tsne-pixels", "--out", str(out)]) == 0, capsys.readouterr().err
+    from medcne.runs import read_run
+
+    metrics = read_run(out).metrics  # finished
+    assert "knn_accuracy" not in metrics and np.isfinite(metrics["silhouette"]) and metrics["n_labeled"] == 12
+    assert any(n.startswith("kNN accuracy skipped: k=15 needs at least 15 training points") for n in metrics["notes"])
+
+
+def test_evaluate_keeps_refusing_a_k_that_is_not_a_positive_integer(tmp_path):
+    from medcne.runs import evaluate_run, make_baseline
+
+    data = tmp_path / "few.npz"
+    np.savez(data, images=random_images(12), labels=np.repeat([0, 1], 6))
+    run = make_baseline(data, "tsne-pixels", tmp_path / "run")
+    assert "knn_accuracy" in evaluate_run(run, k=3)
+    for bad in (0, 2.5, True):
+        with pytest.raises(MedcneError, match="`k` must be a positive integer"):
+            evaluate_run(run, k=bad)

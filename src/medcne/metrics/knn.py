@@ -31,6 +31,26 @@ def _split(codes: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(np.concatenate([train, idx[single]])), np.sort(test)
 
 
+def too_few_for_knn(codes, k: int, test_size: float = KNN_TEST_SIZE, seed: int = 0) -> str | None:
+    """Why the labeled points ``codes`` are too few for kNN accuracy with ``k`` neighbours (at least
+    ``k`` training points and one test point after the stratified split), or None. A ``k`` that
+    is not a positive integer is refused."""
+    _check_positive(k)
+    return _too_few(*_split(np.asarray(codes), test_size, seed), k)
+
+
+def _check_positive(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MedcneError(f"`k` must be a positive integer; got {k!r}")
+
+
+def _too_few(train: np.ndarray, test: np.ndarray, k: int) -> str | None:
+    if len(test) == 0 or len(train) < k:
+        return (f"{k} needs at least {k} training points and one test point; got {len(train)} and {len(test)} "
+                f"from {len(train) + len(test)} points")
+    return None
+
+
 def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, seed: int = 0) -> float:
     """Accuracy (%) of a k-nearest-neighbour classifier on the map.
 
@@ -60,14 +80,10 @@ def knn_accuracy(Z, labels, k: int = KNN_K, test_size: float = KNN_TEST_SIZE, se
     if not 0 < test_size < 1:
         raise MedcneError(f"`test_size` must lie strictly between 0 and 1; got {test_size!r}")
     check_seed(seed)
+    _check_positive(k)
     train, test = _split(codes, test_size, seed)
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise MedcneError(f"`k` must be a positive integer; got {k!r}")
-    if len(test) == 0 or len(train) < k:
-        raise MedcneError(
-            f"`k` {k} needs at least {k} training points and one test point; got {len(train)} and "
-            f"{len(test)} from {len(Z)} points: use a smaller k or more points"
-        )
+    if problem := _too_few(train, test, k):
+        raise MedcneError(f"`k` {problem}: use a smaller k or more points")
     clf = KNeighborsClassifier(n_neighbors=int(k)).fit(Z[train], codes[train])
     return float(100.0 * np.mean(clf.predict(Z[test]) == codes[test]))
 

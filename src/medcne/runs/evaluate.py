@@ -23,7 +23,13 @@ from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
 from ..metrics import knn_accuracy, knn_accuracy_splits, silhouette
-from ..metrics.knn import check_k, preservation_queries, preserved_share, without_query
+from ..metrics.knn import (
+    check_k,
+    preservation_queries,
+    preserved_share,
+    too_few_for_knn,
+    without_query,
+)
 from .folder import METRICS, Run, read_json
 from .table import read_table
 
@@ -237,15 +243,14 @@ def evaluate_run(
         notes.append(f"{int((~keep).sum())} unlabeled points left out of kNN accuracy and silhouette")
     problem = label_problem(codes[keep])
     if problem is None:
-        accs = knn_accuracy_splits(Z[keep], codes[keep], k=k, n_splits=n_splits)
-        out.update(
-            knn_accuracy=float(knn_accuracy(Z[keep], codes[keep], k=k)),
-            knn_accuracy_mean=float(accs.mean()),
-            knn_accuracy_std=float(accs.std()),
-            knn_splits=int(n_splits),
-            silhouette=_silhouette(Z[keep], codes[keep], out, notes),
-            n_labeled=int(keep.sum()),
-        )
+        if few := too_few_for_knn(codes[keep], k):
+            notes.append(f"kNN accuracy skipped: k={few}")
+        else:
+            accs = knn_accuracy_splits(Z[keep], codes[keep], k=k, n_splits=n_splits)
+            out.update(knn_accuracy=float(knn_accuracy(Z[keep], codes[keep], k=k)),
+                       knn_accuracy_mean=float(accs.mean()), knn_accuracy_std=float(accs.std()),
+                       knn_splits=int(n_splits))
+        out.update(silhouette=_silhouette(Z[keep], codes[keep], out, notes), n_labeled=int(keep.sum()))
     else:
         notes.append(f"kNN accuracy and silhouette skipped: {problem}")
     if preservation and len(Z) <= k:  # said plainly: the check's own words name `k`, an option baseline lacks
