@@ -143,3 +143,38 @@ def test_a_labels_map_name_the_run_lacks_is_noted_when_scoring(tmp_path):
     run = read_run(make_run(tmp_path / "a", n=150, method="tsimcne"))
     m = evaluate_run(run, labels_map={"basophil": "b", "melanoma": "m", "*": "other"}, preservation=False)
     assert "labels map: 1 name(s) are not classes of this run, left unused: 'melanoma'" in m["notes"]
+
+
+def test_a_metric_its_evaluation_skipped_stays_empty_and_is_not_scored_on_the_own_labels(tmp_path):
+    # Evaluated with every class merged into one: kNN and silhouette skipped (the notes say why).
+    # compare used to score them on the run's own labels and print them under "scored on other labels".
+    run = make_run(tmp_path / "a", n=150, method="tsne-pixels")
+    (run / "metrics.json").write_text(json.dumps({"n_points": 150, "neighbour_preservation": 0.5, "labels": {
+        "classes": 1, "changed": ["merged 3 classes"]}, "notes": ["kNN accuracy and silhouette skipped: one class"]}))
+    rows = collect([read_run(run)])
+    assert rows[0].metrics == {"neighbour_preservation": 0.5}
+    never = make_run(tmp_path / "b", n=150, method="tsne-pixels")  # never evaluated: scored here
+    assert "knn_accuracy" in collect([read_run(never)])[0].metrics
+
+
+@pytest.mark.parametrize("value", ["abc", None, [1], True])
+def test_a_hand_edited_metric_that_is_not_a_number_is_one_line(tmp_path, capsys, value):
+    run = make_run(tmp_path / "a", n=150, method="tsne-pixels")
+    (run / "metrics.json").write_text(json.dumps({"knn_accuracy": 12.5, "silhouette": value}))
+    code = main(["compare", str(run), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    if value is None:  # JSON null: not computed
+        assert code == 0
+        return
+    assert code == 2 and len(err) == 1 and "metrics.json: damaged (silhouette is" in err[0], err
+    assert "medcne evaluate" in err[0] and not list(tmp_path.glob("r.*"))
+
+
+@pytest.mark.parametrize("out", ["", ".", "/", "..", "x/.."])
+def test_a_report_path_without_a_name_is_one_line(tmp_path, capsys, out, monkeypatch):
+    run = make_run(tmp_path / "a", n=150, method="tsne-pixels")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(run), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names no file; give a name such as REPORT" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]

@@ -87,8 +87,9 @@ def written_paths(kind: str, out: Path) -> list[Path]:
     if kind == "run":
         return [out, *(out / name for name in RUN_FILES)]
     if kind == "report":
-        stem = out.with_suffix("") if out.suffix in (".md", ".csv", ".png") else out
-        return [stem.with_name(stem.name + ext) for ext in (".md", ".csv", ".png")]
+        from ..runs.compare import report_paths
+
+        return list(report_paths(out).values())
     return [out]
 
 

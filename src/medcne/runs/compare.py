@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import MedcneError
 from ..io import csv_text, write_text
-from .evaluate import evaluate_run
-from .folder import Run, read_run
+from .evaluate import METRIC_KEYS, evaluate_run
+from .folder import METRICS, Run, read_run
 from .outputs import claim_files
 
 COLUMNS = (
@@ -57,17 +57,17 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 
 def collect(runs: list[Run]) -> list[Row]:
-    """Rows with the metrics of metrics.json; a run without kNN accuracy there is evaluated
-    (without neighbourhood preservation, which needs the images; nothing is written)."""
+    """Rows with the metrics of metrics.json; a run never evaluated is evaluated (without
+    neighbourhood preservation, which needs the images; nothing is written). A metric that an
+    evaluation skipped (its notes say why) stays empty: it is not scored here on other labels."""
     if not runs:
         raise MedcneError("compare needs at least one run folder")
     rows = []
     for run in runs:
         source = run.metrics
-        if "knn_accuracy" not in source and run.labels is not None:
+        if not any(k in source for k in METRIC_KEYS) and run.labels is not None:
             source = {**evaluate_run(run, preservation=False), **source}
-        m = {k: source[k] for k, _, _ in COLUMNS if k in source}
-        rows.append(Row(run, run.method, dataset_key(run), m))
+        rows.append(Row(run, run.method, dataset_key(run), _numbers(run, source)))
     # Two runs of one method on one dataset: tell them apart by folder name.
     counts: dict = {}
     for row in rows:
@@ -76,6 +76,20 @@ def collect(runs: list[Run]) -> list[Row]:
         if counts[row.method, row.dataset] > 1:
             row.method = f"{row.method} ({row.run.name})"
     return rows
+
+
+def _numbers(run: Run, source: dict) -> dict:
+    """The table's metrics of ``source``, each a finite number (a hand-edited metrics.json is refused)."""
+    m = {}
+    for key, _, _ in COLUMNS:
+        value = source.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise MedcneError(f"{run.path / METRICS}: damaged ({key} is {value!r}, not a number); delete it and run "
+                              f"`medcne evaluate {run.path}` to write it again")
+        m[key] = float(value)
+    return m
 
 
 def datasets_of(rows: list[Row]) -> list[str]:
@@ -186,16 +200,24 @@ def compare_figure(rows: list[Row], path) -> Path:
     return save_figure(fig, path)
 
 
+def report_paths(out) -> dict[str, Path]:
+    """``{'md': REPORT.md, 'csv': ..., 'png': ...}`` of ``out``, a path without extension (or with one of them)."""
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise MedcneError(f"`out` {str(out)!r} names no file; give a name such as REPORT "
+                          "(REPORT.md, REPORT.csv and REPORT.png are written)")
+    if out.suffix in (".md", ".csv", ".png"):
+        out = out.with_suffix("")
+    return {ext: out.with_name(out.name + "." + ext) for ext in ("md", "csv", "png")}
+
+
 def compare(run_paths, out, overwrite: bool = False) -> dict[str, Path]:
     """Write ``OUT.md``, ``OUT.csv`` and ``OUT.png`` comparing the runs; returns the three paths.
 
     Existing files are replaced only with ``overwrite`` and only when medcne
     wrote them (:func:`.outputs.claim_files`).
     """
-    out = Path(out)
-    if out.suffix in (".md", ".csv", ".png"):
-        out = out.with_suffix("")
-    paths = {ext: out.with_name(out.name + "." + ext) for ext in ("md", "csv", "png")}
+    paths = report_paths(out)
     with claim_files(list(paths.values()), overwrite, runs=run_paths):
         rows = collect([read_run(p) for p in run_paths])
         write_text(paths["md"], to_markdown(rows))
