@@ -5,7 +5,8 @@ when the reader is lazy, as PCam's and a store's are); labels, ids and
 provenance columns come along. ``--append`` adds the data as a new part of an
 existing store (its ids get the part's name in front, so that ids stay unique);
 a part of the same name already there is skipped, so a rerun after an
-interruption resumes. The default name of a part read from DICOM files is a
+interruption resumes; a store whose parts are damaged is refused before
+anything is written. The default name of a part read from DICOM files is a
 stable code of the file or folder name unless --keep-phi (folders are often
 named after a patient ID).
 """
@@ -35,14 +36,18 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..datasets.store import check_store_folder, is_store, read_manifest
+    from ..runs.outputs import dataset_inputs, refuse_inputs
 
     out = Path(args.out)
+    refuse_inputs(out, dataset_inputs(args.data))  # the rule of every writer: a CSV list's folder is an input too
     if is_store(out):
         read_manifest(out)  # a damaged store says so now, with or without --append
     if is_store(out) and not args.append:
         raise MedcneError(f"--out {out} is already a store; pass --append to add to it or choose another folder")
     if args.append and out.exists() and not is_store(out):
         raise MedcneError(f"--out {out} is not a medcne store, so --append cannot add to it; choose a store folder")
+    if args.append and is_store(out):
+        _check_intact(out)
     check_store_folder(out, f"--out {out}")
     data = load_from_args(args.data, args)
     name = args.part or _default_part(args)
@@ -53,6 +58,18 @@ def run(args) -> int:
         if created and out.is_dir():
             shutil.rmtree(out)  # made by this command, and no part was committed to it
         raise
+
+
+def _check_intact(out: Path) -> None:
+    """Refuse, before anything is written, to append to a store whose parts are damaged (missing,
+    truncated or changed): the reader's own check (:func:`open_store`, as `medcne info` reads it)."""
+    from ..datasets.store_read import open_store
+    from ..errors import EmptyDatasetError
+
+    try:
+        open_store(out)
+    except EmptyDatasetError:
+        pass  # no complete part yet: nothing there to be damaged
 
 
 def _default_part(args) -> str:
