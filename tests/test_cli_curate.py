@@ -277,3 +277,22 @@ def test_propagate_starts_from_hand_labels_not_the_viewers_suggestions(tmp_path,
     assert main(["evaluate", str(run), "--labels", str(tmp_path / "export.csv"), "--no-preservation"]) == 0
     out = capsys.readouterr().out
     assert "note: 50 labels medcne guessed" in out and f"{len(hand)} labels from the CSV" in out, out
+
+
+def test_qc_of_a_run_whose_data_moved_names_an_option_qc_has(tmp_path, capsys):
+    import shutil
+
+    moved = tmp_path / "data" / "blood.npz"
+    moved.parent.mkdir()
+    shutil.copy(SAMPLE_PATH, moved)
+    run = make_run(tmp_path / "run", n=120, method="tsne-pixels", data_path=moved)
+    elsewhere = tmp_path / "elsewhere.npz"
+    moved.rename(elsewhere)
+    assert main(["qc", str(run), "--space", "pixels"]) == 2
+    err = capsys.readouterr().err
+    assert "(--data)" in err  # the message's advice: an option qc now has (it took DATA only after RUN)
+    assert main(["qc", str(run), "--space", "pixels", "--data", str(elsewhere)]) == 0
+    assert main(["qc", str(run), str(elsewhere), "--space", "pixels"]) == 0  # the older form still works
+    capsys.readouterr()
+    assert main(["qc", str(run), str(elsewhere), "--data", str(elsewhere)]) == 2
+    assert "give the dataset once" in capsys.readouterr().err

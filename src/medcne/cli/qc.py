@@ -1,4 +1,4 @@
-"""`medcne qc RUN [DATA]`: likely label errors, near-duplicates and outliers of a run's images into qc.csv."""
+"""`medcne qc RUN [--data DATA]`: likely label errors, near-duplicates and outliers of a run's images into qc.csv."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
                     "and write qc.csv in the run folder.",
     )
     p.add_argument("run", help="a run folder (from `medcne fit` or `medcne baseline`)")
-    p.add_argument("data", nargs="?", help="the run's dataset, if it moved since the run was made")
+    p.add_argument("--data", help="the run's dataset, if it moved since the run was made")
+    # Given after RUN without --data in earlier versions: still taken.
+    p.add_argument("data_positional", nargs="?", metavar="DATA", help="the same as --data")
     p.add_argument("--space", default="auto", choices=["auto", "features", "map", "pixels"],
                    help="auto: features when the run has a model, pixels for pixel baselines, else the map")
     p.add_argument("--k", type=int, default=KNN_K, help=f"neighbours per image (default {KNN_K})")
@@ -23,11 +25,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import MedcneError
     from ..runs import read_run
     from ..runs.curate import qc_run
 
+    if args.data is not None and args.data_positional is not None:
+        raise MedcneError("give the dataset once: either DATA or --data PATH")
+    data = args.data if args.data is not None else args.data_positional
     r = read_run(args.run)
-    path, result, space = qc_run(r, space=args.space, k=args.k, data_path=args.data, device=args.device)
+    path, result, space = qc_run(r, space=args.space, k=args.k, data_path=data, device=args.device)
     s = result.summary()
     labels = f"{s['label_errors']} likely label errors" if r.labels is not None else "no labels to check"
     print(f"{path}: {len(r.ids):,} images, {space} space, k={min(args.k, len(r.ids) - 1)}, "
