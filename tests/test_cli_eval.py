@@ -171,3 +171,30 @@ def test_data_given_that_is_not_there_is_refused_before_writing(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"--data {tmp_path / 'moved.npz'}: no such file or folder" in err and len(err.strip().splitlines()) == 1
     assert files_of(run) == before
+
+
+def test_data_given_that_are_not_the_runs_is_refused_and_a_moved_datasets_score_is_kept(tmp_path, capsys):
+    data = tmp_path / "copy.npz"
+    data.write_bytes(make_run.__globals__["SAMPLE_PATH"].read_bytes())
+    a = make_run(tmp_path / "a", n=200, data_path=data)
+    assert main(["evaluate", str(a), "--np-queries", "50"]) == 0
+    before = json.loads((a / "metrics.json").read_text())
+    other = make_run(tmp_path / "b", n=120, data_path=data)  # another subset of the same file
+    other_data = tmp_path / "other.npz"
+    np.savez(other_data, images=np.zeros((5, 28, 28, 3), np.uint8))
+    # Data given on purpose that are not the run's: one line, exit 2, metrics.json untouched (it lost
+    # its neighbourhood preservation and exited 0).
+    capsys.readouterr()
+    assert main(["evaluate", str(a), "--data", str(other_data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its data cannot be read as the run read them" in err[0], err
+    assert json.loads((a / "metrics.json").read_text()) == before
+    # The run's own data moved away and none given: the last score of the same map and images stays.
+    data.unlink()
+    assert main(["evaluate", str(a), str(other), "--np-queries", "50"]) == 0
+    after = json.loads((a / "metrics.json").read_text())
+    assert after["neighbour_preservation"] == before["neighbour_preservation"]
+    assert any(n.startswith("neighbourhood preservation kept from the last evaluation") for n in after["notes"])
+    # At another k the old score is not the one asked for: skipped, as before.
+    assert main(["evaluate", str(a), "--k", "5"]) == 0
+    assert "neighbour_preservation" not in json.loads((a / "metrics.json").read_text())

@@ -258,13 +258,31 @@ def evaluate_run(
     elif preservation:
         try:
             data = run.check_images(data) if data is not None else run.load_images(data_path)
-            out["neighbour_preservation"] = pixel_preservation(data, Z, k, n_queries)
-            out["neighbour_preservation_space"] = "pixels"
-            out["neighbour_preservation_queries"] = len(preservation_queries(len(Z), n_queries))
         except (MedcneError, FileNotFoundError) as exc:
-            notes.append(f"neighbourhood preservation skipped: {exc}")
+            if data_path is not None:
+                raise  # the data given on purpose are not the run's: said, and nothing is written
+            kept = _kept_preservation(run, k, out) if data is None else None  # the run's own data, moved
+            notes.append(kept or f"neighbourhood preservation skipped: {exc}")
+        else:
+            try:
+                out["neighbour_preservation"] = pixel_preservation(data, Z, k, n_queries)
+                out["neighbour_preservation_space"] = "pixels"
+                out["neighbour_preservation_queries"] = len(preservation_queries(len(Z), n_queries))
+            except (MedcneError, FileNotFoundError) as exc:
+                notes.append(f"neighbourhood preservation skipped: {exc}")
     out["notes"] = notes
     return out
+
+
+def _kept_preservation(run: Run, k: int, out: dict) -> str | None:
+    """When the run's images cannot be read now, the score of its last evaluation at the same ``k``
+    (of the same map and images) is kept in ``out``; the note that says so, or None."""
+    earlier = run.metrics
+    if "neighbour_preservation" not in earlier or earlier.get("k") != k:
+        return None
+    out.update({key: earlier[key] for key in METRIC_KEYS if key.startswith("neighbour_preservation") and key in earlier})
+    return ("neighbourhood preservation kept from the last evaluation: the run's images cannot be read now "
+            "(give the data where they moved to score it again)")
 
 
 def pixel_preservation(data, Z: np.ndarray, k: int = KNN_K, n_queries: int | None = PRESERVATION_QUERIES,
