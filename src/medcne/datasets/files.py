@@ -55,6 +55,23 @@ def printable(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
 
 
+def text_name(name: str) -> str:
+    """A file or folder name (or a relative path) as text that can be written anywhere (CSV, JSON, HTML).
+
+    A POSIX name is bytes; Python keeps the bytes that are not UTF-8 as lone surrogates, which no text
+    file can hold. Those bytes are shown as ``\\xNN`` (``bad\\xe9name.png``); a name that is valid text
+    is returned unchanged. The file is still opened by its real path: only ids and class names use this."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate not made from a byte (a Windows name): \udNNN
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def shortened(text, longest: int = 240) -> str:
     """A reader's message on one line; a long one is cut at a word boundary, with an ellipsis."""
     text = " ".join(str(text).split())
@@ -173,7 +190,7 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
         if not found:
             empty.append(d.name)
             continue
-        class_names.append(d.name)
+        class_names.append(text_name(d.name))
         files += found
         labels += [len(class_names) - 1] * len(found)
     if scan.unreadable and not skip_bad:
@@ -194,11 +211,30 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
             f"{root}: no images found; expected one sub-folder per class holding "
             f"{', '.join(IMAGE_SUFFIXES)} files"
         )
-    ids = [p.relative_to(root).as_posix() for p in files]
+    ids = _text_ids(root, files, notes)
     return decode_files(
         files, ids, labels if class_names else None, class_names or None,
         source=str(root), size=size, channels=channels, skip_bad=skip_bad, notes=notes,
     )
+
+
+def _text_ids(root: Path, files: list[Path], notes: list[str]) -> list[str]:
+    """The ids of ``files``: their paths relative to ``root``, as text (:func:`text_name`), checked unique."""
+    rels = [p.relative_to(root).as_posix() for p in files]
+    ids = [text_name(r) for r in rels]
+    escaped = sum(i != r for i, r in zip(ids, rels, strict=True))
+    if not escaped:
+        return ids
+    first: dict[str, str] = {}
+    for rel, i in zip(rels, ids, strict=True):
+        if first.setdefault(i, rel) != rel:  # a name with a literal '\\xe9' beside one holding the byte 0xe9
+            raise DataError(
+                f"{root}: '{printable(first[i])}' and '{printable(rel)}' would both have the id '{printable(i)}' "
+                "(bytes that are not UTF-8 are shown as \\xNN); rename one of them"
+            )
+    notes.append(f"{escaped} image path(s) hold names that are not UTF-8: their ids show those bytes as \\xNN "
+                 "(rename the files or folders to UTF-8 names for ids that match them)")
+    return ids
 
 
 class _BadFile(Exception):

@@ -150,6 +150,8 @@ class ImageSet:
                 raise LabelMismatchError(f"{self.source}: {problem}")
         if self.class_names is not None:
             self.class_names = [str(c) for c in self.class_names]
+            if problem := repeated_name_problem(self.class_names):
+                raise LabelMismatchError(f"{self.source}: {problem}")
         if self.ids is None:
             self.ids = np.array([str(i) for i in range(n)])
         self.ids = np.asarray(self.ids).astype(str)
@@ -328,6 +330,19 @@ def shape_mismatch(wanted: tuple, got: tuple, like: str = "the training images")
     fixes = " and ".join(f"`{name}` {value}" for name, value in reading_fixes(wanted, got))
     return (f"images must be {'x'.join(map(str, wanted))} like {like}; got {'x'.join(map(str, got))}; "
             f"read them with {fixes}")
+
+
+def repeated_name_problem(class_names: list[str]) -> str | None:
+    """What is wrong when two classes share a name (their images could not be told apart by name:
+    counts, label columns and maps would join them silently), or None."""
+    first: dict[str, int] = {}
+    for code, name in enumerate(class_names):
+        if first.setdefault(name, code) != code:
+            from .files import printable
+
+            return (f"class name '{printable(name)}' is given to class {first[name]} and class {code}; "
+                    "give every class its own name (or the same code, to join them)")
+    return None
 
 
 def label_range_problem(labels: np.ndarray, n_classes: int) -> str | None:

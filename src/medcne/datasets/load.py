@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataNotFoundError, UnknownFormatError, check_seed
+from ..errors import DataError, DataNotFoundError, MedcneError, UnknownFormatError, check_seed
 from . import scanfiles
 from .arrays import read_npz
 from .convert import check_channels, parse_size, resize_images
@@ -13,7 +13,7 @@ from .files import is_image_file, read_folder
 from .imageset import ImageSet
 from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
-from .pcam import read_pcam, read_pcam_folder
+from .pcam import PCAM_SPLITS, read_pcam, read_pcam_folder, split_word
 from .store import is_store
 from .store_read import read_store
 
@@ -56,10 +56,16 @@ def check_data_path(path) -> Path:
 
 # The options of the DICOM and NIfTI readers: refused for other data.
 SCAN_OPTIONS = ("window", "axis", "keep_phi", "label_csv", "label_key", "drop_background")
+SPLITS = ("train", "val", "test")
+# The formats whose data say which split each image is in (the other readers would read every image).
+SPLIT_FORMATS = ("npz", "pcam")
+FORMAT_WORDS = {"folder": "a folder of images", "csv": "a CSV of image paths", "dicom": "DICOM files",
+                "nifti": "NIfTI volumes", "store": "a store written by medcne convert (it holds the split it "
+                "was converted from)"}
 
 
 def check_read_options(path, format: str = "auto", channels: str = "keep", seed: int = 0, size=None,
-                       **scan_options) -> str | None:
+                       split: str | None = None, **scan_options) -> str | None:
     """The checks :func:`load_dataset` makes before it reads a pixel (also for a sweep, before its cells
     run); returns the format ``path`` is read as. With ``path`` None (data not there yet, or a folder of
     scans not worth walking) the format is not looked for, nor the scan options checked against it."""
@@ -68,13 +74,37 @@ def check_read_options(path, format: str = "auto", channels: str = "keep", seed:
     check_channels(channels)
     check_seed(seed)
     parse_size(size)
+    if split is not None and split not in SPLITS:
+        raise MedcneError(f"`split` must be one of 'train', 'val', 'test' or unset (all); got {split!r}")
     if path is None:
         return None
     given = [k for k in SCAN_OPTIONS if scan_options.get(k) not in (None, False)]
     fmt = detect_format(path) if format == "auto" else format
     if given and fmt not in ("dicom", "nifti"):
         raise UnknownFormatError(f"`{given[0]}` applies to DICOM and NIfTI data only; {path} is read as {fmt}")
+    check_split_option(path, fmt, split)
     return fmt
+
+
+def check_split_option(path: Path, fmt: str, split: str | None) -> None:
+    """``split`` is for data that record splits: an npz (MedMNIST's layout, or a 'split' array: the npz
+    reader refuses one without) and PCam (a folder of its files, or the one file of that split)."""
+    if split is None:
+        return
+    if fmt not in SPLIT_FORMATS:
+        raise UnknownFormatError(
+            f"{path}: `split` applies only to data that record splits (an npz in MedMNIST's layout or with a "
+            f"'split' array, PCam's files); this is read as {FORMAT_WORDS.get(fmt, fmt)}, which has no splits: "
+            "leave `split` unset"
+        )
+    if fmt == "pcam" and not path.is_dir() and path.name.endswith("_x.h5"):
+        word = split_word(str(path))
+        if word != PCAM_SPLITS[split]:
+            raise DataError(
+                f"{path}: `split` {split!r} picks PCam's '*{PCAM_SPLITS[split]}_x.h5' file, but this file is "
+                f"{'the ' + word + ' split' if word in PCAM_SPLITS.values() else 'not named after a split'}; "
+                "give the folder of PCam's files, or leave `split` unset"
+            )
 
 
 def load_dataset(
@@ -108,7 +138,8 @@ def load_dataset(
         sub-folder per class, a ``.csv`` of image paths, a PCam ``*_x.h5``, or
         a store folder written by ``medcne convert`` (:mod:`.store`).
     split : {'train', 'val', 'test'}, optional
-        One split only; by default all splits are joined, as the paper does.
+        One split only; by default all splits are joined, as the paper does. Only for data that record
+        splits: an npz (MedMNIST's layout, or a ``split`` array) and PCam; refused for other formats.
     size : int or (H, W), optional
         Resize every image on load (antialiased bilinear).
     channels : {'keep', 'rgb', 'gray'}
@@ -141,7 +172,7 @@ def load_dataset(
     path = check_data_path(path)
     scan_only = dict(window=window, axis=axis, keep_phi=keep_phi, label_csv=label_csv, label_key=label_key,
                      drop_background=drop_background)
-    fmt = check_read_options(path, format=format, channels=channels, seed=seed, size=size, **scan_only)
+    fmt = check_read_options(path, format=format, channels=channels, seed=seed, size=size, split=split, **scan_only)
     size = parse_size(size)
     if fmt == "npz":
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.

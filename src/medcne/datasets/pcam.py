@@ -218,7 +218,7 @@ def read_pcam_folder(folder: Path, *, split: str | None = None, size=None, chann
         raise UnknownFormatError(f"{folder}: no PCam '*_x.h5' file in this folder; pass the *_x.h5 file")
     if split is not None:
         word = PCAM_SPLITS.get(split)
-        xs = [p for p in xs if word is not None and _split_word(str(p)) == word]
+        xs = [p for p in xs if word is not None and split_word(str(p)) == word]
         if len(xs) != 1:
             raise DataError(f"{folder}: `split` {split} needs exactly one '*{PCAM_SPLITS.get(split, split)}_x.h5' "
                             f"file in the folder; found {len(xs)}")
@@ -239,11 +239,11 @@ def _join(parts: list[ImageSet], folder: Path) -> ImageSet:
 
     store = LazyImages(read, int(starts[-1]), parts[0].image_shape)
     labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
-    ids = np.concatenate([[f"{_split_word(p.source)}/{i}" for i in p.ids] for p in parts])
+    ids = np.concatenate([[f"{split_word(p.source)}/{i}" for i in p.ids] for p in parts])
     notes = sorted({n for p in parts for n in p.notes})
     return ImageSet(store, labels, parts[0].class_names, ids, source=str(folder), notes=notes)
 
 
-def _split_word(source: str) -> str:
+def split_word(source: str) -> str:
     stem = Path(source).name[: -len("_x.h5")]
     return next((w for w in PCAM_SPLITS.values() if stem.endswith(w)), stem)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .files import IMAGE_SUFFIXES, medcne_output_kind
+from .files import IMAGE_SUFFIXES, medcne_output_kind, text_name
 from .identity import code
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -107,5 +107,6 @@ def short_hash(text: str, prefix: str) -> str:
 
 
 def relative_id(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` with '/' separators; the file name when ``root`` is the file."""
-    return path.name if path == root else path.relative_to(root).as_posix()
+    """``path`` relative to ``root`` with '/' separators, as text (bytes that are not UTF-8 shown as
+    ``\\xNN``, :func:`~.files.text_name`); the file name when ``root`` is the file."""
+    return text_name(path.name if path == root else path.relative_to(root).as_posix())
