@@ -63,6 +63,19 @@ def test_a_config_cell_broken_by_a_command_line_value_names_the_option(tmp_path,
     assert "--epochs must be 3 non-negative integers" in err and "`" not in err
 
 
+def test_a_split_on_data_without_splits_is_refused_before_the_sweep_folder_is_made(tmp_path, capsys):
+    from PIL import Image
+
+    for c in "ab":
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "imgs" / c / f"{i}.png")
+    (tmp_path / "out").mkdir()
+    err = refused(tmp_path / "out", capsys, str(tmp_path / "imgs"), "--presets", "none", "--baselines",
+                  "tsne-pixels", "--split", "train")
+    assert "--split applies only to data that record splits" in err and "`" not in err
+
+
 @pytest.mark.parametrize("options, said", [
     (["--window", "lung"], "--window applies to DICOM and NIfTI data only"),
     (["--size", "foo"], "--size must be"),

@@ -128,8 +128,9 @@ def _check_load(load: dict, path: Path | None) -> None:
     from ..datasets.labels import check_merge_rare, read_labels_map
     from ..datasets.load import SCAN_OPTIONS, check_read_options
 
-    scans = any(load.get(k) not in (None, False) for k in SCAN_OPTIONS)  # a folder of scans is walked only then
-    checked = ("format", "channels", "seed", "size", *SCAN_OPTIONS)
+    # A folder is walked (to tell its format) only when a scan option or a split needs the format.
+    scans = any(load.get(k) not in (None, False) for k in SCAN_OPTIONS) or load.get("split") is not None
+    checked = ("format", "channels", "seed", "size", "split", *SCAN_OPTIONS)
     check_read_options(path if scans else None, **{k: v for k, v in load.items() if k in checked})
     if load.get("labels_map") is not None:
         read_labels_map(load["labels_map"])
