@@ -37,3 +37,14 @@ def test_with_skip_bad_the_link_is_counted_and_other_extensions_noted(folder):
     assert len(data) == 3 and np.array_equal(data.labels, [0, 0, 1])
     assert "skipped 1 unreadable image file(s)" in data.notes
     assert "skipped 3 file(s) that are not PNG, JPEG, TIFF or BMP: .gif, .webp" in data.notes
+
+
+def test_a_folder_without_images_says_what_it_holds_instead(tmp_path):
+    from medcne.datasets import load_dataset
+    from medcne.errors import MedcneError
+
+    for name in ("a.txt", "b.txt", "scan.raw"):
+        (tmp_path / name).write_text("x")
+    with pytest.raises(MedcneError, match=r"no images found \(skipped 3 file\(s\) that are not PNG, JPEG, TIFF "
+                                          r"or BMP: \.raw, \.txt\); expected one sub-folder per class"):
+        load_dataset(tmp_path)

@@ -207,8 +207,9 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
     if not files:
         files, class_names = top_files, []
     if not files:
+        seen = f" ({'; '.join(scan.notes())})" if scan.notes() else ""  # what the folder holds instead
         raise EmptyDatasetError(
-            f"{root}: no images found; expected one sub-folder per class holding "
+            f"{root}: no images found{seen}; expected one sub-folder per class holding "
             f"{', '.join(IMAGE_SUFFIXES)} files"
         )
     ids = _text_ids(root, files, notes)
