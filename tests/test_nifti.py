@@ -170,6 +170,7 @@ def test_a_corrupt_header_or_truncated_file_is_one_line(tmp_path, capsys):
     assert main(["info", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.nii" in err
+    assert err.endswith("replace it with a readable copy, or pass --skip-bad to leave it out"), err  # and the fix
     run = tmp_path / "run"  # refused before anything is written
     assert main(["fit", str(root), "--out", str(run), "--epochs", "1,1,1", "--device", "cpu"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not run.exists()

@@ -99,10 +99,12 @@ def _load(path: Path, nib, what: str) -> tuple[np.ndarray, bool]:
         except DataError:
             raise
         except MemoryError:
-            raise DataError(f"{path}: the {what} is too large for the memory available") from None
+            raise DataError(f"{path}: the {what} is too large for the memory available; read it on a machine "
+                            "with more memory, or pass `skip_bad` to leave it out") from None
         except Exception as exc:  # damaged headers and data make nibabel raise nearly anything
             raise DataError(f"{path}: not a readable NIfTI {what} ({type(exc).__name__}: "
-                            f"{printable(' '.join(str(exc).split()), 100)})") from None
+                            f"{printable(' '.join(str(exc).split()), 100)}); replace it with a readable "
+                            "copy, or pass `skip_bad` to leave it out") from None
     if data.ndim < 2:
         raise DataError(f"{path}: the {what} has {data.ndim} dimension(s); give 2-D or 3-D volumes")
     _check_finite(data, path, what)
