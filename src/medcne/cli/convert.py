@@ -61,15 +61,11 @@ def run(args) -> int:
 
 
 def _check_intact(out: Path) -> None:
-    """Refuse, before anything is written, to append to a store whose parts are damaged (missing,
-    truncated or changed): the reader's own check (:func:`open_store`, as `medcne info` reads it)."""
-    from ..datasets.store_read import open_store
-    from ..errors import EmptyDatasetError
+    """Refuse, before the data are read, to append to a store whose parts are damaged (missing,
+    truncated or changed): the check the store's reader and writer make."""
+    from ..datasets.store import check_parts, read_manifest
 
-    try:
-        open_store(out)
-    except EmptyDatasetError:
-        pass  # no complete part yet: nothing there to be damaged
+    check_parts(out, read_manifest(out))
 
 
 def _default_part(args) -> str:

@@ -156,6 +156,38 @@ def _as_blocks(images) -> Iterable[np.ndarray]:
         yield from images
 
 
+def _check_part(path: Path, part: dict, image_shape, verify: bool) -> None:
+    where = f"{path}: part {part.get('name')!r} ({part.get('dir')})"
+    folder = path / str(part.get("dir", ""))
+    images, meta = folder / "images.npy", folder / "meta.npz"
+    if not PART_RE.fullmatch(str(part.get("dir"))) or not images.is_file() or not meta.is_file():
+        raise DataError(f"{where} is missing; the store is damaged, write it again")
+    data_bytes = int(part["n"]) * int(np.prod(image_shape))
+    for file, key in ((images, "images_bytes"), (meta, "meta_bytes")):
+        if file.stat().st_size != part[key]:
+            raise DataError(f"{where}: {file.name} has {file.stat().st_size} bytes, the manifest says {part[key]}; "
+                            "the store is damaged (truncated or changed), write it again")
+    if _sha256_file(meta) != part["meta_sha256"] or _edge_sha256(images, data_bytes) != part["edge_sha256"]:
+        raise DataError(f"{where}: checksum mismatch; the store is damaged, write it again")
+    if verify and _sha256_file(images, HEADER_BYTES) != part["images_sha256"]:
+        raise DataError(f"{where}: the pixels' checksum does not match; the store is damaged, write it again")
+
+
+def check_parts(path: Path, manifest: dict, verify: bool = False) -> None:
+    """Refuse a store whose listed parts are missing, truncated or changed (sizes, and checksums of the
+    metadata and of the pixels' edges; ``verify`` hashes every pixel), before it is read or appended to."""
+    shape = tuple(manifest["image_shape"])
+    for part in manifest["parts"]:
+        if int(part.get("n", 0)) <= 0:
+            continue
+        try:
+            _check_part(path, part, shape, verify)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, MedcneError):
+                raise
+            raise DataError(f"{path}: {MANIFEST} entry of part {part.get('name')!r} is damaged; write the store again") from None
+
+
 class StoreWriter:
     """Create or append to an on-disk image store folder, one named part at a time.
 
@@ -207,6 +239,7 @@ class StoreWriter:
             fixes = [f"--{name} {value}" for name, value in reading_fixes(shape, self.image_shape)]
             raise MedcneError(f"{self.path}: the store holds images of {shape}, not {self.image_shape}; "
                               f"read the data with {' '.join(fixes)} to match, or choose another store")
+        check_parts(self.path, manifest)  # a part added to a damaged store would not make it readable
         return manifest
 
     def _remove_unlisted(self) -> None:

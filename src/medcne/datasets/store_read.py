@@ -12,29 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, EmptyDatasetError, MedcneError
+from ..errors import EmptyDatasetError
 from .convert import convert_channels, resize_images
 from .imageset import ImageSet, LazyImages
 from .scancommon import UNLABELLED
-from .store import HEADER_BYTES, MANIFEST, PART_RE, _edge_sha256, _sha256_file, read_manifest
+from .store import check_parts, read_manifest
 from .store_tiles import THUMBNAILS
-
-
-def _check_part(path: Path, part: dict, image_shape, verify: bool) -> None:
-    where = f"{path}: part {part.get('name')!r} ({part.get('dir')})"
-    folder = path / str(part.get("dir", ""))
-    images, meta = folder / "images.npy", folder / "meta.npz"
-    if not PART_RE.fullmatch(str(part.get("dir"))) or not images.is_file() or not meta.is_file():
-        raise DataError(f"{where} is missing; the store is damaged, write it again")
-    data_bytes = int(part["n"]) * int(np.prod(image_shape))
-    for file, key in ((images, "images_bytes"), (meta, "meta_bytes")):
-        if file.stat().st_size != part[key]:
-            raise DataError(f"{where}: {file.name} has {file.stat().st_size} bytes, the manifest says {part[key]}; "
-                            "the store is damaged (truncated or changed), write it again")
-    if _sha256_file(meta) != part["meta_sha256"] or _edge_sha256(images, data_bytes) != part["edge_sha256"]:
-        raise DataError(f"{where}: checksum mismatch; the store is damaged, write it again")
-    if verify and _sha256_file(images, HEADER_BYTES) != part["images_sha256"]:
-        raise DataError(f"{where}: the pixels' checksum does not match; the store is damaged, write it again")
 
 
 def _advise_random(array: np.ndarray) -> None:
@@ -101,14 +84,9 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
     parts = [p for p in manifest["parts"] if int(p.get("n", 0)) > 0]
     if not parts:
         raise EmptyDatasetError(_empty_message(path, manifest))
+    check_parts(path, manifest, verify=verify)
     metas = []
     for part in parts:
-        try:
-            _check_part(path, part, shape, verify)
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, MedcneError):
-                raise
-            raise DataError(f"{path}: {MANIFEST} entry of part {part.get('name')!r} is damaged; write the store again") from None
         with np.load(path / part["dir"] / "meta.npz", allow_pickle=False) as z:
             metas.append({k: z[k] for k in z.files})
     codes = np.concatenate([m["labels"] for m in metas])
