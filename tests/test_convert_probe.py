@@ -59,3 +59,18 @@ def test_convert_refuses_to_append_to_a_damaged_store(tmp_path, capsys):
             str(store), "images.npy", "damaged")
     assert snapshot(store) == before  # no new part, the manifest unchanged, no temp or lock file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img28.npz", "st_dmg"]
+
+
+def test_the_store_writer_itself_refuses_a_damaged_store(tmp_path, capsys):
+    # `medcne tile` appends through StoreWriter without convert's early check: the writer holds the rule.
+    from medcne.datasets.store import StoreWriter
+    from medcne.errors import DataError
+
+    src = tmp_path / "img.npz"
+    np.savez(src, images=np.zeros((4, 8, 8, 3), np.uint8))
+    store = tmp_path / "st"
+    assert main(["convert", str(src), "--out", str(store)]) == 0
+    with open(store / "part-000000" / "meta.npz", "ab") as fh:
+        fh.write(b"changed")
+    with pytest.raises(DataError, match=r"meta.npz has \d+ bytes, the manifest says \d+; the store is damaged"):
+        StoreWriter(store, (8, 8, 3))
