@@ -149,7 +149,7 @@ def test_a_python_caller_is_told_the_parameter_and_the_command_line_its_option(t
     (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, subset=10, seed=1.5),
      "`seed` must be an integer from 0 to 4294967295; got 1.5"),
     (lambda: __import__("medcne.datasets").datasets.load_dataset(SAMPLE, size=16.5),
-     "`size` must be a positive integer or (height, width); got 16.5"),
+     "`size` must be a positive integer or HxW such as 28x32 (in Python also a (height, width) pair); got 16.5"),
     (lambda: __import__("medcne.runs").runs.resume_run("no-run", lr="abc"), "`lr` of a resume must be a positive number, the new peak rate; got 'abc'"),
     (lambda: __import__("medcne").TSimCNE(epochs=(1, 1, 1.5)).validate(np.zeros((4, 8, 8, 3), np.uint8)),
      "`epochs` must be 3 non-negative integers, e.g. 1000,50,450; got (1, 1, 1.5)"),  # was cut to 1 epoch

@@ -71,6 +71,38 @@ def prov_names(prov: dict, taken) -> list[str]:
 
 CORE = ("embedding", "ids", "labels", "class_names")  # the arrays every embedding.npz may hold
 
+# What medcne writes in an .npz: arrays of numbers and of text. numpy's own errors for anything else
+# ("... load it unsafely using the `allow_pickle=` keyword argument") would advise loading it unsafely.
+_ONLY_ARRAYS = "which medcne never writes (it writes arrays of numbers and text only)"
+
+
+def open_npz(path):
+    """``np.load(path, allow_pickle=False)`` of an embedding ``.npz`` (an ``NpzFile``, to use in a ``with``);
+    a pickle, or a single ``.npy`` array under the ``.npz`` name, is refused as damaged, in one line."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise
+        raise MedcneError(f"{path}: damaged: it holds pickled Python objects, {_ONLY_ARRAYS}; "
+                          "make the run again") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise MedcneError(f"{path}: damaged: it holds one bare array, not the named arrays of an embedding "
+                          "file (embedding, ids, ...); make the run again")
+    return z
+
+
+def npz_array(z, name: str, path) -> np.ndarray:
+    """Array ``name`` of the open ``.npz`` ``z`` (from :func:`open_npz`); one of Python objects (an object
+    array: text or anything else pickled into it) is refused as damaged, in one line naming ``path``."""
+    try:
+        return z[name]
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise
+        raise MedcneError(f"{path}: damaged: its array {name!r} holds Python objects (an object array), "
+                          f"{_ONLY_ARRAYS}; make the run again") from None
+
 
 def read_columns(npz_path, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The per-point arrays of ``embedding.npz`` beside its core ones, in one read: the provenance
@@ -82,11 +114,11 @@ def read_columns(npz_path, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.
     is not one number per point is left out.
     """
     prov, numeric = {}, {}
-    with np.load(npz_path, allow_pickle=False) as z:
+    with open_npz(npz_path) as z:
         for name in z.files:
             if name in CORE:
                 continue
-            a = z[name]
+            a = npz_array(z, name, npz_path)
             if name.startswith(PREFIX):
                 if a.shape != (n,):
                     raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "

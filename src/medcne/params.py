@@ -207,7 +207,7 @@ OTHER_FLAGS: Mapping[str, str] = {
     "labels": "--labels", "annotations": "--annotations", "workers": "--workers", "presets": "--presets",
     "baselines": "--baselines", "data": "--data", "data_dir": "--data-dir", "seeds": "--seeds",
     "hover_id": "--hover-id", "axes": "--axes", "nproc": "--nproc", "values": "--values", "method": "--method", "axis": "--axis", "k": "--k", "labels_csv": "--labels", "data_path": "--data", "keep_phi": "--keep-phi",
-    "drop_background": "--drop-background", "n_splits": "--splits", "fill": "--fill",
+    "drop_background": "--drop-background", "n_splits": "--splits", "fill": "--fill", "thumb": "--thumb",
 }
 
 

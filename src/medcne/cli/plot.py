@@ -36,6 +36,10 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
     Points missing from the CSV get NaN (numbers) or "" (categories).
     """
     path = Path(csv_path) if csv_path else run.path / EMBEDDING_CSV
+    if not csv_path and not path.is_file():
+        # Not read_table's "--values ...: no such file": the user gave no --values; the run lacks its own table.
+        raise MedcneError(f"{path} is missing (the run's table that --color-by reads when --values is not given); "
+                          f"make the run again, or give --values CSV with an 'id' column and the column {column!r}")
     columns, rows = read_table(path, "values")
     if "id" not in columns or column not in columns:
         raise MissingColumnError(
@@ -44,7 +48,13 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
     by_id = {row["id"]: row[column] for row in rows}
     raw = [by_id.get(i, "") for i in run.ids]
     if not any(raw):
-        raise MedcneError(f"{path}: no id matches the run's ids; give values for the images of {run.path}")
+        if not any(i in by_id for i in run.ids):
+            raise MedcneError(f"{path}: no id matches the run's ids; give values for the images of {run.path}")
+        # The ids are the run's; the column is empty for all of them (an unlabelled run's 'label').
+        fix = (f"give --values CSV with an 'id' column and {column!r} filled in, or colour by another column"
+               if not csv_path else f"fill in {column!r} for the run's ids, or colour by another column")
+        raise MedcneError(f"{path}: column {column!r} has no values for any of the {len(raw)} points of "
+                          f"{run.path} (the cells of their ids are empty); {fix}")
     try:
         return np.array([float(v) if v != "" else np.nan for v in raw])
     except ValueError:

@@ -39,19 +39,20 @@ def parse_size(size) -> tuple[int, int] | None:
     """``None``, an int, or (H, W) -> (H, W) or None."""
     if size is None:
         return None
+    given = size  # for the message: the text as typed ('0x5'), not the tuple parsed from it
     if isinstance(size, str):
         parts = size.lower().replace("x", ",").split(",")
         try:
             size = tuple(int(p) for p in parts) if len(parts) > 1 else int(parts[0])
         except ValueError:
             raise MedcneError(f"`size` must be an integer such as 28 or HxW such as 96x96; got {size!r}") from None
-    given = size
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (int(size), int(size))
     whole = isinstance(size, (tuple, list)) and all(
         isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
     if not whole or len(size) != 2 or min(size) < 1:  # 16.5 was an internal TypeError, (16.5, 16) cut to 16
-        raise MedcneError(f"`size` must be a positive integer or (height, width); got {given!r}")
+        raise MedcneError(f"`size` must be a positive integer or HxW such as 28x32 (in Python also a "
+                          f"(height, width) pair); got {given!r}")
     return tuple(int(s) for s in size)
 
 

@@ -34,6 +34,8 @@ import numpy as np
 
 from ..embedfile import (  # noqa: F401  (re-exported: the run's embedding files, read and written there)
     PREFIX,
+    npz_array,
+    open_npz,
     prov_names,
     read_provenance,
     save_embedding_file,
@@ -198,6 +200,16 @@ def _remedy(path: Path) -> str:
     return "make the run again (`medcne fit` or `medcne baseline`)"
 
 
+def no_params_message(out: Path, work: Path | None = None) -> str:
+    """Why the stopped run ``out`` (its files in ``work``, default ``out``) whose checkpoint is there but
+    whose params.json is not cannot be resumed, and what to do: said alike by the readers of runs and by
+    :func:`medcne.runs.resume_run`."""
+    work = out if work is None else work
+    return (f"{out}: not a finished run, and it cannot be resumed: {work / PARAMS} is missing (it records the "
+            f"data and settings a resume needs; {CHECKPOINT} alone is not enough); make the run again with "
+            f"`medcne fit DATA --out {out} --overwrite`")
+
+
 def unfinished_message(path: Path) -> str:
     """Why ``path`` is not a finished run, and what to do, in one line."""
     staged = staging_path(path)
@@ -205,6 +217,8 @@ def unfinished_message(path: Path) -> str:
         return (f"{path}: not a finished run: its replacement in {staged} was interrupted; "
                 f"complete it with `medcne fit --resume {path}`, or run again with `overwrite`")
     if (path / CHECKPOINT).is_file():
+        if not (path / PARAMS).is_file():
+            return no_params_message(path)
         return f"{path}: not a finished run (training stopped); continue it with `medcne fit --resume {path}`"
     if not (path / EMBEDDING).exists() and not (path / PARAMS).exists():
         return (f"{path}: not a run folder (no {EMBEDDING}); give a folder written by `medcne fit` "
@@ -243,11 +257,13 @@ def _read_embedding(path: Path):
     line naming the file.
     """
     try:
-        with np.load(path, allow_pickle=False) as z:
-            embedding = np.asarray(z["embedding"])
-            ids = z["ids"].astype(str)
-            labels = z["labels"] if "labels" in z.files else None
-            names = [str(c) for c in z["class_names"]] if "class_names" in z.files else None
+        with open_npz(path) as z:
+            embedding = np.asarray(npz_array(z, "embedding", path))
+            ids = npz_array(z, "ids", path).astype(str)
+            labels = npz_array(z, "labels", path) if "labels" in z.files else None
+            names = [str(c) for c in npz_array(z, "class_names", path)] if "class_names" in z.files else None
+    except MedcneError:  # its own line (pickled objects), not numpy's advice to load them unsafely
+        raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise MedcneError(
             f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"

@@ -165,7 +165,7 @@ def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: I
     if (complete or nonempty) and not replace:
         finished = complete or is_finished(out)
         what = "already holds a finished run" if finished else "holds an unfinished run"
-        resumable = not finished and (out / CHECKPOINT).exists()
+        resumable = not finished and (out / CHECKPOINT).exists() and (out / PARAMS).is_file()  # both: resume_run
         hint = f", `medcne fit --resume {out}` to continue it" if resumable else ""
         raise MedcneError(f"`out` {out} {what}; pass `{option}` to replace its run files{hint}, or choose another folder")
 

@@ -38,6 +38,7 @@ from .folder import (
     TSIMCNE_FILES,
     Run,
     is_finished,
+    no_params_message,
     read_as_recorded,
     read_json,
     read_run,
@@ -171,12 +172,14 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                     f"to resume ({out} still holds the previous run); start the replacement again with "
                     f"`medcne fit DATA --out {out} --overwrite`"
                 )
-            if not saved or not (work / CHECKPOINT).exists():
+            if not (work / CHECKPOINT).exists():
                 raise MedcneError(
                     f"{out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
                     f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
                     "(with `overwrite` when the folder is not empty)"
                 )
+            if not (work / PARAMS).is_file():  # not "no checkpoint.pt": it is there, the run's record is not
+                raise MedcneError(no_params_message(out, work))
             if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
                 raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
             if main:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import numbers
 import shutil
 import string
 import tempfile
@@ -96,6 +97,11 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     A ``qc.csv`` in the run folder (see :mod:`medcne.viewer.qc`) adds its scores
     as colour columns, a filter for the likely problems and hover details.
     """
+    if thumb is not None and not (isinstance(thumb, numbers.Integral) and not isinstance(thumb, bool)
+                                  and 1 <= thumb <= max_sheet):
+        # Checked before any image is read; the sprite sheets' own check names no parameter.
+        raise MedcneError(f"`thumb` must be a thumbnail side from 1 to {max_sheet} pixels (the side of a "
+                          f"sprite sheet); got {thumb!r}")
     bundle = check_bundle(bundle)
     if not isinstance(run, Run):
         run = read_run(run)
