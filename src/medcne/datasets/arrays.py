@@ -213,8 +213,23 @@ def _read_plain(npz: NpzArrays, split, size, channels) -> ImageSet:
         ids = _per_image(npz, "ids", n)
         if ids.ndim != 1:
             raise DataError(f"{path}: 'ids' must be one id per image (1-D); got shape {ids.shape}")
-        ids = _texts(ids)[keep]
+        ids = _unique_ids(path, _texts(ids)[keep])
     return ImageSet(arr, labels, names, ids, source=str(path), notes=notes)
+
+
+def _unique_ids(path: Path, ids: np.ndarray) -> np.ndarray:
+    """``ids`` (an npz's ``ids`` array, as text), refused when an id is given to more than one image: ids are
+    the keys that label CSVs, the viewer and curation match images on."""
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        repeated = np.flatnonzero(counts > 1)
+        first = repeated[np.argmax(counts[repeated])]  # the id given to the most images
+        more = f" ({len(repeated)} ids are repeated)" if len(repeated) > 1 else ""
+        raise DataError(
+            f"{path}: 'ids' gives the id '{printable(str(values[first]))}' to {counts[first]} images{more}; "
+            "ids must be unique: give every image its own id, or leave 'ids' out to number the images"
+        )
+    return ids
 
 
 def _texts(values: np.ndarray) -> np.ndarray:

@@ -271,7 +271,9 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
     prov = run_provenance(run)
     rows = ([run.ids[i], names[pred[i]], f"{conf[i]:.4f}", int(codes[i] >= 0), *(c[i] for c in prov.values())]
             for i in range(len(run.ids)))
-    path = write_text(out, csv_text([*PROPAGATED_COLUMNS, *prov_names(prov, PROPAGATED_COLUMNS)], rows, "\n"))
+    # A provenance column named `source` is written prov_source: read back, `source` says who gave a label.
+    taken = (*PROPAGATED_COLUMNS, "source")
+    path = write_text(out, csv_text([*PROPAGATED_COLUMNS, *prov_names(prov, taken)], rows, "\n"))
     summary = {"annotated": int((codes >= 0).sum()), "classes": len(set(codes[codes >= 0].tolist())),
                "images": len(run.ids), "mean_confidence": float(conf[codes < 0].mean()) if (codes < 0).any() else 1.0,
                "space": space,

@@ -53,16 +53,20 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list 
 
     The viewer's annotation export (``id, x, y, old_label, new_label, source``)
     works as is: rows with an empty ``new_label`` (points only selected) are
-    ignored, and so are rows whose ``source`` is one of ``skip_sources`` (their
-    ids are added to ``skipped``). By default those are the labels medcne
-    guessed: the viewer's suggestions (accepted or not, exported as
-    ``suggested``), votes of the nearest labelled points on the map, and the
-    rows of :func:`~medcne.runs.curate.propagate_run`'s output with
-    ``annotated`` 0 (source ``propagated``), spread along the same
-    neighbourhoods. Scoring a map against them scores it against itself, and
-    propagation makes its own. A file with neither column keeps every row. An id given two different
-    labels is refused, naming both and their lines, and so is a file with no
-    label left. ``option``: the parameter that named the file, for messages.
+    ignored. Two columns say who gave a label, and a row counts only when each
+    of them present says a person did: ``source`` ``manual`` (the viewer's
+    export) and ``annotated`` ``1`` (:func:`~medcne.runs.curate.propagate_run`'s
+    output). Rows whose ``source`` is ``suggested`` (the viewer's suggestions,
+    accepted or not: votes of the nearest labelled points on the map) or whose
+    ``annotated`` is ``0`` (propagated along the same neighbourhoods) are left
+    out, and their ids are added to ``skipped``: scoring a map against them
+    scores it against itself, and propagation makes its own. Any other value
+    in those columns (empty, ``other``, ``yes``, ``2``...) is refused, naming
+    the file, line and column, rather than guessed. A file with neither column
+    keeps every row. An id given two different labels is refused, naming both
+    and their lines, and so is a file with no label left. ``skip_sources``:
+    the ``source`` values left out. ``option``: the parameter that named the
+    file, for messages.
     """
     columns, rows = read_table(path, option)
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
@@ -77,7 +81,7 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list 
         i, label = row["id"], row[column].strip()
         if not label:
             continue
-        if _source(row) in skip_sources:
+        if _guessed(path, row, n, skip_sources):
             left_out.append(i)
             continue
         if found.setdefault(i, label) != label:
@@ -92,12 +96,40 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list 
     return found
 
 
-def _source(row: dict) -> str:
-    """Who gave a row's label: the viewer's ``source``, else "propagated" for a row propagate filled in."""
-    source = (row.get("source") or "").strip()
-    if not source and (row.get("annotated") or "").strip() == "0":
-        return "propagated"
-    return source
+# Who gave a row's label, by the column that says so and its value: the viewer's export writes ``source``,
+# propagate's output ``annotated`` (0: the label was spread from the annotated rows).
+MARKERS = {"source": {"manual": "manual", "suggested": "suggested"},
+           "annotated": {"1": "manual", "0": "propagated"}}
+MARKER_MEANING = {"source": "'manual' (a label you gave) or 'suggested' (the viewer's suggestion)",
+                  "annotated": "1 (a label you gave) or 0 (a label propagate spread)"}
+
+
+def _guessed(path, row: dict, n: int, skip_sources: tuple[str, ...]) -> bool:
+    """Whether row ``n`` holds a label medcne guessed: its ``source`` is one of ``skip_sources``, or its
+    ``annotated`` is 0 (read as the source "propagated"). A value of those columns that does not say who
+    gave the label is refused, naming the line and column."""
+    givers = []
+    for column, known in MARKERS.items():
+        if column not in row:
+            continue
+        value = (row[column] or "").strip()
+        giver = value if column == "source" and value in skip_sources else known.get(value)
+        if giver is None:
+            shown = f"{value!r}" if value else "empty"
+            raise MedcneError(
+                f"{path}: line {_line(path, n)}: {column} is {shown}, which does not say who gave the label; "
+                f"write {MARKER_MEANING[column]}, or leave the row's label empty to skip it (a column of "
+                f"another meaning: rename it)"
+            )
+        givers.append(giver)
+    return any(g in skip_sources for g in givers)
+
+
+def _line(path, n: int) -> int:
+    """The line number of row ``n`` (0: the first after the header) of the CSV file ``path``."""
+    from ..datasets.csvfile import read_table as read_cells
+
+    return [line for line, _ in read_cells(Path(path))[1]][n]  # read again, for line numbers: an error path
 
 
 def suggestions_note(skipped) -> str:
@@ -115,12 +147,9 @@ def unknown_ids_note(unknown) -> str:
 def _conflict(path, id_: str, first: tuple[str, int], second: tuple[str, int]):
     """Refuse an id labelled twice differently, naming both labels and their lines (``first``/``second``:
     (label, row index))."""
-    from ..datasets.csvfile import read_table as read_cells
-
-    lines = [line for line, _ in read_cells(Path(path))[1]]  # read again, for line numbers: an error path
     raise MedcneError(
-        f"{path}: id {id_!r} has two labels, {first[0]!r} (line {lines[first[1]]}) and "
-        f"{second[0]!r} (line {lines[second[1]]}); keep one of them"
+        f"{path}: id {id_!r} has two labels, {first[0]!r} (line {_line(path, first[1])}) and "
+        f"{second[0]!r} (line {_line(path, second[1])}); keep one of them"
     )
 
 
@@ -231,7 +260,8 @@ def evaluate_run(
     """
     if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer))
                                   or n_queries < 1):  # -1 was an internal error, 1.5 was taken
-        raise MedcneError(f"`n_queries` must be a positive integer, or None for every image; got {n_queries!r}")
+        raise MedcneError(f"`n_queries` must be a positive integer, or None for every image in Python "
+                          f"(0 for every image on the command line); got {n_queries!r}")
     Z = np.asarray(run.embedding, dtype=np.float64)
     codes, names, notes = run_labels(run, overrides, labels_map, merge_rare)
     keep = codes >= 0
