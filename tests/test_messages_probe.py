@@ -208,3 +208,19 @@ def test_the_viewers_extra_columns_refuse_an_object_array_too(tmp_path):
     with pytest.raises(MedcneError, match=r"its array 'score' holds Python objects .*make the run again$") as caught:
         read_columns(run / "embedding.npz", 20)
     assert "pickle" not in str(caught.value)
+
+
+def test_writing_over_a_stopped_run_without_params_json_does_not_offer_a_resume(tmp_path):
+    from medcne.errors import MedcneError
+    from medcne.runfiles import TSIMCNE_FILES
+    from medcne.runs import staging
+
+    out = tmp_path / "run"
+    out.mkdir()
+    staging.mark(out, TSIMCNE_FILES)
+    (out / "checkpoint.pt").write_bytes(b"x")
+    with pytest.raises(MedcneError, match="holds an unfinished run; pass `overwrite` to replace its run files, or"):
+        staging.check(out, False, option="overwrite")
+    (out / "params.json").write_text("{}")  # with its record, the resume is offered
+    with pytest.raises(MedcneError, match="`medcne fit --resume"):
+        staging.check(out, False, option="overwrite")
