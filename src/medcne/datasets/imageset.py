@@ -338,9 +338,8 @@ def repeated_name_problem(class_names: list[str]) -> str | None:
     first: dict[str, int] = {}
     for code, name in enumerate(class_names):
         if first.setdefault(name, code) != code:
-            from .files import printable
-
-            return (f"class name '{printable(name)}' is given to class {first[name]} and class {code}; "
+            shown = name if len(name) <= 60 else f"{name[:28]}...{name[-28:]}"
+            return (f"class name {shown!r} is given to class {first[name]} and class {code}; "
                     "give every class its own name (or the same code, to join them)")
     return None
 
