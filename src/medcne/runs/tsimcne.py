@@ -199,16 +199,23 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                     f"start a new run with `medcne fit DATA --out NEW`")
             est = TSimCNE(**saved["estimator"])
         record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint, IMAGES_FINGERPRINT: images}
-        changes = list(saved.get("lr_changes", []))
-        if lr is not None:
-            changes.append({"lr": float(lr), "was": saved.get("resolved", {}).get("lr")})
-            est.set_params(lr=float(lr))
-        if changes:
+        if changes := _lr_changes(saved, lr):
             record["lr_changes"] = changes
+        if lr is not None:
+            est.set_params(lr=float(lr))
         with staging.writing(out, resume=True, keep=_resumable) as work:
             finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
                               record=record, new_lr=lr is not None)
         return read_run(out) if finished else None
+
+
+def _lr_changes(saved: dict, lr) -> list[dict]:
+    """The changes of peak learning rate a run's params.json (``saved``) lists, and this resume's ``lr``
+    (None: the run's own) after them, with the rate it replaces."""
+    changes = list(saved.get("lr_changes", []))
+    if lr is not None:
+        changes.append({"lr": float(lr), "was": saved.get("resolved", {}).get("lr")})
+    return changes
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
