@@ -205,3 +205,16 @@ def test_cpu_cells_follow_the_fit_rule(tmp_path):
     assert cell.options["width"] == 16  # never the paper's width 64 on a CPU unless asked
     (cell,) = cells(config, {"device": "cpu", "paper": True})
     assert cell.options.get("budget") is None and cell.options["width"] == PAPER["width"]
+
+
+@pytest.mark.parametrize("where, key, value", [("datasets.blood", "path", 5), ("datasets.blood", "path", [1]),
+                                               ("sweep", "data_dir", 5), ("datasets.blood", "fetch", 5)])
+def test_a_value_of_the_wrong_type_is_one_line_naming_its_key(tmp_path, where, key, value):
+    from medcne.errors import ConfigError
+    from medcne.sweep import parse_config
+
+    raw = {"sweep": {}, "datasets": {"blood": {"path": "blood.npz"}}, "methods": {"a": {"method": "tsne-pixels"}}}
+    table = raw["sweep"] if where == "sweep" else raw["datasets"]["blood"]
+    table[key] = value  # an internal TypeError before
+    with pytest.raises(ConfigError, match=rf"^my.toml: {where}.{key}"):
+        parse_config(raw, source="my.toml", base=tmp_path)

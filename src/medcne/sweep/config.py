@@ -219,6 +219,8 @@ def parse_config(raw: dict, source: str, base: Path, data_dir=None, files: Path 
     reference = sweep.get("reference")
     if reference is not None and reference not in methods:
         err.fail("sweep.reference", f"no method {reference!r}; defined: {', '.join(methods)}")
+    if "data_dir" in sweep and not isinstance(sweep["data_dir"], str):
+        err.fail("sweep.data_dir", f"must be a folder path, as text; got {sweep['data_dir']!r}")
     if data_dir is None:
         data_dir = os.environ.get(DATA_ENV) or (base / sweep["data_dir"] if "data_dir" in sweep else base)
     return SweepConfig(
@@ -256,7 +258,7 @@ def _dataset(err: _Errors, name: str, table, files: Path) -> Dataset:
     err.keys(table, where, KEYS["dataset"])
     paths = table.get("path")
     paths = [paths] if isinstance(paths, str) else paths
-    if not paths or not all(isinstance(p, str) and p for p in paths):
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
         err.fail(f"{where}.path", "needs a path (or a list of candidate paths) to the dataset")
     load = {k: table[k] for k in DATA_OPTIONS if k in table}
     if "labels_map" in load:
@@ -266,6 +268,8 @@ def _dataset(err: _Errors, name: str, table, files: Path) -> Dataset:
     _check_data_options(err, where, load)
     training = {"batch_size": table["batch_size"]} if "batch_size" in table else {}
     fetch = table.get("fetch")
+    if fetch is not None and not isinstance(fetch, str):
+        err.fail(f"{where}.fetch", f"must be one line of text saying how to get the data; got {fetch!r}")
     return Dataset(name, tuple(paths), load, None if fetch is None else str(fetch), training)
 
 
