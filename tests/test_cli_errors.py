@@ -76,6 +76,8 @@ CASES = [
     # -- an output that is, or would replace, an input ------------------------------------
     ("embed-out-is-its-dataset", "embed {run} {data} --out {data} --overwrite", "would replace"),
     ("embed-out-is-a-run-file", "embed {run} {data} --out {run}/embedding.npz --overwrite", "would replace"),
+    # A 1-D map trained to the end, then failed to draw, leaving a run no resume could finish.
+    ("fit-dim-1", f"fit {{data}} --out {{env}}/d1 --dim 1 {FIT}", "--dim must be an integer >= 2"),
     ("fit-out-holds-its-dataset", f"fit {{env}}/d2/embedding.npz --out {{env}}/d2 --overwrite {FIT}", "would replace"),
     ("fit-out-inside-the-dataset", f"fit {{env}}/folderdata --out {{env}}/folderdata/run {FIT}", "dataset folder"),
     ("baseline-out-is-its-dataset", "baseline {data} --method tsne-pixels --out {data} --force", "data.npz"),

@@ -98,7 +98,7 @@ _BOOL = (lambda v: isinstance(v, (bool, np.bool_))), "True or False"
 _AUTO_BOOL = (lambda v: v == "auto" or isinstance(v, (bool, np.bool_))), "'auto', True or False"
 
 RULES: Mapping[str, Rule] = {r.name: r for r in (
-    Rule("dim", lambda v: _int(v) and v >= 1, "a positive integer (2 for a map, 3 for a 3D map)", "--dim"),
+    Rule("dim", lambda v: _int(v) and v >= 2, "an integer >= 2 (2 for a map, 3 for a 3D map)", "--dim"),
     Rule("epochs", _epochs_ok("epochs"), "3 non-negative integers, one per stage, e.g. 1000,50,450 (one for the anneal schedule)", "--epochs"),
     Rule("batch_size", lambda v: _int(v) and v >= 2, "an integer >= 2 (paper: 1024)", "--batch-size"),
     Rule("lr", lambda v: v == "auto" or (_number(v) and v > 0), "a positive number or 'auto'", "--lr"),
