@@ -224,3 +224,21 @@ def test_writing_over_a_stopped_run_without_params_json_does_not_offer_a_resume(
     (out / "params.json").write_text("{}")  # with its record, the resume is offered
     with pytest.raises(MedcneError, match="`medcne fit --resume"):
         staging.check(out, False, option="overwrite")
+
+
+def test_a_run_and_a_page_can_be_written_into_the_current_empty_folder(tmp_path, monkeypatch, capsys):
+    # `--out .`: the lock file and the page's build folder lay inside `.`, which then "held files medcne
+    # did not write" (its own lock file) and was refused.
+    from medcne.datasets import SAMPLE_PATH
+
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["baseline", str(SAMPLE_PATH), "--method", "tsne-pixels", "--subset", "64", "--out", "."]) == 0, \
+        capsys.readouterr().err
+    assert (tmp_path / "here" / "embedding.npz").is_file()
+    run = make_run(tmp_path / "run", n=20)
+    (tmp_path / "page").mkdir()
+    monkeypatch.chdir(tmp_path / "page")
+    assert main(["view", str(run), "--out", "."]) == 0, capsys.readouterr().err
+    assert (tmp_path / "page" / "index.html").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no lock or build folder left beside

@@ -38,7 +38,7 @@ _HELD: dict[str, list] = {}
 
 
 def lock_path(out) -> Path:
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # `.` or `a/..` named: the lock lies beside that folder, not inside it
     return out.parent / lock_name(out.name or "out")
 
 

@@ -24,6 +24,7 @@ import hashlib
 import html
 import json
 import numbers
+import os
 import shutil
 import string
 import tempfile
@@ -121,7 +122,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         images = run.load_images(data_path).images
     if len(images) != n:
         raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
-    out = Path(out) if out is not None else run.path / VIEWER_DIR
+    # `.` or `a/..` named: the page is built beside that folder (then swapped in), not inside it.
+    out = Path(os.path.abspath(out)) if out is not None else run.path / VIEWER_DIR
     refuse_inputs(out, [data_path], runs=[run.path])
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
