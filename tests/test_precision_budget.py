@@ -12,7 +12,7 @@ from medcne import TSimCNE
 from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH
 from medcne.device import native_bf16, resolve_precision
-from medcne.durations import parse_duration
+from medcne.durations import format_duration, parse_duration
 from medcne.errors import MedcneError
 from medcne.train import tsimcne_stages
 from medcne.train.budget import BudgetPlan, budget_stages, replan_stages
@@ -91,8 +91,11 @@ def test_budget_scales_the_stages_in_proportion():
     assert [s.lr for s in stages] == [s.lr for s in template]
     small = budget_stages(template, timing, n=1000, batch_size=100, seconds=12.0)
     assert [s.epochs for s in small] == [1, 1, 1]  # every stage keeps one epoch
-    with pytest.raises(MedcneError, match="budget is too short.*`batch_size`.*fewer images"):
+    with pytest.raises(MedcneError, match="budget is too short.*`batch_size`.*fewer images") as caught:
         budget_stages(template, timing, n=1000, batch_size=100, seconds=10.0)
+    # Numbers that add up: 10 s to train; one epoch of each stage 5 + 1.75 + 5 s (and the timing's start).
+    assert "10 s of it are left to train" in str(caught.value)
+    assert f"takes about {format_duration(11.75 + timing.warmup)} here (10 steps of 0.50 s" in str(caught.value)
 
 
 def test_compile_time_comes_out_of_the_budget():

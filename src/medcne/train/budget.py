@@ -40,11 +40,13 @@ def budget_stages(template: tuple[Stage, ...], timing: StepTiming, n: int, batch
     epochs = [max(1, math.floor(scale * s.epochs)) if s.epochs else 0 for s in template]
     needed = sum(c * e for c, e in zip(cost, epochs, strict=True))
     if needed > available:
-        shortest = needed + timing.warmup
+        one = sum(c for c, s in zip(cost, template, strict=True) if s.epochs) + timing.warmup
         raise MedcneError(
-            f"the time budget is too short: one epoch of each stage takes about {format_duration(shortest)} "
-            f"here ({spe} steps of {timing.step:.2f} s per epoch); give a longer `budget`, a smaller "
-            "`batch_size` or `width`, or fewer images"
+            f"the time budget is too short: {format_duration(seconds)} of it are left to train (the rest is "
+            f"kept for placing the images and writing the run), and one epoch of each stage takes about "
+            f"{format_duration(one)} here ({spe} steps of {timing.step:.2f} s per epoch, and "
+            f"{timing.warmup:.1f} s to start); give a longer `budget`, a smaller `batch_size` or `width`, "
+            "or fewer images"
         )
     return tuple(
         replace(s, epochs=e, warmup_epochs=min(e, round(s.warmup_epochs * e / s.epochs)) if s.epochs else 0)
