@@ -326,3 +326,13 @@ def test_a_bad_schedule_on_the_command_line_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "degrees of freedom" in err[0] and "Traceback" not in err[0]
     assert not out.exists()
+
+
+def test_a_dim_above_the_descents_start_names_dim_not_end_dim(capsys):
+    from medcne.cli import main
+    from medcne.datasets import SAMPLE_PATH
+
+    assert main(["fit", str(SAMPLE_PATH), "--out", "never-written", "--schedule", "anneal", "--dim", "129",
+                 "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--dim must be at most 128 with --schedule 'anneal'" in err and "end_dim" not in err, err

@@ -213,6 +213,15 @@ def test_labels_from_a_csv_keyed_by_an_attribute(scans, tmp_path):
     with pytest.raises(MedcneError, match="several key columns"):
         read_dicom(scans, size=16, label_csv=both)
     assert read_dicom(scans, size=16, label_csv=both, label_key="path").class_counts()["a"] == 1
+    with pytest.raises(MedcneError, match=r"^`label_key` must be one of the key columns"):
+        read_dicom(scans, size=16, label_csv=both, label_key="Bogus")
+
+
+def test_the_nifti_options_name_the_one_given_on_dicom_files(scans, capsys):
+    with pytest.raises(MedcneError, match=r"`axis` applies to NIfTI volumes, not to the DICOM files"):
+        load_dataset(scans, axis="coronal")
+    assert main(["info", str(scans), "--axis", "coronal"]) == 2
+    assert "error: --axis applies to NIfTI volumes" in capsys.readouterr().err
 
 
 def _with_identity(tmp_path: Path) -> Path:

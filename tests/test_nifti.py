@@ -211,3 +211,15 @@ def test_info_and_fit_on_a_nifti_folder(tmp_path, capsys):
     assert np.array_equal(read_run(run).load_images().ids, read_run(run).ids)
     with np.load(run / "embedding.npz") as z:
         assert z["prov_volume"].tolist() == ["case.nii.gz"] * 10 + ["other.nii.gz"] * 10
+
+
+@pytest.mark.parametrize("option, value, said", [("keep_phi", True, "--keep-phi"), ("label_key", "path", "--label-key")])
+def test_a_dicom_option_on_nifti_names_the_one_given(tmp_path, capsys, option, value, said):
+    root = tmp_path / "vols"
+    save(volume(), root / "a.nii")
+    with pytest.raises(MedcneError, match=rf"^`{option}` applies to DICOM files, not to the NIfTI volumes"):
+        load_dataset(root, **{option: value})
+    argv = ["info", str(root), said] + ([] if value is True else [value])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: {said} applies to DICOM files" in err and "`" not in err, err

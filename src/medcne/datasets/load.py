@@ -214,10 +214,12 @@ def _read_scans(fmt: str, path: Path, **options) -> ImageSet:
 
         for name in ("axis", "drop_background"):
             if options.pop(name) not in (None, False):
-                raise UnknownFormatError(f"{name} applies to NIfTI volumes, not to the DICOM files of {path}")
+                raise UnknownFormatError(f"`{name}` applies to NIfTI volumes, not to the DICOM files of {path}")
         return read_dicom(path, **options)
     from .nifti import read_nifti
 
-    if options.pop("keep_phi") or options.pop("label_key") is not None:
-        raise UnknownFormatError(f"keep_phi and label_key apply to DICOM files, not to the NIfTI volumes of {path}")
+    given = [name for name, value in (("keep_phi", options.pop("keep_phi")), ("label_key", options.pop("label_key")))
+             if value not in (None, False)]
+    if given:
+        raise UnknownFormatError(f"`{given[0]}` applies to DICOM files, not to the NIfTI volumes of {path}")
     return read_nifti(path, axis=options.pop("axis") or "axial", **options)

@@ -49,7 +49,7 @@ def read_label_csv(path, keys: tuple[str, ...], key: str | None, label_column: s
         )
     found = [k for k in keys if k in columns]
     if key is not None and key not in keys:
-        raise DataError(f"label key must be one of {', '.join(keys)}; got {key!r}")
+        raise DataError(f"`label_key` must be one of the key columns {', '.join(keys)}; got {key!r}")
     if key is None and len(found) != 1:
         what = f"several key columns ({', '.join(found)})" if found else "no key column"
         raise MissingColumnError(

@@ -154,9 +154,12 @@ def annealed_schedule(schedule, epochs, warmup, lr: float, dim: int, loss: str) 
     The annealed stage trains for ``epochs`` (one number, or the first of three)
     with ``warmup`` epochs of warm-up (likewise), output 128-D annealed to ``dim``.
     """
-    spec = parse_schedule(schedule, end_dim=dim, start_dim=PRETRAIN_DIM)
+    spec = parse_schedule(schedule, end_dim=min(dim, PRETRAIN_DIM), start_dim=PRETRAIN_DIM)
     if spec is None:
         return None
+    if dim > PRETRAIN_DIM:
+        raise MedcneError(f"`dim` must be at most {PRETRAIN_DIM} with `schedule` {schedule!r}: the output descends "
+                          f"from {PRETRAIN_DIM} dimensions to `dim`; got {dim}")
     if loss != "cauchy":
         raise MedcneError(f"schedule {schedule!r} trains t-SimCNE's own loss: use loss='cauchy' (got {loss!r}), "
                           "or `schedule` 'stages'")
