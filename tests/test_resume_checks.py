@@ -64,6 +64,23 @@ def test_moved_data_are_given_on_the_command_line_and_recorded(stopped, tmp_path
     assert run.params["data_fingerprint"] == load_dataset(moved, size=16).fingerprint()
 
 
+def test_a_resume_on_moved_data_that_is_interrupted_continues_without_naming_them_again(stopped, tmp_path,
+                                                                                         monkeypatch, capsys):
+    # The hint says `medcne fit --resume RUN`: it failed, since params.json still named the old place.
+    from medcne.estimator import TSimCNE
+
+    out, data = stopped
+    moved = tmp_path / "elsewhere" / "data.npz"
+    moved.parent.mkdir()
+    shutil.move(data, moved)
+    with monkeypatch.context() as m:
+        m.setattr(TSimCNE, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert main(["fit", "--resume", str(out), str(moved)]) != 0
+    assert f"continue with `medcne fit --resume {out}`" in capsys.readouterr().out
+    assert main(["fit", "--resume", str(out)]) == 0
+    assert read_run(out).params["data"]["path"] == str(moved.resolve())
+
+
 def test_a_changed_learning_rate_is_recorded_beside_the_one_it_replaced(stopped):
     out, _ = stopped
     assert main(["fit", "--resume", str(out), "--lr", "0.01"]) == 0

@@ -184,9 +184,7 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                 raise MedcneError(f"{work / PARAMS}: damaged (no data path or estimator); start the run again")
             if main:
                 remove_stale_temps(work, RUN_FILES)
-            data_record = dict(saved["data"])
-            if data_path is not None:
-                data_record["path"] = str(Path(data_path).resolve())
+            data_record = {**saved["data"], **({} if data_path is None else {"path": str(Path(data_path).resolve())})}
             spec = {k: v for k, v in data_record.items() if k != "path"}
             data = read_as_recorded(data_record["path"], spec, out, "give the dataset the run began with "
                                     f"(`medcne fit --resume {out} DATA` where it moved)")
@@ -197,6 +195,8 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                     f"{out}: {data_record['path']} does not hold the images the run began with (their pixels, "
                     "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
                     f"start a new run with `medcne fit DATA --out NEW`")
+            if data_path is not None and main:  # where the data are now: a resume after an interruption finds them
+                write_json(work / PARAMS, {**saved, "data": data_record})
             est = TSimCNE(**saved["estimator"])
         record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint, IMAGES_FINGERPRINT: images}
         if changes := _lr_changes(saved, lr):
