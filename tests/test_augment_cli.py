@@ -80,3 +80,17 @@ def test_a_preview_too_large_to_look_at_is_one_line_before_anything_is_read(tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "make 600,006 panels" in err[0] and "at most 1,000" in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name, ok", [("v.jpg", False), ("v.txt", False), ("v", False), ("v.svg", True),
+                                      ("v.pdf", True)])
+def test_the_preview_is_written_in_the_format_its_name_says(tmp_path, capsys, name, ok):
+    # PNG data was written under any name (views.jpg, views.txt).
+    out = tmp_path / name
+    code = main(["augment-preview", str(SAMPLE_PATH), "--out", str(out), "--n-images", "2", "--n-views", "1"])
+    if not ok:
+        assert code == 2 and "the views are drawn as .png, .pdf or .svg" in capsys.readouterr().err
+        assert not out.exists()
+        return
+    assert code == 0
+    assert out.read_bytes()[:5] == {".pdf": b"%PDF-", ".svg": b"<?xml"}[out.suffix]

@@ -7,6 +7,8 @@ the fill colour of the `rotate` preset blends with the background.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..defaults import PRESET, PRESETS
@@ -25,7 +27,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("data", help="a .npz, a folder of class folders, a .csv of paths, or a PCam *_x.h5")
     p.add_argument("--preset", default=PRESET, help=f"one of {', '.join(PRESETS)} (default {PRESET})")
-    p.add_argument("--out", default="views.png", help="PNG file to write (default: views.png)")
+    p.add_argument("--out", default="views.png", help="the figure to write: .png, .pdf or .svg (default: views.png)")
     p.add_argument("--overwrite", action="store_true", help="replace --out when medcne wrote it (never another file)")
     p.add_argument("--n-images", type=int, default=6, help="rows: images to show (default 6)")
     p.add_argument("--n-views", type=int, default=8, help="views per image (default 8)")
@@ -49,6 +51,9 @@ def run(args) -> int:
         raise MedcneError(f"--n-images {args.n_images} x --n-views {args.n_views} make {panels:,} panels with the "
                           f"originals; a preview draws at most {MAX_PANELS:,}: show fewer images or views")
     fill_spec = _parse_fill(args.fill)
+    fmt = Path(args.out).suffix.lower()
+    if fmt not in (".png", ".pdf", ".svg"):  # PNG data under any name before
+        raise MedcneError(f"--out {args.out}: the views are drawn as .png, .pdf or .svg; give a name ending in one")
     check_file(args.out, args.overwrite)  # before reading a possibly large dataset
     refuse_inputs(args.out, dataset_inputs(args.data))
     # Check the preset before reading a possibly large dataset.
@@ -70,7 +75,7 @@ def run(args) -> int:
         title += ", fill (" + ", ".join(f"{v:.2f}" for v in fill) + ")"
     fig = draw_preview(originals, views, names, title)
     with claim_files(args.out, args.overwrite, inputs=dataset_inputs(args.data)):
-        atomic_write(args.out, lambda p: fig.savefig(p, format="png", dpi=100))
+        atomic_write(args.out, lambda p: fig.savefig(p, format=fmt[1:], dpi=100))
     print(f"wrote {args.out}: {len(rows)} images x {args.n_views} views, preset {args.preset}")
     return 0
 
