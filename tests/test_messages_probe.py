@@ -242,3 +242,12 @@ def test_a_run_and_a_page_can_be_written_into_the_current_empty_folder(tmp_path,
     assert main(["view", str(run), "--out", "."]) == 0, capsys.readouterr().err
     assert (tmp_path / "page" / "index.html").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no lock or build folder left beside
+
+
+def test_an_output_that_cannot_be_written_names_itself_and_the_fix(tmp_path, capsys):
+    # Was: "/proc/.x.medcne-lock: no such file or folder" (the lock file, no fix).
+    from medcne.datasets import SAMPLE_PATH
+
+    assert main(["baseline", str(SAMPLE_PATH), "--method", "tsne-pixels", "--out", "/proc/medcne-x"]) == 2
+    line = one_error_line(capsys)
+    assert "/proc/medcne-x: cannot be written there" in line and "choose a folder you can write to" in line, line

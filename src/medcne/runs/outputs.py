@@ -104,7 +104,12 @@ def _acquire(path: Path, shared: bool = False) -> int:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise MedcneError(f"{path}: is a symbolic link, not medcne's lock file; remove it") from None
-            raise
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise  # read-only, no permission, full: said by the command line's handler of such errors
+            # A folder that cannot hold files (/proc): name the output, not medcne's lock file beside it.
+            out = path.parent / path.name[1:-len(".medcne-lock")]
+            raise MedcneError(f"{out}: cannot be written there ({exc.strerror}: medcne writes a lock file "
+                              f"{path.name} beside it first); choose a folder you can write to") from None
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
