@@ -116,3 +116,8 @@ def test_methods_pick_some_of_the_shorthands(tmp_path, capsys):
 def test_bad_seeds_are_quoted_as_given(tmp_path, capsys, target):
     err = refused(tmp_path, capsys, *target, "--seeds", "x")
     assert "--seeds must be a count N" in err and "got 'x'" in err
+
+
+def test_a_data_dir_that_is_not_a_folder_is_refused_naming_the_option(tmp_path, capsys):
+    err = refused(tmp_path, capsys, "quick", "--data-dir", str(tmp_path / "nowhere"))
+    assert "--data-dir" in err and "no such folder" in err

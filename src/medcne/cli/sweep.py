@@ -99,6 +99,9 @@ def build_config(args):
         return _select(config, args)
     if args.presets or args.baselines:
         raise MedcneError("--presets and --baselines are for the shorthand (a dataset); a config lists its methods")
+    if args.data_dir is not None and not Path(args.data_dir).expanduser().is_dir():
+        raise MedcneError(f"--data-dir {args.data_dir}: no such folder; give the folder that holds the config's "
+                          "datasets")
     config = load_config(target, data_dir=args.data_dir, allow_outside=args.allow_outside)
     changed = [k for k, v in spec.items() if v != DATA_DEFAULTS.get(k) and k != "allow_outside"]
     if args.data:
