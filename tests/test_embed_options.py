@@ -78,3 +78,13 @@ def test_embed_refuses_another_size_before_reading(scan_run, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert f"{option[0]} {option[1]} differs from the run's" in err and "leave " + option[0] + " out" in err, err
         assert len(err.splitlines()) == 1 and not (tmp_path / "x.csv").exists()
+
+
+def test_other_channels_than_the_runs_are_one_refusal_without_a_note_before(scan_run, tmp_path, capsys):
+    # It noted "--channels rgb differs ... placed as the network never saw them", then refused the shape.
+    run, data = scan_run
+    assert main(["embed", str(run), str(data), "--out", str(tmp_path / "x.csv"), "--channels", "rgb",
+                 "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert "differs from the run" not in captured.out and len(captured.err.strip().splitlines()) == 1, captured
+    assert "--channels" in captured.err and not (tmp_path / "x.csv").exists()

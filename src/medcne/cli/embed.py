@@ -79,7 +79,7 @@ def training_pixels(spec: dict, trained: dict, data_path) -> dict:
         elif name == "size" and parse_size(given) != parse_size(recorded):  # the network takes only its own
             raise MedcneError(f"--{name} {given} differs from the run's {recorded}: the network places only "
                               f"images of the size it was trained on; leave --{name} out to read them as the run did")
-        elif name != "size" and str(given) != str(recorded):
+        elif name in ("window", "axis") and str(given) != str(recorded):  # other channels: equal pixels or refused
             print(f"note: --{name} {given} differs from the run's {recorded}; the images are placed as the "
                   "network never saw them during training")
     return spec
