@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH, load_dataset
 
 # The settings of a t-SimCNE run that trains in a few seconds on 48 images of 16x16.
@@ -60,3 +61,13 @@ def snapshot(root: Path) -> dict[str, str]:
 def error_lines(err: str) -> list[str]:
     """The lines of stderr that are not progress-bar output."""
     return [line for line in re.split(r"[\r\n]+", err) if not PROGRESS.search(line)]
+
+
+def refused(argv, capsys, *words) -> str:
+    """Run the CLI; it must exit 2 with one error line holding ``words``."""
+    assert main(argv) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]

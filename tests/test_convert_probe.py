@@ -7,17 +7,7 @@ import pytest
 from PIL import Image
 
 from medcne.cli import main
-from safetyhelpers import error_lines, snapshot
-
-
-def refused(argv, capsys, *words) -> str:
-    """Run the CLI; it must exit 2 with one error line holding ``words``."""
-    assert main(argv) == 2
-    lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 1, lines
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
+from safetyhelpers import refused, snapshot
 
 
 def csv_dataset(folder):

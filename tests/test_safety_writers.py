@@ -20,7 +20,7 @@ import pytest
 from medcne.cli import main
 from medcne.errors import MedcneError
 from medcne.runs.folder import staging_path
-from safetyhelpers import TINY, error_lines, make_data, make_run, snapshot
+from safetyhelpers import TINY, make_data, make_run, refused, snapshot
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,16 +33,6 @@ def data(tmp_path_factory):
 @pytest.fixture
 def run(data, tmp_path):
     return make_run(tmp_path / "run", data)
-
-
-def refused(argv, capsys, *words) -> str:
-    """Run the CLI; it must exit 2 with one error line holding ``words``."""
-    assert main(argv) == 2
-    lines = error_lines(capsys.readouterr().err)
-    assert len(lines) == 1, lines
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 def labels_csv(run: Path, path: Path) -> Path:
