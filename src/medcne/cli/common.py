@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..datasets import load_dataset
+from ..datasets.arrays import MEDMNIST_SPLITS
 from ..datasets.load import SCAN_OPTIONS
 from ..errors import MedcneError
 from ..runs.folder import RUN_FILES
@@ -18,7 +19,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--format", default="auto",
                    choices=["auto", "npz", "folder", "csv", "pcam", "store", "dicom", "nifti"],
                    help="how to read DATA (default auto: from the extension, or a folder)")
-    g.add_argument("--split", choices=["train", "val", "test"], help="one split only (default: all joined)")
+    g.add_argument("--split", choices=MEDMNIST_SPLITS, help="one split only (default: all joined)")
     g.add_argument("--size", help="resize on load, e.g. 28 or 96x96")
     g.add_argument("--channels", default="keep", choices=["keep", "rgb", "gray"],
                    help="keep: 1 or 3 channels as stored (RGBA loses alpha); rgb; gray")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import DataError, DataNotFoundError, MedcneError, UnknownFormatError, check_seed
 from . import scanfiles
-from .arrays import read_npz
+from .arrays import MEDMNIST_SPLITS, read_npz
 from .convert import check_channels, parse_size, resize_images
 from .csvfile import read_csv
 from .files import is_image_file, read_folder
@@ -56,7 +56,6 @@ def check_data_path(path) -> Path:
 
 # The options of the DICOM and NIfTI readers: refused for other data.
 SCAN_OPTIONS = ("window", "axis", "keep_phi", "label_csv", "label_key", "drop_background")
-SPLITS = ("train", "val", "test")
 # The formats whose data say which split each image is in (the other readers would read every image).
 SPLIT_FORMATS = ("npz", "pcam")
 FORMAT_WORDS = {"folder": "a folder of images", "csv": "a CSV of image paths", "dicom": "DICOM files",
@@ -74,8 +73,9 @@ def check_read_options(path, format: str = "auto", channels: str = "keep", seed:
     check_channels(channels)
     check_seed(seed)
     parse_size(size)
-    if split is not None and split not in SPLITS:
-        raise MedcneError(f"`split` must be one of 'train', 'val', 'test' or unset (all); got {split!r}")
+    if split is not None and split not in MEDMNIST_SPLITS:
+        raise MedcneError(f"`split` must be one of {', '.join(map(repr, MEDMNIST_SPLITS))} or unset (all); "
+                          f"got {split!r}")
     if path is None:
         return None
     given = [k for k in SCAN_OPTIONS if scan_options.get(k) not in (None, False)]
