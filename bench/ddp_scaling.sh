@@ -58,13 +58,13 @@ run() {  # run NAME NPROC OPTIONS...: one fit; prints its median views/s after t
   local name=$1 n=$2; shift 2
   local out="$OUT_DIR/$name"
   if ! timeout 1200 "$PY" -m medcne fit "$DATA" $SUB --out "$out" --overwrite --nproc "$n" --device "$DEVICE" \
-       --epochs "$EPOCHS,0,0" --warmup 1,0,0 --batch-size "$BATCH" --width "$WIDTH" --preset "$PRESET" \
+       --epochs "$EPOCHS,0,1" --warmup 1,0,0 --batch-size "$BATCH" --width "$WIDTH" --preset "$PRESET" \
        $EXTRA "$@" > "$out.log" 2>&1; then
     echo "failed (see $out.log)"; return
   fi
   "$PY" - "$out/history.csv" <<'EOF'
 import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r['stage'] == 'pretrain']  # stage 3's one epoch: the map
 print(f"{statistics.median(float(r['views_per_s']) for r in rows[1:] or rows):.0f}")
 EOF
 }

@@ -150,7 +150,7 @@ def main() -> None:
     if not (small / "params.json").exists():
         log("small-fit", measure([*py, "fit", str(store), "--subset", str(args.small), "--epochs", "2,1,1",
                                   "--out", str(small), "--overwrite"], env=env))
-    fit = [*py, "fit", str(store), "--epochs", "1,0,0", "--out", str(work / "train-run"), "--overwrite"]
+    fit = [*py, "fit", str(store), "--epochs", "0,0,1", "--out", str(work / "train-run"), "--overwrite"]
 
     def commands(run: Path) -> dict:
         return {

@@ -115,6 +115,8 @@ CASES = [
     ("fit-epochs-negative-with-equals", f"fit {{data}} --out {{env}}/new {FIT} --epochs=-1,1,1", "epochs must"),
     ("fit-preset-unknown", f"fit {{data}} --out {{env}}/new {FIT} --preset foo", "--preset"),
     ("fit-epochs-all-zero", f"fit {{data}} --out {{env}}/new {FIT} --epochs 0,0,0", "e.g. --epochs 12,1,6"),
+    ("fit-epochs-no-2d-stage", f"fit {{data}} --out {{env}}/new {FIT} --epochs 1,0,0",
+     "--epochs 1,0,0 train no stage at the map's 2 dimensions"),
     ("fit-checkpoint-minutes-negative", f"fit {{data}} --out {{env}}/new {FIT} --checkpoint-minutes -1",
      "--checkpoint-minutes"),
     ("fit-batch-size-not-an-integer", f"fit {{data}} --out {{env}}/new {FIT} --batch-size 1e12", "--batch-size"),

@@ -302,7 +302,7 @@ def test_torchrun_2_stops_every_process_with_rank_0s_one_line(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "medcne",
-           "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "1,0,0", *TINY_FIT]
+           "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "1,0,1", *TINY_FIT]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.startswith("medcne fit")]  # not torchrun's report
@@ -313,7 +313,7 @@ def test_torchrun_2_stops_every_process_with_rank_0s_one_line(tmp_path):
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_other_within_bounded_time_with_one_line(tmp_path):
     out, port = tmp_path / "run", free_port()
-    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,1",
            "--checkpoint-minutes", "0", *TINY_FIT]
     procs = [subprocess.Popen(cmd, env=_env(**torchrun_env(r, 2, port), MEDCNE_COLLECTIVE_TIMEOUT="20"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in range(2)]
@@ -436,7 +436,7 @@ def test_killing_the_launcher_stops_its_processes_and_leaves_a_resumable_run(tmp
     # each in a session of its own, so no group signal reaches them) must not train on and write the
     # run; they stop as if interrupted, and the run resumes.
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "30,0,0",
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "30,0,1",
            "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
     parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -458,7 +458,7 @@ def test_a_launcher_killed_before_its_processes_watch_it_still_stops_them(tmp_pa
     # Killed while its processes are still starting (importing torch): they must not wait on to join a
     # group whose launcher is gone (minutes, at torch's rendezvous timeout), nor write anything.
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,1",
            "--nproc", "2", *TINY_FIT]
     parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -472,7 +472,7 @@ def test_a_launcher_killed_before_its_processes_watch_it_still_stops_them(tmp_pa
 @pytest.mark.slow
 def test_sigterm_of_the_launcher_is_said_once(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,0",
+    cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,1",
            "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
     parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
@@ -508,7 +508,7 @@ def test_an_interrupted_run_of_several_processes_is_said_by_rank_0_only(rank, ca
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("LOCAL_RANK", str(rank))
     monkeypatch.setattr(distributed, "setup", terminated)
-    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--epochs", "1,0,0", *TINY_FIT]) == 143
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--epochs", "1,0,1", *TINY_FIT]) == 143
     assert capsys.readouterr().err.strip().splitlines() == (["medcne fit: terminated"] if rank == 0 else [])
 
 
@@ -527,7 +527,7 @@ def test_sigterm_of_the_launcher_ends_it_quietly_with_its_status(capfd, monkeypa
         raise SignalException("Process got signal: 15", sigval=signal.SIGTERM)
 
     monkeypatch.setattr(torchrun, "run", signalled)
-    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--nproc", "2", "--epochs", "1,0,0",
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--nproc", "2", "--epochs", "1,0,1",
                  *TINY_FIT]) == 143
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
@@ -550,7 +550,7 @@ def test_a_bad_command_is_said_once_before_any_process_starts(case, tmp_path, ca
         "resume changes": (["--resume", str(taken), "--width", "4"], f"--resume continues {taken}"),
         "resume lr": (["--resume", str(taken), "--lr", "auto"], "--lr of a resume must be a positive number"),
     }[case]
-    extra = [] if case.startswith("resume") else ["--epochs", "1,0,0", *TINY_FIT]
+    extra = [] if case.startswith("resume") else ["--epochs", "1,0,1", *TINY_FIT]
     assert main(["fit", *argv, "--nproc", "2", *extra]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"medcne fit: error: {said}"), lines

@@ -25,7 +25,7 @@ def volumes(root: Path) -> Path:
     return root
 
 
-FIT = ["--epochs", "1,0,0", "--warmup", "0,0,0", "--width", "4", "--batch-size", "8", "--device", "cpu"]
+FIT = ["--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "4", "--batch-size", "8", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")

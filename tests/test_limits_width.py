@@ -40,7 +40,7 @@ def test_the_training_check_names_parameters_in_python_and_options_on_the_comman
         TSimCNE(width=16, batch_size=64, device="cpu").validate(X)
     assert "`width` 16, `batch_size` 64" in str(err.value) and "--" not in str(err.value)
     out = tmp_path / "run"
-    assert main(["fit", str(SAMPLE_PATH), "--width", "16", "--batch-size", "64", "--size", "28", "--epochs", "1,0,0",
+    assert main(["fit", str(SAMPLE_PATH), "--width", "16", "--batch-size", "64", "--size", "28", "--epochs", "1,0,1",
                  "--device", "cpu", "--out", str(out)]) == 2
     line = capsys.readouterr().err.strip()
     assert "--width 16, --batch-size 64" in line and "lower --width or --batch-size" in line and not out.exists()

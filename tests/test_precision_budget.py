@@ -47,7 +47,7 @@ def test_bf16_on_a_cpu_without_it_is_one_line(monkeypatch, tmp_path, capsys):
     with_flags(monkeypatch, {"avx2"})
     out = tmp_path / "run"
     code = main(["fit", str(SAMPLE_PATH), "--out", str(out), "--subset", "40", "--precision", "bf16",
-                 "--epochs", "1,0,0", "--width", "2", "--batch-size", "8", "--device", "cpu"])
+                 "--epochs", "1,0,1", "--width", "2", "--batch-size", "8", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--precision auto" in err
     assert not out.exists()

@@ -347,7 +347,7 @@ def test_a_replaced_run_keeps_a_qc_csv_the_user_edited_and_drops_one_medcne_wrot
 
     data = make_data(tmp_path / "data" / "data.npz", n=32)
     run = make_run(tmp_path / "run", data)
-    params = dict(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu")
+    params = dict(epochs=(1, 0, 1), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu")
     assert main(["qc", str(run), "--space", "map"]) == 0
     fit_run(data, run, params, overwrite=True, verbose=False)
     assert not (run / "qc.csv").exists()  # medcne's, unchanged: it described the replaced map

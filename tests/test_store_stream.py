@@ -163,7 +163,7 @@ def test_a_store_that_can_neither_be_held_nor_streamed_is_refused_before_the_run
     store = write_store(tmp_path / "s", n=16, size=8)
     monkeypatch.setattr("medcne.datasets.memory.available_bytes", lambda: 1000)
     out = tmp_path / "run"
-    assert main(["fit", str(store), "--out", str(out), "--stream", "off", "--epochs", "1,0,0", "--width", "4",
+    assert main(["fit", str(store), "--out", str(out), "--stream", "off", "--epochs", "1,0,1", "--width", "4",
                  "--batch-size", "8", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "needs" in err and "--subset" in err and "Traceback" not in err

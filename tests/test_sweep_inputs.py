@@ -56,6 +56,13 @@ def test_no_epochs_at_all_is_refused_before_the_sweep_folder_is_made(tmp_path, c
     assert "epochs are 0 in every stage" in err
 
 
+@pytest.mark.parametrize("target", [[S, "--presets", "none"], ["quick", "--data", S]])
+def test_no_epoch_at_the_maps_dimensions_is_refused_before_the_sweep_folder_is_made(tmp_path, capsys, target):
+    # 1,0,0 trains the 128-D stage only: the map would come from the 2-D layer as freshly drawn.
+    err = refused(tmp_path, capsys, *target, "--epochs", "1,0,0")
+    assert "--epochs 1,0,0 train no stage at the map's 2 dimensions" in err and "e.g. --epochs 1,0,1" in err
+
+
 def test_a_config_cell_broken_by_a_command_line_value_names_the_option(tmp_path, capsys):
     # One epoch count is good for an annealed run, not for the quick config's three stages: the value
     # is the command line's, so the option is named, not the config key.

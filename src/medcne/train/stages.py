@@ -181,8 +181,16 @@ def lr_at(stage: Stage, step: int, steps_per_epoch: int) -> float:
 
 
 def check_trains(stages) -> None:
-    """Refuse a schedule of no epoch at all: the map would be the untrained network's (the estimator
-    allows it as a baseline; a run and a sweep cell refuse it)."""
+    """Refuse a schedule that leaves the map's layer untrained: no epoch at all (the map would be the
+    untrained network's), or none from the stage that draws the output layer afresh on (``epochs``
+    1,0,0: the map would be a freshly drawn layer's projection). The estimator allows both, for
+    features or as a baseline; a run and a sweep cell refuse them."""
     if sum(s.epochs for s in stages) == 0:
         raise MedcneError("epochs are 0 in every stage, so the map would be the untrained network's; "
                           "give at least one epoch, e.g. `epochs` 12,1,6")
+    last_new = max((i for i, s in enumerate(stages) if s.new_head), default=0)
+    if sum(s.epochs for s in stages[last_new:]) == 0:
+        given = ",".join(str(s.epochs) for s in stages)
+        raise MedcneError(f"`epochs` {given} train no stage at the map's {stages[last_new].out_dim} dimensions, so "
+                          "the map would be a freshly drawn, untrained layer's; give stage 2 or 3 at least one "
+                          "epoch, e.g. `epochs` " + ",".join(map(str, (stages[0].epochs, 0, 1))))
