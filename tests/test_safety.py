@@ -231,7 +231,7 @@ def test_resume_refuses_another_learning_rate_without_asking(data, tmp_path, mon
 
 def test_fit_notes_a_batch_size_larger_than_the_data(data, tmp_path, capsys):
     args = ["fit", str(data), "--out", str(tmp_path / "r"), *TINY, "--batch-size", "1000000000000",
-            "--epochs", "1,0,0"]
+            "--epochs", "1,0,1"]
     assert main(args) == 0
     assert "note: batch size 1000000000000 is larger than the 48 images; using 48" in capsys.readouterr().out
 
@@ -261,6 +261,12 @@ def test_runs_made_before_the_flag_are_read_when_their_embedding_files_are_there
     (old / "embedding.csv").unlink()  # stopped between the two embedding files
     with pytest.raises(MedcneError, match="not a finished run"):
         read_run(old)
+
+
+def test_a_params_json_without_the_method_is_no_record_of_a_finished_run(old):
+    # Every params.json medcne wrote names the method: {} beside the embedding files is no old run.
+    (old / "params.json").write_text("{}")
+    assert (old / "embedding.csv").is_file() and not is_finished(old)
 
 
 @pytest.mark.slow

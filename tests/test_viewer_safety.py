@@ -141,7 +141,7 @@ def test_a_leftover_build_holding_a_users_file_deep_inside_is_kept(tmp_path):
     assert (kept / "sprites" / "mine.txt").read_text() == "mine"
 
 
-def test_a_replaced_run_takes_its_page_along_unless_the_page_holds_a_users_file(tmp_path, fake_bundle):
+def test_a_replaced_run_takes_its_page_along_unless_the_page_holds_a_users_file(tmp_path, fake_bundle, capsys):
     # The page shows the run's map: after `fit --overwrite` it would show the replaced one.
     from medcne.runs import fit_run
     from safetyhelpers import make_data
@@ -150,10 +150,17 @@ def test_a_replaced_run_takes_its_page_along_unless_the_page_holds_a_users_file(
     data = make_data(tmp_path / "data" / "data.npz", n=32)
     run = make_real_run(tmp_path / "run", data)
     build_viewer(run, bundle=fake_bundle)
-    params = dict(epochs=(1, 0, 0), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu")
+    params = dict(epochs=(1, 0, 1), warmup=(0, 0, 0), batch_size=16, width=2, device="cpu")
     fit_run(data, run, params, overwrite=True, verbose=False)
     assert not (run / "viewer").exists() and (run / "map.png").exists()
     build_viewer(run, bundle=fake_bundle)
     (run / "viewer" / "my-notes.txt").write_text("mine")
+    capsys.readouterr()
     fit_run(data, run, params, overwrite=True, verbose=False)
     assert (run / "viewer" / "my-notes.txt").read_text() == "mine" and (run / "viewer" / "index.html").exists()
+    # Kept, and said: the page shows the replaced map, and how to build it anew.
+    assert (f"note: {run / 'viewer'} still shows the replaced run's map: it holds my-notes.txt, which medcne did "
+            f"not write, so it was kept; move that file out and run `medcne view {run} --overwrite`"
+            in capsys.readouterr().out)
+    (run / "viewer" / "my-notes.txt").unlink()
+    assert main(["view", str(run), "--overwrite"]) == 0  # the fix the note gives works

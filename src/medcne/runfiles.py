@@ -66,8 +66,9 @@ def lock_name(name: str) -> str:
 def finished_by(params: dict, folder) -> bool:
     """Whether a run folder (a ``pathlib.Path``) whose params.json holds ``params`` (and whose
     embedding.npz is there) is finished: its writer set ``finished`` last; a run written before medcne
-    recorded this counts as finished when both embedding files are there."""
+    recorded this counts as finished when both embedding files are there and its params.json names the
+    method, as every params.json medcne wrote does (``{}`` is not a run's record)."""
     flag = params.get(FINISHED)
     if flag is None:  # written before medcne recorded it
-        return (folder / EMBEDDING_CSV).is_file()
+        return "method" in params and (folder / EMBEDDING_CSV).is_file()
     return flag is True

@@ -104,11 +104,18 @@ def foreign_entry(folder: Path) -> tuple[str, bool] | None:
     return None
 
 
-def retire_page(folder: Path) -> bool:
-    """Remove the page folder ``folder`` when it holds nothing but the page medcne built, unchanged;
-    returns whether it did (a page with a file of the user's in it is left as it is)."""
+def retire_page(folder: Path) -> str | None:
+    """Remove the page folder ``folder`` of a run being replaced when it holds nothing but the page medcne
+    built, unchanged. A page with a file of the user's in it is left as it is; then the note returned
+    says so (it shows the replaced run's map). None when the page was removed, or there was none."""
     folder = Path(folder)
-    if folder.is_symlink() or not folder.is_dir() or not is_viewer_folder(folder) or foreign_entry(folder):
-        return False
-    shutil.rmtree(folder)
-    return True
+    if folder.is_symlink() or not folder.is_dir() or not is_viewer_folder(folder):
+        return None
+    kept = foreign_entry(folder)
+    if kept is None:
+        shutil.rmtree(folder)
+        return None
+    whose = "changed since medcne wrote it" if kept[1] else "which medcne did not write"
+    return (f"note: {folder} still shows the replaced run's map: it holds {kept[0]}, {whose}, so it was kept; "
+            f"move that file out and run `medcne view {folder.parent} --overwrite`, or build the page elsewhere "
+            f"with `medcne view {folder.parent} --out NEW`")

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import remove_stale_temps, stale_temps, write_json
+from ..params import say
 from ..runfiles import (
     LOCK_SUFFIX,
     RUN_MARKER,
@@ -234,7 +235,8 @@ def commit(work: Path, out: Path) -> None:
         derived_and_edited = name in RUN_OUTPUTS and (out / name).exists() and not written_by_medcne(out / name)
         if name not in keep and not derived_and_edited:
             (out / name).unlink(missing_ok=True)
-    retire_page(out / VIEWER_DIR)  # it shows the replaced run's map (kept when it holds a file of the user's)
+    if note := retire_page(out / VIEWER_DIR):  # it shows the replaced run's map (kept when it holds a file of the user's)
+        say(note)
     for name in keep:
         if name != PARAMS and (work / name).exists():
             os.replace(work / name, out / name)
