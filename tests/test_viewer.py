@@ -145,9 +145,24 @@ def test_large_images_are_shrunk_and_letterboxed():
     assert tiles[0, :, 0].max() == 0  # black bars left and right
 
 
-def test_thumbnail_size_outside_the_sheet_is_refused():
-    with pytest.raises(MedcneError, match="thumbnail size"):
-        plan_layout(10, 5000)
+@pytest.mark.parametrize("tile, max_side, got", [(5000, 4096, "5000"), (0, 4096, "0"), (65, 64, "65"),
+                                                 (2.5, 4096, "2.5"), (True, 4096, "True")])
+def test_thumbnail_size_outside_the_sheet_is_refused(tile, max_side, got):
+    # The one check of the side (sprites.check_thumb), as build_viewer gives it: the name, the range, the value.
+    message = (f"`thumb` must be a thumbnail side from 1 to {max_side} pixels (the side of a sprite sheet); "
+               f"got {got}")
+    with pytest.raises(MedcneError) as exc:
+        plan_layout(10, tile, max_side=max_side)
+    assert str(exc.value) == message
+    with pytest.raises(MedcneError) as exc:
+        sprites.check_thumb(tile, max_side)
+    assert str(exc.value) == message
+
+
+def test_thumbnail_sides_in_the_range_are_taken():
+    assert plan_layout(10, 1).tile == 1
+    assert plan_layout(10, 4096).tile == 4096
+    assert plan_layout(10, np.int64(64), max_side=64).tile == 64
 
 
 # -- build -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets.npzfile import NpzArrays
 from .errors import MedcneError
 from .io import csv_text, save_npz, write_text
 from .runfiles import EMBEDDING, EMBEDDING_CSV
@@ -71,37 +72,8 @@ def prov_names(prov: dict, taken) -> list[str]:
 
 CORE = ("embedding", "ids", "labels", "class_names")  # the arrays every embedding.npz may hold
 
-# What medcne writes in an .npz: arrays of numbers and of text. numpy's own errors for anything else
-# ("... load it unsafely using the `allow_pickle=` keyword argument") would advise loading it unsafely.
-_ONLY_ARRAYS = "which medcne never writes (it writes arrays of numbers and text only)"
-
-
-def open_npz(path):
-    """``np.load(path, allow_pickle=False)`` of an embedding ``.npz`` (an ``NpzFile``, to use in a ``with``);
-    a pickle, or a single ``.npy`` array under the ``.npz`` name, is refused as damaged, in one line."""
-    try:
-        z = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" not in str(exc):
-            raise
-        raise MedcneError(f"{path}: damaged: it holds pickled Python objects, {_ONLY_ARRAYS}; "
-                          "make the run again") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise MedcneError(f"{path}: damaged: it holds one bare array, not the named arrays of an embedding "
-                          "file (embedding, ids, ...); make the run again")
-    return z
-
-
-def npz_array(z, name: str, path) -> np.ndarray:
-    """Array ``name`` of the open ``.npz`` ``z`` (from :func:`open_npz`); one of Python objects (an object
-    array: text or anything else pickled into it) is refused as damaged, in one line naming ``path``."""
-    try:
-        return z[name]
-    except ValueError as exc:
-        if "pickle" not in str(exc):
-            raise
-        raise MedcneError(f"{path}: damaged: its array {name!r} holds Python objects (an object array), "
-                          f"{_ONLY_ARRAYS}; make the run again") from None
+# The fix for a damaged embedding.npz: medcne wrote it, so it is made again, not saved or stored otherwise.
+REMEDY = "make the run again"
 
 
 def read_columns(npz_path, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -111,18 +83,20 @@ def read_columns(npz_path, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.
 
     A provenance array of another length or shape is refused with one line
     naming the file: it cannot be matched to the points. Another array that
-    is not one number per point is left out.
+    is not one number per point is left out. A damaged file (an object array,
+    a corrupt member) is refused as :class:`~medcne.datasets.npzfile.NpzArrays`
+    says, with :data:`REMEDY` as the fix.
     """
     prov, numeric = {}, {}
-    with open_npz(npz_path) as z:
-        for name in z.files:
+    with NpzArrays(npz_path, remedy=REMEDY) as npz:
+        for name in npz.names:
             if name in CORE:
                 continue
-            a = npz_array(z, name, npz_path)
+            a = npz.load(name)
             if name.startswith(PREFIX):
                 if a.shape != (n,):
                     raise MedcneError(f"{npz_path}: {name} has shape {a.shape}, not one value per point ({n}); "
-                                      "make the run again")
+                                      f"{REMEDY}")
                 prov[name[len(PREFIX):]] = a
             elif a.shape == (n,) and a.dtype.kind in "iuf":
                 numeric[name] = a.astype(float)

@@ -6,6 +6,11 @@ ValueError, a corrupt member raises ``zlib.error`` or ``BadZipFile``. Here every
 array's header is read first (shape, dtype, bytes), compared with the size the
 zip member really holds and with the memory available, and every failure
 becomes one :class:`~medcne.errors.DataError` naming the file and the array.
+
+Each message says what is wrong, then how to fix it; the fixes are for data a
+user gives (save it with np.savez, write it again). A reader of a file that
+medcne wrote itself gives its own ``remedy`` instead (a run's
+``embedding.npz``: make the run again).
 """
 
 from __future__ import annotations
@@ -38,10 +43,24 @@ class NpzArrays:
     ----------
     path : Path
         The file. Opening fails with DataError when it is not a readable zip.
+    remedy : str, optional
+        The fix that ends every message about the file's contents (not an
+        archive, a damaged or object array), instead of the advice for data a
+        user gives; for a file that medcne wrote, e.g. ``"make the run again"``.
+        A file that cannot be opened, or an array that does not fit in memory,
+        keeps its own fix (check the permissions, use more memory).
+
+    Attributes
+    ----------
+    keys : set of str
+        The names of the arrays.
+    names : list of str
+        The same names, in the file's order.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, remedy: str | None = None):
         self.path = Path(path)
+        self.remedy = remedy
         try:
             # Opened here, so that it is closed here whatever np.load does on a damaged file.
             self._file = open(self.path, "rb")
@@ -52,23 +71,29 @@ class NpzArrays:
             head = self._file.read(6)
             self._file.seek(0)
             if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
-                raise DataError(f"{self.path}: not an .npz archive (it does not start as a zip file does); "
-                                "give a file written by np.savez, or name the file after its format")
+                raise self._error("not an .npz archive (it does not start as a zip file does)",
+                                  "give a file written by np.savez, or name the file after its format")
             self._npz = np.load(self._file, allow_pickle=False)
             if not isinstance(self._npz, np.lib.npyio.NpzFile):  # a plain .npy renamed .npz
-                raise DataError(f"{self.path}: holds one bare array, not an .npz archive; save it with np.savez")
-            self.keys = set(self._npz.files)
+                raise self._error("holds one bare array, not an .npz archive", "save it with np.savez")
+            self.names = list(self._npz.files)
+            self.keys = set(self.names)
         except DataError:
             self._file.close()
             raise
         except READ_ERRORS as exc:
             self._file.close()
-            raise DataError(
-                f"{self.path}: cannot read as .npz ({_explain(exc)}); is the file complete? Write or download it again"
-            ) from None
+            raise self._error(f"cannot read as .npz ({_explain(exc)})",
+                              "is the file complete? Write or download it again") from None
         except BaseException:
             self._file.close()
             raise
+
+    def _error(self, what: str, fix: str | None = None, joint: str = "; ") -> DataError:
+        """DataError ``"{path}: {what}{joint}{fix}"``; with a ``remedy``, ``"{path}: {what}; {remedy}"``."""
+        if self.remedy is not None:
+            return DataError(f"{self.path}: {what}; {self.remedy}")
+        return DataError(f"{self.path}: {what}" + (f"{joint}{fix}" if fix else ""))
 
     def __enter__(self) -> NpzArrays:
         return self
@@ -92,23 +117,18 @@ class NpzArrays:
                 shape, _, dtype = read_header(fh)
                 header_bytes = fh.tell()
         except READ_ERRORS as exc:
-            raise DataError(
-                f"{self.path}: array {key!r} has no readable .npy header ({_explain(exc)}); "
-                "the file is corrupt or not written by numpy: write it again"
-            ) from None
+            raise self._error(f"array {key!r} has no readable .npy header ({_explain(exc)}); "
+                              "the file is corrupt or not written by numpy", "write it again", ": ") from None
         if dtype.hasobject:
-            raise DataError(
-                f"{self.path}: array {key!r} holds Python objects (dtype object), which medcne does not load "
-                "(unpickling can run code); store numbers, and text as fixed-width strings (np.str_)"
-            )
+            raise self._error(f"array {key!r} holds Python objects (dtype object), which medcne does not load "
+                              "(unpickling can run code)", "store numbers, and text as fixed-width strings (np.str_)")
         if np.prod([max(int(s), 1) for s in shape], dtype=np.float64) * max(dtype.itemsize, 1) >= 2**62:
-            raise DataError(f"{self.path}: array {key!r} declares the impossible shape {shape}; the file is corrupt")
+            raise self._error(f"array {key!r} declares the impossible shape {shape}; the file is corrupt")
         nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
         if nbytes > info.file_size - header_bytes:
-            raise DataError(
-                f"{self.path}: array {key!r} declares shape {shape} ({nbytes:,} bytes) but holds only "
-                f"{max(info.file_size - header_bytes, 0):,} bytes; the file is truncated or corrupt: write it again"
-            )
+            raise self._error(f"array {key!r} declares shape {shape} ({nbytes:,} bytes) but holds only "
+                              f"{max(info.file_size - header_bytes, 0):,} bytes; the file is truncated or corrupt",
+                              "write it again", ": ")
         return tuple(int(s) for s in shape), dtype
 
     def nbytes(self, key: str) -> int:
@@ -121,12 +141,11 @@ class NpzArrays:
         shape, dtype = self.header(key)
         check_memory(
             int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, str(self.path), f"array {key!r} of shape {shape} ({dtype})",
-            "use a machine with more memory or store a smaller part of the data",
+            # Storing less is advice for data a user gives; a file with a remedy is as its writer made it.
+            "use a machine with more memory" + ("" if self.remedy else " or store a smaller part of the data"),
         )
         try:
             return self._npz[key]
         except READ_ERRORS as exc:
-            raise DataError(
-                f"{self.path}: cannot read array {key!r} ({_explain(exc)}); the file is corrupt or incomplete: "
-                "write or download it again"
-            ) from None
+            raise self._error(f"cannot read array {key!r} ({_explain(exc)}); the file is corrupt or incomplete",
+                              "write or download it again", ": ") from None

@@ -25,17 +25,15 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..datasets.npzfile import NpzArrays
 from ..embedfile import (  # noqa: F401  (re-exported: the run's embedding files, read and written there)
     PREFIX,
-    npz_array,
-    open_npz,
+    REMEDY,
     prov_names,
     read_provenance,
     save_embedding_file,
@@ -253,30 +251,29 @@ def read_run(path, *, finished: bool = True) -> Run:
 def _read_embedding(path: Path):
     """The arrays of an ``embedding.npz`` (embedding, ids, labels, class names), checked against each other.
 
-    A damaged file, or arrays that do not fit together, is refused with one
+    A damaged file (read by :class:`~medcne.datasets.npzfile.NpzArrays`, with
+    the run's remedy), or arrays that do not fit together, is refused with one
     line naming the file.
     """
-    try:
-        with open_npz(path) as z:
-            embedding = np.asarray(npz_array(z, "embedding", path))
-            ids = npz_array(z, "ids", path).astype(str)
-            labels = npz_array(z, "labels", path) if "labels" in z.files else None
-            names = [str(c) for c in npz_array(z, "class_names", path)] if "class_names" in z.files else None
-    except MedcneError:  # its own line (pickled objects), not numpy's advice to load them unsafely
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise MedcneError(
-            f"{path}: damaged, cannot be read ({type(exc).__name__}: {exc}); make the run again"
-        ) from None
+    with NpzArrays(path, remedy=REMEDY) as npz:
+        missing = [name for name in ("embedding", "ids") if name not in npz.keys]
+        if missing:
+            raise MedcneError(f"{path}: damaged (it has no array {missing[0]!r}); {REMEDY}")
+        embedding = npz.load("embedding")
+        ids = npz.load("ids")
+        labels = npz.load("labels") if "labels" in npz.keys else None
+        names = npz.load("class_names") if "class_names" in npz.keys else None
     n = len(embedding) if embedding.ndim else 0
     problem = None
     if embedding.ndim != 2 or embedding.dtype.kind not in "fiu":
         problem = f"embedding has shape {embedding.shape} and type {embedding.dtype}, not N x d numbers"
-    elif ids.shape != (n,):
-        problem = f"{len(ids)} ids for {n} points"
+    elif ids.shape != (n,) or ids.dtype.kind not in "biuUS":
+        problem = f"ids has shape {ids.shape} and type {ids.dtype}, not one id per point ({n})"
+    elif names is not None and names.ndim != 1:
+        problem = f"class_names has shape {names.shape}, not one name per class"
     elif labels is not None and (labels.shape != (n,) or labels.dtype.kind not in "iu" or names is None
                                  or (n and (labels.min() < 0 or labels.max() >= len(names)))):
         problem = "labels do not match the points or the class names"
     if problem:
-        raise MedcneError(f"{path}: damaged ({problem}); make the run again")
-    return embedding, ids, labels, names
+        raise MedcneError(f"{path}: damaged ({problem}); {REMEDY}")
+    return embedding, ids.astype(str), labels, None if names is None else [str(c) for c in names]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import numbers
 import os
 import shutil
 import string
@@ -48,7 +47,7 @@ from .pagefolder import (
 )
 from .provenance import column_values, copy_slide_thumbnails, data_folder
 from .qc import QC_FILE, SCORES, qc_meta, read_qc
-from .sprites import thumbnail_sample, thumbnail_size, write_sprites
+from .sprites import check_thumb, thumbnail_sample, thumbnail_size, write_sprites
 
 HERE = Path(__file__).parent
 BUNDLE = HERE / "static" / "medcne-viewer.js"
@@ -98,11 +97,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     A ``qc.csv`` in the run folder (see :mod:`medcne.viewer.qc`) adds its scores
     as colour columns, a filter for the likely problems and hover details.
     """
-    if thumb is not None and not (isinstance(thumb, numbers.Integral) and not isinstance(thumb, bool)
-                                  and 1 <= thumb <= max_sheet):
-        # Checked before any image is read; the sprite sheets' own check names no parameter.
-        raise MedcneError(f"`thumb` must be a thumbnail side from 1 to {max_sheet} pixels (the side of a "
-                          f"sprite sheet); got {thumb!r}")
+    if thumb is not None:
+        check_thumb(thumb, max_sheet)  # before any image is read
     bundle = check_bundle(bundle)
     if not isinstance(run, Run):
         run = read_run(run)

@@ -16,6 +16,7 @@ then the ``i``-th point of the sorted sample.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +69,22 @@ class SpriteLayout:
         return sheet, col, row
 
 
+def check_thumb(thumb, max_side: int = MAX_SIDE) -> int:
+    """``thumb``, a thumbnail side in pixels, when it is an integer that fits a sprite sheet.
+
+    The one check of the side: :func:`medcne.viewer.build_viewer` calls it before
+    any image is read and :func:`plan_layout` for each layout. The message names
+    the parameter ``thumb``; the command line shows it as ``--thumb``.
+    """
+    if not (isinstance(thumb, numbers.Integral) and not isinstance(thumb, bool) and 1 <= thumb <= max_side):
+        raise MedcneError(f"`thumb` must be a thumbnail side from 1 to {max_side} pixels (the side of a "
+                          f"sprite sheet); got {thumb!r}")
+    return int(thumb)
+
+
 def plan_layout(n: int, tile: int, max_side: int = MAX_SIDE) -> SpriteLayout:
     """Square-ish sheets: one sheet for small sets, full ``max_side`` sheets for large ones."""
-    if tile < 1 or tile > max_side:
-        raise MedcneError(f"thumbnail size must lie in 1..{max_side} pixels; got {tile}")
+    tile = check_thumb(tile, max_side)
     fit = max_side // tile
     cols = min(fit, math.ceil(math.sqrt(n)))
     rows = min(fit, math.ceil(n / cols))
