@@ -81,6 +81,32 @@ def test_report_command_prints_the_answers(sweep_dir, capsys):
     assert "report.md" in out
 
 
+@pytest.mark.parametrize("extra, named", [
+    (["quick"], "CONFIG (quick) was given too: drop it"),
+    (["--out", "X"], "--out was given too: drop it"),
+    (["quick", "--out", "X"], "CONFIG (quick) and --out were given too: drop them"),
+    (["--list"], "--list was given too: drop it"),
+    (["--seeds", "3", "--quick", "--subset", "10"], "--seeds, --quick and --subset were given too: drop them"),
+])
+def test_report_with_a_config_out_or_sweep_options_is_refused(sweep_dir, tmp_path, capsys, extra, named):
+    # --report only writes the report: what it would silently ignore is refused, before anything is written.
+    x = tmp_path / "x"
+    extra = [str(x) if a == "X" else a for a in extra]
+    assert main(["sweep", "--report", str(sweep_dir), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"medcne sweep: error: --report DIR only writes the report of the sweep in DIR "
+                            f"({sweep_dir}); {named}, or drop --report to run the sweep\n")
+    assert not x.exists()  # nothing written to --out
+    assert not (sweep_dir / "report.md").exists()  # nor the report
+
+
+def test_report_with_options_at_their_defaults_is_taken(sweep_dir, capsys):
+    # Only options the user changed count: these are the parser's defaults.
+    assert main(["sweep", "--report", str(sweep_dir), "--format", "auto", "--channels", "keep"]) == 0
+    assert (sweep_dir / "report.md").is_file()
+
+
 def test_report_of_a_folder_that_is_no_sweep(tmp_path, capsys):
     assert main(["sweep", "--report", str(tmp_path)]) == 2
     assert "not a sweep folder" in capsys.readouterr().err

@@ -9,6 +9,7 @@ Rerunning the same command skips finished cells and resumes interrupted ones;
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -139,10 +140,37 @@ def _select(config, args):
     return config
 
 
+def _given_with_report(args) -> list[str]:
+    """The arguments of `medcne sweep` given besides --report (those whose value is not the parser's default)."""
+    sub = argparse.ArgumentParser().add_subparsers()
+    add_parser(sub)
+    given = []
+    for action in sub.choices["sweep"]._actions:
+        if action.dest in ("help", "report") or getattr(args, action.dest, action.default) == action.default:
+            continue
+        given.append(action.option_strings[-1] if action.option_strings else f"CONFIG ({args.config})")
+    return given
+
+
+def _refuse_extras_with_report(args) -> None:
+    """--report DIR writes the report and nothing else: a config, --out or sweep options given with it would
+    be ignored, so they are refused with one line."""
+    given = _given_with_report(args)
+    if not given:
+        return
+    named = given[0] if len(given) == 1 else ", ".join(given[:-1]) + " and " + given[-1]
+    raise MedcneError(
+        f"--report DIR only writes the report of the sweep in DIR ({args.report}); {named} "
+        f"{'was' if len(given) == 1 else 'were'} given too: drop {'it' if len(given) == 1 else 'them'}, "
+        "or drop --report to run the sweep"
+    )
+
+
 def run(args) -> int:
     if args.report:  # --report and --list only read (every file of DIR is written atomically): no lock
         from ..sweep import write_report
 
+        _refuse_extras_with_report(args)
         return _print_report(write_report(args.report))
     if not args.config:
         raise MedcneError(f"give a config (a .toml file, {', '.join(SHIPPED)}) or a dataset, with --out DIR; "
