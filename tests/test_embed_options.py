@@ -68,6 +68,10 @@ def test_a_scan_run_places_images_of_another_format(scan_run, tmp_path, capsys):
     out = tmp_path / "placed.csv"
     assert main(["embed", str(run), str(other), "--out", str(out), "--channels", "gray", "--device", "cpu"]) == 0
     assert len(read_csv(out)) == 8
+    # Colour images made grey for a network trained on grey scans: placed, and said so.
+    assert ("note: --channels gray differs from the run's keep; where it changed the images' channels (grey "
+            "repeated to three, colour made grey), they are placed as the network never saw them during training"
+            in capsys.readouterr().out)
 
 
 def test_embed_refuses_another_size_before_reading(scan_run, tmp_path, capsys):

@@ -7,6 +7,7 @@ run read its own images with. ``FILE`` ends in ``.csv`` (x, y, label, id) or ``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..defaults import DEVICES
@@ -47,11 +48,52 @@ def _embed(run_dir: Path, out: Path, args) -> int:
     est = load_run_model(run_dir, device=args.device)
     spec = training_pixels(data_spec(args), trained, args.data)
     data = load_dataset(args.data, **spec)
+    data = runs_classes(data, spec, trained)
     for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
         print(f"note: {for_cli(note)}")
+    if note := channels_note(spec, trained, data, est):
+        print(note)
     Z = est.transform(data)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     return len(data)
+
+
+def runs_classes(data, spec: dict, trained: dict):
+    """``data`` with the run's ``--labels-map`` applied when none was given, so that the placed images
+    are labelled in the map's classes (a map that names none of their classes is left unapplied, with a
+    note: these images come from other data). The run's ``--merge-rare`` is not repeated (it depends on
+    the counts of the run's own images): a note says so."""
+    from ..datasets.labels import labels_map, read_labels_map, unknown_classes
+
+    path, notes = trained.get("labels_map"), []
+    if path and spec.get("labels_map") is None and data.class_names:
+        if not Path(path).is_file():
+            notes.append(f"the run's labels map {path} is gone, so these images keep their own class names; "
+                         "give --labels-map FILE to rename or join them as the run did")
+        else:
+            mapping = read_labels_map(path)
+            if "*" in mapping or len(unknown_classes(mapping, data.class_names)) < len(mapping):
+                data = labels_map(data, path)
+            else:
+                notes.append(f"the run's labels map {Path(path).name} names none of these images' classes; "
+                             "they keep their own class names")
+    if trained.get("merge_rare") and spec.get("merge_rare") is None and data.class_names:
+        notes.append(f"the run merged its rarest classes (--merge-rare {trained['merge_rare']}); these images "
+                     "keep their own classes: give --labels-map FILE to join the same ones")
+    return replace(data, notes=[*data.notes, *notes]) if notes else data
+
+
+def channels_note(spec: dict, trained: dict, data, est) -> str | None:
+    """A note when --channels differs from the run's and the images still fit the network (else
+    transform refuses them): where it changed their channels (grey repeated to three, colour made
+    grey) they are placed as the network never saw them; images that had the run's channels already
+    are read alike (the note says "where")."""
+    given, recorded = spec.get("channels", "keep"), trained.get("channels")
+    if recorded is None or given == recorded or not len(data) or data.image_shape[-1] != est.image_shape_[2]:
+        return None
+    return (f"note: --channels {given} differs from the run's {recorded}; where it changed the images' channels "
+            "(grey repeated to three, colour made grey), they are placed as the network never saw them "
+            "during training")
 
 
 # Reader options that decide the pixels the network sees: the new images get the run's unless given.
@@ -79,7 +121,7 @@ def training_pixels(spec: dict, trained: dict, data_path) -> dict:
         elif name == "size" and parse_size(given) != parse_size(recorded):  # the network takes only its own
             raise MedcneError(f"--{name} {given} differs from the run's {recorded}: the network places only "
                               f"images of the size it was trained on; leave --{name} out to read them as the run did")
-        elif name in ("window", "axis") and str(given) != str(recorded):  # other channels: equal pixels or refused
+        elif name in ("window", "axis") and str(given) != str(recorded):  # channels: channels_note, once read
             print(f"note: --{name} {given} differs from the run's {recorded}; the images are placed as the "
                   "network never saw them during training")
     return spec

@@ -1,0 +1,73 @@
+"""`medcne embed` labels the placed images in the map's classes: the run's --labels-map applies to them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medcne.cli import main
+from safetyhelpers import make_data
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FIT = ["--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "2", "--batch-size", "16", "--device", "cpu"]
+GRANULOCYTES = ("basophil", "eosinophil", "neutrophil")
+
+
+def labels_of(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["id"]: row["label"] for row in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def mapped_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed_labels")
+    data = make_data(root / "data" / "data.npz", n=48)
+    names = np.load(data)["class_names"].tolist()
+    assert set(GRANULOCYTES) <= set(names)
+    table = root / "gran.csv"
+    table.write_text("old,new\n" + "".join(f"{c},granulocyte\n" for c in GRANULOCYTES))
+    run = root / "run"
+    assert main(["fit", str(data), "--out", str(run), "--labels-map", str(table), *FIT]) == 0
+    return run, data, table
+
+
+def test_placed_images_get_the_classes_of_the_map(mapped_run, tmp_path, capsys):
+    run, data, _ = mapped_run
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(data), "--out", str(out), "--device", "cpu"]) == 0
+    placed, trained = labels_of(out), labels_of(run / "embedding.csv")
+    assert placed == trained and "granulocyte" in placed.values()  # the same id, the same class
+    assert not set(GRANULOCYTES) & set(placed.values())
+    assert "labels mapped by gran.csv" in capsys.readouterr().out
+
+
+def test_a_map_of_other_classes_is_left_unapplied_with_a_note(mapped_run, tmp_path, capsys):
+    run, _, _ = mapped_run
+    other = tmp_path / "other.npz"
+    np.savez(other, images=np.zeros((4, 16, 16, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
+             class_names=np.array(["tumour", "stroma"]))
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(other), "--out", str(out), "--device", "cpu"]) == 0
+    assert sorted(set(labels_of(out).values())) == ["stroma", "tumour"]
+    assert "the run's labels map gran.csv names none of these images' classes" in capsys.readouterr().out
+
+
+def test_a_map_that_is_gone_is_said(mapped_run, tmp_path, capsys):
+    run, data, table = mapped_run
+    moved = table.with_name("moved.csv")
+    table.rename(moved)
+    try:
+        out = tmp_path / "placed.csv"
+        assert main(["embed", str(run), str(data), "--out", str(out), "--device", "cpu"]) == 0
+        assert "basophil" in labels_of(out).values()  # its own names, as the note says
+        assert f"the run's labels map {table} is gone" in capsys.readouterr().out
+        # A map given on the command line is the one used.
+        assert main(["embed", str(run), str(data), "--out", str(out), "--overwrite", "--labels-map", str(moved),
+                     "--device", "cpu"]) == 0
+        assert labels_of(out) == labels_of(run / "embedding.csv")
+    finally:
+        moved.rename(table)
