@@ -242,3 +242,26 @@ def test_image_checks_confirm_turned_copies_and_catch_what_the_space_ignores():
     assert not {70, 71} & set(np.argsort(-plain.outlier_score)[:2])
     with pytest.raises(MedcneError, match="checks are for 79 images"):
         quality_control(X, checks=image_checks(imgs[:79]))
+
+
+def test_turned_copies_the_space_keeps_apart_are_found_by_their_upright_thumbnails():
+    # A short training may not put a turned copy among its original's k nearest: the upright thumbnails
+    # (one fixed orientation for all 8 turns and flips) still make them candidates, and the colour
+    # thumbnails confirm them.
+    from medcne.curate.images import upright
+
+    imgs = blocky_images(80)
+    turns = {60: np.rot90(imgs[5]), 61: imgs[9][::-1], 62: np.rot90(imgs[12], 2), 63: np.rot90(imgs[20][:, ::-1])}
+    for i, img in turns.items():
+        imgs[i] = img
+    checks = image_checks(imgs)
+    rows = upright(checks.thumbnails)
+    assert rows.shape == (80, 49)
+    for copy, original in zip(turns, (5, 9, 12, 20), strict=True):
+        np.testing.assert_allclose(rows[copy], rows[original], atol=1e-6)
+    X = np.random.default_rng(1).normal(size=(80, 4)).astype(np.float32)  # a space blind to the copies
+    nb = nearest_neighbours(X, 5)
+    assert not any(original in nb.indices[copy] for copy, original in zip(turns, (5, 9, 12, 20), strict=True))
+    result = quality_control(X, checks=checks, neighbours=nb)
+    assert {tuple(p) for p in result.duplicate_pairs()} == {(5, 60), (9, 61), (12, 62), (20, 63)}
+    assert result.duplicate_distance[[60, 61, 62, 63]].max() < 1e-6

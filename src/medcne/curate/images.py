@@ -160,3 +160,20 @@ def robust_z(values: np.ndarray) -> np.ndarray:
     if not mad > 0:  # more than half the values equal: fall back to the standard deviation
         mad = values.std() or 1.0
     return (values - med) / mad
+
+# Fixed weights of the grid's cells, unlike under every turn and flip: the turn and flip of a thumbnail
+# that weighs most under them is its upright one, the same for an image and its turned copies.
+_UPRIGHT = ((np.arange(THUMB)[:, None] + 1.0) * 7.31 + (np.arange(THUMB)[None, :] + 1.0) ** 1.7).ravel()
+
+
+def upright(thumbnails: np.ndarray) -> np.ndarray:
+    """Each thumbnail (N, 7, 7, C), in grey and turned or flipped to a fixed orientation, as (N, 49)
+    float32 rows: a turned or flipped copy of an image gets (almost) the row of its original, so that a
+    search among these rows finds copies whatever the features make of them (grey: a quarter of the
+    memory of colour for the search; the colour thumbnails confirm each candidate)."""
+    grey = np.ascontiguousarray(thumbnails, dtype=np.float32).reshape(len(thumbnails), THUMB * THUMB, -1).mean(2)
+    weights = _UPRIGHT.astype(np.float32)
+    for start in range(0, len(grey), 65_536):  # the (rows, 8, 49) turned copies of one block at a time
+        block = grey[start : start + 65_536]
+        block[:] = np.take_along_axis(block, DIHEDRAL[(block[:, DIHEDRAL] @ weights).argmax(1)], 1)
+    return grey

@@ -18,7 +18,10 @@ being checked:
   is near in the features of a network trained to ignore rotations and
   shifts), the thumbnails confirm (in a learned space many different images of
   one kind sit as close as a copy). Likely below an RMS difference of
-  ``DUPLICATE_RMS``. Without image checks: the nearest neighbour in the space.
+  ``DUPLICATE_RMS``. The thumbnails, turned upright (one fixed orientation
+  for all 8 turns and flips), propose ``UPRIGHT_K`` more candidates each: the
+  copies a short training has not yet put among the ``k`` nearest. Without
+  image checks: the nearest neighbour in the space.
 - **outliers / artefacts**: robust z-score (median and MAD) of the log mean
   distance to the ``k`` nearest neighbours; with image checks, the largest of
   that, the same for the thumbnails against those neighbours (exposure and
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MedcneError
-from .images import THUMB, ImageChecks, aligned_distances, robust_z
+from .images import THUMB, ImageChecks, aligned_distances, robust_z, upright
 from .neighbours import Neighbours, nearest_neighbours
 
 # Likely label error: at most this share of the (rank-weighted) neighbour vote
@@ -46,6 +49,9 @@ from .neighbours import Neighbours, nearest_neighbours
 # shares it (on the bundled sample's planted flips about half the flags were
 # flips, against a quarter at 0.2).
 LABEL_SHARE_MAX = 0.0
+# Duplicate candidates from the thumbnails turned upright (curate.images.upright), beside the space's:
+# the copies of an image that the space does not put among its k nearest (a short training).
+UPRIGHT_K = 3
 # Likely duplicate, in a space alone: nearest other image closer than this times the median nearest distance.
 DUPLICATE_RATIO = 0.25
 # Likely duplicate, with image checks: RMS thumbnail difference (in [0, 1] intensity) below this
@@ -269,6 +275,12 @@ def quality_control(X, labels=None, *, checks: ImageChecks | None = None, k: int
     else:
         score, suggested, likely = label_issues(nb, labels, n_classes)
     aligned = None if checks is None else aligned_distances(checks.thumbnails, nb.indices)
-    dup, dist, dup_flag = near_duplicates(nb, aligned)
+    if checks is None:
+        dup, dist, dup_flag = near_duplicates(nb, None)
+    else:  # candidates from the space and from the upright thumbnails: a turned copy is found by either
+        own = nearest_neighbours(upright(checks.thumbnails), min(UPRIGHT_K, n - 1), device=device)
+        both = Neighbours(np.hstack([nb.indices, own.indices]), np.hstack([nb.distances, own.distances]), nb.method)
+        dup, dist, dup_flag = near_duplicates(both, np.hstack([aligned, aligned_distances(checks.thumbnails,
+                                                                                            own.indices)]))
     out_score, out_flag = outlier_scores(nb, aligned, None if checks is None else checks.sharpness)
     return QCResult(score, suggested, likely, dup, dist, dup_flag, out_score, out_flag, nb.method)
