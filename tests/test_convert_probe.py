@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from medcne.cli import main
+from medcne.datasets.store_read import open_store
 from safetyhelpers import refused, snapshot
 
 
@@ -64,3 +65,44 @@ def test_the_store_writer_itself_refuses_a_damaged_store(tmp_path, capsys):
         fh.write(b"changed")
     with pytest.raises(DataError, match=r"meta.npz has \d+ bytes, the manifest says \d+; the store is damaged"):
         StoreWriter(store, (8, 8, 3))
+
+
+def class_folders(root, classes, n=3, seed=0):
+    """PNG images in ``root/CLASS/sI.png``: the same file names in every class folder."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / c / f"s{i}.png")
+    return root
+
+
+def test_an_appended_part_whose_ids_are_taken_is_refused_before_it_is_written(tmp_path, capsys):
+    # The first part keeps its ids (basophil/s0.png...); an appended folder named "basophil" would give
+    # its s0.png the same id, and a label CSV or the viewer would then match two images.
+    first = class_folders(tmp_path / "folder", ["basophil", "platelet"])
+    other = class_folders(tmp_path / "more", ["basophil"], seed=1) / "basophil"
+    store = tmp_path / "store"
+    assert main(["convert", str(first), "--out", str(store)]) == 0
+    before = snapshot(store)
+    refused(["convert", str(other), "--out", str(store), "--append"], capsys,
+            "--part basophil: the new part's id 'basophil/s0.png' is an id of", "give the part another name with --part")
+    assert snapshot(store) == before
+    assert main(["convert", str(other), "--out", str(store), "--append", "--part", "more"]) == 0
+    assert len(set(open_store(store).ids)) == 9
+
+
+def test_a_store_whose_ids_repeat_is_refused_by_its_reader_and_its_writer(tmp_path, capsys):
+    from medcne.datasets.store import StoreWriter
+    from medcne.errors import MedcneError
+
+    images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    store = tmp_path / "store"
+    with StoreWriter(store, (8, 8, 3)) as writer:
+        with pytest.raises(MedcneError, match="part 'a' gives the id 'x' to 2 images; give every image its own id"):
+            writer.add_part("a", images, ids=["x", "x"])
+        writer.add_part("a", images, ids=["x", "y"])
+        writer.add_part("b", images, ids=["y", "z"])  # across parts: the reader's check
+    assert not list(store.glob(".part-*"))
+    refused(["info", str(store)], capsys, f"{store}: the id 'y' is given to 2 images; ids must be unique",
+            "write the store again")

@@ -68,6 +68,19 @@ def _check_intact(out: Path) -> None:
     check_parts(out, read_manifest(out))
 
 
+def _check_new_ids(out: Path, name: str, ids: np.ndarray) -> None:
+    """Refuse a part whose ids (its name in front) are ids of the store already: the first part keeps its
+    own ids, so a folder of class folders and an appended folder named like one of them can collide."""
+    from ..datasets.store_read import open_store
+
+    taken = set(open_store(out).ids.tolist())
+    clash = next((i for i in ids.tolist() if i in taken), None)
+    if clash is not None:
+        raise MedcneError(f"--part {name}: the new part's id {clash!r} is an id of {out} already (ids must be "
+                          "unique: label CSVs, the viewer and curation match images by id); give the part "
+                          "another name with --part")
+
+
 def _default_part(args) -> str:
     """The data's file or folder name; for DICOM data without --keep-phi, its stable code (as in the ids)."""
     from ..datasets.load import detect_format
@@ -89,6 +102,8 @@ def _write(out: Path, data, name: str) -> int:
         blocks = (images for _, images in data.iter_chunks())
         # Ids are unique within one source (often its row numbers): a part added later gets its name in front.
         ids = data.ids if len(writer) == 0 else np.char.add(f"{name}/", data.ids.astype(str))
+        if len(writer):
+            _check_new_ids(out, name, ids)
         n = writer.add_part(name, blocks, labels=labels, ids=ids, provenance=data.provenance,
                            class_names=data.class_names)
         total, parts = len(writer), len(writer.manifest["parts"])

@@ -344,6 +344,20 @@ def repeated_name_problem(class_names: list[str]) -> str | None:
     return None
 
 
+def repeated_id(ids) -> tuple[str, int, int] | None:
+    """The id given to the most images, how many, and how many ids repeat; None when every id is
+    unique (ids are the keys that label CSVs, the viewer and curation match images on). One sorted copy
+    of the ids array, no Python string per id: about 1 s at 2 million ids."""
+    ids = np.sort(np.asarray(ids).astype(str))
+    if not (ids[1:] == ids[:-1]).any():
+        return None
+    values, counts = np.unique(ids, return_counts=True)
+    repeated = np.flatnonzero(counts > 1)
+    first = repeated[np.argmax(counts[repeated])]
+    name = str(values[first])
+    return (name if len(name) <= 60 else f"{name[:28]}...{name[-28:]}"), int(counts[first]), len(repeated)
+
+
 def label_range_problem(labels: np.ndarray, n_classes: int) -> str | None:
     """What is wrong with integer ``labels`` as indices of ``n_classes`` classes, or None."""
     if len(labels) and labels.min() < 0:

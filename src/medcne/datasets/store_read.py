@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EmptyDatasetError
+from ..errors import DataError, EmptyDatasetError
 from .convert import convert_channels, resize_images
-from .imageset import ImageSet, LazyImages
+from .files import printable
+from .imageset import ImageSet, LazyImages, repeated_id
 from .scancommon import UNLABELLED
 from .store import check_parts, read_manifest
 from .store_tiles import THUMBNAILS
@@ -105,8 +106,14 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
     provenance = _join_provenance(metas, parts, notes)
     reader = StoreReader([path / p["dir"] / "images.npy" for p in parts], [int(p["n"]) for p in parts])
     images = LazyImages(reader, int(reader.offsets[-1]), shape)
-    return ImageSet(images, labels, class_names, np.concatenate([m["ids"] for m in metas]),
-                    source=str(path), notes=notes, provenance=provenance)
+    ids = np.concatenate([m["ids"] for m in metas])
+    if found := repeated_id(ids):
+        name, count, repeated = found
+        more = f" ({repeated} ids are repeated)" if repeated > 1 else ""
+        raise DataError(f"{path}: the id '{printable(name)}' is given to {count} images{more}; ids must be unique "
+                        "(label CSVs, the viewer and curation match images by id): write the store again, "
+                        "giving each appended part a --part name that its ids cannot share with the parts before")
+    return ImageSet(images, labels, class_names, ids, source=str(path), notes=notes, provenance=provenance)
 
 
 def _empty_message(path: Path, manifest: dict) -> str:
