@@ -250,6 +250,18 @@ def test_patient_identity_stays_out_unless_kept(tmp_path):
     assert scrub("CT1_0001.dcm", {"ct1"}) != "CT1_0001.dcm" and scrub("ACT10.dcm", {"ct1"}) == "ACT10.dcm"
 
 
+def test_a_path_label_table_made_from_the_coded_ids_labels_the_same_files(tmp_path):
+    # Without keep_phi the ids are coded (x-.../Doe_Jane_0.dcm hides the ID): a table of labels written from
+    # a run's ids, whose `path` column then holds coded paths, must label the files they stand for.
+    root = _with_identity(tmp_path)
+    ids = read_dicom(root, size=16).ids.tolist()
+    table = tmp_path / "from_ids.csv"
+    table.write_text(f"path,label\n{ids[0]},first\nMRN12345/Doe_Jane_1.dcm,second\n")  # coded, and as stored
+    data = read_dicom(root, size=16, label_csv=table)
+    assert [data.class_names[i] for i in data.labels] == ["first", "second"]
+    assert not any("match no image" in n for n in data.notes)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_info_and_fit_on_a_dicom_folder_keep_identity_out_of_every_file(tmp_path, capsys):

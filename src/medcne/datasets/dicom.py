@@ -372,9 +372,14 @@ def read_dicom(
         if by_slice:  # a DICOM file is an image: labels are per file (path or SOPInstanceUID), not per slice
             raise DataError(f"{label_csv}: {len(by_slice)} row(s) fill the column 'slice', which DICOM labels "
                             "do not use; label each file by its path or SOPInstanceUID instead")
-        values = [table.get(k[key]) for k in keys]
+        if key == "path":  # the file's own path, or its id without #FRAME (coded without keep_phi), so that
+            # a table made from a run's ids labels the same files
+            matched = [k["path"] if k["path"] in table else owner for k, owner in zip(keys, owners, strict=True)]
+        else:
+            matched = [k[key] for k in keys]
+        values = [table.get(m) for m in matched]
         labels, class_names = encode_with_missing(values, notes, Path(label_csv).name)
-        check_unused(table, {k[key] for k in keys}, notes, Path(label_csv).name)
+        check_unused(table, set(matched), notes, Path(label_csv).name)
     images = stack_images(frames, owners, size=size, channels=channels, source=str(root), notes=notes)
     return ImageSet(images, labels, class_names, np.asarray(ids), source=str(root), notes=notes,
                     provenance={"series": np.asarray(series), "slice": np.asarray(slices, dtype=np.int64)})
