@@ -326,7 +326,7 @@ class StoreWriter:
                     raise MedcneError(f"{self.path}: images for the store must be uint8 of shape "
                                       f"(n, {', '.join(map(str, self.image_shape))}); got {block.dtype} "
                                       f"{tuple(block.shape)}")
-                data = np.ascontiguousarray(block).tobytes()
+                data = memoryview(np.ascontiguousarray(block)).cast("B")  # the block's bytes, not a copy of them
                 digest.update(data)
                 fh.write(data)
                 n += len(block)
