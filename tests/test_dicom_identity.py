@@ -77,14 +77,15 @@ def test_folders_and_files_named_by_uids_are_coded_unless_kept(tmp_path):
 
 def test_convert_codes_the_default_part_name_of_dicom_data(tmp_path, capsys):
     write(tmp_path / "ct1" / "MRN12345" / "seriesB" / "slice0.dcm")
+    write(tmp_path / "ct2" / "MRN12345" / "seriesC" / "slice1.dcm")  # the same patient's other series
     store = tmp_path / "ctstore"
     assert main(["convert", str(tmp_path / "ct1"), "--size", "8", "--out", str(store)]) == 0
-    assert main(["convert", str(tmp_path / "ct1" / "MRN12345"), "--size", "8", "--out", str(store), "--append"]) == 0
-    assert main(["convert", str(tmp_path / "ct1" / "MRN12345"), "--size", "8", "--out", str(store), "--append"]) == 0
+    assert main(["convert", str(tmp_path / "ct2" / "MRN12345"), "--size", "8", "--out", str(store), "--append"]) == 0
+    assert main(["convert", str(tmp_path / "ct2" / "MRN12345"), "--size", "8", "--out", str(store), "--append"]) == 0
     assert "nothing to add" in capsys.readouterr().out  # the same code again: a rerun resumes
     for f in store.rglob("*"):
         assert f.is_dir() or b"MRN12345" not in f.read_bytes(), f
-    assert main(["convert", str(tmp_path / "ct1" / "MRN12345"), "--size", "8", "--out", str(store), "--append",
+    assert main(["convert", str(tmp_path / "ct2" / "MRN12345"), "--size", "8", "--out", str(store), "--append",
                  "--part", "mine"]) == 0
     kept = tmp_path / "kept"
     assert main(["convert", str(tmp_path / "ct1" / "MRN12345"), "--size", "8", "--out", str(kept), "--keep-phi"]) == 0

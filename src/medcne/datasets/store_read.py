@@ -112,7 +112,8 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
         more = f" ({repeated} ids are repeated)" if repeated > 1 else ""
         raise DataError(f"{path}: the id '{printable(name)}' is given to {count} images{more}; ids must be unique "
                         "(label CSVs, the viewer and curation match images by id): write the store again, "
-                        "giving each appended part a --part name that its ids cannot share with the parts before")
+                        "naming each appended part (`medcne convert DATA --out STORE --append --part NAME`) so that "
+                        "its ids cannot repeat those of the parts before")
     return ImageSet(images, labels, class_names, ids, source=str(path), notes=notes, provenance=provenance)
 
 
