@@ -265,3 +265,9 @@ def test_turned_copies_the_space_keeps_apart_are_found_by_their_upright_thumbnai
     result = quality_control(X, checks=checks, neighbours=nb)
     assert {tuple(p) for p in result.duplicate_pairs()} == {(5, 60), (9, 61), (12, 62), (20, 63)}
     assert result.duplicate_distance[[60, 61, 62, 63]].max() < 1e-6
+
+
+def test_too_few_classes_for_the_labels_is_one_line_naming_n_classes():
+    X = np.random.default_rng(0).normal(size=(30, 5))
+    with pytest.raises(MedcneError, match=r"^`n_classes` is 2, but the labels hold class 2; give the number"):
+        quality_control(X, np.repeat([0, 1, 2], 10), k=5, n_classes=2)

@@ -176,3 +176,16 @@ def test_cuda_training_bf16_channels_last(compile):
     assert est.device_.type == "cuda"
     assert np.isfinite(est.embedding_).all() and est.embedding_.shape == (40, 2)
     assert np.allclose(est.transform(images()), est.embedding_, atol=1e-2)
+
+
+def test_fit_leaves_the_global_torch_generator_alone_and_fit_transform_returns_a_copy():
+    # The network's layers are drawn from the estimator's own generator; PyTorch's constructors would
+    # also draw their default weights from the global one, changing the user's torch.rand sequence.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    est = tiny(epochs=(1, 1, 1))
+    Z = est.fit_transform(images(n=24))
+    assert torch.equal(torch.rand(3), expected)
+    Z[:] = 0
+    assert np.abs(est.embedding_).sum() > 0  # editing the returned map leaves the fitted one

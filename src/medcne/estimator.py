@@ -91,8 +91,10 @@ class TSimCNE(BaseEstimator):
     compile : bool
         ``torch.compile`` the model and the training augmentation (faster on GPUs for long runs).
     knn_every : int
-        When labels are known, kNN accuracy of the current output every this many
-        epochs in ``history_`` (0: off).
+        When ``X`` carries labels (an ImageSet, or a torch Dataset of (image,
+        label)), kNN accuracy of the current output every this many epochs in
+        ``history_`` (0: off). ``y`` of :meth:`fit` is ignored, as for any
+        unsupervised scikit-learn estimator.
     checkpoint : str or Path, optional
         Where to write checkpoints: at the end of each stage, and at the end of
         the first epoch after ``checkpoint_minutes`` have passed (0: every epoch).
@@ -131,7 +133,7 @@ class TSimCNE(BaseEstimator):
     fit_seconds_ : float
         Training time, including the time before a resume.
     embedding_ : ndarray (N, dim)
-        The map of the training images.
+        The map of the training images (N, 128 with ``loss='cosine'``).
     world_ : medcne.train.distributed.World
         This process among those of the run (rank, size); one process unless started
         by torchrun. ``batch_size`` is then the global batch, ``rank_batch_size_`` each
@@ -198,7 +200,8 @@ class TSimCNE(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------
     def fit(self, X, y=None, *, resume_from=None, callback=None, new_lr: bool = False) -> TSimCNE:
-        """Train on images ``X`` (ImageSet, uint8 array N x H x W x C, or torch Dataset).
+        """Train on images ``X`` (ImageSet, uint8 array N x H x W x C, or torch Dataset); ``y`` is ignored
+        (labels for ``knn_every`` come with ``X``).
 
         Parameters
         ----------
@@ -235,8 +238,8 @@ class TSimCNE(BaseEstimator):
         )
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
-        """``fit(X)`` then the map of ``X``: (N, dim) float32."""
-        return self.fit(X, **fit_params).embedding_
+        """``fit(X)`` then the map of ``X``: (N, dim) float32, a copy of ``embedding_``; ``y`` is ignored."""
+        return self.fit(X, **fit_params).embedding_.copy()
 
     def validate(self, X) -> TSimCNE:
         """Check the parameters against images ``X`` and resolve 'auto' values, without training.
@@ -285,7 +288,8 @@ class TSimCNE(BaseEstimator):
 
     # -- using a fitted model ----------------------------------------------
     def transform(self, X) -> np.ndarray:
-        """The map of images ``X``: (N, dim) float32; deterministic, no augmentation."""
+        """The map of images ``X``: (N, dim) float32 (128 columns with ``loss='cosine'``); deterministic,
+        no augmentation."""
         return self._apply("forward", X)
 
     def features(self, X) -> np.ndarray:

@@ -16,6 +16,7 @@ alone fixes the network (no global ``torch.manual_seed``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -162,11 +163,12 @@ class TSimCNENet(nn.Module):
         check_model_args(backbone, in_channels, width, out_dim)
         # Mixed precision of the backbone (e.g. torch.bfloat16), or None for float32.
         self.amp_dtype: torch.dtype | None = torch.bfloat16 if precision == "bf16" else None
-        self.backbone = ResNet(backbone, in_channels, width, small_stem)
-        self.num_features = self.backbone.num_features
-        self.head = nn.Sequential(
-            nn.Linear(self.num_features, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, out_dim)
-        )
+        with _global_rng_kept(generator):
+            self.backbone = ResNet(backbone, in_channels, width, small_stem)
+            self.num_features = self.backbone.num_features
+            self.head = nn.Sequential(
+                nn.Linear(self.num_features, HIDDEN), nn.ReLU(inplace=True), nn.Linear(HIDDEN, out_dim)
+            )
         init_weights(self, generator)
         if learned:  # after the draws of the weights: they are the same with or without it
             self.kernel = LearnedKernel(learned)
@@ -212,7 +214,8 @@ class TSimCNENet(nn.Module):
         gives the same layer on any device.
         """
         old = self.head[-1]
-        new = nn.Linear(HIDDEN, out_dim)
+        with _global_rng_kept(generator):
+            new = nn.Linear(HIDDEN, out_dim)
         _init_linear(new, generator, init)
         self.head[-1] = new.to(device=old.weight.device, dtype=old.weight.dtype)
         return self.head[-1]
@@ -237,6 +240,13 @@ class LearnedKernel(nn.Module):
     def values(self) -> dict[str, torch.Tensor]:
         """{name: exp(log value)}: tensors in the autograd graph (nothing read by the host)."""
         return {name: getattr(self, f"log_{name}").exp() for name in self.names}
+
+
+def _global_rng_kept(generator: torch.Generator | None):
+    """Around the construction of layers whose weights ``generator`` then draws: PyTorch's constructors
+    draw default weights from the global generator, which is put back as it was, so that a fit leaves
+    the user's ``torch.rand`` sequence alone. Without a generator the global one draws, as usual."""
+    return torch.random.fork_rng(devices=[]) if generator is not None else contextlib.nullcontext()
 
 
 def check_model_args(backbone: str, in_channels: int, width: int, out_dim: int) -> None:

@@ -174,6 +174,9 @@ def label_issues(nb: Neighbours, labels, n_classes: int | None = None) -> tuple[
     """
     labels = check_labels(labels, len(nb))
     n_classes = int(labels.max(initial=-1) + 1) if n_classes is None else int(n_classes)
+    if labels.max(initial=-1) >= n_classes:
+        raise MedcneError(f"`n_classes` is {n_classes}, but the labels hold class {int(labels.max())}; give the "
+                          "number of classes (at least the largest label + 1), or leave it out")
     shares = vote_shares(nb, labels, max(n_classes, 1))
     voted = shares.sum(1) > 0
     suggested = np.where(voted, shares.argmax(1), -1)
