@@ -98,6 +98,16 @@ def test_budget_scales_the_stages_in_proportion():
     assert f"takes about {format_duration(11.75 + timing.warmup)} here (10 steps of 0.50 s" in str(caught.value)
 
 
+def test_a_warm_up_as_long_as_its_template_stage_is_kept_in_epochs_not_scaled():
+    # The paper's 10 warm-up epochs with a template of a few epochs (2,1,1): the template stage is all
+    # warm-up, and scaled in proportion a long budget would warm up throughout and never anneal.
+    template = tsimcne_stages((2, 1, 1), lr=0.06, warmup=(10, 0, 10))
+    stages = budget_stages(template, StepTiming(step=0.5, first=0.5), n=1000, batch_size=100, seconds=300.0)
+    assert [s.epochs for s in stages] == [35, 17, 17] and [s.warmup_epochs for s in stages] == [10, 0, 10]
+    short = budget_stages(template, StepTiming(step=0.5, first=0.5), n=1000, batch_size=100, seconds=40.0)
+    assert all(s.warmup_epochs <= s.epochs for s in short)
+
+
 def test_compile_time_comes_out_of_the_budget():
     template = tsimcne_stages((10, 0, 10), lr=0.06)
     quick = budget_stages(template, StepTiming(step=1.0, first=1.0), n=10, batch_size=10, seconds=40)

@@ -48,10 +48,19 @@ def budget_stages(template: tuple[Stage, ...], timing: StepTiming, n: int, batch
             f"{timing.warmup:.1f} s to start); give a longer `budget`, a smaller `batch_size` or `width`, "
             "or fewer images"
         )
-    return tuple(
-        replace(s, epochs=e, warmup_epochs=min(e, round(s.warmup_epochs * e / s.epochs)) if s.epochs else 0)
-        for s, e in zip(template, epochs, strict=True)
-    )
+    return tuple(replace(s, epochs=e, warmup_epochs=scaled_warmup(s, e)) for s, e in zip(template, epochs, strict=True))
+
+
+def scaled_warmup(template: Stage, epochs: int) -> int:
+    """The warm-up of ``template``'s stage when it runs ``epochs``: in the same proportion when the
+    template warms up for part of the stage; a warm-up as long as the template's stage or longer (the
+    paper's 10 epochs, given with a few epochs as proportions) is a number of epochs, kept as it is
+    (else a long budget would warm up throughout and never anneal)."""
+    if not template.epochs:
+        return 0
+    if template.warmup_epochs >= template.epochs:
+        return min(epochs, template.warmup_epochs)
+    return min(epochs, round(template.warmup_epochs * epochs / template.epochs))
 
 
 def replan_stages(template: tuple[Stage, ...], stages: tuple[Stage, ...], stage: int, done: int,
@@ -80,7 +89,7 @@ def replan_stages(template: tuple[Stage, ...], stages: tuple[Stage, ...], stage:
             out.append(replace(s, epochs=max(s.warmup_epochs, math.floor(scale * t.epochs))))
         else:
             e = max(1, math.floor(scale * t.epochs))
-            out.append(replace(s, epochs=e, warmup_epochs=min(e, round(t.warmup_epochs * e / t.epochs))))
+            out.append(replace(s, epochs=e, warmup_epochs=scaled_warmup(t, e)))
     return tuple(out)
 
 
