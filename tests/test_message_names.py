@@ -109,6 +109,7 @@ PYTHON_ONLY = {
     "engine": "the augmenter's kernel choice",
     "generator": "a torch.Generator of the augmenter",
     "images": "the array handed to border_colour",
+    "n_classes": "curate.quality_control's number of classes (qc takes the run's)",
     "test_size": "metrics.knn_accuracy's split",
 }
 
