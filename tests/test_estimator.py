@@ -189,3 +189,10 @@ def test_fit_leaves_the_global_torch_generator_alone_and_fit_transform_returns_a
     assert torch.equal(torch.rand(3), expected)
     Z[:] = 0
     assert np.abs(est.embedding_).sum() > 0  # editing the returned map leaves the fitted one
+
+
+def test_nested_lists_of_pixel_values_are_read_as_an_array():
+    # They were taken for a torch Dataset, and each image's second row for its label.
+    X = images(n=24)
+    est = tiny(epochs=(1, 0, 1)).fit(X)
+    np.testing.assert_array_equal(est.transform(X[:4].tolist()), est.transform(X[:4]))

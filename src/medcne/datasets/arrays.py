@@ -306,7 +306,7 @@ def _refuse_one_image(shape: tuple[int, ...], image_shape, source: str) -> None:
 
 
 def as_imageset(X, image_shape: tuple[int, ...] | None = None) -> ImageSet:
-    """An ImageSet from an ImageSet, an image array (numpy or torch), or a torch Dataset.
+    """An ImageSet from an ImageSet, an image array (numpy or torch; nested lists as an array), or a torch Dataset.
 
     ``image_shape``: (H, W, C) of one image when the caller knows it; an array
     of one such image is refused (see :func:`from_array`)."""
@@ -316,6 +316,8 @@ def as_imageset(X, image_shape: tuple[int, ...] | None = None) -> ImageSet:
         return from_array(X, source="X", image_shape=image_shape)
     if type(X).__module__.startswith("torch") and hasattr(X, "numpy"):  # a tensor, without importing torch
         return from_array(X.detach().cpu().numpy(), source="X", image_shape=image_shape)
+    if isinstance(X, list) and X and isinstance(X[0], list):  # nested lists of pixel values: an array
+        return from_array(np.asarray(X), source="X", image_shape=image_shape)
     if hasattr(X, "__getitem__") and hasattr(X, "__len__"):
         return from_torch_dataset(X)
     raise MedcneError(
