@@ -71,3 +71,20 @@ def test_a_map_that_is_gone_is_said(mapped_run, tmp_path, capsys):
         assert labels_of(out) == labels_of(run / "embedding.csv")
     finally:
         moved.rename(table)
+
+
+def test_a_map_with_a_wildcard_naming_none_of_the_classes_is_left_unapplied(tmp_path, capsys):
+    # The readers' rule for "a map meant for other data" counts '*' out; embed must use the same rule,
+    # not apply such a map (which the reader then refuses).
+    data = make_data(tmp_path / "data" / "data.npz", n=32)
+    table = tmp_path / "wild.csv"
+    table.write_text("old,new\nbasophil,granulocyte\n*,other\n")
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--out", str(run), "--labels-map", str(table), *FIT]) == 0
+    other = tmp_path / "other.npz"
+    np.savez(other, images=np.zeros((4, 16, 16, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
+             class_names=np.array(["tumour", "stroma"]))
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(other), "--out", str(out), "--device", "cpu"]) == 0
+    assert sorted(set(labels_of(out).values())) == ["stroma", "tumour"]
+    assert "names none of these images' classes" in capsys.readouterr().out

@@ -63,7 +63,7 @@ def runs_classes(data, spec: dict, trained: dict):
     are labelled in the map's classes (a map that names none of their classes is left unapplied, with a
     note: these images come from other data). The run's ``--merge-rare`` is not repeated (it depends on
     the counts of the run's own images): a note says so."""
-    from ..datasets.labels import labels_map, read_labels_map, unknown_classes
+    from ..datasets.labels import labels_map, names_none, read_labels_map
 
     path, notes = trained.get("labels_map"), []
     if path and spec.get("labels_map") is None and data.class_names:
@@ -72,7 +72,7 @@ def runs_classes(data, spec: dict, trained: dict):
                          "give --labels-map FILE to rename or join them as the run did")
         else:
             mapping = read_labels_map(path)
-            if "*" in mapping or len(unknown_classes(mapping, data.class_names)) < len(mapping):
+            if not names_none(mapping, data.class_names):
                 data = labels_map(data, path)
             else:
                 notes.append(f"the run's labels map {Path(path).name} names none of these images' classes; "

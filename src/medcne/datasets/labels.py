@@ -55,6 +55,13 @@ def unknown_classes(mapping: dict[str, str], class_names: list[str]) -> list[str
     return [old for old in mapping if old != WILDCARD and old not in class_names]
 
 
+def names_none(mapping: dict[str, str], class_names: list[str]) -> bool:
+    """Whether the old names of ``mapping`` (``*`` aside) are all missing from ``class_names``: a map meant
+    for other data (refused by :func:`map_labels`; left unapplied to the images ``embed`` places)."""
+    unknown = unknown_classes(mapping, class_names)
+    return bool(unknown) and len(unknown) == len(mapping) - (WILDCARD in mapping)
+
+
 def unused_note(mapping: dict[str, str], class_names: list[str], by: str = "", of: str = "this data") -> str | None:
     """A note naming the old names of ``mapping`` that are not classes (of ``of``), left unused; None if none."""
     unknown = unknown_classes(mapping, class_names)
@@ -80,8 +87,8 @@ def map_labels(labels: np.ndarray, class_names: list[str], mapping: dict[str, st
         The new classes, in the order of the first old class mapped to each;
         a class without images is left out.
     """
-    unknown = unknown_classes(mapping, class_names)
-    if unknown and len(unknown) == len(mapping) - (WILDCARD in mapping):
+    if names_none(mapping, class_names):
+        unknown = unknown_classes(mapping, class_names)
         others = " (nor is any other name it maps)" if len(unknown) > 1 else ""
         raise MedcneError(
             f"labels map: {unknown[0]!r} is not a class of the data{others}; "
