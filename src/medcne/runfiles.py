@@ -63,6 +63,11 @@ def lock_name(name: str) -> str:
     return f".{name}{LOCK_SUFFIX}"
 
 
+def locked_name(lock: str) -> str:
+    """The output's name that the lock file ``lock`` (named by :func:`lock_name`) is for."""
+    return lock[1 : -len(LOCK_SUFFIX)]
+
+
 def finished_by(params: dict, folder) -> bool:
     """Whether a run folder (a ``pathlib.Path``) whose params.json holds ``params`` (and whose
     embedding.npz is there) is finished: its writer set ``finished`` last; a run written before medcne

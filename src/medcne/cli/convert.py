@@ -68,12 +68,13 @@ def _check_intact(out: Path) -> None:
     check_parts(out, read_manifest(out))
 
 
-def _check_new_ids(out: Path, name: str, ids: np.ndarray) -> None:
-    """Refuse a part whose ids (its name in front) are ids of the store already: the first part keeps its
-    own ids, so a folder of class folders and an appended folder named like one of them can collide."""
-    from ..datasets.store_read import open_store
+def _check_new_ids(out: Path, name: str, ids: np.ndarray, parts: list[dict]) -> None:
+    """Refuse a part whose ids (its name in front) are ids of the store's ``parts`` already: the first part
+    keeps its own ids, so a folder of class folders and an appended folder named like one of them can
+    collide. The ids only: the writer has checked the parts."""
+    from ..datasets.store_read import read_metas
 
-    taken = set(open_store(out).ids.tolist())
+    taken = {i for meta in read_metas(out, parts) for i in meta["ids"].tolist()}
     clash = next((i for i in ids.tolist() if i in taken), None)
     if clash is not None:
         raise MedcneError(f"--part {name}: the new part's id {clash!r} is an id of {out} already (ids must be "
@@ -103,7 +104,7 @@ def _write(out: Path, data, name: str) -> int:
         # Ids are unique within one source (often its row numbers): a part added later gets its name in front.
         ids = data.ids if len(writer) == 0 else np.char.add(f"{name}/", data.ids.astype(str))
         if len(writer):
-            _check_new_ids(out, name, ids)
+            _check_new_ids(out, name, ids, writer.manifest["parts"])
         n = writer.add_part(name, blocks, labels=labels, ids=ids, provenance=data.provenance,
                            class_names=data.class_names)
         total, parts = len(writer), len(writer.manifest["parts"])

@@ -86,10 +86,7 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
     if not parts:
         raise EmptyDatasetError(_empty_message(path, manifest))
     check_parts(path, manifest, verify=verify)
-    metas = []
-    for part in parts:
-        with np.load(path / part["dir"] / "meta.npz", allow_pickle=False) as z:
-            metas.append({k: z[k] for k in z.files})
+    metas = read_metas(path, parts)
     codes = np.concatenate([m["labels"] for m in metas])
     class_names = list(manifest["class_names"])
     notes = []
@@ -115,6 +112,16 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
                         "naming each appended part (`medcne convert DATA --out STORE --append --part NAME`) so that "
                         "its ids cannot repeat those of the parts before")
     return ImageSet(images, labels, class_names, ids, source=str(path), notes=notes, provenance=provenance)
+
+
+def read_metas(path: Path, parts: list[dict]) -> list[dict]:
+    """The arrays of each part's meta.npz (labels, ids, provenance), in the manifest's order; the parts
+    are checked by whoever read the manifest (:func:`open_store`, the store writer)."""
+    metas = []
+    for part in parts:
+        with np.load(Path(path) / part["dir"] / "meta.npz", allow_pickle=False) as z:
+            metas.append({k: z[k] for k in z.files})
+    return metas
 
 
 def _empty_message(path: Path, manifest: dict) -> str:

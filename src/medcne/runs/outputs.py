@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import write_json
-from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name
+from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name, locked_name
 
 # Locks this process holds (path -> count): a command that locks an output and then calls a writer
 # that locks it again must not refuse itself.
@@ -107,7 +107,7 @@ def _acquire(path: Path, shared: bool = False) -> int:
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise  # read-only, no permission, full: said by the command line's handler of such errors
             # A folder that cannot hold files (/proc): name the output, not medcne's lock file beside it.
-            out = path.parent / path.name[1:-len(".medcne-lock")]
+            out = path.parent / locked_name(path.name)
             raise MedcneError(f"{out}: cannot be written there ({exc.strerror}: medcne writes a lock file "
                               f"{path.name} beside it first); choose a folder you can write to") from None
         try:
@@ -118,7 +118,7 @@ def _acquire(path: Path, shared: bool = False) -> int:
                 continue
             holder = _read_pid(fd)
             os.close(fd)
-            out = path.parent / path.name[1:-len(".medcne-lock")]
+            out = path.parent / locked_name(path.name)
             raise MedcneError(f"{out}: another medcne command (pid {holder}) is writing it; wait for it to end, "
                               "or choose another output") from None
         if _names(path, fd):

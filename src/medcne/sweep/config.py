@@ -275,10 +275,10 @@ def _dataset(err: _Errors, name: str, table, files: Path) -> Dataset:
 
 def _check_data_options(err: _Errors, where: str, load: dict) -> None:
     from ..datasets.arrays import MEDMNIST_SPLITS
-    from ..datasets.convert import check_channels, parse_size
+    from ..datasets.convert import CHANNEL_MODES, check_channels, parse_size
     from ..datasets.load import FORMATS
 
-    choices = {"format": FORMATS, "split": MEDMNIST_SPLITS, "channels": ("keep", "rgb", "gray")}
+    choices = {"format": FORMATS, "split": MEDMNIST_SPLITS, "channels": CHANNEL_MODES}
     for key, allowed in choices.items():
         if key in load and load[key] not in allowed:
             err.fail(f"{where}.{key}", f"must be one of {', '.join(allowed)}; got {load[key]!r}")
