@@ -22,6 +22,13 @@ def labels_of(path: Path) -> dict[str, str]:
         return {row["id"]: row["label"] for row in csv.DictReader(fh)}
 
 
+def other_classes(path: Path) -> Path:
+    """Four blank images of two classes that no map of the blood cells names."""
+    np.savez(path, images=np.zeros((4, 16, 16, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
+             class_names=np.array(["tumour", "stroma"]))
+    return path
+
+
 @pytest.fixture(scope="module")
 def mapped_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("embed_labels")
@@ -47,9 +54,7 @@ def test_placed_images_get_the_classes_of_the_map(mapped_run, tmp_path, capsys):
 
 def test_a_map_of_other_classes_is_left_unapplied_with_a_note(mapped_run, tmp_path, capsys):
     run, _, _ = mapped_run
-    other = tmp_path / "other.npz"
-    np.savez(other, images=np.zeros((4, 16, 16, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
-             class_names=np.array(["tumour", "stroma"]))
+    other = other_classes(tmp_path / "other.npz")
     out = tmp_path / "placed.csv"
     assert main(["embed", str(run), str(other), "--out", str(out), "--device", "cpu"]) == 0
     assert sorted(set(labels_of(out).values())) == ["stroma", "tumour"]
@@ -81,9 +86,7 @@ def test_a_map_with_a_wildcard_naming_none_of_the_classes_is_left_unapplied(tmp_
     table.write_text("old,new\nbasophil,granulocyte\n*,other\n")
     run = tmp_path / "run"
     assert main(["fit", str(data), "--out", str(run), "--labels-map", str(table), *FIT]) == 0
-    other = tmp_path / "other.npz"
-    np.savez(other, images=np.zeros((4, 16, 16, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
-             class_names=np.array(["tumour", "stroma"]))
+    other = other_classes(tmp_path / "other.npz")
     out = tmp_path / "placed.csv"
     assert main(["embed", str(run), str(other), "--out", str(out), "--device", "cpu"]) == 0
     assert sorted(set(labels_of(out).values())) == ["stroma", "tumour"]
