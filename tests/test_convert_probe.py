@@ -99,7 +99,7 @@ def test_a_store_whose_ids_repeat_is_refused_by_its_reader_and_its_writer(tmp_pa
     images = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     store = tmp_path / "store"
     with StoreWriter(store, (8, 8, 3)) as writer:
-        with pytest.raises(MedcneError, match="part 'a' gives the id 'x' to 2 images; give every image its own id"):
+        with pytest.raises(MedcneError, match="in part 'a', the id 'x' is given to 2 images; give every image its own id"):
             writer.add_part("a", images, ids=["x", "x"])
         writer.add_part("a", images, ids=["x", "y"])
         writer.add_part("b", images, ids=["y", "z"])  # across parts: the reader's check

@@ -149,7 +149,7 @@ def test_repeated_npz_ids_are_refused_in_one_line(tmp_path, capsys, command):
     argv = [command[0], str(path), *(str(tmp_path / "out") if a == "OUT" else a for a in command[1:])]
     assert main(argv) == 2
     err = one_line_error(capsys)
-    assert f"{path}: 'ids' gives the id 'x' to 32 images" in err, err
+    assert f"{path}: in 'ids', the id 'x' is given to 32 images" in err, err
     assert "give every image its own id, or leave 'ids' out to number the images" in err
     assert not (tmp_path / "out").exists()
 
@@ -158,15 +158,15 @@ def test_repeated_ids_are_named_and_counted_and_unique_ones_are_fine(tmp_path):
     from medcne.datasets import load_dataset
     from medcne.errors import DataError
 
-    with pytest.raises(DataError, match=r"gives the id 'b' to 3 images \(2 ids are repeated\)"):
+    with pytest.raises(DataError, match=r"the id 'b' is given to 3 images \(2 ids are repeated\)"):
         load_dataset(_npz(tmp_path / "two.npz", ["a", "b", "a", "b", "b", "c"]))
-    with pytest.raises(DataError, match=r"gives the id '' to 2 images"):
+    with pytest.raises(DataError, match=r"the id '' is given to 2 images"):
         load_dataset(_npz(tmp_path / "empty.npz", ["", "", "c"]))
     assert list(load_dataset(_npz(tmp_path / "ok.npz", ["a", "b", "c"])).ids) == ["a", "b", "c"]
     # ids unique within each split: a split reads fine, the whole file repeats them
     per_split = _npz(tmp_path / "split.npz", ["0", "1", "0", "1"], split=[0, 0, 2, 2])
     assert list(load_dataset(per_split, split="train").ids) == ["0", "1"]
-    with pytest.raises(DataError, match=r"gives the id '0' to 2 images \(2 ids are repeated\)"):
+    with pytest.raises(DataError, match=r"the id '0' is given to 2 images \(2 ids are repeated\)"):
         load_dataset(per_split)
 
 

@@ -67,6 +67,13 @@ class MissingExtraError(MedcneError, ImportError):
     """An optional dependency is not installed."""
 
 
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` for a one-line message: control characters escaped (a file name may hold a line
+    break), cut in the middle to at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or fail naming the extra to install."""
     import importlib

@@ -12,10 +12,10 @@ from ..errors import (
     LabelMismatchError,
     MedcneError,
     UnknownFormatError,
+    printable,
 )
 from .convert import prepare_array
-from .files import printable
-from .imageset import ImageSet, int_labels, repeated_id
+from .imageset import ImageSet, int_labels, repeated_ids
 from .medmnist_info import class_names_for
 from .memory import check_memory
 from .npzfile import NpzArrays
@@ -220,13 +220,9 @@ def _read_plain(npz: NpzArrays, split, size, channels) -> ImageSet:
 def _unique_ids(path: Path, ids: np.ndarray) -> np.ndarray:
     """``ids`` (an npz's ``ids`` array, as text), refused when an id is given to more than one image: ids are
     the keys that label CSVs, the viewer and curation match images on."""
-    if found := repeated_id(ids):
-        name, count, repeated = found
-        more = f" ({repeated} ids are repeated)" if repeated > 1 else ""
-        raise DataError(
-            f"{path}: 'ids' gives the id '{printable(name)}' to {count} images{more}; "
-            "ids must be unique: give every image its own id, or leave 'ids' out to number the images"
-        )
+    if problem := repeated_ids(ids):
+        raise DataError(f"{path}: in 'ids', {problem}; ids must be unique: give every image its own id, or "
+                        "leave 'ids' out to number the images")
     return ids
 
 

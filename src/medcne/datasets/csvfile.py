@@ -15,8 +15,8 @@ import io
 import re
 from pathlib import Path
 
-from ..errors import DataError, EmptyDatasetError, MissingColumnError
-from .files import decode_files, printable
+from ..errors import DataError, EmptyDatasetError, MissingColumnError, printable
+from .files import decode_files
 from .imageset import ImageSet
 
 MAX_LINES_LISTED = 5

@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from ..defaults import read_chunk_bytes
-from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, require
+from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, printable, require
 from .convert import check_channels, parse_size
 from .dicom_identity import Identity, coded, phi_values, scrub, shown, states_its_uids, union
-from .files import MAX_LISTED, printable, shortened
+from .files import MAX_LISTED, shortened
 from .imageset import ImageSet
 from .scancommon import (
     check_resized,

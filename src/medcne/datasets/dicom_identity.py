@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from .files import printable
+from ..errors import printable
 from .scanfiles import short_hash
 
 # Attributes that identify a patient: their values never reach ids, notes or provenance without keep_phi.

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import BadImageError, DataError, EmptyDatasetError, MixedSizeError, PixelRangeError
+from ..errors import (
+    BadImageError,
+    DataError,
+    EmptyDatasetError,
+    MixedSizeError,
+    PixelRangeError,
+    printable,
+)
 from ..runfiles import (
     CHECKPOINT,
     EMBEDDING,
@@ -46,13 +53,6 @@ MAX_LISTED = 10
 # "method" key, or, before that is written, two of its files; a viewer folder holds its marker (older
 # viewers: index.html with the bundle beside it).
 RUN_FILES = (CHECKPOINT, MODEL, EMBEDDING, HISTORY)
-
-
-def printable(text: str, limit: int = 120) -> str:
-    """``text`` for a one-line message: control characters escaped (a file name may hold a line
-    break), cut in the middle to at most ``limit`` characters."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return text if len(text) <= limit else f"{text[: limit // 2 - 2]}...{text[-(limit // 2 - 1):]}"
 
 
 def text_name(name: str) -> str:

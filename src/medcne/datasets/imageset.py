@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..defaults import chunk_rows
-from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError, check_seed
+from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError, check_seed, printable
 
 FINGERPRINT_IMAGES = 64  # images whose pixels go into ImageSet.fingerprint by default
 FINGERPRINT_ALL_BYTES = 256 << 20  # fingerprint(sampled=None): every image up to this size...
@@ -344,10 +344,11 @@ def repeated_name_problem(class_names: list[str]) -> str | None:
     return None
 
 
-def repeated_id(ids) -> tuple[str, int, int] | None:
-    """The id given to the most images, how many, and how many ids repeat; None when every id is
-    unique (ids are the keys that label CSVs, the viewer and curation match images on). One sorted copy
-    of the ids array, no Python string per id: about 1 s at 2 million ids."""
+def repeated_ids(ids) -> str | None:
+    """What is wrong with ``ids`` when an id is given to more than one image ("the id 'x' is given to 3
+    images (2 ids are repeated)"), or None when every id is unique (ids are the keys that label CSVs, the
+    viewer and curation match images on). One sorted copy of the ids array, no Python string per id:
+    about 1 s at 2 million ids."""
     ids = np.sort(np.asarray(ids).astype(str))
     if not (ids[1:] == ids[:-1]).any():
         return None
@@ -355,7 +356,9 @@ def repeated_id(ids) -> tuple[str, int, int] | None:
     repeated = np.flatnonzero(counts > 1)
     first = repeated[np.argmax(counts[repeated])]
     name = str(values[first])
-    return (name if len(name) <= 60 else f"{name[:28]}...{name[-28:]}"), int(counts[first]), len(repeated)
+    name = name if len(name) <= 60 else f"{name[:28]}...{name[-28:]}"
+    more = f" ({len(repeated)} ids are repeated)" if len(repeated) > 1 else ""
+    return f"the id '{printable(name)}' is given to {counts[first]} images{more}"
 
 
 def label_range_problem(labels: np.ndarray, n_classes: int) -> str | None:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MedcneError
-from .files import MAX_LISTED, printable
+from ..errors import MedcneError, printable
+from .files import MAX_LISTED
 from .imageset import ImageSet
 
 MERGED = "other (merged)"

@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, EmptyDatasetError, MedcneError, require
+from ..errors import DataError, EmptyDatasetError, MedcneError, printable, require
 from .convert import check_channels, parse_size
-from .files import MAX_LISTED, printable, shortened
+from .files import MAX_LISTED, shortened
 from .imageset import ImageSet
 from .memory import check_memory
 from .scancommon import (

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, MissingColumnError, MixedSizeError
+from ..errors import DataError, MissingColumnError, MixedSizeError, printable
 from .convert import convert_channels, resize_one
 from .csvfile import read_table
-from .files import printable
 from .memory import check_memory
 from .window import first_number
 

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import DataError, MedcneError
 from ..io import write_json, write_text
 from ..runfiles import PARAMS, RUN_MARKER, VIEWER_MARKER
-from .imageset import reading_fixes, repeated_id
+from .imageset import reading_fixes, repeated_ids
 
 MARKER = "MEDCNE_STORE"
 MANIFEST = "manifest.json"
@@ -288,9 +288,8 @@ class StoreWriter:
             would have cut them otherwise.
         """
         name = str(name)
-        if found := repeated_id(ids):  # before any pixel is written
-            raise MedcneError(f"{self.path}: part {name!r} gives the id {found[0]!r} to {found[1]} images; "
-                              "give every image its own id")
+        if problem := repeated_ids(ids):  # before any pixel is written
+            raise MedcneError(f"{self.path}: in part {name!r}, {problem}; give every image its own id")
         if self.has_part(name):
             raise MedcneError(f"{self.path}: the store already holds a part named {name!r}; "
                               "give another name or skip it (has_part)")

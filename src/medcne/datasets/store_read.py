@@ -14,8 +14,7 @@ import numpy as np
 
 from ..errors import DataError, EmptyDatasetError
 from .convert import convert_channels, resize_images
-from .files import printable
-from .imageset import ImageSet, LazyImages, repeated_id
+from .imageset import ImageSet, LazyImages, repeated_ids
 from .scancommon import UNLABELLED
 from .store import check_parts, read_manifest
 from .store_tiles import THUMBNAILS
@@ -104,10 +103,8 @@ def open_store(path, *, verify: bool = False) -> ImageSet:
     reader = StoreReader([path / p["dir"] / "images.npy" for p in parts], [int(p["n"]) for p in parts])
     images = LazyImages(reader, int(reader.offsets[-1]), shape)
     ids = np.concatenate([m["ids"] for m in metas])
-    if found := repeated_id(ids):
-        name, count, repeated = found
-        more = f" ({repeated} ids are repeated)" if repeated > 1 else ""
-        raise DataError(f"{path}: the id '{printable(name)}' is given to {count} images{more}; ids must be unique "
+    if problem := repeated_ids(ids):
+        raise DataError(f"{path}: {problem}; ids must be unique "
                         "(label CSVs, the viewer and curation match images by id): write the store again, "
                         "naming each appended part (`medcne convert DATA --out STORE --append --part NAME`) so that "
                         "its ids cannot repeat those of the parts before")

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..defaults import chunk_rows
-from ..errors import MedcneError
-from .files import printable
+from ..errors import MedcneError, printable
 
 # (width, level) in Hounsfield units: the windows radiologists use for CT.
 PRESETS: dict[str, tuple[float, float]] = {
