@@ -182,3 +182,29 @@ def test_the_np_queries_message_speaks_to_both_audiences(run, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "--np-queries must be a positive integer" in err and "0 for every image on the command line" in err
+
+
+# 5. Class names that begin or end with a space (a folder's name can): a CSV's label, read without the
+# spaces around it, still names that class, in `evaluate --labels` and in `propagate`.
+
+def test_a_label_names_a_class_whose_name_has_spaces_around_it(tmp_path):
+    from medcne.embedfile import write_embedding
+    from medcne.runs.curate import annotation_codes
+    from medcne.runs.evaluate import run_labels
+
+    folder = make_run(tmp_path / "run", n=60)
+    emb = np.load(folder / "embedding.npz")
+    labels = np.arange(60) % 2
+    spaced = [" basophil", "lymphocyte "]
+    write_embedding(folder, emb["embedding"], emb["ids"], labels, spaced)
+    run = read_run(folder)
+    ids = [str(i) for i in run.ids]
+    csv = export(tmp_path / "a.csv", [(ids[0], "lymphocyte", "manual"), (ids[1], "basophil", "manual")])
+    codes, names, _ = run_labels(run, read_label_csv(csv))
+    assert names == spaced and codes[0] == 1 and codes[1] == 0
+    codes, names, _, _ = annotation_codes(run, csv)
+    assert names == spaced and codes[0] == 1 and codes[1] == 0
+    # A class named without spaces is still a class of its own when the run has it.
+    write_embedding(folder, emb["embedding"], emb["ids"], labels, [" a", "a"])
+    codes, names, _ = run_labels(read_run(folder), read_label_csv(export(tmp_path / "b.csv", [(ids[0], "a", "manual")])))
+    assert names == [" a", "a"] and codes[0] == 1

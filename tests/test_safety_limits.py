@@ -152,15 +152,19 @@ def test_a_sweep_config_that_is_not_utf8_is_named(tmp_path):
 
 # -- formula injection ------------------------------------------------------------------------------
 HOSTILE = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://x")', "+SUM(1,2)", "@IMPORT(x)", "-2+3", "\tx", "'=x"]
+# Numbers to Python's float() that a spreadsheet takes for formulas after their sign.
+NOT_NUMBERS = ["-inf", "-Infinity", "+1_000", "-nan", "+infinity", "- 1", "-1e", "-0x10"]
+NUMBERS = ["-1.5", "1e5", "+2", "-.5", "-1.", "+1E-3"]
 
 
-@pytest.mark.parametrize("text", [*HOSTILE, "-1.5", "1e5", "plain", "'quoted", ""])
+@pytest.mark.parametrize("text", [*HOSTILE, *NOT_NUMBERS, *NUMBERS, "plain", "'quoted", ""])
 def test_csv_cells_are_escaped_and_read_back_exactly(text):
     from medcne.io import csv_cell, csv_value
 
     cell = csv_cell(text)
-    assert not cell.startswith(("=", "+", "@", "\t", "\r")) and csv_value(cell) == text
-    assert (cell == text) == (text in ("-1.5", "1e5", "plain", "'quoted", ""))  # numbers and plain text unchanged
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or text in NUMBERS
+    assert csv_value(cell) == text
+    assert (cell == text) == (text in (*NUMBERS, "plain", "'quoted", ""))  # numbers and plain text unchanged
 
 
 def test_the_run_files_and_propagate_output_are_safe_in_a_spreadsheet(tmp_path, capsys):
@@ -243,7 +247,7 @@ def test_the_viewers_export_escapes_as_the_python_writer_does():
     if node is None:
         pytest.skip("node is not installed")
     js = Path(__file__).parents[1] / "src" / "medcne" / "viewer" / "js" / "csv.js"
-    texts = [*HOSTILE, "-1.5", "plain", "'quoted", ""]
+    texts = [*HOSTILE, *NOT_NUMBERS, *NUMBERS, "plain", "'quoted", ""]
     code = (f"import {{csvCell}} from {json.dumps(js.as_uri())};"
             f"console.log(JSON.stringify({json.dumps(texts)}.map(csvCell)));")
     done = subprocess.run([node, "--input-type=module", "-e", code], capture_output=True, text=True, timeout=60)

@@ -334,6 +334,30 @@ def test_qc_csv_reaches_the_page(tmp_path, fake_bundle):
     assert qc["duplicate"] == [-1, 4, -1, -1, 1, -1]
 
 
+def test_qc_csv_of_ids_and_classes_with_spaces_reaches_the_page(tmp_path, fake_bundle):
+    """qc.csv as medcne writes it, for ids and class names that begin or end with a space (a folder's
+    name can): the page matches them as written, and a suggestion equal to the label is no suggestion."""
+    from types import SimpleNamespace
+
+    from medcne.runs import read_run
+    from medcne.runs.curate import write_qc
+
+    run, _ = make_run(tmp_path / "run", n=4)
+    emb = np.load(run / "embedding.npz")
+    labels = np.array([0, 1, 0, 1])
+    ids = [" b/0.png", " b/1.png", "\t=2+2", "c /3.png"]
+    write_embedding(run, emb["embedding"], ids, labels, [" basophil", "lymphocyte "])
+    flag = np.array([0, 0, 1, 1])
+    write_qc(read_run(run, finished=False), SimpleNamespace(
+        label_issue_score=np.zeros(4), suggested_label=np.array([0, 0, 0, 1]), likely_label_error=np.zeros(4, int),
+        duplicate_index=np.array([1, 0, 3, 2]), duplicate_distance=np.zeros(4), likely_duplicate=flag,
+        outlier_score=np.zeros(4), likely_outlier=np.zeros(4, int)))
+    build_viewer(run, bundle=fake_bundle, images=np.zeros((4, 12, 12, 3), np.uint8))
+    qc = read_data(run / "viewer")["qc"]
+    assert qc["duplicate"] == [-1, -1, 3, 2]
+    assert qc["suggestedNames"] == [" basophil"] and qc["suggested"] == [-1, 0, -1, -1]  # only id 1's differs
+
+
 def test_no_qc_csv_no_qc(tmp_path, fake_bundle):
     run, _ = make_run(tmp_path / "run")
     build_viewer(run, bundle=fake_bundle)

@@ -159,12 +159,14 @@ def _escaped_form(text: str) -> bool:
     return text.startswith(ESCAPE) and text[1:2] != "" and text[1] in (*FORMULA_STARTS, ESCAPE)
 
 
+# A number a spreadsheet reads as a number: digits, an optional point and exponent (not Python's
+# 'inf', 'nan' or '1_000', which a spreadsheet reads as a formula after a sign). The viewer's export
+# (viewer/js/csv.js) uses the same pattern.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return text.strip() == text
+    return NUMBER.fullmatch(text) is not None
 
 
 def csv_text(header, rows, lineterminator: str = "\r\n") -> str:

@@ -39,7 +39,30 @@ BROKEN_PIPE_STATUS = 141
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (``medcne fit: error: ...``) instead of the usage, exit 2."""
+    """argparse with a one-line error (``medcne fit: error: ...``) instead of the usage, exit 2.
+
+    Options are taken only as spelt in full: a prefix (``--epoch``) is refused, not read as the one option
+    it matches today, which a later option could change. An option a command does not know is named by
+    that command (``medcne info: error: ...``), with its help.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            sub = self._subcommand(args)
+            (sub or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
+
+    def _subcommand(self, args) -> argparse.ArgumentParser | None:
+        """The parser of the command named in ``args`` (None for a parser without commands)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(args, action.dest, None))
+        return None
 
     def error(self, message: str):
         if "expected one argument" in message:

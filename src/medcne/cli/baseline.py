@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     g.add_argument("--batch-size", type=int, default=PAPER["batch_size"],
                    help=f"images per SimCLR batch (default {PAPER['batch_size']}, as the paper)")
     g.add_argument("--width", type=int, default=PAPER["width"],
-                   help=f"backbone base channels ({PAPER['width']} as the paper; 16 on a CPU)")
+                   help=f"backbone base channels (default {PAPER['width']}, as the paper)")
     g.add_argument("--device", default="auto", choices=DEVICES,
                    help="where to compute features and train SimCLR (auto: a GPU when there is one)")
     g.add_argument("--preset", choices=PRESETS, help=f"SimCLR's augmentations (default {PRESET}; the paper also rotate)")

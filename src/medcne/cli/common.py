@@ -24,9 +24,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", default="keep", choices=["keep", "rgb", "gray"],
                    help="keep: 1 or 3 channels as stored (RGBA loses alpha); rgb; gray")
     g.add_argument("--subset", type=int, help="a random stratified subset of N images")
-    g.add_argument("--seed", type=int, default=0, help="seed for --subset (and training)")
+    g.add_argument("--seed", type=int, default=0, help="seed of --subset, and of training where the command trains (default 0)")
     g.add_argument("--skip-bad", action="store_true", help="leave out unreadable image files")
-    g.add_argument("--path-column", default="path", help="CSV column with image paths")
+    g.add_argument("--path-column", default="path", help="CSV column with image paths (default 'path')")
     g.add_argument("--label-column", help="CSV column with labels (default: 'label' if present)")
     g.add_argument("--allow-outside", action="store_true",
                    help="let a CSV's image paths lead outside its folder (refused by default)")

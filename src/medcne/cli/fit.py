@@ -70,25 +70,26 @@ def add_parser(sub) -> None:
     g.add_argument("--paper", action="store_true",
                    help="the paper's settings and schedule (1000,50,450 epochs, width 64, batch 1024), also on a CPU")
     g.add_argument("--preset", default=PRESET, choices=PRESETS,
-                   help="augmentations; 'rotate' suits microscopy and pathology")
+                   help=f"augmentations (default {PRESET}); 'rotate' suits microscopy and pathology")
     g.add_argument("--schedule", default="stages", metavar="{stages,anneal}",
-                   help="stages: the paper's three stages; anneal: one stage whose loss sees 128 output dims "
+                   help="stages (the default): the paper's three stages; anneal: one stage whose loss sees 128 output dims "
                         "going down to --dim (the reference's newer method); settings as anneal:key=value,... "
                         "with keys shape, hold_share, end_share, dof, dof_end, temperature, clip (dof and "
-                        "temperature may be 'learned'; see docs/schedules.md)")
+                        "temperature may be 'learned')")
     g.add_argument("--epochs", help="epochs of the three stages (paper: 1000,50,450); with --schedule anneal "
                                     "one number (reference: 1000) or the first of three")
     g.add_argument("--batch-size", type=int, help="images per batch (paper: 1024)")
     g.add_argument("--lr", help="peak learning rate (paper: auto, 0.03 * batch / 256; the CPU settings: 0.12, "
                                "--quick on a CPU: 0.06, whatever the batch); with --resume: continue "
                                "with this one (after a divergence)")
-    g.add_argument("--stage3-lr-factor", type=float, help="stage-3 learning rate / lr (paper: 0.001)")
+    g.add_argument("--stage3-lr-factor", type=float, help="stage-3 learning rate / lr (paper: 0.001; the CPU settings: 0.1)")
     g.add_argument("--warmup", help="warm-up epochs per stage (paper: 10,0,10)")
     g.add_argument("--backbone", choices=BACKBONES, help="ResNet depth (paper: resnet18)")
     g.add_argument("--width", type=int, help="backbone base channels (paper: 64; 16 for CPU)")
     g.add_argument("--dim", type=int, default=DIM, help="map dimension (2; 3 for a 3D map)")
     g.add_argument("--head-init", default=HEAD_INIT, choices=HEAD_INITS,
-                   help="stage 2's fresh 2D layer: normal N(0,1) as the reference code, or PyTorch's uniform")
+                   help=f"stage 2's fresh 2D layer: normal N(0,1) as the reference code, or PyTorch's uniform "
+                        f"(default {HEAD_INIT})")
     g.add_argument("--device", default="auto", choices=DEVICES,
                    help="where to train: auto = a CUDA GPU when there is one, else the CPU")
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -97,7 +98,7 @@ def add_parser(sub) -> None:
                    help="a time budget such as 15m or 1h: timed steps choose the epochs of the stages "
                         "(in the proportions of --epochs) so that the run ends within it")
     g.add_argument("--compile", action="store_true", help="torch.compile the model and the training augmentation (GPU, long runs)")
-    g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs")
+    g.add_argument("--knn-every", type=int, default=0, help="kNN accuracy in history.csv every K epochs (default 0: never)")
     g.add_argument("--checkpoint-minutes", type=float, default=CHECKPOINT_MINUTES,
                    help=f"minutes between checkpoints inside a stage (0: every epoch; default {CHECKPOINT_MINUTES:g})")
     g.add_argument("--nproc", type=int, metavar="N",

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                           "containing its centre")
     p.add_argument("--unlabelled", choices=UNLABELLED_CHOICES, default="keep",
                    help="tiles outside all regions (or of slides without a label): keep unlabelled or drop")
-    p.add_argument("--workers", type=int, default=1, help="slides tiled at once, in parallel processes")
+    p.add_argument("--workers", type=int, default=1, help="slides tiled at once, in parallel processes (default 1)")
     p.add_argument("--skip-bad", action="store_true", help="note unreadable slides and go on")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

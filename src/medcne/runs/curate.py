@@ -37,7 +37,7 @@ from ..defaults import BASELINE_PARTS, KNN_K
 from ..embedfile import prov_names, read_provenance
 from ..errors import MedcneError
 from ..io import csv_text, write_text
-from .evaluate import read_label_csv, suggestions_note, unknown_ids_note
+from .evaluate import as_class_names, read_label_csv, suggestions_note, unknown_ids_note
 from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run
 from .outputs import claim_files, lock, remember, written_by_medcne
 from .staging import add_to_run
@@ -187,7 +187,7 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[
     if len(unknown) == len(found):
         raise MedcneError(f"{labels_csv}: none of its ids belong to run {run.path} (e.g. {unknown[0]!r}); "
                           "give annotations exported from this run's map")
-    known = {index[i]: name for i, name in found.items() if i in index}
+    known = {index[i]: name for i, name in as_class_names(found, run.class_names or []).items() if i in index}
     names = [c for c in (run.class_names or []) if c in set(known.values())]
     names += [c for c in dict.fromkeys(known.values()) if c not in names]
     codes = np.full(len(run.ids), -1, dtype=np.int64)

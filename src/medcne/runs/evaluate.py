@@ -104,6 +104,16 @@ MARKER_MEANING = {"source": "'manual' (a label you gave) or 'suggested' (the vie
                   "annotated": "1 (a label you gave) or 0 (a label propagate spread)"}
 
 
+def as_class_names(labels: dict[str, str], names) -> dict[str, str]:
+    """``labels`` (by id, read from a CSV without the spaces around them) with each label that is one of the
+    class ``names`` without its own spaces (a folder named `` basophil``) given as that class's name."""
+    spaced: dict[str, str] = {}
+    for name in names:
+        if name.strip() not in names:
+            spaced.setdefault(name.strip(), name)
+    return {i: spaced.get(label, label) for i, label in labels.items()} if spaced else labels
+
+
 def _guessed(path, row: dict, n: int, skip_sources: tuple[str, ...]) -> bool:
     """Whether row ``n`` holds a label medcne guessed: its ``source`` is one of ``skip_sources``, or its
     ``annotated`` is 0 (read as the source "propagated"). A value of those columns that does not say who
@@ -184,6 +194,7 @@ def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.nda
     names = list(run.class_names or [])
     notes: list[str] = []
     if overrides:
+        overrides = as_class_names(overrides, names)
         index = {i: n for n, i in enumerate(run.ids)}
         unknown = [i for i in overrides if i not in index]
         if len(unknown) == len(overrides):

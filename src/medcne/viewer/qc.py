@@ -82,8 +82,9 @@ def read_qc(path, ids) -> QC:
                     scores[name][i] = _number(row[name], name, where)
                 for name in FLAGS:
                     flags[name][i] = _flag(row[name], name, where)
-                suggested[i] = (row["suggested_label"] or "").strip()
-                dup = (row["duplicate_id"] or "").strip()
+                # As written: an id or a class name may begin or end with a space (a folder's name).
+                suggested[i] = row["suggested_label"] or ""
+                dup = row["duplicate_id"] or ""
                 if dup:
                     if dup not in index:
                         raise MedcneError(f"{where}: duplicate_id {dup!r} is not an id of this run")

@@ -10,11 +10,13 @@ export const COLUMNS = ['id', 'x', 'y', 'old_label', 'new_label', 'source', 'con
 // not a number gets a leading ' (OWASP), as does one that already starts with ' and then one of
 // those or another ', so that medcne's readers (medcne.io.csv_value) give back the exact text.
 const FORMULA = /^[=+\-@\t\r]/;
+// A number a spreadsheet reads as a number (as medcne.io.NUMBER): digits, an optional point and exponent.
+const NUMBER = /^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
 
 export function csvCell(v) {
   const s = String(v);
   const escaped = s.length > 1 && s[0] === "'" && (FORMULA.test(s.slice(1)) || s[1] === "'");
-  const number = s.trim() === s && s !== '' && !Number.isNaN(Number(s)) && /[0-9]/.test(s);
+  const number = NUMBER.test(s);
   return escaped || (FORMULA.test(s) && !number) ? `'${s}` : s;
 }
 
