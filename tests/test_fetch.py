@@ -324,3 +324,18 @@ def test_the_cap_holds_the_real_files(bloodmnist_path):
     assert bloodmnist_path.stat().st_size < max_file_bytes("bloodmnist", 28)
     assert max_file_bytes("bloodmnist", 28) == int((17_092 * 28 * 28 * 3 + 17_092 * 8) * 1.01) + (1 << 20)
     assert max_file_bytes("chestmnist", 64) > 112_120 * (64 * 64 + 14 * 8)
+
+
+def test_fetch_sample_prints_the_bundled_samples_path_and_downloads_nothing(capsys, monkeypatch):
+    from medcne.datasets import SAMPLE_PATH
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded for the bundled sample")
+
+    import medcne.cli.fetch as fetch_command
+
+    monkeypatch.setattr(fetch_command, "fetch_medmnist", no_download)
+    assert main(["fetch", "sample"]) == 0
+    assert capsys.readouterr().out.strip() == str(SAMPLE_PATH)
+    assert main(["fetch", "sample", "--size", "64"]) == 2
+    assert "the bundled sample is 28x28 only" in capsys.readouterr().err

@@ -1,8 +1,9 @@
-"""`medcne fetch NAME`: download an official MedMNIST file and print its path."""
+"""`medcne fetch NAME`: download an official MedMNIST file and print its path (`sample`: the bundled one's)."""
 
 from __future__ import annotations
 
-from ..datasets import fetch_medmnist
+from ..datasets import SAMPLE_PATH, fetch_medmnist
+from ..errors import MedcneError
 from ..datasets.fetch import MAX_TIMEOUT
 from ..datasets.medmnist_info import MD5, SIZES
 
@@ -13,7 +14,8 @@ def add_parser(sub) -> None:
     )
     # No argparse `choices`: fetch_medmnist's own error is one line listing them,
     # where argparse would print the whole usage.
-    p.add_argument("name", help=f"dataset, one of: {', '.join(MD5)}")
+    p.add_argument("name", help=f"dataset, one of: {', '.join(MD5)}; or `sample`: the path of the sample "
+                                "bundled with medcne (2,000 BloodMNIST images, 28x28), nothing downloaded")
     p.add_argument("--size", type=int, default=28,
                    help=f"image size in pixels, one of {', '.join(map(str, SIZES))} (default: 28)")
     p.add_argument("--root", help="cache folder (default: $MEDCNE_CACHE or ~/.cache/medcne); a file of the "
@@ -24,5 +26,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.name == "sample":
+        if args.size != 28:
+            raise MedcneError(f"--size {args.size}: the bundled sample is 28x28 only; drop --size, or fetch "
+                              "bloodmnist at that size")
+        print(SAMPLE_PATH)
+        return 0
     print(fetch_medmnist(args.name, size=args.size, root=args.root, timeout=args.timeout))
     return 0
