@@ -36,7 +36,9 @@ node:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
 	  else echo "error: npm is needed to build the viewer (install Node.js)"; exit 1; fi; }
 
-# The viewer's JavaScript (regl-scatterplot + viewer.js) bundled by esbuild into one file.
+# The viewer's JavaScript (regl-scatterplot + viewer.js) bundled by esbuild into one file, with the
+# licence notices of the npm packages inside it at its top (js/build.js, `npm run build`). A wheel
+# or sdist is built after it (setup.py refuses to build one without the bundle).
 viewer-assets: $(VIEWER_BUNDLE)
 $(VIEWER_BUNDLE): $(wildcard $(VIEWER_JS)/*.js) $(VIEWER_JS)/package.json $(VIEWER_JS)/package-lock.json
 	@$(MAKE) --no-print-directory node

@@ -243,6 +243,38 @@ def test_lasso_selects_what_it_encloses(page, site):
     assert set(inside) <= chosen <= set(near)
 
 
+def _in_triangle(pos, a, b, c, margin):
+    """Indices of the points of ``pos`` at least ``margin`` px inside the triangle abc (negative: outside)."""
+    def side(p, q, r):
+        return (r[:, 0] - p[0]) * (q[1] - p[1]) - (r[:, 1] - p[1]) * (q[0] - p[0])
+
+    corners = [(a, b), (b, c), (c, a)]
+    sign = np.sign(side(a, b, np.asarray([c])))[0]
+    dist = np.min([sign * side(p, q, pos) / np.hypot(q[0] - p[0], q[1] - p[1]) for p, q in corners], axis=0)
+    return np.flatnonzero(dist > margin)
+
+
+def test_shift_drag_in_pan_mode_is_a_lasso_even_after_box_mode(page, site):
+    """The page's help says Shift+drag is a lasso; a Box selection before must not leave it a rectangle."""
+    page.click("#mode-box")
+    page.click("#mode-pan")
+    pos = screen_positions(page)
+    a, b, c = (250.0, 200.0), (560.0, 200.0), (250.0, 500.0)
+    page.keyboard.down("Shift")
+    page.mouse.move(*a)
+    page.mouse.down()
+    for x, y in [b, c, (a[0], a[1] + 2)]:
+        page.mouse.move(x, y, steps=15)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_function("medcne.state.selection.length > 0", timeout=5000)
+    chosen = set(page.evaluate("medcne.state.selection"))
+    inside, near = _in_triangle(pos, a, b, c, 3), _in_triangle(pos, a, b, c, -3)
+    in_box_only = set(_inside(pos, a[0], a[1], b[0], c[1], -3)) - set(near)
+    assert len(inside) > 20 and len(in_box_only) > 20  # the bounding box holds points the triangle leaves out
+    assert set(inside) <= chosen <= set(near)
+
+
 def test_hidden_class_is_not_selected(page, site):
     _, data, _ = site
     name = data.class_names[0]
@@ -253,6 +285,23 @@ def test_hidden_class_is_not_selected(page, site):
     drag_box(page, box["x"] + 2, box["y"] + 2, box["x"] + box["width"] - 2, box["y"] + box["height"] - 2)
     expected = int((data.labels != 0).sum())
     page.wait_for_function(f"medcne.state.selection.length === {expected}", timeout=5000)
+
+
+def test_find_takes_an_id_as_typed_then_without_the_spaces_around_it(browser, tmp_path):
+    """Ids may begin or end with a space (a class folder named ' b'): Find matches the id as typed first."""
+    run = tmp_path / "run"
+    ids = [" a", "a", "b ", "c"]
+    write_embedding(run, np.arange(8, dtype=np.float32).reshape(4, 2), ids)
+    write_json(run / "params.json", {"method": "tsne-pixels", "data": {}})
+    index = build_viewer(run, images=np.zeros((4, 8, 8, 3), np.uint8))
+    ctx, pg, errors = open_page(browser, index)
+    for typed, expected in [(" a", 0), ("a", 1), ("b ", 2), ("  c ", 3)]:
+        pg.fill("#find", typed)
+        pg.press("#find", "Enter")
+        pg.wait_for_function(f"medcne.state.selection.length === 1 && medcne.state.selection[0] === {expected}",
+                             timeout=5000)
+    ctx.close()
+    assert errors == []
 
 
 def test_find_by_id_and_colour_by_column(page, site):

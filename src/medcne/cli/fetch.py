@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..datasets import SAMPLE_PATH, fetch_medmnist
-from ..errors import MedcneError
 from ..datasets.fetch import MAX_TIMEOUT
 from ..datasets.medmnist_info import MD5, SIZES
+from ..errors import MedcneError
 
 
 def add_parser(sub) -> None:

@@ -54,13 +54,26 @@ BUNDLE = HERE / "static" / "medcne-viewer.js"
 TEMPLATE = HERE / "templates" / "index.html"
 
 
+# Beside the package in a source checkout (and an editable install), not in an installed wheel.
+JS_SOURCES = HERE / "js" / "package.json"
+
+
 def check_bundle(bundle: Path | None = None) -> Path:
-    """The bundled JavaScript, or one clear line saying how to build it."""
+    """The bundled JavaScript, or one clear line saying how to get it where the user is.
+
+    In a source checkout it is built by ``make viewer-assets``; an installed
+    medcne without it came from a wheel built without it (setup.py refuses that).
+    """
     bundle = BUNDLE if bundle is None else Path(bundle)
     if not bundle.is_file():
+        if JS_SOURCES.is_file():
+            raise MedcneError(
+                f"{bundle}: the viewer's JavaScript bundle is missing; build it with "
+                "`make viewer-assets` (npm ci and esbuild in src/medcne/viewer/js)"
+            )
         raise MedcneError(
-            f"{bundle}: the viewer's JavaScript bundle is missing; build it with "
-            "`make viewer-assets` (npm ci and esbuild in src/medcne/viewer/js)"
+            f"{bundle}: this installation of medcne lacks the viewer's JavaScript; reinstall "
+            "medcne from a wheel built with it (`make viewer-assets` before building the wheel)"
         )
     return bundle
 
@@ -99,9 +112,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     """
     if thumb is not None:
         check_thumb(thumb, max_sheet)  # before any image is read
-    bundle = check_bundle(bundle)
     if not isinstance(run, Run):
-        run = read_run(run)
+        run = read_run(run)  # a missing or unfinished run is said before a missing bundle
     if run.embedding.ndim != 2 or run.embedding.shape[1] not in (2, 3):
         raise MedcneError(
             f"{run.path}: the viewer needs a 2-D or 3-D embedding; {EMBEDDING} holds shape "
@@ -114,6 +126,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
             f"{run.path}: {int(bad.sum())} points of {EMBEDDING} are not finite (NaN or inf), "
             f"e.g. id {str(run.ids[bad][0])!r}; the run diverged, so fit it again"
         )
+    bundle = check_bundle(bundle)  # before any image is read
     if images is None:
         images = run.load_images(data_path).images
     if len(images) != n:

@@ -51,7 +51,7 @@ def screenshot(index, out, *, hover_id: str | None = None, box=None,
         raise MedcneError(f"{index}: no such page; build it with `medcne view RUN`")
     if browser is not None:
         return _shoot(browser, index, out, hover_id, box, size, colour_by, qc_filter, axes)
-    sync_api = require("playwright.sync_api", "test")
+    sync_api = require("playwright.sync_api", "screenshot")
     with sync_api.sync_playwright() as p:
         browser = launch_chromium(p)
         try:

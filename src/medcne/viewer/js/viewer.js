@@ -321,8 +321,10 @@ function clearAnnotations() {
 const idIndex = new Map(D.ids.map((id, i) => [id, i]));
 
 function find() {
-  const q = $('find').value.trim();
-  const i = idIndex.get(q);
+  // The id as typed first (an id may begin or end with a space), then without the spaces around it.
+  const typed = $('find').value;
+  const q = typed.trim();
+  const i = idIndex.get(typed) ?? idIndex.get(q);
   const out = $('find-result');
   out.classList.toggle('error', i === undefined);
   if (i === undefined) {
@@ -357,11 +359,10 @@ function setPair(k) {
   return redraw().then(() => fitter.fit());
 }
 
+// Pan mode draws a freeform lasso on Shift+drag (as the page's help says), whichever selection mode came before.
 function setMode(mode) {
   for (const m of ['pan', 'box', 'lasso']) $(`mode-${m}`).setAttribute('aria-pressed', String(m === mode));
-  scatterplot.set(
-    mode === 'pan' ? { mouseMode: 'panZoom' } : { mouseMode: 'lasso', lassoType: mode === 'box' ? 'rectangle' : 'freeform' },
-  );
+  scatterplot.set({ mouseMode: mode === 'pan' ? 'panZoom' : 'lasso', lassoType: mode === 'box' ? 'rectangle' : 'freeform' });
 }
 
 // ---- start ----------------------------------------------------------------------
