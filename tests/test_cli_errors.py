@@ -205,3 +205,23 @@ def test_a_bug_is_one_line_with_status_1_and_debug_shows_it(env, capsys, monkeyp
     assert len(lines) == 1 and "internal error (ZeroDivisionError" in lines[0] and "--debug" in lines[0]
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "info", str(env / "data.npz")])
+
+
+def test_a_home_folder_tilde_in_a_value_is_expanded_as_the_shell_would(tmp_path, monkeypatch, capsys):
+    """`--out=~/views.png` reaches medcne unexpanded (the shell expands `~` only at a word's start): it
+    made a folder named `~` in the current one, which `rm -rf ~` would then be one step from."""
+    from medcne.datasets import SAMPLE_PATH
+
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    shutil.copy(SAMPLE_PATH, home / "s.npz")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    assert main(["augment-preview", "~/s.npz", "--out=~/views.png", "--n-images", "2", "--n-views", "2"]) == 0
+    assert (home / "views.png").is_file() and list(here.iterdir()) == []
+    from medcne.cli import _expand_home
+
+    args = argparse.Namespace(out="~/r", runs=["~/a", "b"], title="~ two weeks", size=28)
+    _expand_home(args)
+    assert vars(args) == {"out": f"{home}/r", "runs": [f"{home}/a", "b"], "title": "~ two weeks", "size": 28}

@@ -331,6 +331,25 @@ def test_sigterm_stops_like_ctrl_c(data, tmp_path):
     assert error_lines(stderr) == ["medcne fit: terminated"] and (out / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
+def test_sighup_stops_like_ctrl_c_and_leaves_the_old_run_and_no_lock(old, data):
+    """A closed terminal (SIGHUP) ended a replacement silently, leaving its staging folder and lock file."""
+    before = snapshot(old)
+    p = run_cli(["fit", str(data), "--out", str(old), "--overwrite", *TINY, "--epochs", "200,1,1",
+                 "--checkpoint-minutes", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    staged = staging_path(old)
+    deadline = time.monotonic() + 120
+    while not (staged / "params.json").exists() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGHUP)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 129, stderr
+    assert error_lines(stderr) == ["medcne fit: hung up"]
+    assert snapshot(old) == before  # the old run and the user's file, whole
+    assert not staged.exists()  # stopped before its first checkpoint: nothing to resume, nothing left
+    assert [q.name for q in old.parent.iterdir() if q.name.startswith(".")] == []  # no lock file
+
+
 def test_a_closed_pipe_ends_quietly(data):
     p = run_cli(["info", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.close()  # as `| head` does once it has its lines

@@ -128,3 +128,23 @@ def test_bad_seeds_are_quoted_as_given(tmp_path, capsys, target):
 def test_a_data_dir_that_is_not_a_folder_is_refused_naming_the_option(tmp_path, capsys):
     err = refused(tmp_path, capsys, "quick", "--data-dir", str(tmp_path / "nowhere"))
     assert "--data-dir" in err and "no such folder" in err
+
+
+@pytest.mark.parametrize("place", ["DATA/sw", "DATA"])
+def test_a_sweep_into_its_dataset_folder_is_refused_before_anything_is_written(tmp_path, capsys, place):
+    """A user probe: `sweep DATA --out DATA/sub` wrote sweep.json, cells.csv and the report into the
+    dataset folder (each cell was refused) and ended with status 1."""
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "images"
+    for cls in ("a", "b"):
+        (data / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(data / cls / f"{i}.png")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    out = data / "sw" if place == "DATA/sw" else data
+    assert main(["sweep", str(data), "--presets", "none", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"--out {out}" in err and "an input of this command" in err, err
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # no lock file, no sweep file

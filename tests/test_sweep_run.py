@@ -244,5 +244,7 @@ def test_the_sweep_holds_its_folder_lock_from_its_first_look_to_its_report(tmp_p
     monkeypatch.setattr(sweep, "run_cells", check(sweep.run_cells))  # between preparing and running
     monkeypatch.setattr(sweep, "write_report", check(sweep.write_report))
     assert main(shorthand_args(out, presets="simclr", seeds="1")) == 0
-    assert held == [True, True, True]
+    # The cells are planned once before the lock, only to refuse an --out inside a dataset before anything
+    # (the lock file included) is written; from the sweep's first look at its folder the lock is held.
+    assert held == [False, True, True, True]
     assert not (tmp_path / ".sweep.medcne-lock").exists()

@@ -7,9 +7,9 @@ Every error ends in one line on stderr, ``medcne COMMAND: error: ...``, and exit
 status 2: bad options (argparse's usage is not repeated), user errors
 (:class:`~medcne.errors.MedcneError`) and the failures of the system around a
 command (:mod:`.failures`: disk full, read-only or unreadable paths, damaged
-files, memory). ``--debug`` shows the traceback instead. SIGTERM stops a
-command as Ctrl-C does (exit 130); a closed pipe (``medcne info ... | head``)
-ends it quietly.
+files, memory). ``--debug`` shows the traceback instead. SIGTERM and SIGHUP (a
+closed terminal) stop a command as Ctrl-C does (exit 130; 143 and 129); a closed
+pipe (``medcne info ... | head``) ends it quietly.
 """
 
 from __future__ import annotations
@@ -83,11 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is so that it stops as on Ctrl-C (checkpoint hints, cleanup)."""
+    """SIGTERM, or SIGHUP (the terminal closed), raised where the program is so that it stops as on Ctrl-C
+    (checkpoint hints, cleanup); ``status`` is the shell's for that signal (143, 129)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.status = 128 + int(signum)
+        self.word = "hung up" if signum == getattr(signal, "SIGHUP", None) else "terminated"
 
 
 def _terminate(signum, frame):
-    raise Terminated()
+    raise Terminated(signum)
+
+
+# Signals that stop a command as Ctrl-C does (SIGHUP: not on Windows).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse printed its one line (or --help)
         return exc.code if isinstance(exc.code, int) else 2
+    _expand_home(args)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = {s: signal.signal(s, _terminate) for s in STOP_SIGNALS} if in_main_thread else {}
     try:
         check_args(args)  # size-like options against the machine, before anything starts
         check_out_is_not_an_input(args)
@@ -109,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         end_progress_bars()
         terminated = isinstance(exc, Terminated)
-        print(f"medcne {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 143 if terminated else 130
+        try:
+            print(f"medcne {args.command}: {exc.word if terminated else 'interrupted'}", file=sys.stderr)
+        except OSError:
+            pass  # the terminal is gone (SIGHUP): the cleanup is done, there is no one to tell
+        return exc.status if terminated else 130
     except BrokenPipeError:
         _silence_stdout()
         return BROKEN_PIPE_STATUS
@@ -123,8 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medcne {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return status
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _expand_home(args: argparse.Namespace) -> None:
+    """``~`` and ``~user`` at the start of a value, as the shell would have done: it does not in
+    ``--out=~/run``, and a folder named ``~`` made in the current one is one ``rm -rf ~`` from a
+    lost home folder. A value naming no user (``~ 2 weeks``) stays as it is."""
+    for name, value in vars(args).items():
+        if isinstance(value, str) and value.startswith("~"):
+            setattr(args, name, os.path.expanduser(value))
+        elif isinstance(value, list) and any(isinstance(v, str) and v.startswith("~") for v in value):
+            setattr(args, name, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
 
 
 def _silence_stdout() -> None:

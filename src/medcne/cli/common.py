@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..datasets import load_dataset
@@ -81,6 +83,18 @@ OUT_KINDS = {"fit": "run", "baseline": "run", "view": "folder", "embed": "file",
 # Options naming inputs: datasets (whose folder must not receive outputs), run folders, single files.
 INPUT_OPTIONS = {"data": "data", "run": "run", "runs": "run", "values": "file", "labels": "file", "weights": "file",
                  "label_csv": "file"}
+
+
+@contextmanager
+def held_run(path) -> Iterator:
+    """The run folder ``path``, read under its shared lock, held for the body: a command that reads a run
+    and writes into it (``metrics.json``, ``qc.csv``) stops a replacement of the run (naming this
+    command) rather than write about the old map into the new run."""
+    from ..runs import read_run
+    from ..runs.outputs import lock
+
+    with lock(path, shared=True):
+        yield read_run(path)
 
 
 def written_paths(kind: str, out: Path) -> list[Path]:

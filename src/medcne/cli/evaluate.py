@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES
 from ..errors import MedcneError
+from .common import held_run
 
 
 def add_parser(sub) -> None:
@@ -34,7 +36,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..datasets.labels import read_labels_map
     from ..params import say
-    from ..runs import evaluate_and_write, format_metrics, read_label_csv, read_run
+    from ..runs import evaluate_and_write, format_metrics, read_label_csv
     from ..runs.evaluate import suggestions_note
 
     if args.data is not None and not Path(args.data).exists():
@@ -45,12 +47,13 @@ def run(args) -> int:
     if suggested:
         say(f"note: {suggestions_note(suggested)}")
     labels_map = read_labels_map(args.labels_map) if args.labels_map else None  # once, before any run
-    runs = [read_run(r) for r in args.runs]  # fail on a bad folder before any long work
-    for r in runs:
-        m = evaluate_and_write(
-            r, overrides=overrides, k=args.k, n_splits=args.splits, preservation=not args.no_preservation,
-            n_queries=args.np_queries or None, data_path=args.data, labels_map=labels_map,
-            merge_rare=args.merge_rare,
-        )
-        say(format_metrics(str(r.path), m))  # its notes name the command's options
+    with ExitStack() as held:  # each run locked while it is read and scored (see held_run)
+        runs = [held.enter_context(held_run(r)) for r in args.runs]  # a bad folder fails before any long work
+        for r in runs:
+            m = evaluate_and_write(
+                r, overrides=overrides, k=args.k, n_splits=args.splits, preservation=not args.no_preservation,
+                n_queries=args.np_queries or None, data_path=args.data, labels_map=labels_map,
+                merge_rare=args.merge_rare,
+            )
+            say(format_metrics(str(r.path), m))  # its notes name the command's options
     return 0

@@ -165,7 +165,7 @@ def run(args) -> int:
             raise
         from . import Terminated
 
-        return 143 if isinstance(exc, Terminated) else 130
+        return exc.status if isinstance(exc, Terminated) else 130
     finally:
         distributed.teardown()
 
@@ -216,7 +216,7 @@ def refuse_changes(args) -> None:
 
 
 # -- several processes on this machine -----------------------------------------------------
-INTERRUPTED = {130: 130, -2: 130, 143: 143, -15: 143}  # a process's exit code -> this command's
+INTERRUPTED = {130: 130, -2: 130, 143: 143, -15: 143, 129: 129, -1: 129}  # a process's exit code -> this command's
 
 
 def launch(args) -> int:
@@ -255,7 +255,7 @@ def launch(args) -> int:
         rank, failure = exc.get_first_failure()
         if failure.exitcode == 2:  # it printed its one line
             return 2
-        if failure.exitcode in INTERRUPTED:  # interrupted (Ctrl-C, SIGTERM): process 0 said so
+        if failure.exitcode in INTERRUPTED:  # interrupted (Ctrl-C, SIGTERM, SIGHUP): process 0 said so
             return INTERRUPTED[failure.exitcode]
         raise MedcneError(f"process {rank} of {n} stopped (exit code {failure.exitcode}); its message is "
                           "above") from None

@@ -26,14 +26,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import MedcneError
-    from ..runs import read_run
     from ..runs.curate import qc_run
+    from .common import held_run
 
     if args.data is not None and args.data_positional is not None:
         raise MedcneError("give the dataset once: either DATA or --data PATH")
     data = args.data if args.data is not None else args.data_positional
-    r = read_run(args.run)
-    path, result, space = qc_run(r, space=args.space, k=args.k, data_path=data, device=args.device)
+    with held_run(args.run) as r:
+        path, result, space = qc_run(r, space=args.space, k=args.k, data_path=data, device=args.device)
     s = result.summary()
     labels = f"{s['label_errors']} likely label errors" if r.labels is not None else "no labels to check"
     print(f"{path}: {len(r.ids):,} images, {space} space, k={min(args.k, len(r.ids) - 1)}, "

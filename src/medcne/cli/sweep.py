@@ -179,12 +179,16 @@ def run(args) -> int:
         return _list(build_config(args), args)
     if not args.out:
         raise MedcneError("give --out DIR: the sweep folder (or --list to see the cells)")
-    from ..runs.outputs import lock
+    from ..runs.outputs import dataset_inputs, lock, refuse_inputs
+    from ..sweep import cells
 
-    # The sweep folder's lock (medcne.sweep.run.sweep_lock), held from before the sweep's modules are even
-    # imported to its report: a second sweep into DIR stops at once, naming this process.
+    config = build_config(args)
+    # Before anything is written (the lock file, sweep.json): never into a dataset a cell reads.
+    refuse_inputs(args.out, [p for c in cells(config, overrides(args)) if c.data_path for p in dataset_inputs(c.data_path)])
+    # The sweep folder's lock (medcne.sweep.run.sweep_lock), held to the report: a second sweep into DIR
+    # stops at once, naming this process.
     with lock(Path(os.path.abspath(args.out))):
-        return _sweep(build_config(args), args)
+        return _sweep(config, args)
 
 
 def _sweep(config, args) -> int:

@@ -253,6 +253,7 @@ def write_run_output(run: Run, name: str, text: str) -> Path:
     never replaced)."""
     path = run.path / name
     with lock(run.path, shared=True), lock(path):  # the run's lock: no replacement of the run meanwhile
+        run.check_unchanged()
         if (path.exists() or path.is_symlink()) and not written_by_medcne(path):
             raise MedcneError(f"{path}: exists and was not written by medcne (or was changed since), so it is "
                               "never replaced; move it away, then run again")

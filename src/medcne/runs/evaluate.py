@@ -368,6 +368,7 @@ def write_metrics(run: Run, metrics: dict) -> Path:
     re-evaluation; evaluation keys do not, so a metric skipped now does not
     linger from an earlier run.
     """
+    run.check_unchanged()
     kept = {key: v for key, v in read_json(run.path / METRICS).items() if key not in METRIC_KEYS}
     merged = {**kept, **metrics}
     write_json(run.path / METRICS, merged)

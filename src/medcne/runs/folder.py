@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ from ..runfiles import (  # noqa: F401  (re-exported: the names every run reader
     finished_by,
     staging_name,
 )
+from .outputs import writer_of
 
 
 def run_files(params: dict) -> tuple[str, ...]:
@@ -116,6 +118,9 @@ class Run:
     labels: np.ndarray | None
     class_names: list[str] | None
     metrics: dict
+    # Which embedding.npz was read (inode, size, time): a file written into the run later is refused when
+    # the run was replaced meanwhile (:meth:`check_unchanged`), not put beside a map it does not describe.
+    stamp: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def method(self) -> str:
@@ -124,6 +129,12 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    def check_unchanged(self) -> None:
+        """Refuse to go on when the folder no longer holds the run read (another command replaced it)."""
+        if self.stamp is not None and _stamp(self.path / EMBEDDING) != self.stamp:
+            raise MedcneError(f"{self.path}: the run was replaced while this command read it (by another "
+                              "medcne command); nothing was written: run the command again on the new run")
 
     def load_images(self, data_path=None):
         """The images of this run, in embedding order (re-read from ``params['data']``)."""
@@ -210,6 +221,9 @@ def no_params_message(out: Path, work: Path | None = None) -> str:
 
 def unfinished_message(path: Path) -> str:
     """Why ``path`` is not a finished run, and what to do, in one line."""
+    if (pid := writer_of(path)) is not None:  # being written now: not a run that stopped
+        return (f"{path}: another medcne command (pid {pid}) is writing this run; wait for it to end, "
+                "then run this command again")
     staged = staging_path(path)
     if staged.is_dir():
         return (f"{path}: not a finished run: its replacement in {staged} was interrupted; "
@@ -238,6 +252,7 @@ def read_run(path, *, finished: bool = True) -> Run:
         raise MedcneError(unfinished_message(path))
     params = read_json(path / PARAMS)
     metrics = read_json(path / METRICS)
+    stamp = _stamp(path / EMBEDDING)  # before the file is read: a replacement after it is seen
     embedding, ids, labels, names = _read_embedding(path / EMBEDDING)
     bad = ~np.isfinite(embedding).all(axis=1)
     if bad.any():
@@ -245,7 +260,15 @@ def read_run(path, *, finished: bool = True) -> Run:
             f"{path}: {int(bad.sum())} points of {EMBEDDING} are not finite (NaN or inf), e.g. id "
             f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower `lr`)"
         )
-    return Run(path, params, embedding, ids, labels, names, metrics)
+    return Run(path, params, embedding, ids, labels, names, metrics, stamp)
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _read_embedding(path: Path):

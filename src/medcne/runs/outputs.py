@@ -135,6 +135,27 @@ def _acquire(path: Path, shared: bool = False) -> int:
     raise MedcneError(f"{path}: could not take the lock; try again")
 
 
+def writer_of(out) -> str | None:
+    """The pid(s) of the medcne command writing ``out`` now (holding its lock alone), or None.
+
+    For readers that found ``out`` unfinished: a run being written is not a run that stopped. Only
+    looks: a lock file is never made or changed here.
+    """
+    try:
+        fd = os.open(lock_path(out), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None  # no lock file: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing lets go of the shared lock just taken
+    return None
+
+
 def _names(path: Path, fd: int) -> bool:
     """Whether ``path`` still leads to the open lock file ``fd`` (its last holder removes it)."""
     try:

@@ -147,6 +147,8 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
     out.parent.mkdir(parents=True, exist_ok=True)
     in_run = out.parent.resolve() == run.path.resolve()
     with lock(run.path, shared=True) if in_run else nullcontext(), lock(out):  # the run's lock: not replaced meanwhile
+        if in_run:
+            run.check_unchanged()
         remove_leftovers(out)
         _build(run, out, images, thumb, max_sheet, cols, qc, bundle, overwrite,
                (prov, data_folder(run.params, data_path)))
