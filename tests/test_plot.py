@@ -212,3 +212,17 @@ def test_fit_dim_3_writes_a_3d_map_png(tmp_path):
     width, height = Image.open(tmp_path / "run" / "map.png").size
     assert width > 2 * height
     assert np.load(tmp_path / "run" / "embedding.npz")["embedding"].shape == (32, 3)
+
+
+def test_characters_the_font_lacks_are_one_note_not_a_warning_each(tmp_path, capsys, recwarn):
+    """A user probe: CJK class names printed matplotlib's UserWarning, with a source line, per character."""
+    import numpy as np
+
+    from medcne.plot.maps import save_map
+
+    out = save_map(tmp_path / "m.png", np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2,
+                   ["中文", "b"])
+    assert out.is_file()
+    said = capsys.readouterr()
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
+    assert said.out.count("note:") == 1 and "has no glyph for '中文'" in said.out, said

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,11 @@ import numpy as np
 from ..datasets.imageset import label_range_problem
 from ..errors import MedcneError
 from ..io import atomic_write
+from ..params import say
 
 FORMATS = (".png", ".pdf", ".svg")
+# matplotlib's warning for a character its font lacks: "Glyph 20013 (...) missing from font(s) DejaVu Sans."
+MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from font\(s\) (.+?)\.?$")
 # Single colour of unlabeled maps.
 PLAIN = "#3b6ea5"
 
@@ -161,7 +166,21 @@ def save_figure(fig, path) -> Path:
     if path.suffix.lower() not in FORMATS:
         raise MedcneError(f"{path}: figures must end in .png, .pdf or .svg")
     fmt = path.suffix.lower().lstrip(".")
-    return atomic_write(path, lambda p: fig.savefig(p, format=fmt, dpi=150, bbox_inches="tight"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        atomic_write(path, lambda p: fig.savefig(p, format=fmt, dpi=150, bbox_inches="tight"))
+    lacking = {}
+    for w in caught:
+        if m := MISSING_GLYPH.search(str(w.message)):
+            lacking[chr(int(m[1]))] = m[2]
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if lacking:  # one note, not matplotlib's warning (and its source line) per character
+        shown = "".join(sorted(lacking))
+        say(f"note: {path}: the font ({', '.join(sorted(set(lacking.values())))}) has no glyph for "
+            f"{shown[:20]!r}{'...' if len(shown) > 20 else ''}, drawn as boxes; install a font that has "
+            "them (e.g. Noto Sans CJK) and make it matplotlib's (`font.family`)")
+    return path
 
 
 def new_figure(width: float, height: float):
