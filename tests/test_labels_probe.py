@@ -208,3 +208,21 @@ def test_a_label_names_a_class_whose_name_has_spaces_around_it(tmp_path):
     write_embedding(folder, emb["embedding"], emb["ids"], labels, [" a", "a"])
     codes, names, _ = run_labels(read_run(folder), read_label_csv(export(tmp_path / "b.csv", [(ids[0], "a", "manual")])))
     assert names == [" a", "a"] and codes[0] == 1
+
+
+# 6. A CSV with ';' between columns (a spreadsheet's export where ',' is the decimal comma): one line that
+# says so, whichever command reads it (before: a quoting error, or "no column 'label'").
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_csv_with_semicolons_between_columns_is_named_as_such(tmp_path, run, suffix):
+    from medcne.datasets.csvfile import read_table
+
+    path = tmp_path / f"labels{suffix}"
+    path.write_text('id;label\n"0";"a"\n1;b\n', encoding="utf-8")
+    with pytest.raises(MedcneError, match="has ';' between columns, not " + ("commas" if suffix == ".csv" else "a tab")):
+        read_table(path)
+    with pytest.raises(MedcneError, match="has ';' between columns"):
+        read_label_csv(path)
+    ok = tmp_path / "ok.csv"
+    ok.write_text('id,label\n"0;1",a\n', encoding="utf-8")  # a ';' inside a value is no delimiter
+    assert read_table(ok)[0] == ["id", "label"]

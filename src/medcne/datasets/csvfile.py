@@ -40,7 +40,15 @@ def _text(path: Path) -> str:
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(column names, [(line number, cells), ...]) of a CSV (``.tsv``: tab-separated); blank rows skipped."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(io.StringIO(_text(path), newline=""), delimiter=delimiter, strict=True)
+    text = _text(path)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if ";" in first and delimiter not in first:  # a spreadsheet's export where ',' is the decimal comma
+        raise DataError(
+            f"{path}: its header '{printable(first, 80)}' has ';' between columns, not "
+            f"{'a tab' if delimiter == chr(9) else 'commas'}; save the file again with "
+            f"{'tabs' if delimiter == chr(9) else 'commas'} between columns"
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows: list[tuple[int, list[str]]] = []
     try:
         for cells in reader:
