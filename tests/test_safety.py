@@ -316,17 +316,23 @@ def run_cli(args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "medcne", *args], env=env, text=True, **kwargs)
 
 
+def signal_fit(argv, when: Path, signum) -> tuple[int, str, str]:
+    """Run `medcne fit ARGV` in a process, send it ``signum`` once ``when`` exists; (status, stdout, stderr)."""
+    p = run_cli(["fit", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not when.exists() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.1)
+    p.send_signal(signum)
+    stdout, stderr = p.communicate(timeout=120)
+    return p.returncode, stdout, stderr
+
+
 @pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c(data, tmp_path):
     out = tmp_path / "new"
-    p = run_cli(["fit", str(data), "--out", str(out), *TINY, "--epochs", "200,1,1"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.2)
-    p.send_signal(signal.SIGTERM)
-    stdout, stderr = p.communicate(timeout=120)
-    assert p.returncode == 143, stderr
+    status, stdout, stderr = signal_fit([str(data), "--out", str(out), *TINY, "--epochs", "200,1,1"],
+                                        out / "checkpoint.pt", signal.SIGTERM)
+    assert status == 143, stderr
     assert f"continue with `medcne fit --resume {out}`" in stdout
     assert error_lines(stderr) == ["medcne fit: terminated"] and (out / "checkpoint.pt").exists()
 
@@ -334,16 +340,10 @@ def test_sigterm_stops_like_ctrl_c(data, tmp_path):
 @pytest.mark.slow
 def test_sighup_stops_like_ctrl_c_and_leaves_the_old_run_and_no_lock(old, data):
     """A closed terminal (SIGHUP) ended a replacement silently, leaving its staging folder and lock file."""
-    before = snapshot(old)
-    p = run_cli(["fit", str(data), "--out", str(old), "--overwrite", *TINY, "--epochs", "200,1,1",
-                 "--checkpoint-minutes", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    staged = staging_path(old)
-    deadline = time.monotonic() + 120
-    while not (staged / "params.json").exists() and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.1)
-    p.send_signal(signal.SIGHUP)
-    _, stderr = p.communicate(timeout=120)
-    assert p.returncode == 129, stderr
+    before, staged = snapshot(old), staging_path(old)
+    status, _, stderr = signal_fit([str(data), "--out", str(old), "--overwrite", *TINY, "--epochs", "200,1,1",
+                                    "--checkpoint-minutes", "60"], staged / "params.json", signal.SIGHUP)
+    assert status == 129, stderr
     assert error_lines(stderr) == ["medcne fit: hung up"]
     assert snapshot(old) == before  # the old run and the user's file, whole
     assert not staged.exists()  # stopped before its first checkpoint: nothing to resume, nothing left
