@@ -39,3 +39,14 @@ def test_info_on_real_bloodmnist_as_a_user_runs_it(bloodmnist_path):
     for name, count in [("basophil", "1,218"), ("neutrophil", "3,329"), ("platelet", "2,348")]:
         line = next(line for line in out.splitlines() if name in line)
         assert count in line
+
+
+def test_info_lists_ten_rare_classes_and_says_when_labels_cannot_score_a_map():
+    """A user probe: 3,000 classes of one image each were one line naming all 3,000, and `info` did not
+    say what `fit` then says: every image is a class of its own, so no kNN accuracy or silhouette."""
+    images = random_images(30, 16, seed=1)
+    problems = find_problems(from_array(images, np.arange(30)))
+    rare = next(p for p in problems if "fewer than 15 images" in p)
+    assert rare.startswith("30 classes with fewer than 15 images: 0 (1), 1 (1)") and rare.endswith("and 20 more")
+    assert any(p.startswith("every labeled image is a class of its own (30 classes for 30 images") for p in problems)
+    assert not any("of its own" in p for p in find_problems(from_array(images, np.arange(30) % 3)))

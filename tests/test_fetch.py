@@ -195,7 +195,7 @@ def test_wrong_md5_keeps_nothing(server, payload, tmp_path, monkeypatch):
     message = str(info.value)
     assert "0" * 32 in message
     assert hashlib.md5(payload).hexdigest() in message
-    assert list(cache.iterdir()) == []
+    assert not cache.exists()  # nothing kept, not even the folder made for it
 
 
 def test_offline_names_the_file_to_download(tmp_path):
@@ -218,13 +218,18 @@ def test_server_that_never_answers_times_out(tmp_path):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
         with pytest.raises(FetchError, match="could not download"):
             fetch_medmnist("bloodmnist", root=tmp_path / "cache", url=url, timeout=0.3)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # the folder made for the file goes with it
 
 
 def test_http_error_is_a_fetch_error(server, tmp_path):
     with pytest.raises(FetchError, match="HTTP 404"):
-        fetch_medmnist("bloodmnist", size=128, root=tmp_path / "cache", url=server.url)
+        fetch_medmnist("bloodmnist", size=128, root=tmp_path / "new" / "cache", url=server.url)
     assert server.requests == ["/bloodmnist_128.npz"]
+    assert list(tmp_path.iterdir()) == []  # a user probe: an offline fetch left its empty --root behind
+    (tmp_path / "mine").mkdir()  # a folder that was there before stays
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch_medmnist("bloodmnist", size=128, root=tmp_path / "mine", url=server.url)
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_unwritable_cache_is_a_fetch_error(server, tmp_path):
@@ -313,7 +318,7 @@ def test_a_body_longer_than_the_file_can_be_is_cut_off(announced, tmp_path, monk
     assert f"{limit:,} bytes at most" in message and "nothing was kept" in message
     assert ("announces 314,572,800 bytes" in message) == (announced is not None)
     assert server.sent < 64 << 20  # stopped long before the end (socket buffers hold a few MB)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # nothing kept, not even the folder made for it
 
 
 def test_the_cap_holds_the_real_files(bloodmnist_path):

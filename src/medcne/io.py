@@ -23,6 +23,24 @@ import numpy as np
 FULL_DISK_BYTES = 1 << 20
 
 
+def make_folders(folder) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns those it made, innermost first (for
+    :func:`remove_made_folders` when what they were made for is not written)."""
+    folder = Path(folder)
+    made = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_made_folders(made: list[Path]) -> None:
+    """Remove the folders :func:`make_folders` made, innermost first, while they are empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # it holds something now (or is gone): it and the folders above it stay
+
+
 def atomic_write(path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``, so no reader sees half a file.
 
@@ -30,11 +48,16 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     :func:`stale_temps`) and is removed when ``write`` fails. A writer that
     fails on a full disk without saying so (torch's zip writer raises a
     ``RuntimeError``) is reported as ``OSError(ENOSPC)`` naming ``path``, and
-    so is an ``OSError`` that names no file.
+    so is an ``OSError`` that names no file. Folders made for ``path`` are removed
+    again when it is not written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    made = make_folders(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except BaseException:
+        remove_made_folders(made)
+        raise
     os.close(fd)
     try:
         write(Path(tmp))
@@ -46,6 +69,7 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     except Exception as exc:
         full = not isinstance(exc, OSError) and disk_full(path.parent)
         Path(tmp).unlink(missing_ok=True)
+        remove_made_folders(made)
         if full:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
         if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
@@ -53,6 +77,7 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        remove_made_folders(made)
         raise
     return path
 

@@ -361,6 +361,22 @@ def repeated_ids(ids) -> str | None:
     return f"the id '{printable(name)}' is given to {counts[first]} images{more}"
 
 
+def label_problem(codes) -> str | None:
+    """Why labels ``codes`` (class index per labeled point) cannot score a map, or None when they can.
+
+    kNN accuracy and the silhouette need at least two classes and at least
+    one class of two or more points (2 to N - 1 classes).
+    """
+    codes = np.asarray(codes)
+    n_classes = len(np.unique(codes))
+    if n_classes < 2:
+        return "fewer than two classes are labeled"
+    if n_classes > len(codes) - 1:
+        return (f"every labeled image is a class of its own ({n_classes} classes for {len(codes)} images; "
+                "are the labels ids?)")
+    return None
+
+
 def label_range_problem(labels: np.ndarray, n_classes: int) -> str | None:
     """What is wrong with integer ``labels`` as indices of ``n_classes`` classes, or None."""
     if len(labels) and labels.min() < 0:

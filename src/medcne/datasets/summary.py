@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from .imageset import ImageSet
+from .files import MAX_LISTED
+from .imageset import ImageSet, label_problem
 
 RARE_CLASS = 15  # fewer images than the kNN k of the paper's evaluation
 
@@ -21,7 +22,12 @@ def find_problems(data: ImageSet, chunk: int | None = None) -> list[str]:
         if empty:
             problems.append(f"classes without images: {', '.join(empty)}")
         if rare:
-            problems.append(f"classes with fewer than {RARE_CLASS} images: {', '.join(rare)}")
+            more = f" and {len(rare) - MAX_LISTED:,} more" if len(rare) > MAX_LISTED else ""
+            problems.append(f"{len(rare):,} classes with fewer than {RARE_CLASS} images: "
+                            f"{', '.join(rare[:MAX_LISTED])}{more}")
+        labeled = data.labels[data.labels >= 0]  # as fit and evaluate count them
+        if len(labeled) and (problem := label_problem(labeled)):
+            problems.append(f"{problem}: a map can be made, but kNN accuracy and silhouette cannot be measured")
     seen: dict[bytes, int] = {}
     duplicates, constant = 0, 0
     for _, block in data.iter_chunks(chunk):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.imageset import label_problem
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map, unused_note
 from ..datasets.memory import check_memory
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX, chunk_rows
@@ -211,22 +212,6 @@ def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.nda
         changed = len(overrides) - len(unknown)
         notes.append(f"{changed} labels from the CSV" + (f", {unknown_ids_note(unknown)}" if unknown else ""))
     return codes, names, notes
-
-
-def label_problem(codes) -> str | None:
-    """Why labels ``codes`` (class index per labeled point) cannot score a map, or None when they can.
-
-    kNN accuracy and the silhouette need at least two classes and at least
-    one class of two or more points (2 to N - 1 classes).
-    """
-    codes = np.asarray(codes)
-    n_classes = len(np.unique(codes))
-    if n_classes < 2:
-        return "fewer than two classes are labeled"
-    if n_classes > len(codes) - 1:
-        return (f"every labeled image is a class of its own ({n_classes} classes for {len(codes)} images; "
-                "are the labels ids?)")
-    return None
 
 
 def evaluate_run(

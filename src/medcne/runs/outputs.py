@@ -29,7 +29,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import MedcneError
-from ..io import write_json
+from ..io import make_folders, remove_made_folders, write_json
 from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name, locked_name
 
 # Locks this process holds (path -> count): a command that locks an output and then calls a writer
@@ -53,8 +53,7 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
     a symbolic link, and removed by the last holder on release (:func:`_release`).
     """
     path = lock_path(out)
-    made = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = make_folders(path.parent)
     key = os.path.join(os.path.realpath(path.parent), path.name)
     if key in _HELD:
         _HELD[key][1] += 1
@@ -72,11 +71,7 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
             del _HELD[key]
             _release(path, fd)
     finally:
-        for folder in made:  # folders made only to hold the lock of an output that was never written
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        remove_made_folders(made)  # folders made only to hold the lock of an output that was never written
 
 
 def _release(path: Path, fd: int) -> None:
