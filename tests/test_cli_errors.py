@@ -222,6 +222,35 @@ def test_a_home_folder_tilde_in_a_value_is_expanded_as_the_shell_would(tmp_path,
     assert (home / "views.png").is_file() and list(here.iterdir()) == []
     from medcne.cli import _expand_home
 
-    args = argparse.Namespace(out="~/r", runs=["~/a", "b"], title="~ two weeks", size=28)
+    args = argparse.Namespace(out="~/r", runs=["~/a", "b"], title="~", color_by="~", size=28)
     _expand_home(args)
-    assert vars(args) == {"out": f"{home}/r", "runs": [f"{home}/a", "b"], "title": "~ two weeks", "size": 28}
+    assert vars(args) == {"out": f"{home}/r", "runs": [f"{home}/a", "b"], "title": "~", "color_by": "~", "size": 28}
+
+
+def test_every_option_that_names_a_path_is_expanded_and_no_other():
+    """PATH_OPTIONS lists by hand the options that name files or folders: an option added later with a
+    metavar of a path (FILE, DIR, RUN, DATA, CSV...) must be in it."""
+    from medcne.cli import PATH_OPTIONS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    named = {a.dest for p in sub.choices.values() for a in p._actions
+             if a.metavar and any(w in str(a.metavar) for w in ("FILE", "DIR", "RUN", "DATA", "CSV", "PATH",
+                                                                 "REPORT", "FOLDER"))}
+    assert named <= PATH_OPTIONS, named - PATH_OPTIONS
+    assert {"title", "color_by", "label_column", "path_column", "part", "lr"}.isdisjoint(PATH_OPTIONS)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["info", "SAMPLE", "--sise", "28"], "medcne info: error: unrecognized arguments: --sise 28 (see `medcne info --help`)"),
+    (["info", "SAMPLE", "--siz", "14"], "medcne info: error: unrecognized arguments: --siz 14"),  # no prefix matching
+    (["--overwrite", "info", "SAMPLE"], "medcne: error: unrecognized arguments: --overwrite; a command's options go "
+                                        "after its name (`medcne info ... --overwrite`)"),
+])
+def test_an_unknown_option_is_named_by_its_command_and_prefixes_are_not_options(argv, said, capsys):
+    """A user probe: `medcne info DATA --sise 28` was blamed on `medcne` with its top-level help, and
+    `--siz 14` was silently read as --size (a later option could make such a prefix mean another)."""
+    from medcne.datasets import SAMPLE_PATH
+
+    assert main([str(SAMPLE_PATH) if a == "SAMPLE" else a for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(said), err

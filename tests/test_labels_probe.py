@@ -206,8 +206,16 @@ def test_a_label_names_a_class_whose_name_has_spaces_around_it(tmp_path):
     assert names == spaced and codes[0] == 1 and codes[1] == 0
     # A class named without spaces is still a class of its own when the run has it.
     write_embedding(folder, emb["embedding"], emb["ids"], labels, [" a", "a"])
-    codes, names, _ = run_labels(read_run(folder), read_label_csv(export(tmp_path / "b.csv", [(ids[0], "a", "manual")])))
+    both = read_run(folder)
+    codes, names, _ = run_labels(both, read_label_csv(export(tmp_path / "b.csv", [(ids[0], "a", "manual")])))
     assert names == [" a", "a"] and codes[0] == 1
+    # ...and a label written exactly as a spaced name is that class (the review found it read as "a").
+    codes, names, _ = run_labels(both, read_label_csv(export(tmp_path / "c.csv", [(ids[1], " a", "manual")])))
+    assert names == [" a", "a"] and codes[1] == 0
+    # A label that two spaced names could be is refused, not guessed.
+    write_embedding(folder, emb["embedding"], emb["ids"], labels, [" a", "a "])
+    with pytest.raises(MedcneError, match=r"the label 'a' could be any of the classes ' a', 'a '"):
+        run_labels(read_run(folder), read_label_csv(export(tmp_path / "d.csv", [(ids[0], "a", "manual")])))
 
 
 # 6. A CSV with ';' between columns (a spreadsheet's export where ',' is the decimal comma): one line that
@@ -226,3 +234,18 @@ def test_a_csv_with_semicolons_between_columns_is_named_as_such(tmp_path, run, s
     ok = tmp_path / "ok.csv"
     ok.write_text('id,label\n"0;1",a\n', encoding="utf-8")  # a ';' inside a value is no delimiter
     assert read_table(ok)[0] == ["id", "label"]
+
+
+def test_the_labels_map_and_slide_labels_readers_name_semicolons_too(tmp_path):
+    """The review: `--labels-map` and tile's `--labels` read their CSVs themselves."""
+    from medcne.datasets.labels import read_labels_map
+    from medcne.datasets.slides_labels import read_slide_labels
+
+    recipe = tmp_path / "map.csv"
+    recipe.write_text("old;new\nbasophil;granulocyte\n", encoding="utf-8")
+    with pytest.raises(MedcneError, match="has ';' between columns, not commas"):
+        read_labels_map(recipe)
+    slides = tmp_path / "slides.csv"
+    slides.write_text("slide;label\ns1;tumour\n", encoding="utf-8")
+    with pytest.raises(MedcneError, match="has ';' between columns, not commas"):
+        read_slide_labels(slides)

@@ -49,9 +49,9 @@ def run(tmp_path):
     return make_run(tmp_path / "run", n=60)
 
 
-def test_a_run_replaced_after_it_was_read_is_never_written_into(run):
+def test_a_run_replaced_after_it_was_read_is_never_written_into(run, tmp_path):
     from medcne.runs import evaluate_and_write
-    from medcne.runs.curate import write_run_output
+    from medcne.runs.curate import propagate_run, write_run_output
     from medcne.viewer import build_viewer
 
     r = read_run(run)
@@ -66,6 +66,11 @@ def test_a_run_replaced_after_it_was_read_is_never_written_into(run):
     with pytest.raises(MedcneError, match="the run was replaced"):
         build_viewer(r, bundle=Path(__file__), images=np.zeros((60, 8, 8, 3), np.uint8))
     assert not (run / "viewer").exists()
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"id,label\n{r.ids[0]},a\n{r.ids[1]},b\n")
+    with pytest.raises(MedcneError, match="the run was replaced"):
+        propagate_run(r, labels, space="map")
+    assert not (run / "propagated.csv").exists()
     # The run read again is the new one, and is written into.
     assert evaluate_and_write(read_run(run), preservation=False)["knn_accuracy"] >= 0
 
@@ -95,6 +100,21 @@ def test_a_replacement_started_while_the_command_works_stops_at_once(run, comman
     assert f"another medcne command (pid {os.getpid()}) is writing it" in other.stderr
 
 
+def test_a_run_beside_which_no_lock_can_be_made_is_still_scored(run, monkeypatch, capsys):
+    """A run you may write in a folder you may not: no replacement can be staged there, so the command
+    goes on without the lock (the check against a replaced run still guards the write)."""
+    import errno
+
+    import medcne.runs.outputs as outputs
+
+    def denied(path, shared=False):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(outputs, "_acquire", denied)
+    assert main(["evaluate", str(run), "--no-preservation"]) == 0
+    assert "kNN accuracy" in capsys.readouterr().out
+
+
 def test_a_reader_of_a_run_being_written_names_the_writer(tmp_path, capsys):
     folder = tmp_path / "busy"
     folder.mkdir()
@@ -109,6 +129,18 @@ def test_a_reader_of_a_run_being_written_names_the_writer(tmp_path, capsys):
             read_run(folder)
         assert main(["view", str(folder)]) == 2
         assert f"(pid {writer.pid}) is writing" in capsys.readouterr().err
+        # A finished run being replaced: the reader waits; it is not told to choose another output.
+        finished = make_run(tmp_path / "finished", n=30)
+        held = subprocess.Popen([sys.executable, "-c", code.replace(str(folder), str(finished))],
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+        try:
+            assert held.stdout.readline().strip() == "held"
+            assert main(["evaluate", str(finished), "--no-preservation"]) == 2
+            err = capsys.readouterr().err
+            assert f"(pid {held.pid}) is writing it; wait for it to end, then run this command again" in err, err
+        finally:
+            held.kill()
+            held.wait()
     finally:
         writer.kill()
         writer.wait()

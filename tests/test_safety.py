@@ -350,6 +350,23 @@ def test_sighup_stops_like_ctrl_c_and_leaves_the_old_run_and_no_lock(old, data):
     assert [q.name for q in old.parent.iterdir() if q.name.startswith(".")] == []  # no lock file
 
 
+@pytest.mark.parametrize("ignored", [False, True])
+def test_sighup_stops_a_command_unless_the_caller_ignores_it_as_nohup_does(data, ignored):
+    code = (
+        "import os, signal, sys\n"
+        f"{'signal.signal(signal.SIGHUP, signal.SIG_IGN)' if ignored else ''}\n"
+        "import medcne.cli as cli, medcne.cli.info as info\n"
+        "real = info.run\n"
+        "def hung_up(args):\n    os.kill(os.getpid(), signal.SIGHUP)\n    return real(args)\n"
+        "info.run = hung_up\n"
+        f"sys.exit(cli.main(['info', {str(data)!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == (0 if ignored else 129), done.stderr
+    assert ("images:" in done.stdout) == ignored and ("hung up" in done.stderr) != ignored
+
+
 def test_a_closed_pipe_ends_quietly(data):
     p = run_cli(["info", str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.close()  # as `| head` does once it has its lines

@@ -51,11 +51,16 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):
-        args, extras = self.parse_known_args(args, namespace)
+        argv = sys.argv[1:] if args is None else list(args)
+        parsed, extras = self.parse_known_args(argv, namespace)
         if extras:
-            sub = self._subcommand(args)
+            sub = self._subcommand(parsed)
+            command = getattr(parsed, "command", None)
+            if sub is not None and command in argv and argv.index(extras[0]) < argv.index(command):
+                self.error(f"unrecognized arguments: {' '.join(extras)}; a command's options go after its "
+                           f"name (`medcne {command} ... {extras[0]}`)")
             (sub or self).error(f"unrecognized arguments: {' '.join(extras)}")
-        return args
+        return parsed
 
     def _subcommand(self, args) -> argparse.ArgumentParser | None:
         """The parser of the command named in ``args`` (None for a parser without commands)."""
@@ -110,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     _expand_home(args)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, _terminate) for s in STOP_SIGNALS} if in_main_thread else {}
+    # A signal the caller ignores stays ignored: `nohup medcne fit ...` must outlive its terminal.
+    previous = {s: signal.signal(s, _terminate) for s in STOP_SIGNALS
+                if in_main_thread and signal.getsignal(s) != signal.SIG_IGN}
     try:
         check_args(args)  # size-like options against the machine, before anything starts
         check_out_is_not_an_input(args)
@@ -141,14 +148,22 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(s, handler)
 
 
+# The options (argparse dests) of every command that name files or folders.
+PATH_OPTIONS = frozenset({
+    "annotations", "config", "data", "data_dir", "data_positional", "label_csv", "labels", "labels_map", "out",
+    "report", "resume", "root", "run", "runs", "slides", "values", "weights",
+})
+
+
 def _expand_home(args: argparse.Namespace) -> None:
-    """``~`` and ``~user`` at the start of a value, as the shell would have done: it does not in
-    ``--out=~/run``, and a folder named ``~`` made in the current one is one ``rm -rf ~`` from a
-    lost home folder. A value naming no user (``~ 2 weeks``) stays as it is."""
-    for name, value in vars(args).items():
+    """``~`` and ``~user`` at the start of a path option, as the shell would have done: it does not in
+    ``--out=~/run``, and a folder named ``~`` made in the current one is one ``rm -rf ~`` from a lost
+    home folder. Other values (a title, a column name) stay as written."""
+    for name in PATH_OPTIONS & set(vars(args)):
+        value = getattr(args, name)
         if isinstance(value, str) and value.startswith("~"):
             setattr(args, name, os.path.expanduser(value))
-        elif isinstance(value, list) and any(isinstance(v, str) and v.startswith("~") for v in value):
+        elif isinstance(value, list):
             setattr(args, name, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
 
 

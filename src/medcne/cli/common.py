@@ -87,14 +87,14 @@ INPUT_OPTIONS = {"data": "data", "run": "run", "runs": "run", "values": "file", 
 
 @contextmanager
 def held_run(path) -> Iterator:
-    """The run folder ``path``, read under its shared lock, held for the body: a command that reads a run
-    and writes into it (``metrics.json``, ``qc.csv``) stops a replacement of the run (naming this
-    command) rather than write about the old map into the new run."""
+    """The run folder ``path``, read, then held for the body (:func:`medcne.runs.folder.writing_into`): a
+    command that reads a run and writes into it (``metrics.json``, ``qc.csv``) stops a replacement of the
+    run for as long as it works, naming itself, rather than write about the old map into the new run."""
     from ..runs import read_run
-    from ..runs.outputs import lock
+    from ..runs.folder import writing_into
 
-    with lock(path, shared=True):
-        yield read_run(path)
+    with writing_into(read_run(path)) as run:
+        yield run
 
 
 def written_paths(kind: str, out: Path) -> list[Path]:

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.name == "sample":
+    if args.name.lower() == "sample":
         if args.size != 28:
             raise MedcneError(f"--size {args.size}: the bundled sample is 28x28 only; drop --size, or fetch "
                               "bloodmnist at that size")

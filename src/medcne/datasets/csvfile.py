@@ -37,17 +37,20 @@ def _text(path: Path) -> str:
         ) from None
 
 
+def refuse_semicolons(path, first_line: str, delimiter: str = ",") -> None:
+    """One line for a CSV whose first line has ';' between columns and no ``delimiter`` (a spreadsheet's
+    export in a language that writes decimal commas), rather than a quoting error or a missing column."""
+    if ";" in first_line and delimiter not in first_line:
+        what, fix = ("a tab", "tabs") if delimiter == "\t" else ("commas", "commas")
+        raise DataError(f"{path}: its first line '{printable(first_line, 80)}' has ';' between columns, not "
+                        f"{what}; save the file again with {fix} between columns")
+
+
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(column names, [(line number, cells), ...]) of a CSV (``.tsv``: tab-separated); blank rows skipped."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     text = _text(path)
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    if ";" in first and delimiter not in first:  # a spreadsheet's export where ',' is the decimal comma
-        raise DataError(
-            f"{path}: its header '{printable(first, 80)}' has ';' between columns, not "
-            f"{'a tab' if delimiter == chr(9) else 'commas'}; save the file again with "
-            f"{'tabs' if delimiter == chr(9) else 'commas'} between columns"
-        )
+    refuse_semicolons(path, next((line for line in text.splitlines() if line.strip()), ""), delimiter)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows: list[tuple[int, list[str]]] = []
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError, printable
+from .csvfile import refuse_semicolons
 from .files import MAX_LISTED
 from .imageset import ImageSet
 
@@ -36,6 +37,8 @@ def read_labels_map(path) -> dict[str, str]:
         raise MedcneError(f"`labels_map` {path}: no such file; give a CSV with two columns: old,new class name")
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = [[c.strip() for c in row] for row in csv.reader(fh) if any(c.strip() for c in row)]
+    if rows and len(rows[0]) == 1:
+        refuse_semicolons(path, rows[0][0])
     if rows and [c.lower() for c in rows[0]] == ["old", "new"]:
         rows = rows[1:]
     mapping: dict[str, str] = {}

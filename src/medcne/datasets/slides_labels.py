@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, MissingColumnError
+from .csvfile import refuse_semicolons
 
 
 class AnnotationError(DataError):
@@ -44,6 +45,8 @@ def read_slide_labels(path, column: str = "label") -> dict[str, str]:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames or []
+            if len(fields) == 1:
+                refuse_semicolons(path, fields[0])
             for needed in ("slide", column):
                 if needed not in fields:
                     raise MissingColumnError(f"{path}: no column {needed!r} (columns: {', '.join(fields) or 'none'}); "

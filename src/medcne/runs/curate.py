@@ -38,7 +38,7 @@ from ..embedfile import prov_names, read_provenance
 from ..errors import MedcneError
 from ..io import csv_text, write_text
 from .evaluate import as_class_names, read_label_csv, suggestions_note, unknown_ids_note
-from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run
+from .folder import EMBEDDING, MODEL, PROPAGATED, QC, Run, writing_into
 from .outputs import claim_files, lock, remember, written_by_medcne
 from .staging import add_to_run
 
@@ -226,7 +226,7 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
         raise MedcneError(f"`out` {out} is the annotations file itself; choose another output path")
     # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
     in_run = out.parent.resolve() == run.path.resolve()
-    with lock(run.path, shared=True) if in_run else nullcontext(), \
+    with writing_into(run) if in_run else nullcontext(), \
             claim_files(out, overwrite, inputs=[labels_csv, data_path], runs=[run.path]):
         if out.suffix.lower() != ".csv":  # after the rule's checks: an input named is said as such
             raise MedcneError(f"`out` {out} must end in .csv: propagate writes a CSV table (id, label, confidence...)")
@@ -252,8 +252,7 @@ def write_run_output(run: Run, name: str, text: str) -> Path:
     that name only while that file is exactly what medcne wrote (a file the user made or edited is
     never replaced)."""
     path = run.path / name
-    with lock(run.path, shared=True), lock(path):  # the run's lock: no replacement of the run meanwhile
-        run.check_unchanged()
+    with writing_into(run), lock(path):
         if (path.exists() or path.is_symlink()) and not written_by_medcne(path):
             raise MedcneError(f"{path}: exists and was not written by medcne (or was changed since), so it is "
                               "never replaced; move it away, then run again")

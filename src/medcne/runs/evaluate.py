@@ -31,7 +31,7 @@ from ..metrics.knn import (
     too_few_for_knn,
     without_query,
 )
-from .folder import METRICS, Run, read_json
+from .folder import METRICS, Run, read_json, writing_into
 from .table import read_table
 
 # Pixels read at a time for neighbourhood preservation, in MB of float32 (the images are never held whole).
@@ -67,7 +67,9 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list 
     keeps every row. An id given two different labels is refused, naming both
     and their lines, and so is a file with no label left. ``skip_sources``:
     the ``source`` values left out. ``option``: the parameter that named the
-    file, for messages.
+    file, for messages. Labels are given as written (:func:`as_class_names`
+    reads them as a run's class names); two labels of one id that differ only
+    in the spaces around them are the same.
     """
     columns, rows = read_table(path, option)
     column = "label" if "label" in columns else "new_label" if "new_label" in columns else None
@@ -79,13 +81,13 @@ def read_label_csv(path, skip_sources: tuple[str, ...] = GUESSED, skipped: list 
     row_of: dict[str, int] = {}
     left_out: list[str] = []
     for n, row in enumerate(rows):
-        i, label = row["id"], row[column].strip()
-        if not label:
+        i, label = row["id"], row[column]
+        if not label.strip():
             continue
         if _guessed(path, row, n, skip_sources):
             left_out.append(i)
             continue
-        if found.setdefault(i, label) != label:
+        if found.setdefault(i, label).strip() != label.strip():
             _conflict(path, i, (found[i], row_of[i]), (label, n))
         row_of.setdefault(i, n)
     if not found:
@@ -106,13 +108,26 @@ MARKER_MEANING = {"source": "'manual' (a label you gave) or 'suggested' (the vie
 
 
 def as_class_names(labels: dict[str, str], names) -> dict[str, str]:
-    """``labels`` (by id, read from a CSV without the spaces around them) with each label that is one of the
-    class ``names`` without its own spaces (a folder named `` basophil``) given as that class's name."""
-    spaced: dict[str, str] = {}
+    """``labels`` (by id, as a CSV wrote them) as class names: a label that is one of ``names`` as written
+    stays; any other is read without the spaces around it, which may name a class whose own name has
+    spaces around it (a folder named `` basophil``), when only one class does; else it is a new class."""
+    spaced: dict[str, list[str]] = {}
     for name in names:
-        if name.strip() not in names:
-            spaced.setdefault(name.strip(), name)
-    return {i: spaced.get(label, label) for i, label in labels.items()} if spaced else labels
+        if name.strip() != name:
+            spaced.setdefault(name.strip(), []).append(name)
+
+    def named(label: str) -> str:
+        if label in names:
+            return label
+        text = label.strip()
+        if text in names or text not in spaced:
+            return text
+        if len(spaced[text]) > 1:
+            raise MedcneError(f"the label {text!r} could be any of the classes "
+                              f"{', '.join(map(repr, spaced[text]))}; write the class's name exactly")
+        return spaced[text][0]
+
+    return {i: named(label) for i, label in labels.items()}
 
 
 def _guessed(path, row: dict, n: int, skip_sources: tuple[str, ...]) -> bool:
@@ -353,10 +368,10 @@ def write_metrics(run: Run, metrics: dict) -> Path:
     re-evaluation; evaluation keys do not, so a metric skipped now does not
     linger from an earlier run.
     """
-    run.check_unchanged()
-    kept = {key: v for key, v in read_json(run.path / METRICS).items() if key not in METRIC_KEYS}
-    merged = {**kept, **metrics}
-    write_json(run.path / METRICS, merged)
+    with writing_into(run):
+        kept = {key: v for key, v in read_json(run.path / METRICS).items() if key not in METRIC_KEYS}
+        merged = {**kept, **metrics}
+        write_json(run.path / METRICS, merged)
     run.metrics = merged
     return run.path / METRICS
 

@@ -22,10 +22,13 @@ right after ``embedding.npz``). :func:`read_run` refuses anything else.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +66,7 @@ from ..runfiles import (  # noqa: F401  (re-exported: the names every run reader
     finished_by,
     staging_name,
 )
-from .outputs import writer_of
+from .outputs import lock, writer_of
 
 
 def run_files(params: dict) -> tuple[str, ...]:
@@ -261,6 +264,28 @@ def read_run(path, *, finished: bool = True) -> Run:
             f"{str(ids[bad][0])!r}: the run diverged; make it again (for t-SimCNE with a lower `lr`)"
         )
     return Run(path, params, embedding, ids, labels, names, metrics, stamp)
+
+
+@contextmanager
+def writing_into(run: Run) -> Iterator[Run]:
+    """For a command that writes files into the finished run it read (metrics.json, qc.csv, the page):
+    the run's shared lock for the body, so that a replacement of the run stops at once naming this
+    command, and a check that the folder still holds the run read (one replaced before the lock is
+    refused, not written about).
+
+    Where no lock file can be made beside the run (a folder you may not write to), no replacement can be
+    staged there either: the check alone guards the write. A staging folder (a run being made, whose
+    writer holds the lock of its target) takes no lock of its own.
+    """
+    with ExitStack() as held:
+        if staging_target(run.path) is None:
+            try:
+                held.enter_context(lock(run.path, shared=True))
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+        run.check_unchanged()
+        yield run
 
 
 def _stamp(path: Path) -> tuple | None:

@@ -114,8 +114,9 @@ def _acquire(path: Path, shared: bool = False) -> int:
             holder = _read_pid(fd)
             os.close(fd)
             out = path.parent / locked_name(path.name)
+            fix = "then run this command again" if shared else "or choose another output"  # shared: a run read
             raise MedcneError(f"{out}: another medcne command (pid {holder}) is writing it; wait for it to end, "
-                              "or choose another output") from None
+                              f"{fix}") from None
         if _names(path, fd):
             try:
                 if shared:  # several holders: each adds its pid (read back, only the living ones count)
@@ -133,8 +134,9 @@ def _acquire(path: Path, shared: bool = False) -> int:
 def writer_of(out) -> str | None:
     """The pid(s) of the medcne command writing ``out`` now (holding its lock alone), or None.
 
-    For readers that found ``out`` unfinished: a run being written is not a run that stopped. Only
-    looks: a lock file is never made or changed here.
+    For readers that found ``out`` unfinished: a run being written is not a run that stopped. A lock
+    file is never made or changed here; it is locked (shared) for an instant, so a writer starting in
+    that instant is refused as if a reader held it.
     """
     try:
         fd = os.open(lock_path(out), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -36,6 +36,7 @@ from ..embedfile import read_columns
 from ..errors import MedcneError
 from ..runfiles import EMBEDDING, VIEWER_DIR
 from ..runs import Run, read_run
+from ..runs.folder import writing_into
 from ..runs.outputs import lock, refuse_inputs
 from .pagefolder import (
     BUNDLE_NAME,
@@ -146,9 +147,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
 
     out.parent.mkdir(parents=True, exist_ok=True)
     in_run = out.parent.resolve() == run.path.resolve()
-    with lock(run.path, shared=True) if in_run else nullcontext(), lock(out):  # the run's lock: not replaced meanwhile
-        if in_run:
-            run.check_unchanged()
+    with writing_into(run) if in_run else nullcontext(), lock(out):  # the run: not replaced meanwhile
         remove_leftovers(out)
         _build(run, out, images, thumb, max_sheet, cols, qc, bundle, overwrite,
                (prov, data_folder(run.params, data_path)))
