@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..datasets.imageset import label_problem
 from ..embedfile import write_embedding
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
@@ -28,7 +27,7 @@ from ..train import distributed
 from ..train.progress import end_progress_bars
 from ..train.stages import check_trains
 from . import staging
-from .evaluate import evaluate_and_write
+from .evaluate import evaluate_and_write, label_problem
 from .folder import (
     CHECKPOINT,
     FINISHED,
