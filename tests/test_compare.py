@@ -65,6 +65,21 @@ def test_one_dataset_table_and_twin_methods(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("r.*")) == ["r.csv", "r.md", "r.png"]
 
 
+def test_runs_named_alike_keep_a_row_each_named_by_the_end_of_their_paths(tmp_path):
+    """A user probe: the cells of a sweep all end in seedS, so `compare SWEEP/DATA/*/seed0` kept one row of
+    two t-SimCNE cells (the last won) and titled the panels alike; and one run given twice is refused."""
+    a = make_run(tmp_path / "sw" / "simclr" / "seed0", n=150, method="tsimcne")
+    b = make_run(tmp_path / "sw" / "rotate" / "seed0", n=150, method="tsimcne", noise=1.0)
+    c = make_run(tmp_path / "old" / "rotate" / "seed0", n=150, method="tsimcne", noise=2.0)
+    rows = collect([read_run(r) for r in (a, b, c)])
+    assert [r.method for r in rows] == ["tsimcne (simclr/seed0)", "tsimcne (sw/rotate/seed0)",
+                                        "tsimcne (old/rotate/seed0)"]
+    md = compare([a, b, c], tmp_path / "r.md")["md"].read_text()
+    assert all(name in md for name in ("| tsimcne (simclr/seed0) |", "| tsimcne (sw/rotate/seed0) |"))
+    with pytest.raises(MedcneError, match="given twice"):
+        collect([read_run(a), read_run(tmp_path / "sw" / "simclr" / ".." / "simclr" / "seed0")])
+
+
 def test_short_names_disambiguate():
     names = short_names(["/x/a/data.npz", "/x/b/data.npz", "/y/other.npz"])
     assert list(names.values()) == ["a/data", "b/data", "other"]

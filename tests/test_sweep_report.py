@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 
 import pytest
@@ -61,6 +62,21 @@ def test_answer_is_the_best_against_the_reference_paired_by_seed(sweep_dir):
     sweep["reference"] = "rotate"
     assert answers(sweep, rows) == [
         "rotate beats tsne-pixels by 5.5 ± 0.7 (2 seeds) kNN points on bloodmnist_sample"]
+
+
+def test_a_cell_scored_on_other_labels_since_is_left_out_and_said(sweep_dir):
+    """A user probe: `medcne evaluate CELL --labels-map ...` on one cell put its score (on 2 classes) into
+    the mean of the others (on 8), marked best, with no word of it."""
+    cell = sweep_dir / "bloodmnist_sample" / "rotate" / "seed0"
+    metrics = json.loads((cell / "metrics.json").read_text())
+    write_json(cell / "metrics.json", {**metrics, "knn_accuracy": 99.0, "labels": {"classes": 2, "changed": ["x"]}})
+    report = write_report(sweep_dir)
+    with open(sweep_dir / "report.csv") as fh:
+        rotate = {r["method"]: r for r in csv.DictReader(fh)}["rotate"]
+    assert rotate["n_seeds"] == "1" and rotate["knn_by_seed"] == "1:71.0"
+    assert report["answers"][-1].startswith("left out: 1 cell(s) scored on other labels than their own since the "
+                                            "sweep (bloodmnist_sample/rotate/seed0)")
+    assert "left out: 1 cell(s)" in (sweep_dir / "report.md").read_text()
 
 
 def test_ties_are_said(sweep_dir):

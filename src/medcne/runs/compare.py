@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import MedcneError
 from ..io import csv_text, write_text
-from .evaluate import METRIC_KEYS, evaluate_run
+from .evaluate import METRIC_KEYS, evaluate_run, on_other_labels
 from .folder import METRICS, Run, read_run
 from .outputs import claim_files
 
@@ -68,14 +68,27 @@ def collect(runs: list[Run]) -> list[Row]:
         if not any(k in source for k in METRIC_KEYS) and run.labels is not None:
             source = {**evaluate_run(run, preservation=False), **source}
         rows.append(Row(run, run.method, dataset_key(run), _numbers(run, source)))
-    # Two runs of one method on one dataset: tell them apart by folder name.
-    counts: dict = {}
-    for row in rows:
-        counts[row.method, row.dataset] = counts.get((row.method, row.dataset), 0) + 1
-    for row in rows:
-        if counts[row.method, row.dataset] > 1:
-            row.method = f"{row.method} ({row.run.name})"
+    _tell_apart(rows)
     return rows
+
+
+def _tell_apart(rows: list[Row]) -> None:
+    """Runs of one method on one dataset, named by the shortest end of their paths that differs (a
+    sweep's cells all end in ``seedS``: ``simclr/seed0`` and ``rotate/seed0``); one run given twice is
+    refused (the table has one row per run)."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.method, row.dataset), []).append(row)
+    for group in (g for g in groups.values() if len(g) > 1):
+        parts = [row.run.path.resolve().parts for row in group]
+        if len(set(parts)) < len(parts):
+            twice = next(row.run.path for row, p in zip(group, parts, strict=True) if parts.count(p) > 1)
+            raise MedcneError(f"{twice}: given twice; give each run once")
+        for row, p in zip(group, parts, strict=True):
+            depth = 1  # the fewest last parts that no other run of the group ends in
+            while sum(q[-depth:] == p[-depth:] for q in parts) > 1:
+                depth += 1
+            row.method = f"{row.method} ({'/'.join(p[-depth:])})"
 
 
 def _numbers(run: Run, source: dict) -> dict:
@@ -132,7 +145,7 @@ def to_markdown(rows: list[Row]) -> str:
     lines.append("kNN accuracy: k = 15, stratified 9:1 split; silhouette: all points, class labels; "
                  "neighbourhood preservation: share of the 15 nearest neighbours in pixel space kept in "
                  "the map (– where not computed: run `medcne evaluate`).")
-    relabelled = [r for r in rows if isinstance(r.run.metrics.get("labels"), dict)]
+    relabelled = [r for r in rows if on_other_labels(r.run.metrics)]
     if relabelled:
         lines.append("")
         lines.append("Scored on other labels than the runs' own (`medcne evaluate` with --labels, --labels-map "

@@ -107,6 +107,13 @@ MARKER_MEANING = {"source": "'manual' (a label you gave) or 'suggested' (the vie
                   "annotated": "1 (a label you gave) or 0 (a label propagate spread)"}
 
 
+def on_other_labels(metrics: dict) -> bool:
+    """Whether ``metrics`` (a metrics.json) were scored on other labels than the run's own (``evaluate``
+    with ``labels``, ``labels_map`` or ``merge_rare`` records them): not comparable with runs scored on
+    their own."""
+    return isinstance(metrics.get("labels"), dict)
+
+
 def as_class_names(labels: dict[str, str], names) -> dict[str, str]:
     """``labels`` (by id, as a CSV wrote them) as class names: a label that is one of ``names`` as written
     stays; any other is read without the spaces around it, which may name a class whose own name has

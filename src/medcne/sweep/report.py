@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import csv_text, write_text
+from ..runs.evaluate import on_other_labels
 from ..runs.folder import METRICS, read_json
 from .run import STATUS, SWEEP, is_finished
 
@@ -32,6 +33,7 @@ class Row:
     values: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> seed -> value
     seconds: list[float] = field(default_factory=list)
     n_points: int | None = None
+    relabelled: list[str] = field(default_factory=list)  # cells scored on other labels: left out
 
     def stats(self, key: str) -> tuple[float, float | None, int] | None:
         """(mean, std or None for one seed, n) of a metric over seeds, or None without values."""
@@ -55,6 +57,9 @@ def collect(out) -> tuple[dict, list[Row]]:
         if not is_finished(folder):
             continue
         metrics = read_json(folder / METRICS)
+        if on_other_labels(metrics):  # `medcne evaluate CELL --labels...` since: not comparable with the others
+            row.relabelled.append(name)
+            continue
         seed = int(seed.removeprefix("seed"))
         for key, _, _ in COLUMNS:
             if metrics.get(key) is not None:
@@ -188,6 +193,10 @@ def write_report(out) -> dict:
     out = Path(out)
     sweep, rows = collect(out)
     lines = answers(sweep, rows)
+    if relabelled := [name for r in rows for name in r.relabelled]:
+        lines.append(f"left out: {len(relabelled)} cell(s) scored on other labels than their own since the sweep "
+                     f"({', '.join(relabelled[:3])}{', ...' if len(relabelled) > 3 else ''}): `medcne evaluate "
+                     "CELL` scores a cell on its own labels again")
     paths = {"csv": write_text(out / f"{REPORT}.csv", to_csv(rows))}
     png = figure_grid(out, sweep, out / f"{REPORT}.png")
     if png is not None:
