@@ -43,3 +43,20 @@ def test_values_with_color_by_still_colour_the_map(tmp_path, run):
     assert main(["plot", str(run), "--values", str(tmp_path / "meta.csv"), "--color-by", "site",
                  "--out", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_values_for_part_of_the_images_are_said_and_an_id_with_two_values_is_refused(tmp_path, run, capsys):
+    """A user probe: values for half the images drew half the map without a word; a repeated id's last
+    value won silently."""
+    from medcne.runs import read_run
+
+    ids = [str(i) for i in read_run(run).ids]
+    half = tmp_path / "half.csv"
+    half.write_text("id,x\n" + "".join(f"{i},{n}\n" for n, i in enumerate(ids[:30])) + "ghost1,1\nghost2,2\n")
+    assert main(["plot", str(run), "--values", str(half), "--color-by", "x", "--out", str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert "30 of the 60 points have no 'x' value and are not drawn" in out and "2 ids are not images of" in out
+    twice = tmp_path / "twice.csv"
+    twice.write_text(f"id,x\n{ids[0]},1\n{ids[0]},999\n")
+    assert main(["plot", str(run), "--values", str(twice), "--color-by", "x", "--out", str(tmp_path / "q.png")]) == 2
+    assert f"id '{ids[0]}' has two values of 'x' ('1' and '999')" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MedcneError, MissingColumnError
+from ..params import say
 from ..runfiles import EMBEDDING_CSV
 from ..runs import Run, read_run
 from ..runs.outputs import claim_files
@@ -45,7 +46,11 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
         raise MissingColumnError(
             f"{path}: --color-by {column!r} needs columns 'id' and {column!r}; found {', '.join(columns) or 'none'}"
         )
-    by_id = {row["id"]: row[column] for row in rows}
+    by_id: dict[str, str] = {}
+    for row in rows:
+        if by_id.setdefault(row["id"], row[column]) != row[column]:
+            raise MedcneError(f"{path}: id {row['id']!r} has two values of {column!r} ({by_id[row['id']]!r} and "
+                              f"{row[column]!r}); keep one of them")
     raw = [by_id.get(i, "") for i in run.ids]
     if not any(raw):
         if not any(i in by_id for i in run.ids):
@@ -56,9 +61,15 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
         raise MedcneError(f"{path}: column {column!r} has no values for any of the {len(raw)} points of "
                           f"{run.path} (the cells of their ids are empty); {fix}")
     try:
-        return np.array([float(v) if v != "" else np.nan for v in raw])
+        values, shown = np.array([float(v) if v != "" else np.nan for v in raw]), "are not drawn"
     except ValueError:
-        return np.array(raw, dtype=str)
+        values, shown = np.array(raw, dtype=str), "are drawn as the class ''"
+    # A figure of part of the images says so.
+    if missing := sum(v == "" for v in raw):
+        say(f"note: {path}: {missing:,} of the {len(raw):,} points have no {column!r} value and {shown}")
+    if unknown := len(set(by_id) - set(run.ids)):
+        say(f"note: {path}: {unknown:,} ids are not images of {run.path} (ignored)")
+    return values
 
 
 def check_values(args) -> None:
