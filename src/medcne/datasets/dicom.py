@@ -39,7 +39,7 @@ from ..defaults import read_chunk_bytes
 from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, printable, require
 from .convert import check_channels, parse_size
 from .dicom_identity import Identity, coded, phi_values, scrub, shown, states_its_uids, union
-from .files import MAX_LISTED, shortened
+from .files import listed, shortened
 from .imageset import ImageSet
 from .scancommon import (
     check_resized,
@@ -240,11 +240,6 @@ def _find(root: Path) -> tuple[list[Path], list[str]]:
     return [f for f in files if is_dicom_candidate(f)], notes
 
 
-def _listed(items: list[str]) -> str:
-    more = f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
-    return "; ".join(items[:MAX_LISTED]) + more
-
-
 def _identity(files: list[_File]) -> Identity:
     """The identifying values and the UIDs of ``files``: what :func:`scrub` codes in ids."""
     return set().union(*(f.phi for f in files)), set().union(*(f.uids for f in files))
@@ -304,18 +299,18 @@ def _report_unused(root: Path, unused: list[tuple[str, _Unused]], seen: Identity
     named = [(coded(rel, seen, keep_phi, exc.uids_unknown), exc) for rel, exc in unused]
     bad = [(name, exc) for name, exc in named if isinstance(exc, _Bad)]
     if bad and not skip_bad:
-        listed = _listed([f"{printable(name)} ({exc})" for name, exc in bad])
+        shown = listed([f"{printable(name)} ({exc})" for name, exc in bad])
         fix = CODECS_HINT + ", or pass `skip_bad` to leave them out" if any(isinstance(e, _Codec) for _, e in bad) \
             else "fix or remove them, or pass `skip_bad` to leave them out"
-        raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {listed}; {fix}", [n for n, _ in bad])
+        raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {shown}; {fix}", [n for n, _ in bad])
     if bad:
-        notes.append(f"skipped {len(bad)} unusable DICOM file(s): {_listed([printable(n) for n, _ in bad])}")
+        notes.append(f"skipped {len(bad)} unusable DICOM file(s): {listed([printable(n) for n, _ in bad])}")
     skipped: dict[str, list[str]] = {}
     for name, exc in named:
         if isinstance(exc, _Skip):
             skipped.setdefault(str(exc), []).append(printable(name))
     for why, shown_names in sorted(skipped.items()):
-        notes.append(f"skipped {len(shown_names)} DICOM file(s) without an image ({why}): {_listed(shown_names)}")
+        notes.append(f"skipped {len(shown_names)} DICOM file(s) without an image ({why}): {listed(shown_names)}")
 
 
 def read_dicom(

@@ -72,6 +72,12 @@ def text_name(name: str) -> str:
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def listed(items: list[str], sep: str = "; ") -> str:
+    """The first :data:`MAX_LISTED` of ``items`` joined by ``sep``, and how many more there are."""
+    more = f"{sep.rstrip()} and {len(items) - MAX_LISTED:,} more" if len(items) > MAX_LISTED else ""
+    return sep.join(items[:MAX_LISTED]) + more
+
+
 def shortened(text, longest: int = 240) -> str:
     """A reader's message on one line; a long one is cut at a word boundary, with an ellipsis."""
     text = " ".join(str(text).split())
@@ -326,9 +332,8 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
         images.append(arr)
         keep.append(i)
     if bad and not skip_bad:
-        listed = "; ".join(bad[:MAX_LISTED]) + (f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else "")
         raise BadImageError(
-            f"{source}: {len(bad)} unreadable image file(s): {listed}. "
+            f"{source}: {len(bad)} unreadable image file(s): {listed(bad)}. "
             "Fix or remove them, or pass `skip_bad` to leave them out",
             bad,
         )

@@ -355,10 +355,8 @@ def repeated_ids(ids) -> str | None:
     values, counts = np.unique(ids, return_counts=True)
     repeated = np.flatnonzero(counts > 1)
     first = repeated[np.argmax(counts[repeated])]
-    name = str(values[first])
-    name = name if len(name) <= 60 else f"{name[:28]}...{name[-28:]}"
     more = f" ({len(repeated)} ids are repeated)" if len(repeated) > 1 else ""
-    return f"the id '{printable(name)}' is given to {counts[first]} images{more}"
+    return f"the id '{printable(values[first], 60)}' is given to {counts[first]} images{more}"
 
 
 def label_problem(codes) -> str | None:

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import DataError, EmptyDatasetError, MedcneError, printable, require
 from .convert import check_channels, parse_size
-from .files import MAX_LISTED, shortened
+from .files import listed, shortened
 from .imageset import ImageSet
 from .memory import check_memory
 from .scancommon import (
@@ -346,8 +346,7 @@ def _segmentation(path: Path | None, shape: tuple[int, ...], nib) -> np.ndarray 
 def _notes(notes: list[str], bad: list[str], dropped_dims: int, background_dropped: int, axis: str) -> None:
     notes.append(f"volumes turned to the canonical (RAS) orientation and cut into {axis} slices")
     if bad:
-        more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-        notes.append(f"skipped {len(bad)} unreadable volume(s): {'; '.join(bad[:MAX_LISTED])}{more}")
+        notes.append(f"skipped {len(bad)} unreadable volume(s): {listed(bad)}")
     if dropped_dims:
         notes.append(f"{dropped_dims} volume(s) have more than three dimensions: only the first 3-D volume of each was read")
     if background_dropped:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .files import MAX_LISTED
+from .files import listed
 from .imageset import ImageSet, label_problem
 
 RARE_CLASS = 15  # fewer images than the kNN k of the paper's evaluation
@@ -20,9 +20,9 @@ def find_problems(data: ImageSet, chunk: int | None = None) -> list[str]:
         empty = [n for n, c in counts.items() if c == 0]
         rare = [f"{n} ({c})" for n, c in counts.items() if 0 < c < RARE_CLASS]
         if empty:
-            problems.append(f"classes without images: {_listed(empty)}")
+            problems.append(f"classes without images: {listed(empty, ', ')}")
         if rare:
-            problems.append(f"{len(rare):,} classes with fewer than {RARE_CLASS} images: {_listed(rare)}")
+            problems.append(f"{len(rare):,} classes with fewer than {RARE_CLASS} images: {listed(rare, ', ')}")
         labeled = data.labels[data.labels >= 0]  # as fit and evaluate count them
         if len(labeled) and (problem := label_problem(labeled)):
             problems.append(f"{problem}: a map can be made, but kNN accuracy and silhouette cannot be measured")
@@ -45,11 +45,6 @@ def find_problems(data: ImageSet, chunk: int | None = None) -> list[str]:
     if min(h, w) < 16:
         problems.append(f"images are only {h}x{w} pixels; crops of scale 0.2 will hold very little")
     return problems
-
-
-def _listed(names: list[str]) -> str:
-    more = f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else ""
-    return ", ".join(names[:MAX_LISTED]) + more
 
 
 def describe(data: ImageSet) -> str:
