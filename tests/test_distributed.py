@@ -497,19 +497,21 @@ def test_a_launcher_already_gone_interrupts_the_process_at_once(monkeypatch):
             time.sleep(0.01)
 
 
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "hung up")])
 @pytest.mark.parametrize("rank", [0, 1])
-def test_an_interrupted_run_of_several_processes_is_said_by_rank_0_only(rank, capsys, monkeypatch, tmp_path):
+def test_an_interrupted_run_of_several_processes_is_said_by_rank_0_only(rank, signum, status, word, capsys,
+                                                                       monkeypatch, tmp_path):
     from medcne.cli import Terminated
 
     def terminated(*args, **kwargs):
-        raise Terminated()
+        raise Terminated(signum)
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("LOCAL_RANK", str(rank))
     monkeypatch.setattr(distributed, "setup", terminated)
-    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--epochs", "1,0,1", *TINY_FIT]) == 143
-    assert capsys.readouterr().err.strip().splitlines() == (["medcne fit: terminated"] if rank == 0 else [])
+    assert main(["fit", str(SAMPLE_PATH), "--out", str(tmp_path / "run"), "--epochs", "1,0,1", *TINY_FIT]) == status
+    assert capsys.readouterr().err.strip().splitlines() == ([f"medcne fit: {word}"] if rank == 0 else [])
 
 
 def test_sigterm_of_the_launcher_ends_it_quietly_with_its_status(capfd, monkeypatch, tmp_path):
