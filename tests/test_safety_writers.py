@@ -229,6 +229,20 @@ def test_the_last_holder_removes_the_lock_file_and_none_before(run, capsys):
     assert not lock_path(run).exists()
 
 
+def test_folders_made_for_a_lock_alone_go_with_it_and_those_of_a_written_output_stay(tmp_path):
+    from medcne.runs.outputs import lock
+
+    with lock(tmp_path / "new" / "deep" / "run"):
+        assert (tmp_path / "new" / "deep").is_dir()  # the lock file lies there
+    assert not (tmp_path / "new").exists()  # the output was never written: nothing of the command is left
+    with pytest.raises(MedcneError), lock(tmp_path / "new" / "deep" / "run"):
+        raise MedcneError("refused after the lock")
+    assert not (tmp_path / "new").exists()
+    with lock(tmp_path / "new" / "deep" / "run"):
+        (tmp_path / "new" / "deep" / "run").mkdir()
+    assert (tmp_path / "new" / "deep" / "run").is_dir()
+
+
 def test_a_newcomer_takes_the_new_lock_file_while_the_last_holder_removes_the_old_one(run, monkeypatch):
     from medcne.runs import outputs
 

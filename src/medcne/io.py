@@ -13,7 +13,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +24,28 @@ import numpy as np
 FULL_DISK_BYTES = 1 << 20
 
 
-def make_folders(folder) -> list[Path]:
-    """Make ``folder`` and its missing parents; returns those it made, innermost first (for
-    :func:`remove_made_folders` when what they were made for is not written)."""
-    folder = Path(folder)
-    made = [p for p in [folder, *folder.parents] if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
-    return made
+@contextmanager
+def folders_for(path, keep: bool = True) -> Iterator[Path]:
+    """Make the missing parent folders of ``path`` for the body.
+
+    Those made are removed again, innermost first and only while empty, when
+    the body fails; with ``keep=False`` also when it ends (a lock file's folder:
+    it was made only to hold the lock of an output that was never written).
+    """
+    path = Path(path)
+    made = [p for p in path.parents if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        _remove_empty(made)
+        raise
+    if not keep:
+        _remove_empty(made)
 
 
-def remove_made_folders(made: list[Path]) -> None:
-    """Remove the folders :func:`make_folders` made, innermost first, while they are empty."""
-    for folder in made:
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
         try:
             folder.rmdir()
         except OSError:
@@ -49,36 +60,29 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
     fails on a full disk without saying so (torch's zip writer raises a
     ``RuntimeError``) is reported as ``OSError(ENOSPC)`` naming ``path``, and
     so is an ``OSError`` that names no file. Folders made for ``path`` are removed
-    again when it is not written.
+    again when it is not written (:func:`folders_for`).
     """
-    path = Path(path)
-    made = make_folders(path.parent)
-    try:
+    with folders_for(path) as path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    except BaseException:
-        remove_made_folders(made)
-        raise
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        # mkstemp makes 0600 files; give the result the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except Exception as exc:
-        full = not isinstance(exc, OSError) and disk_full(path.parent)
-        Path(tmp).unlink(missing_ok=True)
-        remove_made_folders(made)
-        if full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc  # numpy's writes name no file
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        remove_made_folders(made)
-        raise
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            # mkstemp makes 0600 files; give the result the mode a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except Exception as exc:
+            full = not isinstance(exc, OSError) and disk_full(path.parent)
+            Path(tmp).unlink(missing_ok=True)
+            if full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc  # numpy's writes name no file
+            raise
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 

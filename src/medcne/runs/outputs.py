@@ -29,7 +29,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ..errors import MedcneError
-from ..io import make_folders, remove_made_folders, write_json
+from ..io import folders_for, write_json
 from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name, locked_name
 
 # Locks this process holds (path -> count): a command that locks an output and then calls a writer
@@ -53,16 +53,15 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
     a symbolic link, and removed by the last holder on release (:func:`_release`).
     """
     path = lock_path(out)
-    made = make_folders(path.parent)
-    key = os.path.join(os.path.realpath(path.parent), path.name)
-    if key in _HELD:
-        _HELD[key][1] += 1
-        try:
-            yield path
-        finally:
-            _HELD[key][1] -= 1
-        return
-    try:
+    with folders_for(path, keep=False):  # removed again when they were made for the lock alone
+        key = os.path.join(os.path.realpath(path.parent), path.name)
+        if key in _HELD:
+            _HELD[key][1] += 1
+            try:
+                yield path
+            finally:
+                _HELD[key][1] -= 1
+            return
         fd = _acquire(path, shared)
         _HELD[key] = [fd, 1]
         try:
@@ -70,8 +69,6 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
         finally:
             del _HELD[key]
             _release(path, fd)
-    finally:
-        remove_made_folders(made)  # folders made only to hold the lock of an output that was never written
 
 
 def _release(path: Path, fd: int) -> None:
