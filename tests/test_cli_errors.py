@@ -254,3 +254,44 @@ def test_an_unknown_option_is_named_by_its_command_and_prefixes_are_not_options(
     assert main([str(SAMPLE_PATH) if a == "SAMPLE" else a for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(said), err
+
+
+# A Ctrl-C while the command line loads (numpy, the readers, each command's module): a finder placed first
+# on the import path raises it on importing `module`, as a Ctrl-C arriving just then would.
+INTERRUPTED_IMPORT = """
+import sys
+class Stop:  # once, as one Ctrl-C
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r} and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Stop())
+sys.argv = ["medcne", "info", {data!r}]
+from medcne.launch import main
+raise SystemExit(main())
+"""
+
+
+@pytest.mark.parametrize("module", ["medcne.errors", "numpy", "medcne.datasets", "medcne.cli.fit"])
+def test_ctrl_c_while_the_command_loads_is_one_line_and_status_130(module):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from medcne.datasets import SAMPLE_PATH
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT.format(module=module, data=str(SAMPLE_PATH))],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(src)})
+    assert (out.returncode, out.stderr, out.stdout) == (130, "medcne: interrupted\n", "")
+
+
+def test_the_console_script_and_python_m_enter_through_the_guard():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = re.search(r"^\[project\.scripts\]\n(.*?)\n\n", (root / "pyproject.toml").read_text(), re.S | re.M)
+    assert scripts.group(1) == 'medcne = "medcne.launch:main"'
+    assert "from .launch import main" in (root / "src" / "medcne" / "__main__.py").read_text()

@@ -1,9 +1,9 @@
-"""`python -m medcne`: the command line (see :mod:`medcne.cli`)."""
+"""`python -m medcne`: the command line (see :mod:`medcne.cli`; entered through :mod:`medcne.launch`)."""
 
 import os
 import sys
 
-from .cli import main
+from .launch import main
 
 status = main()
 if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:

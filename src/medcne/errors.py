@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numbers
 
+# The exit status of a command stopped by Ctrl-C, as the shell gives it (128 + SIGINT).
+INTERRUPTED = 130
+
 
 class MedcneError(ValueError):
     """Bad input or parameters; the message names the file/parameter and the fix."""

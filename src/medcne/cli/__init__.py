@@ -22,7 +22,7 @@ import sys
 import threading
 
 from .. import __version__
-from ..errors import MedcneError
+from ..errors import INTERRUPTED, MedcneError
 from ..limits import check_args
 from ..params import for_cli, speak_as_cli
 from ..train.progress import end_progress_bars
@@ -107,12 +107,14 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 
 def main(argv: list[str] | None = None) -> int:
     speak_as_cli()
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)  # imports every command's module
     except SystemExit as exc:  # argparse printed its one line (or --help)
         return exc.code if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:  # before the command is known (its handler below is not set yet)
+        print("medcne: interrupted", file=sys.stderr)
+        return INTERRUPTED
     _expand_home(args)
     in_main_thread = threading.current_thread() is threading.main_thread()
     # A signal the caller ignores stays ignored: `nohup medcne fit ...` must outlive its terminal.
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"medcne {args.command}: {exc.word if terminated else 'interrupted'}", file=sys.stderr)
         except OSError:
             pass  # the terminal is gone (SIGHUP): the cleanup is done, there is no one to tell
-        return exc.status if terminated else 130
+        return exc.status if terminated else INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
         return BROKEN_PIPE_STATUS
