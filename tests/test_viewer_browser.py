@@ -438,6 +438,11 @@ def manual_labels(page) -> dict:
         "Array.from(medcne.labels.manual, ([i, k]) => [i, medcne.labels.names[k]])")}
 
 
+def panel_line(page, field):
+    """The side panel's line ``field`` of the image shown, as it is now (no waiting); None without one."""
+    return page.evaluate("f => document.querySelector(`#hover-text [data-field='${f}']`)?.textContent ?? null", field)
+
+
 def test_annotations_survive_a_reload_until_cleared(page, site):
     _, data, _ = site
     suspect, blurry = list(range(0, 40)), list(range(100, 130))
@@ -529,6 +534,51 @@ def test_suggested_labels_fill_each_cluster_and_are_exported(browser, clusters, 
         page.reload()
         wait_ready(page)
         assert legend_counts(page) == {"(no label)": 298, "left": 1, "right": 1}
+    finally:
+        ctx.close()
+    assert errors == []
+
+
+def test_accept_and_clear_update_the_image_shown(browser, clusters):
+    """The panel's lines of the image shown follow every change of labels without a new hover:
+    Accept drops "to review", Clear suggestions removes the suggested label, labelling and
+    suggesting show the new one."""
+    index, side = clusters
+    ctx, page, errors = open_page(browser, index)
+    try:
+        left, right = int(np.flatnonzero(side == 0)[7]), int(np.flatnonzero(side == 1)[3])
+        shown, other = int(np.flatnonzero(side == 0)[20]), int(np.flatnonzero(side == 1)[20])
+        select(page, [left])
+        label(page, "left")
+        select(page, [right])
+        label(page, "right")
+        page.click("#suggest")
+        page.wait_for_function("medcne.labels.pending !== null", timeout=10_000)
+        page.evaluate("i => medcne.showPoint(i)", shown)  # the curator looks at a suggestion
+        assert panel_line(page, "suggested label") == "suggested label: left (50% of neighbours, to review)"
+
+        page.click("#suggest-accept")
+        assert panel_line(page, "suggested label") == "suggested label: left (50% of neighbours)"  # reviewed
+        assert page.locator("#suggest-count").inner_text() == "298 suggested labels accepted"
+        assert page.locator("#suggest-accept").is_disabled()
+        # The same as after a reload, where the accepted suggestions come back from the browser's storage.
+        page.reload()
+        wait_ready(page)
+        page.evaluate("i => medcne.showPoint(i)", shown)
+        assert panel_line(page, "suggested label") == "suggested label: left (50% of neighbours)"
+        assert page.locator("#suggest-count").inner_text() == "298 suggested labels accepted"
+
+        page.click("#suggest-clear")
+        assert panel_line(page, "suggested label") is None
+        assert page.locator("#suggestions").is_hidden()
+        # A label given by hand to the image shown, and new suggestions, appear at once too.
+        select(page, [shown])
+        label(page, "checked")
+        assert panel_line(page, "new label") == "new label: checked"
+        page.evaluate("i => medcne.showPoint(i)", other)
+        page.click("#suggest")
+        page.wait_for_function("medcne.labels.pending !== null", timeout=10_000)
+        assert panel_line(page, "suggested label").startswith("suggested label: right (")
     finally:
         ctx.close()
     assert errors == []

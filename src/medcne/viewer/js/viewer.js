@@ -151,6 +151,18 @@ function showTile(el, i, side) {
 
 function showPoint(i) {
   showTile($('hover-image'), i, 168);
+  showPointText(i);
+  const dup = D.qc ? D.qc.duplicate[i] : -1;
+  $('hover-duplicate').hidden = dup < 0;
+  if (dup >= 0) showTile($('hover-duplicate'), dup, 56); // the pair side by side tells at a glance
+  showSlide($('hover-slide'), D, i, 316);
+  ring.show(i);
+  $('hover').dataset.index = i;
+}
+
+// The panel's lines for point i; written again on every change of labels (labelsChanged), so that
+// the point shown never keeps a line of a suggestion accepted, cleared or replaced since.
+function showPointText(i) {
   const box = $('hover-text');
   box.replaceChildren();
   const old = D.labeled ? D.classNames[D.labels[i]] : '';
@@ -173,12 +185,6 @@ function showPoint(i) {
     div.append(Object.assign(document.createElement('b'), { textContent: `${k}: ` }), v);
     box.append(div);
   }
-  const dup = D.qc ? D.qc.duplicate[i] : -1;
-  $('hover-duplicate').hidden = dup < 0;
-  if (dup >= 0) showTile($('hover-duplicate'), dup, 56); // the pair side by side tells at a glance
-  showSlide($('hover-slide'), D, i, 316);
-  ring.show(i);
-  $('hover').dataset.index = i;
 }
 
 // ---- colour and legend ----------------------------------------------------
@@ -286,6 +292,8 @@ function labelsChanged() {
   $('suggest-count').textContent = pending > 0 ? `${fmt(pending)} suggested labels to review` : `${fmt(accepted)} suggested labels accepted`;
   $('suggest-accept').disabled = pending === 0;
   $('save-note').textContent = saveRecord(STORAGE_KEY, labels.isEmpty() ? null : labels.toRecord());
+  const shown = $('hover').dataset.index;
+  if (shown !== undefined) showPointText(Number(shown));
   renderLegend();
   renderColorOptions();
   return setColorBy(state.colorBy); // new labels need colours; agreement may have changed
