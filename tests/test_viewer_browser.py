@@ -529,7 +529,13 @@ def test_suggested_labels_fill_each_cluster_and_are_exported(browser, clusters, 
         wait_ready(page)
         assert legend_counts(page) == {"(no label)": 0, "left": 150, "right": 150}
         assert page.locator("#suggest-count").inner_text() == "298 suggested labels accepted"
+        # A new round of suggestions cleared unwanted leaves the accepted ones as they were.
+        page.click("#suggest")
+        page.wait_for_function("medcne.labels.pending !== null", timeout=10_000)
         page.click("#suggest-clear")
+        assert legend_counts(page) == {"(no label)": 0, "left": 150, "right": 150}
+        assert page.locator("#suggest-count").inner_text() == "298 suggested labels accepted"
+        page.click("#suggest-clear")  # none under review: the accepted ones go
         assert legend_counts(page) == {"(no label)": 298, "left": 1, "right": 1}
         page.reload()
         wait_ready(page)

@@ -72,9 +72,11 @@ export class Labels {
     this.refresh();
   }
 
+  // Drops the suggestions under review; when none are, those accepted. A new round that the curator
+  // does not want never takes the accepted ones with it.
   clearSuggestions() {
-    this.pending = null;
-    this.accepted = null;
+    if (this.pending) this.pending = null;
+    else this.accepted = null;
     this.refresh();
   }
 
