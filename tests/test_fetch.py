@@ -344,3 +344,17 @@ def test_fetch_sample_prints_the_bundled_samples_path_and_downloads_nothing(caps
     assert capsys.readouterr().out.strip() == str(SAMPLE_PATH)
     assert main(["fetch", "sample", "--size", "64"]) == 2
     assert "the bundled sample is 28x28 only" in capsys.readouterr().err
+    for option in (["--root", "cache"], ["--timeout", "60"]):  # they would do nothing: said, not ignored
+        assert main(["fetch", "sample", *option]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{option[0]}: the bundled sample is not downloaded or copied" in err
+
+
+def test_fetch_waits_its_default_timeout_when_none_is_given(monkeypatch, capsys):
+    import medcne.cli.fetch as fetch_command
+    from medcne.datasets.fetch import DEFAULT_TIMEOUT
+
+    seen = []
+    monkeypatch.setattr(fetch_command, "fetch_medmnist", lambda name, **kw: seen.append(kw["timeout"]) or "x")
+    assert main(["fetch", "bloodmnist"]) == 0 and main(["fetch", "bloodmnist", "--timeout", "5"]) == 0
+    assert seen == [DEFAULT_TIMEOUT, 5.0]

@@ -36,6 +36,7 @@ _CHUNK = 1 << 20
 _BAR_MIN_BYTES = 8 << 20
 # A day: far longer timeouts overflow the socket's clock (OverflowError) or never end in practice.
 MAX_TIMEOUT = 86_400
+DEFAULT_TIMEOUT = 60  # seconds to wait for the server
 
 
 def default_cache() -> Path:
@@ -82,7 +83,7 @@ def fetch_medmnist(
     root: str | os.PathLike | None = None,
     *,
     url: str | None = None,
-    timeout: float = 60,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
     """Download an official MedMNIST v3 2D ``.npz`` (or reuse a cached copy).
 
