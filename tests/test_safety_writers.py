@@ -243,6 +243,20 @@ def test_folders_made_for_a_lock_alone_go_with_it_and_those_of_a_written_output_
     assert (tmp_path / "new" / "deep" / "run").is_dir()
 
 
+def test_an_output_name_too_long_for_the_files_beside_it_is_refused_naming_the_output(tmp_path):
+    from medcne.runs.outputs import lock
+
+    room = os.pathconf(tmp_path, "PC_NAME_MAX") - len(".medcne-lock") - 1
+    with lock(tmp_path / ("r" * room)):  # the longest name that leaves room for the lock file
+        pass
+    for n in (room + 1, 300):
+        with pytest.raises(MedcneError) as err, lock(tmp_path / ("r" * n)):
+            pass
+        assert str(err.value).startswith(f"{tmp_path / ('r' * n)}: the name is too long")
+        assert f"at most {room} bytes" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_newcomer_takes_the_new_lock_file_while_the_last_holder_removes_the_old_one(run, monkeypatch):
     from medcne.runs import outputs
 

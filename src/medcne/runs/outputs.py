@@ -30,7 +30,15 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import folders_for, write_json
-from ..runfiles import PARAMS, RUN_OUTPUTS, WRITTEN_FORMAT, WRITTEN_RECORD, lock_name, locked_name
+from ..runfiles import (
+    PARAMS,
+    RUN_OUTPUTS,
+    WRITTEN_FORMAT,
+    WRITTEN_RECORD,
+    lock_name,
+    locked_name,
+    staging_name,
+)
 
 # Locks this process holds (path -> count): a command that locks an output and then calls a writer
 # that locks it again must not refuse itself.
@@ -96,6 +104,12 @@ def _acquire(path: Path, shared: bool = False) -> int:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise MedcneError(f"{path}: is a symbolic link, not medcne's lock file; remove it") from None
+            if exc.errno == errno.ENAMETOOLONG and len(os.fsencode(path.name)) > _name_max(path.parent):
+                out = path.parent / locked_name(path.name)
+                room = _name_max(path.parent) - (len(os.fsencode(path.name)) - len(os.fsencode(out.name)))
+                raise MedcneError(f"{out}: the name is too long: medcne keeps files named after it beside it "
+                                  f"({lock_name('NAME')}, {staging_name('NAME')}), so it may have at most {room} "
+                                  "bytes there; choose a shorter name") from None
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise  # read-only, no permission, full: said by the command line's handler of such errors
             # A folder that cannot hold files (/proc): name the output, not medcne's lock file beside it.
@@ -126,6 +140,14 @@ def _acquire(path: Path, shared: bool = False) -> int:
             return fd
         os.close(fd)  # the holder removed the file as we opened it: take the new one
     raise MedcneError(f"{path}: could not take the lock; try again")
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` takes."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def writer_of(out) -> str | None:
