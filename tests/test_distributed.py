@@ -470,7 +470,8 @@ def test_a_launcher_killed_before_its_processes_watch_it_still_stops_them(tmp_pa
 
 
 @pytest.mark.slow
-def test_sigterm_of_the_launcher_is_said_once(tmp_path):
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "hung up")])
+def test_sigterm_or_sighup_of_the_launcher_is_said_once(tmp_path, signum, status, word):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "medcne", "fit", str(SAMPLE_PATH), "--out", str(out), "--epochs", "400,0,1",
            "--checkpoint-minutes", "0", "--nproc", "2", *TINY_FIT]
@@ -479,12 +480,12 @@ def test_sigterm_of_the_launcher_is_said_once(tmp_path):
     workers = _workers(parent)
     try:
         _wait_for(out / "checkpoint.pt", parent)
-        parent.terminate()
+        parent.send_signal(signum)  # SIGHUP: the terminal of the launcher closed
         stdout, stderr = parent.communicate(timeout=60)
     finally:
         _assert_gone_soon(workers)
-    assert parent.returncode == 143
-    assert stderr.split("\r")[-1].strip().splitlines() == ["medcne fit: terminated"], stderr[-2000:]  # not torch's
+    assert parent.returncode == status
+    assert stderr.split("\r")[-1].strip().splitlines() == [f"medcne fit: {word}"], stderr[-2000:]  # not torch's
     assert stdout.count(f"interrupted; continue with `medcne fit --resume {out}`") == 1, stdout[-2000:]
 
 
