@@ -221,3 +221,23 @@ def test_line_breaks_in_names_cannot_split_the_error_line(tmp_path, capfd):
     with pytest.raises(errors.BadImageError, match=r"a/\\nevil\.png \(missing\)"):
         load_dataset(path)
     check_one_line_error(*info_answer(capfd, str(path)))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tiff"])
+def test_photos_are_turned_as_their_exif_orientation_says(tmp_path, suffix):
+    # A phone's dermoscopy photo: stored as taken (wide), tagged "turn 90 degrees" (6), shown tall by every viewer.
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :10] = 255  # a white band on the stored image's left
+    (tmp_path / "a").mkdir()
+    for name, orientation in (("as_taken", 1), ("turned", 6), ("upside_down", 3)):
+        exif = Image.Exif()
+        exif[274] = orientation
+        Image.fromarray(stored).save(tmp_path / "a" / f"{name}{suffix}", exif=exif, quality=100)
+    data = load_dataset(tmp_path, size=(40, 40))
+    # Pillow turns a TIFF itself as it decodes it (and drops the tag): turned all the same, not counted.
+    turned = [n for n in data.notes if "image file(s) turned as their EXIF orientation tag says" in n]
+    assert [n.split()[0] for n in turned] == ([] if suffix == ".tiff" else ["2"])
+    by_id = dict(zip(data.ids, data.images, strict=True))
+    for name, band in (("as_taken", np.s_[:, :10]), ("turned", np.s_[:10, :]), ("upside_down", np.s_[:, 30:])):
+        image = by_id[f"a/{name}{suffix}"].astype(int)  # 6: the left edge turned to the top
+        assert image[band].mean() > 200 and image.mean() < 128, name

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..defaults import chunk_rows
 from ..errors import MedcneError, PixelRangeError
@@ -201,11 +201,15 @@ class DecodeLog:
     high_depth: int = 0
     high_depth_max: int = 0
     alpha: int = 0
+    turned: int = 0
     warned: int = 0
     warning: str = ""
 
     def notes(self) -> list[str]:
         out = []
+        if self.turned:
+            out.append(f"{self.turned} image file(s) turned as their EXIF orientation tag says, as image viewers "
+                       "show them (cameras store a photo as taken, and tag how to turn it upright)")
         if self.warned:
             out.append(f"{self.warned} image file(s) decoded with warnings from PIL (first: {self.warning})")
         if self.high_depth:
@@ -248,6 +252,17 @@ def output_channels(mode: str, channels: str) -> int:
     if channels != "keep":
         return 3 if channels == "rgb" else 1
     return 1 if mode in HIGH_DEPTH_MODES or mode in ("L", "1", "LA", "La") else 3
+
+
+EXIF_ORIENTATION = 274  # the tag's number (PIL.ExifTags.Base.Orientation in Pillow 9.4 and later)
+
+
+def upright(img: Image.Image, log: DecodeLog) -> Image.Image:
+    """A decoded image file turned as its EXIF orientation tag says, as image viewers show it."""
+    if img.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        log.turned += 1
+        return ImageOps.exif_transpose(img)
+    return img
 
 
 def pil_to_array(img: Image.Image, channels: str, log: DecodeLog | None = None) -> np.ndarray:

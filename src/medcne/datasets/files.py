@@ -43,6 +43,7 @@ from .convert import (
     parse_size,
     pil_to_array,
     resize_one,
+    upright,
 )
 from .imageset import ImageSet
 from .memory import check_memory
@@ -262,7 +263,7 @@ def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
         try:
             with Image.open(f) as img:
                 img.load()
-                arr = pil_to_array(img, channels, log)
+                arr = pil_to_array(upright(img, log), channels, log)
         except Image.DecompressionBombError:
             raise _BadFile(f"decompression bomb: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, PIL's limit") from None
         except PixelRangeError as exc:
