@@ -147,7 +147,21 @@ def test_hidden_files_root_images_and_empty_folders_are_noted(tmp_path):
 def test_symlink_loop_is_walked_once(tmp_path):
     root = make_classes(tmp_path / "d")
     (root / "a" / "loop").symlink_to(root / "a")
-    assert load_dataset(root).class_counts() == {"a": 2, "b": 2}
+    (root / "c").symlink_to(root / "b")  # a class folder that leads to another: its images are b's, read once
+    data = load_dataset(root)
+    assert data.class_counts() == {"a": 2, "b": 2}
+    assert "skipped 2 folder(s) that lead to a folder read already (symbolic links): a/loop, c" in data.notes
+    assert not any("without images" in n for n in data.notes)  # c holds images: they were read as b's
+
+
+def test_images_below_a_class_folder_are_said_to_join_that_class(tmp_path):
+    root = make_classes(tmp_path / "d")
+    (root / "b" / "fibroadenoma").mkdir()
+    Image.fromarray(random_images(1)[0]).save(root / "b" / "fibroadenoma" / "x.png")
+    data = load_dataset(root)
+    assert data.class_counts() == {"a": 2, "b": 3}
+    assert "images in folders below a class folder are read as that class: b (1 image(s))" in data.notes
+    assert not any("below a class folder" in n for n in load_dataset(make_classes(tmp_path / "flat")).notes)
 
 
 def write_csv(folder, text, name="list.csv"):

@@ -119,6 +119,7 @@ class FolderScan:
     unreadable: list[str] = field(default_factory=list)
     medcne: list[str] = field(default_factory=list)
     hidden: int = 0
+    repeated: list[str] = field(default_factory=list)  # folders reached again (a symbolic link to one read)
     other: dict[str, int] = field(default_factory=dict)  # files of other extensions: extension -> count
     _seen: set = field(default_factory=set)
 
@@ -129,7 +130,8 @@ class FolderScan:
         """(image files, sub-folders) directly in ``folder``, each sorted; unreadable folders are recorded."""
         try:
             st = folder.stat()
-            if (st.st_dev, st.st_ino) in self._seen:  # a symlink loop
+            if (st.st_dev, st.st_ino) in self._seen:  # a symbolic link to a folder read already (or a loop)
+                self.repeated.append(printable(self._rel(folder)))
                 return [], []
             self._seen.add((st.st_dev, st.st_ino))
             with os.scandir(folder) as it:
@@ -170,6 +172,9 @@ class FolderScan:
             out.append(f"skipped {len(self.medcne)} folder(s) written by medcne: {', '.join(sorted(self.medcne)[:MAX_LISTED])}")
         if self.hidden:
             out.append(f"ignored {self.hidden} hidden file(s) or folder(s) (names starting with '.')")
+        if self.repeated:
+            out.append(f"skipped {len(self.repeated)} folder(s) that lead to a folder read already (symbolic "
+                       f"links): {', '.join(sorted(self.repeated)[:MAX_LISTED])}")
         if self.unreadable:
             out.append(f"skipped {len(self.unreadable)} unreadable folder(s): {', '.join(sorted(self.unreadable)[:MAX_LISTED])}")
         if self.other:
@@ -192,11 +197,15 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
     labels: list[int] = []
     class_names: list[str] = []
     empty: list[str] = []
+    deeper: list[str] = []  # class folders whose images lie in folders below them too
     for d in class_dirs:
         found = scan.walk(d)
         if not found:
-            empty.append(d.name)
+            if printable(scan._rel(d)) not in scan.repeated:
+                empty.append(d.name)
             continue
+        if any(f.parent != d for f in found):
+            deeper.append(f"{printable(d.name)} ({sum(f.parent != d for f in found)} image(s))")
         class_names.append(text_name(d.name))
         files += found
         labels += [len(class_names) - 1] * len(found)
@@ -209,6 +218,9 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
     notes = scan.notes()
     if files and top_files:
         notes.append(f"{len(top_files)} image file(s) directly in the folder ignored (images are read from the class sub-folders)")
+    if files and deeper:
+        notes.append("images in folders below a class folder are read as that class: "
+                     f"{', '.join(deeper[:MAX_LISTED])}{', ...' if len(deeper) > MAX_LISTED else ''}")
     if files and empty:
         notes.append(f"sub-folder(s) without images ignored: {', '.join(map(printable, empty[:MAX_LISTED]))}")
     if not files:
