@@ -68,10 +68,8 @@ def test_a_scan_run_places_images_of_another_format(scan_run, tmp_path, capsys):
     out = tmp_path / "placed.csv"
     assert main(["embed", str(run), str(other), "--out", str(out), "--channels", "gray", "--device", "cpu"]) == 0
     assert len(read_csv(out)) == 8
-    # Colour images made grey for a network trained on grey scans: placed, and said so.
-    assert ("note: --channels gray differs from the run's keep; where it changed the images' channels (grey "
-            "repeated to three, colour made grey), they are placed as the network never saw them during training"
-            in capsys.readouterr().out)
+    # Colour images made grey for a network trained on grey scans: grey is all it ever saw, so no note.
+    assert "differs from the run" not in capsys.readouterr().out
 
 
 def test_embed_refuses_another_size_before_reading(scan_run, tmp_path, capsys):
@@ -92,3 +90,16 @@ def test_other_channels_than_the_runs_are_one_refusal_without_a_note_before(scan
     captured = capsys.readouterr()
     assert "differs from the run" not in captured.out and len(captured.err.strip().splitlines()) == 1, captured
     assert "--channels" in captured.err and not (tmp_path / "x.csv").exists()
+
+
+def test_a_channel_change_is_noted_only_where_the_network_saw_no_such_images():
+    from types import SimpleNamespace
+
+    from medcne.cli.embed import channels_note
+
+    data = type("Data", (), {"image_shape": (16, 16, 3), "__len__": lambda self: 4})()
+    for grey_views, expect in ((True, None), (False, "placed as the network never saw them")):
+        est = SimpleNamespace(image_shape_=(16, 16, 3), grayscale=grey_views)
+        note = channels_note({"channels": "rgb"}, {"channels": "keep"}, data, est)
+        assert note is None if expect is None else expect in note
+    assert channels_note({"channels": "keep"}, {"channels": "keep"}, data, est) is None

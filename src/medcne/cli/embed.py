@@ -84,16 +84,17 @@ def runs_classes(data, spec: dict, trained: dict):
 
 
 def channels_note(spec: dict, trained: dict, data, est) -> str | None:
-    """A note when --channels differs from the run's and the images still fit the network (else
-    transform refuses them): where it changed their channels (grey repeated to three, colour made
-    grey) they are placed as the network never saw them; images that had the run's channels already
-    are read alike (the note says "where")."""
+    """A note when --channels differs from the run's, the images still fit the network (else transform
+    refuses them), and the change made them unlike anything the network saw: grey images repeated to three
+    channels for a colour network trained without grey views (``grayscale=False``). A network of one
+    channel saw only grey images, and one trained with grey views saw grey repeated to three: no note."""
     given, recorded = spec.get("channels", "keep"), trained.get("channels")
     if recorded is None or given == recorded or not len(data) or data.image_shape[-1] != est.image_shape_[2]:
         return None
-    return (f"note: --channels {given} differs from the run's {recorded}; where it changed the images' channels "
-            "(grey repeated to three, colour made grey), they are placed as the network never saw them "
-            "during training")
+    if given != "rgb" or getattr(est, "grayscale", True):
+        return None
+    return (f"note: --channels {given} differs from the run's {recorded}; where it repeated grey images to three "
+            "channels, they are placed as the network never saw them (it was trained without grey views)")
 
 
 # Reader options that decide the pixels the network sees: the new images get the run's unless given.
