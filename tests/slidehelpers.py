@@ -85,6 +85,30 @@ def tissue_blob(size: int = 512, box=(128, 128, 256, 320)) -> np.ndarray:
     return level0
 
 
+def damage(path, level: int = 1):
+    """Garble the second half of one level's tiles: headers intact, those tiles no longer decode."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[level]
+        spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+    data = bytearray(path.read_bytes())
+    for offset, count in spans[len(spans) // 2:]:
+        data[offset: offset + count] = b"\xff" * count
+    path.write_bytes(bytes(data))
+    return path
+
+
+def lowres_damaged(path) -> Path:
+    """A 1024-px slide at 0.25 um/px whose level 1 (2x) is damaged and level 0 intact.
+
+    Tiles of 28 px at 0.25 um/px are read from level 0, while tissue detection
+    reads its low-resolution image (2 level-0 px per pixel) from level 1: only
+    planning meets the damage.
+    """
+    return damage(write_slide(path, tissue_blob(size=1024, box=(256, 256, 640, 768)), mpp=0.25), level=1)
+
+
 def tile(*args) -> int:
     """``medcne tile --quiet --tile-size 28 ARGS...``: its exit status."""
     from medcne.cli import main

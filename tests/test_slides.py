@@ -26,7 +26,7 @@ from medcne.datasets.slides import (  # noqa: E402
 from medcne.datasets.slides_plan import TileOptions, iter_blocks, plan_path  # noqa: E402
 from medcne.datasets.slides_tissue import close_holes, otsu_threshold, tissue_mask, tissue_share  # noqa: E402
 from medcne.errors import MedcneError  # noqa: E402
-from slidehelpers import mosaic, tissue_blob, write_slide  # noqa: E402
+from slidehelpers import lowres_damaged, mosaic, tissue_blob, write_slide  # noqa: E402
 
 GEOMETRY_40X = SlideGeometry(dimensions=((4000, 3000), (1000, 750), (250, 187)), downsamples=(1.0, 4.0, 16.0),
                              mpp=0.25, objective=40.0)
@@ -145,6 +145,35 @@ def test_a_truncated_slide_is_one_line(tmp_path):
         plan = plan_path(path, "cut", TileOptions(tile_size=32, mpp=0.5))
         list(iter_blocks(plan, 32))
     assert "\n" not in str(err.value)
+
+
+def test_a_damaged_low_resolution_level_is_a_slide_error_naming_the_slide(tmp_path):
+    path = lowres_damaged(tmp_path / "low.tiff")
+    with pytest.raises(SlideError, match=r"low\.tiff: the low-resolution image for tissue detection \(level 1\)"):
+        plan_path(path, "low", TileOptions(tile_size=28, mpp=0.25))
+
+
+def test_any_other_openslide_error_of_a_slide_is_one_line_naming_it(tmp_path, monkeypatch):
+    import openslide
+
+    from medcne.datasets import slides_plan
+
+    class Unreadable:
+        @property
+        def properties(self):
+            raise openslide.OpenSlideError("TIFFReadDirectory: bad directory")
+
+    with pytest.raises(SlideError, match=r"^p\.svs: its properties and level sizes cannot be read \(TIFFRead"):
+        geometry_of(Unreadable(), "p.svs")
+
+    def broken(*args):
+        raise openslide.OpenSlideError("cannot read the label image")
+
+    path = write_slide(tmp_path / "s.tiff", tissue_blob(), mpp=0.25)
+    monkeypatch.setattr(slides_plan, "plan_slide", broken)  # a read no function names: still the slide's error
+    with pytest.raises(SlideError, match=r"s\.tiff: the slide cannot be read \(cannot read the label image\); "
+                                         "the file may be truncated or damaged"):
+        plan_path(path, "s", TileOptions(tile_size=28, mpp=0.25))
 
 
 def test_a_file_that_is_no_slide_is_one_line(tmp_path):

@@ -12,7 +12,7 @@ pytest.importorskip("tifffile")
 
 from medcne.cli import main  # noqa: E402
 from medcne.datasets.store_read import open_store  # noqa: E402
-from slidehelpers import mosaic, one_line, tile, tissue_blob, write_slide  # noqa: E402
+from slidehelpers import damage, lowres_damaged, mosaic, one_line, tile, tissue_blob, write_slide  # noqa: E402
 from termhelpers import screen  # noqa: E402
 
 
@@ -107,20 +107,6 @@ def test_dropping_unlabelled_tiles_says_why_a_slide_gives_none(tmp_path, blood_s
     assert "unlabelled and --unlabelled drop leaves them out" in line and "no tissue" not in line
 
 
-def damage(path, level: int = 1):
-    """Garble the second half of one level's tiles: headers intact, those tiles no longer decode."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[level]
-        spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
-    data = bytearray(path.read_bytes())
-    for offset, count in spans[len(spans) // 2:]:
-        data[offset: offset + count] = b"\xff" * count
-    path.write_bytes(bytes(data))
-    return path
-
-
 def truncate(path):
     """Keep the first 3000 bytes, as an interrupted copy does."""
     path.write_bytes(path.read_bytes()[:3000])
@@ -148,6 +134,31 @@ def test_skip_bad_notes_the_slide_and_keeps_the_others(tmp_path, blood_slide, ca
     assert "skipped: " in capsys.readouterr().err
     assert set(open_store(out).provenance["slide"].tolist()) == {"blood"}
     assert sorted(p.name for p in (out / "thumbnails").iterdir()) == ["blood.json", "blood.png"]
+
+
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.slow)])
+def test_a_damaged_low_resolution_level_is_a_bad_slide_not_an_internal_error(tmp_path, capsys, workers):
+    bad = lowres_damaged(tmp_path / "low.tiff")  # only tissue detection reads the damaged level
+    good = write_slide(tmp_path / "good.tiff", tissue_blob(), mpp=0.25)
+    out = tmp_path / "tiles"
+    args = ["--out", out, "--mpp", "0.25", "--workers", workers]
+    assert tile(bad, good, *args) == 2
+    line = one_line(capsys)
+    assert "low.tiff: the low-resolution image for tissue detection (level 1) cannot be read (" in line
+    assert line.endswith("the file may be truncated or damaged") and "internal error" not in line
+    assert not out.exists()
+    assert tile(bad, good, *args, "--skip-bad") == 0
+    assert f"note: skipped: {bad}: the low-resolution image" in capsys.readouterr().err
+    assert set(open_store(out).provenance["slide"].tolist()) == {"good"}
+    assert sorted(p.name for p in (out / "thumbnails").iterdir()) == ["good.json", "good.png"]
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert tile(bad, good, *args) == 2  # appending: the store is left as it was
+    assert "low.tiff" in one_line(capsys)
+    assert tile(bad, good, *args, "--skip-bad") == 0
+    captured = capsys.readouterr()
+    assert "1 already there" in captured.out and "skipped: " in captured.err
+    assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    assert not list(tmp_path.glob(".tiles.tiling-*"))
 
 
 def test_invalid_annotations_are_one_line_and_write_nothing(tmp_path, blood_slide, capsys):

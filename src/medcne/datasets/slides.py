@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,14 +99,17 @@ def _float_property(props, key: str) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def geometry_of(slide) -> SlideGeometry:
-    """The :class:`SlideGeometry` of an open ``openslide.OpenSlide``."""
-    props = slide.properties
+def geometry_of(slide, where: str = "slide") -> SlideGeometry:
+    """The :class:`SlideGeometry` of an open ``openslide.OpenSlide`` (``where``: the slide, for messages)."""
+    with reading(where, "its properties and level sizes"):
+        props = dict(slide.properties)
+        dimensions = tuple((int(w), int(h)) for w, h in slide.level_dimensions)
+        downsamples = tuple(float(d) for d in slide.level_downsamples)
     mx, my = _float_property(props, "openslide.mpp-x"), _float_property(props, "openslide.mpp-y")
     mpp = (mx + my) / 2 if mx and my else (mx or my)
     return SlideGeometry(
-        dimensions=tuple((int(w), int(h)) for w, h in slide.level_dimensions),
-        downsamples=tuple(float(d) for d in slide.level_downsamples),
+        dimensions=dimensions,
+        downsamples=downsamples,
         mpp=mpp,
         objective=_float_property(props, "openslide.objective-power"),
     )
@@ -207,6 +212,22 @@ def _reason(exc: BaseException) -> str:
     return shortened(exc) or type(exc).__name__
 
 
+@contextmanager
+def reading(where: str, what: str) -> Iterator[None]:
+    """Turn an OpenSlide error raised within into one line naming the slide ``where`` and ``what`` was read.
+
+    Every read of an open slide goes through it (properties, the low-resolution
+    level, tiles), so that a damaged part of any level is a :class:`SlideError`,
+    which ``--skip-bad`` skips, never an internal error.
+    """
+    openslide = openslide_module()
+    try:
+        yield
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"{where}: {what} cannot be read ({_reason(exc)}); "
+                         "the file may be truncated or damaged") from exc
+
+
 def _opaque(rgba: np.ndarray) -> bool:
     """Whether every alpha is 255; read as 32-bit words (alpha the high byte), 40x faster than a strided min."""
     if sys.byteorder == "little" and rgba.flags.c_contiguous:
@@ -225,13 +246,9 @@ def to_rgb(region: Image.Image) -> np.ndarray:
 
 def read_tile(slide, x: int, y: int, scale: Scale, tile_size: int, where: str = "slide") -> np.ndarray:
     """One tile, ``tile_size`` x ``tile_size`` x 3 uint8, with its top-left corner at level-0 (x, y)."""
-    openslide = openslide_module()
     side = max(1, round(tile_size * scale.level_factor))
-    try:
+    with reading(where, f"the tile at x={x}, y={y}"):
         region = slide.read_region((int(x), int(y)), scale.level, (side, side))
-    except openslide.OpenSlideError as exc:
-        raise SlideError(f"{where}: the tile at x={x}, y={y} cannot be read ({_reason(exc)}); "
-                         "the file may be truncated or damaged") from exc
     if side != tile_size:
         region = region.resize((tile_size, tile_size), Image.Resampling.BOX)
     return to_rgb(region)
@@ -245,11 +262,7 @@ def read_row(slide, x: int, y: int, count: int, scale: Scale, tile_size: int, wh
     those read one by one, and one call replaces ``count`` (OpenSlide decodes
     each stored tile once instead of once per tile cut from it).
     """
-    openslide = openslide_module()
-    try:
+    with reading(where, f"the tiles from x={x}, y={y}"):
         region = slide.read_region((int(x), int(y)), scale.level, (count * tile_size, tile_size))
-    except openslide.OpenSlideError as exc:
-        raise SlideError(f"{where}: the tiles from x={x}, y={y} cannot be read ({_reason(exc)}); "
-                         "the file may be truncated or damaged") from exc
     rgb = to_rgb(region).reshape(tile_size, count, tile_size, 3)
     return rgb.transpose(1, 0, 2, 3)

@@ -23,6 +23,7 @@ from .slides import (
     open_slide,
     read_row,
     read_tile,
+    reading,
     tile_grid,
 )
 from .slides_labels import label_for_slide, read_regions, region_labels
@@ -159,10 +160,10 @@ def check_annotations(options: TileOptions, slides) -> None:
 def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlidePlan:
     """Which tiles of an open slide to keep: tissue share, labels, the unlabelled rule."""
     where = str(path)
-    geometry = geometry_of(slide)
+    geometry = geometry_of(slide, where)
     scale = choose_scale(geometry, mpp=options.mpp, magnification=options.magnification, where=where)
     x, y, side = tile_grid(geometry, scale, options.tile_size)
-    lowres, lowres_ds = read_lowres(slide, geometry, lowres_downsample(geometry, side))
+    lowres, lowres_ds = read_lowres(slide, geometry, lowres_downsample(geometry, side), where)
     share = tissue_share(tissue_mask(lowres), lowres_ds, x, y, side)
     keep = share >= max(options.min_tissue, 1e-9)  # a tile with no tissue at all is never kept
     x, y = x[keep], y[keep]
@@ -184,10 +185,15 @@ def plan_slide(slide, path: Path, slide_id: str, options: TileOptions) -> SlideP
 
 
 def plan_path(path: Path, slide_id: str, options: TileOptions) -> SlidePlan:
-    """:func:`plan_slide` of the slide file at ``path`` (opened and closed here)."""
+    """:func:`plan_slide` of the slide file at ``path`` (opened and closed here).
+
+    Any OpenSlide error of the slide is a :class:`~medcne.datasets.slides.SlideError`
+    naming it (each read names what it read; this catches any other).
+    """
     slide = open_slide(path)
     try:
-        return plan_slide(slide, path, slide_id, options)
+        with reading(str(path), "the slide"):
+            return plan_slide(slide, path, slide_id, options)
     finally:
         slide.close()
 
@@ -224,12 +230,13 @@ def iter_blocks(plan: SlidePlan, tile_size: int, block: int = 64,
         for start in range(0, len(plan), block):
             stop = min(start + block, len(plan))
             out = np.empty((stop - start, tile_size, tile_size, 3), np.uint8)
-            for first, count in rows_of(plan, start, stop):
-                x, y, at = int(plan.x[first]), int(plan.y[first]), first - start
-                if count == 1:
-                    out[at] = read_tile(slide, x, y, plan.scale, tile_size, where=where)
-                else:
-                    out[at: at + count] = read_row(slide, x, y, count, plan.scale, tile_size, where=where)
+            with reading(where, "the slide"):  # read_tile and read_row name the tile; this catches any other
+                for first, count in rows_of(plan, start, stop):
+                    x, y, at = int(plan.x[first]), int(plan.y[first]), first - start
+                    if count == 1:
+                        out[at] = read_tile(slide, x, y, plan.scale, tile_size, where=where)
+                    else:
+                        out[at: at + count] = read_row(slide, x, y, count, plan.scale, tile_size, where=where)
             yield out
             if on_tiles is not None:
                 on_tiles(stop - start)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .slides import SlideGeometry, level_for, to_rgb
+from .slides import SlideGeometry, level_for, reading, to_rgb
 
 # Bounds on Otsu's threshold of saturation (0-255). Glass lies below about 10, so below 15 a
 # threshold would cut into noise (a slide of bare glass must give no tissue). Above 30 it would
@@ -46,12 +46,14 @@ def lowres_downsample(geometry: SlideGeometry, tile_side: float) -> float:
     return max(1.0, wanted, longest / MAX_LOWRES_SIDE)
 
 
-def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.ndarray, float]:
+def read_lowres(slide, geometry: SlideGeometry, downsample: float,
+                where: str = "slide") -> tuple[np.ndarray, float]:
     """The slide as RGB uint8 at ``downsample`` or up to twice coarser; returns it and its exact downsample.
 
     Read from the coarsest level not coarser than asked, in strips of whole
     rows, each reduced by an integer block mean (factor rounded up), so memory
-    stays near the size of the result.
+    stays near the size of the result. A strip that cannot be decoded is a
+    :class:`~medcne.datasets.slides.SlideError` naming the slide (``where``).
     """
     level = level_for(geometry, downsample)
     level_ds = geometry.downsamples[level]
@@ -64,7 +66,8 @@ def read_lowres(slide, geometry: SlideGeometry, downsample: float) -> tuple[np.n
     for top in range(0, out_h * k, rows):
         n = min(rows, out_h * k - top)
         # read_region takes level-0 coordinates for the corner and level pixels for the size.
-        region = slide.read_region((0, int(round(top * level_ds))), level, (out_w * k, n))
+        with reading(where, f"the low-resolution image for tissue detection (level {level})"):
+            region = slide.read_region((0, int(round(top * level_ds))), level, (out_w * k, n))
         # PIL's box reduction: 20 times faster here than numpy's block sums over a 5-D view.
         out[top // k: top // k + n // k] = to_rgb(region.reduce(k) if k > 1 else region)
     return out, level_ds * k
