@@ -306,7 +306,8 @@ def _check_total(n: int, image_shape: tuple[int, ...], source: str) -> None:
     h, w, c = image_shape
     check_memory(
         2 * n * h * w * c, source, f"{n:,} images of {h}x{w}x{c} (decoded, then stacked into one array)",
-        "choose a smaller `size` (or a `subset`)",
+        "choose a smaller `size`, or convert the files into a store a part at a time (`medcne convert "
+        "PART --out STORE --append`, a class folder or a CSV list each): a store is read in blocks",
     )
 
 

@@ -137,7 +137,8 @@ def must_stream(nbytes: int, where: str, what: str, fix: str, *, may_stream: boo
         return True
     raise DataError(
         f"{where}: {what} needs {format_bytes(nbytes)} of memory; about {format_bytes(available)} "
-        f"is available; {fix}"
+        f"is available, of which medcne takes at most {MARGIN:.0%} ({format_bytes(MARGIN * available)}) to leave "
+        f"room for the rest of the process; {fix}"
     )
 
 
