@@ -46,9 +46,9 @@ def fake_run(folder, knn: float, sil: float, seed: int) -> dict:
     return metrics
 
 
-def fake_cells(monkeypatch, fail=()) -> list[str]:
-    """Make the sweep's cells fake finished runs (no training); cells named in ``fail`` raise.
-    Returns the names of the cells run, in order."""
+def fake_cells(monkeypatch, fail=(), interrupt=()) -> list[str]:
+    """Make the sweep's cells fake finished runs (no training); cells named in ``fail`` raise, those in
+    ``interrupt`` are interrupted (Ctrl-C). Returns the names of the cells run, in order."""
     from types import SimpleNamespace
 
     import medcne.sweep.run as sweep_run
@@ -59,6 +59,8 @@ def fake_cells(monkeypatch, fail=()) -> list[str]:
         ran.append(cell.name)
         if cell.name in fail:
             raise RuntimeError("planned failure")
+        if cell.name in interrupt:
+            raise KeyboardInterrupt
         folder.mkdir(parents=True, exist_ok=True)
         return SimpleNamespace(metrics=fake_run(folder, 60.0 + cell.seed, 0.1, cell.seed))
 

@@ -193,3 +193,56 @@ def test_a_report_path_without_a_name_is_one_line(tmp_path, capsys, out, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "names no file; give a name such as REPORT" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_panel_titles_fit_their_panels_and_name_differing_presets(tmp_path, monkeypatch):
+    """A user probe: with several datasets of long names each title said its dataset and ran into its
+    neighbours', and t-SimCNE runs with presets 'none' and 'rotate' were titled alike. Each dataset is
+    now named once, left of its row; titles are wrapped to their column; no two texts or panels meet."""
+    import medcne.plot
+
+    runs = []
+    for name in ("bloodmnist_224_full_resolution_training_split", "dermamnist_binary_melanoma_vs_nevus"):
+        data = tmp_path / "data" / f"{name}.npz"
+        data.parent.mkdir(exist_ok=True)
+        shutil.copy(SAMPLE_PATH, data)
+        for preset in ("none", "rotate"):
+            run = make_run(tmp_path / name / f"{preset}-augmentations", n=120, method="tsimcne", data_path=data)
+            params = json.loads((run / "params.json").read_text())
+            (run / "params.json").write_text(json.dumps({**params, "estimator": {"preset": preset}}))
+            runs.append(run)
+        runs.append(make_run(tmp_path / name / "px", n=120, method="tsne-pixels", data_path=data))
+    figures = []
+    real = medcne.plot.save_figure
+    monkeypatch.setattr(medcne.plot, "save_figure", lambda fig, path: figures.append(fig) or real(fig, path))
+    assert main(["plot", *map(str, runs), "--kind", "compare", "--out", str(tmp_path / "c.png")]) == 0
+    fig = figures[0]
+    axes = fig.axes
+    titles = [ax.get_title() for ax in axes]
+    assert [" ".join(t.split("\n")[:-1]) for t in titles[:2]] == [  # wrapped: the score on the last line
+        "tsimcne (none-augmentations), preset none", "tsimcne (rotate-augmentations), preset rotate"]
+    assert titles[2].startswith("tsne-pixels\nkNN") and "bloodmnist" not in "".join(titles)
+    label = "bloodmnist_224_full_resolution_training_split [subset 120, seed 0]"
+    assert "\n" in axes[0].get_ylabel() and axes[0].get_ylabel().split() != label.split()  # wrapped
+    assert "".join(axes[0].get_ylabel().split()) == "".join(label.split()) and not axes[1].get_ylabel()
+    fig.canvas.draw()  # where the texts are as drawn (a y label is placed at drawing)
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in axes for t in (ax.title, ax.yaxis.label) if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    panels = [ax.get_window_extent(renderer) for ax in axes]
+    for i, box in enumerate(boxes):
+        assert not any(box.overlaps(other) for other in boxes[i + 1:]), texts[i].get_text()
+        assert not any(box.overlaps(p) for p in panels), texts[i].get_text()
+
+
+def test_t_simcne_panels_of_one_preset_are_titled_without_it(tmp_path):
+    from medcne.runs.compare import panel_maps
+
+    runs = []
+    for name in ("a", "b"):
+        run = make_run(tmp_path / name, n=120, method="tsimcne")
+        params = json.loads((run / "params.json").read_text())
+        (run / "params.json").write_text(json.dumps({**params, "estimator": {"preset": "rotate"}}))
+        runs.append(run)
+    assert [m["title"].split("\n")[0] for m in panel_maps(collect([read_run(r) for r in runs]))] == [
+        "tsimcne (a)", "tsimcne (b)"]

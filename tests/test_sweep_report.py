@@ -12,7 +12,7 @@ from medcne.cli import main
 from medcne.datasets import SAMPLE_PATH
 from medcne.io import write_json
 from medcne.sweep import cells, prepare_sweep, shorthand, write_report
-from medcne.sweep.report import answers, collect
+from medcne.sweep.report import answers, collect, to_markdown
 from medcne.sweep.run import CellProgress
 from sweephelpers import fake_run
 
@@ -146,5 +146,18 @@ def test_eta_uses_the_time_of_done_cells_of_the_same_method():
     bar.finish(plan[1], 2.0)  # tsne-pixels
     assert bar.eta() == pytest.approx(2 * 100.0 + 2 * 2.0)
     bar.start(plan[2])
-    assert lines[0].startswith("[....................] 0/6 cells") and "ETA unknown" in lines[0]
-    assert lines[1].startswith("[######..............] 2/6 cells") and "ETA 3m24s" in lines[1]
+    assert lines[0].startswith("[....................] cell 1/6, ") and "ETA unknown" in lines[0]
+    assert lines[1].startswith("[######..............] cell 3/6, ") and "ETA 3m24s" in lines[1]
+
+
+def test_means_that_print_alike_are_all_bold(sweep_dir):
+    """The bold best is chosen on the printed value: a mean a float's last bits above another that prints
+    the same is no better (both bold), in each column."""
+    sweep, rows = collect(sweep_dir)
+    by = {r.method: r for r in rows}
+    by["tsne-pixels"].values["knn_accuracy"] = {0: 70.0, 1: 71.0 + 1e-9}  # rotate: 70.0, 71.0
+    by["simclr"].values["silhouette"] = {0: 0.15, 1: 0.1704}  # rotate: 0.15, 0.17 -> 0.160 both
+    md = to_markdown(sweep, rows, [])
+    assert "| rotate | **70.5 ± 0.7** | **0.160 ± 0.014** |" in md
+    assert "| tsne-pixels | **70.5 ± 0.7** | 0.023 ± 0.006 |" in md
+    assert "| simclr | 62.0 ± 2.0 | **0.160 ± 0.014** |" in md

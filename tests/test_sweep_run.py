@@ -244,7 +244,104 @@ def test_the_sweep_holds_its_folder_lock_from_its_first_look_to_its_report(tmp_p
     monkeypatch.setattr(sweep, "run_cells", check(sweep.run_cells))  # between preparing and running
     monkeypatch.setattr(sweep, "write_report", check(sweep.write_report))
     assert main(shorthand_args(out, presets="simclr", seeds="1")) == 0
-    # The cells are planned once before the lock, only to refuse an --out inside a dataset before anything
-    # (the lock file included) is written; from the sweep's first look at its folder the lock is held.
-    assert held == [False, True, True, True]
+    # The cells are planned once, before the lock (to refuse an --out inside a dataset before anything, the
+    # lock file included, is written); from the sweep's first look at its folder the lock is held.
+    assert held == [False, True, True]
     assert not (tmp_path / ".sweep.medcne-lock").exists()
+
+
+def test_the_cells_are_planned_and_checked_once(tmp_path, monkeypatch):
+    """Planning checks each t-SimCNE method on dummy images (and the data options of each dataset); the
+    command line planned the cells, and the sweep planned them all again."""
+    import medcne.sweep.grid as grid
+
+    fake_cells(monkeypatch)
+    checked = []
+    real = grid._check_estimator
+    monkeypatch.setattr(grid, "_check_estimator", lambda params: checked.append(params) or real(params))
+    assert main(shorthand_args(tmp_path / "sweep")) == 0
+    assert len(checked) == 2  # simclr and rotate, once each
+
+
+def test_a_resumed_sweep_says_where_the_whole_sweep_stands(tmp_path, monkeypatch, capsys):
+    """Its progress lines count the cells finished before: the fifth cell of six is "cell 5/6", not 1/2."""
+    fake_cells(monkeypatch)
+    out = tmp_path / "sweep"
+    assert main(shorthand_args(out)) == 0
+    first = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.split(", ")[0] for line in first] == [
+        "[....................] cell 1/4", "[#####...............] cell 2/4", "[##########..........] cell 3/4",
+        "[###############.....] cell 4/4"]
+    assert main(shorthand_args(out, seeds="3")) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.split(", ")[0] for line in lines] == ["[#############.......] cell 5/6 (4 finished before)",
+                                                     "[################....] cell 6/6 (4 finished before)"]
+    assert lines[0].endswith("| bloodmnist_sample/simclr/seed2") and lines[1].endswith("rotate/seed2")
+
+
+def test_an_interrupted_cell_says_to_rerun_the_sweep(tmp_path, monkeypatch, capsys):
+    """Ctrl-C or SIGTERM in a cell: the way on is the same sweep again (it resumes the cell), said once."""
+    ran = fake_cells(monkeypatch, interrupt={"bloodmnist_sample/rotate/seed0"})
+    out = tmp_path / "sweep"
+    assert main(shorthand_args(out)) == 130
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == (
+        "bloodmnist_sample/rotate/seed0 interrupted; rerun the same `medcne sweep` command to go on (finished "
+        "cells are skipped, this one continues from its checkpoint when it has one)")
+    assert "--resume" not in captured.out + captured.err and captured.err == "medcne sweep: interrupted\n"
+    assert read_status(out)["bloodmnist_sample/rotate/seed0"]["message"] == "interrupted"
+    assert ran == ["bloodmnist_sample/simclr/seed0", "bloodmnist_sample/rotate/seed0"]
+    again = fake_cells(monkeypatch)
+    assert main(shorthand_args(out)) == 0 and again[0] == "bloodmnist_sample/rotate/seed0" and len(again) == 3
+
+
+def test_report_rewrites_cells_csv_from_the_cells_on_disk(tmp_path, monkeypatch, capsys):
+    """`--report` and cells.csv agree: a cell whose metrics.json was removed since is pending in both; a
+    failure stays recorded; while a sweep holds the folder, cells.csv is the sweep's to write."""
+    fake_cells(monkeypatch, fail={"bloodmnist_sample/rotate/seed1"})
+    out = tmp_path / "sweep"
+    assert main(shorthand_args(out)) == 1
+    (out / "bloodmnist_sample" / "simclr" / "seed0" / "metrics.json").unlink()
+    assert main(["sweep", "--report", str(out)]) == 0
+    status = {cell: r["status"] for cell, r in read_status(out).items()}
+    assert status == {"bloodmnist_sample/simclr/seed0": "pending", "bloodmnist_sample/rotate/seed0": "finished",
+                      "bloodmnist_sample/simclr/seed1": "finished", "bloodmnist_sample/rotate/seed1": "failed"}
+    with open(out / "report.csv") as fh:
+        assert {r["method"]: r["n_seeds"] for r in csv.DictReader(fh)} == {"simclr": "1", "rotate": "1"}
+    before = (out / "cells.csv").read_bytes()
+    (out / "bloodmnist_sample" / "rotate" / "seed0" / "metrics.json").unlink()
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["sweep", "--report", str(out)]) == 0  # the report is written all the same
+        assert (out / "cells.csv").read_bytes() == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_an_interrupted_t_simcne_cell_says_the_sweeps_way_on_not_fits(tmp_path, monkeypatch, capsys, one_torch_thread):
+    """fit's own hint (`medcne fit --resume CELL`) would finish that one cell and leave the sweep's others
+    undone: inside a sweep only the sweep's line is said; rerunning the sweep resumes the cell."""
+    import medcne.runs.tsimcne as tsimcne
+
+    real = tsimcne.write_history
+
+    def interrupted(out, rows):  # after the first epoch, whose checkpoint is written (a stage ends)
+        real(out, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tsimcne, "write_history", interrupted)
+    out = tmp_path / "sweep"
+    args = [a for a in shorthand_args(out, presets="simclr", seeds="1") if a != "--quiet"]  # fit's lines on
+    assert main(args) == 130
+    captured = capsys.readouterr()
+    assert "--resume" not in captured.out + captured.err
+    assert "bloodmnist_sample/simclr/seed0 interrupted; rerun the same `medcne sweep` command" in captured.out
+    assert (out / "bloodmnist_sample" / "simclr" / "seed0" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(tsimcne, "write_history", real)
+    resumed = []
+    monkeypatch.setattr(sweep_run, "resume_run", lambda *a, **k: resumed.append(a) or tsimcne.resume_run(*a, **k))
+    assert main(args) == 0 and len(resumed) == 1

@@ -169,9 +169,12 @@ def _refuse_extras_with_report(args) -> None:
 def run(args) -> int:
     if args.report:  # --report and --list only read (every file of DIR is written atomically): no lock
         from ..sweep import write_report
+        from ..sweep.run import rewrite_status
 
         _refuse_extras_with_report(args)
-        return _print_report(write_report(args.report))
+        report = write_report(args.report)
+        rewrite_status(args.report)  # cells.csv as the report found the cells; not while a sweep runs into DIR
+        return _print_report(report)
     if not args.config:
         raise MedcneError(f"give a config (a .toml file, {', '.join(SHIPPED)}) or a dataset, with --out DIR; "
                           "or --report DIR")
@@ -183,18 +186,20 @@ def run(args) -> int:
     from ..sweep import cells
 
     config = build_config(args)
+    settings = overrides(args)
+    plan = cells(config, settings)  # planned and checked once, here; the sweep runs this plan
     # Before anything is written (the lock file, sweep.json): never into a dataset a cell reads.
-    refuse_inputs(args.out, [p for c in cells(config, overrides(args)) if c.data_path for p in dataset_inputs(c.data_path)])
+    refuse_inputs(args.out, [p for c in plan if c.data_path for p in dataset_inputs(c.data_path)])
     # The sweep folder's lock (medcne.sweep.run.sweep_lock), held to the report: a second sweep into DIR
     # stops at once, naming this process.
     with lock(Path(os.path.abspath(args.out))):
-        return _sweep(config, args)
+        return _sweep(config, args, settings, plan)
 
 
-def _sweep(config, args) -> int:
+def _sweep(config, args, settings: dict, plan: list) -> int:
     from ..sweep import run_sweep
 
-    result = run_sweep(config, args.out, overrides(args), verbose=not args.quiet)
+    result = run_sweep(config, args.out, settings, verbose=not args.quiet, plan=plan)
     _print_report(result["report"])
     problems = result["failed"] + result["no_data"]
     if problems:

@@ -187,18 +187,28 @@ def to_csv(rows: list[Row]) -> str:
 
 
 def panel_maps(rows: list[Row]) -> list[dict]:
-    """Inputs of :func:`medcne.plot.plot_panels`: one panel per run, a row of panels per dataset."""
+    """Inputs of :func:`medcne.plot.plot_panels`: one panel per run, a row of panels per dataset (named
+    left of the row when there are several), t-SimCNE runs titled with their preset when theirs differ."""
     names = short_names(datasets_of(rows))
+    presets = [preset_of(r.run) if r.run.method == "tsimcne" else None for r in rows]
+    differ = len({p for r, p in zip(rows, presets, strict=True) if r.run.method == "tsimcne"}) > 1
     maps = []
-    for r in rows:
+    for r, preset in zip(rows, presets, strict=True):
         m = r.metrics
         score = f"kNN {m['knn_accuracy']:.1f}%" if "knn_accuracy" in m else ""
         if "silhouette" in m:
             score += f", sil. {m['silhouette']:.3f}"
-        title = r.method + (f" · {names[r.dataset]}" if len(names) > 1 else "") + (f"\n{score}" if score else "")
+        method = r.method + (f", preset {preset}" if differ and r.run.method == "tsimcne" else "")
         maps.append(dict(Z=np.asarray(r.run.embedding)[:, :2], labels=r.run.labels,
-                         class_names=r.run.class_names, title=title, row=r.dataset))
+                         class_names=r.run.class_names, title=method + (f"\n{score}" if score else ""),
+                         row=r.dataset, row_label=names[r.dataset] if len(names) > 1 else None))
     return maps
+
+
+def preset_of(run: Run) -> str | None:
+    """The augmentation preset of a t-SimCNE run (its params.json), or None when it names none."""
+    estimator = run.params.get("estimator")
+    return estimator.get("preset") if isinstance(estimator, dict) else None
 
 
 def compare_figure(rows: list[Row], path) -> Path:

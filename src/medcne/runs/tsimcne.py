@@ -62,7 +62,7 @@ def tsimcne_params(est, data_record: dict, **extra) -> dict:
 
 
 def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, overwrite: bool = False,
-            quick: bool = False, verbose: bool = True) -> Run | None:
+            quick: bool = False, verbose: bool = True, resume_hint: bool = True) -> Run | None:
     """Train t-SimCNE on a dataset and write the run folder ``out``.
 
     Parameters
@@ -82,6 +82,9 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         Recorded in params.json (the settings came from ``--quick``).
     verbose : bool
         Progress bar, expected duration, notes and what is written.
+    resume_hint : bool
+        When interrupted, say how to continue (`medcne fit --resume OUT`); a
+        sweep says its own way (rerun the sweep) instead.
 
     Returns
     -------
@@ -111,7 +114,8 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         with staging.writing(out, overwrite, option="overwrite", inputs=inputs, keep=_resumable) as work:
             distributed.on_main(lambda: write_json(
                 work / PARAMS, tsimcne_params(est, data_record, **record, **{FINISHED: False})))
-            finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, record=record)
+            finished = _train(work, out, est, data, data_record, resume_from=None, verbose=verbose, record=record,
+                              resume_hint=resume_hint)
         return read_run(out) if finished else None
 
 
@@ -134,7 +138,8 @@ def _resumable(work: Path) -> bool:
     return (work / CHECKPOINT).is_file()
 
 
-def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=None) -> Run | None:
+def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=None,
+               resume_hint: bool = True) -> Run | None:
     """Continue the interrupted run ``out`` from its last checkpoint.
 
     ``out`` is the run folder (or its staging folder ``.OUT.medcne-new``): an
@@ -146,6 +151,7 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
     change is listed under ``lr_changes`` in params.json. ``data_path``: where
     the run's dataset is now, when it moved. The data must be those the run
     began with (their fingerprint in params.json), else the run is refused.
+    ``resume_hint``: as for :func:`fit_run`.
     """
     from ..estimator import TSimCNE
 
@@ -205,7 +211,7 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             est.set_params(lr=float(lr))
         with staging.writing(out, resume=True, keep=_resumable) as work:
             finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
-                              record=record, new_lr=lr is not None)
+                              record=record, new_lr=lr is not None, resume_hint=resume_hint)
         return read_run(out) if finished else None
 
 
@@ -219,7 +225,7 @@ def _lr_changes(saved: dict, lr) -> list[dict]:
 
 
 def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, verbose: bool,
-           record: dict, new_lr: bool = False) -> bool:
+           record: dict, new_lr: bool = False, resume_hint: bool = True) -> bool:
     """Train (checkpoints in ``work``) and write the run into ``work``; :func:`staging.writing` moves it
     into ``out``. ``record``: what params.json says beside the estimator (quick, the data's fingerprint).
 
@@ -239,7 +245,7 @@ def _train(work: Path, out: Path, est, data, data_record: dict, resume_from, ver
         write_tsimcne_run(work, est, data, data_record, **record)
     except BaseException as exc:
         if main:
-            _stopped(work, out, exc, verbose)
+            _stopped(work, out, exc, verbose and resume_hint)
         if isinstance(exc, RuntimeError):  # another process of the run died: one line, the checkpoint kept
             distributed.raise_if_lost(exc, work / CHECKPOINT)
         raise

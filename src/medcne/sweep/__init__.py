@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 
-def run_sweep(config: SweepConfig, out, overrides: dict | None = None, verbose: bool = True, echo=print) -> dict:
+def run_sweep(config: SweepConfig, out, overrides: dict | None = None, verbose: bool = True, echo=print,
+              plan: list[Cell] | None = None) -> dict:
     """Run every unfinished cell of ``config`` into ``out``, then write the report.
 
     Parameters
@@ -39,6 +40,9 @@ def run_sweep(config: SweepConfig, out, overrides: dict | None = None, verbose: 
         Training progress of each cell.
     echo : callable
         Where the sweep's own lines go (progress, failures, missing data).
+    plan : list of Cell, optional
+        ``cells(config, overrides)`` when the caller has made them already (each
+        t-SimCNE method is checked on dummy images there); made here otherwise.
 
     Returns
     -------
@@ -46,7 +50,7 @@ def run_sweep(config: SweepConfig, out, overrides: dict | None = None, verbose: 
         ``state`` (:class:`SweepState`, the status of every cell), ``report``
         (paths and answer lines), ``failed`` and ``no_data`` (counts).
     """
-    plan = cells(config, overrides)
+    plan = cells(config, overrides) if plan is None else plan
     with sweep_lock(out):  # one sweep writes a folder at a time, from its first look to its report
         state = prepare_sweep(config, Path(out), plan)
         run_cells(state, verbose=verbose, echo=echo)

@@ -4,7 +4,7 @@ Everything is read from the cells' ``metrics.json`` (written by
 :func:`medcne.runs.evaluate_and_write`, never recomputed here) and, for the
 figure, their ``embedding.npz``. Mean ± standard deviation over the seeds that
 finished (sample standard deviation, n - 1); the best mean of each column of a
-dataset in bold.
+dataset in bold (compared as printed: means that print alike are all bold).
 """
 
 from __future__ import annotations
@@ -148,13 +148,16 @@ def to_markdown(sweep: dict, rows: list[Row], lines: list[str], figure: str | No
         text += [f"## {dataset}" + (f" ({n:,} images)" if n else ""), ""]
         text += ["| method | " + " | ".join(label for _, label, _ in COLUMNS) + " | seeds | minutes per run |",
                  "|---|" + "---:|" * (len(COLUMNS) + 2)]
-        best = {key: max((r.stats(key)[0] for r in group if r.stats(key)), default=None) for key, _, _ in COLUMNS}
+        # Compared as printed: means that print alike are all bold, never one of them by a float's last bits.
+        shown = {(r.method, key): float(fmt.format(r.stats(key)[0])) for r in group for key, _, fmt in COLUMNS
+                 if r.stats(key)}
+        best = {key: max((v for (_, k), v in shown.items() if k == key), default=None) for key, _, _ in COLUMNS}
         for r in group:
             cells = []
             for key, _, fmt in COLUMNS:
                 cell = _mean_std(r, key, fmt)
-                stats = r.stats(key)
-                cells.append(f"**{cell}**" if stats and best[key] is not None and stats[0] == best[key] else cell)
+                bold = best[key] is not None and shown.get((r.method, key)) == best[key]
+                cells.append(f"**{cell}**" if bold else cell)
             n_seeds = max((len(v) for v in r.values.values()), default=0)
             minutes = f"{statistics.fmean(r.seconds) / 60:.1f}" if r.seconds else "–"
             text.append(f"| {r.method} | " + " | ".join(cells) + f" | {n_seeds} | {minutes} |")

@@ -10,7 +10,8 @@ refuse mixing results made differently), ``cells.csv`` (the status of every
 cell it knows, also those of earlier, wider grids; rewritten after each) and
 ``failures.log`` (tracebacks). One sweep writes a folder at a time
 (:func:`sweep_lock`); reading it (the report, ``--list``) needs no lock, as
-every file is written atomically.
+every file is written atomically (``--report`` rewrites ``cells.csv`` only
+when no sweep holds the folder: :func:`rewrite_status`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,14 +164,39 @@ def prepare_sweep(config: SweepConfig, out, cells: list[Cell]) -> SweepState:
             "order": order, "cells": specs,
         })
         state = SweepState(out, cells, order=order)
-        for name in order:
-            status, message = verdicts.get(name) or _outside_status(out, name, earlier.get(name))
-            if status == FINISHED:
-                state.set_finished(name)
-            else:
-                state.set(name, status, message=message)
+        _fill(state, verdicts, earlier)
         state.write()
     return state
+
+
+def rewrite_status(out) -> Path | None:
+    """Rewrite ``cells.csv`` from the cell folders as they are now, as the report reads them (atomically).
+
+    A finished cell with its metrics.json; any other as ``cells.csv`` last
+    said (failed, no data), else pending: a cell whose metrics.json was
+    removed is no longer listed as finished. None, and nothing written, while
+    a sweep runs into ``out``: it rewrites the file after each cell.
+    """
+    out = Path(out)
+    with ExitStack() as held:
+        try:
+            held.enter_context(sweep_lock(out))
+        except (MedcneError, OSError):  # a sweep holds it (or its parent is read-only): the file stays
+            return None
+        state = SweepState(out, [], order=list((read_sweep(out) or {}).get("order", [])))
+        _fill(state, {}, _read_status(out))
+        return state.write()
+
+
+def _fill(state: SweepState, verdicts: dict, earlier: dict) -> None:
+    """The row of every cell the folder knows: its verdict in ``verdicts`` (the cells of this run), else
+    what its folder and ``earlier`` (the rows of cells.csv) say."""
+    for name in state.order:
+        status, message = verdicts.get(name) or _outside_status(state.out, name, earlier.get(name))
+        if status == FINISHED:
+            state.set_finished(name)
+        else:
+            state.set(name, status, message=message)
 
 
 def _outside_status(out: Path, name: str, earlier: dict | None) -> tuple[str, str]:
@@ -203,15 +229,16 @@ def _run_cells(state: SweepState, verbose: bool, echo) -> SweepState:
     todo = [c for c in state.cells if state.rows[c.name]["status"] == PENDING]
     for line in dict.fromkeys(c.missing for c in state.cells if state.rows[c.name]["status"] == NO_DATA):
         echo(line)
-    bar = CellProgress(todo, echo)
+    bar = CellProgress(todo, echo, finished=state.count(FINISHED))
     for cell in todo:
         bar.start(cell)
         start = time.perf_counter()
         try:
             run = run_cell(cell, cell.folder(state.out), verbose)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the cell waits for the next run of the sweep
             state.set(cell, PENDING, message="interrupted")
             state.write()
+            _say_interrupted(cell, echo)
             raise
         except Exception as exc:  # one cell's failure must not stop the sweep
             seconds = time.perf_counter() - start
@@ -228,6 +255,16 @@ def _run_cells(state: SweepState, verbose: bool, echo) -> SweepState:
     return state
 
 
+def _say_interrupted(cell: Cell, echo) -> None:
+    """How to go on: the same sweep again (it skips finished cells and resumes this one from its
+    checkpoint), not `medcne fit --resume`, which would leave the sweep's other cells undone."""
+    try:
+        echo(f"{cell.name} interrupted; rerun the same `medcne sweep` command to go on (finished cells are "
+             "skipped, this one continues from its checkpoint when it has one)")
+    except OSError:
+        pass  # the terminal is gone (SIGHUP): there is no one to tell
+
+
 def run_cell(cell: Cell, folder: Path, verbose: bool = True):
     """Make one cell's run folder (resuming an interrupted t-SimCNE cell from its checkpoint)."""
     if cell.kind == TSIMCNE:
@@ -236,11 +273,13 @@ def run_cell(cell: Cell, folder: Path, verbose: bool = True):
         if (folder / CHECKPOINT).exists() and json_equal(saved.get("data"), cell.spec()["data"]) \
                 and _same_estimator(saved.get("estimator", {}), cell.options):
             try:
-                return resume_run(folder, verbose=verbose)
+                return resume_run(folder, verbose=verbose, resume_hint=False)
             except MedcneError:
                 pass  # an unusable checkpoint: train the cell again from the start
-        # The folder is this sweep's own (an unfinished cell): its run files may be replaced.
-        return fit_run(cell.data_path, folder, cell.options, data_spec=cell.load, overwrite=True, verbose=verbose)
+        # The folder is this sweep's own (an unfinished cell): its run files may be replaced. Interrupted,
+        # the sweep says how to go on (_say_interrupted), not fit.
+        return fit_run(cell.data_path, folder, cell.options, data_spec=cell.load, overwrite=True, verbose=verbose,
+                       resume_hint=False)
     options = dict(cell.options)
     if "simclr" in options:
         options["simclr"] = {**options["simclr"], "verbose": verbose}
@@ -250,10 +289,13 @@ def run_cell(cell: Cell, folder: Path, verbose: bool = True):
 
 
 class CellProgress:
-    """A text progress bar over cells with an ETA from the cells done (one line per cell, log friendly)."""
+    """A text progress bar over cells with an ETA from the cells done (one line per cell, log friendly):
+    ``[#############.......] cell 5/6 (4 finished before), 0s elapsed, ETA unknown | NAME``."""
 
-    def __init__(self, cells: list[Cell], echo=say, width: int = 20):
-        self.total, self.echo, self.width = len(cells), echo, width
+    def __init__(self, cells: list[Cell], echo=say, width: int = 20, finished: int = 0):
+        # ``finished``: the sweep's cells done before this run; counted, so that a resumed sweep says
+        # where the whole sweep stands ("cell 5/6"), not where this run does.
+        self.finished, self.total, self.echo, self.width = finished, finished + len(cells), echo, width
         self.remaining = [(c.dataset, c.method) for c in cells]
         self.done: list[tuple[tuple[str, str], float]] = []
         self.started = time.perf_counter()
@@ -275,10 +317,11 @@ class CellProgress:
         return total
 
     def start(self, cell: Cell) -> None:
-        n = len(self.done)
+        n = self.finished + len(self.done)
         filled = int(self.width * n / max(self.total, 1))
         eta = self.eta()
-        self.echo(f"[{'#' * filled}{'.' * (self.width - filled)}] {n}/{self.total} cells, "
+        before = f" ({self.finished} finished before)" if self.finished else ""
+        self.echo(f"[{'#' * filled}{'.' * (self.width - filled)}] cell {n + 1}/{self.total}{before}, "
                   f"{_duration(time.perf_counter() - self.started)} elapsed, "
                   f"ETA {'unknown' if eta is None else _duration(eta)} | {cell.name}")
 
