@@ -161,3 +161,6 @@ def test_means_that_print_alike_are_all_bold(sweep_dir):
     assert "| rotate | **70.5 ± 0.7** | **0.160 ± 0.014** |" in md
     assert "| tsne-pixels | **70.5 ± 0.7** | 0.023 ± 0.006 |" in md
     assert "| simclr | 62.0 ± 2.0 | **0.160 ± 0.014** |" in md
+    # The answers tie them as the table does (the reference here is simclr).
+    answer = [line for line in answers(sweep, rows) if "beats" in line or "ties" in line][0]
+    assert answer.endswith("(tied for best with tsne-pixels)"), answer

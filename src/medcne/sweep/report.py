@@ -91,9 +91,9 @@ def answers(sweep: dict, rows: list[Row]) -> list[str]:
         if not scored:
             lines.append(f"{dataset}: no finished cell with labels yet")
             continue
-        top = max(r.stats("knn_accuracy")[0] for r in scored)
+        top = max(shown_mean(r, "knn_accuracy") for r in scored)
         ref = next((r for r in scored if r.method == reference), None)
-        tied = [r for r in scored if r.stats("knn_accuracy")[0] == top]
+        tied = [r for r in scored if shown_mean(r, "knn_accuracy") == top]  # as printed, as the table's bold
         best = ref if ref in tied else tied[0]
         ties = [r.method for r in tied if r is not best]
         if ref is None:
@@ -115,6 +115,13 @@ def answers(sweep: dict, rows: list[Row]) -> list[str]:
         if ties:
             lines[-1] += f" (tied for best with {', '.join(ties)})"
     return lines
+
+
+def shown_mean(row: Row, key: str) -> float | None:
+    """The mean of ``key`` as the report prints it: means that print alike are equal (all bold, tied in the
+    answers), never told apart by a float's last bits."""
+    stats = row.stats(key)
+    return None if stats is None else float(next(fmt for k, _, fmt in COLUMNS if k == key).format(stats[0]))
 
 
 def _paired(a: Row, b: Row) -> str:
@@ -148,15 +155,12 @@ def to_markdown(sweep: dict, rows: list[Row], lines: list[str], figure: str | No
         text += [f"## {dataset}" + (f" ({n:,} images)" if n else ""), ""]
         text += ["| method | " + " | ".join(label for _, label, _ in COLUMNS) + " | seeds | minutes per run |",
                  "|---|" + "---:|" * (len(COLUMNS) + 2)]
-        # Compared as printed: means that print alike are all bold, never one of them by a float's last bits.
-        shown = {(r.method, key): float(fmt.format(r.stats(key)[0])) for r in group for key, _, fmt in COLUMNS
-                 if r.stats(key)}
-        best = {key: max((v for (_, k), v in shown.items() if k == key), default=None) for key, _, _ in COLUMNS}
+        best = {key: max((shown_mean(r, key) for r in group if r.stats(key)), default=None) for key, _, _ in COLUMNS}
         for r in group:
             cells = []
             for key, _, fmt in COLUMNS:
                 cell = _mean_std(r, key, fmt)
-                bold = best[key] is not None and shown.get((r.method, key)) == best[key]
+                bold = best[key] is not None and r.stats(key) is not None and shown_mean(r, key) == best[key]
                 cells.append(f"**{cell}**" if bold else cell)
             n_seeds = max((len(v) for v in r.values.values()), default=0)
             minutes = f"{statistics.fmean(r.seconds) / 60:.1f}" if r.seconds else "–"
