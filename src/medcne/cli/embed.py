@@ -14,7 +14,7 @@ from ..defaults import DEVICES
 from ..errors import MedcneError
 from ..params import for_cli
 from ..runs.outputs import claim_files, dataset_inputs
-from .common import add_data_options, data_spec
+from .common import add_data_options, data_spec, held_run
 
 
 def add_parser(sub) -> None:
@@ -42,10 +42,13 @@ def run(args) -> int:
 
 def _embed(run_dir: Path, out: Path, args) -> int:
     from ..datasets import load_dataset
-    from ..runs import load_run_model, read_run, save_embedding_file
+    from ..runs import load_run_model, save_embedding_file
 
-    trained = read_run(run_dir).params.get("data") or {}  # a finished run with a finite map
-    est = load_run_model(run_dir, device=args.device)
+    # A finished run with a finite map, held (shared lock) while its record and model are read together:
+    # a replacement of the run meanwhile stops naming this command, so the two are of one run.
+    with held_run(run_dir) as run:
+        trained = run.params.get("data") or {}
+        est = load_run_model(run_dir, device=args.device)
     spec = training_pixels(data_spec(args), trained, args.data)
     data = load_dataset(args.data, **spec)
     data = runs_classes(data, spec, trained)

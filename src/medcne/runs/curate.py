@@ -227,7 +227,7 @@ def propagate_run(run: Run, labels_csv, out=None, *, space: str = "auto", method
     # Writing into the run folder: also hold the run's lock, so that no replacement of the run runs meanwhile.
     in_run = out.parent.resolve() == run.path.resolve()
     with writing_into(run) if in_run else nullcontext(), \
-            claim_files(out, overwrite, inputs=[labels_csv, data_path], runs=[run.path]):
+            claim_files(out, overwrite, inputs=[labels_csv, data_path], runs=[run.path], derived=PROPAGATED_FILE):
         if out.suffix.lower() != ".csv":  # after the rule's checks: an input named is said as such
             raise MedcneError(f"`out` {out} must end in .csv: propagate writes a CSV table (id, label, confidence...)")
         path, summary = _propagate(run, labels_csv, out, space, method, k, data_path, device)

@@ -32,7 +32,8 @@ from ..errors import MedcneError
 from ..io import folders_for, write_json
 from ..runfiles import (
     PARAMS,
-    RUN_OUTPUTS,
+    RUN_FILES,
+    RUN_MARKER,
     WRITTEN_FORMAT,
     WRITTEN_RECORD,
     lock_name,
@@ -207,24 +208,27 @@ def _inside(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
+def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = (), derived: str | None = None) -> None:
     """Refuse an output ``out`` that is, or lies inside, one of ``inputs`` (paths read by the command).
 
-    ``runs`` are run folders the command reads: ``out`` may be one of the
-    files medcne derives from a run in its folder (``qc.csv``,
-    ``propagated.csv``, ``viewer``), never anything else in it. The dataset
-    each run was made from counts as an input too: a file written into it
-    would be read as one of its images (or break its format) the next time.
+    ``runs`` are run folders the command reads: ``out`` may be the file this
+    command derives from a run in its folder (``derived``: ``propagated.csv``,
+    ``viewer``), never anything else in it. A file named as a run's own
+    (``qc.csv``, ``embedding.npz``...) is refused in any run folder but as
+    ``derived``: readers of that run take it for theirs. The dataset each run
+    was made from counts as an input too: a file written into it would be read
+    as one of its images (or break its format) the next time.
     """
     target = _resolved(out)
     runs = list(runs)
+    own = target.name == derived and any(target.parent == _resolved(run) for run in runs)
     for run in runs:
-        run_dir = _resolved(run)
-        if target.parent == run_dir and target.name in RUN_OUTPUTS:
-            continue
-        if _inside(target, run_dir):
+        if not own and _inside(target, _resolved(run)):
             raise MedcneError(f"`out` {out} is inside the run folder {run} that this command reads; "
                               "choose an `out` outside it")
+    if target.name in RUN_FILES and not own and _is_run_folder(target.parent):
+        raise MedcneError(f"`out` {out} bears the name of a run's own file in the run folder {target.parent} "
+                          "(its readers would take it for the run's); choose another name or folder")
     for given in [*inputs, *(p for run in runs for p in run_dataset(run))]:
         if given is None:
             continue
@@ -232,6 +236,17 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = ()) -> None:
         if _inside(target, source):
             what = "is" if target == source else "is inside"
             raise MedcneError(f"`out` {out} {what} {given}, an input of this command; choose another `out`")
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """Whether medcne wrote ``folder`` as a run (its marker, or a params.json naming a method)."""
+    if (folder / RUN_MARKER).is_file():
+        return True
+    try:
+        params = json.loads((folder / PARAMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(params, dict) and "method" in params
 
 
 def dataset_inputs(data_path) -> list[Path]:
@@ -320,7 +335,7 @@ def check_file(out, overwrite: bool, option: str = "overwrite") -> None:
 
 
 @contextmanager
-def claim_files(outs, overwrite: bool, *, inputs: Iterable = (), runs: Iterable = (),
+def claim_files(outs, overwrite: bool, *, inputs: Iterable = (), runs: Iterable = (), derived: str | None = None,
                 option: str = "overwrite") -> Iterator[list[Path]]:
     """Write single files ``outs`` under the rule: lock each, check each, then record them as medcne's.
 
@@ -333,7 +348,7 @@ def claim_files(outs, overwrite: bool, *, inputs: Iterable = (), runs: Iterable 
         for out in outs:
             stack.enter_context(lock(out))
         for out in outs:
-            refuse_inputs(out, inputs, runs=runs)
+            refuse_inputs(out, inputs, runs=runs, derived=derived)
             check_file(out, overwrite, option)
         yield outs
         remember(outs)

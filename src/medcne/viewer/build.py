@@ -134,7 +134,7 @@ def build_viewer(run, out=None, *, data_path=None, images=None, thumb: int | Non
         raise MedcneError(f"{run.path}: {len(images)} images for {n} points; pass the run's own images")
     # `.` or `a/..` named: the page is built beside that folder (then swapped in), not inside it.
     out = Path(os.path.abspath(out)) if out is not None else run.path / VIEWER_DIR
-    refuse_inputs(out, [data_path], runs=[run.path])
+    refuse_inputs(out, [data_path], runs=[run.path], derived=VIEWER_DIR)
     check_out(out, overwrite)
     qc = read_qc(run.path / QC_FILE, run.ids) if (run.path / QC_FILE).is_file() else None
     qc_cols = {name: qc.scores[name] for name in SCORES} if qc else {}

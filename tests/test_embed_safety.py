@@ -1,0 +1,81 @@
+"""`medcne embed` never writes into a run, and reads its run's record and model as one (a user probe).
+
+`embed RUN DATA --out RUN/qc.csv` replaced the run's qc.csv with placed points (the viewer then refused the
+run), and a placement written as `OTHER/qc.csv` into another run did the same to it. `embed` read
+params.json and model.pt at two moments without the run's lock, so a `fit --overwrite` could replace the run
+in between.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medcne.cli import main
+from safetyhelpers import make_data
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+FIT = ["--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "2", "--batch-size", "16", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embed_safety")
+    data = make_data(root / "data" / "data.npz", n=32)
+    run = root / "run"
+    assert main(["fit", str(data), "--out", str(run), *FIT]) == 0
+    return run, data
+
+
+@pytest.mark.parametrize("name", ["qc.csv", "propagated.csv", "embedding.csv"])
+def test_a_placement_is_never_written_as_a_file_of_a_run(fitted, tmp_path, capsys, name):
+    run, data = fitted
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    for target, words in ((run / name, ("is inside the run folder", "an input of this command")),
+                          (other / name, ("bears the name of a run's own file",))):
+        before = target.read_bytes() if target.exists() else None
+        assert main(["embed", str(run), str(data), "--out", str(target), "--device", "cpu", "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert any(w in err for w in words) and err.count("\n") == 1, err
+        assert (target.read_bytes() if target.exists() else None) == before
+    # Any other name beside another run is the user's to choose.
+    assert main(["embed", str(run), str(data), "--out", str(other / "placed.csv"), "--device", "cpu"]) == 0
+
+
+def test_propagate_writes_its_file_into_the_run_it_reads_only(fitted, tmp_path, capsys):
+    run, data = fitted
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    ids = [line.split(",")[3] for line in (run / "embedding.csv").read_text().splitlines()[1:5]]
+    labels = tmp_path / "ann.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{'a' if k % 2 else 'b'}\n" for k, i in enumerate(ids)))
+    assert main(["propagate", str(run), "--labels", str(labels), "--space", "map",
+                 "--out", str(other / "propagated.csv")]) == 2
+    assert "bears the name of a run's own file" in capsys.readouterr().err
+    assert main(["propagate", str(run), "--labels", str(labels), "--space", "map"]) == 0
+    assert (run / "propagated.csv").is_file()
+
+
+def test_embed_holds_its_run_while_it_reads_the_record_and_the_model(fitted, tmp_path, monkeypatch, capsys):
+    import medcne.runs as runs
+
+    run, data = fitted
+    load, seen = runs.load_run_model, []
+
+    def load_while_a_replacement_starts(*args, **kwargs):
+        code = f"from medcne.runs.outputs import lock\nwith lock({str(run)!r}):\n    print('replaced')"
+        seen.append(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                   env={**os.environ, "PYTHONPATH": str(SRC)}))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "load_run_model", load_while_a_replacement_starts)
+    assert main(["embed", str(run), str(data), "--out", str(tmp_path / "placed.csv"), "--device", "cpu"]) == 0
+    assert "replaced" not in seen[0].stdout and f"pid {os.getpid()}" in seen[0].stderr, seen[0]
