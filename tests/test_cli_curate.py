@@ -154,6 +154,7 @@ def test_propagate_writes_labels_that_evaluate_reads(tmp_path, capsys):
     assert sum(row[3] == "1" for row in rows) == len(picked)
     assert all(0 < float(row[2]) <= 1 for row in rows)
     assert f"from {len(picked)} annotated" in out and "agree with the run's labels" in out
+    assert f"over the {len(r.ids) - len(picked):,} not annotated: mean confidence" in out  # not over all
     assert main(["evaluate", str(run), "--labels", str(run / "propagated.csv"), "--no-preservation"]) == 0
 
 

@@ -36,10 +36,12 @@ def run(args) -> int:
     r = read_run(args.run)
     path, s = propagate_run(r, args.labels, args.out, space=args.space, method=args.method, k=args.k,
                             data_path=args.data, device=args.device, overwrite=args.overwrite)
+    others = s["images"] - s["annotated"]
     line = (f"{path}: {s['images']:,} images labelled from {s['annotated']} annotated ({s['classes']} classes, "
-            f"{s['space']} space, {s['neighbours']} neighbours); mean confidence {s['mean_confidence']:.2f}")
+            f"{s['space']} space, {s['neighbours']} neighbours); over the {others:,} not annotated: mean "
+            f"confidence {s['mean_confidence']:.2f}")
     if "agreement" in s:
-        line += f"; {s['agreement']:.1f}% agree with the run's labels"
+        line += f", {s['agreement']:.1f}% agree with the run's labels"
     print(line)
     for note in s["notes"]:  # the viewer's suggestions and unknown ids left out, in evaluate's words
         print(f"note: {for_cli(note)}")
