@@ -56,6 +56,9 @@ def test_embedding_file_needs_a_known_extension(tmp_path):
 def test_read_run_errors(tmp_path):
     with pytest.raises(MedcneError, match="no such run folder"):
         read_run(tmp_path / "missing")
+    (tmp_path / "placed.csv").write_text("x,y,label,id\n")  # what `medcne embed` writes: there, but no run
+    with pytest.raises(MedcneError, match="placed.csv: a file, not a run folder"):
+        read_run(tmp_path / "placed.csv")
     with pytest.raises(MedcneError, match="no embedding.npz"):
         read_run(tmp_path)
 

@@ -249,6 +249,9 @@ def read_run(path, *, finished: bool = True) -> Run:
     writers themselves, before their last file).
     """
     path = Path(path)
+    if path.is_file():  # e.g. the points `medcne embed` placed: a table, not a run
+        raise MedcneError(f"{path}: a file, not a run folder; give a folder written by `medcne fit` or "
+                          "`medcne baseline`")
     if not path.is_dir():
         raise MedcneError(f"{path}: no such run folder; give a folder written by `medcne fit` or `medcne baseline`")
     if not (path / EMBEDDING).is_file() or (finished and not is_finished(path)):
