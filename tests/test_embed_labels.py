@@ -91,3 +91,22 @@ def test_a_map_with_a_wildcard_naming_none_of_the_classes_is_left_unapplied(tmp_
     assert main(["embed", str(run), str(other), "--out", str(out), "--device", "cpu"]) == 0
     assert sorted(set(labels_of(out).values())) == ["stroma", "tumour"]
     assert "names none of these images' classes" in capsys.readouterr().out
+
+
+def test_a_placed_npz_numbers_its_classes_as_the_map_does(mapped_run, tmp_path, capsys):
+    run, data, _ = mapped_run
+    src = np.load(data)
+    flipped = tmp_path / "flipped.npz"  # the same images, their classes listed in reverse
+    names = src["class_names"].tolist()
+    np.savez(flipped, images=src["images"][:12], labels=len(names) - 1 - src["labels"][:12],
+             class_names=np.array(names[::-1]))
+    out = tmp_path / "placed.npz"
+    assert main(["embed", str(run), str(flipped), "--out", str(out), "--device", "cpu"]) == 0
+    placed, own = np.load(out), np.load(run / "embedding.npz")
+    assert placed["class_names"].tolist() == own["class_names"].tolist()  # label k means the map's class k
+    by_id = dict(zip(own["ids"].tolist(), own["labels"].tolist(), strict=True))
+    assert placed["labels"].tolist() == [by_id[i] for i in placed["ids"].tolist()]
+    out2 = tmp_path / "other.npz"
+    assert main(["embed", str(run), str(other_classes(tmp_path / "o.npz")), "--out", str(out2), "--device", "cpu"]) == 0
+    assert "note: classes the map does not have: tumour, stroma" in capsys.readouterr().out
+    assert np.load(out2)["class_names"].tolist() == [*own["class_names"].tolist(), "tumour", "stroma"]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..defaults import DEVICES
-from ..errors import MedcneError
+from ..errors import MedcneError, printable
 from ..params import for_cli
 from ..runs.outputs import claim_files, dataset_inputs
 from .common import add_data_options, data_spec, held_run
@@ -47,11 +47,11 @@ def _embed(run_dir: Path, out: Path, args) -> int:
     # A finished run with a finite map, held (shared lock) while its record and model are read together:
     # a replacement of the run meanwhile stops naming this command, so the two are of one run.
     with held_run(run_dir) as run:
-        trained = run.params.get("data") or {}
+        trained, map_classes = run.params.get("data") or {}, run.class_names
         est = load_run_model(run_dir, device=args.device)
     spec = training_pixels(data_spec(args), trained, args.data)
     data = load_dataset(args.data, **spec)
-    data = runs_classes(data, spec, trained)
+    data = in_map_order(runs_classes(data, spec, trained), map_classes)
     for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
         print(f"note: {for_cli(note)}")
     if note := channels_note(spec, trained, data, est):
@@ -84,6 +84,25 @@ def runs_classes(data, spec: dict, trained: dict):
         notes.append(f"the run merged its rarest classes (--merge-rare {trained['merge_rare']}); these images "
                      "keep their own classes: give --labels-map FILE to join the same ones")
     return replace(data, notes=[*data.notes, *notes]) if notes else data
+
+
+def in_map_order(data, names: list[str] | None):
+    """``data`` with its classes numbered as the map's ``names``, so that a placed ``.npz``'s labels mean what
+    they mean in the run's embedding.npz; classes the map lacks are numbered after them, with a note."""
+    import numpy as np
+
+    from ..datasets.files import listed
+
+    if not data.class_names or not names:
+        return data
+    extra = [c for c in data.class_names if c not in names]
+    merged = [*names, *extra]
+    notes = [f"classes the map does not have: {listed([printable(c) for c in extra], ', ')}"] if extra else []
+    if merged == list(data.class_names) and not notes:
+        return data
+    code = np.array([merged.index(c) for c in data.class_names], dtype=np.int64)
+    labels = None if data.labels is None else np.where(data.labels >= 0, code[np.maximum(data.labels, 0)], data.labels)
+    return replace(data, labels=labels, class_names=merged, notes=[*data.notes, *notes])
 
 
 def channels_note(spec: dict, trained: dict, data, est) -> str | None:
