@@ -79,3 +79,17 @@ def test_embed_holds_its_run_while_it_reads_the_record_and_the_model(fitted, tmp
     monkeypatch.setattr(runs, "load_run_model", load_while_a_replacement_starts)
     assert main(["embed", str(run), str(data), "--out", str(tmp_path / "placed.csv"), "--device", "cpu"]) == 0
     assert "replaced" not in seen[0].stdout and f"pid {os.getpid()}" in seen[0].stderr, seen[0]
+
+
+def test_a_model_file_of_another_run_is_refused(fitted, tmp_path, capsys):
+    run, data = fitted
+    wider = tmp_path / "wider"
+    assert main(["fit", str(data), "--out", str(wider), *[a if a != "2" else "4" for a in FIT]]) == 0  # width 4
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run, mixed)
+    shutil.copyfile(wider / "model.pt", mixed / "model.pt")  # a model put into the wrong run by hand
+    capsys.readouterr()
+    assert main(["embed", str(mixed), str(data), "--out", str(tmp_path / "placed.csv"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "model.pt: not the model of this run: its width is 4, where the run's params.json records 2" in err, err
+    assert not (tmp_path / "placed.csv").exists()

@@ -326,4 +326,23 @@ def load_run_model(run, device: str = "auto"):
     if not all(torch.isfinite(t).all() for t in est.model_.state_dict().values() if t.is_floating_point()):
         raise DivergedError(f"{path}: the model's weights are not finite (NaN or inf): the run diverged; "
                             "fit it again with a lower `lr`")
+    if (Path(run) / PARAMS).is_file():
+        _check_runs_model(path, est, read_json(Path(run) / PARAMS).get("estimator"))
     return est
+
+
+def _check_runs_model(path: Path, est, recorded) -> None:
+    """Refuse a model file whose settings are not those its run's params.json records (one copied in from
+    another run places images into a map it did not make). ``device`` is where it runs now."""
+    import json
+
+    if not isinstance(recorded, dict):
+        return
+    ignored = ("checkpoint", "device")
+    mine = json.loads(json.dumps({k: v for k, v in est.record()["params"].items() if k not in ignored}))
+    differ = sorted(k for k in {*mine, *recorded} - set(ignored) if mine.get(k) != recorded.get(k))
+    if differ:
+        k = differ[0]
+        raise MedcneError(f"{path}: not the model of this run: its {k} is {mine.get(k)!r}, where the run's "
+                          f"params.json records {recorded.get(k)!r}; put the run's own model.pt back, or fit the "
+                          "run again")
