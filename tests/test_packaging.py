@@ -264,3 +264,41 @@ def test_view_of_a_missing_run_says_so_before_a_missing_bundle(tmp_path, monkeyp
     assert main(["view", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "no such run folder" in err and "bundle" not in err and "JavaScript" not in err
+
+
+def real_bundle() -> Path:
+    if not (ROOT / BUNDLE).is_file():
+        pytest.skip("needs the viewer bundle built here (`make viewer-assets`)")
+    return ROOT / BUNDLE
+
+
+def test_the_bundle_records_the_digest_of_its_sources_as_python_computes_it():
+    from medcne.viewer.bundlestamp import recorded_digest, sources_digest
+
+    assert recorded_digest(real_bundle()) == sources_digest(JS)  # build.js and bundlestamp.py agree
+
+
+def test_no_wheel_from_a_bundle_older_than_its_sources(tmp_path):
+    real_bundle()
+    tree = copy_tree(tmp_path / "tree", bundle=True)
+    with open(tree / "src/medcne/viewer/js/viewer.js", "a", encoding="utf-8") as fh:
+        fh.write("// edited after the bundle was built\n")
+    result = build(tree, "wheel", tmp_path / "dist")
+    assert result.returncode != 0
+    assert f"{BUNDLE.as_posix()} is out of date (its sources have changed since it was built)" in result.stdout + result.stderr
+    assert not list((tmp_path / "dist").iterdir())
+
+
+def test_view_in_a_checkout_refuses_a_bundle_older_than_its_sources(tmp_path, monkeypatch):
+    js = tmp_path / "js"
+    shutil.copytree(JS, js, ignore=shutil.ignore_patterns("node_modules"))
+    bundle = tmp_path / "static" / "medcne-viewer.js"
+    bundle.parent.mkdir()
+    shutil.copyfile(real_bundle(), bundle)
+    monkeypatch.setattr(build_mod, "BUNDLE", bundle)
+    monkeypatch.setattr(build_mod, "JS_SOURCES", js / "package.json")
+    assert check_bundle() == bundle
+    (js / "labels.js").write_text((js / "labels.js").read_text() + "\n// changed\n")
+    with pytest.raises(MedcneError, match="bundle is out of date \\(its sources have changed since it was built\\); "
+                                          "rebuild it with `make viewer-assets`"):
+        check_bundle()

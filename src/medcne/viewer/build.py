@@ -38,6 +38,7 @@ from ..runfiles import EMBEDDING, VIEWER_DIR
 from ..runs import Run, read_run
 from ..runs.folder import writing_into
 from ..runs.outputs import lock, refuse_inputs
+from .bundlestamp import stale_bundle
 from .pagefolder import (
     BUNDLE_NAME,
     SPRITES,
@@ -66,6 +67,10 @@ def check_bundle(bundle: Path | None = None) -> Path:
     medcne without it came from a wheel built without it (setup.py refuses that).
     """
     bundle = BUNDLE if bundle is None else Path(bundle)
+    if bundle == BUNDLE and bundle.is_file() and JS_SOURCES.is_file():  # a checkout: built from these sources?
+        if reason := stale_bundle(bundle, JS_SOURCES.parent):
+            raise MedcneError(f"{bundle}: the viewer's JavaScript bundle is out of date ({reason}); rebuild it "
+                              "with `make viewer-assets`")
     if not bundle.is_file():
         if JS_SOURCES.is_file():
             raise MedcneError(

@@ -10,6 +10,7 @@
 // would drop a notice its licence asks to keep.
 "use strict";
 
+const crypto = require("crypto");
 const fs = require("fs");
 const path = require("path");
 const esbuild = require("esbuild");
@@ -94,6 +95,23 @@ function noticeOf(dir, extraLines) {
   return { name: pkg.name, version: pkg.version, text: parts.join("\n\n") };
 }
 
+// sha256 over the sources the bundle is built from (every .js here, package.json, package-lock.json),
+// each as its name, NUL, its bytes, NUL, by name: medcne/viewer/bundlestamp.py computes the same, so
+// that a wheel (setup.py) or `medcne view` in a checkout refuses a bundle older than its sources.
+function sourcesDigest() {
+  const names = fs
+    .readdirSync(HERE)
+    .filter((f) => fs.statSync(path.join(HERE, f)).isFile() && (f.endsWith(".js") || ["package.json", "package-lock.json"].includes(f)))
+    .sort();
+  const digest = crypto.createHash("sha256");
+  for (const name of names) {
+    digest.update(`${name}\0`);
+    digest.update(fs.readFileSync(path.join(HERE, name)));
+    digest.update("\0");
+  }
+  return digest.digest("hex");
+}
+
 function header(found) {
   const notices = [...found]
     .map(([dir, lines]) => noticeOf(dir, lines))
@@ -101,6 +119,7 @@ function header(found) {
   const body = [
     "medcne-viewer.js: the medcne map viewer (MIT licence, see medcne's LICENSE file),",
     "bundled by esbuild with the npm packages below. Their licence notices follow.",
+    `Sources: sha256 ${sourcesDigest()} (of src/medcne/viewer/js, as medcne/viewer/bundlestamp.py computes it)`,
     "",
     `Packages: ${notices.map((n) => `${n.name} ${n.version}`).join(", ")}`,
     "",
