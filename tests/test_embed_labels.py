@@ -110,3 +110,13 @@ def test_a_placed_npz_numbers_its_classes_as_the_map_does(mapped_run, tmp_path, 
     assert main(["embed", str(run), str(other_classes(tmp_path / "o.npz")), "--out", str(out2), "--device", "cpu"]) == 0
     assert "note: classes the map does not have: tumour, stroma" in capsys.readouterr().out
     assert np.load(out2)["class_names"].tolist() == [*own["class_names"].tolist(), "tumour", "stroma"]
+
+
+def test_merge_rare_joins_classes_after_the_runs_labels_map_as_fit_does(mapped_run, tmp_path, capsys):
+    run, data, _ = mapped_run
+    out = tmp_path / "placed.csv"
+    assert main(["embed", str(run), str(data), "--out", str(out), "--merge-rare", "10", "--device", "cpu"]) == 0
+    placed = labels_of(out)
+    counts = {c: list(placed.values()).count(c) for c in set(placed.values())}
+    assert counts["granulocyte"] >= 10 and "other (merged)" in counts, counts  # joined first, so not rare
+    assert "names none of these images' classes" not in capsys.readouterr().out

@@ -50,8 +50,14 @@ def _embed(run_dir: Path, out: Path, args) -> int:
         trained, map_classes = run.params.get("data") or {}, run.class_names
         est = load_run_model(run_dir, device=args.device)
     spec = training_pixels(data_spec(args), trained, args.data)
-    data = load_dataset(args.data, **spec)
-    data = in_map_order(runs_classes(data, spec, trained), map_classes)
+    # The run's labels map, when inherited, renames before --merge-rare joins classes, as in fit.
+    merge = spec.get("merge_rare") if trained.get("labels_map") and spec.get("labels_map") is None else None
+    data = runs_classes(load_dataset(args.data, **{**spec, "merge_rare": None} if merge else spec), spec, trained)
+    if merge:
+        from ..datasets.labels import merge_rare
+
+        data = merge_rare(data, merge)
+    data = in_map_order(data, map_classes)
     for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
         print(f"note: {for_cli(note)}")
     if note := channels_note(spec, trained, data, est):
