@@ -120,3 +120,17 @@ def test_merge_rare_joins_classes_after_the_runs_labels_map_as_fit_does(mapped_r
     counts = {c: list(placed.values()).count(c) for c in set(placed.values())}
     assert counts["granulocyte"] >= 10 and "other (merged)" in counts, counts  # joined first, so not rare
     assert "names none of these images' classes" not in capsys.readouterr().out
+
+
+def test_placed_images_under_ids_of_other_images_of_the_map_are_noted(mapped_run, tmp_path, capsys):
+    run, data, _ = mapped_run
+    src = np.load(data)
+    rows = tmp_path / "rows.npz"  # other images (the last 8, flipped) without ids: numbered 0..7 as the map's
+    np.savez(rows, images=src["images"][-8:][:, ::-1].copy(), labels=src["labels"][-8:],
+             class_names=src["class_names"])
+    capsys.readouterr()
+    assert main(["embed", str(run), str(rows), "--out", str(tmp_path / "a.csv"), "--device", "cpu"]) == 0
+    assert "placed images bear the id of another image of the map (e.g. '0', placed elsewhere)" in capsys.readouterr().out
+    # The map's own images placed again land on their points: no note.
+    assert main(["embed", str(run), str(data), "--out", str(tmp_path / "b.csv"), "--device", "cpu"]) == 0
+    assert "bear the id of another image" not in capsys.readouterr().out

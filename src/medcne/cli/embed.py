@@ -63,8 +63,31 @@ def _embed(run_dir: Path, out: Path, args) -> int:
     if note := channels_note(spec, trained, data, est):
         print(note)
     Z = est.transform(data)
+    if note := shared_ids_note(run, data.ids, Z):
+        print(note)
     save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
     return len(data)
+
+
+def shared_ids_note(run, ids, Z) -> str | None:
+    """A note when placed images bear ids of the map's images yet land elsewhere than those: other images
+    under the same ids (an .npz without ``ids`` numbers its rows from 0, as the map's may), which
+    ``evaluate --labels`` or ``propagate`` would take for the map's. The map's own images, placed again,
+    land on their points and are not noted."""
+    import numpy as np
+
+    where = {i: k for k, i in enumerate(run.ids.tolist())}
+    pairs = np.array([(k, where[i]) for k, i in enumerate(np.asarray(ids).tolist()) if i in where], np.int64)
+    if not len(pairs):
+        return None
+    spread = float(np.ptp(run.embedding, axis=0).max()) or 1.0
+    elsewhere = np.linalg.norm(Z[pairs[:, 0]] - run.embedding[pairs[:, 1]], axis=1) > 1e-3 * spread
+    if not elsewhere.any():
+        return None
+    first = printable(str(ids[pairs[elsewhere][0, 0]]))
+    return (f"note: {int(elsewhere.sum()):,} placed images bear the id of another image of the map (e.g. "
+            f"{first!r}, placed elsewhere); give them ids of their own (an `ids` array, file names) before "
+            "matching them with the map's (`evaluate --labels`, `propagate`)")
 
 
 def runs_classes(data, spec: dict, trained: dict):
