@@ -279,3 +279,13 @@ def test_a_pcam_folder_reads_all_its_files_and_split_picks_one(tmp_path):
 
     with pytest.raises(MedcneError, match="`split` val needs exactly one"):
         load_dataset(tmp_path, split="val")
+
+
+@pytest.mark.parametrize("option", [{"path_column": "file"}, {"allow_outside": True}])
+def test_options_of_a_csv_list_are_refused_for_other_data(option):
+    from medcne.datasets import SAMPLE_PATH
+    from medcne.errors import UnknownFormatError
+
+    name = next(iter(option))
+    with pytest.raises(UnknownFormatError, match=f"`{name}` applies to a CSV of image paths only; .* is read as npz"):
+        load_dataset(SAMPLE_PATH, **option)

@@ -64,7 +64,8 @@ FORMAT_WORDS = {"folder": "a folder of images", "csv": "a CSV of image paths", "
 
 
 def check_read_options(path, format: str = "auto", channels: str = "keep", seed: int = 0, size=None,
-                       split: str | None = None, **scan_options) -> str | None:
+                       split: str | None = None, path_column: str = "path", allow_outside: bool = False,
+                       **scan_options) -> str | None:
     """The checks :func:`load_dataset` makes before it reads a pixel (also for a sweep, before its cells
     run); returns the format ``path`` is read as. With ``path`` None (data not there yet, or a folder of
     scans not worth walking) the format is not looked for, nor the scan options checked against it."""
@@ -82,6 +83,9 @@ def check_read_options(path, format: str = "auto", channels: str = "keep", seed:
     fmt = detect_format(path) if format == "auto" else format
     if given and fmt not in ("dicom", "nifti"):
         raise UnknownFormatError(f"`{given[0]}` applies to DICOM and NIfTI data only; {path} is read as {fmt}")
+    csv_only = [k for k, v in (("path_column", path_column != "path"), ("allow_outside", allow_outside)) if v]
+    if csv_only and fmt != "csv":
+        raise UnknownFormatError(f"`{csv_only[0]}` applies to a CSV of image paths only; {path} is read as {fmt}")
     check_split_option(path, fmt, split)
     return fmt
 
@@ -172,7 +176,8 @@ def load_dataset(
     path = check_data_path(path)
     scan_only = dict(window=window, axis=axis, keep_phi=keep_phi, label_csv=label_csv, label_key=label_key,
                      drop_background=drop_background)
-    fmt = check_read_options(path, format=format, channels=channels, seed=seed, size=size, split=split, **scan_only)
+    fmt = check_read_options(path, format=format, channels=channels, seed=seed, size=size, split=split,
+                             path_column=path_column, allow_outside=allow_outside, **scan_only)
     size = parse_size(size)
     if fmt == "npz":
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
