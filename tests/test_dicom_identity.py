@@ -152,8 +152,8 @@ def by_uid(root: Path, name: str, ds=None) -> tuple[str, str, str]:
 def named_by_uids(tmp_path) -> tuple[Path, dict[str, tuple[str, str]]]:
     """The probe's folder: files named after their SOPInstanceUID in folders named after their study
     and series UIDs. Two images (CT, RT dose), a CT with RescaleSlope nan and a truncated MR (bad), a
-    structured report (no pixel data); under misc/, a file that is not DICOM and one cut off in its
-    header, named like UIDs. Returns the folder and {what: (path, coded path)} of the files left out."""
+    structured report (no pixel data); under misc/, a file that is not DICOM and a CT cut off in its
+    header (bad: it declares an image), named like UIDs. Returns the folder and {what: (path, coded path)} of the files left out."""
     root = tmp_path / "probe"
     by_uid(root, "CT_small.dcm")
     by_uid(root, "rtdose.dcm")
@@ -171,6 +171,9 @@ def named_by_uids(tmp_path) -> tuple[Path, dict[str, tuple[str, str]]]:
     return root, left_out
 
 
+BAD = ("nan", "truncated", "garbage", "cut")  # the files of named_by_uids that cannot be used
+
+
 def no_uid(text: str, root: Path) -> bool:
     """No name of a file or folder under ``root`` that holds a UID appears in ``text``."""
     return not any(p.name in text for p in root.rglob("*") if "." in p.stem and p.stem[0].isdigit())
@@ -181,19 +184,19 @@ def test_messages_about_files_left_out_code_their_own_uids(named_by_uids, capsys
     assert main(["info", str(root)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and no_uid(err, root), err
-    assert "3 DICOM file(s) cannot be used" in err and "--skip-bad" in err
-    for what in ("nan", "truncated", "garbage"):
+    assert "4 DICOM file(s) cannot be used" in err and "--skip-bad" in err
+    for what in BAD:
         assert left_out[what][1] in err, what
     assert f"{left_out['nan'][1]} (RescaleSlope 'nan' is not a finite number)" in err
     assert main(["info", str(root), "--skip-bad", "--size", "16"]) == 0
     out = capsys.readouterr().out
     assert "images:   16" in out and no_uid(out, root), out
     unusable, no_image = (line for line in out.splitlines() if line.strip().startswith("- skipped"))
-    assert all(left_out[w][1] in unusable for w in ("nan", "truncated", "garbage"))
-    assert "without an image (no pixel data)" in no_image and all(left_out[w][1] in no_image for w in ("report", "cut"))
+    assert all(left_out[w][1] in unusable for w in BAD)
+    assert "without an image (no pixel data)" in no_image and left_out["report"][1] in no_image
     with pytest.raises(BadImageError) as info:
         read_dicom(root)
-    assert sorted(info.value.bad_files) == sorted(left_out[w][1] for w in ("nan", "truncated", "garbage"))
+    assert sorted(info.value.bad_files) == sorted(left_out[w][1] for w in BAD)
 
 
 def test_keep_phi_keeps_the_names_of_files_left_out(named_by_uids, capsys):
@@ -205,7 +208,7 @@ def test_keep_phi_keeps_the_names_of_files_left_out(named_by_uids, capsys):
     assert f"misc/{CUT}.dcm" in notes and left_out["report"][0][-40:] in notes  # long paths are cut in the middle
     with pytest.raises(BadImageError) as info:
         read_dicom(root, keep_phi=True)
-    assert sorted(info.value.bad_files) == sorted(left_out[w][0] for w in ("nan", "truncated", "garbage"))
+    assert sorted(info.value.bad_files) == sorted(left_out[w][0] for w in BAD)
 
 
 def test_only_names_like_uids_are_coded_for_a_file_without_its_uids():

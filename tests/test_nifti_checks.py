@@ -136,3 +136,59 @@ def test_a_labels_map_may_name_classes_absent_from_the_data(tmp_path):
     lm.write_text("3,liver\n4,tumour\n")  # none of its names is a class: a map for other data
     with pytest.raises(MedcneError, match=r"'3' is not a class of the data \(nor is any other name it maps\)"):
         load_dataset(root, labels_map=lm)
+
+
+def test_an_rgb_volume_is_named_as_unsupported_in_one_line(tmp_path, capsys):
+    rgb = np.zeros((8, 8, 3), np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")]))
+    rgb["R"] = 200
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(tmp_path / "colour.nii.gz"))
+    save(ct(), tmp_path / "grey.nii.gz")
+    with pytest.raises(DataError, match=r"colour.nii.gz: the volume holds colour voxels \(NIfTI datatype RGB\), "
+                                        r"which medcne does not read: it reads grey values"):
+        read_nifti(tmp_path)
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "DTypePromotionError" not in err and "readable copy" not in err
+    assert "convert it to a greyscale volume or to a folder of PNG images, or pass --skip-bad" in err
+    data = read_nifti(tmp_path, skip_bad=True)
+    assert len(data) == SHAPE[2] and any("skipped 1 unreadable volume(s): colour.nii.gz (the volume holds colour "
+                                         "voxels (NIfTI datatype RGB), which medcne does not read" in n
+                                         for n in data.notes)
+
+
+@pytest.mark.parametrize("case", ["int16 scaled, stored LPS", "float32 scaled", "4-D", "uint8 scaled, turned"])
+def test_values_are_nibabels_to_the_bit_whatever_the_slab(tmp_path, case, monkeypatch):
+    """The stored values are scaled a slab at a time by nibabel's own function: every float32 value is
+    the one ``np.asarray(as_closest_canonical(img).dataobj, dtype=np.float32)`` gives."""
+    from medcne import defaults
+    from medcne.datasets.nifti_volume import load
+
+    rng = np.random.default_rng(3)
+    lps = np.diag([-0.8, -0.8, 5.0, 1.0])
+    turned = np.array([[0, 0, 1.5, 0], [-0.7, 0, 0, 0], [0, 0.7, 0, 0], [0, 0, 0, 1.0]])
+    stored, affine, scale = {
+        "int16 scaled, stored LPS": (rng.integers(-2000, 3000, (20, 24, 6)).astype(np.int16), lps, (0.7, -1024.3)),
+        "float32 scaled": (rng.normal(0, 100, (12, 10, 5)).astype(np.float32), lps, (1.7, -3.1)),
+        "4-D": (rng.integers(0, 1000, (12, 10, 6, 3)).astype(np.int16), lps, (1.5, 2.0)),
+        "uint8 scaled, turned": (rng.integers(0, 255, (12, 10, 5)).astype(np.uint8), turned, (0.3333, 7.1)),
+    }[case]
+    img = nib.Nifti1Image(stored, affine)
+    img.header.set_slope_inter(*scale)
+    path = tmp_path / "v.nii.gz"
+    nib.save(img, str(path))
+    want = np.asarray(nib.as_closest_canonical(nib.load(str(path))).dataobj, dtype=np.float32)
+    want = want[..., 0] if want.ndim == 4 else want
+    monkeypatch.setattr(defaults, "READ_CHUNK_MB", 0)  # a slice a slab
+    volume = load(path, nib, "volume")
+    got = np.empty(volume.shape, np.float32)
+    for index in volume.slabs():
+        got[index] = volume.values(index)
+    assert got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_a_scale_factor_beyond_float32_is_refused_as_non_finite(tmp_path):
+    img = nib.Nifti1Image(ct(), np.eye(4))
+    img.header.set_slope_inter(1e36, 0.0)  # 1,499 x 1e36 does not fit in float32
+    nib.save(img, str(tmp_path / "v.nii"))
+    with pytest.raises(DataError, match=r"v.nii: the volume holds [0-9,]+ non-finite value\(s\)"):
+        read_nifti(tmp_path)

@@ -11,11 +11,14 @@ For each file with pixel data, in order:
    then MONOCHROME1 inverted so that bright means high values in every image;
    colour images (RGB, YBR converted to RGB, palette colour) are scaled by their
    bit depth and not windowed;
-3. one image per frame of a multi-frame file.
+3. one image per frame of a multi-frame file, decoded and converted a block of
+   frames at a time (:mod:`.dicom_frames`).
 
 Files without pixel data (structured reports, RT plans, DICOMDIR) are noted
-and skipped. ids are the paths relative to the folder, with ``#FRAME``
-(counting from 1) for multi-frame files. Provenance columns: ``series`` and
+and skipped; one whose header declares an image (an image SOP class, Rows and
+Columns) but that ends before its pixel data is damaged (a cut-off slice).
+ids are the paths relative to the folder, with ``#FRAME`` (counting from 1) for
+multi-frame files. Provenance columns: ``series`` and
 ``slice`` (InstanceNumber; the frame number for multi-frame files; -1 when the
 file states none).
 
@@ -38,8 +41,21 @@ import numpy as np
 from ..defaults import read_chunk_bytes
 from ..errors import BadImageError, DataError, EmptyDatasetError, MedcneError, printable, require
 from .convert import check_channels, parse_size
+from .dicom_frames import (
+    Bad,
+    Codec,
+    CutOff,
+    NoWindow,
+    Skip,
+    Unused,
+    blocks,
+    declared_image,
+    frame_count,
+    read_dataset,
+    to_uint8,
+)
 from .dicom_identity import Identity, coded, phi_values, scrub, shown, states_its_uids, union
-from .files import listed, shortened
+from .files import listed
 from .imageset import ImageSet
 from .scancommon import (
     check_resized,
@@ -58,46 +74,11 @@ from .scanfiles import (
     short_hash,
     walk_files,
 )
-from .window import (
-    AUTO,
-    FILE,
-    Window,
-    auto_window,
-    describe,
-    file_window,
-    first_number,
-    parse_window,
-    unusable_window,
-)
+from .window import AUTO, FILE, describe, first_number, parse_window
 
 LABEL_KEYS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "PatientID", "path")
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 CODECS_HINT = "install a decoder with `pip install 'medcne[dicom-codecs]'` (pylibjpeg with its JPEG and JPEG 2000 plugins)"
-
-
-class _Unused(Exception):
-    """A file that is not used; the message is the reason shown to the user. ``identity``: what its
-    header gave (see :mod:`.dicom_identity`), ``uids_unknown``: whether that lacks any of its UIDs."""
-
-    identity: Identity = (frozenset(), frozenset())
-    uids_unknown = True
-
-
-class _Skip(_Unused):
-    """A DICOM file that holds no image (a note, not an error)."""
-
-
-class _Bad(_Unused):
-    """A file that cannot be used."""
-
-
-class _Codec(_Bad):
-    """Pixel data in a compressed transfer syntax that no installed plugin decodes."""
-
-
-class _NoWindow(Exception):
-    """``--window file`` and a grey file that states no usable window: an error for the whole command.
-    Its args: the file's identity (phi values, UIDs) and what it states instead (None: nothing)."""
 
 
 @dataclass
@@ -114,106 +95,54 @@ class _File:
     colour: bool = False
 
 
-def _decode(ds, pydicom, path_text: str) -> np.ndarray:
-    """All frames of ``ds``: (F, H, W) or (F, H, W, 3)."""
-    ts = getattr(ds, "file_meta", None) and ds.file_meta.get("TransferSyntaxUID")
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:  # decoders raise RuntimeError, ValueError, NotImplementedError...
-        if ts is not None and ts.is_compressed:
-            decoder_ok = _decoder_available(pydicom, ts)
-            last_line = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-            reason = f"compressed as {ts.name!r}, " + (
-                "which no installed decoder reads" if not decoder_ok else f"not decoded ({shortened(last_line, 80)})")
-            raise _Codec(reason) from None
-        raise _Bad(f"pixel data cannot be decoded ({type(exc).__name__})") from None
-    frames = int(first_number(ds.get("NumberOfFrames")) or 1)
-    colour = int(ds.get("SamplesPerPixel", 1) or 1) == 3
-    if frames == 1 or arr.ndim == (3 if colour else 2):
-        arr = arr[None]
-    return arr
-
-
-def _decoder_available(pydicom, ts) -> bool:
-    try:
-        return bool(pydicom.pixels.get_decoder(ts).is_available)
-    except Exception:  # no decoder at all for this syntax
-        return False
-
-
-def _check_rescale(ds) -> None:
-    """Refuse a rescale slope or intercept that is not a finite number (NaN would make the image black)."""
-    if "ModalityLUTSequence" in ds:  # the LUT is used instead
-        return
-    for attr in ("RescaleSlope", "RescaleIntercept"):
-        value = ds.get(attr)
-        if value not in (None, "") and first_number(value) is None:
-            raise _Bad(f"{attr} {printable(str(value))[:30]!r} is not a finite number")
-
-
-def _to_uint8(ds, arr: np.ndarray, window, pydicom) -> tuple[list[np.ndarray], bool]:
-    """Frames of raw pixels -> uint8 H x W x C frames, and whether they are colour."""
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "PALETTE COLOR":
-        arr = pydicom.pixels.apply_color_lut(arr, ds)
-    if arr.ndim == 4:  # colour: scaled by the bit depth, never windowed
-        bits = 8 if arr.dtype == np.uint8 else int(ds.get("BitsStored") or arr.dtype.itemsize * 8)
-        if photometric == "PALETTE COLOR" and arr.dtype != np.uint8:
-            bits = 16
-        scale = 255.0 / (2 ** min(bits, 32) - 1)
-        out = arr if arr.dtype == np.uint8 else np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
-        return [f for f in out], True
-    _check_rescale(ds)
-    values = pydicom.pixels.apply_modality_lut(arr, ds)
-    own = file_window(ds)
-    if window == FILE and own is None:
-        raise _NoWindow(phi_values(ds), unusable_window(ds))
-    frames = []
-    for v in values:
-        w = window if isinstance(window, Window) else own or auto_window(v)
-        img = w.apply(v)
-        frames.append((255 - img if photometric == "MONOCHROME1" else img)[..., None])
-    return frames, False
-
-
-def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
-    """One DICOM file as frames; raises _Skip (no image) or _Bad (unusable), with the identity its header gave."""
+def _read_file(path: Path, rel: str, window, pydicom, keep_phi: bool, size=None) -> _File:
+    """One DICOM file as frames (those of a multi-frame file resized to ``size`` a block at a time);
+    raises Skip (no image) or Bad (unusable), with the identity its header gave."""
     if path.name == DICOMDIR:
-        raise _Skip("DICOMDIR")
+        raise Skip("DICOMDIR")
     with warnings.catch_warnings():
         # pydicom warns on odd values (a VR mismatch, a non-standard string): read them anyway.
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(path, force=True)
+            ds = read_dataset(path, pydicom)
         except Exception as exc:  # InvalidDicomError, EOFError, OSError...: damaged files raise nearly anything
-            raise _Bad(f"not readable as DICOM ({type(exc).__name__})") from None
+            raise Bad(f"not readable as DICOM ({type(exc).__name__})") from None
         try:
-            return _from_dataset(ds, path, rel, window, pydicom, keep_phi)
-        except (MedcneError, _NoWindow, MemoryError):
+            return _from_dataset(ds, path, rel, window, pydicom, keep_phi, size)
+        except (MedcneError, NoWindow, MemoryError):
             raise
         except Exception as exc:  # pydicom raises as it converts a damaged value (BytesLengthException...)
-            unused = exc if isinstance(exc, _Unused) else _Bad(f"a header value cannot be read ({type(exc).__name__})")
+            unused = exc if isinstance(exc, Unused) else Bad(f"a header value cannot be read ({type(exc).__name__})")
             # messages about the file code the names its header identifies
-            unused.identity, unused.uids_unknown = phi_values(ds), not states_its_uids(ds)
+            unused.identity = phi_values(ds)
+            unused.uids_unknown = isinstance(unused, CutOff) or not states_its_uids(ds)
             raise unused from None
 
 
-def _from_dataset(ds, path: Path, rel: str, window, pydicom, keep_phi: bool) -> _File:
-    """The frames of the DICOM dataset ``ds`` read from ``path``; raises _Skip or _Bad."""
+def _from_dataset(ds, path: Path, rel: str, window, pydicom, keep_phi: bool, size=None) -> _File:
+    """The frames of the DICOM dataset ``ds`` read from ``path``; raises Skip or Bad."""
     sop = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ds.get("SOPClassUID", "")))
     if sop == DICOMDIR_SOP_CLASS:
-        raise _Skip("DICOMDIR")
+        raise Skip("DICOMDIR")
     if "PixelData" not in ds:
+        if declared := declared_image(ds):  # a CT slice cut off, not a report: never passed over as one
+            raise CutOff(f"ends before its pixel data, though its header declares an image ({declared})")
         if "SOPClassUID" in ds or has_dicom_marker(path):
-            raise _Skip("no pixel data")
-        raise _Bad("not a DICOM file")
-    arr = _decode(ds, pydicom, rel)
-    try:
-        frames, colour = _to_uint8(ds, arr, window, pydicom)
-    except (MedcneError, _Bad, _NoWindow):
-        raise
-    except Exception as exc:  # a LUT or rescale that does not fit the pixels
-        raise _Bad(f"pixel values cannot be converted ({type(exc).__name__})") from None
+            raise Skip("no pixel data")
+        raise Bad("not a DICOM file")
+    # Each block of a multi-frame file is resized as soon as it is converted: the file's frames are
+    # never all held at full resolution (one-frame files are resized in batches by _read_all).
+    resize = size is not None and frame_count(ds) > 1
+    frames, colour = [], False
+    for block in blocks(ds, path, pydicom):
+        try:
+            converted, colour = to_uint8(ds, block, window, pydicom)
+        except (MedcneError, Bad, NoWindow):
+            raise
+        except Exception as exc:  # a LUT or rescale that does not fit the pixels
+            raise Bad(f"pixel values cannot be converted ({type(exc).__name__})") from None
+        del block
+        frames += [sized(f, size) for f in converted] if resize else converted
     uid = str(ds.get("SeriesInstanceUID", "") or "")
     series = uid if keep_phi and uid else short_hash(uid or str(Path(rel).parent), "s-")
     if len(frames) > 1:
@@ -253,7 +182,7 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, cha
         frames, colour = stated_frames(paths, pydicom)
         check_resized(frames, size, colour, channels, str(root), f"{frames:,} image(s)")
     read: list[_File] = []
-    unused: list[tuple[str, _Unused]] = []
+    unused: list[tuple[str, Unused]] = []
     # Frames are resized to `size` READ_CHUNK_MB at a time, not held at full resolution to the end.
     # Not file by file: the allocator would then hand each file's temporaries back to the system
     # and fault them in again for the next (twice the time, bench/scans_size.py).
@@ -262,11 +191,11 @@ def _read_all(root: Path, window, keep_phi: bool, skip_bad: bool, size=None, cha
     for path in paths:
         rel = relative_id(path, root)
         try:
-            read.append(_read_file(path, rel, window, pydicom, keep_phi))
-        except _Unused as exc:
+            read.append(_read_file(path, rel, window, pydicom, keep_phi, size))
+        except Unused as exc:
             unused.append((rel, exc))
             continue
-        except _NoWindow as exc:
+        except NoWindow as exc:
             seen = union(_identity(read), exc.args[0], *(e.identity for _, e in unused))
             raise _no_window(shown(rel, seen, keep_phi), exc.args[1]) from None
         if size is not None:
@@ -292,22 +221,22 @@ def _no_window(name: str, stated) -> MedcneError:
                        "give `window` as a preset such as soft-tissue or as WIDTH,LEVEL")
 
 
-def _report_unused(root: Path, unused: list[tuple[str, _Unused]], seen: Identity, keep_phi: bool, skip_bad: bool,
+def _report_unused(root: Path, unused: list[tuple[str, Unused]], seen: Identity, keep_phi: bool, skip_bad: bool,
                    notes: list[str]) -> None:
     """Refuse the files that cannot be used (unless ``skip_bad``) and note those left out, their names
     coded with ``seen`` (see :mod:`.dicom_identity`)."""
     named = [(coded(rel, seen, keep_phi, exc.uids_unknown), exc) for rel, exc in unused]
-    bad = [(name, exc) for name, exc in named if isinstance(exc, _Bad)]
+    bad = [(name, exc) for name, exc in named if isinstance(exc, Bad)]
     if bad and not skip_bad:
         shown = listed([f"{printable(name)} ({exc})" for name, exc in bad])
-        fix = CODECS_HINT + ", or pass `skip_bad` to leave them out" if any(isinstance(e, _Codec) for _, e in bad) \
+        fix = CODECS_HINT + ", or pass `skip_bad` to leave them out" if any(isinstance(e, Codec) for _, e in bad) \
             else "fix or remove them, or pass `skip_bad` to leave them out"
         raise BadImageError(f"{root}: {len(bad)} DICOM file(s) cannot be used: {shown}; {fix}", [n for n, _ in bad])
     if bad:
         notes.append(f"skipped {len(bad)} unusable DICOM file(s): {listed([printable(n) for n, _ in bad])}")
     skipped: dict[str, list[str]] = {}
     for name, exc in named:
-        if isinstance(exc, _Skip):
+        if isinstance(exc, Skip):
             skipped.setdefault(str(exc), []).append(printable(name))
     for why, shown_names in sorted(skipped.items()):
         notes.append(f"skipped {len(shown_names)} DICOM file(s) without an image ({why}): {listed(shown_names)}")

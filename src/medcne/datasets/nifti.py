@@ -34,7 +34,6 @@ with ``drop_background=True``. Segmentation volumes are never read as images.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import warnings
@@ -46,7 +45,7 @@ from ..errors import DataError, EmptyDatasetError, MedcneError, printable, requi
 from .convert import check_channels, parse_size
 from .files import listed, shortened
 from .imageset import ImageSet
-from .memory import check_memory
+from .nifti_volume import Volume, check_size, load, quiet, windowed
 from .scancommon import (
     check_resized,
     check_unused,
@@ -56,7 +55,7 @@ from .scancommon import (
     stack_images,
 )
 from .scanfiles import is_nifti_name, relative_id, walk_files
-from .window import FILE, Window, auto_window, parse_window
+from .window import FILE, parse_window
 
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 SEG_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_segmentation")
@@ -87,60 +86,18 @@ def pair_segmentations(files: list[Path]) -> tuple[list[Path], dict[Path, Path]]
     return [f for f in files if f not in seg_files], segs
 
 
-def _load(path: Path, nib, what: str) -> tuple[np.ndarray, bool]:
-    """A volume's values as float32 in the canonical orientation (3-D), and whether
-    dimensions beyond the third were dropped (their first volume kept)."""
-    with warnings.catch_warnings(), _quiet(logging.getLogger("nibabel.global")):
-        warnings.simplefilter("ignore")  # nibabel warns and logs on odd header fields it can read around
-        try:
-            img = nib.load(str(path))
-            _check_size(img, path, what)
-            data = np.asarray(nib.as_closest_canonical(img).dataobj, dtype=np.float32)
-        except DataError:
-            raise
-        except MemoryError:
-            raise DataError(f"{path}: the {what} is too large for the memory available; read it on a machine "
-                            "with more memory, or pass `skip_bad` to leave it out") from None
-        except Exception as exc:  # damaged headers and data make nibabel raise nearly anything
-            raise DataError(f"{path}: not a readable NIfTI {what} ({type(exc).__name__}: "
-                            f"{printable(' '.join(str(exc).split()), 100)}); replace it with a readable "
-                            "copy, or pass `skip_bad` to leave it out") from None
-    if data.ndim < 2:
-        raise DataError(f"{path}: the {what} has {data.ndim} dimension(s); give 2-D or 3-D volumes")
-    _check_finite(data, path, what)
-    dropped = data.ndim > 3 and any(n > 1 for n in data.shape[3:])
-    if data.ndim > 3:
-        data = data[(slice(None),) * 3 + (0,) * (data.ndim - 3)]
-    return (data[..., None] if data.ndim == 2 else data), dropped
-
-
-def _check_size(img, path: Path, what: str) -> None:
-    """Refuse, before any voxel is read, a header that states more data than an uncompressed file
-    holds (damaged), or more than the memory available holds (its values and their float32 copy)."""
-    voxels, itemsize = int(np.prod(img.shape, dtype=object)), img.get_data_dtype().itemsize
-    offset = getattr(img.dataobj, "offset", None)  # the header's vox_offset as nibabel reads the data
-    if offset is not None and path.name.lower().endswith(".nii"):
-        need, have = int(offset) + voxels * itemsize, path.stat().st_size
-        if need > have:
-            raise DataError(f"{path}: damaged or truncated: the header states {need:,} bytes, the file holds "
-                            f"{have:,}; replace it, or pass `skip_bad` to leave it out")
-    shape = "x".join(map(str, img.shape))
-    check_memory(voxels * (itemsize + 4), str(path), f"the {what} of {shape} voxels",
-                 "read it on a machine with more memory, or pass `skip_bad` to leave it out")
-
-
 def _stated_slices(volumes: list[Path], nib, axis: int) -> int:
     """How many slices along ``axis`` (in the canonical orientation) the headers of ``volumes`` state,
     read without their voxels, so that what a `size` needs is checked before the first slice is
-    resized. A volume refused on its own (unreadable, damaged, or larger than memory:
-    :func:`_check_size`; left out with `skip_bad`) counts nothing here."""
+    resized. A volume refused on its own (unreadable, unsupported, damaged, or larger than memory:
+    :func:`~.nifti_volume.check_size`; left out with `skip_bad`) counts nothing here."""
     count = 0
     for path in volumes:
-        with warnings.catch_warnings(), _quiet(logging.getLogger("nibabel.global")):
+        with warnings.catch_warnings(), quiet(logging.getLogger("nibabel.global")):
             warnings.simplefilter("ignore")
             try:
                 img = nib.load(str(path))
-                _check_size(img, path, "volume")
+                check_size(img, path, "volume")
                 turned = nib.orientations.io_orientation(img.affine)[:, 0]  # voxel axis i -> canonical axis
                 count += next(n for i, n in enumerate((*img.shape, 1, 1)[:3]) if int(turned[i]) == axis)
             except Exception:  # named when the volume is read
@@ -158,24 +115,6 @@ def _check_stated(volumes: list[Path], nib, axis: int, size, channels: str, root
     lower = any(v in droppable for v in volumes)
     n = max(n, 1) if lower else n
     check_resized(n, size, False, channels, str(root), f"{'at least ' if lower else ''}{n:,} slice(s)")
-
-
-def _check_finite(data: np.ndarray, path: Path, what: str) -> None:
-    """Refuse NaN and infinite values, as float pixels are refused elsewhere: no window makes them a grey."""
-    if data.size and not (np.isfinite(data.min()) and np.isfinite(data.max())):
-        count = data.size - int(np.count_nonzero(np.isfinite(data)))
-        raise DataError(f"{path}: the {what} holds {count:,} non-finite value(s) (NaN or infinity); replace them "
-                        "with numbers (e.g. numpy.nan_to_num) or pass `skip_bad` to leave it out")
-
-
-@contextlib.contextmanager
-def _quiet(logger: logging.Logger):
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _slices(volume: np.ndarray, axis: int) -> np.ndarray:
@@ -201,21 +140,21 @@ def dominant_labels(seg: np.ndarray, axis: int) -> list[int]:
     return out
 
 
-def _volume_labels(rel: str, n: int, seg: np.ndarray | None, table, single, axis_n: int) -> list[str | None]:
-    """The label of each of the ``n`` slices of one volume (None: unlabelled)."""
+def _volume_labels(rel: str, n: int, seg: list[int] | None, table, single) -> list[str | None]:
+    """The label of each of the ``n`` slices of one volume (None: unlabelled); ``seg``: the dominant
+    label of each slice in its segmentation."""
     if table is not None:
         return [single.get((rel, k), table.get(rel)) for k in range(n)]
     if seg is None:
         return [None] * n
-    return [BACKGROUND if v == 0 else str(v) for v in dominant_labels(seg, axis_n)]
+    return [BACKGROUND if v == 0 else str(v) for v in seg]
 
 
-def _window_volume(volume: np.ndarray, window, path: Path) -> np.ndarray:
+def _window_volume(volume: Volume, window, path: Path) -> np.ndarray:
     if window == FILE:
         raise MedcneError(f"{path}: NIfTI files state no window; give `window` as a preset such as "
                           "soft-tissue, as WIDTH,LEVEL, or auto")
-    w = window if isinstance(window, Window) else auto_window(volume)
-    return w.apply(volume)
+    return windowed(volume, window, path)
 
 
 def _find(root: Path) -> tuple[list[Path], dict[Path, Path], list[str]]:
@@ -295,16 +234,16 @@ def read_nifti(
     for path in volumes:
         rel = relative_id(path, root)
         try:
-            volume, dropped = _load(path, nib, "volume")
-            seg = _segmentation(segs.get(path), volume.shape, nib) if table is None else None
+            volume = load(path, nib, "volume")
+            seg = _segmentation(segs.get(path), volume.shape, nib, AXES[axis]) if table is None else None
         except DataError as exc:
             if not skip_bad:
                 raise
             bad.append(f"{printable(rel)} ({shortened(str(exc).split(': ', 1)[-1].split('; ')[0], 100)})")  # without the fix
             continue
-        dropped_dims += dropped
+        dropped_dims += volume.dropped
         cut = _slices(_window_volume(volume, window, path), AXES[axis])
-        labels = _volume_labels(rel, len(cut), seg, table, single, AXES[axis])
+        labels = _volume_labels(rel, len(cut), seg, table, single)
         for k, (img, label) in enumerate(zip(cut, labels, strict=True)):
             if drop_background and label == BACKGROUND:
                 background_dropped += 1
@@ -333,14 +272,16 @@ def read_nifti(
                                 "slice": np.asarray(rows["slices"], dtype=np.int64)})
 
 
-def _segmentation(path: Path | None, shape: tuple[int, ...], nib) -> np.ndarray | None:
+def _segmentation(path: Path | None, shape: tuple[int, ...], nib, axis: int) -> list[int] | None:
+    """The dominant label of each slice along ``axis`` of the segmentation ``path`` (None: none), its
+    values scaled a slab of slices at a time."""
     if path is None:
         return None
-    seg, _ = _load(path, nib, "segmentation")
+    seg = load(path, nib, "segmentation")
     if seg.shape != shape:
         raise DataError(f"{path}: the segmentation has shape {seg.shape} but its volume {shape} (in the canonical "
                         "orientation); give a segmentation of the same voxel grid")
-    return seg
+    return [label for index in seg.slabs(axis) for label in dominant_labels(seg.values(index), axis)]
 
 
 def _notes(notes: list[str], bad: list[str], dropped_dims: int, background_dropped: int, axis: str) -> None:

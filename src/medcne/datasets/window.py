@@ -116,17 +116,20 @@ def _checked(width, level, spec) -> Window:
     return Window(width, level)
 
 
-def auto_window(values: np.ndarray) -> Window:
+def auto_window(values: np.ndarray, *, scratch: bool = False) -> Window:
     """The 0.5th-99.5th percentile range of ``values`` (finite values only) as a window.
 
     A constant image gets a window of width 1 around its value (all pixels then
-    map to the middle grey, not to noise).
+    map to the middle grey, not to noise). ``scratch``: ``values`` (float32) may be
+    reordered, so that the percentiles of finite values need no copy of them (a
+    NIfTI volume's values are hundreds of MB).
     """
     flat = np.asarray(values, dtype=np.float32).reshape(-1)
-    flat = flat[np.isfinite(flat)]
+    if not (scratch and flat.size and np.isfinite(flat.min()) and np.isfinite(flat.max())):
+        flat = flat[np.isfinite(flat)]  # a copy, which the percentiles reorder
     if flat.size == 0:
         return Window(1.0, 0.0)
-    low, high = np.percentile(flat, AUTO_PERCENTILES, overwrite_input=True)  # flat is a copy
+    low, high = np.percentile(flat, AUTO_PERCENTILES, overwrite_input=True)  # a copy, or scratch
     if not high > low:
         return Window(1.0, float(low))
     return Window(float(high - low), float((high + low) / 2))
