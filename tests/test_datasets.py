@@ -289,3 +289,30 @@ def test_options_of_a_csv_list_are_refused_for_other_data(option):
     name = next(iter(option))
     with pytest.raises(UnknownFormatError, match=f"`{name}` applies to a CSV of image paths only; .* is read as npz"):
         load_dataset(SAMPLE_PATH, **option)
+
+
+def test_take_of_a_boolean_mask_takes_the_images_it_marks_and_never_an_image_twice():
+    from medcne.errors import MedcneError
+
+    from medcne.datasets import load_sample
+
+    d = load_sample()
+    mask = d.labels == 0
+    kept = d.take(mask)
+    assert len(kept) == mask.sum() and (kept.labels == 0).all()
+    np.testing.assert_array_equal(kept.ids, d.ids[mask])
+    np.testing.assert_array_equal(d.images[mask], kept.images)
+    with pytest.raises(MedcneError, match="a boolean mask of shape \\(3,\\) for 2000 images"):
+        d.take(np.array([True, False, True]))
+    with pytest.raises(MedcneError, match="a position is given twice"):
+        d.take([5, 5])
+
+
+def test_an_imageset_refuses_an_id_given_to_two_images():
+    from medcne.errors import MedcneError
+
+    from medcne.datasets import from_array
+
+    images = np.zeros((3, 8, 8, 1), np.uint8)
+    with pytest.raises(MedcneError, match="the id 'a' is given to 2 images; ids must be unique"):
+        from_array(images, ids=["a", "b", "a"])

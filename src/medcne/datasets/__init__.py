@@ -4,7 +4,8 @@ from .arrays import as_imageset, from_array, from_torch_dataset, read_npz
 from .csvfile import read_csv
 from .fetch import fetch_medmnist
 from .files import read_folder
-from .imageset import ImageSet, LazyImages, stratified_indices
+from .imageset import ImageSet, LazyImages
+from .indices import stratified_indices
 from .load import load_dataset
 from .pcam import read_pcam
 from .sample import SAMPLE_PATH, load_sample

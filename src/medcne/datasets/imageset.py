@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..defaults import chunk_rows
-from ..errors import EmptyDatasetError, LabelMismatchError, MedcneError, check_seed, printable
+from ..errors import (
+    DataError,
+    EmptyDatasetError,
+    LabelMismatchError,
+    MedcneError,
+    printable,
+)
+from .indices import positions, stratified_indices
 
 FINGERPRINT_IMAGES = 64  # images whose pixels go into ImageSet.fingerprint by default
 FINGERPRINT_ALL_BYTES = 256 << 20  # fingerprint(sampled=None): every image up to this size...
@@ -61,7 +68,7 @@ class LazyImages:
 
     def take(self, indices: np.ndarray) -> LazyImages:
         """A lazy view holding only ``indices`` (no pixels are read)."""
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = positions(indices, len(self), "take")
         base = indices if self._index is None else self._index[indices]
         return LazyImages(self._read, self._length, self._image_shape, base)
 
@@ -70,8 +77,8 @@ class LazyImages:
             return self[np.array([key])][0]
         if isinstance(key, slice):
             key = np.arange(len(self))[key]
-        positions = np.asarray(key, dtype=np.int64)
-        base = positions if self._index is None else self._index[positions]
+        at = positions(key, len(self), "images[...]")
+        base = at if self._index is None else self._index[at]
         # Stores such as HDF5 want increasing unique indices; read those, then
         # put the images back in the order asked for.
         unique, inverse = np.unique(base, return_inverse=True)
@@ -157,6 +164,8 @@ class ImageSet:
         self.ids = np.asarray(self.ids).astype(str)
         if len(self.ids) != n:
             raise MedcneError(f"{self.source}: {len(self.ids)} ids for {n} images")
+        if problem := repeated_ids(self.ids):  # the keys label CSVs, the viewer and curation match images on
+            raise DataError(f"{self.source}: {problem}; ids must be unique: give every image its own id")
         self.provenance = {str(k): np.asarray(v) for k, v in (self.provenance or {}).items()}
         for name, column in self.provenance.items():
             if column.ndim != 1 or len(column) != n:
@@ -223,8 +232,12 @@ class ImageSet:
 
     # -- selection ---------------------------------------------------------
     def take(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
-        """A new ImageSet with the images at ``indices``, in that order."""
-        indices = np.asarray(indices, dtype=np.int64)
+        """A new ImageSet with the images at ``indices`` (positions, in that order, each once; or a boolean
+        mask of one value per image, as in numpy)."""
+        indices = positions(indices, len(self), "take")
+        if len(np.unique(indices)) != len(indices):
+            raise MedcneError("`indices` of take: a position is given twice; an ImageSet holds each image once "
+                              "(its ids are unique)")
         images = self.images.take(indices) if self.is_lazy else self.images[indices]
         return ImageSet(
             images=images,
@@ -281,36 +294,6 @@ def int_labels(values, where: str, name: str = "labels") -> np.ndarray:
             f"({len(bad)} such); store integer class codes"
         )
     return values.astype(np.int64)
-
-
-def stratified_indices(labels: np.ndarray | None, n_total: int, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded random subset, with class proportions kept.
-
-    Each class gets ``n * share`` images, rounded by largest remainder so that the
-    counts add up to ``n`` exactly.
-    """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise MedcneError(f"`subset` must be a positive integer; got {n!r}")
-    if n > n_total:
-        raise MedcneError(
-            f"`subset` {n} is larger than the dataset ({n_total} images); "
-            f"choose at most {n_total} or leave `subset` unset"
-        )
-    check_seed(seed)
-    rng = np.random.default_rng(seed)
-    if labels is None:
-        return np.sort(rng.choice(n_total, size=n, replace=False))
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = counts * n / n_total
-    take = np.floor(exact).astype(int)
-    remainder = n - take.sum()
-    order = np.argsort(-(exact - take), kind="stable")
-    take[order[:remainder]] += 1
-    chosen = [
-        rng.choice(np.flatnonzero(labels == c), size=k, replace=False)
-        for c, k in zip(classes, take, strict=True)
-    ]
-    return np.sort(np.concatenate(chosen))
 
 
 def reading_fixes(wanted: tuple, got: tuple) -> list[tuple[str, str]]:
