@@ -292,9 +292,8 @@ def test_options_of_a_csv_list_are_refused_for_other_data(option):
 
 
 def test_take_of_a_boolean_mask_takes_the_images_it_marks_and_never_an_image_twice():
-    from medcne.errors import MedcneError
-
     from medcne.datasets import load_sample
+    from medcne.errors import MedcneError
 
     d = load_sample()
     mask = d.labels == 0
@@ -309,9 +308,8 @@ def test_take_of_a_boolean_mask_takes_the_images_it_marks_and_never_an_image_twi
 
 
 def test_an_imageset_refuses_an_id_given_to_two_images():
-    from medcne.errors import MedcneError
-
     from medcne.datasets import from_array
+    from medcne.errors import MedcneError
 
     images = np.zeros((3, 8, 8, 1), np.uint8)
     with pytest.raises(MedcneError, match="the id 'a' is given to 2 images; ids must be unique"):
