@@ -330,3 +330,33 @@ def test_convert_append_of_a_part_already_there_counts_that_part(tmp_path, capsy
     capsys.readouterr()
     assert main(["convert", str(second), "--out", str(out), "--append", "--part", "second"]) == 0
     assert "already holds part 'second' (7 images); nothing to add" in capsys.readouterr().out
+    # Other data under that part's name (another split, say) are not a rerun: refused, not skipped.
+    assert main(["convert", str(first), "--out", str(out), "--append", "--part", "second"]) == 2
+    assert "its part 'second' holds 7 images, these data 30: they are other data" in capsys.readouterr().err
+
+
+def test_a_part_folder_the_manifest_lost_is_never_deleted_and_the_store_is_refused(tmp_path):
+    import json
+
+    store = write(tmp_path / "s", [("a", images(3), None), ("b", images(2), None), ("c", images(4), None)])
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["parts"] = manifest["parts"][2:]  # an edited manifest: parts a and b lost from it
+    manifest["n"] = 4
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in store.rglob("*"))
+    with pytest.raises(DataError, match="part-000000: a part folder that manifest.json does not list"):
+        load_dataset(store)
+    with pytest.raises(DataError, match="does not list"), StoreWriter(store, (8, 8, 3)):
+        pass
+    assert main(["convert", str(store), "--out", str(tmp_path / "t")]) == 2
+    assert sorted(p.name for p in store.rglob("*")) == before  # every part folder is still there
+
+
+@pytest.mark.parametrize("name", ["part-000009", "part-000001", ".part-000001.tmp"])
+def test_a_folder_of_the_users_named_as_a_part_is_never_deleted(tmp_path, name):
+    store = write(tmp_path / "s", [("a", images(3), None)])
+    (store / name).mkdir()
+    (store / name / "notes.txt").write_text("mine")
+    with pytest.raises(MedcneError, match="not medcne's|medcne did not write"), StoreWriter(store, (8, 8, 3)) as w:
+        w.add_part("b", images(2), ids=["p", "q"])
+    assert (store / name / "notes.txt").read_text() == "mine"

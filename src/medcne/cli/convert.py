@@ -97,6 +97,9 @@ def _write(out: Path, data, name: str) -> int:
 
     with StoreWriter(out, data.image_shape) as writer:
         if writer.has_part(name):
+            if writer.part_size(name) != len(data):  # not a rerun of the command that added it
+                raise MedcneError(f"{out}: its part {name!r} holds {writer.part_size(name):,} images, these data "
+                                  f"{len(data):,}: they are other data; give them another --part name")
             print(f"{out}: already holds part {name!r} ({writer.part_size(name):,} images); nothing to add")
             return 0
         labels = None if data.labels is None else [data.class_names[i] for i in data.labels]

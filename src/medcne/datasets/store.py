@@ -45,6 +45,7 @@ HEADER_BYTES = 128
 EDGE_BYTES = 1 << 20
 PART_RE = re.compile(r"part-(\d{6})")
 TMP_RE = re.compile(r"\.part-(\d{6})\.tmp")
+PART_FILES = ("images.npy", "meta.npz")  # all a part folder holds
 MARKER_TEXT = "medcne image store: written by medcne (manifest.json lists the complete parts)\n"
 
 
@@ -173,10 +174,24 @@ def _check_part(path: Path, part: dict, image_shape, verify: bool) -> None:
         raise DataError(f"{where}: the pixels' checksum does not match; the store is damaged, write it again")
 
 
+def next_part(manifest: dict) -> int:
+    """The number of the part folder the next append writes (one after the highest listed)."""
+    return 1 + max((int(p["dir"][5:]) for p in manifest["parts"] if PART_RE.fullmatch(str(p.get("dir")))),
+                   default=-1)
+
+
 def check_parts(path: Path, manifest: dict, verify: bool = False) -> None:
     """Refuse a store whose listed parts are missing, truncated or changed (sizes, and checksums of the
-    metadata and of the pixels' edges; ``verify`` hashes every pixel), before it is read or appended to."""
+    metadata and of the pixels' edges; ``verify`` hashes every pixel), or that holds a part folder its
+    manifest does not list other than the one a killed append may leave (the next), before it is read
+    or appended to."""
     shape = tuple(manifest["image_shape"])
+    listed, last = {str(p.get("dir")) for p in manifest["parts"]}, next_part(manifest)
+    for folder in sorted(_part_folders(path)):
+        if folder.name not in listed and int(folder.name[5:]) != last:
+            raise DataError(f"{folder}: a part folder that {MANIFEST} does not list (it lists "
+                            f"{len(manifest['parts'])} part(s)): the manifest is damaged, or the folder is not "
+                            "medcne's; move a folder of yours out of the store, else write the store again")
     for part in manifest["parts"]:
         if int(part.get("n", 0)) <= 0:
             continue
@@ -243,12 +258,19 @@ class StoreWriter:
         return manifest
 
     def _remove_unlisted(self) -> None:
-        """Remove the part folders a killed writer left behind (never listed, so never read)."""
+        """Remove the part folders a killed writer left behind (never listed, so never read): those that
+        hold nothing but a part's files. One holding anything else is refused, never emptied."""
         listed = {p["dir"] for p in self.manifest["parts"]}
         for child in self.path.iterdir():
             ours = PART_RE.fullmatch(child.name) or TMP_RE.fullmatch(child.name)
-            if ours and child.is_dir() and not child.is_symlink() and child.name not in listed:
-                shutil.rmtree(child)
+            if not ours or not child.is_dir() or child.is_symlink() or child.name in listed:
+                continue
+            foreign = sorted(p.name for p in child.iterdir() if p.name not in PART_FILES or not p.is_file())
+            if foreign:
+                raise MedcneError(f"{child}: a folder named as a part of the store holds files medcne did not "
+                                  f"write there ({', '.join(foreign[:5])}); move it out of the store, then add the "
+                                  "part again")
+            shutil.rmtree(child)
 
     def has_part(self, name: str) -> bool:
         """Whether a part of this name is already committed (a rerun skips it)."""
@@ -293,7 +315,7 @@ class StoreWriter:
         if self.has_part(name):
             raise MedcneError(f"{self.path}: the store already holds a part named {name!r}; "
                               "give another name or skip it (has_part)")
-        index = 1 + max([int(p["dir"][5:]) for p in self.manifest["parts"]], default=-1)
+        index = next_part(self.manifest)
         tmp = self.path / f".part-{index:06d}.tmp"
         final = self.path / f"part-{index:06d}"
         tmp.mkdir()
