@@ -360,3 +360,49 @@ def test_a_folder_of_the_users_named_as_a_part_is_never_deleted(tmp_path, name):
     with pytest.raises(MedcneError, match="not medcne's|medcne did not write"), StoreWriter(store, (8, 8, 3)) as w:
         w.add_part("b", images(2), ids=["p", "q"])
     assert (store / name / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_of_a_store_reads_the_parts_it_was_made_from_after_more_are_appended(tmp_path, capsys):
+    import json
+
+    from medcne.runs import read_run
+
+    for k in range(3):
+        np.savez(tmp_path / f"p{k}.npz", images=images(24, seed=k), labels=np.arange(24) % 3)
+    store = tmp_path / "store"
+    assert main(["convert", str(tmp_path / "p0.npz"), "--out", str(store)]) == 0
+    assert main(["convert", str(tmp_path / "p1.npz"), "--out", str(store), "--append", "--part", "p1"]) == 0
+    fit = ["--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "2", "--batch-size", "16", "--device", "cpu"]
+    for run, extra in (("run", []), ("sub", ["--subset", "30"])):
+        assert main(["fit", str(store), "--out", str(tmp_path / run), *fit, *extra]) == 0
+        assert json.loads((tmp_path / run / "params.json").read_text())["data"]["store_parts"] == 2
+    # The store grows (the documented way to add data): the runs still read their own images.
+    np.savez(tmp_path / "p3.npz", images=images(24, seed=3), labels=np.zeros(24, int), class_names=np.array(["x"]))
+    assert main(["convert", str(tmp_path / "p3.npz"), "--out", str(store), "--append", "--part", "p3"]) == 0
+    capsys.readouterr()
+    for run in ("run", "sub"):
+        r = read_run(tmp_path / run)
+        assert len(r.load_images()) == len(r.ids)
+        assert main(["view", str(tmp_path / run)]) == 0
+        assert main(["evaluate", str(tmp_path / run)]) == 0
+        assert "cannot be read" not in capsys.readouterr().out
+
+
+def test_a_run_that_did_not_record_its_stores_parts_is_told_why_its_images_differ(tmp_path, capsys):
+    import json
+
+    from medcne.runs import read_run
+
+    np.savez(tmp_path / "p0.npz", images=images(24), labels=np.arange(24) % 3)
+    np.savez(tmp_path / "p1.npz", images=images(24, seed=1), labels=np.arange(24) % 3)
+    store = tmp_path / "store"
+    assert main(["convert", str(tmp_path / "p0.npz"), "--out", str(store)]) == 0
+    run = tmp_path / "run"
+    assert main(["fit", str(store), "--out", str(run), "--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "2",
+                 "--batch-size", "16", "--device", "cpu"]) == 0
+    params = json.loads((run / "params.json").read_text())
+    del params["data"]["store_parts"]  # a run made by an older medcne
+    (run / "params.json").write_text(json.dumps(params))
+    assert main(["convert", str(tmp_path / "p1.npz"), "--out", str(store), "--append", "--part", "p1"]) == 0
+    with pytest.raises(MedcneError, match="parts appended to the store since the run was made are read with it"):
+        read_run(run).load_images()

@@ -15,7 +15,7 @@ from .labels import labels_map as _map_labels
 from .labels import merge_rare as _merge_rare
 from .pcam import PCAM_SPLITS, read_pcam, read_pcam_folder, split_word
 from .store import is_store
-from .store_read import read_store
+from .store_read import read_store, store_parts
 
 FORMATS = ("auto", "npz", "folder", "csv", "pcam", "store", "dicom", "nifti")
 
@@ -65,7 +65,7 @@ FORMAT_WORDS = {"folder": "a folder of images", "csv": "a CSV of image paths", "
 
 def check_read_options(path, format: str = "auto", channels: str = "keep", seed: int = 0, size=None,
                        split: str | None = None, path_column: str = "path", allow_outside: bool = False,
-                       **scan_options) -> str | None:
+                       store_parts: int | None = None, **scan_options) -> str | None:
     """The checks :func:`load_dataset` makes before it reads a pixel (also for a sweep, before its cells
     run); returns the format ``path`` is read as. With ``path`` None (data not there yet, or a folder of
     scans not worth walking) the format is not looked for, nor the scan options checked against it."""
@@ -86,6 +86,8 @@ def check_read_options(path, format: str = "auto", channels: str = "keep", seed:
     csv_only = [k for k, v in (("path_column", path_column != "path"), ("allow_outside", allow_outside)) if v]
     if csv_only and fmt != "csv":
         raise UnknownFormatError(f"`{csv_only[0]}` applies to a CSV of image paths only; {path} is read as {fmt}")
+    if store_parts is not None and fmt != "store":
+        raise UnknownFormatError(f"`store_parts` applies to a store only; {path} is read as {fmt}")
     check_split_option(path, fmt, split)
     return fmt
 
@@ -132,6 +134,7 @@ def load_dataset(
     label_csv=None,
     label_key: str | None = None,
     drop_background: bool = False,
+    store_parts: int | None = None,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
 
@@ -166,6 +169,10 @@ def load_dataset(
     window, axis, keep_phi, label_csv, label_key, drop_background
         DICOM and NIfTI only: see :func:`medcne.datasets.dicom.read_dicom` and
         :func:`medcne.datasets.nifti.read_nifti` (``axis`` defaults to ``'axial'``).
+    store_parts : int, optional
+        A store only: read its first that many parts, as a run read the store
+        before later appends (runs record it; see
+        :func:`medcne.datasets.store_read.store_parts`).
 
     Raises
     ------
@@ -177,7 +184,8 @@ def load_dataset(
     scan_only = dict(window=window, axis=axis, keep_phi=keep_phi, label_csv=label_csv, label_key=label_key,
                      drop_background=drop_background)
     fmt = check_read_options(path, format=format, channels=channels, seed=seed, size=size, split=split,
-                             path_column=path_column, allow_outside=allow_outside, **scan_only)
+                             path_column=path_column, allow_outside=allow_outside, store_parts=store_parts,
+                             **scan_only)
     size = parse_size(size)
     if fmt == "npz":
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
@@ -193,7 +201,7 @@ def load_dataset(
         data = _read_scans(fmt, path, size=size, channels=channels, skip_bad=skip_bad, label_column=label_column,
                            **scan_only)
     elif fmt == "store":
-        data = read_store(path, size=size, channels=channels)
+        data = read_store(path, size=size, channels=channels, parts=store_parts)
     else:
         if path.is_dir():  # all of PCam's files (train, valid, test) unless --split picks one
             data = read_pcam_folder(path, split=split, size=size, channels=channels)
@@ -228,3 +236,12 @@ def _read_scans(fmt: str, path: Path, **options) -> ImageSet:
     if given:
         raise UnknownFormatError(f"`{given[0]}` applies to DICOM files, not to the NIfTI volumes of {path}")
     return read_nifti(path, axis=options.pop("axis") or "axial", **options)
+
+
+def as_recorded(path, spec: dict) -> dict:
+    """``spec`` (options of :func:`load_dataset`) as a run records them: for a store, with the number of
+    parts it holds now (``store_parts``), so that parts appended to it later are never read as the run's
+    images (by ``qc``, ``view``, ``evaluate`` or a resume)."""
+    if spec.get("store_parts") is None and is_store(path):
+        return {**spec, "store_parts": store_parts(path)}
+    return spec

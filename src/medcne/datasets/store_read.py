@@ -72,22 +72,31 @@ class StoreReader:
         return out
 
 
-def open_store(path, *, verify: bool = False) -> ImageSet:
+def open_store(path, *, verify: bool = False, parts: int | None = None) -> ImageSet:
     """The store at ``path`` as a lazy :class:`ImageSet` (pixels read on demand through np.memmap).
 
     Sizes and checksums of metadata and pixel edges are checked; ``verify=True``
-    also hashes every pixel.
+    also hashes every pixel. ``parts``: read only the first that many parts
+    (the store as a run read it, before later appends; :func:`store_parts`).
     """
     path = Path(path)
     manifest = read_manifest(path)
     shape = tuple(manifest["image_shape"])
-    parts = [p for p in manifest["parts"] if int(p.get("n", 0)) > 0]
+    listed = manifest["parts"]
+    if parts is not None:
+        if parts > len(listed):
+            raise DataError(f"{path}: the store holds {len(listed)} part(s), fewer than the {parts} it held when "
+                            "it was read for this; it is not that store")
+        listed = listed[:parts]
+    parts = [p for p in listed if int(p.get("n", 0)) > 0]
     if not parts:
         raise EmptyDatasetError(_empty_message(path, manifest))
     check_parts(path, manifest, verify=verify)
     metas = read_metas(path, parts)
     codes = np.concatenate([m["labels"] for m in metas])
     class_names = list(manifest["class_names"])
+    if len(listed) < len(manifest["parts"]):  # the classes the later parts brought are not in these
+        class_names = class_names[: int(codes.max(initial=-1)) + 1]
     notes = []
     if (codes < 0).all():
         labels, class_names = None, None
@@ -156,9 +165,15 @@ def _join_provenance(metas: list[dict], parts: list[dict], notes: list[str]) -> 
     return provenance
 
 
-def read_store(path, *, size=None, channels: str = "keep") -> ImageSet:
+def store_parts(path) -> int:
+    """How many parts the store at ``path`` holds now: what a run records, so that the parts appended
+    later are not read as its images (``load_dataset(..., store_parts=N)``)."""
+    return len(read_manifest(path)["parts"])
+
+
+def read_store(path, *, size=None, channels: str = "keep", parts: int | None = None) -> ImageSet:
     """:func:`open_store` for :func:`~medcne.datasets.load_dataset`: resized or recoloured on read when asked."""
-    data = open_store(path)
+    data = open_store(path, parts=parts)
     h, w, c = data.image_shape
     out_c = {"keep": c, "rgb": 3, "gray": 1}[channels]
     out_hw = size or (h, w)

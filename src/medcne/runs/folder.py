@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.npzfile import NpzArrays
+from ..datasets.store import MARKER as STORE_MARKER
 from ..embedfile import (  # noqa: F401  (re-exported: the run's embedding files, read and written there)
     PREFIX,
     REMEDY,
@@ -170,6 +171,10 @@ class Run:
         why = []
         if (self.params.get("data") or {}).get("subset") is not None:
             why.append("a `subset` is drawn class by class, so corrected labels draw other images")
+        data = self.params.get("data") or {}
+        if "store_parts" not in data and (Path(str(data.get("path"))) / STORE_MARKER).is_file():
+            why.append("parts appended to the store since the run was made are read with it (this medcne "
+                       "records the parts a run read; an older one did not): make the run again")
         if any(_CODED.search(str(i)) for i in self.ids[:100]):
             why.append("the codes standing in for patient identity depend on the key (MEDCNE_IDENTITY_KEY or "
                        "~/.config/medcne/identity.key): use the one the run was made with")

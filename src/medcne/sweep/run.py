@@ -270,7 +270,9 @@ def run_cell(cell: Cell, folder: Path, verbose: bool = True):
     if cell.kind == TSIMCNE:
         saved = read_json(folder / PARAMS)
         # The same data and estimator parameters: the checkpoint continues this very cell.
-        if (folder / CHECKPOINT).exists() and json_equal(saved.get("data"), cell.spec()["data"]) \
+        # A run of a store records the parts it read (store_parts), which the cell's spec does not name.
+        read = {k: v for k, v in (saved.get("data") or {}).items() if k != "store_parts"}
+        if (folder / CHECKPOINT).exists() and json_equal(read, cell.spec()["data"]) \
                 and _same_estimator(saved.get("estimator", {}), cell.options):
             try:
                 return resume_run(folder, verbose=verbose, resume_hint=False)
