@@ -70,6 +70,26 @@ class MissingExtraError(MedcneError, ImportError):
     """An optional dependency is not installed."""
 
 
+class MedcneWarning(UserWarning):
+    """Something the user asked for that runs, but not as they may think (shown through ``warnings``)."""
+
+
+def __getattr__(name: str):
+    """``NotFittedError``, made on first use: it derives from scikit-learn's, which ``import medcne.errors``
+    does not load (the command line starts without scikit-learn)."""
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as SklearnNotFitted
+
+        class NotFittedError(MedcneError, SklearnNotFitted):
+            """An estimator used before it was fitted: a :class:`MedcneError` and scikit-learn's
+            ``NotFittedError`` (what ``check_is_fitted`` raises)."""
+
+        NotFittedError.__qualname__ = name  # found by pickle as medcne.errors.NotFittedError
+        globals()[name] = NotFittedError
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def printable(text: str, limit: int = 120) -> str:
     """``text`` for a one-line message: control characters escaped (a file name may hold a line
     break), cut in the middle to at most ``limit`` characters."""

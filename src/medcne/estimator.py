@@ -25,9 +25,9 @@ from sklearn.base import BaseEstimator
 from .augment import augmenter_for
 from .datasets import ImageSet, as_imageset
 from .defaults import CHECKPOINT_MINUTES, DIM, HEAD_INIT, PAPER, PRESET
-from .errors import MedcneError
+from .errors import NotFittedError
 from .models import TSimCNENet, embed
-from .resolve import record_params, resolve, resolve_record
+from .resolve import all_or_nothing, record_params, resolve, resolve_record
 from .train import checkpoint as ckpt
 from .train import session
 
@@ -50,7 +50,10 @@ class TSimCNE(BaseEstimator):
     stage3_lr_factor : float
         Learning rate of stage 3 relative to ``lr`` (paper: 1/1000).
     warmup : tuple of 3 ints
-        Warm-up epochs per stage (paper: 10, 0, 10).
+        Warm-up epochs per stage (paper: 10, 0, 10). A warm-up as long as its stage or
+        longer never lets the learning rate anneal (the paper's 10 with a few epochs):
+        ``fit`` warns (a :class:`~medcne.errors.MedcneWarning`) and suggests a shorter one.
+        With a ``budget`` it is a number of epochs kept shorter than each chosen stage.
     head_init : {'normal', 'uniform'}
         Weights of stage 2's fresh 2D layer: N(0, 1) as the reference code, or
         PyTorch's default U(±1/sqrt(1024)) (about 55x smaller).
@@ -94,12 +97,25 @@ class TSimCNE(BaseEstimator):
         When ``X`` carries labels (an ImageSet, or a torch Dataset of (image,
         label)), kNN accuracy of the current output every this many epochs in
         ``history_`` (0: off). ``y`` of :meth:`fit` is ignored, as for any
-        unsupervised scikit-learn estimator.
+        unsupervised scikit-learn estimator: on images without labels ``fit`` warns
+        that the kNN column stays empty.
     checkpoint : str or Path, optional
         Where to write checkpoints: at the end of each stage, and at the end of
         the first epoch after ``checkpoint_minutes`` have passed (0: every epoch).
     checkpoint_minutes : float
     random_state : int, numpy Generator or None
+        Seeds the fit: the initial weights (also of stage 2's new layer), the
+        order of the images and the augmentations. An int (0 to 2**32 - 1) seeds
+        each fit alike. A ``np.random.Generator`` is drawn from, and its state
+        is used: the same object passed to two fits (or fitted twice) gives two
+        different maps, while two Generators made alike
+        (``np.random.default_rng(5)`` twice) give the same map. None: a new seed
+        from the operating system at every fit. The same seed gives the same map
+        bit for bit only on the same kind of machine (CPU or GPU model, and the
+        same medcne and torch) with the same ``precision`` and the same number
+        of torch threads (``torch.get_num_threads()``): another thread count
+        sums in another order, and training carries the difference into a
+        different map (more so in bf16).
     verbose : bool
         Progress bar and the expected duration.
     sync_bn : 'auto' or bool
@@ -201,7 +217,13 @@ class TSimCNE(BaseEstimator):
     # -- fitting -----------------------------------------------------------
     def fit(self, X, y=None, *, resume_from=None, callback=None, new_lr: bool = False) -> TSimCNE:
         """Train on images ``X`` (ImageSet, uint8 array N x H x W x C, or torch Dataset); ``y`` is ignored
-        (labels for ``knn_every`` come with ``X``).
+        (labels for ``knn_every`` come with ``X``). A path, ``np.load``'s arrays or a dict are refused with
+        what to pass instead (``medcne.load_dataset(path)``, ``X['images']``).
+
+        A fit that does not finish (interrupted, as by Ctrl-C or Jupyter's "Interrupt kernel", or
+        failed, as with :class:`~medcne.errors.DivergedError`) leaves the estimator as it was before
+        the call: the previous fit intact, or not fitted. Its checkpoint, if any, is kept for
+        ``resume_from``.
 
         Parameters
         ----------
@@ -215,18 +237,19 @@ class TSimCNE(BaseEstimator):
             checkpoint's (to continue a run that diverged, with a lower one).
         """
         started = time.monotonic()
-        data = as_imageset(X)
-        self._resolve(data)
-        # --compile compiles the views too (one graph: the batch shape is the same in every stage)
-        augment = augmenter_for(data.images, self.preset, compile=self.compile, **self._switches())
-        self.fill_ = augment.config.fill
-        gens = session.generators(self.random_state, self.device_, self.world_)
-        self.model_ = self._new_model(self.stages_[0].out_dim, gens.init)
-        settings = self._settings()
-        outcome = session.run_session(self.model_, data, augment, gens, settings, self.record,
-                                      resume_from=resume_from, new_lr=new_lr, callback=callback, started=started)
-        self.stages_, self.history_, self.fit_seconds_ = outcome.stages, outcome.history, outcome.seconds
-        self.embedding_, self.model_ = session.place(outcome.model, data.images, settings)
+        with all_or_nothing(self):  # interrupted or failed: the estimator as it was before the call
+            data = as_imageset(X)
+            self._resolve(data)
+            # --compile compiles the views too (one graph: the batch shape is the same in every stage)
+            augment = augmenter_for(data.images, self.preset, compile=self.compile, **self._switches())
+            self.fill_ = augment.config.fill
+            gens = session.generators(self.random_state, self.device_, self.world_)
+            model = self._new_model(self.stages_[0].out_dim, gens.init)
+            settings = self._settings()
+            outcome = session.run_session(model, data, augment, gens, settings, self.record, resume_from=resume_from,
+                                          new_lr=new_lr, callback=callback, started=started)
+            self.stages_, self.history_, self.fit_seconds_ = outcome.stages, outcome.history, outcome.seconds
+            self.embedding_, self.model_ = session.place(outcome.model, data.images, settings)
         return self
 
     def _settings(self) -> session.Settings:
@@ -289,7 +312,8 @@ class TSimCNE(BaseEstimator):
     # -- using a fitted model ----------------------------------------------
     def transform(self, X) -> np.ndarray:
         """The map of images ``X``: (N, dim) float32 (128 columns with ``loss='cosine'``); deterministic,
-        no augmentation."""
+        no augmentation. Before a fit finished: :class:`medcne.errors.NotFittedError`, which is also
+        scikit-learn's ``NotFittedError``."""
         return self._apply("forward", X)
 
     def features(self, X) -> np.ndarray:
@@ -304,8 +328,12 @@ class TSimCNE(BaseEstimator):
         return embed(getattr(self.model_, method), data.images, self.device_)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise MedcneError("this TSimCNE is not fitted yet; call fit(X) or TSimCNE.load(path) first")
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError("this TSimCNE is not fitted yet; call fit(X) or TSimCNE.load(path) first")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether a fit finished (or a model was loaded): ``validate`` resolves values but trains nothing."""
+        return hasattr(self, "model_")
 
     # -- persistence -------------------------------------------------------
     def save(self, path) -> Path:

@@ -33,7 +33,7 @@ from .defaults import (
     PRESETS,
 )
 from .durations import parse_duration
-from .errors import SEED_MUST, MedcneError, seed_ok
+from .errors import SEED_MUST, MedcneError, MedcneWarning, seed_ok
 
 
 @dataclass(frozen=True)
@@ -241,3 +241,20 @@ def speak_as_cli(on: bool = True) -> None:
 def say(message: str) -> None:
     """Print a message of the library to the user, with parameters named as the user knows them."""
     print(for_cli(message) if _CLI["on"] else message, flush=True)
+
+
+def warn(message: str) -> None:
+    """Warn the user of something that runs, but not as they may think: on the command line a line
+    ``warning: ...`` as :func:`say` prints it; from Python a :class:`~medcne.errors.MedcneWarning`
+    (``warnings.warn``: shown whatever ``verbose`` is, and a caller may filter or catch it), told at
+    the line of the caller's code that called medcne (``fit(X)``), not inside medcne."""
+    if _CLI["on"]:
+        say(f"warning: {message}")
+        return
+    import sys
+    import warnings
+
+    package, level, frame = os.path.dirname(os.path.abspath(__file__)), 1, sys._getframe(0)
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, MedcneWarning, stacklevel=level)

@@ -5,10 +5,14 @@ every parameter is checked against its rule (:mod:`medcne.params`, one clear
 line naming it), and 'auto' values become the attributes ending in ``_``
 (scikit-learn's convention), including the share of the batch of each process
 when several train together. :func:`record_params` writes those values as
-JSON; :func:`resolve_record` reads them back for a saved model.
+JSON; :func:`resolve_record` reads them back for a saved model. :func:`all_or_nothing`
+keeps a fit that does not finish from leaving anything behind.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -68,6 +72,21 @@ def resolve(est, data: ImageSet) -> dict:
     Augmenter(est.preset, crop=est.crop, jitter=est.jitter, grayscale=est.grayscale)  # validates them
     out.update(world)
     return out
+
+
+@contextmanager
+def all_or_nothing(est) -> Iterator[None]:
+    """Keep the attributes of estimator ``est`` as they are unless the block finishes: a fit that is
+    interrupted (KeyboardInterrupt, as Jupyter's "Interrupt kernel") or fails (DivergedError...)
+    leaves the estimator as it was before the call, the previous fit intact or not fitted, never a
+    half-trained model beside the values of another fit."""
+    before = dict(vars(est))
+    try:
+        yield
+    except BaseException:
+        vars(est).clear()
+        vars(est).update(before)
+        raise
 
 
 def _world(est, out: dict, n: int) -> dict:

@@ -243,6 +243,9 @@ def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: st
 
     from .convert import pil_to_array
 
+    refuse_non_images(dataset, "`dataset`")
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise DataError(f"{source}: {_sequence_needed(dataset)}")
     n = len(dataset)
     if n == 0:
         raise DataError(f"{source}: the dataset has no items")
@@ -253,9 +256,13 @@ def from_torch_dataset(dataset, *, size=None, channels: str = "keep", source: st
         if isinstance(img, Image.Image):
             arr = pil_to_array(img, "keep")
         else:
+            _check_item(img, i, source)
             arr = np.asarray(img.numpy() if hasattr(img, "numpy") else img)
             if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
                 arr = np.moveaxis(arr, 0, -1)
+            if arr.ndim not in (2, 3):
+                raise DataError(f"{source}: item {i}'s image has shape {arr.shape}; an item must be one image "
+                                "(H x W, H x W x C or C x H x W), or an (image, label) pair")
         images.append(arr)
         labels.append(None if label is None else _one_label(label, i, source))
     if size is not None or len({a.shape for a in images}) > 1:
@@ -308,6 +315,7 @@ def as_imageset(X, image_shape: tuple[int, ...] | None = None) -> ImageSet:
     of one such image is refused (see :func:`from_array`)."""
     if isinstance(X, ImageSet):
         return X
+    refuse_non_images(X, "`X`")
     if isinstance(X, np.ndarray):
         return from_array(X, source="X", image_shape=image_shape)
     if type(X).__module__.startswith("torch") and hasattr(X, "numpy"):  # a tensor, without importing torch
@@ -316,6 +324,53 @@ def as_imageset(X, image_shape: tuple[int, ...] | None = None) -> ImageSet:
         return from_array(np.asarray(X), source="X", image_shape=image_shape)
     if hasattr(X, "__getitem__") and hasattr(X, "__len__"):
         return from_torch_dataset(X)
+    if hasattr(X, "__iter__"):
+        raise MedcneError(f"X: {_sequence_needed(X)}")
     raise MedcneError(
         f"X must be an ImageSet, an N x H x W x C uint8 array, or a torch Dataset; got {type(X).__name__}"
     )
+
+
+def refuse_non_images(X, name: str = "`X`") -> None:
+    """Refuse, in one line that says what to pass instead, what is often given for images but holds none:
+    a path, an npz file's arrays (``np.load``), a dict of arrays (they would be read as a dataset of
+    characters, or fail on item 0)."""
+    import os
+    from collections.abc import Mapping
+
+    kind = type(X).__name__
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise MedcneError(f"{name} is a path ({printable(os.fsdecode(X))}), not images; read the dataset with "
+                          "`medcne.load_dataset(path)` first and pass the ImageSet it gives")
+    if isinstance(X, Mapping):
+        keys = [str(k) for k in X.keys()]
+        key = next((k for k in keys if k.endswith("images")), keys[0] if keys else "images")
+        listed = printable(", ".join(map(repr, keys[:6])) + (", ..." if len(keys) > 6 else "")) or "none"
+        what = "an .npz file's arrays (np.load)" if kind == "NpzFile" else f"a {kind}"
+        raise MedcneError(
+            f"{name} is {what} with keys {listed}, not images; pass the images array, e.g. X[{key!r}] "
+            "(labels go with the images in an ImageSet: `medcne.datasets.from_array(images, labels)`"
+            + (", or `medcne.load_dataset(path)` reads the file with its labels)" if kind == "NpzFile" else ")"))
+
+
+def _sequence_needed(X) -> str:
+    """Why an iterable without a length cannot be read (an IterableDataset, a generator)."""
+    kind = type(X).__name__
+    iterable = any(c.__name__ == "IterableDataset" for c in type(X).__mro__)
+    return (f"{'an iterable torch Dataset' if iterable else 'an iterable'} ({kind}) has no length and no "
+            "items by index, and medcne reads every image by its index; give a map-style torch Dataset "
+            "(with __len__ and __getitem__), an N x H x W x C array or an ImageSet")
+
+
+def _check_item(img, i: int, source: str) -> None:
+    """Refuse an item that is no image: a dict (a Hugging Face style record) or a string."""
+    from collections.abc import Mapping
+
+    if isinstance(img, Mapping):
+        keys = ", ".join(map(repr, list(img)[:6]))
+        raise DataError(f"{source}: item {i} is a {type(img).__name__} with keys {printable(keys)}; an item must "
+                        "be an image or an (image, label) pair: wrap the dataset so that it returns those, e.g. "
+                        "(item['image'], item['label'])")
+    if isinstance(img, (str, bytes)):
+        raise DataError(f"{source}: item {i} is the text {printable(repr(img), 60)}, not an image; an item must "
+                        "be an image (array, tensor or PIL image) or an (image, label) pair")

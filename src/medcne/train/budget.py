@@ -55,12 +55,13 @@ def scaled_warmup(template: Stage, epochs: int) -> int:
     """The warm-up of ``template``'s stage when it runs ``epochs``: in the same proportion when the
     template warms up for part of the stage; a warm-up as long as the template's stage or longer (the
     paper's 10 epochs, given with a few epochs as proportions) is a number of epochs, kept as it is
-    (else a long budget would warm up throughout and never anneal)."""
-    if not template.epochs:
+    (else a long budget would warm up throughout and never anneal). Always shorter than the stage,
+    so that its learning rate reaches its peak and anneals (0 for a stage of one epoch)."""
+    if not template.epochs or epochs < 1:
         return 0
     if template.warmup_epochs >= template.epochs:
-        return min(epochs, template.warmup_epochs)
-    return min(epochs, round(template.warmup_epochs * epochs / template.epochs))
+        return min(epochs - 1, template.warmup_epochs)
+    return min(epochs - 1, round(template.warmup_epochs * epochs / template.epochs))
 
 
 def replan_stages(template: tuple[Stage, ...], stages: tuple[Stage, ...], stage: int, done: int,

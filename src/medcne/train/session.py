@@ -19,7 +19,7 @@ from torch import nn
 
 from ..durations import format_duration
 from ..losses import get_loss
-from ..params import say
+from ..params import say, warn
 from . import checkpoint as ckpt
 from . import distributed
 from .anneal import finish_schedule
@@ -97,6 +97,8 @@ def run_session(model: nn.Module, data, augment, gens: Generators, settings: Set
         if s.budget is not None:
             stages, plan = _plan(stages, timing, len(data), settings, started)
         _announce(expected_seconds(timing, stages, len(data), s.batch_size), timing, settings)
+    if s.world.is_main:
+        _warn(stages, data, settings)
     monitor = Monitor(data, s.device, gens, record(stages), knn_every=s.knn_every, checkpoint=s.checkpoint,
                       checkpoint_minutes=s.checkpoint_minutes, elapsed_before=elapsed, callback=callback,
                       world=s.world)
@@ -149,6 +151,35 @@ def _plan(template, timing: StepTiming, n: int, s: Settings, started: float):
     plan = BudgetPlan(stages, time.monotonic() + seconds, steps_per_epoch(n, s.batch_size), 2 * s.batch_size,
                       agree=_rank0)
     return stages, plan
+
+
+def _warn(stages: tuple[Stage, ...], data, s: Settings) -> None:
+    """Warn once per fit of settings that run but do not do what they seem to: a warm-up as long as
+    its stage or longer (the learning rate never anneals), ``knn_every`` without labels."""
+    if message := warmup_problem(stages):
+        warn(message)
+    if s.knn_every and data.labels is None:
+        warn("`knn_every` is set, but the images have no labels, so the history gets no kNN accuracy; labels "
+             "come with the images: an ImageSet (`medcne.load_dataset`, `medcne.datasets.from_array(images, "
+             "labels)`) or a torch Dataset of (image, label) pairs (the y of fit is ignored)")
+
+
+def warmup_problem(stages: tuple[Stage, ...]) -> str | None:
+    """What is wrong when a stage warms up for as many epochs as it runs, or more (None when none does):
+    its learning rate climbs through the whole stage, reaches ``lr`` on the last step at best, and never
+    anneals (as the paper's 10 warm-up epochs do with a few epochs)."""
+    long = [st for st in stages if st.epochs and st.warmup_epochs >= st.epochs]
+    if not long:
+        return None
+    warm = ",".join(str(st.warmup_epochs) for st in stages)
+    epochs = ",".join(str(st.epochs) for st in stages)
+    shorter = ",".join(str(st.epochs // 5 if st in long else st.warmup_epochs) for st in stages)
+    names = ("stage " if len(long) == 1 else "stages ") + " and ".join(st.name for st in long)
+    each = "each stage " if len(stages) > 1 else ""
+    return (f"`warmup` {warm} is as long as `epochs` {epochs} or longer in {names}: the learning rate "
+            f"climbs through the whole stage, reaching `lr` on the last step at best, and never anneals; give "
+            f"{each}a shorter warm-up, e.g. `warmup` {shorter} (about a fifth of the stage: the CPU settings "
+            "warm up 2,0,1 of 12,1,6 epochs)")
 
 
 def _announce(seconds: float, timing: StepTiming, s: Settings) -> None:
