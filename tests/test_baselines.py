@@ -212,6 +212,19 @@ def test_make_baseline_writes_a_run_folder(tmp_path):
         make_baseline(SAMPLE_PATH, "tsne-pixels", out, {"subset": 150})
 
 
+def test_make_baseline_refuses_an_option_it_does_not_take_before_writing_anything(tmp_path):
+    # `overwrite` is fit_run's name for `force`: it used to end in a TypeError of embed_baseline, mid-run.
+    out = tmp_path / "run"
+    with pytest.raises(MedcneError) as overwrite:
+        make_baseline(SAMPLE_PATH, "tsne-pixels", out, {"subset": 40}, overwrite=True)
+    said = str(overwrite.value)
+    assert "unknown option `overwrite`" in said and "the switch that replaces a run is `force`" in said
+    assert all(f"`{name}`" in said for name in ("data_spec", "force", "seed", "n_jobs", "tsne_params", "simclr"))
+    with pytest.raises(MedcneError, match="unknown options `perplexity`, `n_iter`; its options are"):
+        make_baseline(SAMPLE_PATH, "tsne-pixels", out, {"subset": 40}, perplexity=5, n_iter=10)
+    assert list(tmp_path.iterdir()) == []  # not the run, its staging folder or its lock
+
+
 @pytest.mark.slow
 def test_cli_baseline_default_tsne(tmp_path, capsys):
     out = tmp_path / "run"

@@ -16,6 +16,7 @@ needed, as it is for real folders) and a ``medcne`` command on the PATH.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -151,3 +152,54 @@ def test_runnable_blocks_run(page, tmp_path):
                    else [sys.executable, "-c", code])
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{page.name}: this block failed:\n{code}\n--- stderr:\n{done.stderr[-3000:]}"
+
+
+PYTHON_BLOCK = re.compile(r"```python\n(?P<code>.*?)\n```", re.S)
+NOTEBOOK = ROOT / "docs" / "examples" / "quickstart.ipynb"
+
+
+def python_examples() -> list[tuple[str, str]]:
+    """(where, code) of every Python block of the pages, marked or not, and of the notebook's code cells."""
+    found = [(page.name, m["code"]) for page in PAGES for m in PYTHON_BLOCK.finditer(page.read_text(encoding="utf-8"))]
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    return found + [(f"{NOTEBOOK.name} cell {i}", "".join(c["source"]))
+                    for i, c in enumerate(cells) if c["cell_type"] == "code"]
+
+
+def test_python_examples_name_the_sample_by_its_variable_not_its_place_in_the_sources():
+    # "src/medcne/..." is found only from the root of a source checkout, not by a notebook elsewhere.
+    offenders = [where for where, code in python_examples() if "src/medcne/" in code]
+    assert not offenders, f"use medcne.datasets.SAMPLE_PATH in: {offenders}"
+
+
+def literal_keywords(call: ast.Call) -> dict:
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords
+            if k.arg and isinstance(k.value, (ast.Constant, ast.Tuple))}
+
+
+def test_python_examples_with_a_few_epochs_give_settings_that_train_in_them():
+    """The paper's warm-up (10, 0, 10) and learning rate, kept with a few epochs, never reach the peak
+    rate: such a map is noise. An example that gives three epochs gives `lr` and `warmup` too, each
+    stage warming up for fewer epochs than it trains."""
+    from medcne.defaults import PAPER_WARMUP
+
+    checked, offenders = 0, []
+    for where, code in python_examples():
+        for node in ast.walk(ast.parse(code)):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "TSimCNE"):
+                continue
+            kw = literal_keywords(node)
+            if not isinstance(kw.get("epochs"), tuple) or kw.get("loss") == "cosine":
+                continue
+            checked += 1
+            warmup = kw.get("warmup", PAPER_WARMUP)
+            if "lr" not in kw or any(e and w >= e for e, w in zip(kw["epochs"], warmup, strict=True)):
+                offenders.append(f"{where}: {ast.unparse(node)}")
+    assert checked >= 3 and not offenders, "\n".join(offenders)
+
+
+def test_every_check_a_page_names_is_a_test():
+    named = {m for page in PAGES for m in re.findall(r"`(test_[a-z0-9_]+)`", page.read_text(encoding="utf-8"))}
+    tests = {m for f in (ROOT / "tests").glob("test_*.py")
+             for m in re.findall(r"^def (test_[a-z0-9_]+)\(", f.read_text(encoding="utf-8"), re.M)}
+    assert named and not named - tests, sorted(named - tests)

@@ -108,8 +108,12 @@ PYTHON_ONLY = {
     "batch": "a batch of images handed to the augmenter",
     "engine": "the augmenter's kernel choice",
     "generator": "a torch.Generator of the augmenter",
+    "data_spec": "make_baseline's reading options (the command line sets each by its own option)",
+    "fit_run": "the Python call that a Python user's hint names (the command line's names the command)",
     "images": "the array handed to border_colour",
+    "indices": "ImageSet.take's positions or mask",
     "n_classes": "curate.quality_control's number of classes (qc takes the run's)",
+    "store_parts": "load_dataset's parts of a store, which a run records and no option sets",
     "test_size": "metrics.knn_accuracy's split",
 }
 

@@ -2,7 +2,8 @@
 
 Executed with nbclient in a fresh kernel (ipykernel), as a user would run it:
 no cell may fail, the map and the selection are drawn inline (PNG outputs),
-and the selection cell prints the ids it got back.
+the selection cell prints the ids it got back, the map is well above chance and
+training reports its progress without a warning.
 """
 
 from __future__ import annotations
@@ -42,3 +43,10 @@ def test_the_notebook_runs_and_draws_the_map_and_the_selection(tmp_path, monkeyp
     assert [kind for _, kind in counts] == ["rectangle", "lasso"]
     assert all(int(n) > 0 for n, _ in counts), text
     assert "id,label" in text
+    # Settings that train in so few epochs: the paper's warm-up and learning rate left the map at chance (12.5%).
+    knn = re.search(r"kNN accuracy ([\d.]+)%", text)
+    assert knn and float(knn[1]) >= 25, text
+    # Progress in plain lines, without tqdm's notebook bar and its "IProgress not found" warning (or any other).
+    assert re.search(r"stage 3/3 finetune ep 1/1: 100% of training", text), text
+    warned = "".join(out.get("text", "") for out in outputs if out.output_type == "stream" and out.name == "stderr")
+    assert "Warning" not in warned, warned

@@ -1,7 +1,11 @@
-"""The training progress bar: steady under a time budget, never a negative time left, on a terminal only."""
+"""The training progress bar: steady under a time budget, never a negative time left, on a terminal only;
+elsewhere (a log file, a pipe, Jupyter) a few plain lines, and no tqdm.auto (which warns in a notebook)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -80,3 +84,81 @@ def test_a_terminal_that_states_no_size_still_shows_the_bar(monkeypatch):
     finally:
         os.close(master)
     assert "stage 1/3 pretrain ep 0/2:   0%|" in shown.decode() and "0/12" in shown.decode()
+
+
+def run_through(bar: Progress, stages, steps_per_epoch: int) -> None:
+    """Every step and epoch end of ``stages``, as the training loop reports them."""
+    for si, stage in enumerate(stages):
+        for epoch in range(stage.epochs):
+            for s in range(steps_per_epoch):
+                bar.step((s + 1, 4.0 * (s + 1)), 0.1, last=s == steps_per_epoch - 1)
+            bar.epoch(si, {"epoch": epoch + 1, "loss": 4.0, "lr": 0.1, "views_per_s": 100.0})
+    bar.close()
+
+
+def test_without_a_terminal_a_line_marks_each_tenth_and_each_stage_end(capsys):
+    stages = tsimcne_stages((4, 1, 2))
+    run_through(Progress(stages, 0, 0, steps_per_epoch=5), stages, 5)
+    said = capsys.readouterr()
+    lines = said.out.splitlines()
+    assert said.err == ""  # no bar, and the lines go with the run's other messages (stdout)
+    done = [int(re.search(r": (\d+)% of training, \d+:\d\d elapsed, loss ", line)[1]) for line in lines]
+    assert done == sorted(done) and done[-1] == 100 and 10 <= len(lines) <= 10 + len(stages)
+    for name, epochs in (("pretrain", 4), ("head", 1), ("finetune", 2)):  # each stage's end is said
+        assert any(f"{name} ep {epochs}/{epochs}: " in line and "views/s 100" in line for line in lines), lines
+    assert lines[-1].startswith("stage 3/3 finetune ep 2/2: 100% of training")
+
+
+def test_a_long_run_in_a_log_file_stays_a_few_lines(capsys):
+    # The paper's schedule at 100 steps an epoch: 150,000 steps, and still about a dozen lines.
+    stages = tsimcne_stages((1000, 50, 450))
+    bar = Progress(stages, 0, 0, steps_per_epoch=100)
+    run_through(bar, stages, 100)
+    assert 10 <= len(capsys.readouterr().out.splitlines()) <= 13
+
+
+def test_a_resumed_run_says_only_what_is_left(capsys):
+    stages = tsimcne_stages((8, 1, 1))
+    bar = Progress(stages, 0, 6, steps_per_epoch=2)  # 12 of 20 steps done: the next line is at 70%
+    bar.step((1, 4.0), 0.1, last=False)
+    assert capsys.readouterr().out == ""
+    bar.step((2, 8.0), 0.1, last=True)
+    bar.epoch(0, {"epoch": 7, "loss": 4.0, "lr": 0.1, "views_per_s": 10.0})
+    assert capsys.readouterr().out.startswith("stage 1/3 pretrain ep 7/8: 70% of training")
+
+
+def test_without_a_terminal_a_budget_says_its_tenths_of_the_time(monkeypatch, capsys):
+    clock = [100.0]
+    monkeypatch.setattr("medcne.train.progress.time.monotonic", lambda: clock[0])
+    stages = tsimcne_stages((12, 1, 6))
+    bar = Progress(stages, 0, 0, steps_per_epoch=5, deadline=200.0)
+    clock[0] = 105.0
+    bar.step((1, 4.0), 0.1, last=False)  # 5% of the budget: nothing yet
+    assert capsys.readouterr().out == ""
+    clock[0] = 125.0
+    bar.step((2, 8.0), 0.1, last=False)
+    line = capsys.readouterr().out
+    assert line.startswith("stage 1/3 pretrain ep 0/12: 25% of the time budget, 0:25 elapsed, loss 4.000, lr 0.1")
+    assert line.rstrip().endswith("plan 12,1,6, budget left 1:15")
+
+
+def test_no_bar_imports_neither_tqdm_auto_nor_its_notebook_part():
+    # In Jupyter (stderr not a terminal) tqdm.auto would pick its notebook bar and warn
+    # "IProgress not found" without ipywidgets, where no bar is drawn anyway.
+    code = ("import sys\n"
+            "from medcne.train.progress import Progress\n"
+            "from medcne.train.stages import tsimcne_stages\n"
+            "bar = Progress(tsimcne_stages((2, 1, 1)), 0, 0, steps_per_epoch=3)\n"
+            "bar.step((1, 4.0), 0.1, last=False)\n"
+            "bar.close()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[-1] in ('auto', 'autonotebook', 'notebook')"
+            " and m.startswith('tqdm')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]" and "Warning" not in done.stderr
+
+
+def test_on_a_terminal_the_bar_is_tqdms_terminal_bar(terminal):
+    bar = Progress(tsimcne_stages((2, 1, 1)), 0, 0, steps_per_epoch=3)
+    assert type(bar.bar).__module__ == "tqdm.std"
+    bar.close()

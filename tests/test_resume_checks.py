@@ -119,3 +119,68 @@ def test_other_pixels_where_a_sample_would_not_look_are_refused(tmp_path, monkey
     np.savez(data, **arrays)
     assert main(["fit", "--resume", str(out)]) == 2
     assert "does not hold the images the run began with" in capsys.readouterr().err
+
+
+# -- what to run next: the Python call from Python, the command on the command line ------------------------
+PY_TINY = dict(epochs=(1, 1, 1), warmup=(0, 0, 0), width=4, batch_size=16, device="cpu", checkpoint_minutes=0,
+               random_state=0)
+
+
+@pytest.fixture
+def as_python(monkeypatch):
+    """Messages as a Python user gets them (`main`, called by other tests of this process, speaks as the CLI)."""
+    import medcne.params as params
+
+    monkeypatch.setitem(params._CLI, "on", False)
+
+
+def test_python_is_told_the_python_calls_that_continue_a_run(tmp_path, monkeypatch, capsys, as_python):
+    from medcne.errors import MedcneError
+    from medcne.runs import fit_run, resume_run
+
+    data = make_data(tmp_path / "data" / "data.npz")
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_at_first_epoch(m)
+        with pytest.raises(KeyboardInterrupt):
+            fit_run(data, out, PY_TINY)
+    said = capsys.readouterr().out
+    assert f"interrupted; continue with `resume_run({str(out)!r})`" in said and "medcne fit" not in said
+    moved = tmp_path / "elsewhere.npz"
+    shutil.move(data, moved)
+    with pytest.raises(MedcneError, match=r"`resume_run\(.*, data_path=DATA\)` where it moved") as moved_away:
+        resume_run(out, verbose=False)
+    with pytest.raises(MedcneError, match=r"start a new run with `fit_run\(DATA, NEW, params\)`") as other_data:
+        resume_run(out, verbose=False, data_path=make_data(tmp_path / "other.npz", n=40))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MedcneError, match=r"start it again with `fit_run\(DATA, .*empty', params\)` \(with "
+                                          r"`overwrite=True`") as nothing:
+        resume_run(tmp_path / "empty")
+    assert not any("medcne fit --resume" in str(e.value) for e in (moved_away, other_data, nothing))
+    assert resume_run(out, verbose=False, data_path=moved).embedding.shape == (48, 2)
+
+
+@pytest.mark.parametrize("cli", [False, True], ids=["python", "cli"])
+def test_a_stopped_run_names_the_call_or_the_command_that_continues_it(tmp_path, monkeypatch, capsys, cli):
+    import medcne.params as params
+    from medcne.errors import DivergedError, MedcneError
+    from medcne.runs.tsimcne import _stopped
+
+    monkeypatch.setitem(params._CLI, "on", cli)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"a checkpoint")
+    resume = f"`medcne fit --resume {out}`" if cli else f"`resume_run({str(out)!r})`"
+    _stopped(out, out, KeyboardInterrupt(), True)
+    assert capsys.readouterr().out == f"interrupted; continue with {resume}\n"
+    with pytest.raises(DivergedError) as diverged:
+        _stopped(out, out, DivergedError("the loss is not finite"), True)
+    lower = f"`medcne fit --resume {out} --lr LOWER`" if cli else f"`resume_run({str(out)!r}, lr=LOWER)`"
+    assert f"with a lower learning rate, {lower}, or start again" in str(diverged.value)
+    with pytest.raises(MedcneError) as full:
+        _stopped(out, out, OSError(28, "No space left on device", str(out / "history.csv")), True)
+    assert str(full.value).endswith(f"continue with {resume}")
+    (out / "checkpoint.pt").unlink()
+    _stopped(out, out, KeyboardInterrupt(), True)
+    again = "run the same command again" if cli else "call `fit_run` again"
+    assert capsys.readouterr().out.endswith(f"nothing to resume; {again} to start over\n")

@@ -39,7 +39,9 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         Replace the run in ``out`` (the old one stays whole until the new one is finished).
     **options
         Passed to :func:`medcne.baselines.embed_baseline` (seed, n_jobs, weights,
-        download, tsne_params, simclr).
+        download, tsne_params, simclr). Any other name is refused before anything
+        is read or written (``overwrite``, :func:`~medcne.runs.fit_run`'s name for
+        ``force``, too).
 
     Returns
     -------
@@ -48,15 +50,17 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
     """
     from ..baselines import METHODS, embed_baseline
     from ..datasets import load_dataset
+    from ..datasets.load import as_recorded
     from ..plot import save_map
 
+    _check_options(options, embed_baseline)
     out = Path(out)
     if method not in METHODS:
         raise MedcneError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     inputs = dataset_inputs(data_path)
     with staging.locked(out):  # a second writer is told who is writing, before any check of `out`
         staging.check(out, force, option="force", inputs=inputs)
-        spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
+        spec = as_recorded(data_path, {k: v for k, v in (data_spec or {}).items() if v is not None})
         data = load_dataset(data_path, **spec)
         for note in data.notes:  # skipped files, dropped alpha...: what `info` says of these data
             say(f"note: {note}")
@@ -73,3 +77,19 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
             save_map(work / MAP, Z, data.labels, data.class_names, title=f"{method} of {Path(data_path).name}")
             write_json(work / PARAMS, {**params, FINISHED: True})
     return read_run(out)
+
+
+def _check_options(options: dict, embed_baseline) -> None:
+    """Refuse keyword arguments that neither make_baseline nor ``embed_baseline`` takes, in one line
+    naming those they take (``overwrite`` is fit_run's word for ``force``)."""
+    import inspect
+
+    takes = [n for n in inspect.signature(embed_baseline).parameters if n not in ("data", "method")]
+    unknown = [n for n in options if n not in takes]
+    if not unknown:
+        return
+    names = ("an unknown option " if len(unknown) == 1 else "unknown options ") + ", ".join(f"`{n}`" for n in unknown)
+    hint = (": here the switch that replaces a run is `force` (`overwrite` is fit_run's)"
+            if "overwrite" in unknown else "")
+    raise MedcneError(f"make_baseline got {names}{hint}; its options are `data_spec`, `force`, "
+                      + ", ".join(f"`{n}`" for n in takes))

@@ -93,6 +93,7 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         only rank 0 writes and reads the folder).
     """
     from ..datasets import load_dataset
+    from ..datasets.load import as_recorded
     from ..estimator import TSimCNE
 
     out = Path(out)
@@ -101,7 +102,8 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
     with staging.locked(out):
         # Refused before the data are read; with several processes rank 0 says why and all stop.
         distributed.on_main(lambda: staging.check(out, overwrite, option="overwrite", inputs=inputs))
-        spec = {k: v for k, v in (data_spec or {}).items() if v is not None}
+        # A store's parts now: those appended later are never taken for this run's images.
+        spec = as_recorded(data_path, {k: v for k, v in (data_spec or {}).items() if v is not None})
         with distributed.together():  # every process reads and checks the same: one says what is wrong
             data = load_dataset(data_path, **spec)
             est = TSimCNE(**params).validate(data)  # bad parameters fail here, before anything is written
@@ -172,18 +174,8 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             if is_finished(work):
                 raise MedcneError(f"{out}: the run is finished; nothing to resume")
             saved = read_json(work / PARAMS)
-            if work != out and not (work / CHECKPOINT).exists():
-                raise MedcneError(
-                    f"{out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
-                    f"to resume ({out} still holds the previous run); start the replacement again with "
-                    f"`medcne fit DATA --out {out} --overwrite`"
-                )
-            if not (work / CHECKPOINT).exists():
-                raise MedcneError(
-                    f"{out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
-                    f"or this is not a run of `medcne fit`); start it again with `medcne fit DATA --out {out}` "
-                    "(with `overwrite` when the folder is not empty)"
-                )
+            if problem := _nothing_to_resume(out, work):
+                raise MedcneError(problem)
             if not (work / PARAMS).is_file():  # not "no checkpoint.pt": it is there, the run's record is not
                 raise MedcneError(no_params_message(out, work))
             if not isinstance(saved.get("data"), dict) or "path" not in saved["data"] or "estimator" not in saved:
@@ -192,15 +184,16 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                 remove_stale_temps(work, RUN_FILES)
             data_record = {**saved["data"], **({} if data_path is None else {"path": str(Path(data_path).resolve())})}
             spec = {k: v for k, v in data_record.items() if k != "path"}
-            data = read_as_recorded(data_record["path"], spec, out, "give the dataset the run began with "
-                                    f"(`medcne fit --resume {out} DATA` where it moved)")
+            data = read_as_recorded(data_record["path"], spec, out, "give the dataset the run began with ("
+                                    + _as_user(f"`medcne fit --resume {out} DATA`",
+                                               f"`resume_run({str(out)!r}, data_path=DATA)`") + " where it moved)")
             fingerprint = data.fingerprint()
             images = data.fingerprint(sampled=None, labels=False) if IMAGES_FINGERPRINT in saved else None
             if saved.get(FINGERPRINT, fingerprint) != fingerprint or saved.get(IMAGES_FINGERPRINT) != images:
                 raise MedcneError(
                     f"{out}: {data_record['path']} does not hold the images the run began with (their pixels, "
                     "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
-                    f"start a new run with `medcne fit DATA --out NEW`")
+                    "start a new run with " + _as_user("`medcne fit DATA --out NEW`", "`fit_run(DATA, NEW, params)`"))
             if data_path is not None and main:  # where the data are now: a resume after an interruption finds them
                 write_json(work / PARAMS, {**saved, "data": data_record})
             est = TSimCNE(**saved["estimator"])
@@ -213,6 +206,24 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
                               record=record, new_lr=lr is not None, resume_hint=resume_hint)
         return read_run(out) if finished else None
+
+
+def _nothing_to_resume(out: Path, work: Path) -> str | None:
+    """Why the run ``out`` (being written in ``work``) has no checkpoint to continue from, with what to
+    do instead; None when it has one."""
+    if (work / CHECKPOINT).exists():
+        return None
+    if work != out:
+        return (f"{out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
+                f"to resume ({out} still holds the previous run); start the replacement again with "
+                + _as_user(f"`medcne fit DATA --out {out} --overwrite`",
+                           f"`fit_run(DATA, {str(out)!r}, params, overwrite=True)`"))
+    return (f"{out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
+            "or this is not a run of " + _as_user(
+                f"`medcne fit`); start it again with `medcne fit DATA --out {out}` "
+                "(with `overwrite` when the folder is not empty)",
+                f"`fit_run` or `medcne fit`); start it again with `fit_run(DATA, {str(out)!r}, params)` "
+                "(with `overwrite=True` when the folder is not empty)"))
 
 
 def _lr_changes(saved: dict, lr) -> list[dict]:
@@ -261,23 +272,33 @@ def _stopped(work: Path, out: Path, exc: BaseException, verbose: bool) -> None:
     """
     end_progress_bars()
     resumable = _resumable(work)
+    resume = _as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
     if isinstance(exc, KeyboardInterrupt):
         if verbose and resumable:
-            print(f"interrupted; continue with `medcne fit --resume {out}`")
+            print(f"interrupted; continue with {resume}")
         elif verbose:
             kept = f"; {out} still holds the previous run" if work != out else ""
             print(f"interrupted before the first checkpoint, so there is nothing to resume{kept}; "
-                  "run the same command again to start over")
+                  + _as_user("run the same command again", "call `fit_run` again") + " to start over")
     elif isinstance(exc, DivergedError) and resumable:
         raise DivergedError(
             f"{exc}; {out} keeps its last good checkpoint: continue from it with a lower learning rate, "
-            f"`medcne fit --resume {out} --lr LOWER`, or start again"
+            + _as_user(f"`medcne fit --resume {out} --lr LOWER`", f"`resume_run({str(out)!r}, lr=LOWER)`")
+            + ", or start again"
         ) from exc
     elif isinstance(exc, OSError) and resumable:
         raise MedcneError(
             f"{exc.filename or work}: {exc.strerror or exc}; the run is kept at its last checkpoint: fix this "
-            f"(e.g. free disk space) and continue with `medcne fit --resume {out}`"
+            f"(e.g. free disk space) and continue with {resume}"
         ) from exc
+
+
+def _as_user(command: str, call: str) -> str:
+    """What to run next, as this user runs it: the shell ``command`` on the command line (which
+    :func:`~medcne.params.speak_as_cli` marks), the Python ``call`` from Python."""
+    from ..params import _CLI
+
+    return command if _CLI["on"] else call
 
 
 def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
@@ -313,11 +334,15 @@ def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
 
 
 def load_run_model(run, device: str = "auto"):
-    """The fitted :class:`~medcne.TSimCNE` of a finished t-SimCNE run, refusing non-finite weights."""
+    """The fitted :class:`~medcne.TSimCNE` of a finished t-SimCNE run, refusing non-finite weights.
+
+    ``run`` is the run folder, or the :class:`~medcne.runs.Run` that :func:`~medcne.runs.read_run` gave.
+    """
     import torch
 
     from ..estimator import TSimCNE
 
+    run = run.path if isinstance(run, Run) else run
     path = Path(run) / MODEL
     if not path.exists():
         raise MedcneError(f"{Path(run)}: no {MODEL}; give a finished run folder of `medcne fit` "
