@@ -49,8 +49,7 @@ def make_baseline(data_path, method: str, out, data_spec: dict | None = None, fo
         The finished run, read back (``metrics`` evaluated).
     """
     from ..baselines import METHODS, embed_baseline
-    from ..datasets import load_dataset
-    from ..datasets.load import as_recorded
+    from ..datasets import as_recorded, load_dataset
     from ..plot import save_map
 
     _check_options(options, embed_baseline)

@@ -92,8 +92,7 @@ def fit_run(data_path, out, params: dict, *, data_spec: dict | None = None, over
         The finished run, read back (None on the other processes of a run of several:
         only rank 0 writes and reads the folder).
     """
-    from ..datasets import load_dataset
-    from ..datasets.load import as_recorded
+    from ..datasets import as_recorded, load_dataset
     from ..estimator import TSimCNE
 
     out = Path(out)
