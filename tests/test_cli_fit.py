@@ -155,12 +155,3 @@ def test_the_cpu_rule_is_said_at_once_and_in_help(monkeypatch, capsys):
     assert "15m time budget" in out and "--paper" in out and seen["budget"] == "15m"
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["fit"]
     assert "15-minute --budget" in sub.format_help()
-
-
-def test_a_default_warm_up_is_never_as_long_as_a_stage_the_user_shortened():
-    from medcne.defaults import training_settings
-
-    assert training_settings(False, "cpu", {"epochs": (1, 1, 1)})["warmup"] == (0, 0, 0)  # the CPU's 2,0,1 cut
-    assert training_settings(False, "cpu", {"epochs": (3, 0, 2)})["warmup"] == (2, 0, 1)  # fits: kept
-    assert training_settings(False, "cpu", {"epochs": (1, 1, 1), "warmup": (0, 0, 1)})["warmup"] == (0, 0, 1)
-    assert training_settings(False, "cuda", {"epochs": (5, 1, 5)})["warmup"] == (4, 0, 4)  # the paper's 10,0,10

@@ -119,13 +119,7 @@ def training_settings(quick: bool, device_type: str, explicit: dict, budget: boo
     quick_values = (QUICK_GPU if device_type == "cuda" else QUICK_CPU) if quick else {}
     cpu_values = BUDGET_CPU if device_type == "cpu" and not paper else {}
     chosen = {k: v for k, v in explicit.items() if v is not None}
-    settings = {**PAPER, **cpu_values, **quick_values, **chosen}
-    epochs, warmup = settings["epochs"], settings["warmup"]
-    if "warmup" not in chosen and "epochs" in chosen and len(epochs) == len(warmup):
-        # Epochs given, warm-up left to us: never as long as a stage, so that every stage reaches its
-        # learning rate and anneals (the CPU's 2,0,1 with --epochs 1,1,1 is 0,0,0).
-        settings["warmup"] = tuple(min(int(w), max(int(e) - 1, 0)) for w, e in zip(warmup, epochs, strict=True))
-    return settings
+    return {**PAPER, **cpu_values, **quick_values, **chosen}
 
 
 def default_budget(device_type: str, *, budget=None, epochs=None, quick: bool = False, paper: bool = False):
