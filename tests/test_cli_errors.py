@@ -295,3 +295,11 @@ def test_the_console_script_and_python_m_enter_through_the_guard():
     scripts = re.search(r"^\[project\.scripts\]\n(.*?)\n\n", (root / "pyproject.toml").read_text(), re.S | re.M)
     assert scripts.group(1) == 'medcne = "medcne.launch:main"'
     assert "from .launch import main" in (root / "src" / "medcne" / "__main__.py").read_text()
+
+
+def test_after_a_command_the_library_speaks_to_python_again(capsys):
+    from medcne.params import on_cli
+
+    assert not on_cli()
+    assert main(["info", "--help"]) == 0
+    assert not on_cli()  # a notebook that ran a command still gets Python's names and warnings

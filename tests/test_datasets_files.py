@@ -255,3 +255,38 @@ def test_photos_are_turned_as_their_exif_orientation_says(tmp_path, suffix):
     for name, band in (("as_taken", np.s_[:, :10]), ("turned", np.s_[:10, :]), ("upside_down", np.s_[:, 30:])):
         image = by_id[f"a/{name}{suffix}"].astype(int)  # 6: the left edge turned to the top
         assert image[band].mean() > 200 and image.mean() < 128, name
+
+
+def test_a_run_made_before_photos_were_turned_reads_them_as_stored(tmp_path):
+    import json
+
+    from medcne.runs import fit_run, read_run
+
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    (tmp_path / "d" / "b").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        exif = Image.Exif()
+        exif[274] = 6 if k % 2 else 1
+        Image.fromarray(rng.integers(0, 256, (16, 24, 3), np.uint8)).save(
+            tmp_path / "d" / "ab"[k % 2] / f"{k}.jpg", exif=exif, quality=95)
+    params = dict(epochs=(1, 0, 1), warmup=(0, 0, 0), width=2, batch_size=8, device="cpu", verbose=False)
+    run = fit_run(tmp_path / "d", tmp_path / "run", params, data_spec={"size": 16, "upright": False})
+    record = json.loads((run.path / "params.json").read_text())
+    assert record["data"]["upright"] is False
+    del record["data"]["upright"]  # as a run of an older medcne records it
+    (run.path / "params.json").write_text(json.dumps(record))
+    assert len(read_run(run.path).load_images()) == 12  # read as stored, as that run read them
+    new = fit_run(tmp_path / "d", tmp_path / "new", params, data_spec={"size": 16})
+    assert json.loads((new.path / "params.json").read_text())["data"]["upright"] is True
+    assert len(read_run(new.path).load_images()) == 12
+
+
+def test_a_csv_that_lists_a_file_twice_is_refused_naming_it(tmp_path):
+    from medcne import errors
+
+    make_classes(tmp_path)
+    (tmp_path / "list.csv").write_text("path,label\na/0.png,a\nb/0.png,b\na/0.png,a\n")
+    with pytest.raises(errors.DataError, match="the path 'a/0.png' is given to 2 images: a file listed twice; "
+                                               "remove the repeated rows"):
+        load_dataset(tmp_path / "list.csv")

@@ -50,6 +50,14 @@ def test_a_placement_is_never_written_as_a_file_of_a_run(fitted, tmp_path, capsy
     assert main(["embed", str(run), str(data), "--out", str(other / "placed.csv"), "--device", "cpu"]) == 0
 
 
+def test_view_writes_its_page_into_the_run_it_reads_only(fitted, tmp_path, capsys):
+    run, _ = fitted
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    assert main(["view", str(run), "--out", str(other / "viewer"), "--overwrite"]) == 2
+    assert "bears the name of a run's own file" in capsys.readouterr().err
+
+
 def test_propagate_writes_its_file_into_the_run_it_reads_only(fitted, tmp_path, capsys):
     run, data = fitted
     other = tmp_path / "other"
@@ -93,3 +101,15 @@ def test_a_model_file_of_another_run_is_refused(fitted, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "model.pt: not the model of this run: its width is 4, where the run's params.json records 2" in err, err
     assert not (tmp_path / "placed.csv").exists()
+
+
+def test_a_run_of_an_older_medcne_without_newer_parameters_still_places_images(fitted, tmp_path):
+    import json
+
+    run, data = fitted
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    params = json.loads((old / "params.json").read_text())
+    del params["estimator"]["stream"]  # a parameter added after the run was made
+    (old / "params.json").write_text(json.dumps(params))
+    assert main(["embed", str(old), str(data), "--out", str(tmp_path / "placed.csv"), "--device", "cpu"]) == 0

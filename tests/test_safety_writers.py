@@ -244,16 +244,22 @@ def test_folders_made_for_a_lock_alone_go_with_it_and_those_of_a_written_output_
 
 
 def test_an_output_name_too_long_for_the_files_beside_it_is_refused_naming_the_output(tmp_path):
+    from medcne.io import write_text
     from medcne.runs.outputs import lock
 
-    room = os.pathconf(tmp_path, "PC_NAME_MAX") - len(".medcne-lock") - 1
-    with lock(tmp_path / ("r" * room)):  # the longest name that leaves room for the lock file
-        pass
-    for n in (room + 1, 300):
-        with pytest.raises(MedcneError) as err, lock(tmp_path / ("r" * n)):
-            pass
-        assert str(err.value).startswith(f"{tmp_path / ('r' * n)}: the name is too long")
-        assert f"at most {room} bytes" in str(err.value)
+    for suffix, overhead in (("", len("..XXXXXXXX.tmp")), (".csv", len("..XXXXXXXX.tmp.csv"))):
+        room = os.pathconf(tmp_path, "PC_NAME_MAX") - overhead
+        longest = tmp_path / ("r" * (room - len(suffix)) + suffix)
+        with lock(longest):  # the longest name that leaves room for the lock and the temporary file
+            write_text(longest, "written\n")
+        assert longest.read_text() == "written\n"
+        longest.unlink()
+        for n in (room + 1, 300):
+            out = tmp_path / ("r" * (n - len(suffix)) + suffix)
+            with pytest.raises(MedcneError) as err, lock(out):
+                pass
+            assert str(err.value).startswith(f"{out}: the name is too long")
+            assert f"at most {room} bytes" in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -238,6 +238,11 @@ def speak_as_cli(on: bool = True) -> None:
     _CLI["on"] = bool(on)
 
 
+def on_cli() -> bool:
+    """Whether the user is the command line (:func:`speak_as_cli`), not a Python caller."""
+    return _CLI["on"]
+
+
 def say(message: str) -> None:
     """Print a message of the library to the user, with parameters named as the user knows them."""
     print(for_cli(message) if _CLI["on"] else message, flush=True)

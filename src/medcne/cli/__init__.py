@@ -24,7 +24,7 @@ import threading
 from .. import __version__
 from ..errors import INTERRUPTED, MedcneError
 from ..limits import check_args
-from ..params import for_cli, speak_as_cli
+from ..params import for_cli, on_cli, speak_as_cli
 from ..train.progress import end_progress_bars
 from .common import check_out_is_not_an_input
 from .failures import describe
@@ -106,7 +106,17 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the library speaks as the command line while it runs (options, not parameters),
+    and as before it once it has returned (a Python session that called it is still a Python session)."""
+    was = on_cli()
     speak_as_cli()
+    try:
+        return _main(argv)
+    finally:
+        speak_as_cli(was)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)  # imports every command's module

@@ -158,6 +158,7 @@ def training_pixels(spec: dict, trained: dict, data_path) -> dict:
     """``spec`` with the run's size, channels, window and axis where the command line gave none; a note
     when a given window or axis differs from the run's (the images are then placed as the network never
     saw them), and a refusal for another size (the network takes only images of its own size)."""
+    from ..datasets import as_read_then
     from ..datasets.convert import parse_size
     from ..datasets.load import detect_format
 
@@ -176,4 +177,6 @@ def training_pixels(spec: dict, trained: dict, data_path) -> dict:
         elif name in ("window", "axis") and str(given) != str(recorded):  # channels: channels_note, once read
             print(f"note: --{name} {given} differs from the run's {recorded}; the images are placed as the "
                   "network never saw them during training")
+    # Photos turned by their EXIF tag as the run's were (a run made before medcne turned them: as stored).
+    spec.setdefault("upright", as_read_then(trained)["upright"])
     return spec

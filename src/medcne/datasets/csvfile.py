@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import DataError, EmptyDatasetError, MissingColumnError, printable
 from .files import decode_files
-from .imageset import ImageSet
+from .imageset import ImageSet, repeated_ids
 
 MAX_LINES_LISTED = 5
 
@@ -119,6 +119,7 @@ def read_csv(
     channels="keep",
     skip_bad=False,
     allow_outside: bool = False,
+    upright: bool = True,
 ) -> ImageSet:
     """A CSV with a column of image paths (relative to the CSV) and optional labels.
 
@@ -126,6 +127,7 @@ def read_csv(
     row of a label column needs a label (an empty cell is an error: give the
     unlabeled images a class such as ``unknown``, or leave out the column).
     ``allow_outside=True`` lets paths leave the CSV's folder (``..``, absolute).
+    ``upright``: turn photos as their EXIF orientation tag says (see :func:`.files.read_folder`).
     """
     path = Path(path)
     columns, rows = read_table(path)
@@ -145,6 +147,9 @@ def read_csv(
         raise EmptyDatasetError(f"{path}: the CSV has no rows; add one row per image")
     lines = [line for line, _ in rows]
     cells = [r[columns.index(path_column)] for _, r in rows]
+    if problem := repeated_ids(cells):  # an image's id is its path as listed
+        raise DataError(f"{path}: in column '{printable(path_column)}', {problem.replace('the id', 'the path')}: "
+                        "a file listed twice; remove the repeated rows")
     files = image_paths(path, cells, lines, allow_outside)
     labels = class_names = None
     if label_column is not None:
@@ -158,7 +163,7 @@ def read_csv(
         labels, class_names = encode_labels(values)
     return decode_files(
         files, cells, labels, class_names,
-        source=str(path), size=size, channels=channels, skip_bad=skip_bad,
+        source=str(path), size=size, channels=channels, skip_bad=skip_bad, upright=upright,
     )
 
 

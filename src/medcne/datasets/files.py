@@ -184,8 +184,10 @@ class FolderScan:
         return out
 
 
-def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> ImageSet:
-    """One sub-folder per class, or a flat folder of images (unlabeled)."""
+def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False, upright: bool = True) -> ImageSet:
+    """One sub-folder per class, or a flat folder of images (unlabeled). ``upright``: turn photos as their
+    EXIF orientation tag says, as image viewers show them (runs made before medcne did so record
+    ``upright=False`` and are read as they were)."""
     kind = medcne_output_kind(root)
     if kind is not None:
         raise DataError(f"{root}: is a {kind} folder written by medcne, not a dataset; pass the data it was made from")
@@ -234,7 +236,7 @@ def read_folder(root: Path, *, size=None, channels="keep", skip_bad=False) -> Im
     ids = _text_ids(root, files, notes)
     return decode_files(
         files, ids, labels if class_names else None, class_names or None,
-        source=str(root), size=size, channels=channels, skip_bad=skip_bad, notes=notes,
+        source=str(root), size=size, channels=channels, skip_bad=skip_bad, notes=notes, upright=upright,
     )
 
 
@@ -261,7 +263,7 @@ class _BadFile(Exception):
     """One file that cannot be used; the message is the reason shown to the user."""
 
 
-def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
+def _decode_one(f: Path, channels: str, log: DecodeLog, upright_: bool = True) -> np.ndarray:
     """Decode one file, or raise _BadFile with a short reason (never anything else)."""
     try:
         if not f.is_file():
@@ -275,7 +277,7 @@ def _decode_one(f: Path, channels: str, log: DecodeLog) -> np.ndarray:
         try:
             with Image.open(f) as img:
                 img.load()
-                arr = pil_to_array(upright(img, log), channels, log)
+                arr = pil_to_array(upright(img, log) if upright_ else img, channels, log)
         except Image.DecompressionBombError:
             raise _BadFile(f"decompression bomb: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, PIL's limit") from None
         except PixelRangeError as exc:
@@ -324,7 +326,8 @@ def _mixed_size_error(images: list[np.ndarray], files: list[Path], source: str) 
     )
 
 
-def decode_files(files, ids, labels, class_names, *, source, size, channels, skip_bad, notes=None) -> ImageSet:
+def decode_files(files, ids, labels, class_names, *, source, size, channels, skip_bad, notes=None,
+                 upright: bool = True) -> ImageSet:
     """Decode image files; report unreadable ones together, check sizes agree and the memory suffices."""
     check_channels(channels)
     size = parse_size(size)
@@ -335,7 +338,7 @@ def decode_files(files, ids, labels, class_names, *, source, size, channels, ski
     log = DecodeLog()
     for i, f in enumerate(files):
         try:
-            arr = _decode_one(f, channels, log)
+            arr = _decode_one(f, channels, log, upright)
         except _BadFile as exc:
             bad.append(f"{printable(str(f))} ({exc})")
             continue

@@ -135,6 +135,7 @@ def load_dataset(
     label_key: str | None = None,
     drop_background: bool = False,
     store_parts: int | None = None,
+    upright: bool = True,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
 
@@ -169,6 +170,10 @@ def load_dataset(
     window, axis, keep_phi, label_csv, label_key, drop_background
         DICOM and NIfTI only: see :func:`medcne.datasets.dicom.read_dicom` and
         :func:`medcne.datasets.nifti.read_nifti` (``axis`` defaults to ``'axial'``).
+    upright : bool
+        Image files (a folder, a CSV list): turn photos as their EXIF orientation
+        tag says, as image viewers show them. A run made before medcne did so is
+        read with ``upright=False`` (:func:`as_recorded`).
     store_parts : int, optional
         A store only: read its first that many parts, as a run read the store
         before later appends (runs record it; see
@@ -191,11 +196,11 @@ def load_dataset(
         # With a subset, resize only the images kept: the same pixels, a fraction of the memory.
         data = read_npz(path, split=split, size=None if subset else size, channels=channels)
     elif fmt == "folder":
-        data = read_folder(path, size=size, channels=channels, skip_bad=skip_bad)
+        data = read_folder(path, size=size, channels=channels, skip_bad=skip_bad, upright=upright)
     elif fmt == "csv":
         data = read_csv(
             path, path_column=path_column, label_column=label_column,
-            size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside,
+            size=size, channels=channels, skip_bad=skip_bad, allow_outside=allow_outside, upright=upright,
         )
     elif fmt in ("dicom", "nifti"):
         data = _read_scans(fmt, path, size=size, channels=channels, skip_bad=skip_bad, label_column=label_column,
@@ -238,10 +243,22 @@ def _read_scans(fmt: str, path: Path, **options) -> ImageSet:
     return read_nifti(path, axis=options.pop("axis") or "axial", **options)
 
 
+# What a run records of how it read its data beyond the options given (:func:`as_recorded`).
+RECORDED_READING = ("store_parts", "upright")
+
+
 def as_recorded(path, spec: dict) -> dict:
-    """``spec`` (options of :func:`load_dataset`) as a run records them: for a store, with the number of
-    parts it holds now (``store_parts``), so that parts appended to it later are never read as the run's
-    images (by ``qc``, ``view``, ``evaluate`` or a resume)."""
+    """``spec`` (options of :func:`load_dataset`) as a run records them, so that its images are read
+    again as they were: for a store, the number of parts it holds now (``store_parts``: parts appended
+    later are never read as the run's images); ``upright`` (photos turned by their EXIF tag), which a run
+    made before medcne turned them lacks (:func:`as_read_then` reads it with ``upright=False``)."""
+    spec = {"upright": True, **spec}
     if spec.get("store_parts") is None and is_store(path):
-        return {**spec, "store_parts": store_parts(path)}
+        spec["store_parts"] = store_parts(path)
     return spec
+
+
+def as_read_then(spec: dict) -> dict:
+    """The options a run recorded (``spec``), completed as the run read its data: a run that records no
+    ``upright`` was made before photos were turned by their EXIF tag, and read them as stored."""
+    return {"upright": False, **spec}

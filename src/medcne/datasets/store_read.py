@@ -95,8 +95,6 @@ def open_store(path, *, verify: bool = False, parts: int | None = None) -> Image
     metas = read_metas(path, parts)
     codes = np.concatenate([m["labels"] for m in metas])
     class_names = list(manifest["class_names"])
-    if len(listed) < len(manifest["parts"]):  # the classes the later parts brought are not in these
-        class_names = class_names[: int(codes.max(initial=-1)) + 1]
     notes = []
     if (codes < 0).all():
         labels, class_names = None, None

@@ -185,10 +185,10 @@ def read_as_recorded(path, spec: dict, run_path, fix: str):
     """The dataset at ``path`` read with the options a run recorded (``spec``). A failure is said as the
     run's, with ``fix``: the reader's own advice (another `subset` or `size`) cannot be followed here,
     since those options are the run's."""
-    from ..datasets import load_dataset
+    from ..datasets import as_read_then, load_dataset
 
     try:
-        return load_dataset(path, **spec)
+        return load_dataset(path, **as_read_then(spec))
     except MedcneError as exc:
         problem = str(exc).split("; ")[0]
         defaults = {k: v.default for k, v in inspect.signature(load_dataset).parameters.items()}

@@ -34,6 +34,7 @@ from ..runfiles import (
     PARAMS,
     RUN_FILES,
     RUN_MARKER,
+    VIEWER_DIR,
     WRITTEN_FORMAT,
     WRITTEN_RECORD,
     lock_name,
@@ -62,6 +63,7 @@ def lock(out, shared: bool = False) -> Iterator[Path]:
     a symbolic link, and removed by the last holder on release (:func:`_release`).
     """
     path = lock_path(out)
+    _check_name_room(path.parent / locked_name(path.name))
     with folders_for(path, keep=False):  # removed again when they were made for the lock alone
         key = os.path.join(os.path.realpath(path.parent), path.name)
         if key in _HELD:
@@ -105,12 +107,6 @@ def _acquire(path: Path, shared: bool = False) -> int:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise MedcneError(f"{path}: is a symbolic link, not medcne's lock file; remove it") from None
-            if exc.errno == errno.ENAMETOOLONG and len(os.fsencode(path.name)) > _name_max(path.parent):
-                out = path.parent / locked_name(path.name)
-                room = _name_max(path.parent) - (len(os.fsencode(path.name)) - len(os.fsencode(out.name)))
-                raise MedcneError(f"{out}: the name is too long: medcne keeps files named after it beside it "
-                                  f"({lock_name('NAME')}, {staging_name('NAME')}), so it may have at most {room} "
-                                  "bytes there; choose a shorter name") from None
             if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
                 raise  # read-only, no permission, full: said by the command line's handler of such errors
             # A folder that cannot hold files (/proc): name the output, not medcne's lock file beside it.
@@ -144,11 +140,26 @@ def _acquire(path: Path, shared: bool = False) -> int:
 
 
 def _name_max(folder: Path) -> int:
-    """The longest file name (bytes) the file system of ``folder`` takes."""
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        return 255
+    """The longest file name (bytes) the file system of ``folder`` (or of its nearest existing folder) takes."""
+    for existing in (folder, *folder.parents):
+        try:
+            return os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def _check_name_room(out: Path) -> None:
+    """Refuse an output whose name leaves no room for the names medcne gives files beside it: its lock,
+    the folder a replacement is staged in, and the temporary file it is written to
+    (``.NAME.XXXXXXXX.tmpSUFFIX``, see :func:`medcne.io.atomic_write`)."""
+    name = len(os.fsencode(out.name))
+    overhead = max(len(lock_name("")), len(staging_name("")), len(f"..XXXXXXXX.tmp{out.suffix}".encode()))
+    limit = _name_max(out.parent)
+    if name + overhead > limit:
+        raise MedcneError(f"{out}: the name is too long: medcne keeps files named after it beside it "
+                          f"({lock_name('NAME')}, {staging_name('NAME')}, .NAME.XXXXXXXX.tmp{out.suffix}), so it "
+                          f"may have at most {limit - overhead} bytes there; choose a shorter name")
 
 
 def writer_of(out) -> str | None:
@@ -226,7 +237,7 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = (), derived: str | 
         if not own and _inside(target, _resolved(run)):
             raise MedcneError(f"`out` {out} is inside the run folder {run} that this command reads; "
                               "choose an `out` outside it")
-    if target.name in RUN_FILES and not own and _is_run_folder(target.parent):
+    if target.name in (*RUN_FILES, VIEWER_DIR) and not own and _is_run_folder(target.parent):
         raise MedcneError(f"`out` {out} bears the name of a run's own file in the run folder {target.parent} "
                           "(its readers would take it for the run's); choose another name or folder")
     for given in [*inputs, *(p for run in runs for p in run_dataset(run))]:
@@ -246,7 +257,7 @@ def _is_run_folder(folder: Path) -> bool:
         params = json.loads((folder / PARAMS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(params, dict) and "method" in params
+    return isinstance(params, dict) and "method" in params and "data" in params  # a run written before the marker
 
 
 def dataset_inputs(data_path) -> list[Path]:

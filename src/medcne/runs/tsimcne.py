@@ -295,9 +295,9 @@ def _stopped(work: Path, out: Path, exc: BaseException, verbose: bool) -> None:
 def _as_user(command: str, call: str) -> str:
     """What to run next, as this user runs it: the shell ``command`` on the command line (which
     :func:`~medcne.params.speak_as_cli` marks), the Python ``call`` from Python."""
-    from ..params import _CLI
+    from ..params import on_cli
 
-    return command if _CLI["on"] else call
+    return command if on_cli() else call
 
 
 def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
@@ -364,7 +364,9 @@ def _check_runs_model(path: Path, est, recorded) -> None:
         return
     ignored = ("checkpoint", "device")
     mine = json.loads(json.dumps({k: v for k, v in est.record()["params"].items() if k not in ignored}))
-    differ = sorted(k for k in {*mine, *recorded} - set(ignored) if mine.get(k) != recorded.get(k))
+    # Only what params.json records: a run of an older medcne lacks the parameters added since, which
+    # the model's record (read with their defaults) then holds.
+    differ = sorted(k for k in set(recorded) - set(ignored) if mine.get(k) != recorded[k])
     if differ:
         k = differ[0]
         raise MedcneError(f"{path}: not the model of this run: its {k} is {mine.get(k)!r}, where the run's "

@@ -27,6 +27,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..datasets.load import RECORDED_READING
 from ..errors import MedcneError
 from ..io import csv_cell, csv_value, write_json, write_text
 from ..params import say
@@ -270,8 +271,8 @@ def run_cell(cell: Cell, folder: Path, verbose: bool = True):
     if cell.kind == TSIMCNE:
         saved = read_json(folder / PARAMS)
         # The same data and estimator parameters: the checkpoint continues this very cell.
-        # A run of a store records the parts it read (store_parts), which the cell's spec does not name.
-        read = {k: v for k, v in (saved.get("data") or {}).items() if k != "store_parts"}
+        # A run records how it read its data (a store's parts, photos turned), which the cell's spec does not name.
+        read = {k: v for k, v in (saved.get("data") or {}).items() if k not in RECORDED_READING}
         if (folder / CHECKPOINT).exists() and json_equal(read, cell.spec()["data"]) \
                 and _same_estimator(saved.get("estimator", {}), cell.options):
             try:

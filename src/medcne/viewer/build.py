@@ -67,7 +67,8 @@ def check_bundle(bundle: Path | None = None) -> Path:
     medcne without it came from a wheel built without it (setup.py refuses that).
     """
     bundle = BUNDLE if bundle is None else Path(bundle)
-    if bundle == BUNDLE and bundle.is_file() and JS_SOURCES.is_file():  # a checkout: built from these sources?
+    # A checkout: the bundle in static/ beside the js/ sources it is built from (another file given is not).
+    if bundle.is_file() and JS_SOURCES.is_file() and bundle.parent.parent == JS_SOURCES.parent.parent:
         if reason := stale_bundle(bundle, JS_SOURCES.parent):
             raise MedcneError(f"{bundle}: the viewer's JavaScript bundle is out of date ({reason}); rebuild it "
                               "with `make viewer-assets`")
