@@ -375,14 +375,17 @@ def test_a_run_of_a_store_reads_the_parts_it_was_made_from_after_more_are_append
     fit = ["--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "2", "--batch-size", "16", "--device", "cpu"]
     for run, extra in (("run", []), ("sub", ["--subset", "30"])):
         assert main(["fit", str(store), "--out", str(tmp_path / run), *fit, *extra]) == 0
-        assert json.loads((tmp_path / run / "params.json").read_text())["data"]["store_parts"] == 2
+        assert json.loads((tmp_path / run / "params.json").read_text())["data"]["store_parts"] == [2, 3]
     # The store grows (the documented way to add data): the runs still read their own images.
     np.savez(tmp_path / "p3.npz", images=images(24, seed=3), labels=np.zeros(24, int), class_names=np.array(["x"]))
     assert main(["convert", str(tmp_path / "p3.npz"), "--out", str(store), "--append", "--part", "p3"]) == 0
     capsys.readouterr()
     for run in ("run", "sub"):
         r = read_run(tmp_path / run)
-        assert len(r.load_images()) == len(r.ids)
+        images_then = r.load_images()
+        assert len(images_then) == len(r.ids)
+        assert images_then.class_names == ["0", "1", "2"]  # not the class 'x' the later part brought
+        assert images_then.fingerprint() == r.params["data_fingerprint"]  # what a resume checks
         assert main(["view", str(tmp_path / run)]) == 0
         assert main(["evaluate", str(tmp_path / run)]) == 0
         assert "cannot be read" not in capsys.readouterr().out

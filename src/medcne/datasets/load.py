@@ -65,7 +65,7 @@ FORMAT_WORDS = {"folder": "a folder of images", "csv": "a CSV of image paths", "
 
 def check_read_options(path, format: str = "auto", channels: str = "keep", seed: int = 0, size=None,
                        split: str | None = None, path_column: str = "path", allow_outside: bool = False,
-                       store_parts: int | None = None, **scan_options) -> str | None:
+                       store_parts=None, **scan_options) -> str | None:
     """The checks :func:`load_dataset` makes before it reads a pixel (also for a sweep, before its cells
     run); returns the format ``path`` is read as. With ``path`` None (data not there yet, or a folder of
     scans not worth walking) the format is not looked for, nor the scan options checked against it."""
@@ -134,7 +134,7 @@ def load_dataset(
     label_csv=None,
     label_key: str | None = None,
     drop_background: bool = False,
-    store_parts: int | None = None,
+    store_parts=None,
     upright: bool = True,
 ) -> ImageSet:
     """Read a dataset from disk into an :class:`ImageSet`.
@@ -174,10 +174,10 @@ def load_dataset(
         Image files (a folder, a CSV list): turn photos as their EXIF orientation
         tag says, as image viewers show them. A run made before medcne did so is
         read with ``upright=False`` (:func:`as_recorded`).
-    store_parts : int, optional
-        A store only: read its first that many parts, as a run read the store
-        before later appends (runs record it; see
-        :func:`medcne.datasets.store_read.store_parts`).
+    store_parts : [int, int], optional
+        A store only: read its first that many parts, with its first that many
+        class names, as a run read the store before later appends (runs record
+        it; see :func:`medcne.datasets.store_read.store_parts`).
 
     Raises
     ------
@@ -254,7 +254,7 @@ def as_recorded(path, spec: dict) -> dict:
     made before medcne turned them lacks (:func:`as_read_then` reads it with ``upright=False``)."""
     spec = {"upright": True, **spec}
     if spec.get("store_parts") is None and is_store(path):
-        spec["store_parts"] = store_parts(path)
+        spec["store_parts"] = list(store_parts(path))
     return spec
 
 

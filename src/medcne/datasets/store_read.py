@@ -72,12 +72,13 @@ class StoreReader:
         return out
 
 
-def open_store(path, *, verify: bool = False, parts: int | None = None) -> ImageSet:
+def open_store(path, *, verify: bool = False, parts: int | None = None, classes: int | None = None) -> ImageSet:
     """The store at ``path`` as a lazy :class:`ImageSet` (pixels read on demand through np.memmap).
 
     Sizes and checksums of metadata and pixel edges are checked; ``verify=True``
     also hashes every pixel. ``parts``: read only the first that many parts
-    (the store as a run read it, before later appends; :func:`store_parts`).
+    (the store as a run read it, before later appends; :func:`store_parts`);
+    ``classes``: its first that many class names (those the store named then).
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -95,6 +96,8 @@ def open_store(path, *, verify: bool = False, parts: int | None = None) -> Image
     metas = read_metas(path, parts)
     codes = np.concatenate([m["labels"] for m in metas])
     class_names = list(manifest["class_names"])
+    if classes is not None and parts is not None:  # class names are only appended: those named then come first
+        class_names = class_names[:classes]
     notes = []
     if (codes < 0).all():
         labels, class_names = None, None
@@ -163,15 +166,19 @@ def _join_provenance(metas: list[dict], parts: list[dict], notes: list[str]) -> 
     return provenance
 
 
-def store_parts(path) -> int:
-    """How many parts the store at ``path`` holds now: what a run records, so that the parts appended
-    later are not read as its images (``load_dataset(..., store_parts=N)``)."""
-    return len(read_manifest(path)["parts"])
+def store_parts(path) -> tuple[int, int]:
+    """How many parts and class names the store at ``path`` holds now: what a run records, so that the
+    parts appended later are not read as its images, nor their classes as its classes
+    (``load_dataset(..., store_parts=[N, C])``)."""
+    manifest = read_manifest(path)
+    return len(manifest["parts"]), len(manifest["class_names"])
 
 
-def read_store(path, *, size=None, channels: str = "keep", parts: int | None = None) -> ImageSet:
-    """:func:`open_store` for :func:`~medcne.datasets.load_dataset`: resized or recoloured on read when asked."""
-    data = open_store(path, parts=parts)
+def read_store(path, *, size=None, channels: str = "keep", parts=None) -> ImageSet:
+    """:func:`open_store` for :func:`~medcne.datasets.load_dataset`: resized or recoloured on read when asked.
+    ``parts``: [parts, class names] (:func:`store_parts`), or a number of parts (as runs recorded it first)."""
+    parts, classes = (parts, None) if parts is None or isinstance(parts, int) else (int(parts[0]), int(parts[1]))
+    data = open_store(path, parts=parts, classes=classes)
     h, w, c = data.image_shape
     out_c = {"keep": c, "rgb": 3, "gray": 1}[channels]
     out_hw = size or (h, w)
