@@ -263,7 +263,7 @@ class _BadFile(Exception):
     """One file that cannot be used; the message is the reason shown to the user."""
 
 
-def _decode_one(f: Path, channels: str, log: DecodeLog, upright_: bool = True) -> np.ndarray:
+def _decode_one(f: Path, channels: str, log: DecodeLog, turn: bool = True) -> np.ndarray:
     """Decode one file, or raise _BadFile with a short reason (never anything else)."""
     try:
         if not f.is_file():
@@ -277,7 +277,7 @@ def _decode_one(f: Path, channels: str, log: DecodeLog, upright_: bool = True) -
         try:
             with Image.open(f) as img:
                 img.load()
-                arr = pil_to_array(upright(img, log) if upright_ else img, channels, log)
+                arr = pil_to_array(upright(img, log) if turn else img, channels, log)
         except Image.DecompressionBombError:
             raise _BadFile(f"decompression bomb: more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, PIL's limit") from None
         except PixelRangeError as exc:

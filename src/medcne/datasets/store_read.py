@@ -176,8 +176,8 @@ def store_parts(path) -> tuple[int, int]:
 
 def read_store(path, *, size=None, channels: str = "keep", parts=None) -> ImageSet:
     """:func:`open_store` for :func:`~medcne.datasets.load_dataset`: resized or recoloured on read when asked.
-    ``parts``: [parts, class names] (:func:`store_parts`), or a number of parts (as runs recorded it first)."""
-    parts, classes = (parts, None) if parts is None or isinstance(parts, int) else (int(parts[0]), int(parts[1]))
+    ``parts``: [parts, class names] as a run recorded them (:func:`store_parts`)."""
+    parts, classes = (None, None) if parts is None else (int(parts[0]), int(parts[1]))
     data = open_store(path, parts=parts, classes=classes)
     h, w, c = data.image_shape
     out_c = {"keep": c, "rgb": 3, "gray": 1}[channels]
