@@ -29,6 +29,9 @@ BASELINE_PARTS = {
     "umap-pixels": ("pixels", "umap"),
 }
 BASELINES = tuple(BASELINE_PARTS)
+# The class readers give images without a label (a scan no label CSV row names, a tile outside every
+# region, a store part converted without labels): shown as a class, left out of every score.
+UNLABELLED = "unlabelled"
 SWEEP_CONFIG_DIR = Path(__file__).resolve().parent / "sweep" / "configs"  # the shipped sweep configurations
 
 

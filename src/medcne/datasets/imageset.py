@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..defaults import chunk_rows
+from ..defaults import UNLABELLED, chunk_rows
 from ..errors import (
     DataError,
     EmptyDatasetError,
@@ -340,6 +340,18 @@ def repeated_ids(ids) -> str | None:
     first = repeated[np.argmax(counts[repeated])]
     more = f" ({len(repeated)} ids are repeated)" if len(repeated) > 1 else ""
     return f"the id '{printable(values[first], 60)}' is given to {counts[first]} images{more}"
+
+
+def known_labels(labels, class_names) -> np.ndarray | None:
+    """The class index of each image, -1 for an image without a label: of the class ``unlabelled``
+    that the readers give images without one (left out of every score, as a class it would be
+    learned, scored and suggested). A copy (int64); None without labels."""
+    if labels is None:
+        return None
+    codes = np.asarray(labels).astype(np.int64, copy=True)
+    if class_names is not None and UNLABELLED in class_names:
+        codes[codes == list(class_names).index(UNLABELLED)] = -1
+    return codes
 
 
 def label_problem(codes) -> str | None:

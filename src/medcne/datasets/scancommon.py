@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import UNLABELLED
 from ..errors import DataError, MissingColumnError, MixedSizeError, printable
 from .convert import convert_channels, resize_one
 from .csvfile import read_table
 from .memory import check_memory
 from .window import first_number
 
-UNLABELLED = "unlabelled"
 # The fix for scans that do not fit: `subset` would not help, it is drawn after every scan is read.
 SMALLER = "choose a smaller `size`, or read a folder with fewer scans"
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..curate.neighbours import auto_method
 from ..curate.qc import INDEX_BYTES, NEIGHBOUR_BYTES, THUMB_BYTES
+from ..datasets.imageset import known_labels
 from ..datasets.memory import check_memory
 from ..defaults import BASELINE_PARTS, KNN_K
 from ..embedfile import prov_names, read_provenance
@@ -135,7 +136,8 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     nb = nearest_neighbours(X, min(int(k), len(X) - 1), device=device)
     del X
     n_classes = len(run.class_names) if run.class_names else None
-    result = quality_control(None, run.labels, checks=image_checks(data.images), n_classes=n_classes,
+    # Images of the class `unlabelled` have no label: none is checked, and none is suggested.
+    result = quality_control(None, known_labels(run.labels, run.class_names), checks=image_checks(data.images), n_classes=n_classes,
                              neighbours=nb)
     return write_qc(run, result), result, space
 
@@ -279,8 +281,9 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
                "space": space,
                "neighbours": auto_method(len(X) if method == "spreading" else int((codes >= 0).sum()), device),
                "unknown_ids": unknown, "suggested_ids": suggested}
-    check = (codes < 0) & (run.labels >= 0) if run.labels is not None and run.class_names else None
+    truth = known_labels(run.labels, run.class_names) if run.class_names else None
+    check = (codes < 0) & (truth >= 0) if truth is not None else None
     if check is not None and check.any():
-        truth = np.asarray(run.class_names, dtype=object)[run.labels[check]]
+        truth = np.asarray(run.class_names, dtype=object)[truth[check]]
         summary["agreement"] = 100.0 * float(np.mean(np.asarray(names, dtype=object)[pred[check]] == truth))
     return path, summary

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.imageset import label_problem
+from ..datasets.imageset import known_labels, label_problem
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map, unused_note
 from ..datasets.memory import check_memory
 from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX, chunk_rows
@@ -188,7 +188,7 @@ def _conflict(path, id_: str, first: tuple[str, int], second: tuple[str, int]):
 
 def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=None,
                merge_rare: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-    """Class index per point (-1: none), the class names, and notes.
+    """Class index per point (-1: none, as for the class ``unlabelled``), the class names, and notes.
 
     The run's own labels, replaced where ``overrides`` (labels by id) name the
     point; a name that is not one of the run's classes becomes a new class
@@ -213,7 +213,7 @@ def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=Non
 
 
 def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.ndarray, list[str], list[str]]:
-    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else run.labels.astype(np.int64, copy=True)
+    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else known_labels(run.labels, run.class_names)
     names = list(run.class_names or [])
     notes: list[str] = []
     if overrides:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..datasets.imageset import known_labels
 from ..defaults import CHECKPOINT_MINUTES
 from ..errors import DivergedError
 from ..metrics import knn_accuracy
@@ -68,10 +69,11 @@ class Monitor:
         self.n_images = len(data)
         # Saved with each checkpoint, so that a resume on other images is refused (64 images read, once).
         self.data_fingerprint = data.fingerprint(sampled=None) if checkpoint is not None and self.world.is_main else None
-        self.knn_every = knn_every if data.labels is not None and self.world.is_main else 0
+        labels, labelled = labelled_images(data)
+        self.knn_every = knn_every if len(labelled) and self.world.is_main else 0
         if self.knn_every:
-            idx = np.sort(np.random.default_rng(0).permutation(len(data))[:KNN_POINTS])
-            self.knn_images, self.knn_labels = np.asarray(data.images[idx]), data.labels[idx]
+            idx = np.sort(labelled[np.random.default_rng(0).permutation(len(labelled))[:KNN_POINTS]])
+            self.knn_images, self.knn_labels = np.asarray(data.images[idx]), labels[idx]
         self.checkpoint = checkpoint
         self.seconds_between = 60.0 * checkpoint_minutes
         self.callback = callback
@@ -123,6 +125,13 @@ class Monitor:
         model.train(was_training)
         z = z if dim is None else z[:, :dim]
         return float(knn_accuracy(z, self.knn_labels))
+
+
+def labelled_images(data) -> tuple[np.ndarray | None, np.ndarray]:
+    """The class index of each image of ``data`` (-1: no label, as for the class ``unlabelled``) and
+    the positions of the labelled ones: the kNN accuracy is scored on these only."""
+    labels = known_labels(data.labels, data.class_names)
+    return labels, (np.flatnonzero(labels >= 0) if labels is not None else np.empty(0, dtype=np.int64))
 
 
 def check_finite_model(model: torch.nn.Module, position) -> None:

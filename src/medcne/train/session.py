@@ -25,7 +25,7 @@ from . import distributed
 from .anneal import finish_schedule
 from .budget import BudgetPlan, budget_stages, training_seconds
 from .loop import compile_backbone, steps_per_epoch, train
-from .monitor import Monitor
+from .monitor import Monitor, labelled_images
 from .rng import Generators, as_rng
 from .stages import Stage
 from .store import make_store
@@ -158,8 +158,8 @@ def _warn(stages: tuple[Stage, ...], data, s: Settings) -> None:
     its stage or longer (the learning rate never anneals), ``knn_every`` without labels."""
     if message := warmup_problem(stages):
         warn(message)
-    if s.knn_every and data.labels is None:
-        warn("`knn_every` is set, but the images have no labels, so the history gets no kNN accuracy; labels "
+    if s.knn_every and not len(labelled_images(data)[1]):
+        warn("`knn_every` is set, but the images have no labels (or only the class `unlabelled`), so the history gets no kNN accuracy; labels "
              "come with the images: an ImageSet (`medcne.load_dataset`, `medcne.datasets.from_array(images, "
              "labels)`) or a torch Dataset of (image, label) pairs (the y of fit is ignored)")
 
