@@ -37,6 +37,7 @@ from ..runfiles import (
     VIEWER_DIR,
     WRITTEN_FORMAT,
     WRITTEN_RECORD,
+    is_run_record,
     lock_name,
     locked_name,
     staging_name,
@@ -257,7 +258,7 @@ def _is_run_folder(folder: Path) -> bool:
         params = json.loads((folder / PARAMS).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(params, dict) and "method" in params and "data" in params  # a run written before the marker
+    return is_run_record(params)  # a run written before the marker
 
 
 def dataset_inputs(data_path) -> list[Path]:

@@ -45,6 +45,7 @@ from ..runfiles import (
     TSIMCNE_FILES,
     VIEWER_DIR,
     WRITTEN_RECORD,
+    is_run_record,
 )
 from ..train import distributed
 from .folder import (
@@ -95,7 +96,7 @@ def owned_files(folder: Path) -> list[str]:
     if listed is not None:
         return listed
     params = read_json(folder / PARAMS) if (folder / PARAMS).is_file() else {}
-    if "method" in params and "data" in params:
+    if is_run_record(params):
         return list(run_files(params))
     return []
 
