@@ -204,8 +204,20 @@ def test_unlabeled_run_and_extra_columns(tmp_path, fake_bundle):
     build_viewer(run, tmp_path / "page", bundle=fake_bundle, columns={"score": score})
     data = read_data(tmp_path / "page")
     assert data["labeled"] is False and data["classNames"] == ["(no label)"]
-    assert set(data["labels"]) == {0}
+    assert set(data["labels"]) == {0} and data["noLabel"] == 0  # every image is one to suggest a label for
     np.testing.assert_allclose(data["columns"]["score"], score, atol=1e-6)
+
+
+@pytest.mark.parametrize("names, no_label", [(["a", "b", "c"], -1), (["a", "unlabelled", "c"], 1)])
+def test_the_page_knows_the_class_that_means_no_label(tmp_path, fake_bundle, names, no_label):
+    """Label suggestion in the page labels only the images of the class 'unlabelled' (the readers'
+    class for images without a label); a run without it has none to suggest a label for."""
+    run, _ = make_run(tmp_path / "run", n=6)
+    emb = np.load(run / "embedding.npz")
+    write_embedding(run, emb["embedding"], emb["ids"], emb["labels"], names)
+    build_viewer(run, bundle=fake_bundle, images=np.zeros((6, 12, 12, 3), np.uint8))
+    data = read_data(run / "viewer")
+    assert data["classNames"] == names and data["noLabel"] == no_label
 
 
 def test_rebuild_replaces_the_old_page_with_overwrite(tmp_path, fake_bundle):

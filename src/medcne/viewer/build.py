@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..defaults import UNLABELLED
 from ..embedfile import read_columns
 from ..errors import MedcneError
 from ..runfiles import EMBEDDING, VIEWER_DIR
@@ -261,6 +262,8 @@ def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict, qc=None, sour
     else:
         labels, names = run.labels, list(run.class_names)
     label_names = [names[k] for k in labels] if run.labels is not None else None
+    # The class that means "no label" (-1: none): the page suggests labels for its images only.
+    no_label = 0 if run.labels is None else names.index(UNLABELLED) if UNLABELLED in names else -1
     hues = _palette(24)
     meta = {
         "title": run.name, "method": run.method, "n": n, "runKey": run_key(run), "classNames": names,
@@ -268,7 +271,7 @@ def _data_js(run: Run, cols: dict[str, np.ndarray], sprites: dict, qc=None, sour
         # Colours for labels added in the page: 24 hues, taken 7 apart so that two
         # labels added one after the other never look alike (magenta first: rare among classes).
         "spare": [hues[(20 + 7 * i) % 24] for i in range(24)], "sprites": sprites,
-        "labeled": run.labels is not None,
+        "labeled": run.labels is not None, "noLabel": no_label,
         "qc": qc_meta(qc, label_names) if qc is not None else None,
         "dim": int(run.embedding.shape[1]),
         # provenance columns ({column: values}) and slide thumbnails ({slide: file, size, scale})

@@ -1,8 +1,8 @@
 // The annotation export: one CSV row per annotated or selected point, in the
 // columns `medcne evaluate RUN --labels FILE` reads (id and new_label; rows with
 // an empty new_label, points only selected, are skipped there).
-//   source      manual (labelled by the user) or suggested (by nearest annotated points)
-//   confidence  for a suggestion, the share of its k nearest annotated points that agree
+//   source      manual (labelled by the user) or suggested (by nearest labelled points)
+//   confidence  for a suggestion, the share of its k nearest labelled points that agree
 
 export const COLUMNS = ['id', 'x', 'y', 'old_label', 'new_label', 'source', 'confidence'];
 

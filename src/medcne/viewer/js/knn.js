@@ -1,7 +1,7 @@
-// Label suggestion: a point takes the majority label of its k nearest annotated
-// points on the map (Euclidean distance in map coordinates).
+// Label suggestion: a point takes the majority label of its k nearest labelled
+// points on the map (Euclidean distance in map coordinates; labels.js picks them).
 //
-// The annotated points ("seeds") go into a k-d tree: maps are far from uniform
+// The labelled points ("seeds") go into a k-d tree: maps are far from uniform
 // (dense clusters, empty gaps, annotations often all in one corner), and a
 // tree adapts to that where a uniform grid either holds too many seeds per
 // cell or makes far-away queries walk through many empty cells. The tree is
@@ -14,7 +14,7 @@ const LEAF = 8; // seeds scanned directly instead of split further
 // For each index in `queries`: `label`, the majority label among its k nearest
 // seeds (a tie goes to the label of the nearest of the tied seeds), and
 // `agree`, the share of those k that carry it. With fewer than k seeds, all
-// seeds vote. x, y: coordinates of all points; seeds: indices of the annotated
+// seeds vote. x, y: coordinates of all points; seeds: indices of the labelled
 // points; seedLabels: their labels (non-negative integers).
 export function knnVote(x, y, seeds, seedLabels, queries, k = 5) {
   const S = seeds.length;

@@ -1,5 +1,5 @@
 // The labels of the map's points: the run's own, the user's annotations, and
-// suggested labels (from the annotations, by k nearest neighbours on the map).
+// suggested labels for the points that have neither (by k nearest labelled neighbours on the map).
 //
 // Three layers, the first that has a label for a point wins:
 //   manual    labels the user gave (kept in the browser's storage);
@@ -16,6 +16,10 @@ export class Labels {
   constructor(D) {
     this.D = D;
     this.n = D.n;
+    // The run's class that means "no label" (build.py: an unlabelled run's only class, or the
+    // class 'unlabelled'), -1 for none: its points are the only ones a suggestion may label.
+    this.noLabel = D.noLabel ?? -1;
+    this.runLabelled = D.labels.some((k) => k !== this.noLabel);
     this.reset();
   }
 
@@ -46,22 +50,40 @@ export class Labels {
     this.refresh();
   }
 
-  // Suggests a label for every point without a manual label, from the k nearest
-  // manually labelled points; returns how many points got one (0: no labels yet).
+  // Whether there is a label to learn from: one of the run's, or one given by hand.
+  canSuggest() {
+    return this.runLabelled || this.manual.size > 0;
+  }
+
+  // Suggests a label for every point that has none (neither the run's, being of its "no label"
+  // class, nor one given by hand) from the k nearest points that have one: the run's labels and
+  // the manual ones, a manual label in place of the run's. A point the run labelled is never a
+  // query: replacing a dataset's own label is the curator's call (qc.csv's suggestions point
+  // at doubtful ones). Returns how many points got a suggestion; with none (every point has a
+  // label, or none has) the suggestions under review are dropped.
   suggest(x, y) {
-    if (this.manual.size === 0) return 0;
-    const seeds = Int32Array.from(this.manual.keys());
-    const seedLabels = Int32Array.from(this.manual.values());
+    const seeds = [];
+    const seedLabels = [];
     const queries = [];
-    for (let i = 0; i < this.n; i++) if (!this.manual.has(i)) queries.push(i);
-    const { label, agree } = knnVote(x, y, seeds, seedLabels, queries, K_NEIGHBOURS);
-    this.pending = emptyLayer(this.n);
-    queries.forEach((i, q) => {
-      this.pending.label[i] = label[q];
-      this.pending.agree[i] = agree[q];
-    });
+    for (let i = 0; i < this.n; i++) {
+      const hand = this.manual.get(i);
+      const k = hand ?? this.D.labels[i];
+      if (k !== this.noLabel) {
+        seeds.push(i);
+        seedLabels.push(k);
+      } else if (hand === undefined) queries.push(i); // labelled "no label" by hand: the curator's word
+    }
+    this.pending = null;
+    if (seeds.length > 0 && queries.length > 0) {
+      const { label, agree } = knnVote(x, y, Int32Array.from(seeds), Int32Array.from(seedLabels), queries, K_NEIGHBOURS);
+      this.pending = emptyLayer(this.n);
+      queries.forEach((i, q) => {
+        this.pending.label[i] = label[q];
+        this.pending.agree[i] = agree[q];
+      });
+    }
     this.refresh();
-    return queries.length;
+    return this.pending ? queries.length : 0;
   }
 
   // Pending suggestions become accepted ones (replacing those accepted before).

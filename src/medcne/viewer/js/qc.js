@@ -19,12 +19,14 @@ export function qcMask(D, filter) {
 }
 
 // Hover lines, [field, text]: the checks' suggested label where it differs from
-// the run's label (build.py keeps only those), the nearest other image's id, the flags.
-export function qcLines(D, i) {
+// the run's label (build.py keeps only those) and from `current`, the label the point
+// carries now (the run's, one given by hand, or a suggestion: a label the panel shows already),
+// the nearest other image's id, the flags.
+export function qcLines(D, i, current) {
   if (!D.qc) return [];
   const lines = [];
   const s = D.qc.suggested[i];
-  if (s >= 0) lines.push(['qc suggested label', D.qc.suggestedNames[s]]);
+  if (s >= 0 && D.qc.suggestedNames[s] !== current) lines.push(['qc suggested label', D.qc.suggestedNames[s]]);
   const d = D.qc.duplicate[i];
   if (d >= 0) lines.push(['duplicate of', D.ids[d]]);
   const flagged = QC_FILTERS.slice(1).filter(([key]) => D.qc.flags[key].includes(i)).map(([, text]) => text.replace(/s$/, ''));

@@ -175,7 +175,7 @@ function showPointText(i) {
       ? [['suggested label', `${a.name} (${Math.round(a.agree * 100)}% of neighbours${a.pending ? ', to review' : ''})`]]
       : []),
     ...(tileOf(i) < 0 ? [['thumbnail', SAMPLE_NOTE]] : []),
-    ...qcLines(D, i),
+    ...qcLines(D, i, labels.names[labels.cur[i]]),
     ...sourceLines(D, i),
     D.dim === 3 ? ['x, y, z', `${D.x[i]}, ${D.y[i]}, ${D.z[i]}`] : ['x, y', `${D.x[i]}, ${D.y[i]}`],
   ];
@@ -283,14 +283,21 @@ function onSelect(indices) {
 }
 
 // After any change of labels: panel, legend, colours, map, and the browser's copy.
-function labelsChanged() {
+// note: what a press of Suggest has to say when it suggested nothing (shown until the next change).
+function labelsChanged(note = '') {
   const pending = labels.count(labels.pending);
   const accepted = labels.count(labels.accepted);
   $('annotation-count').textContent = `${fmt(labels.manual.size)} annotated`;
-  $('suggest').disabled = labels.manual.size === 0;
-  $('suggestions').hidden = pending + accepted === 0;
-  $('suggest-count').textContent = pending > 0 ? `${fmt(pending)} suggested labels to review` : `${fmt(accepted)} suggested labels accepted`;
+  const suggest = $('suggest');
+  suggest.disabled = !labels.canSuggest();
+  suggest.title = suggest.disabled
+    ? 'nothing to learn from yet: label some images first'
+    : `label the images that have no label like their ${K_NEIGHBOURS} nearest labelled images (to review, then accept)`;
+  $('suggestions').hidden = pending + accepted === 0 && !note;
+  const status = pending > 0 ? `${fmt(pending)} suggested labels to review` : accepted > 0 ? `${fmt(accepted)} suggested labels accepted` : '';
+  $('suggest-count').textContent = [note, status].filter(Boolean).join('; ');
   $('suggest-accept').disabled = pending === 0;
+  for (const id of ['suggest-accept', 'suggest-clear']) $(id).hidden = pending + accepted === 0;
   $('save-note').textContent = saveRecord(STORAGE_KEY, labels.isEmpty() ? null : labels.toRecord());
   const shown = $('hover').dataset.index;
   if (shown !== undefined) showPointText(Number(shown));
@@ -311,8 +318,8 @@ function suggest() {
   $('suggestions').hidden = false;
   // Let the note paint before the work (about a second at 300,000 points).
   setTimeout(() => {
-    labels.suggest(nx, ny);
-    labelsChanged();
+    const n = labels.suggest(nx, ny);
+    labelsChanged(n === 0 ? 'nothing to suggest: every image has a label' : '');
   }, 20);
 }
 
