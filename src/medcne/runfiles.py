@@ -68,12 +68,6 @@ def locked_name(lock: str) -> str:
     return lock[1 : -len(LOCK_SUFFIX)]
 
 
-def is_run_record(params) -> bool:
-    """Whether ``params`` (a params.json read) is a run's record as medcne writes it: naming the
-    method and the data (what tells a run written before the run marker existed)."""
-    return isinstance(params, dict) and "method" in params and "data" in params
-
-
 def finished_by(params: dict, folder) -> bool:
     """Whether a run folder (a ``pathlib.Path``) whose params.json holds ``params`` (and whose
     embedding.npz is there) is finished: its writer set ``finished`` last; a run written before medcne

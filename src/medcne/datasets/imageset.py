@@ -249,6 +249,10 @@ class ImageSet:
             provenance={k: v[indices] for k, v in self.provenance.items()},
         )
 
+    def known_labels(self) -> np.ndarray | None:
+        """The class index of each image, -1 for one without a label (:func:`known_labels`)."""
+        return known_labels(self.labels, self.class_names)
+
     def subset(self, n: int, seed: int = 0) -> ImageSet:
         """A random subset of ``n`` images, stratified by class when labeled."""
         return self.take(stratified_indices(self.labels, len(self), n, seed))

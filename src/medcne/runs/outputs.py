@@ -37,7 +37,6 @@ from ..runfiles import (
     VIEWER_DIR,
     WRITTEN_FORMAT,
     WRITTEN_RECORD,
-    is_run_record,
     lock_name,
     locked_name,
     staging_name,
@@ -248,6 +247,12 @@ def refuse_inputs(out, inputs: Iterable, *, runs: Iterable = (), derived: str | 
         if _inside(target, source):
             what = "is" if target == source else "is inside"
             raise MedcneError(f"`out` {out} {what} {given}, an input of this command; choose another `out`")
+
+
+def is_run_record(params) -> bool:
+    """Whether ``params`` (a params.json read) is a run's record as medcne writes it: naming the
+    method and the data (what tells a run written before the run marker existed)."""
+    return isinstance(params, dict) and "method" in params and "data" in params
 
 
 def _is_run_folder(folder: Path) -> bool:

@@ -45,7 +45,6 @@ from ..runfiles import (
     TSIMCNE_FILES,
     VIEWER_DIR,
     WRITTEN_RECORD,
-    is_run_record,
 )
 from ..train import distributed
 from .folder import (
@@ -58,7 +57,7 @@ from .folder import (
     run_files,
     staging_path,
 )
-from .outputs import lock, refuse_inputs, written_by_medcne
+from .outputs import is_run_record, lock, refuse_inputs, written_by_medcne
 from .pagemarks import retire_page
 
 MAX_NAMED = 5

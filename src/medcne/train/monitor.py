@@ -17,7 +17,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..datasets.imageset import known_labels
 from ..defaults import CHECKPOINT_MINUTES
 from ..errors import DivergedError
 from ..metrics import knn_accuracy
@@ -130,7 +129,7 @@ class Monitor:
 def labelled_images(data) -> tuple[np.ndarray | None, np.ndarray]:
     """The class index of each image of ``data`` (-1: no label, as for the class ``unlabelled``) and
     the positions of the labelled ones: the kNN accuracy is scored on these only."""
-    labels = known_labels(data.labels, data.class_names)
+    labels = data.known_labels()
     return labels, (np.flatnonzero(labels >= 0) if labels is not None else np.empty(0, dtype=np.int64))
 
 
