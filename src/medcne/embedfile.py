@@ -106,3 +106,63 @@ def read_columns(npz_path, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.
 def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
     """The provenance columns of ``embedding.npz`` (see :func:`read_columns`)."""
     return read_columns(npz_path, n)[0]
+
+
+def read_placed(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The points of an embedding file (as ``medcne embed`` writes it, ``.csv`` or ``.npz``) and the
+    class name of each (None when it has no labels; ``''`` for a point without one)."""
+    path = Path(path)
+    if path.suffix not in (".npz", ".csv"):
+        raise MedcneError(f"{path}: an embedding file ends in .csv or .npz (as `medcne embed` writes it)")
+    if not path.is_file():
+        raise MedcneError(f"{path}: no such file; give the .csv or .npz that `medcne embed` wrote")
+    if path.suffix == ".npz":
+        with NpzArrays(path, remedy="place the images again") as npz:
+            if "embedding" not in npz.keys:
+                raise MedcneError(f"{path}: holds no `embedding` array; is it the output of `medcne embed`?")
+            Z = np.asarray(npz.load("embedding"), dtype=float)
+            names = None
+            if "labels" in npz.keys and "class_names" in npz.keys:
+                classes = np.append(npz.load("class_names").astype(str), "")
+                codes = npz.load("labels").astype(np.int64)
+                names = classes[np.where((codes >= 0) & (codes < len(classes) - 1), codes, -1)]
+        return _checked_points(path, Z), names
+    return _csv_points(path)
+
+
+def _csv_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    header = rows[0] if rows else []
+    axes = [c for c in ("x", "y", "z") if c in header] or [c for c in header if c.startswith("dim")]
+    if len(axes) < 2:
+        raise MedcneError(f"{path}: needs the columns x and y (as `medcne embed` writes them); found "
+                          f"{', '.join(header) or 'none'}")
+    cols = [header.index(c) for c in axes]
+    try:
+        Z = np.array([[float(row[c]) for c in cols] for row in rows[1:]], dtype=float).reshape(-1, len(axes))
+    except (ValueError, IndexError):
+        line = next(i for i, row in enumerate(rows[1:], 2) if not _numbers(row, cols))
+        raise MedcneError(f"{path}: line {line}: {', '.join(axes)} must be numbers; fix or remove the line") from None
+    names = np.array([row[header.index("label")] for row in rows[1:]], dtype=object) if "label" in header else None
+    return _checked_points(path, Z), names if names is not None and any(names) else None
+
+
+def _numbers(row: list[str], cols: list[int]) -> bool:
+    try:
+        for c in cols:
+            float(row[c])
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def _checked_points(path: Path, Z: np.ndarray) -> np.ndarray:
+    if Z.ndim != 2 or len(Z) == 0:
+        raise MedcneError(f"{path}: holds no points; place some images with `medcne embed`")
+    if not np.isfinite(Z).all():
+        raise MedcneError(f"{path}: {int((~np.isfinite(Z).all(axis=1)).sum())} points are not finite; "
+                          "place the images again")
+    return Z

@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--values", metavar="CSV", help="a CSV with an 'id' column and the --color-by column")
     p.add_argument("--grid", type=int, default=25, help="thumbnail cells along the longer side (default 25)")
     p.add_argument("--data", help="the run's data, when it moved since the run was made (thumbnails)")
+    p.add_argument("--placed", metavar="FILE",
+                   help="draw the images `medcne embed` placed into this run's map (its .csv or .npz) over it")
     p.add_argument("--title", help="figure title (default: method and folder)")
     p.set_defaults(func=run)
 
@@ -72,6 +74,19 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
     return values
 
 
+def placed_points(run: Run, path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The 2-D points of ``path`` (what `medcne embed` wrote) and their class names, refused when their
+    number of dimensions is not the run's map's (placed into another map)."""
+    from ..embedfile import read_placed
+
+    Z, names = read_placed(path)
+    dim = np.asarray(run.embedding).shape[1]
+    if Z.shape[1] != dim:
+        raise MedcneError(f"--placed {path}: its points have {Z.shape[1]} dimensions, the map of {run.path} {dim}; "
+                          f"give the file `medcne embed {run.path} DATA --out FILE` wrote")
+    return Z[:, :2], names
+
+
 def check_values(args) -> None:
     """--values is the table --color-by reads, and both colour the map only: refused, before anything is
     written, where they would be ignored or the table is not there, rather than drawing a figure without
@@ -81,6 +96,8 @@ def check_values(args) -> None:
                           "add --color-by, or leave out --values")
     if args.color_by and args.kind != "map":
         raise MedcneError(f"--color-by colours --kind map only; got --kind {args.kind}")
+    if args.placed is not None and args.kind != "map":
+        raise MedcneError(f"--placed draws over --kind map only; got --kind {args.kind}")
     if args.values is not None and not Path(args.values).is_file():
         raise MedcneError(f"--values {args.values}: no such file; give a CSV with an 'id' column and the "
                           f"--color-by column {args.color_by!r}")
@@ -88,14 +105,14 @@ def check_values(args) -> None:
 
 def run(args) -> int:
     check_values(args)
-    with claim_files(args.out, args.overwrite, inputs=[args.values, args.data], runs=args.runs):
+    with claim_files(args.out, args.overwrite, inputs=[args.values, args.data, args.placed], runs=args.runs):
         out = _draw(args)
     print(f"wrote {out}")
     return 0
 
 
 def _draw(args):
-    from ..plot import new_figure, plot_map, plot_thumbnails, save_figure
+    from ..plot import new_figure, plot_map, plot_placed, plot_thumbnails, save_figure
     from ..runs.compare import collect, compare_figure
 
     if args.kind == "compare":
@@ -108,7 +125,10 @@ def _draw(args):
     if args.kind == "map":
         values = read_values(r, args.color_by, args.values) if args.color_by else None
         fig = new_figure(9, 7)
-        plot_map(Z, r.labels, r.class_names, ax=fig.add_subplot(), title=title, values=values)
+        ax = plot_map(Z, r.labels, r.class_names, ax=fig.add_subplot(), title=title, values=values)
+        if args.placed is not None:
+            placed, names = placed_points(r, args.placed)
+            plot_placed(ax, placed, names, r.class_names if values is None else None)
     else:
         data = r.load_images(args.data)
         fig = new_figure(9, 9)

@@ -160,6 +160,29 @@ def plot_map(
     return ax
 
 
+def plot_placed(ax, Z, names=None, class_names=None, what: str = "placed images"):
+    """Draw points placed into a map (``medcne embed``) over it: larger, edged in black, in their
+    class's colour of the map when ``names`` (a class name per point) is one of ``class_names``,
+    else white; the legend gains an entry "``what`` (N)"."""
+    from matplotlib.lines import Line2D
+
+    Z = _as_map(Z)
+    face = np.tile(np.array([1.0, 1.0, 1.0, 1.0]), (len(Z), 1))
+    if names is not None and class_names:
+        colors, index = class_colors(len(class_names)), {str(c): i for i, c in enumerate(class_names)}
+        known = np.array([str(n) in index for n in names])
+        face[known] = colors[[index[str(n)] for n in np.asarray(names)[known]]]
+    size = max(4.0 * point_style(len(Z))[0], 12.0)
+    ax.scatter(Z[:, 0], Z[:, 1], s=size, c=face, edgecolors="black", linewidths=0.6, zorder=3)
+    old = ax.get_legend()
+    handles = list(old.legend_handles) if old is not None else []
+    handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="white", markeredgecolor="black",
+                          label=f"{what} ({len(Z):,})"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="small",
+              markerscale=1.2)
+    return ax
+
+
 def save_figure(fig, path) -> Path:
     """Write a matplotlib figure atomically as PNG, PDF or SVG (by extension)."""
     path = Path(path)

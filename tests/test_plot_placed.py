@@ -1,0 +1,78 @@
+"""`medcne plot RUN --placed FILE`: the images `medcne embed` placed into a map, drawn over it."""
+
+import numpy as np
+import pytest
+
+from evalhelpers import make_run
+from medcne.cli import main
+from medcne.embedfile import read_placed, save_embedding_file
+from medcne.plot import class_colors, new_figure, plot_map, plot_placed
+from medcne.runs import read_run
+
+
+@pytest.fixture
+def run(tmp_path):
+    return read_run(make_run(tmp_path / "run", n=120))
+
+
+def placed_file(path, run, n=10, labels=True):
+    """What `medcne embed` writes for ``n`` images placed near the map's first ones (same classes)."""
+    Z = np.asarray(run.embedding)[:n] + 0.5
+    ids = np.array([f"new{i}" for i in range(n)])
+    return save_embedding_file(path, Z, ids, run.labels[:n] if labels else None,
+                               run.class_names if labels else None)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_placed_points_are_read_with_their_class_names(tmp_path, run, suffix):
+    Z, names = read_placed(placed_file(tmp_path / f"new{suffix}", run))
+    assert Z.shape == (10, 2) and np.allclose(Z, np.asarray(run.embedding)[:10] + 0.5, atol=1e-4)
+    assert list(names) == [run.class_names[k] for k in run.labels[:10]]
+    assert read_placed(placed_file(tmp_path / f"bare{suffix}", run, labels=False))[1] is None
+
+
+def test_placed_points_are_drawn_over_the_map_in_their_class_colours(tmp_path, run):
+    Z, names = read_placed(placed_file(tmp_path / "new.csv", run))
+    ax = plot_map(np.asarray(run.embedding), run.labels, run.class_names, ax=new_figure(6, 5).add_subplot())
+    plot_placed(ax, Z, names, run.class_names)
+    drawn = ax.collections[-1]
+    assert np.allclose(drawn.get_offsets(), Z)
+    colours = class_colors(len(run.class_names))[run.labels[:10]]
+    assert np.allclose(drawn.get_facecolors(), colours) and np.allclose(drawn.get_edgecolors()[:, :3], 0)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[-1] == "placed images (10)" and len(texts) == len(np.unique(run.labels)) + 1
+
+
+def test_plot_placed_writes_the_figure(tmp_path, run, capsys):
+    for name in ("new.csv", "new.npz"):
+        placed = placed_file(tmp_path / name, run)
+        out = tmp_path / f"{name}.png"
+        assert main(["plot", str(run.path), "--placed", str(placed), "--out", str(out)]) == 0
+        assert out.stat().st_size > 1000 and f"wrote {out}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case, match", [
+    ("thumbnails", "--placed draws over --kind map only"),
+    ("missing", "no such file"),
+    ("3d", "its points have 3 dimensions, the map of"),
+    ("text", "line 3: x, y must be numbers"),
+    ("nan", "1 points are not finite"),
+    ("nocolumns", "needs the columns x and y"),
+    ("txt", "ends in .csv or .npz"),
+])
+def test_bad_placed_files_are_one_line_and_nothing_is_written(tmp_path, run, capsys, case, match):
+    path = tmp_path / "new.csv"
+    rows = {"3d": "x,y,z,label,id\n1,2,3,,a\n", "text": "x,y,label,id\n1,2,,a\none,2,,b\n",
+            "nan": "x,y,label,id\n1,nan,,a\n2,2,,b\n", "nocolumns": "a,b\n1,2\n"}
+    if case in rows:
+        path.write_text(rows[case])
+    elif case == "thumbnails":
+        placed_file(path, run)
+    elif case == "txt":
+        path = tmp_path / "new.txt"
+        path.write_text("x,y\n1,2\n")
+    argv = ["plot", str(run.path), "--placed", str(path), "--out", str(tmp_path / "fig.png")]
+    assert main(argv + (["--kind", "thumbnails"] if case == "thumbnails" else [])) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "fig.png").exists()
