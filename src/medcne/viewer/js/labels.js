@@ -44,6 +44,21 @@ export class Labels {
     return k;
   }
 
+  // The labels a name typed or picked in the label box may mean: the label of that name as written; else
+  // the label named by the text without the spaces around it; else every label whose own name is that
+  // text with spaces around it (the class ' basophil' of a folder so named: one, or several to choose
+  // from); else a new label, the text. [] for an empty name. medcne.runs.evaluate.as_class_names reads
+  // an exported CSV by the same rule. No label that differs from another only in the spaces around it
+  // is made by accident.
+  namesMeant(typed) {
+    const text = typed.trim();
+    if (!text) return [];
+    if (this.names.includes(typed)) return [typed];
+    if (this.names.includes(text)) return [text];
+    const spaced = this.names.filter((n) => n.trim() === text);
+    return spaced.length > 0 ? spaced : [text];
+  }
+
   label(indices, name) {
     const k = this.nameIndex(name);
     for (const i of indices) this.manual.set(i, k);
@@ -158,18 +173,23 @@ export class Labels {
     return { names, manual, suggested };
   }
 
-  // Restores a stored record; points outside this map are skipped.
+  // Restores a stored record; points outside this map are skipped. A stored name is read as one typed
+  // (namesMeant): an earlier page made 'basophil' beside the class ' basophil', and it is that class.
   fromRecord(record) {
     this.reset();
-    for (const name of record.names || []) this.nameIndex(String(name));
+    const index = (name) => {
+      const meant = this.namesMeant(String(name));
+      return this.nameIndex(meant.length === 1 ? meant[0] : String(name));
+    };
+    for (const name of record.names || []) index(name);
     for (const [name, deltas] of record.manual || []) {
-      const k = this.nameIndex(String(name));
+      const k = index(name);
       for (const i of unpackIndices(deltas)) if (i >= 0 && i < this.n) this.manual.set(i, k);
     }
     if ((record.suggested || []).length > 0) {
       this.accepted = emptyLayer(this.n);
       for (const [name, agree, deltas] of record.suggested) {
-        const k = this.nameIndex(String(name));
+        const k = index(name);
         for (const i of unpackIndices(deltas)) {
           if (i < 0 || i >= this.n) continue;
           this.accepted.label[i] = k;

@@ -306,10 +306,17 @@ function labelsChanged(note = '') {
   return setColorBy(state.colorBy); // new labels need colours; agreement may have changed
 }
 
+// The label box's text names a label as labels.namesMeant reads it: a class picked from the list is that
+// class, spaces around its name and all. A name that could be several labels labels nothing: the note asks
+// for one of them (the list offers each as written).
 function labelSelection() {
-  const name = $('label-input').value.trim();
-  if (!name || state.selection.length === 0) return;
-  labels.label(state.selection, name);
+  const typed = $('label-input').value;
+  const meant = labels.namesMeant(typed);
+  $('label-note').textContent = meant.length > 1
+    ? `${JSON.stringify(typed.trim())} could be any of the labels ${meant.map((n) => JSON.stringify(n)).join(', ')}: pick one from the list`
+    : '';
+  if (meant.length !== 1 || state.selection.length === 0) return;
+  labels.label(state.selection, meant[0]);
   labelsChanged();
 }
 
