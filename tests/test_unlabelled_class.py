@@ -105,3 +105,17 @@ def test_knn_every_on_images_all_unlabelled_warns():
         est.fit(from_array(images, np.zeros(32, int), ["unlabelled"]))
     assert any(issubclass(w.category, MedcneWarning) and "only the class `unlabelled`" in str(w.message)
                for w in seen)
+
+
+def test_a_labels_csv_gives_unlabelled_images_a_label_or_takes_one_away(tmp_path):
+    run, labels, names = with_unlabelled(tmp_path / "run")
+    r = read_run(run)
+    none = names.index("unlabelled")
+    given = np.flatnonzero(labels == none)[:5]  # five images without a label get one
+    taken = np.flatnonzero(labels != none)[:4]  # four labelled images are said to have none
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("id,label\n" + "".join(f"{r.ids[i]},{names[0]}\n" for i in given)
+                        + "".join(f"{r.ids[i]},unlabelled\n" for i in taken))
+    assert main(["evaluate", str(run), "--labels", str(csv_path), "--no-preservation"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["n_labeled"] == int((labels != none).sum()) + len(given) - len(taken)

@@ -137,8 +137,8 @@ def qc_run(run: Run, space: str = "auto", k: int = KNN_K, data=None, data_path=N
     del X
     n_classes = len(run.class_names) if run.class_names else None
     # Images of the class `unlabelled` have no label: none is checked, and none is suggested.
-    result = quality_control(None, known_labels(run.labels, run.class_names), checks=image_checks(data.images), n_classes=n_classes,
-                             neighbours=nb)
+    labels = known_labels(run.labels, run.class_names)
+    result = quality_control(None, labels, checks=image_checks(data.images), n_classes=n_classes, neighbours=nb)
     return write_qc(run, result), result, space
 
 

@@ -213,7 +213,7 @@ def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=Non
 
 
 def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.ndarray, list[str], list[str]]:
-    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else known_labels(run.labels, run.class_names)
+    codes = np.full(len(run.ids), -1, dtype=np.int64) if run.labels is None else run.labels.astype(np.int64, copy=True)
     names = list(run.class_names or [])
     notes: list[str] = []
     if overrides:
@@ -233,7 +233,7 @@ def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.nda
                 codes[index[i]] = names.index(label)
         changed = len(overrides) - len(unknown)
         notes.append(f"{changed} labels from the CSV" + (f", {unknown_ids_note(unknown)}" if unknown else ""))
-    return codes, names, notes
+    return known_labels(codes, names), names, notes  # the class `unlabelled`, the run's or given: no label
 
 
 def evaluate_run(
