@@ -69,16 +69,20 @@ def test_propagate_agreement_is_over_images_with_a_label(tmp_path):
     run, labels, names = with_unlabelled(tmp_path / "run")
     r = read_run(run)
     picked = [i for c in range(len(names) - 1) for i in np.flatnonzero(labels == c)[:3]]
+    said_none = np.flatnonzero(labels != names.index("unlabelled"))[-3:]  # annotated `unlabelled`: no seed
     ann = tmp_path / "ann.csv"
-    ann.write_text("id,label\n" + "".join(f"{r.ids[i]},{names[labels[i]]}\n" for i in picked))
+    ann.write_text("id,label\n" + "".join(f"{r.ids[i]},{names[labels[i]]}\n" for i in picked)
+                   + "".join(f"{r.ids[i]},unlabelled\n" for i in said_none))
     path, summary = propagate_run(r, ann, tmp_path / "out.csv")
+    assert summary["annotated"] == len(picked)
     with open(path, newline="", encoding="utf-8") as fh:
         predicted = np.array([row["label"] for row in csv.DictReader(fh)], dtype=object)
     check = np.ones(len(labels), bool)
     check[picked] = False
     check &= labels != names.index("unlabelled")
     expected = 100.0 * np.mean(predicted[check] == np.array(names, dtype=object)[labels[check]])
-    assert summary["agreement"] == pytest.approx(expected)
+    assert summary["agreement"] == pytest.approx(expected) and summary["agreement_of"] == int(check.sum())
+    assert "unlabelled" not in set(predicted)
 
 
 def monitor_of(data):
@@ -103,7 +107,7 @@ def test_knn_every_on_images_all_unlabelled_warns():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         est.fit(from_array(images, np.zeros(32, int), ["unlabelled"]))
-    assert any(issubclass(w.category, MedcneWarning) and "only the class `unlabelled`" in str(w.message)
+    assert any(issubclass(w.category, MedcneWarning) and "fewer than two classes of them" in str(w.message)
                for w in seen)
 
 
@@ -119,3 +123,36 @@ def test_a_labels_csv_gives_unlabelled_images_a_label_or_takes_one_away(tmp_path
     assert main(["evaluate", str(run), "--labels", str(csv_path), "--no-preservation"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["n_labeled"] == int((labels != none).sum()) + len(given) - len(taken)
+
+
+def test_a_labels_map_onto_unlabelled_takes_the_labels_away(tmp_path):
+    run, labels, names = with_unlabelled(tmp_path / "run")
+    gone = [names[0], names[1]]
+    (tmp_path / "map.csv").write_text("old,new\n" + "".join(f"{n},unlabelled\n" for n in gone))
+    assert main(["evaluate", str(run), "--labels-map", str(tmp_path / "map.csv"), "--no-preservation"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    keep = ~np.isin(labels, [names.index(n) for n in (*gone, "unlabelled")])
+    assert m["n_labeled"] == int(keep.sum())
+    assert m["labels"]["classes"] == len(names) - 3  # the class `unlabelled` is not counted
+    assert any(f"{len(names) - 1} classes -> {len(names) - 3}" in n for n in m["notes"])
+
+
+def test_a_labels_map_from_unlabelled_gives_the_images_a_label(tmp_path):
+    run, labels, names = with_unlabelled(tmp_path / "run")
+    (tmp_path / "map.csv").write_text(f"old,new\nunlabelled,{names[0]}\n")
+    assert main(["evaluate", str(run), "--labels-map", str(tmp_path / "map.csv"), "--no-preservation"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["n_labeled"] == len(labels)
+
+
+def test_one_class_beside_unlabelled_gets_no_training_knn():
+    images = np.random.default_rng(0).integers(0, 255, (60, 8, 8, 3), dtype=np.uint8)
+    assert monitor_of(from_array(images, np.arange(60) % 2, ["cell", "unlabelled"])).knn_every == 0
+
+
+def test_fit_says_before_training_that_one_class_beside_unlabelled_cannot_be_scored(tmp_path, capsys):
+    images = np.random.default_rng(0).integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "one.npz", images=images, labels=np.arange(40) % 2, class_names=np.array(["cell", "unlabelled"]))
+    argv = ["fit", str(tmp_path / "one.npz"), "--out", str(tmp_path / "run"), "--epochs", "1,0,1", "--warmup", "0,0,0",
+            "--width", "4", "--batch-size", "16", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "kNN accuracy and silhouette will be skipped: fewer than two classes" in capsys.readouterr().out

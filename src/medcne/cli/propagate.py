@@ -41,7 +41,7 @@ def run(args) -> int:
             f"{s['space']} space, {s['neighbours']} neighbours); over the {others:,} not annotated: mean "
             f"confidence {s['mean_confidence']:.2f}")
     if "agreement" in s:
-        line += f", {s['agreement']:.1f}% agree with the run's labels"
+        line += f", {s['agreement']:.1f}% agree with the run's labels (of the {s['agreement_of']:,} it labels)"
     print(line)
     for note in s["notes"]:  # the viewer's suggestions and unknown ids left out, in evaluate's words
         print(f"note: {for_cli(note)}")

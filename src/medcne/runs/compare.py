@@ -163,7 +163,8 @@ def other_labels(run: Run) -> str:
     if not isinstance(record, dict):
         return ""
     what = "; ".join(record.get("changed") or []) or "labels changed"
-    return f"{record.get('classes', '?')} classes ({what})"
+    n = record.get("classes", "?")
+    return f"{n} {'class' if n == 1 else 'classes'} ({what})"
 
 
 def to_csv(rows: list[Row]) -> str:

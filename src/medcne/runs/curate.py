@@ -34,7 +34,7 @@ from ..curate.neighbours import auto_method
 from ..curate.qc import INDEX_BYTES, NEIGHBOUR_BYTES, THUMB_BYTES
 from ..datasets.imageset import known_labels
 from ..datasets.memory import check_memory
-from ..defaults import BASELINE_PARTS, KNN_K
+from ..defaults import BASELINE_PARTS, KNN_K, UNLABELLED
 from ..embedfile import prov_names, read_provenance
 from ..errors import MedcneError
 from ..io import csv_text, write_text
@@ -189,7 +189,9 @@ def annotation_codes(run: Run, labels_csv) -> tuple[np.ndarray, list[str], list[
     if len(unknown) == len(found):
         raise MedcneError(f"{labels_csv}: none of its ids belong to run {run.path} (e.g. {unknown[0]!r}); "
                           "give annotations exported from this run's map")
-    known = {index[i]: name for i, name in as_class_names(found, run.class_names or []).items() if i in index}
+    # An annotation `unlabelled` says the image has no label (as evaluate reads it): it is no seed.
+    known = {index[i]: name for i, name in as_class_names(found, run.class_names or []).items()
+             if i in index and name != UNLABELLED}
     names = [c for c in (run.class_names or []) if c in set(known.values())]
     names += [c for c in dict.fromkeys(known.values()) if c not in names]
     codes = np.full(len(run.ids), -1, dtype=np.int64)
@@ -286,4 +288,5 @@ def _propagate(run: Run, labels_csv, out: Path, space, method, k, data_path, dev
     if check is not None and check.any():
         truth = np.asarray(run.class_names, dtype=object)[truth[check]]
         summary["agreement"] = 100.0 * float(np.mean(np.asarray(names, dtype=object)[pred[check]] == truth))
+        summary["agreement_of"] = int(check.sum())  # the images not annotated that the run labels
     return path, summary

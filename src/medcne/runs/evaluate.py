@@ -20,7 +20,14 @@ import numpy as np
 from ..datasets.imageset import known_labels, label_problem
 from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map, unused_note
 from ..datasets.memory import check_memory
-from ..defaults import KNN_K, KNN_SPLITS, PRESERVATION_QUERIES, SILHOUETTE_EXACT_MAX, chunk_rows
+from ..defaults import (
+    KNN_K,
+    KNN_SPLITS,
+    PRESERVATION_QUERIES,
+    SILHOUETTE_EXACT_MAX,
+    UNLABELLED,
+    chunk_rows,
+)
 from ..errors import MedcneError, MissingColumnError
 from ..io import write_json
 from ..metrics import knn_accuracy, knn_accuracy_splits, silhouette
@@ -201,15 +208,22 @@ def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=Non
     if labels_map is not None:
         mapping = labels_map if isinstance(labels_map, dict) else read_labels_map(labels_map)
         codes[keep], new_names = map_labels(codes[keep], names, mapping)
-        notes.append(f"labels mapped: {len(names)} classes -> {len(new_names)}")
+        notes.append(f"labels mapped: {class_count(names)} classes -> {class_count(new_names)}")
         if unused := unused_note(mapping, names, of="this run"):
             notes.append(unused)
         names = new_names
+    codes = known_labels(codes, names)  # the class `unlabelled`, the run's, given or mapped to: no label
+    keep = codes >= 0
     if merge_rare is not None:
         codes[keep], names, rare = merge_rare_labels(codes[keep], names, merge_rare)
         if rare:
             notes.append(f"merged {len(rare)} classes with fewer than {merge_rare} images into {names[-1]!r}")
     return codes, names, notes
+
+
+def class_count(names) -> int:
+    """How many classes ``names`` holds, the class ``unlabelled`` (no label) not counted."""
+    return sum(name != UNLABELLED for name in names)
 
 
 def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.ndarray, list[str], list[str]]:
@@ -233,7 +247,7 @@ def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.nda
                 codes[index[i]] = names.index(label)
         changed = len(overrides) - len(unknown)
         notes.append(f"{changed} labels from the CSV" + (f", {unknown_ids_note(unknown)}" if unknown else ""))
-    return known_labels(codes, names), names, notes  # the class `unlabelled`, the run's or given: no label
+    return codes, names, notes
 
 
 def evaluate_run(
@@ -286,7 +300,7 @@ def evaluate_run(
     out: dict = {"n_points": int(len(Z)), "k": int(k)}
     if overrides or labels_map is not None or merge_rare is not None:
         # Scored on other labels than the run's own: said in metrics.json, so that compare can tell.
-        out["labels"] = {"classes": len(names), "changed": list(notes)}
+        out["labels"] = {"classes": class_count(names), "changed": list(notes)}
     if keep.sum() < len(Z):
         notes.append(f"{int((~keep).sum())} unlabeled points left out of kNN accuracy and silhouette")
     problem = label_problem(codes[keep])

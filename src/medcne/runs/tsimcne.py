@@ -130,8 +130,8 @@ def _note_data(data, verbose: bool, est=None) -> None:
         say(f"note: batch size {est.batch_size} is larger than the {len(data)} images; using {est.batch_size_}")
     for note in data.notes:
         say(f"note: {note}")
-    labels = data.labels[data.labels >= 0] if data.labels is not None else []
-    if problem := label_problem(labels) if len(labels) else None:
+    labels = data.known_labels()  # the class `unlabelled` is no label
+    if problem := label_problem(labels[labels >= 0]) if labels is not None else None:
         say(f"note: the map is trained, but kNN accuracy and silhouette will be skipped: {problem}")
 
 

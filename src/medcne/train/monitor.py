@@ -128,9 +128,11 @@ class Monitor:
 
 def labelled_images(data) -> tuple[np.ndarray | None, np.ndarray]:
     """The class index of each image of ``data`` (-1: no label, as for the class ``unlabelled``) and
-    the positions of the labelled ones: the kNN accuracy is scored on these only."""
+    the positions of the labelled ones, which the kNN accuracy scores: none when fewer than two
+    classes are labelled (one class would score 100%)."""
     labels = data.known_labels()
-    return labels, (np.flatnonzero(labels >= 0) if labels is not None else np.empty(0, dtype=np.int64))
+    labelled = np.flatnonzero(labels >= 0) if labels is not None else np.empty(0, dtype=np.int64)
+    return labels, labelled if len(np.unique(labels[labelled])) >= 2 else labelled[:0]
 
 
 def check_finite_model(model: torch.nn.Module, position) -> None:

@@ -159,7 +159,8 @@ def _warn(stages: tuple[Stage, ...], data, s: Settings) -> None:
     if message := warmup_problem(stages):
         warn(message)
     if s.knn_every and not len(labelled_images(data)[1]):
-        warn("`knn_every` is set, but the images have no labels (or only the class `unlabelled`), so the history gets no kNN accuracy; labels "
+        warn("`knn_every` is set, but the images have no labels, or fewer than two classes of them (the class "
+             "`unlabelled` is no label), so the history gets no kNN accuracy; labels "
              "come with the images: an ImageSet (`medcne.load_dataset`, `medcne.datasets.from_array(images, "
              "labels)`) or a torch Dataset of (image, label) pairs (the y of fit is ignored)")
 
