@@ -7,7 +7,7 @@ from evalhelpers import make_run
 from medcne.cli import main
 from medcne.embedfile import read_placed, save_embedding_file
 from medcne.plot import class_colors, new_figure, plot_map, plot_placed
-from medcne.runs import read_run
+from medcne.runs import read_run, write_embedding
 
 
 @pytest.fixture
@@ -59,13 +59,18 @@ def test_plot_placed_writes_the_figure(tmp_path, run, capsys):
     ("nan", "1 points are not finite"),
     ("nocolumns", "needs the columns x and y"),
     ("txt", "ends in .csv or .npz"),
+    ("short", "line 3 has 2 values but the header has 4 columns"),
+    ("latin1", "new.csv"),
 ])
 def test_bad_placed_files_are_one_line_and_nothing_is_written(tmp_path, run, capsys, case, match):
     path = tmp_path / "new.csv"
     rows = {"3d": "x,y,z,label,id\n1,2,3,,a\n", "text": "x,y,label,id\n1,2,,a\none,2,,b\n",
-            "nan": "x,y,label,id\n1,nan,,a\n2,2,,b\n", "nocolumns": "a,b\n1,2\n"}
+            "nan": "x,y,label,id\n1,nan,,a\n2,2,,b\n", "nocolumns": "a,b\n1,2\n",
+            "short": "x,y,label,id\n1,2,basophil,a\n3,4\n"}
     if case in rows:
         path.write_text(rows[case])
+    elif case == "latin1":
+        path.write_bytes("x,y,label,id\n1,2,\u00e9,a\n".encode("latin-1"))
     elif case == "thumbnails":
         placed_file(path, run)
     elif case == "txt":
@@ -76,3 +81,51 @@ def test_bad_placed_files_are_one_line_and_nothing_is_written(tmp_path, run, cap
     err = capsys.readouterr().err
     assert match in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "fig.png").exists()
+
+
+def test_blank_lines_and_spaces_around_labels_are_read_as_evaluate_reads_them(tmp_path, run):
+    name = run.class_names[run.labels[0]]
+    (tmp_path / "new.csv").write_text(f"x,y,label,id\n\n1,2, {name} ,a\n\n")
+    Z, names = read_placed(tmp_path / "new.csv")
+    ax = plot_map(np.asarray(run.embedding), run.labels, run.class_names, ax=new_figure(6, 5).add_subplot())
+    plot_placed(ax, Z, names, run.class_names)
+    assert len(Z) == 1 and np.allclose(ax.collections[-1].get_facecolors(), class_colors(len(run.class_names))[run.labels[0]])
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figure `medcne plot` saves (written as usual)."""
+    import medcne.plot
+
+    seen, save = {}, medcne.plot.save_figure
+
+    def spy(fig, path):
+        seen["fig"] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(medcne.plot, "save_figure", spy)
+    return seen
+
+
+def test_placed_points_take_the_colours_of_the_categories_the_map_is_coloured_by(tmp_path, run, drawn):
+    placed = placed_file(tmp_path / "new.csv", run)
+    assert main(["plot", str(run.path), "--placed", str(placed), "--color-by", "label",
+                 "--out", str(tmp_path / "f.png")]) == 0
+    ax = drawn["fig"].axes[0]
+    cats = sorted(set(run.class_names[k] for k in run.labels))
+    colours = class_colors(len(cats))[[cats.index(run.class_names[k]) for k in run.labels[:10]]]
+    assert np.allclose(ax.collections[-1].get_facecolors(), colours)
+
+
+def test_a_3d_map_is_drawn_as_three_panels_with_the_placed_points_in_each(tmp_path, run, drawn):
+    Z3 = np.c_[np.asarray(run.embedding), np.arange(len(run.ids), dtype=float)]
+    write_embedding(run.path, Z3, run.ids, run.labels, run.class_names)
+    placed = save_embedding_file(tmp_path / "new.csv", Z3[:4] + 0.5, ["n0", "n1", "n2", "n3"])
+    assert main(["plot", str(run.path), "--placed", str(placed), "--out", str(tmp_path / "f.png")]) == 0
+    panels = [ax for ax in drawn["fig"].axes if ax.collections]
+    assert len(panels) == 3
+    for ax, (a, b) in zip(panels, ((0, 1), (0, 2), (1, 2)), strict=True):
+        assert np.allclose(ax.collections[-1].get_offsets(), Z3[:4][:, [a, b]] + 0.5, atol=1e-4)
+    assert "3-D map" in drawn["fig"]._suptitle.get_text()
+    two_d = placed_file(tmp_path / "two.csv", read_run(make_run(tmp_path / "flat", n=50)))
+    assert main(["plot", str(run.path), "--placed", str(two_d), "--out", str(tmp_path / "g.png")]) == 2

@@ -22,7 +22,7 @@ import numpy as np
 
 from .datasets.npzfile import NpzArrays
 from .errors import MedcneError
-from .io import csv_text, save_npz, write_text
+from .io import csv_text, csv_value, save_npz, write_text
 from .runfiles import EMBEDDING, EMBEDDING_CSV
 
 PREFIX = "prov_"  # provenance column NAME is the npz array prov_NAME
@@ -131,36 +131,32 @@ def read_placed(path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _csv_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    import csv
+    from .datasets.csvfile import read_table
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    header = rows[0] if rows else []
+    header, body = read_table(path)  # strict: UTF-8, one value per column, blank lines skipped
+    header = [csv_value(c) for c in header]
     axes = [c for c in ("x", "y", "z") if c in header] or [c for c in header if c.startswith("dim")]
     if len(axes) < 2:
         raise MedcneError(f"{path}: needs the columns x and y (as `medcne embed` writes them); found "
                           f"{', '.join(header) or 'none'}")
     cols = [header.index(c) for c in axes]
-    try:
-        Z = np.array([[float(row[c]) for c in cols] for row in rows[1:]], dtype=float).reshape(-1, len(axes))
-    except (ValueError, IndexError):
-        line = next(i for i, row in enumerate(rows[1:], 2) if not _numbers(row, cols))
-        raise MedcneError(f"{path}: line {line}: {', '.join(axes)} must be numbers; fix or remove the line") from None
-    names = np.array([row[header.index("label")] for row in rows[1:]], dtype=object) if "label" in header else None
+    Z = np.empty((len(body), len(axes)), dtype=float)
+    for row, (line, cells) in enumerate(body):
+        try:
+            Z[row] = [float(cells[c]) for c in cols]
+        except ValueError:
+            raise MedcneError(f"{path}: line {line}: {', '.join(axes)} must be numbers; fix or remove the line") from None
+    names = None
+    if "label" in header:
+        names = np.array([csv_value(cells[header.index("label")]) for _, cells in body], dtype=object)
     return _checked_points(path, Z), names if names is not None and any(names) else None
 
 
-def _numbers(row: list[str], cols: list[int]) -> bool:
-    try:
-        for c in cols:
-            float(row[c])
-    except (ValueError, IndexError):
-        return False
-    return True
-
-
 def _checked_points(path: Path, Z: np.ndarray) -> np.ndarray:
-    if Z.ndim != 2 or len(Z) == 0:
+    if Z.ndim != 2:
+        raise MedcneError(f"{path}: `embedding` has shape {Z.shape}, not one row of coordinates per image; "
+                          "place the images again")
+    if len(Z) == 0:
         raise MedcneError(f"{path}: holds no points; place some images with `medcne embed`")
     if not np.isfinite(Z).all():
         raise MedcneError(f"{path}: {int((~np.isfinite(Z).all(axis=1)).sum())} points are not finite; "

@@ -74,9 +74,30 @@ def read_values(run: Run, column: str, csv_path=None) -> np.ndarray:
     return values
 
 
+def _map_figure(Z: np.ndarray, r: Run, title: str, values, placed):
+    """The map of ``r`` (three panels for a 3-D map, as ``fit`` draws it), coloured by ``values`` when
+    given, with the ``placed`` points (and their class names) over it."""
+    from ..plot import new_figure, plot_map, plot_placed
+    from ..plot.maps import AXIS_PAIRS, categories, plot_map_pairs
+
+    if Z.shape[1] == 3:
+        fig = new_figure(16, 6)
+        axes = plot_map_pairs(Z, r.labels, r.class_names, fig=fig, title=title, values=values)
+        pairs = AXIS_PAIRS
+    else:
+        fig = new_figure(9, 7)
+        axes, pairs = [plot_map(Z[:, :2], r.labels, r.class_names, ax=fig.add_subplot(), title=title, values=values)], [(0, 1)]
+    if placed is not None:
+        cats = categories(values) if values is not None else None
+        names = r.class_names if values is None else cats[1] if cats is not None else None
+        for k, (ax, (a, b)) in enumerate(zip(axes, pairs, strict=True)):
+            plot_placed(ax, placed[0][:, [a, b]], placed[1], names, legend=k == len(axes) - 1)
+    return fig
+
+
 def placed_points(run: Run, path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The 2-D points of ``path`` (what `medcne embed` wrote) and their class names, refused when their
-    number of dimensions is not the run's map's (placed into another map)."""
+    """The points of ``path`` (what `medcne embed` wrote; 2 or 3 coordinates, as the map's) and their
+    class names, refused when their number of dimensions is not the run's map's (placed into another map)."""
     from ..embedfile import read_placed
 
     Z, names = read_placed(path)
@@ -84,7 +105,7 @@ def placed_points(run: Run, path) -> tuple[np.ndarray, np.ndarray | None]:
     if Z.shape[1] != dim:
         raise MedcneError(f"--placed {path}: its points have {Z.shape[1]} dimensions, the map of {run.path} {dim}; "
                           f"give the file `medcne embed {run.path} DATA --out FILE` wrote")
-    return Z[:, :2], names
+    return Z, names
 
 
 def check_values(args) -> None:
@@ -112,7 +133,7 @@ def run(args) -> int:
 
 
 def _draw(args):
-    from ..plot import new_figure, plot_map, plot_placed, plot_thumbnails, save_figure
+    from ..plot import new_figure, plot_thumbnails, save_figure
     from ..runs.compare import collect, compare_figure
 
     if args.kind == "compare":
@@ -121,17 +142,12 @@ def _draw(args):
         raise MedcneError(f"--kind {args.kind} draws one run; got {len(args.runs)} (use --kind compare)")
     r = read_run(args.runs[0])
     title = args.title or f"{r.method} ({r.name})"
-    Z = np.asarray(r.embedding)[:, :2]
+    Z = np.asarray(r.embedding)[:, :3]
     if args.kind == "map":
         values = read_values(r, args.color_by, args.values) if args.color_by else None
-        fig = new_figure(9, 7)
-        ax = plot_map(Z, r.labels, r.class_names, ax=fig.add_subplot(), title=title, values=values)
-        if args.placed is not None:
-            placed, names = placed_points(r, args.placed)
-            plot_placed(ax, placed, names, r.class_names if values is None else None)
-    else:
-        data = r.load_images(args.data)
-        fig = new_figure(9, 9)
-        plot_thumbnails(Z, data.images, r.labels, r.class_names, grid=args.grid, ax=fig.add_subplot(),
-                        title=title)
+        placed = placed_points(r, args.placed) if args.placed is not None else None
+        return save_figure(_map_figure(Z, r, title, values, placed), args.out)
+    data = r.load_images(args.data)
+    fig = new_figure(9, 9)
+    plot_thumbnails(Z[:, :2], data.images, r.labels, r.class_names, grid=args.grid, ax=fig.add_subplot(), title=title)
     return save_figure(fig, args.out)

@@ -54,7 +54,7 @@ def _as_map(Z) -> np.ndarray:
     return Z
 
 
-def _categories(values) -> tuple[np.ndarray, list[str]] | None:
+def categories(values) -> tuple[np.ndarray, list[str]] | None:
     """Codes and names when ``values`` are categorical (not numbers), else None."""
     values = np.asarray(values)
     if values.dtype.kind in "fiub":
@@ -118,7 +118,7 @@ def plot_map(
         values = np.asarray(values)
         if values.shape != (n,):
             raise MedcneError(f"values must be one per point ({n}); got shape {values.shape}")
-        cats = _categories(values)
+        cats = categories(values)
         if cats is None:
             numeric = values.astype(float)
         else:
@@ -160,26 +160,33 @@ def plot_map(
     return ax
 
 
-def plot_placed(ax, Z, names=None, class_names=None, what: str = "placed images"):
+def plot_placed(ax, Z, names=None, class_names=None, what: str = "placed images", legend: bool = True):
     """Draw points placed into a map (``medcne embed``) over it: larger, edged in black, in their
-    class's colour of the map when ``names`` (a class name per point) is one of ``class_names``,
-    else white; the legend gains an entry "``what`` (N)"."""
+    class's colour of the map when ``names`` (a class name per point) is one of ``class_names`` (the
+    map's classes, or the categories it is coloured by; a name with spaces around it matches too),
+    else white. ``legend``: add an entry "``what`` (N)" to the map's legend (below the map when it
+    has none, as when coloured by numbers)."""
     from matplotlib.lines import Line2D
 
     Z = _as_map(Z)
     face = np.tile(np.array([1.0, 1.0, 1.0, 1.0]), (len(Z), 1))
     if names is not None and class_names:
         colors, index = class_colors(len(class_names)), {str(c): i for i, c in enumerate(class_names)}
-        known = np.array([str(n) in index for n in names])
-        face[known] = colors[[index[str(n)] for n in np.asarray(names)[known]]]
+        index.update({k.strip(): i for k, i in index.items() if k.strip() not in index})
+        codes = np.array([index.get(str(n), index.get(str(n).strip(), -1)) for n in names])
+        face[codes >= 0] = colors[codes[codes >= 0]]
     size = max(4.0 * point_style(len(Z))[0], 12.0)
     ax.scatter(Z[:, 0], Z[:, 1], s=size, c=face, edgecolors="black", linewidths=0.6, zorder=3)
+    if not legend:
+        return ax
+    entry = Line2D([], [], ls="", marker="o", markerfacecolor="white", markeredgecolor="black",
+                   label=f"{what} ({len(Z):,})")
     old = ax.get_legend()
-    handles = list(old.legend_handles) if old is not None else []
-    handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="white", markeredgecolor="black",
-                          label=f"{what} ({len(Z):,})"))
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize="small",
-              markerscale=1.2)
+    if old is None:  # a colour bar stands on the right
+        ax.legend(handles=[entry], loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize="small")
+    else:
+        ax.legend(handles=[*old.legend_handles, entry], loc="center left", bbox_to_anchor=(1.0, 0.5),
+                  frameon=False, fontsize="small", markerscale=1.2)
     return ax
 
 
