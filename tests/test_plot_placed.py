@@ -25,14 +25,14 @@ def placed_file(path, run, n=10, labels=True):
 
 @pytest.mark.parametrize("suffix", [".csv", ".npz"])
 def test_placed_points_are_read_with_their_class_names(tmp_path, run, suffix):
-    Z, names = read_placed(placed_file(tmp_path / f"new{suffix}", run))
+    Z, names, _ = read_placed(placed_file(tmp_path / f"new{suffix}", run))
     assert Z.shape == (10, 2) and np.allclose(Z, np.asarray(run.embedding)[:10] + 0.5, atol=1e-4)
     assert list(names) == [run.class_names[k] for k in run.labels[:10]]
     assert read_placed(placed_file(tmp_path / f"bare{suffix}", run, labels=False))[1] is None
 
 
 def test_placed_points_are_drawn_over_the_map_in_their_class_colours(tmp_path, run):
-    Z, names = read_placed(placed_file(tmp_path / "new.csv", run))
+    Z, names, _ = read_placed(placed_file(tmp_path / "new.csv", run))
     ax = plot_map(np.asarray(run.embedding), run.labels, run.class_names, ax=new_figure(6, 5).add_subplot())
     plot_placed(ax, Z, names, run.class_names)
     drawn = ax.collections[-1]
@@ -86,7 +86,7 @@ def test_bad_placed_files_are_one_line_and_nothing_is_written(tmp_path, run, cap
 def test_blank_lines_and_spaces_around_labels_are_read_as_evaluate_reads_them(tmp_path, run):
     name = run.class_names[run.labels[0]]
     (tmp_path / "new.csv").write_text(f"x,y,label,id\n\n1,2, {name} ,a\n\n")
-    Z, names = read_placed(tmp_path / "new.csv")
+    Z, names, _ = read_placed(tmp_path / "new.csv")
     ax = plot_map(np.asarray(run.embedding), run.labels, run.class_names, ax=new_figure(6, 5).add_subplot())
     plot_placed(ax, Z, names, run.class_names)
     assert len(Z) == 1 and np.allclose(ax.collections[-1].get_facecolors(), class_colors(len(run.class_names))[run.labels[0]])
@@ -129,3 +129,26 @@ def test_a_3d_map_is_drawn_as_three_panels_with_the_placed_points_in_each(tmp_pa
     assert "3-D map" in drawn["fig"]._suptitle.get_text()
     two_d = placed_file(tmp_path / "two.csv", read_run(make_run(tmp_path / "flat", n=50)))
     assert main(["plot", str(run.path), "--placed", str(two_d), "--out", str(tmp_path / "g.png")]) == 2
+
+
+def test_an_npz_placed_into_another_map_is_refused(tmp_path, capsys):
+    from medcne.cli import main as cli
+
+    S = make_run.__globals__["SAMPLE_PATH"]
+    fit = ["--subset", "60", "--size", "16", "--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "4",
+           "--batch-size", "16", "--device", "cpu"]
+    for name in ("a", "b"):
+        assert cli(["fit", str(S), "--out", str(tmp_path / name), *fit, "--seed", str(ord(name))]) == 0
+    new = tmp_path / "new.npz"
+    assert cli(["embed", str(tmp_path / "a"), str(S), "--subset", "20", "--seed", "3", "--out", str(new)]) == 0
+    record = read_placed(new)[2]
+    assert record["placed_into"] == str((tmp_path / "a").resolve())
+    assert cli(["plot", str(tmp_path / "a"), "--placed", str(new), "--out", str(tmp_path / "a.png")]) == 0
+    capsys.readouterr()
+    assert cli(["plot", str(tmp_path / "b"), "--placed", str(new), "--out", str(tmp_path / "b.png")]) == 2
+    assert f"placed into the map of {(tmp_path / 'a').resolve()}" in capsys.readouterr().err
+    assert cli(["fit", str(S), "--out", str(tmp_path / "a"), *fit, "--seed", "9", "--overwrite"]) == 0
+    capsys.readouterr()
+    assert cli(["plot", str(tmp_path / "a"), "--placed", str(new), "--out", str(tmp_path / "c.png")]) == 2
+    assert "was made again since" in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists() and not (tmp_path / "c.png").exists()

@@ -16,6 +16,7 @@ Every file is written whole or not at all (:mod:`medcne.io`).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,11 @@ def write_embedding(run, embedding: np.ndarray, ids, labels=None, class_names=No
         save_embedding_file(Path(run) / name, embedding, ids, labels, class_names, provenance)
 
 
-def save_embedding_file(path, embedding, ids, labels=None, class_names=None, provenance=None) -> Path:
-    """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension."""
+def save_embedding_file(path, embedding, ids, labels=None, class_names=None, provenance=None,
+                        placed_into=None) -> Path:
+    """An embedding as ``.npz`` or ``.csv``, chosen by the file's extension. ``placed_into``: the run
+    whose map the points were placed into (``medcne embed``), recorded in an ``.npz`` as the arrays
+    ``placed_into`` (the run's folder) and ``map_digest`` (:func:`map_digest` of its map)."""
     path = Path(path)
     if path.suffix not in (".npz", ".csv"):
         raise MedcneError(f"{path}: output must end in .csv or .npz")
@@ -50,7 +54,17 @@ def save_embedding_file(path, embedding, ids, labels=None, class_names=None, pro
         arrays["labels"] = np.asarray(labels, dtype=np.int64)
         arrays["class_names"] = np.asarray(class_names).astype(str)
     arrays.update({f"{PREFIX}{k}": (v.astype(str) if v.dtype.kind in "OU" else v) for k, v in provenance.items()})
+    if placed_into is not None:
+        arrays.update(placed_into=np.array(str(Path(placed_into.path).resolve())),
+                      map_digest=np.array(map_digest(placed_into.embedding)))
     return save_npz(path, **arrays)
+
+
+def map_digest(embedding) -> str:
+    """A digest of a run's map (its points as float32): a file placed into that map records it, and
+    one placed into another map, or into this run before it was made again, does not match."""
+    points = np.ascontiguousarray(np.asarray(embedding, dtype=np.float32))
+    return hashlib.sha256(points.tobytes() + str(points.shape).encode()).hexdigest()[:16]
 
 
 def _csv(embedding: np.ndarray, ids: np.ndarray, labels, class_names, provenance: dict) -> str:
@@ -108,9 +122,10 @@ def read_provenance(npz_path, n: int) -> dict[str, np.ndarray]:
     return read_columns(npz_path, n)[0]
 
 
-def read_placed(path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The points of an embedding file (as ``medcne embed`` writes it, ``.csv`` or ``.npz``) and the
-    class name of each (None when it has no labels; ``''`` for a point without one)."""
+def read_placed(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """The points of an embedding file (as ``medcne embed`` writes it, ``.csv`` or ``.npz``), the
+    class name of each (None when it has no labels; ``''`` for a point without one) and the map they
+    were placed into (``{'placed_into': folder, 'map_digest': ...}``; empty for a CSV or an older file)."""
     path = Path(path)
     if path.suffix not in (".npz", ".csv"):
         raise MedcneError(f"{path}: an embedding file ends in .csv or .npz (as `medcne embed` writes it)")
@@ -126,8 +141,9 @@ def read_placed(path) -> tuple[np.ndarray, np.ndarray | None]:
                 classes = np.append(npz.load("class_names").astype(str), "")
                 codes = npz.load("labels").astype(np.int64)
                 names = classes[np.where((codes >= 0) & (codes < len(classes) - 1), codes, -1)]
-        return _checked_points(path, Z), names
-    return _csv_points(path)
+            record = {k: str(npz.load(k)) for k in ("placed_into", "map_digest") if k in npz.keys}
+        return _checked_points(path, Z), names, record
+    return (*_csv_points(path), {})
 
 
 def _csv_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -65,7 +65,7 @@ def _embed(run_dir: Path, out: Path, args) -> int:
     Z = est.transform(data)
     if note := shared_ids_note(run, data.ids, Z):
         print(note)
-    save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance)
+    save_embedding_file(out, Z, data.ids, data.labels, data.class_names, data.provenance, placed_into=run)
     return len(data)
 
 

@@ -98,9 +98,14 @@ def _map_figure(Z: np.ndarray, r: Run, title: str, values, placed):
 def placed_points(run: Run, path) -> tuple[np.ndarray, np.ndarray | None]:
     """The points of ``path`` (what `medcne embed` wrote; 2 or 3 coordinates, as the map's) and their
     class names, refused when their number of dimensions is not the run's map's (placed into another map)."""
-    from ..embedfile import read_placed
+    from ..embedfile import map_digest, read_placed
 
-    Z, names = read_placed(path)
+    Z, names, record = read_placed(path)
+    if record.get("map_digest", map_digest(run.embedding)) != map_digest(run.embedding):
+        into = record.get("placed_into", "another run")
+        made = "was made again since" if Path(into) == run.path.resolve() else f"is not {into}"
+        raise MedcneError(f"--placed {path}: its images were placed into the map of {into}, and {run.path} {made}; "
+                          f"place them into this map again (`medcne embed {run.path} DATA --out FILE`)")
     dim = np.asarray(run.embedding).shape[1]
     if Z.shape[1] != dim:
         raise MedcneError(f"--placed {path}: its points have {Z.shape[1]} dimensions, the map of {run.path} {dim}; "
