@@ -97,6 +97,7 @@ def test_the_training_knn_is_scored_on_labelled_images_only():
     mon = monitor_of(from_array(images, labels, ["a", "b", "unlabelled"]))
     assert mon.knn_every == 1 and len(mon.knn_labels) == 40 and set(mon.knn_labels.tolist()) == {0, 1}
     assert monitor_of(from_array(images, np.full(60, 0), ["unlabelled"])).knn_every == 0
+    assert monitor_of(from_array(images)).knn_every == 0  # no labels at all
 
 
 def test_knn_every_on_images_all_unlabelled_warns():

@@ -131,7 +131,9 @@ def labelled_images(data) -> tuple[np.ndarray | None, np.ndarray]:
     the positions of the labelled ones, which the kNN accuracy scores: none when fewer than two
     classes are labelled (one class would score 100%)."""
     labels = data.known_labels()
-    labelled = np.flatnonzero(labels >= 0) if labels is not None else np.empty(0, dtype=np.int64)
+    if labels is None:
+        return None, np.empty(0, dtype=np.int64)
+    labelled = np.flatnonzero(labels >= 0)
     return labels, labelled if len(np.unique(labels[labelled])) >= 2 else labelled[:0]
 
 
