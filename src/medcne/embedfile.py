@@ -134,7 +134,7 @@ def read_placed(path) -> tuple[np.ndarray, np.ndarray | None, dict]:
     if path.suffix == ".npz":
         with NpzArrays(path, remedy="place the images again") as npz:
             if "embedding" not in npz.keys:
-                raise MedcneError(f"{path}: holds no `embedding` array; is it the output of `medcne embed`?")
+                raise MedcneError(f"{path}: holds no array named embedding; is it the output of `medcne embed`?")
             Z = np.asarray(npz.load("embedding"), dtype=float)
             names = None
             if "labels" in npz.keys and "class_names" in npz.keys:
@@ -170,7 +170,7 @@ def _csv_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _checked_points(path: Path, Z: np.ndarray) -> np.ndarray:
     if Z.ndim != 2:
-        raise MedcneError(f"{path}: `embedding` has shape {Z.shape}, not one row of coordinates per image; "
+        raise MedcneError(f"{path}: its array embedding has shape {Z.shape}, not one row of coordinates per image; "
                           "place the images again")
     if len(Z) == 0:
         raise MedcneError(f"{path}: holds no points; place some images with `medcne embed`")

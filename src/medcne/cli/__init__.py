@@ -163,7 +163,7 @@ def _main(argv: list[str] | None) -> int:
 # The options (argparse dests) of every command that name files or folders.
 PATH_OPTIONS = frozenset({
     "annotations", "config", "data", "data_dir", "data_positional", "label_csv", "labels", "labels_map", "out",
-    "report", "resume", "root", "run", "runs", "slides", "values", "weights",
+    "placed", "report", "resume", "root", "run", "runs", "slides", "values", "weights",
 })
 
 
