@@ -14,7 +14,7 @@ from ddphelpers import torchrun_env
 
 def write_store(path: Path, n: int = 48, size: int = 16, parts: int = 2) -> Path:
     """A labelled store of ``n`` random images in ``parts`` parts."""
-    from medcne.datasets.store import StoreWriter
+    from medcne.datasets.store_write import StoreWriter
 
     rng = np.random.default_rng(0)
     labels = np.arange(n) % 3

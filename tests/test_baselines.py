@@ -92,7 +92,7 @@ def test_pca_reads_the_images_in_chunks_of_bounded_memory(monkeypatch):
 
 
 def test_pca_of_a_store_equals_pca_of_the_same_images_in_memory(tmp_path):
-    from medcne.datasets.store import StoreWriter
+    from medcne.datasets.store_write import StoreWriter
 
     images = random_images(300, 29, 29)
     with StoreWriter(tmp_path / "s", images.shape[1:]) as w:

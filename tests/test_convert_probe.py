@@ -54,7 +54,7 @@ def test_convert_refuses_to_append_to_a_damaged_store(tmp_path, capsys):
 
 def test_the_store_writer_itself_refuses_a_damaged_store(tmp_path, capsys):
     # `medcne tile` appends through StoreWriter without convert's early check: the writer holds the rule.
-    from medcne.datasets.store import StoreWriter
+    from medcne.datasets.store_write import StoreWriter
     from medcne.errors import DataError
 
     src = tmp_path / "img.npz"
@@ -93,7 +93,7 @@ def test_an_appended_part_whose_ids_are_taken_is_refused_before_it_is_written(tm
 
 
 def test_a_store_whose_ids_repeat_is_refused_by_its_reader_and_its_writer(tmp_path, capsys):
-    from medcne.datasets.store import StoreWriter
+    from medcne.datasets.store_write import StoreWriter
     from medcne.errors import MedcneError
 
     images = np.zeros((2, 8, 8, 3), dtype=np.uint8)

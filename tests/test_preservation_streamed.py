@@ -10,7 +10,7 @@ import pytest
 from medcne.curate.neighbours import nearest_among_blocks, nearest_neighbours
 from medcne.datasets import load_dataset
 from medcne.datasets.imageset import LazyImages
-from medcne.datasets.store import StoreWriter
+from medcne.datasets.store_write import StoreWriter
 from medcne.errors import MedcneError
 from medcne.metrics import neighbour_preservation
 from medcne.runs.evaluate import pixel_preservation

@@ -125,7 +125,7 @@ def test_slides_already_there_keep_their_first_tiling_and_a_note_says_so(tmp_pat
 
 def test_a_tile_store_emptied_by_a_kill_says_to_run_tile_again(tmp_path, slides, capsys, monkeypatch):
     from medcne.datasets import slides_tiling
-    from medcne.datasets.store import StoreWriter
+    from medcne.datasets.store_write import StoreWriter
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as kill -9 in the first slide's part: ...

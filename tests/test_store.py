@@ -9,8 +9,9 @@ import pytest
 
 from medcne.cli import main
 from medcne.datasets import load_dataset, load_sample
-from medcne.datasets.store import StoreWriter, check_store_folder, is_store
+from medcne.datasets.store import check_store_folder, is_store
 from medcne.datasets.store_read import open_store
+from medcne.datasets.store_write import StoreWriter
 from medcne.errors import DataError, MedcneError
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcne.datasets.store import StoreWriter
+from medcne.datasets.store_write import StoreWriter
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SCRIPT = textwrap.dedent("""

@@ -93,7 +93,7 @@ def _default_part(args) -> str:
 
 
 def _write(out: Path, data, name: str) -> int:
-    from ..datasets.store import StoreWriter
+    from ..datasets.store_write import StoreWriter
 
     with StoreWriter(out, data.image_shape) as writer:
         if writer.has_part(name):

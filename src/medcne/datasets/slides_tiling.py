@@ -32,8 +32,9 @@ from ..io import atomic_write, write_json
 from .slides import SLIDE_SUFFIXES, SlideError
 from .slides_plan import SlidePlan, TileOptions, check_annotations, iter_blocks, plan_path
 from .slides_scratch import make_scratch, remove_stale_scratch
-from .store import StoreWriter, is_store
+from .store import is_store
 from .store_tiles import THUMBNAILS, slide_record, slides_in_store, store_record
+from .store_write import StoreWriter
 
 BLOCK = 64
 
