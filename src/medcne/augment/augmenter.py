@@ -228,10 +228,11 @@ def _render_into(out: torch.Tensor, x: torch.Tensor, params: ViewParams, fill) -
 
 @lru_cache(maxsize=1)
 def kernel_available() -> bool:
-    """Whether the compiled CPU engine can be used (numba imports)."""
+    """Whether the compiled CPU engine can be used (numba imports; its llvmlite library may also fail
+    to load, an OSError, as under a tight `ulimit -v`)."""
     try:
         from . import kernel  # noqa: F401
-    except ImportError:
+    except (ImportError, OSError):
         return False
     return True
 

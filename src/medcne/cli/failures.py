@@ -55,13 +55,44 @@ def describe_os_error(exc: OSError, where=None) -> str:
     return f"{user_path(name)}: {fix}" if name is not None else fix
 
 
-def _memory_fix(args) -> str:
-    """What to lower after running out of memory: the size options the command has, when known."""
+def _memory_fix(args, gpu: bool = False) -> str:
+    """What to lower after running out of memory: the size options the command has, when known; first
+    the process's own limit on memory when one is set (`ulimit -v`/`-d`, a job's request)."""
     flags = [f"--{name.replace('_', '-')}" for name in MEMORY_OPTIONS if hasattr(args, name)]
     if not flags:
-        return "ask for less: fewer or smaller images, or smaller values of the command's options (see its --help)"
-    listed = f"{', '.join(flags[:-1])} or {flags[-1]}" if len(flags) > 1 else flags[0]
-    return f"ask for less: lower {listed}"
+        less = "ask for less: fewer or smaller images, or smaller values of the command's options (see its --help)"
+    else:
+        listed = f"{', '.join(flags[:-1])} or {flags[-1]}" if len(flags) > 1 else flags[0]
+        less = f"ask for less: lower {listed}"
+    limits = [] if gpu else [f"ulimit {flag} {soft // 1024:,} kB" for flag, soft in memory_limits()]
+    if limits:
+        return f"the process runs under {' and '.join(limits)} (a job's memory request sets it): raise it, or {less}"
+    return less
+
+
+def memory_limits() -> list[tuple[str, int]]:
+    """The limits on this process's memory that are set: ('-v', bytes) for its address space, ('-d', bytes)
+    for its data."""
+    import resource
+
+    found = []
+    for flag, which in (("-v", resource.RLIMIT_AS), ("-d", resource.RLIMIT_DATA)):
+        soft = resource.getrlimit(which)[0]
+        if soft != resource.RLIM_INFINITY:
+            found.append((flag, int(soft)))
+    return found
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out: a MemoryError, torch's CPU allocator or a GPU's, a map or an
+    allocation the system refused (ENOMEM), a shared library it could not map (an import under a limit)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in CPU_ALLOCATOR_FAILED):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    return isinstance(exc, (ImportError, OSError)) and "failed to map segment from shared object" in str(exc)
 
 
 def describe(exc: BaseException, where=None, args=None) -> tuple[str, int]:
@@ -72,12 +103,11 @@ def describe(exc: BaseException, where=None, args=None) -> tuple[str, int]:
     error name the command's own size options.
     """
     kind = type(exc).__name__
+    if _out_of_memory(exc):  # kind OutOfMemoryError: torch.cuda's
+        gpu = kind == "OutOfMemoryError"
+        return f"out of memory ({'the GPU' if gpu else 'memory'}); {_memory_fix(args, gpu)}", 2
     if isinstance(exc, OSError):
         return describe_os_error(exc, where), 2
-    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in CPU_ALLOCATOR_FAILED):
-        return f"out of memory (memory); {_memory_fix(args)}", 2
-    if isinstance(exc, MemoryError) or kind == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-        return f"out of memory ({'the GPU' if kind == 'OutOfMemoryError' else 'memory'}); {_memory_fix(args)}", 2
     if isinstance(exc, UnicodeError):
         return f"a text file is not UTF-8 ({exc}); save it as UTF-8", 2
     if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):
