@@ -104,3 +104,11 @@ def test_a_folder_of_images_with_a_manifest_of_its_own_is_still_a_folder_of_imag
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / name / "x.png")
     (root / "manifest.json").write_text('{"format": "another tool", "files": 2}')
     assert load_dataset(root).class_names == ["a", "b"]
+
+
+def test_convert_of_a_store_checks_every_pixel_of_it_first(tmp_path, capsys):
+    store = write(tmp_path / "s", sizes=(3, 40_000, 2))
+    flip_middle(store / "part-000001" / "images.npy")
+    assert main(["convert", str(store), "--out", str(tmp_path / "copy")]) == 2
+    assert "1 of its 3 part(s) damaged: part 'p1'" in capsys.readouterr().err
+    assert not (tmp_path / "copy").exists()  # no copy with fresh checksums over the damage

@@ -49,6 +49,10 @@ def run(args) -> int:
     if args.append and is_store(out):
         _check_intact(out)
     check_store_folder(out, f"--out {out}")
+    if is_store(Path(args.data)):  # a copy would give a damaged part fresh checksums: every pixel is checked first
+        from .info import verify
+
+        verify(Path(args.data))
     data = load_from_args(args.data, args)
     name = args.part or _default_part(args)
     created = not out.exists()

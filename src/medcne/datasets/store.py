@@ -116,16 +116,17 @@ def _check_shape(image_shape) -> tuple[int, int, int]:
 
 
 def _sha256_file(path: Path, start: int = 0, length: int | None = None) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    digest, buffer = hashlib.sha256(), bytearray(1 << 20)  # one buffer of 1 MiB, read into again and again
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fh:
         fh.seek(start)
         left = length if length is not None else os.path.getsize(path) - start
         while left > 0:
-            block = fh.read(min(left, 1 << 22))
-            if not block:
+            got = fh.readinto(view[: min(left, len(buffer))])
+            if not got:
                 break
-            digest.update(block)
-            left -= len(block)
+            digest.update(view[:got])
+            left -= got
     return digest.hexdigest()
 
 
