@@ -132,23 +132,20 @@ def test_a_3d_map_is_drawn_as_three_panels_with_the_placed_points_in_each(tmp_pa
 
 
 def test_an_npz_placed_into_another_map_is_refused(tmp_path, capsys):
-    from medcne.cli import main as cli
-
     S = make_run.__globals__["SAMPLE_PATH"]
-    fit = ["--subset", "60", "--size", "16", "--epochs", "1,0,1", "--warmup", "0,0,0", "--width", "4",
-           "--batch-size", "16", "--device", "cpu"]
-    for name in ("a", "b"):
-        assert cli(["fit", str(S), "--out", str(tmp_path / name), *fit, "--seed", str(ord(name))]) == 0
+    a = tmp_path / "a"
+    assert main(["fit", str(S), "--out", str(a), "--subset", "40", "--size", "16", "--epochs", "1,0,1", "--warmup",
+                 "0,0,0", "--width", "4", "--batch-size", "16", "--device", "cpu"]) == 0
     new = tmp_path / "new.npz"
-    assert cli(["embed", str(tmp_path / "a"), str(S), "--subset", "20", "--seed", "3", "--out", str(new)]) == 0
-    record = read_placed(new)[2]
-    assert record["placed_into"] == str((tmp_path / "a").resolve())
-    assert cli(["plot", str(tmp_path / "a"), "--placed", str(new), "--out", str(tmp_path / "a.png")]) == 0
+    assert main(["embed", str(a), str(S), "--subset", "20", "--seed", "3", "--out", str(new)]) == 0
+    assert read_placed(new)[2]["placed_into"] == str(a.resolve())
+    assert main(["plot", str(a), "--placed", str(new), "--out", str(tmp_path / "a.png")]) == 0
     capsys.readouterr()
-    assert cli(["plot", str(tmp_path / "b"), "--placed", str(new), "--out", str(tmp_path / "b.png")]) == 2
-    assert f"placed into the map of {(tmp_path / 'a').resolve()}" in capsys.readouterr().err
-    assert cli(["fit", str(S), "--out", str(tmp_path / "a"), *fit, "--seed", "9", "--overwrite"]) == 0
-    capsys.readouterr()
-    assert cli(["plot", str(tmp_path / "a"), "--placed", str(new), "--out", str(tmp_path / "c.png")]) == 2
+    b = make_run(tmp_path / "b", n=40)
+    assert main(["plot", str(b), "--placed", str(new), "--out", str(tmp_path / "b.png")]) == 2
+    assert f"placed into the map of {a.resolve()}" in capsys.readouterr().err
+    r = read_run(a)  # the run made again: another map
+    write_embedding(a, np.asarray(r.embedding) + 1, r.ids, r.labels, r.class_names)
+    assert main(["plot", str(a), "--placed", str(new), "--out", str(tmp_path / "c.png")]) == 2
     assert "was made again since" in capsys.readouterr().err
     assert not (tmp_path / "b.png").exists() and not (tmp_path / "c.png").exists()
