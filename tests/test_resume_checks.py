@@ -184,3 +184,31 @@ def test_a_stopped_run_names_the_call_or_the_command_that_continues_it(tmp_path,
     _stopped(out, out, KeyboardInterrupt(), True)
     again = "run the same command again" if cli else "call `fit_run` again"
     assert capsys.readouterr().out.endswith(f"nothing to resume; {again} to start over\n")
+
+
+@pytest.mark.parametrize("when", ["after its checkpoint", "before its checkpoint"])
+def test_a_resume_with_a_new_rate_that_is_interrupted_continues_with_that_rate(stopped, monkeypatch, capsys, when):
+    # The hint says `medcne fit --resume RUN`: it was refused (the checkpoint's rate against params.json's).
+    from medcne.estimator import TSimCNE
+
+    out, _ = stopped
+    with monkeypatch.context() as m:
+        if when == "after its checkpoint":
+            stop_at_first_epoch(m)
+        else:
+            m.setattr(TSimCNE, "fit", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert main(["fit", "--resume", str(out), "--lr", "0.01"]) != 0
+    assert f"continue with `medcne fit --resume {out}`" in capsys.readouterr().out
+    assert main(["fit", "--resume", str(out)]) == 0
+    params = read_run(out).params
+    assert params["lr_changes"] == [{"lr": 0.01, "was": pytest.approx(0.12)}]
+    assert params["estimator"]["lr"] == pytest.approx(0.01)
+
+
+def test_a_second_change_of_rate_names_the_first_as_the_one_it_replaced(stopped, monkeypatch):
+    out, _ = stopped
+    with monkeypatch.context() as m:
+        stop_at_first_epoch(m)
+        assert main(["fit", "--resume", str(out), "--lr", "0.05"]) != 0
+    assert main(["fit", "--resume", str(out), "--lr", "0.01"]) == 0
+    assert read_run(out).params["lr_changes"] == [{"lr": 0.05, "was": pytest.approx(0.12)}, {"lr": 0.01, "was": 0.05}]

@@ -193,17 +193,18 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                     f"{out}: {data_record['path']} does not hold the images the run began with (their pixels, "
                     "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
                     "start a new run with " + _as_user("`medcne fit DATA --out NEW`", "`fit_run(DATA, NEW, params)`"))
-            if data_path is not None and main:  # where the data are now: a resume after an interruption finds them
-                write_json(work / PARAMS, {**saved, "data": data_record})
+            changes = _lr_changes(saved, lr)
+            if main and (data_path is not None or lr is not None):
+                # Where the data are now, and the rate this resume trains with: one interrupted now continues so.
+                write_json(work / PARAMS, {**saved, "data": data_record, **({"lr_changes": changes} if changes else {})})
             est = TSimCNE(**saved["estimator"])
         record = {"quick": saved.get("quick", False), FINGERPRINT: fingerprint, IMAGES_FINGERPRINT: images}
-        if changes := _lr_changes(saved, lr):
+        if changes:
             record["lr_changes"] = changes
-        if lr is not None:
-            est.set_params(lr=float(lr))
+            est.set_params(lr=float(changes[-1]["lr"]))  # the last change: this one, or that of a resume before
         with staging.writing(out, resume=True, keep=_resumable) as work:
             finished = _train(work, out, est, data, data_record, resume_from=work / CHECKPOINT, verbose=verbose,
-                              record=record, new_lr=lr is not None, resume_hint=resume_hint)
+                              record=record, new_lr=bool(changes), resume_hint=resume_hint)
         return read_run(out) if finished else None
 
 
@@ -230,7 +231,8 @@ def _lr_changes(saved: dict, lr) -> list[dict]:
     (None: the run's own) after them, with the rate it replaces."""
     changes = list(saved.get("lr_changes", []))
     if lr is not None:
-        changes.append({"lr": float(lr), "was": saved.get("resolved", {}).get("lr")})
+        was = changes[-1]["lr"] if changes else saved.get("resolved", {}).get("lr")
+        changes.append({"lr": float(lr), "was": was})
     return changes
 
 
