@@ -212,3 +212,13 @@ def test_a_second_change_of_rate_names_the_first_as_the_one_it_replaced(stopped,
         assert main(["fit", "--resume", str(out), "--lr", "0.05"]) != 0
     assert main(["fit", "--resume", str(out), "--lr", "0.01"]) == 0
     assert read_run(out).params["lr_changes"] == [{"lr": 0.05, "was": pytest.approx(0.12)}, {"lr": 0.01, "was": 0.05}]
+
+
+def test_fit_run_over_an_unfinished_run_names_resume_run_in_python(stopped):
+    from medcne.errors import MedcneError
+    from medcne.runs import fit_run
+
+    out, data = stopped
+    with pytest.raises(MedcneError, match=r"holds an unfinished run; .*`resume_run\(") as caught:
+        fit_run(data, out, {"epochs": (1, 1, 1)})
+    assert "medcne fit" not in str(caught.value)

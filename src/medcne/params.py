@@ -243,6 +243,12 @@ def on_cli() -> bool:
     return _CLI["on"]
 
 
+
+def as_user(command: str, call: str) -> str:
+    """What to run next, as this user runs it: the shell ``command`` on the command line (while
+    :func:`speak_as_cli` marks a command running), the Python ``call`` from Python."""
+    return command if on_cli() else call
+
 def say(message: str) -> None:
     """Print a message of the library to the user, with parameters named as the user knows them."""
     print(for_cli(message) if _CLI["on"] else message, flush=True)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from ..errors import MedcneError
 from ..io import remove_stale_temps, stale_temps, write_json
-from ..params import say
+from ..params import as_user, say
 from ..runfiles import (
     LOCK_SUFFIX,
     RUN_MARKER,
@@ -157,7 +157,7 @@ def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: I
     if staged.is_dir() and not complete and not replace:
         raise MedcneError(
             f"`out` {out}: an interrupted replacement of this run is in {staged}; continue it with "
-            f"`medcne fit --resume {out}`, or pass `{option}` to start again"
+            + as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`") + f", or pass `{option}` to start again"
         )
     nonempty = out.is_dir() and any(out.iterdir())
     if nonempty and not is_run_folder(out):
@@ -167,7 +167,8 @@ def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: I
         finished = complete or is_finished(out)
         what = "already holds a finished run" if finished else "holds an unfinished run"
         resumable = not finished and (out / CHECKPOINT).exists() and (out / PARAMS).is_file()  # both: resume_run
-        hint = f", `medcne fit --resume {out}` to continue it" if resumable else ""
+        resume = as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
+        hint = f", {resume} to continue it" if resumable else ""
         raise MedcneError(f"`out` {out} {what}; pass `{option}` to replace its run files{hint}, or choose another folder")
 
 

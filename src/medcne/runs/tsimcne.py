@@ -20,7 +20,7 @@ from pathlib import Path
 from ..embedfile import write_embedding
 from ..errors import DivergedError, MedcneError
 from ..io import remove_stale_temps, write_json
-from ..params import check_new_lr, say
+from ..params import as_user, check_new_lr, say
 from ..runfiles import FINGERPRINT, IMAGES_FINGERPRINT
 from ..train import checkpoint as ckpt
 from ..train import distributed
@@ -184,7 +184,7 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
             data_record = {**saved["data"], **({} if data_path is None else {"path": str(Path(data_path).resolve())})}
             spec = {k: v for k, v in data_record.items() if k != "path"}
             data = read_as_recorded(data_record["path"], spec, out, "give the dataset the run began with ("
-                                    + _as_user(f"`medcne fit --resume {out} DATA`",
+                                    + as_user(f"`medcne fit --resume {out} DATA`",
                                                f"`resume_run({str(out)!r}, data_path=DATA)`") + " where it moved)")
             fingerprint = data.fingerprint()
             images = data.fingerprint(sampled=None, labels=False) if IMAGES_FINGERPRINT in saved else None
@@ -192,7 +192,7 @@ def resume_run(out, verbose: bool = True, lr: float | None = None, data_path=Non
                 raise MedcneError(
                     f"{out}: {data_record['path']} does not hold the images the run began with (their pixels, "
                     "ids or labels differ), and a run continues only on its own data; give the run's dataset, or "
-                    "start a new run with " + _as_user("`medcne fit DATA --out NEW`", "`fit_run(DATA, NEW, params)`"))
+                    "start a new run with " + as_user("`medcne fit DATA --out NEW`", "`fit_run(DATA, NEW, params)`"))
             changes = _lr_changes(saved, lr)
             if main and (data_path is not None or lr is not None):
                 # Where the data are now, and the rate this resume trains with: one interrupted now continues so.
@@ -216,10 +216,10 @@ def _nothing_to_resume(out: Path, work: Path) -> str | None:
     if work != out:
         return (f"{out}: its replacement in {work} stopped before its first checkpoint, so there is nothing "
                 f"to resume ({out} still holds the previous run); start the replacement again with "
-                + _as_user(f"`medcne fit DATA --out {out} --overwrite`",
+                + as_user(f"`medcne fit DATA --out {out} --overwrite`",
                            f"`fit_run(DATA, {str(out)!r}, params, overwrite=True)`"))
     return (f"{out}: nothing to resume (no {CHECKPOINT}: training stopped before its first checkpoint, "
-            "or this is not a run of " + _as_user(
+            "or this is not a run of " + as_user(
                 f"`medcne fit`); start it again with `medcne fit DATA --out {out}` "
                 "(with `overwrite` when the folder is not empty)",
                 f"`fit_run` or `medcne fit`); start it again with `fit_run(DATA, {str(out)!r}, params)` "
@@ -273,18 +273,18 @@ def _stopped(work: Path, out: Path, exc: BaseException, verbose: bool) -> None:
     """
     end_progress_bars()
     resumable = _resumable(work)
-    resume = _as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
+    resume = as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
     if isinstance(exc, KeyboardInterrupt):
         if verbose and resumable:
             print(f"interrupted; continue with {resume}")
         elif verbose:
             kept = f"; {out} still holds the previous run" if work != out else ""
             print(f"interrupted before the first checkpoint, so there is nothing to resume{kept}; "
-                  + _as_user("run the same command again", "call `fit_run` again") + " to start over")
+                  + as_user("run the same command again", "call `fit_run` again") + " to start over")
     elif isinstance(exc, DivergedError) and resumable:
         raise DivergedError(
             f"{exc}; {out} keeps its last good checkpoint: continue from it with a lower learning rate, "
-            + _as_user(f"`medcne fit --resume {out} --lr LOWER`", f"`resume_run({str(out)!r}, lr=LOWER)`")
+            + as_user(f"`medcne fit --resume {out} --lr LOWER`", f"`resume_run({str(out)!r}, lr=LOWER)`")
             + ", or start again"
         ) from exc
     elif isinstance(exc, OSError) and resumable:
@@ -292,14 +292,6 @@ def _stopped(work: Path, out: Path, exc: BaseException, verbose: bool) -> None:
             f"{exc.filename or work}: {exc.strerror or exc}; the run is kept at its last checkpoint: fix this "
             f"(e.g. free disk space) and continue with {resume}"
         ) from exc
-
-
-def _as_user(command: str, call: str) -> str:
-    """What to run next, as this user runs it: the shell ``command`` on the command line (which
-    :func:`~medcne.params.speak_as_cli` marks), the Python ``call`` from Python."""
-    from ..params import on_cli
-
-    return command if on_cli() else call
 
 
 def write_tsimcne_run(out, est, data, data_record: dict, **extra) -> Run:
