@@ -266,3 +266,19 @@ def test_a_file_that_is_no_csv_table_is_not_repeated_in_the_error(tmp_path):
     table.write_text("file,cls\na.png,1\n")
     with pytest.raises(MedcneError, match="columns: file, cls"):
         load_dataset(table)
+
+
+def test_a_virtual_dataset_with_a_relative_source_beside_it_is_read_from_any_folder(tmp_path, monkeypatch):
+    # HDF5 finds a relative source beside the file before it looks in the working directory.
+    (tmp_path / "data").mkdir()
+    with h5py.File(tmp_path / "data" / "src.h5", "w") as f:
+        f["x"] = np.arange(4 * 8 * 8 * 3, dtype=np.uint8).reshape(4, 8, 8, 3)
+    layout = h5py.VirtualLayout(shape=(4, 8, 8, 3), dtype=np.uint8)
+    layout[:] = h5py.VirtualSource("src.h5", "x", shape=(4, 8, 8, 3))
+    with h5py.File(tmp_path / "data" / "v_x.h5", "w") as f:
+        f.create_virtual_dataset("x", layout)
+    monkeypatch.chdir(tmp_path)  # not the data's folder
+    assert load_dataset(tmp_path / "data" / "v_x.h5").to_numpy()[1].ravel()[5] == 197
+    (tmp_path / "data" / "src.h5").rename(tmp_path / "src.h5")  # now only in the working directory: outside
+    with pytest.raises(DataError, match="outside the dataset's folder"):
+        load_dataset(tmp_path / "data" / "v_x.h5")

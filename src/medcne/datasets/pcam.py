@@ -11,6 +11,7 @@ before any map is made; every block read later is checked again.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +81,24 @@ def _check_stored(ds, path: Path, key: str) -> None:
         )
 
 
-def _inside(file_name: str, folder: Path) -> bool:
-    # HDF5 resolves a relative name against the file's folder (virtual) or the working directory
-    # (external): both must stay in the dataset's folder.
+def _inside(file_name: str, folder: Path, virtual: bool) -> bool:
+    """Whether every file HDF5 may read for the source ``file_name`` lies in ``folder``. A virtual
+    dataset's relative source is looked for under $HDF5_VDS_PREFIX, then beside the file, and only when
+    it is not there in the working directory; an external file's in the file's folder or the working
+    directory: each place it may be read from must stay in the dataset's folder."""
     if file_name in (".", ""):
         return True
-    folder = Path(folder).resolve()
-    candidates = [Path(file_name)] if Path(file_name).is_absolute() else [folder / file_name, Path.cwd() / file_name]
-    return all(folder in Path(c).resolve().parents for c in candidates)
+    folder, name = Path(folder).resolve(), Path(file_name)
+    if name.is_absolute():
+        candidates = [name]
+    elif virtual:
+        prefix = os.environ.get("HDF5_VDS_PREFIX")
+        candidates = [Path(prefix) / name] if prefix and (Path(prefix) / name).exists() else []
+        beside = folder / name
+        candidates += [beside] if beside.exists() else [beside, Path.cwd() / name]
+    else:
+        candidates = [folder / name, Path.cwd() / name]
+    return all(folder in c.resolve().parents for c in candidates)
 
 
 def _check_sources(ds, path: Path, key: str) -> None:
@@ -108,7 +119,7 @@ def _check_sources(ds, path: Path, key: str) -> None:
         sizes = [int(entry[2]) for entry in ds.external]
         mapped = sum(sizes) // max(ds.dtype.itemsize, 1) if all(s < 2**63 - 1 for s in sizes) else total
         total, unit, kind = total, "values", "stored in external files"
-    outside = [n for n in names if not _inside(n, folder)]
+    outside = [n for n in names if not _inside(n, folder, ds.is_virtual)]
     if outside:
         raise DataError(f"{path}: {key!r} is {kind} that reads {len(outside)} file(s) outside the dataset's folder "
                         f"{folder}; medcne reads only the dataset's own files: copy the data into one HDF5 file")
