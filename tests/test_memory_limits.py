@@ -1,49 +1,52 @@
-"""Running out of memory under a limit (`ulimit -v`/`-d`, a cluster job's request) is one line that
-names the limit, whatever form the failure takes."""
+"""The memory medcne checks against: the smallest of the machine's, every cgroup's above the process
+(v2 nested scopes, v1) and the process's own limits."""
 
-import errno
+from __future__ import annotations
+
 import subprocess
 import sys
 
-import pytest
+from medcne.datasets import memory
 
-from medcne.cli import failures
-from medcne.cli.failures import describe, memory_limits
-
-
-class Args:
-    subset = size = batch_size = width = None
+GIB = 1 << 30
 
 
-@pytest.mark.parametrize("exc", [
-    OSError(errno.ENOMEM, "Cannot allocate memory"),
-    ImportError("libtorch_cpu.so: failed to map segment from shared object"),
-    OSError("could not load library: failed to map segment from shared object"),
-    MemoryError(),
-    RuntimeError("[enforce fail] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
-])
-def test_every_form_of_running_out_of_memory_is_the_memory_line(exc, monkeypatch):
-    monkeypatch.setattr(failures, "memory_limits", lambda: [])
-    line, status = describe(exc, where="RUN", args=Args())
-    assert status == 2 and line.startswith("out of memory (memory); ask for less: lower --subset")
-    assert "RUN" not in line  # not a fault of the output folder
+def tree(root, files: dict) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
-def test_the_memory_line_names_the_limit_the_process_runs_under(monkeypatch):
-    monkeypatch.setattr(failures, "memory_limits", lambda: [("-v", 4 << 30)])
-    line, status = describe(MemoryError(), args=Args())
-    assert status == 2 and "the process runs under ulimit -v 4,194,304 kB" in line and "raise it, or ask for less" in line
-    gpu = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory")
-    assert "ulimit" not in describe(gpu, args=Args())[0]  # a GPU's memory is not the process's limit
+def test_a_limit_of_a_nested_cgroup_v2_scope_counts(tmp_path):
+    # systemd-run --scope -p MemoryMax=400M: the limit sits at the process's own cgroup, not the root.
+    tree(tmp_path, {"memory.max": "max\n", "user.slice/run-1.scope/memory.max": str(400 << 20),
+                    "user.slice/run-1.scope/memory.current": str(100 << 20), "user.slice/memory.max": str(8 * GIB),
+                    "user.slice/memory.current": str(GIB)})
+    (tmp_path / "self").write_text("0::/user.slice/run-1.scope\n")
+    assert memory._cgroup_available(tmp_path, tmp_path / "self") == 300 << 20
 
 
-def test_memory_limits_reads_the_limits_set():
-    code = "from medcne.cli.failures import memory_limits; print(memory_limits())"
-    out = subprocess.run(["bash", "-c", f"ulimit -v 8000000; ulimit -d 7000000; exec {sys.executable} -c '{code}'"],
-                         capture_output=True, text=True, check=True).stdout
-    assert "('-v', 8192000000)" in out and "('-d', 7168000000)" in out
+def test_the_tightest_ancestor_wins_and_a_root_container_limit_still_counts(tmp_path):
+    tree(tmp_path, {"memory.max": str(2 * GIB), "memory.current": str(GIB // 2), "job/memory.max": "max"})
+    (tmp_path / "self").write_text("0::/job\n")
+    assert memory._cgroup_available(tmp_path, tmp_path / "self") == 3 * GIB // 2
 
 
-def test_other_os_errors_still_name_their_path():
-    line, status = describe(OSError(errno.ENOSPC, "No space left", "out/file"))
-    assert status == 2 and line.startswith("out/file: no space left")
+def test_cgroup_v1_limits_count_and_its_no_limit_number_is_none(tmp_path):
+    tree(tmp_path, {"memory/slurm/job7/memory.limit_in_bytes": str(GIB),
+                    "memory/slurm/job7/memory.usage_in_bytes": str(GIB // 4),
+                    "memory/memory.limit_in_bytes": "9223372036854771712", "memory/memory.usage_in_bytes": "5"})
+    (tmp_path / "self").write_text("12:cpu,cpuacct:/slurm/job7\n4:memory:/slurm/job7\n1:name=systemd:/\n")
+    assert memory._cgroup_available(tmp_path, tmp_path / "self") == 3 * GIB // 4
+    (tmp_path / "self").write_text("4:memory:/\n")
+    assert memory._cgroup_available(tmp_path, tmp_path / "self") is None
+
+
+def test_a_process_limit_counts_what_the_process_already_holds():
+    # ulimit -v: what is left for new memory is the limit less the address space already mapped.
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, resource.RLIM_INFINITY)); "
+            "from medcne.datasets import memory; print(memory._rlimit_available(), memory.available_bytes())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    left, available = int(out[0]), int(out[1])
+    assert 0 < left < 6 << 30 and available <= left
