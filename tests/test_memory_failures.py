@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from medcne.cli import failures
-from medcne.cli.failures import describe, memory_limits
+from medcne.cli.failures import describe
 
 
 class Args:

@@ -73,14 +73,9 @@ def _memory_fix(args, gpu: bool = False) -> str:
 def memory_limits() -> list[tuple[str, int]]:
     """The limits on this process's memory that are set: ('-v', bytes) for its address space, ('-d', bytes)
     for its data."""
-    import resource
+    from ..datasets.memory import process_limits
 
-    found = []
-    for flag, which in (("-v", resource.RLIMIT_AS), ("-d", resource.RLIMIT_DATA)):
-        soft = resource.getrlimit(which)[0]
-        if soft != resource.RLIM_INFINITY:
-            found.append((flag, int(soft)))
-    return found
+    return [(flag, soft) for flag, soft, _ in process_limits()]
 
 
 def _out_of_memory(exc: BaseException) -> bool:

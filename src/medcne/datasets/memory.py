@@ -75,22 +75,29 @@ def _cgroup_available(root: Path = Path("/sys/fs/cgroup"), membership: Path = Pa
     return min(found) if found else None
 
 
-def _rlimit_available() -> int | None:
-    """Memory left under this process's own limits (``ulimit -v`` / ``-d``, as HPC schedulers set them)."""
+def process_limits() -> list[tuple[str, int, int]]:
+    """This process's own limits on memory that are set (``ulimit -v`` / ``-d``, as HPC schedulers set
+    them): ('-v' or '-d', the limit, what the process uses of it now), in bytes."""
     try:
         import resource
 
         status = Path("/proc/self/status").read_text()
     except (ImportError, OSError):
-        return None
+        return []
     found = []
-    for name, field in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+    for flag, name, field in (("-v", "RLIMIT_AS", "VmSize"), ("-d", "RLIMIT_DATA", "VmData")):
         soft = resource.getrlimit(getattr(resource, name))[0]
         if soft == resource.RLIM_INFINITY:
             continue
         used = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith(field + ":")), 0)
-        found.append(max(soft - used, 0))
-    return min(found) if found else None
+        found.append((flag, int(soft), used))
+    return found
+
+
+def _rlimit_available() -> int | None:
+    """Memory left under this process's own limits (:func:`process_limits`)."""
+    left = [max(soft - used, 0) for _, soft, used in process_limits()]
+    return min(left) if left else None
 
 
 def available_bytes() -> int | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import itertools
 import mmap
-import resource
 import threading
 import weakref
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from ..defaults import chunk_rows
 from ..errors import DataError, EmptyDatasetError
 from .convert import convert_channels, resize_images
 from .imageset import ImageSet, LazyImages, repeated_ids
-from .memory import format_bytes
+from .memory import format_bytes, process_limits
 from .scancommon import UNLABELLED
 from .store import HEADER_BYTES, PartDamaged, check_part, check_parts, check_unlisted, read_manifest
 from .store_tiles import THUMBNAILS
@@ -57,15 +56,10 @@ def _advise_random(array: np.ndarray) -> None:
 def _map_budget() -> int:
     """Bytes of windows the process may keep mapped now: :data:`MAPPED_BYTES`, or a quarter of what its
     limit on virtual memory leaves besides them when that is less (the rest for its other allocations)."""
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if soft == resource.RLIM_INFINITY:
+    left = [soft - used for flag, soft, used in process_limits() if flag == "-v"]
+    if not left:
         return MAPPED_BYTES
-    try:
-        with open("/proc/self/status") as fh:
-            size = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
-    except (OSError, StopIteration, ValueError):
-        return MAPPED_BYTES
-    return min(MAPPED_BYTES, max(soft - size + _MAPPED[0], 0) // 4)
+    return min(MAPPED_BYTES, max(left[0] + _MAPPED[0], 0) // 4)
 
 
 def _make_room(nbytes: int) -> None:
