@@ -111,6 +111,11 @@ def clusters(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(site):
+    yield from chromium()
+
+
+def chromium():
+    """A headless Chromium for a module's pages (the body of its ``browser`` fixture)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

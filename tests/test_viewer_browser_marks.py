@@ -20,8 +20,7 @@ import medcne.datasets as ds
 from medcne.io import write_json
 from medcne.runs import write_embedding
 from medcne.viewer import build_viewer
-from medcne.viewer.screenshot import launch_chromium
-from test_viewer_browser import CHROMIUM, _need_browser, open_page, screen_positions
+from test_viewer_browser import _need_browser, chromium, open_page, screen_positions
 
 pytestmark = pytest.mark.slow
 QC_HEADER = ["id", "label", "label_issue_score", "suggested_label", "likely_label_error", "duplicate_id",
@@ -36,12 +35,7 @@ def sample():
 
 @pytest.fixture(scope="module")
 def browser(sample):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p, CHROMIUM)
-        yield b
-        b.close()
+    yield from chromium()
 
 
 def clustered(labels, dims, rng, spread=6.0):

@@ -16,10 +16,9 @@ import pytest
 from medcne.io import write_json
 from medcne.runs import read_label_csv, write_embedding
 from medcne.viewer import build_viewer
-from medcne.viewer.screenshot import launch_chromium
 from test_viewer_browser import (
-    CHROMIUM,
     _need_browser,
+    chromium,
     label,
     legend_counts,
     open_page,
@@ -94,12 +93,7 @@ def fully(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(partly):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p, CHROMIUM)
-        yield b
-        b.close()
+    yield from chromium()
 
 
 def current(page) -> list[str]:
