@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from medcne.datasets import load_dataset
-from medcne.datasets.store import StoreWriter
+from medcne.datasets.store_write import StoreWriter
 
 
 def timed(data) -> tuple[float, float]:

@@ -48,7 +48,7 @@ CLASSES = 8
 
 def generate(path: Path, n: int, size: int, seed: int = 0) -> float:
     """Write the store block by block (never all images in memory); returns seconds."""
-    from medcne.datasets.store import StoreWriter
+    from medcne.datasets.store_write import StoreWriter
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size

@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from medcne import TSimCNE
 from medcne.datasets import load_dataset
-from medcne.datasets.store import StoreWriter
+from medcne.datasets.store_write import StoreWriter
 from medcne.device import machine_name
 from medcne.train.store import ImageStore, StreamingStore
 

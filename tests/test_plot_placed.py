@@ -149,3 +149,10 @@ def test_an_npz_placed_into_another_map_is_refused(tmp_path, capsys):
     assert main(["plot", str(a), "--placed", str(new), "--out", str(tmp_path / "c.png")]) == 2
     assert "was made again since" in capsys.readouterr().err
     assert not (tmp_path / "b.png").exists() and not (tmp_path / "c.png").exists()
+
+
+def test_a_provenance_column_named_z_is_no_coordinate_of_a_2d_map(tmp_path, run):
+    Z = np.asarray(run.embedding)[:5]
+    path = save_embedding_file(tmp_path / "new.csv", Z, [f"n{i}" for i in range(5)],
+                               provenance={"z": np.arange(5.0)})
+    assert read_placed(path)[0].shape == (5, 2)

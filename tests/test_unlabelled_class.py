@@ -157,3 +157,13 @@ def test_fit_says_before_training_that_one_class_beside_unlabelled_cannot_be_sco
             "--width", "4", "--batch-size", "16", "--device", "cpu"]
     assert main(argv) == 0
     assert "kNN accuracy and silhouette will be skipped: fewer than two classes" in capsys.readouterr().out
+
+
+def test_info_counts_the_class_unlabelled_as_no_label(tmp_path, capsys):
+    images = np.random.default_rng(0).integers(0, 255, (60, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, labels=(np.arange(60) >= 30).astype(int),
+             class_names=np.array(["tumour", "unlabelled"]))
+    assert main(["info", str(tmp_path / "d.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "classes:  1 (and the class 'unlabelled': no label)" in out
+    assert "fewer than two classes are labeled" in out and "unlabelled (30)" not in out

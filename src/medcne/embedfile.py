@@ -151,7 +151,9 @@ def _csv_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
     header, body = read_table(path)  # strict: UTF-8, one value per column, blank lines skipped
     header = [csv_value(c) for c in header]
-    axes = [c for c in ("x", "y", "z") if c in header] or [c for c in header if c.startswith("dim")]
+    # The coordinates come before `label`, as embed writes them (a provenance column may be named z).
+    first = header[: header.index("label")] if "label" in header else header
+    axes = [c for c in ("x", "y", "z") if c in first] or [c for c in first if c.startswith("dim")]
     if len(axes) < 2:
         raise MedcneError(f"{path}: needs the columns x and y (as `medcne embed` writes them); found "
                           f"{', '.join(header) or 'none'}")

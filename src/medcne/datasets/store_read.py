@@ -38,7 +38,7 @@ MAPPED_BYTES = 1 << 30
 MAPS_OPEN = 64
 _MAPS: OrderedDict = OrderedDict()  # (reader token, part, first row) -> that window's rows, memory-mapped
 _MAPPED = [0]  # bytes of the windows in _MAPS
-_MAPS_LOCK = threading.Lock()
+_MAPS_LOCK = threading.RLock()  # re-entrant: a reader collected while the lock is held lets its windows go
 _TOKENS = itertools.count()
 
 

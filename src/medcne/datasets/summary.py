@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from ..defaults import UNLABELLED
 from .files import listed
 from .imageset import ImageSet, label_problem
 
@@ -16,15 +17,15 @@ def find_problems(data: ImageSet, chunk: int | None = None) -> list[str]:
     if data.labels is None:
         problems.append("no labels: maps can be made, but kNN accuracy and silhouette cannot be measured")
     else:
-        counts = data.class_counts()
+        counts = {n: c for n, c in data.class_counts().items() if n != UNLABELLED}  # no label: no class
         empty = [n for n, c in counts.items() if c == 0]
         rare = [f"{n} ({c})" for n, c in counts.items() if 0 < c < RARE_CLASS]
         if empty:
             problems.append(f"classes without images: {listed(empty, ', ')}")
         if rare:
             problems.append(f"{len(rare):,} classes with fewer than {RARE_CLASS} images: {listed(rare, ', ')}")
-        labeled = data.labels[data.labels >= 0]  # as fit and evaluate count them
-        if len(labeled) and (problem := label_problem(labeled)):
+        labels = data.known_labels()  # as fit and evaluate count them: the class `unlabelled` is no label
+        if problem := label_problem(labels[labels >= 0]):
             problems.append(f"{problem}: a map can be made, but kNN accuracy and silhouette cannot be measured")
     seen: dict[bytes, int] = {}
     duplicates, constant = 0, 0
@@ -58,7 +59,8 @@ def describe(data: ImageSet) -> str:
     ]
     if data.labels is not None:
         counts = data.class_counts()
-        lines.append(f"classes:  {len(counts)}")
+        none = f" (and the class {UNLABELLED!r}: no label)" if UNLABELLED in counts else ""
+        lines.append(f"classes:  {len(counts) - bool(none)}{none}")
         width = max(len(n) for n in counts)
         for i, (name, count) in enumerate(counts.items()):
             lines.append(f"  {i:>3}  {name:<{width}}  {count:>8,}  {100 * count / len(data):5.1f}%")
