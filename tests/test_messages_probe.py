@@ -237,7 +237,7 @@ def test_writing_over_a_stopped_run_without_params_json_does_not_offer_a_resume(
     with pytest.raises(MedcneError, match="holds an unfinished run; pass `overwrite` to replace its run files, or"):
         staging.check(out, False, option="overwrite")
     (out / "params.json").write_text("{}")  # with its record, the resume is offered
-    with pytest.raises(MedcneError, match="`medcne fit --resume"):
+    with pytest.raises(MedcneError, match=r"`resume_run\("):
         staging.check(out, False, option="overwrite")
 
 
