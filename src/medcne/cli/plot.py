@@ -101,7 +101,8 @@ def placed_points(run: Run, path) -> tuple[np.ndarray, np.ndarray | None]:
     from ..embedfile import map_digest, read_placed
 
     Z, names, record = read_placed(path)
-    if record.get("map_digest", map_digest(run.embedding)) != map_digest(run.embedding):
+    digest = map_digest(run.embedding)
+    if record.get("map_digest", digest) != digest:
         into = record.get("placed_into", "another run")
         made = "was made again since" if Path(into) == run.path.resolve() else f"is not {into}"
         raise MedcneError(f"--placed {path}: its images were placed into the map of {into}, and {run.path} {made}; "

@@ -358,6 +358,11 @@ def known_labels(labels, class_names) -> np.ndarray | None:
     return codes
 
 
+def class_count(names) -> int:
+    """How many classes ``names`` holds, the class ``unlabelled`` (no label) not counted."""
+    return sum(name != UNLABELLED for name in names)
+
+
 def label_problem(codes) -> str | None:
     """Why labels ``codes`` (class index per labeled point) cannot score a map, or None when they can.
 

@@ -30,6 +30,31 @@ MERGED = "other (merged)"
 WILDCARD = "*"
 
 
+def class_name_reader(names):
+    """A function that reads a label (as a CSV or a file wrote it) as a class name of ``names``: a label
+    that is one of them as written stays; any other is read without the spaces around it, which may name
+    a class whose own name has spaces around it (a folder named `` basophil``), when only one class does
+    (several: a one-line error); else it is a new class, that text."""
+    names = list(names)
+    spaced: dict[str, list[str]] = {}
+    for name in names:
+        if name.strip() != name:
+            spaced.setdefault(name.strip(), []).append(name)
+
+    def named(label: str) -> str:
+        if label in names:
+            return label
+        text = label.strip()
+        if text in names or text not in spaced:
+            return text
+        if len(spaced[text]) > 1:
+            raise MedcneError(f"the label {text!r} could be any of the classes "
+                              f"{', '.join(map(repr, spaced[text]))}; write the class's name exactly")
+        return spaced[text][0]
+
+    return named
+
+
 def read_labels_map(path) -> dict[str, str]:
     """The ``old -> new`` class names of a two-column CSV (see the module docstring)."""
     path = Path(path)

@@ -6,7 +6,7 @@ import hashlib
 
 from ..defaults import UNLABELLED
 from .files import listed
-from .imageset import ImageSet, label_problem
+from .imageset import ImageSet, class_count, label_problem
 
 RARE_CLASS = 15  # fewer images than the kNN k of the paper's evaluation
 
@@ -60,7 +60,7 @@ def describe(data: ImageSet) -> str:
     if data.labels is not None:
         counts = data.class_counts()
         none = f" (and the class {UNLABELLED!r}: no label)" if UNLABELLED in counts else ""
-        lines.append(f"classes:  {len(counts) - bool(none)}{none}")
+        lines.append(f"classes:  {class_count(counts)}{none}")
         width = max(len(n) for n in counts)
         for i, (name, count) in enumerate(counts.items()):
             lines.append(f"  {i:>3}  {name:<{width}}  {count:>8,}  {100 * count / len(data):5.1f}%")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.imageset import label_range_problem
+from ..datasets.labels import class_name_reader
 from ..errors import MedcneError
 from ..io import atomic_write
 from ..params import say
@@ -171,10 +172,15 @@ def plot_placed(ax, Z, names=None, class_names=None, what: str = "placed images"
     Z = _as_map(Z)
     face = np.tile(np.array([1.0, 1.0, 1.0, 1.0]), (len(Z), 1))
     if names is not None and class_names:
-        colors, index = class_colors(len(class_names)), {str(c): i for i, c in enumerate(class_names)}
-        index.update({k.strip(): i for k, i in index.items() if k.strip() not in index})
-        codes = np.array([index.get(str(n), index.get(str(n).strip(), -1)) for n in names])
-        face[codes >= 0] = colors[codes[codes >= 0]]
+        class_names = [str(c) for c in class_names]
+        named, code = class_name_reader(class_names), {}
+        for name in set(map(str, names)):  # read as evaluate reads labels; a name two classes may bear: none
+            try:
+                code[name] = class_names.index(named(name)) if named(name) in class_names else -1
+            except MedcneError:
+                code[name] = -1
+        codes = np.array([code[str(n)] for n in names])
+        face[codes >= 0] = class_colors(len(class_names))[codes[codes >= 0]]
     size = max(4.0 * point_style(len(Z))[0], 12.0)
     ax.scatter(Z[:, 0], Z[:, 1], s=size, c=face, edgecolors="black", linewidths=0.6, zorder=3)
     if not legend:

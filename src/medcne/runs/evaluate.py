@@ -17,15 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets.imageset import known_labels, label_problem
-from ..datasets.labels import map_labels, merge_rare_labels, read_labels_map, unused_note
+from ..datasets.imageset import class_count, known_labels, label_problem
+from ..datasets.labels import (
+    class_name_reader,
+    map_labels,
+    merge_rare_labels,
+    read_labels_map,
+    unused_note,
+)
 from ..datasets.memory import check_memory
 from ..defaults import (
     KNN_K,
     KNN_SPLITS,
     PRESERVATION_QUERIES,
     SILHOUETTE_EXACT_MAX,
-    UNLABELLED,
     chunk_rows,
 )
 from ..errors import MedcneError, MissingColumnError
@@ -122,25 +127,8 @@ def on_other_labels(metrics: dict) -> bool:
 
 
 def as_class_names(labels: dict[str, str], names) -> dict[str, str]:
-    """``labels`` (by id, as a CSV wrote them) as class names: a label that is one of ``names`` as written
-    stays; any other is read without the spaces around it, which may name a class whose own name has
-    spaces around it (a folder named `` basophil``), when only one class does; else it is a new class."""
-    spaced: dict[str, list[str]] = {}
-    for name in names:
-        if name.strip() != name:
-            spaced.setdefault(name.strip(), []).append(name)
-
-    def named(label: str) -> str:
-        if label in names:
-            return label
-        text = label.strip()
-        if text in names or text not in spaced:
-            return text
-        if len(spaced[text]) > 1:
-            raise MedcneError(f"the label {text!r} could be any of the classes "
-                              f"{', '.join(map(repr, spaced[text]))}; write the class's name exactly")
-        return spaced[text][0]
-
+    """``labels`` (by id, as a CSV wrote them) as class names of ``names`` (:func:`class_name_reader`)."""
+    named = class_name_reader(names)
     return {i: named(label) for i, label in labels.items()}
 
 
@@ -219,11 +207,6 @@ def run_labels(run: Run, overrides: dict[str, str] | None = None, labels_map=Non
         if rare:
             notes.append(f"merged {len(rare)} classes with fewer than {merge_rare} images into {names[-1]!r}")
     return codes, names, notes
-
-
-def class_count(names) -> int:
-    """How many classes ``names`` holds, the class ``unlabelled`` (no label) not counted."""
-    return sum(name != UNLABELLED for name in names)
 
 
 def _override_labels(run: Run, overrides: dict[str, str] | None) -> tuple[np.ndarray, list[str], list[str]]:
