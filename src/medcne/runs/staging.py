@@ -140,6 +140,11 @@ def _check_staging(out: Path) -> Path:
     return staged
 
 
+def resume_command(out) -> str:
+    """How this user continues the interrupted run ``out``: the command, or the Python call."""
+    return as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
+
+
 def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: Iterable = ()) -> None:
     """Refuse, with one line, a run folder ``out`` that may not be written (see the module's docstring).
 
@@ -157,7 +162,7 @@ def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: I
     if staged.is_dir() and not complete and not replace:
         raise MedcneError(
             f"`out` {out}: an interrupted replacement of this run is in {staged}; continue it with "
-            + as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`") + f", or pass `{option}` to start again"
+            + resume_command(out) + f", or pass `{option}` to start again"
         )
     nonempty = out.is_dir() and any(out.iterdir())
     if nonempty and not is_run_folder(out):
@@ -167,8 +172,7 @@ def check(out, replace: bool, *, option: str, refuse_any: bool = True, inputs: I
         finished = complete or is_finished(out)
         what = "already holds a finished run" if finished else "holds an unfinished run"
         resumable = not finished and (out / CHECKPOINT).exists() and (out / PARAMS).is_file()  # both: resume_run
-        resume = as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
-        hint = f", {resume} to continue it" if resumable else ""
+        hint = f", {resume_command(out)} to continue it" if resumable else ""
         raise MedcneError(f"`out` {out} {what}; pass `{option}` to replace its run files{hint}, or choose another folder")
 
 

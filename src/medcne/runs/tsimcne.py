@@ -273,7 +273,7 @@ def _stopped(work: Path, out: Path, exc: BaseException, verbose: bool) -> None:
     """
     end_progress_bars()
     resumable = _resumable(work)
-    resume = as_user(f"`medcne fit --resume {out}`", f"`resume_run({str(out)!r})`")
+    resume = staging.resume_command(out)
     if isinstance(exc, KeyboardInterrupt):
         if verbose and resumable:
             print(f"interrupted; continue with {resume}")
