@@ -77,21 +77,24 @@ def _cgroup_available(root: Path = Path("/sys/fs/cgroup"), membership: Path = Pa
 
 def process_limits() -> list[tuple[str, int, int]]:
     """This process's own limits on memory that are set (``ulimit -v`` / ``-d``, as HPC schedulers set
-    them): ('-v' or '-d', the limit, what the process uses of it now), in bytes."""
+    them): ('-v' or '-d', the limit, what the process uses of it now), in bytes. /proc is read only
+    when a limit is set (the store reader asks at every window it maps)."""
     try:
         import resource
-
-        status = Path("/proc/self/status").read_text()
-    except (ImportError, OSError):
+    except ImportError:
         return []
-    found = []
-    for flag, name, field in (("-v", "RLIMIT_AS", "VmSize"), ("-d", "RLIMIT_DATA", "VmData")):
-        soft = resource.getrlimit(getattr(resource, name))[0]
-        if soft == resource.RLIM_INFINITY:
-            continue
-        used = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith(field + ":")), 0)
-        found.append((flag, int(soft), used))
-    return found
+    limits = [(flag, field, resource.getrlimit(getattr(resource, name))[0])
+              for flag, name, field in (("-v", "RLIMIT_AS", "VmSize"), ("-d", "RLIMIT_DATA", "VmData"))]
+    limits = [(flag, field, soft) for flag, field, soft in limits if soft != resource.RLIM_INFINITY]
+    if not limits:
+        return []
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return []
+    used = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status.splitlines()
+            if line.startswith(("VmSize:", "VmData:"))}
+    return [(flag, int(soft), used.get(field, 0)) for flag, field, soft in limits]
 
 
 def _rlimit_available() -> int | None:
